@@ -1,0 +1,149 @@
+// extern "C" wrappers over the C++ API. No exception crosses this boundary:
+// translate_exceptions() maps each to a status and keeps the message in a
+// thread-local for cellrt_last_error() (the cuVS / faiss pattern).
+#include "cellrt/c_api.h"
+
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "cellrt/cellrt.h"
+#include "core/check.h"
+
+namespace {
+
+thread_local std::string g_last_error;
+
+template <typename Fn>
+cellrt_status_t translate_exceptions(Fn&& fn) {
+  g_last_error.clear();
+  try {
+    fn();
+    return CELLRT_STATUS_OK;
+  } catch (const cellrt::NotCompiledError& e) {
+    g_last_error = e.what();
+    return CELLRT_STATUS_NOT_COMPILED;
+  } catch (const std::invalid_argument& e) {
+    g_last_error = e.what();
+    return CELLRT_STATUS_INVALID_ARGUMENT;
+  } catch (const std::out_of_range& e) {
+    g_last_error = e.what();
+    return CELLRT_STATUS_OUT_OF_RANGE;
+  } catch (const std::bad_alloc&) {
+    g_last_error = "out of host memory";
+    return CELLRT_STATUS_RUNTIME_ERROR;
+  } catch (const std::exception& e) {
+    g_last_error = e.what();
+    return CELLRT_STATUS_RUNTIME_ERROR;
+  } catch (...) {
+    g_last_error = "unknown error";
+    return CELLRT_STATUS_UNKNOWN_ERROR;
+  }
+}
+
+// A struct from an older caller is shorter: copy the fields it has and keep
+// the defaults for the rest. A struct_size that is too small to hold the
+// size field itself is rejected.
+template <typename T>
+T versioned_copy(const T* in, const T& defaults, const char* name) {
+  T out = defaults;
+  if (in == nullptr) return out;
+  CELLRT_CHECK(in->struct_size >= sizeof(size_t), name, ".struct_size should be set to sizeof(", name,
+               "), got ", in->struct_size);
+  std::memcpy(&out, in, in->struct_size < sizeof(T) ? in->struct_size : sizeof(T));
+  out.struct_size = sizeof(T);
+  return out;
+}
+
+cellrt::TensorView to_view(const cellrt_tensor_t* t, const char* name) {
+  CELLRT_CHECK(t != nullptr, name, " should not be NULL");
+  cellrt_tensor_t defaults{};
+  cellrt_tensor_t c = versioned_copy(t, defaults, name);
+  CELLRT_CHECK(c.ndim >= 0 && c.ndim <= 4, name, ".ndim should be 0..4, got ", c.ndim);
+  CELLRT_CHECK(c.dtype >= 0 && c.dtype <= 4, name, ".dtype should be a cellrt_dtype_t, got ", c.dtype);
+  CELLRT_CHECK(c.device == 0 || c.device == 1, name, ".device should be a cellrt_device_t, got ", c.device);
+  CELLRT_CHECK(c.data != nullptr, name, ".data should not be NULL");
+  cellrt::TensorView v;
+  v.data = c.data;
+  v.dtype = static_cast<cellrt::DType>(c.dtype);
+  v.device = static_cast<cellrt::Device>(c.device);
+  v.ndim = c.ndim;
+  for (int i = 0; i < c.ndim; ++i) {
+    v.shape[i] = c.shape[i];
+    v.strides[i] = c.strides[i];
+  }
+  return v;
+}
+
+void write_counts(cellrt_counts_t* counts, int64_t uncovered, int64_t nonfinite) {
+  if (counts == nullptr) return;
+  CELLRT_CHECK(counts->struct_size >= sizeof(cellrt_counts_t), "counts.struct_size should be ",
+               sizeof(cellrt_counts_t), ", got ", counts->struct_size);
+  counts->uncovered = uncovered;
+  counts->nonfinite = nonfinite;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* cellrt_last_error(void) { return g_last_error.c_str(); }
+const char* cellrt_version(void) { return cellrt::version(); }
+int32_t cellrt_c_api_version(void) { return CELLRT_C_API_VERSION; }
+int32_t cellrt_has_cuda(void) { return cellrt::built_with_cuda() ? 1 : 0; }
+int32_t cellrt_cuda_device_count(void) { return cellrt::cuda_device_count(); }
+
+void cellrt_tile_options_init(cellrt_tile_options_t* options) {
+  if (options == nullptr) return;
+  const cellrt::TileOptions d;
+  *options = cellrt_tile_options_t{sizeof(cellrt_tile_options_t), d.scale, d.offset, d.num_threads};
+}
+
+void cellrt_stitch_options_init(cellrt_stitch_options_t* options) {
+  if (options == nullptr) return;
+  const cellrt::StitchOptions d;
+  *options = cellrt_stitch_options_t{sizeof(cellrt_stitch_options_t), static_cast<int32_t>(d.blend),
+                                     d.overlap_y, d.overlap_x, d.sigma_scale,
+                                     static_cast<int32_t>(d.activation), d.argmax ? 1 : 0,
+                                     d.fill_value, d.num_threads};
+}
+
+cellrt_status_t cellrt_tile(const cellrt_tensor_t* image, const int64_t* origins, const cellrt_tensor_t* tiles,
+                            const cellrt_tile_options_t* options, void* cuda_stream, cellrt_counts_t* counts) {
+  return translate_exceptions([&] {
+    cellrt_tile_options_t defaults;
+    cellrt_tile_options_init(&defaults);
+    const cellrt_tile_options_t o = versioned_copy(options, defaults, "cellrt_tile_options_t");
+    cellrt::TileOptions opts;
+    opts.scale = o.scale;
+    opts.offset = o.offset;
+    opts.num_threads = o.num_threads;
+    const cellrt::TileResult r =
+        cellrt::tile(to_view(image, "image"), origins, to_view(tiles, "tiles"), opts, cuda_stream);
+    write_counts(counts, 0, r.nonfinite);
+  });
+}
+
+cellrt_status_t cellrt_stitch(const cellrt_tensor_t* tiles, const int64_t* origins, const cellrt_tensor_t* out,
+                              const cellrt_stitch_options_t* options, void* cuda_stream, cellrt_counts_t* counts) {
+  return translate_exceptions([&] {
+    cellrt_stitch_options_t defaults;
+    cellrt_stitch_options_init(&defaults);
+    const cellrt_stitch_options_t o = versioned_copy(options, defaults, "cellrt_stitch_options_t");
+    cellrt::StitchOptions opts;
+    opts.blend = static_cast<cellrt::Blend>(o.blend);
+    opts.overlap_y = o.overlap_y;
+    opts.overlap_x = o.overlap_x;
+    opts.sigma_scale = o.sigma_scale;
+    opts.activation = static_cast<cellrt::Activation>(o.activation);
+    opts.argmax = o.argmax != 0;
+    opts.fill_value = o.fill_value;
+    opts.num_threads = o.num_threads;
+    const cellrt::StitchResult r =
+        cellrt::stitch(to_view(tiles, "tiles"), origins, to_view(out, "out"), opts, cuda_stream);
+    write_counts(counts, r.uncovered, r.nonfinite);
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,142 @@
+/*
+ * cellrt C ABI: a stable, exception-free interface to the cellrt kernels for
+ * acquisition software in any language that can call C.
+ *
+ * Conventions
+ *  - Every function returns a cellrt_status_t. On failure a message is kept
+ *    per thread; cellrt_last_error() returns it until the next call on that
+ *    thread.
+ *  - Structs that cross the boundary begin with `struct_size`; callers set it
+ *    to sizeof(the struct) as they compiled it, so fields can be appended in
+ *    later versions without breaking old binaries. Initialise options with
+ *    the cellrt_*_options_init() functions.
+ *  - The ABI only grows: functions and enum values are appended, never
+ *    changed or removed. CUDA entry points exist in CPU-only builds and
+ *    return CELLRT_STATUS_NOT_COMPILED.
+ *  - Calls with device memory are stream-ordered on the given cudaStream_t
+ *    (NULL: default stream) and return after the stream has finished, since
+ *    they report counts.
+ */
+#ifndef CELLRT_C_API_H_
+#define CELLRT_C_API_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cellrt/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CELLRT_C_API_VERSION 1
+
+typedef enum cellrt_status_t {
+  CELLRT_STATUS_OK = 0,
+  CELLRT_STATUS_INVALID_ARGUMENT = 1, /* bad shape, dtype, option or pointer */
+  CELLRT_STATUS_OUT_OF_RANGE = 2,
+  CELLRT_STATUS_NOT_COMPILED = 3,     /* e.g. CUDA memory passed to a CPU-only build */
+  CELLRT_STATUS_RUNTIME_ERROR = 4,    /* CUDA failure and other runtime errors */
+  CELLRT_STATUS_UNKNOWN_ERROR = 5
+} cellrt_status_t;
+
+typedef enum cellrt_dtype_t {
+  CELLRT_DTYPE_UINT8 = 0,
+  CELLRT_DTYPE_UINT16 = 1,
+  CELLRT_DTYPE_FLOAT16 = 2,
+  CELLRT_DTYPE_FLOAT32 = 3,
+  CELLRT_DTYPE_INT32 = 4
+} cellrt_dtype_t;
+
+typedef enum cellrt_device_t { CELLRT_DEVICE_CPU = 0, CELLRT_DEVICE_CUDA = 1 } cellrt_device_t;
+
+typedef enum cellrt_blend_t {
+  CELLRT_BLEND_CONSTANT = 0,
+  CELLRT_BLEND_LINEAR = 1,
+  CELLRT_BLEND_COSINE = 2,
+  CELLRT_BLEND_GAUSSIAN = 3,
+  CELLRT_BLEND_CROP = 4
+} cellrt_blend_t;
+
+typedef enum cellrt_activation_t {
+  CELLRT_ACTIVATION_NONE = 0,
+  CELLRT_ACTIVATION_SIGMOID = 1,
+  CELLRT_ACTIVATION_SOFTMAX = 2
+} cellrt_activation_t;
+
+/* A non-owning view of an array of up to 4 dimensions; strides in elements. */
+typedef struct cellrt_tensor_t {
+  size_t struct_size;
+  void* data;
+  int32_t dtype;  /* cellrt_dtype_t */
+  int32_t device; /* cellrt_device_t */
+  int32_t ndim;
+  int64_t shape[4];
+  int64_t strides[4];
+} cellrt_tensor_t;
+
+typedef struct cellrt_tile_options_t {
+  size_t struct_size;
+  const float* scale;  /* [C] or NULL (1) */
+  const float* offset; /* [C] or NULL (0) */
+  int32_t num_threads; /* 0: all hardware threads */
+} cellrt_tile_options_t;
+
+typedef struct cellrt_stitch_options_t {
+  size_t struct_size;
+  int32_t blend;      /* cellrt_blend_t */
+  int32_t overlap_y;  /* taper width in pixels, [0, tile_h) */
+  int32_t overlap_x;  /* taper width in pixels, [0, tile_w) */
+  float sigma_scale;  /* gaussian sigma / tile side */
+  int32_t activation; /* cellrt_activation_t */
+  int32_t argmax;     /* nonzero: out is [H, W] int32 class indices */
+  float fill_value;   /* written where no tile covers a pixel */
+  int32_t num_threads;
+} cellrt_stitch_options_t;
+
+typedef struct cellrt_counts_t {
+  size_t struct_size;
+  int64_t uncovered; /* stitch: pixels covered by no tile */
+  int64_t nonfinite; /* values that are NaN or infinite */
+} cellrt_counts_t;
+
+/* Message of the last failed call on this thread ("" if none). Owned by the
+ * library, valid until the next cellrt call on this thread. */
+CELLRT_EXPORT const char* cellrt_last_error(void);
+
+/* "MAJOR.MINOR.PATCH" of the library. */
+CELLRT_EXPORT const char* cellrt_version(void);
+
+/* CELLRT_C_API_VERSION the library was built with. */
+CELLRT_EXPORT int32_t cellrt_c_api_version(void);
+
+/* 1 when built with CUDA kernels, else 0. */
+CELLRT_EXPORT int32_t cellrt_has_cuda(void);
+
+/* Number of usable CUDA devices now (0 without a driver or GPU). */
+CELLRT_EXPORT int32_t cellrt_cuda_device_count(void);
+
+/* Fill options with the defaults of the C++ API (gaussian blend, sigma
+ * scale 0.125, no activation, fill 0, all threads). */
+CELLRT_EXPORT void cellrt_tile_options_init(cellrt_tile_options_t* options);
+CELLRT_EXPORT void cellrt_stitch_options_init(cellrt_stitch_options_t* options);
+
+/* See cellrt/tile.h: image [C,H,W] u8/u16/f32 -> tiles [N,C,th,tw] f32/f16.
+ * origins: host int64 [N*2] (y, x). counts may be NULL. */
+CELLRT_EXPORT cellrt_status_t cellrt_tile(const cellrt_tensor_t* image, const int64_t* origins,
+                                          const cellrt_tensor_t* tiles,
+                                          const cellrt_tile_options_t* options, void* cuda_stream,
+                                          cellrt_counts_t* counts);
+
+/* See cellrt/stitch.h: tiles [N,C,th,tw] f32/f16 -> out [C,H,W] f32 (or
+ * [H,W] int32 with argmax). counts may be NULL. */
+CELLRT_EXPORT cellrt_status_t cellrt_stitch(const cellrt_tensor_t* tiles, const int64_t* origins,
+                                            const cellrt_tensor_t* out,
+                                            const cellrt_stitch_options_t* options, void* cuda_stream,
+                                            cellrt_counts_t* counts);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CELLRT_C_API_H_ */

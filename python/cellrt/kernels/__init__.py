@@ -1,0 +1,28 @@
+"""Image kernels of cellrt, each available on several backends.
+
+Every kernel takes ``backend='auto' | 'cuda' | 'cpu' | 'numba'``:
+
+- ``cuda``: the CUDA kernels of the compiled extension, for device arrays
+  (cupy or anything with ``__cuda_array_interface__``);
+- ``cpu``: the same kernel arithmetic compiled for the host, multithreaded;
+- ``numba``: a pure-Python implementation written from the documented
+  contract, the fallback and the independent reference.
+
+``auto`` picks ``cuda`` for device arrays and otherwise ``cpu`` when the
+extension is built, else ``numba``. Asking for a backend that is not
+available raises :class:`BackendUnavailableError`; nothing falls back
+silently.
+"""
+
+from ._backend import BackendUnavailableError, available_backends
+from .stitch import BLEND_MODES, TileBatch, stitch, tile, tile_origins
+
+__all__ = [
+    "BLEND_MODES",
+    "BackendUnavailableError",
+    "TileBatch",
+    "available_backends",
+    "stitch",
+    "tile",
+    "tile_origins",
+]

@@ -1,0 +1,64 @@
+"""Backend discovery and selection shared by all kernels."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from .._build import _core, core_error, cuda_device_count, has_cuda
+
+BACKENDS = ("cuda", "cpu", "numba")
+
+
+class BackendUnavailableError(RuntimeError):
+    """A kernel backend was requested that this installation cannot run."""
+
+
+def _numba_available() -> bool:
+    return importlib.util.find_spec("numba") is not None
+
+
+def available_backends() -> list[str]:
+    """Backends usable now, fastest first."""
+    found = []
+    if has_cuda() and cuda_device_count() > 0:
+        found.append("cuda")
+    if _core is not None:
+        found.append("cpu")
+    if _numba_available():
+        found.append("numba")
+    return found
+
+
+def is_device_array(a) -> bool:
+    return hasattr(a, "__cuda_array_interface__")
+
+
+def resolve(op: str, backend: str, device_input: bool) -> str:
+    """Turns ``backend`` into a concrete backend for an input, or raises."""
+    if backend not in ("auto",) + BACKENDS:
+        raise ValueError(f"{op}: backend should be one of 'auto', 'cuda', 'cpu', 'numba', got {backend!r}")
+    if backend == "auto":
+        if device_input:
+            backend = "cuda"
+        elif _core is not None:
+            backend = "cpu"
+        else:
+            backend = "numba"
+    if backend == "cuda":
+        if not device_input:
+            raise ValueError(
+                f"{op}: backend 'cuda' takes device arrays (e.g. cupy); got a host array. "
+                "Move it with cupy.asarray() or use backend='cpu'."
+            )
+        if not has_cuda():
+            raise BackendUnavailableError(f"{op}: backend 'cuda' unavailable: cellrt was built without CUDA")
+        if cuda_device_count() == 0:
+            raise BackendUnavailableError(f"{op}: backend 'cuda' unavailable: no CUDA device is visible")
+        return backend
+    if device_input:
+        raise ValueError(f"{op}: backend {backend!r} takes host (numpy) arrays; got a device array")
+    if backend == "cpu" and _core is None:
+        raise BackendUnavailableError(f"{op}: backend 'cpu' unavailable: cellrt._core failed to import ({core_error()})")
+    if backend == "numba" and not _numba_available():
+        raise BackendUnavailableError(f"{op}: backend 'numba' unavailable: numba is not installed")
+    return backend

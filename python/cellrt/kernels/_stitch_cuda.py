@@ -1,0 +1,52 @@
+"""cupy glue for the CUDA tile and stitch kernels of the extension.
+
+Device arrays cross into C++ as (pointer, dtype code, shape, strides) read
+from ``__cuda_array_interface__``; the kernels run on cupy's current stream.
+"""
+
+from __future__ import annotations
+
+import cupy as cp
+import numpy as np
+
+from .._build import _core
+from .stitch import dtype_code
+
+
+def _describe(a):
+    iface = a.__cuda_array_interface__
+    itemsize = np.dtype(a.dtype).itemsize
+    shape = [int(s) for s in iface["shape"]]
+    if iface.get("strides") is None:
+        strides = [1] * len(shape)
+        for i in range(len(shape) - 2, -1, -1):
+            strides[i] = strides[i + 1] * shape[i + 1]
+    else:
+        strides = [int(s) // itemsize for s in iface["strides"]]
+    return int(iface["data"][0]), dtype_code(a.dtype), shape, strides
+
+
+def _stream() -> int:
+    return int(cp.cuda.get_current_stream().ptr)
+
+
+def tile(image, origins, tile_h, tile_w, scale, offset, dtype):
+    image = cp.asarray(image)
+    ptr, code, shape, strides = _describe(image)
+    out = cp.empty((origins.shape[0], shape[0], tile_h, tile_w), dtype)
+    out_ptr, out_code, out_shape, _ = _describe(out)
+    nonfinite = _core.tile_cuda(ptr, code, shape, strides, origins, out_ptr, out_code, out_shape,
+                                scale, offset, _stream())
+    return out, int(nonfinite)
+
+
+def stitch(tiles, origins, out_shape, out_dtype, mode, overlap_y, overlap_x, sigma_scale, activation, argmax,
+           fill_value):
+    tiles = cp.asarray(tiles)
+    ptr, code, shape, strides = _describe(tiles)
+    out = cp.empty(out_shape, out_dtype)
+    out_ptr, out_code, _, _ = _describe(out)
+    uncovered, nonfinite = _core.stitch_cuda(ptr, code, shape, strides, origins, out_ptr, out_code,
+                                             list(out_shape), mode, overlap_y, overlap_x, float(sigma_scale),
+                                             activation, bool(argmax), float(fill_value), _stream())
+    return out, int(uncovered), int(nonfinite)

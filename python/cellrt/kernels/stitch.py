@@ -1,0 +1,459 @@
+"""Tile an image into an overlapping batch and stitch model outputs back.
+
+``tile`` and ``stitch`` are mirrors: ``tile`` cuts a ``[C, H, W]`` image
+into ``[N, C, th, tw]`` tiles on a regular grid (last tile flush with the
+border, images smaller than a tile mirrored), optionally normalising and
+casting on the way; ``stitch`` blends ``[N, C', th, tw]`` model outputs
+back into a ``[C', H, W]`` image, optionally applying the final activation
+or argmax in the same pass.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _backend
+
+BLEND_MODES = ("constant", "linear", "cosine", "gaussian", "crop")
+_ACTIVATIONS = {None: 0, "none": 0, "sigmoid": 1, "softmax": 2}
+_NAN_POLICIES = ("raise", "propagate")
+_NATIVE_IMAGE_DTYPES = (np.uint8, np.uint16, np.float32)
+_DTYPE_CODES = {np.dtype(np.uint8): 0, np.dtype(np.uint16): 1, np.dtype(np.float16): 2,
+                np.dtype(np.float32): 3, np.dtype(np.int32): 4}
+MAX_FUSED_CHANNELS = 64
+
+
+class TileBatch(NamedTuple):
+    """Result of :func:`tile`."""
+
+    tiles: np.ndarray
+    """``[N, C, th, tw]`` float32 or float16, C-contiguous."""
+    origins: np.ndarray
+    """``[N, 2]`` int64, (y, x) of each tile's top-left corner, raster order."""
+
+
+def _pair(value, name: str, op: str) -> tuple:
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{op}: {name} should be a number or a (y, x) pair, got {value!r}")
+        return tuple(value)
+    return (value, value)
+
+
+def _tile_hw(tile_size, op: str) -> tuple[int, int]:
+    th, tw = _pair(tile_size, "tile_size", op)
+    for t in (th, tw):
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1:
+            raise ValueError(f"{op}: tile_size should be a positive int or a (y, x) pair of them, got {tile_size!r}")
+    return int(th), int(tw)
+
+
+def resolve_overlap(overlap, tile_hw: tuple[int, int], op: str = "tile") -> tuple[int, int]:
+    """Overlap in pixels per axis from pixels (int) or a fraction of the tile.
+
+    A fraction ``f`` in ``[0, 1)`` means a stride of ``int(tile * (1 - f))``
+    pixels (at least 1), as MONAI's ``sliding_window_inference`` computes it.
+    """
+    result = []
+    for o, t, axis in zip(_pair(overlap, "overlap", op), tile_hw, "yx"):
+        if isinstance(o, bool) or not isinstance(o, (int, np.integer, float, np.floating)):
+            raise ValueError(f"{op}: overlap should be an int (pixels) or a float in [0, 1), got {overlap!r}")
+        if isinstance(o, (float, np.floating)):
+            if not (0.0 <= o < 1.0):
+                raise ValueError(f"{op}: overlap as a fraction should be in [0, 1), got {o!r} for axis {axis}")
+            result.append(t - max(1, int(t * (1.0 - o))))
+        else:
+            if not (0 <= o < t):
+                raise ValueError(f"{op}: overlap should be in [0, tile) = [0, {t}) pixels for axis {axis}, got {o}")
+            result.append(int(o))
+    return result[0], result[1]
+
+
+def _axis_origins(length: int, tile: int, overlap: int) -> np.ndarray:
+    if length <= tile:
+        return np.zeros(1, np.int64)
+    stride = tile - overlap
+    count = math.ceil((length - tile) / stride) + 1
+    return np.minimum(np.arange(count, dtype=np.int64) * stride, length - tile)
+
+
+def tile_origins(image_shape, tile_size, overlap=0.25) -> np.ndarray:
+    """Top-left corners of a regular tile grid over an image.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(H, W)`` or ``(C, H, W)``.
+    tile_size : int or (int, int)
+        Tile side, or ``(th, tw)``.
+    overlap : int, float or pair
+        Pixels shared by neighbouring tiles, or a fraction of the tile in
+        ``[0, 1)``.
+
+    Returns
+    -------
+    origins : (N, 2) int64 ndarray
+        ``(y, x)`` in raster order; the last tile of each row and column sits
+        flush with the border; an axis shorter than the tile has one origin, 0.
+
+    Examples
+    --------
+    >>> tile_origins((5, 700), 256, overlap=0.25)[:, 1].tolist()
+    [0, 192, 384, 444]
+    """
+    if len(image_shape) not in (2, 3):
+        raise ValueError(f"tile_origins: image_shape should be (H, W) or (C, H, W), got {tuple(image_shape)!r}")
+    height, width = (int(s) for s in image_shape[-2:])
+    if height < 1 or width < 1:
+        raise ValueError(f"tile_origins: image_shape should be non-empty, got {tuple(image_shape)!r}")
+    th, tw = _tile_hw(tile_size, "tile_origins")
+    oy, ox = resolve_overlap(overlap, (th, tw), "tile_origins")
+    ys, xs = _axis_origins(height, th, oy), _axis_origins(width, tw, ox)
+    grid = np.empty((ys.size, xs.size, 2), np.int64)
+    grid[..., 0] = ys[:, None]
+    grid[..., 1] = xs[None, :]
+    return grid.reshape(-1, 2)
+
+
+def _integer_percentiles(values: np.ndarray, qs) -> np.ndarray:
+    # Exact np.percentile(..., method="linear") from a histogram: one pass
+    # instead of a partial sort of every pixel.
+    counts = np.bincount(values.ravel(), minlength=1)
+    cumulative = np.cumsum(counts)
+    n = cumulative[-1]
+    out = []
+    for q in qs:
+        pos = q / 100.0 * (n - 1)
+        lo = int(math.floor(pos))
+        hi = min(lo + 1, n - 1)
+        v_lo = np.searchsorted(cumulative, lo, side="right")
+        v_hi = np.searchsorted(cumulative, hi, side="right")
+        out.append(v_lo + (pos - lo) * (v_hi - v_lo))
+    return np.asarray(out, np.float64)
+
+
+def percentile_normalization(image, percentiles=(1.0, 99.8)) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``(scale, offset)`` mapping percentile ``lo`` to 0 and ``hi`` to 1.
+
+    A channel whose two percentiles coincide (a flat field) gets scale 0, so
+    it normalises to zeros instead of dividing by zero.
+    """
+    lo_q, hi_q = percentiles
+    if not (0.0 <= lo_q < hi_q <= 100.0):
+        raise ValueError(f"tile: percentiles should satisfy 0 <= lo < hi <= 100, got {percentiles!r}")
+    xp = np
+    if _backend.is_device_array(image):
+        import cupy as xp  # noqa: PLC0415 - GPU extra only
+    scale, offset = [], []
+    for channel in image:
+        if xp is np and channel.dtype in (np.uint8, np.uint16):
+            lo, hi = _integer_percentiles(channel, (lo_q, hi_q))
+        else:
+            lo, hi = (float(v) for v in xp.percentile(channel, [lo_q, hi_q]))
+        offset.append(lo)
+        scale.append(1.0 / (hi - lo) if hi > lo else 0.0)
+    return np.asarray(scale, np.float32), np.asarray(offset, np.float32)
+
+
+def _per_channel(value, channels: int, name: str, default: float) -> np.ndarray:
+    if value is None:
+        return np.full(channels, default, np.float32)
+    arr = np.asarray(value, np.float64).reshape(-1)
+    if arr.size == 1:
+        arr = np.repeat(arr, channels)
+    if arr.size != channels:
+        raise ValueError(f"tile: {name} should be a scalar or one value per channel ({channels}), got {arr.size}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"tile: {name} should be finite, got {value!r}")
+    return arr.astype(np.float32)
+
+
+def _check_policy(nan_policy: str, op: str) -> None:
+    if nan_policy not in _NAN_POLICIES:
+        raise ValueError(f"{op}: nan_policy should be 'raise' or 'propagate', got {nan_policy!r}")
+
+
+def _as_image(image, op: str):
+    device = _backend.is_device_array(image)
+    if not device:
+        image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim != 3:
+        raise ValueError(f"{op}: image should have shape (H, W) or (C, H, W), got {tuple(image.shape)}")
+    if 0 in image.shape:
+        raise ValueError(f"{op}: image should be non-empty, got shape {tuple(image.shape)}")
+    dt = np.dtype(image.dtype)
+    if dt.kind not in "buif":
+        raise ValueError(f"{op}: image should be numeric, got dtype {dt}")
+    if dt not in [np.dtype(t) for t in _NATIVE_IMAGE_DTYPES]:
+        # Other numeric types are read as float32 (one copy).
+        image = image.astype(np.float32)
+    return image, device
+
+
+def tile(image, tile_size, overlap=0.25, *, dtype=np.float32, normalize=None, percentiles=(1.0, 99.8),
+         scale=None, offset=None, nan_policy="raise", backend="auto", num_threads=0) -> TileBatch:
+    """Cut an image into overlapping tiles, normalised and cast in one pass.
+
+    Parameters
+    ----------
+    image : (H, W) or (C, H, W) array
+        uint8, uint16 and float32 are read directly (any strides); other
+        numeric types are converted to float32 first. A cupy array runs on
+        the CUDA backend and returns cupy tiles.
+    tile_size : int or (int, int)
+        Tile side(s) in pixels, the model's input size.
+    overlap : int, float or pair, default 0.25
+        Pixels shared by neighbouring tiles, or a fraction of the tile in
+        ``[0, 1)`` (MONAI's convention). Must be below the tile size.
+    dtype : {numpy.float32, numpy.float16}
+        Element type of the tiles.
+    normalize : {None, 'percentile', 'fixed'}
+        ``'percentile'``: per channel, map the ``percentiles`` (lo, hi) of the
+        image to 0 and 1 (CSBDeep-style, no clipping). ``'fixed'``: apply
+        ``(pixel - offset) * scale``. None (default): values pass unchanged.
+    percentiles : (float, float)
+        Percentiles for ``normalize='percentile'``; exact (histogram-based
+        for 8/16-bit images).
+    scale, offset : float or sequence of float, optional
+        Per-channel values for ``normalize='fixed'``.
+    nan_policy : {'raise', 'propagate'}
+        ``'raise'`` (default) raises ValueError when a tile would hold NaN or
+        inf, including float16 overflow of unnormalised 16-bit data.
+    backend : {'auto', 'cuda', 'cpu', 'numba'}
+    num_threads : int
+        CPU threads for the ``cpu`` backend (0: all cores).
+
+    Returns
+    -------
+    TileBatch
+        ``tiles`` ``[N, C, th, tw]`` (C-contiguous, ``dtype``) and ``origins``
+        ``[N, 2]`` int64 from :func:`tile_origins`.
+
+    Examples
+    --------
+    >>> img = np.arange(600 * 500, dtype=np.uint16).reshape(600, 500)
+    >>> batch = tile(img, 256, overlap=64)
+    >>> batch.tiles.shape, batch.origins[-1].tolist()
+    ((12, 1, 256, 256), [344, 244])
+    """
+    image, device = _as_image(image, "tile")
+    _check_policy(nan_policy, "tile")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float16):
+        raise ValueError(f"tile: dtype should be float32 or float16, got {dtype}")
+    th, tw = _tile_hw(tile_size, "tile")
+    origins = tile_origins(image.shape, (th, tw), overlap)
+    channels = image.shape[0]
+    if normalize is None and (scale is not None or offset is not None):
+        normalize = "fixed"
+    if normalize == "percentile":
+        if scale is not None or offset is not None:
+            raise ValueError("tile: scale/offset are for normalize='fixed', not 'percentile'")
+        scale_c, offset_c = percentile_normalization(image, percentiles)
+    elif normalize == "fixed":
+        scale_c = _per_channel(scale, channels, "scale", 1.0)
+        offset_c = _per_channel(offset, channels, "offset", 0.0)
+    elif normalize is None:
+        scale_c, offset_c = np.ones(channels, np.float32), np.zeros(channels, np.float32)
+    else:
+        raise ValueError(f"tile: normalize should be None, 'percentile' or 'fixed', got {normalize!r}")
+
+    chosen = _backend.resolve("tile", backend, device)
+    if chosen == "cuda":
+        from . import _stitch_cuda  # noqa: PLC0415 - needs cupy
+
+        tiles, nonfinite = _stitch_cuda.tile(image, origins, th, tw, scale_c, offset_c, dtype)
+    elif chosen == "cpu":
+        from .._build import _core  # noqa: PLC0415
+
+        tiles = np.empty((origins.shape[0], channels, th, tw), dtype)
+        nonfinite = _core.tile(image, origins, tiles, scale_c, offset_c, int(num_threads))
+    else:
+        from . import _stitch_numba  # noqa: PLC0415 - JIT cost only when used
+
+        tiles, nonfinite = _stitch_numba.tile(image, origins, th, tw, scale_c, offset_c, dtype)
+
+    if nonfinite and nan_policy == "raise":
+        host = image.get() if device else image
+        bad = int(np.count_nonzero(~np.isfinite(host))) if host.dtype.kind == "f" else 0
+        if bad:
+            where = tuple(int(i) for i in np.argwhere(~np.isfinite(host))[0])
+            raise ValueError(f"tile: image holds {bad} NaN/inf values (first at channel, y, x = {where}); "
+                             "clean the image or pass nan_policy='propagate'")
+        raise ValueError(f"tile: {nonfinite} tile values overflow {dtype} (largest finite 65504); "
+                         "normalise (normalize='percentile' or scale=) or use dtype=numpy.float32")
+    return TileBatch(tiles, origins)
+
+
+def _stitch_options(tiles_shape, image_shape, overlap, blend, sigma_scale, activation, argmax):
+    _, channels, th, tw = tiles_shape
+    if blend not in BLEND_MODES:
+        raise ValueError(f"stitch: blend should be one of {', '.join(BLEND_MODES)}, got {blend!r}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"stitch: activation should be None, 'sigmoid' or 'softmax', got {activation!r}")
+    if len(image_shape) not in (2, 3):
+        raise ValueError(f"stitch: image_shape should be (H, W) or (C, H, W), got {tuple(image_shape)!r}")
+    if len(image_shape) == 3 and int(image_shape[0]) != channels:
+        raise ValueError(f"stitch: image_shape has {image_shape[0]} channels but tiles have {channels}")
+    height, width = (int(s) for s in image_shape[-2:])
+    if height < 1 or width < 1:
+        raise ValueError(f"stitch: image_shape should be non-empty, got {tuple(image_shape)!r}")
+    if overlap is None:
+        if blend in ("linear", "cosine"):
+            raise ValueError(f"stitch: blend={blend!r} tapers over the tiles' overlap; pass overlap= "
+                             "(the value given to tile())")
+        overlap = 0
+    oy, ox = resolve_overlap(overlap, (th, tw), "stitch")
+    if blend == "gaussian" and not (isinstance(sigma_scale, (int, float)) and math.isfinite(sigma_scale)
+                                    and sigma_scale > 0):
+        raise ValueError(f"stitch: sigma_scale should be a positive number, got {sigma_scale!r}")
+    if (activation == "softmax" or argmax) and channels > MAX_FUSED_CHANNELS:
+        raise ValueError(f"stitch: softmax and argmax take at most {MAX_FUSED_CHANNELS} channels, got {channels}")
+    return channels, height, width, oy, ox
+
+
+def stitch(tiles, origins, image_shape, *, overlap=None, blend="gaussian", sigma_scale=0.125, activation=None,
+           argmax=False, fill_value=None, nan_policy="raise", backend="auto", num_threads=0, out=None):
+    """Blend overlapping tiles back into one image.
+
+    Each output pixel is ``sum_k w_k v_k / sum_k w_k`` over the tiles ``k``
+    covering it, in ascending tile order (deterministic; float32
+    accumulation). Weights are separable windows that taper only on tile
+    sides lying inside the image, never on the image border; tile pixels
+    beyond the image are ignored.
+
+    Parameters
+    ----------
+    tiles : (N, C, th, tw) float32 or float16 array, C-contiguous
+        Model outputs, numpy or cupy.
+    origins : (N, 2) int array
+        ``(y, x)`` top-left corners, as returned by :func:`tile`.
+    image_shape : (H, W) or (C, H, W)
+    overlap : int, float or pair, optional
+        The tiler's overlap; the ramp width of ``linear`` / ``cosine``
+        (required for those, ignored otherwise).
+    blend : {'gaussian', 'constant', 'linear', 'cosine', 'crop'}
+        ``constant`` averages; ``gaussian`` weights by
+        ``exp(-d^2 / 2 (sigma_scale * tile)^2)`` about the tile centre (flat
+        on the border half); ``crop`` takes each pixel from the covering
+        tile whose centre is nearest (lowest index on ties).
+    sigma_scale : float
+        Gaussian sigma as a fraction of the tile side (MONAI's default 0.125).
+    activation : {None, 'sigmoid', 'softmax'}
+        Applied to the blended values (logits are blended, then activated).
+    argmax : bool
+        Return ``(H, W)`` int32 class indices of the blended channels
+        (first on ties) instead of values; uncovered pixels are -1.
+    fill_value : float, optional
+        Value for pixels no tile covers. None (default) raises ValueError if
+        any pixel is uncovered.
+    nan_policy : {'raise', 'propagate'}
+        ``'raise'`` raises ValueError if a blended value is NaN or inf.
+    backend : {'auto', 'cuda', 'cpu', 'numba'}
+    num_threads : int
+        CPU threads for the ``cpu`` backend (0: all cores).
+    out : array, optional
+        Preallocated C-contiguous output (``(C, H, W)`` float32, or
+        ``(H, W)`` int32 with ``argmax``); host backends only.
+
+    Returns
+    -------
+    (C, H, W) float32 array, or (H, W) int32 with ``argmax``.
+
+    Examples
+    --------
+    >>> img = np.random.default_rng(0).random((300, 400), dtype=np.float32)
+    >>> tiles, origins = tile(img, 128, overlap=32)
+    >>> back = stitch(tiles, origins, img.shape, overlap=32, blend="cosine")
+    >>> bool(np.allclose(back[0], img, atol=1e-6))
+    True
+    """
+    device = _backend.is_device_array(tiles)
+    if not device:
+        tiles = np.asarray(tiles)
+    if tiles.ndim != 4:
+        raise ValueError(f"stitch: tiles should have shape (N, C, tile_h, tile_w), got {tuple(tiles.shape)}")
+    if np.dtype(tiles.dtype) not in (np.float32, np.float16):
+        raise ValueError(f"stitch: tiles should be float32 or float16, got {np.dtype(tiles.dtype)} "
+                         "(cast with .astype(numpy.float32))")
+    if 0 in tiles.shape[1:]:
+        raise ValueError(f"stitch: tiles should have non-empty C, tile_h and tile_w, got {tuple(tiles.shape)}")
+    if not (tiles.flags.c_contiguous if not device else _is_c_contiguous_device(tiles)):
+        raise ValueError("stitch: tiles should be C-contiguous; pass numpy.ascontiguousarray(tiles)")
+    origins = np.asarray(origins)
+    if origins.ndim != 2 or origins.shape != (tiles.shape[0], 2) or origins.dtype.kind not in "iu":
+        raise ValueError(f"stitch: origins should be an integer array of shape ({tiles.shape[0]}, 2), "
+                         f"got {origins.dtype} {tuple(origins.shape)}")
+    origins = np.ascontiguousarray(origins, np.int64)
+    _check_policy(nan_policy, "stitch")
+    if fill_value is not None and not isinstance(fill_value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"stitch: fill_value should be a number or None, got {fill_value!r}")
+    channels, height, width, oy, ox = _stitch_options(tiles.shape, image_shape, overlap, blend, sigma_scale,
+                                                       activation, argmax)
+    bad = (origins[:, 0] < 0) | (origins[:, 0] >= height) | (origins[:, 1] < 0) | (origins[:, 1] >= width)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"stitch: origins[{k}] = {tuple(origins[k].tolist())} should lie inside the "
+                         f"{height} x {width} image")
+    mode, act = BLEND_MODES.index(blend), _ACTIVATIONS[activation]
+    fill = 0.0 if fill_value is None else float(fill_value)
+    out_shape = (height, width) if argmax else (channels, height, width)
+    out_dtype = np.int32 if argmax else np.float32
+
+    chosen = _backend.resolve("stitch", backend, device)
+    if out is not None:
+        if chosen == "cuda":
+            raise ValueError("stitch: out= is for host backends; the cuda backend allocates its output")
+        if not isinstance(out, np.ndarray) or out.shape != out_shape or out.dtype != out_dtype \
+                or not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError(f"stitch: out should be a writable C-contiguous {np.dtype(out_dtype)} array of shape "
+                             f"{out_shape}, got {getattr(out, 'dtype', type(out))} {getattr(out, 'shape', '')}")
+    if chosen == "cuda":
+        from . import _stitch_cuda  # noqa: PLC0415
+
+        result, uncovered, nonfinite = _stitch_cuda.stitch(tiles, origins, out_shape, out_dtype, mode, oy, ox,
+                                                           sigma_scale, act, argmax, fill)
+    elif chosen == "cpu":
+        from .._build import _core  # noqa: PLC0415
+
+        result = np.empty(out_shape, out_dtype) if out is None else out
+        uncovered, nonfinite = _core.stitch(tiles, origins, result, mode, oy, ox, float(sigma_scale), act,
+                                            bool(argmax), fill, int(num_threads))
+    else:
+        from . import _stitch_numba  # noqa: PLC0415
+
+        result, uncovered, nonfinite = _stitch_numba.stitch(tiles, origins, height, width, mode, oy, ox,
+                                                            float(sigma_scale), act, bool(argmax), fill)
+        if out is not None:
+            out[...] = result
+            result = out
+
+    if uncovered and fill_value is None:
+        raise ValueError(f"stitch: {uncovered} pixels of the {height} x {width} image are covered by no tile; "
+                         "check origins and image_shape, or pass fill_value=")
+    if nonfinite and nan_policy == "raise":
+        host = tiles.get() if device else tiles
+        with np.errstate(invalid="ignore"):
+            culprits = np.flatnonzero(~np.isfinite(host.reshape(host.shape[0], -1)).all(axis=1))
+        raise ValueError(f"stitch: {nonfinite} blended values are NaN or inf (tiles with non-finite values: "
+                         f"{culprits[:8].tolist()}{'...' if culprits.size > 8 else ''}); "
+                         "pass nan_policy='propagate' to keep them")
+    return result
+
+
+def _is_c_contiguous_device(a) -> bool:
+    flags = getattr(a, "flags", None)
+    if flags is not None and hasattr(flags, "c_contiguous"):
+        return bool(flags.c_contiguous)
+    iface = a.__cuda_array_interface__
+    return iface.get("strides") is None
+
+
+def dtype_code(dtype) -> int:
+    """Element-type code shared with the C++ core (cellrt::DType)."""
+    return _DTYPE_CODES[np.dtype(dtype)]

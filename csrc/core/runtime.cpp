@@ -35,6 +35,8 @@ const char* dtype_name(DType dtype) {
 }
 
 bool is_contiguous(const TensorView& view) {
+  for (int i = 0; i < view.ndim; ++i)
+    if (view.shape[i] == 0) return true;  // nothing to address
   int64_t expected = 1;
   for (int i = view.ndim - 1; i >= 0; --i) {
     // Extent-1 axes may carry any stride, as in numpy's flags.

@@ -1,0 +1,59 @@
+"""Shared fixtures: the CUDA marker and its auto-skip, devices, RNG, real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cellrt
+from cellrt.kernels import available_backends
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+HOST_BACKENDS = [b for b in ("cpu", "numba") if b in available_backends()]
+
+
+def cuda_usable() -> bool:
+    if "cuda" not in available_backends():
+        return False
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def pytest_collection_modifyitems(config, items):
+    if cuda_usable():
+        return
+    reason = ("needs a CUDA GPU, a CUDA build of cellrt and cupy "
+              f"(built with CUDA: {cellrt.has_cuda()}, backends here: {available_backends()})")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+needs_cuda = pytest.mark.cuda
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261122)
+
+
+@pytest.fixture(scope="session")
+def dsb_dir() -> Path:
+    path = SHARED_DATA / "dsb2018_fluo"
+    if not path.is_dir():
+        pytest.skip(f"real data not present at {path} (see shared/data/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def isl_dir() -> Path:
+    path = SHARED_DATA / "isl_phase_fluo"
+    if not path.is_dir():
+        pytest.skip(f"real data not present at {path} (see shared/data/README.md)")
+    return path

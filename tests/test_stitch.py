@@ -1,0 +1,531 @@
+"""tile and stitch: invariants, references, backends, edge cases and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cellrt import kernels
+from cellrt.kernels import BackendUnavailableError, stitch, tile, tile_origins
+from cellrt.kernels.stitch import percentile_normalization
+
+from .conftest import HOST_BACKENDS, needs_cuda
+from .reference import BLENDS, stitch_reference, tile_reference
+
+# Tolerances against the float64 references, per tile dtype: float32
+# accumulation of at most four weighted terms, and float16 storage.
+TOL = {np.float32: 2e-6, np.float16: 1e-3}
+# cpu and numba share float32 accumulation in the same tile order; they may
+# differ only through window values (float32 vs float64-then-rounded math).
+CPU_NUMBA_RTOL = 1e-6
+# Relative error of a float32 weighted mean of up to four tiles whose values
+# agree: each weight*value, the sums and the division round once each.
+ROUNDING = 8 * 2.0**-24
+
+
+def crop_tiles(image, origins, th, tw):
+    """Exact crops of image (reflect beyond the border), as a model-free 'identity model'."""
+    return tile_reference(image, origins, th, tw).astype(np.float32)
+
+
+# --- tile_origins --------------------------------------------------------------------
+
+def test_tile_origins_regular_grid_with_flush_last_tile():
+    origins = tile_origins((1000, 700), 256, overlap=64)
+    ys, xs = np.unique(origins[:, 0]), np.unique(origins[:, 1])
+    assert ys.tolist() == [0, 192, 384, 576, 744]
+    assert xs.tolist() == [0, 192, 384, 444]
+    # raster order: y outer, x inner
+    assert origins[:4].tolist() == [[0, 0], [0, 192], [0, 384], [0, 444]]
+
+
+def test_tile_origins_fraction_follows_monai_stride():
+    # MONAI: interval = int(roi * (1 - overlap)); 256 * 0.75 = 192
+    assert tile_origins((2048, 2048), 256, overlap=0.25).shape == (121, 2)
+    assert tile_origins((2048, 2048), 100, overlap=0.3)[1, 1] == int(100 * 0.7)
+
+
+def test_tile_origins_image_smaller_than_tile():
+    assert tile_origins((3, 50, 40), 64, 16).tolist() == [[0, 0]]
+
+
+def test_tile_origins_rectangular_tiles_and_overlaps():
+    origins = tile_origins((300, 500), (128, 256), overlap=(32, 0))
+    assert np.unique(origins[:, 0]).tolist() == [0, 96, 172]
+    assert np.unique(origins[:, 1]).tolist() == [0, 244]
+
+
+# --- tile -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("in_dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("shape", [(1, 300, 260), (3, 64, 64), (2, 40, 100), (1, 1, 7)])
+def test_tile_matches_reflect_pad_reference(backend, in_dtype, shape, rng):
+    info = np.iinfo(in_dtype) if np.dtype(in_dtype).kind == "u" else None
+    image = (rng.integers(0, info.max, shape) if info else rng.normal(size=shape)).astype(in_dtype)
+    batch = tile(image, 48, overlap=12, backend=backend)
+    assert batch.tiles.dtype == np.float32 and batch.tiles.flags.c_contiguous
+    np.testing.assert_array_equal(batch.origins, tile_origins(shape, 48, 12))
+    expected = tile_reference(image, batch.origins, 48, 48)
+    np.testing.assert_array_equal(batch.tiles, expected.astype(np.float32))
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_tile_reads_strided_images(backend, rng):
+    base = rng.integers(0, 60000, (200, 3, 150)).astype(np.uint16)
+    image = base.transpose(1, 0, 2)[:, ::2, 1:]  # channel-last source, every other row, offset column
+    assert not image.flags.c_contiguous
+    batch = tile(image, 32, overlap=8, backend=backend)
+    expected = tile_reference(np.ascontiguousarray(image), batch.origins, 32, 32)
+    np.testing.assert_array_equal(batch.tiles, expected.astype(np.float32))
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_tile_fixed_normalisation_and_float16_cast(backend, rng):
+    image = rng.integers(0, 65535, (2, 130, 90)).astype(np.uint16)
+    scale, offset = [1 / 65535, 2 / 65535], [100.0, 30000.0]
+    batch = tile(image, 64, overlap=16, dtype=np.float16, normalize="fixed", scale=scale, offset=offset,
+                 backend=backend)
+    assert batch.tiles.dtype == np.float16
+    f32 = (tile_reference(image, batch.origins, 64, 64, scale, offset)).astype(np.float32)
+    # The float16 values are the round-to-nearest-even of the float32 ones.
+    np.testing.assert_array_equal(batch.tiles, f32.astype(np.float16))
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_tile_percentile_normalisation(backend, rng):
+    image = rng.gamma(2.0, 800.0, (2, 120, 140)).astype(np.uint16)
+    batch = tile(image, 64, normalize="percentile", percentiles=(1, 99.8), backend=backend)
+    lo = np.percentile(image, 1, axis=(1, 2))
+    hi = np.percentile(image, 99.8, axis=(1, 2))
+    expected = tile_reference(image, batch.origins, 64, 64, 1 / (hi - lo), lo)
+    np.testing.assert_allclose(batch.tiles, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_percentiles_are_exact(dtype, rng):
+    image = (rng.gamma(1.5, 900.0, (3, 97, 61)) % 250).astype(dtype)
+    scale, offset = percentile_normalization(image, (0.5, 99.5))
+    for c in range(3):
+        lo, hi = np.percentile(image[c], [0.5, 99.5])
+        assert offset[c] == pytest.approx(lo, rel=1e-6)
+        assert scale[c] == pytest.approx(1 / (hi - lo), rel=1e-5)
+
+
+def test_percentile_of_flat_image_gives_zero_scale():
+    scale, offset = percentile_normalization(np.full((1, 8, 8), 7, np.uint16))
+    assert scale.tolist() == [0.0] and offset.tolist() == [7.0]
+
+
+# --- stitch: invariants -----------------------------------------------------------------
+
+SIZES = [(256, 256), (300, 517), (97, 61), (31, 20), (129, 130)]
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("blend", BLENDS)
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("overlap", [0, 8, 21])
+def test_crops_reconstruct_the_image(backend, blend, size, overlap, rng):
+    image = rng.normal(size=(2, *size)).astype(np.float32)
+    origins = tile_origins(image.shape, 64, overlap)
+    tiles = crop_tiles(image, origins, 64, 64)
+    back = stitch(tiles, origins, image.shape, overlap=overlap, blend=blend, backend=backend)
+    np.testing.assert_allclose(back, image, rtol=0, atol=4e-6 * np.abs(image).max())
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("blend", BLENDS)
+def test_constant_tiles_give_a_constant_image(backend, blend):
+    origins = tile_origins((200, 150), 64, 20)
+    tiles = np.full((len(origins), 1, 64, 64), 3.25, np.float32)
+    back = stitch(tiles, origins, (200, 150), overlap=20, blend=blend, backend=backend)
+    np.testing.assert_allclose(back, 3.25, rtol=ROUNDING)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("blend", BLENDS)
+def test_linear_function_of_crops_is_that_function_of_the_image(backend, blend, rng):
+    image = rng.random((1, 170, 230), dtype=np.float32)
+    origins = tile_origins(image.shape, 80, 24)
+    tiles = (2.5 * crop_tiles(image, origins, 80, 80) - 1.0).astype(np.float32)
+    back = stitch(tiles, origins, image.shape, overlap=24, blend=blend, backend=backend)
+    np.testing.assert_allclose(back, 2.5 * image - 1.0, atol=2e-6)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("blend", BLENDS)
+def test_constant_blend_is_the_plain_average(backend, blend, rng):
+    # Two tiles that disagree on their overlap: constant weights average them.
+    tiles = np.stack([np.full((1, 10, 10), 1.0), np.full((1, 10, 10), 3.0)]).astype(np.float32)
+    origins = np.array([[0, 0], [0, 6]])
+    back = stitch(tiles, origins, (10, 16), overlap=4, blend="constant", backend=backend)[0]
+    assert np.all(back[:, :6] == 1.0) and np.all(back[:, 6:10] == 2.0) and np.all(back[:, 10:] == 3.0)
+
+
+# --- stitch: against the float64 reference on arbitrary tiles ---------------------------
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("blend", BLENDS)
+@pytest.mark.parametrize("tile_dtype", [np.float32, np.float16])
+def test_stitch_matches_reference(backend, blend, tile_dtype, rng):
+    height, width, t, overlap = 150, 211, 64, 20
+    origins = tile_origins((height, width), t, overlap)
+    tiles = rng.normal(size=(len(origins), 3, t, t)).astype(tile_dtype)
+    got = stitch(tiles, origins, (height, width), overlap=overlap, blend=blend, sigma_scale=0.2,
+                 backend=backend)
+    want = stitch_reference(tiles, origins, height, width, blend, (overlap, overlap), 0.2)
+    np.testing.assert_allclose(got, want, rtol=TOL[np.float32], atol=TOL[np.float32])
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
+def test_fused_activation_matches_reference(backend, activation, rng):
+    origins = tile_origins((120, 100), 48, 12)
+    tiles = (4 * rng.normal(size=(len(origins), 4, 48, 48))).astype(np.float32)
+    got = stitch(tiles, origins, (120, 100), overlap=12, blend="cosine", activation=activation, backend=backend)
+    want = stitch_reference(tiles, origins, 120, 100, "cosine", (12, 12), activation=activation)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    if activation == "softmax":
+        np.testing.assert_allclose(got.sum(axis=0), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_argmax_matches_argmax_of_blended_values(backend, rng):
+    origins = tile_origins((140, 90), 40, 10)
+    tiles = rng.normal(size=(len(origins), 5, 40, 40)).astype(np.float32)
+    values = stitch(tiles, origins, (140, 90), backend=backend)
+    labels = stitch(tiles, origins, (140, 90), argmax=True, backend=backend)
+    assert labels.dtype == np.int32 and labels.shape == (140, 90)
+    np.testing.assert_array_equal(labels, np.argmax(values, axis=0))
+
+
+def test_argmax_ties_pick_the_first_channel():
+    tiles = np.zeros((1, 3, 8, 8), np.float32)
+    tiles[0, 1:] = 1.0
+    labels = stitch(tiles, [[0, 0]], (8, 8), argmax=True, backend="cpu")
+    assert np.all(labels == 1)
+
+
+@pytest.mark.parametrize("blend", BLENDS)
+def test_cpu_and_numba_agree(blend, rng):
+    if HOST_BACKENDS != ["cpu", "numba"]:
+        pytest.skip(f"needs both host backends, have {HOST_BACKENDS}")
+    origins = tile_origins((333, 287), 96, 0.3)
+    tiles = rng.normal(size=(len(origins), 2, 96, 96)).astype(np.float32)
+    kwargs = dict(overlap=0.3, blend=blend)
+    a = stitch(tiles, origins, (333, 287), backend="cpu", **kwargs)
+    b = stitch(tiles, origins, (333, 287), backend="numba", **kwargs)
+    np.testing.assert_allclose(a, b, rtol=CPU_NUMBA_RTOL, atol=CPU_NUMBA_RTOL)
+    if blend in ("constant", "crop"):  # no transcendental windows: identical arithmetic
+        np.testing.assert_array_equal(a, b)
+
+
+def test_float16_tiles_blend_exactly_like_their_float32_values(rng):
+    origins = tile_origins((200, 200), 64, 16)
+    tiles16 = rng.normal(size=(len(origins), 2, 64, 64)).astype(np.float16)
+    a = stitch(tiles16, origins, (200, 200), overlap=16, blend="linear", backend="cpu")
+    b = stitch(tiles16.astype(np.float32), origins, (200, 200), overlap=16, blend="linear", backend="cpu")
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 7])
+def test_cpu_result_does_not_depend_on_thread_count(threads, rng):
+    origins = tile_origins((257, 300), 64, 16)
+    tiles = rng.normal(size=(len(origins), 3, 64, 64)).astype(np.float32)
+    ref = stitch(tiles, origins, (257, 300), num_threads=1, backend="cpu")
+    got = stitch(tiles, origins, (257, 300), num_threads=threads, backend="cpu")
+    np.testing.assert_array_equal(got, ref)
+    img = rng.integers(0, 4000, (3, 257, 300)).astype(np.uint16)
+    t1 = tile(img, 64, 16, num_threads=1, backend="cpu").tiles
+    np.testing.assert_array_equal(tile(img, 64, 16, num_threads=threads, backend="cpu").tiles, t1)
+
+
+# --- edge cases ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_single_tile_larger_than_the_image(backend, rng):
+    image = rng.random((1, 5, 9), dtype=np.float32)
+    batch = tile(image, 16, overlap=4, backend=backend)
+    assert batch.tiles.shape == (1, 1, 16, 16)
+    np.testing.assert_array_equal(batch.tiles[0, 0, :5, :9], image[0])
+    np.testing.assert_array_equal(batch.tiles[0, 0, 5, :9], image[0, 3])  # reflect, edge not repeated
+    back = stitch(batch.tiles, batch.origins, image.shape, overlap=4, blend="linear", backend=backend)
+    np.testing.assert_array_equal(back, image)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_uncovered_pixels_raise_or_take_the_fill_value(backend):
+    tiles = np.ones((1, 1, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"36 pixels of the 10 x 10 image are covered by no tile"):
+        stitch(tiles, [[0, 0]], (10, 10), backend=backend)
+    back = stitch(tiles, [[0, 0]], (10, 10), fill_value=-5.0, backend=backend)
+    assert back[0, :8, :8].min() == 1.0 and back[0, 8:, :].max() == -5.0 and back[0, :, 8:].max() == -5.0
+    labels = stitch(tiles, [[0, 0]], (10, 10), argmax=True, fill_value=0, backend=backend)
+    assert labels[9, 9] == -1 and labels[0, 0] == 0
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_no_tiles_is_an_empty_batch(backend):
+    tiles = np.zeros((0, 2, 8, 8), np.float32)
+    out = stitch(tiles, np.zeros((0, 2), np.int64), (4, 4), fill_value=0.5, backend=backend)
+    assert out.shape == (2, 4, 4) and np.all(out == 0.5)
+
+
+def test_out_is_filled_in_place(rng):
+    origins = tile_origins((64, 64), 32, 8)
+    tiles = rng.random((len(origins), 1, 32, 32), dtype=np.float32)
+    out = np.empty((1, 64, 64), np.float32)
+    result = stitch(tiles, origins, (64, 64), out=out, backend="cpu")
+    assert result is out
+    np.testing.assert_array_equal(out, stitch(tiles, origins, (64, 64), backend="cpu"))
+    with pytest.raises(ValueError, match=r"out should be a writable C-contiguous float32 array of shape \(1, 64, 64\)"):
+        stitch(tiles, origins, (64, 64), out=np.empty((1, 64, 63), np.float32), backend="cpu")
+
+
+# --- non-finite values ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_tile_rejects_nan_images_by_default(backend):
+    image = np.zeros((2, 40, 40), np.float32)
+    image[1, 17, 3] = np.nan
+    with pytest.raises(ValueError, match=r"image holds 1 NaN/inf values \(first at channel, y, x = \(1, 17, 3\)\)"):
+        tile(image, 32, backend=backend)
+    tiles = tile(image, 32, nan_policy="propagate", backend=backend).tiles
+    assert np.isnan(tiles).sum() >= 1
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_tile_reports_float16_overflow(backend):
+    image = np.full((1, 32, 32), 65535, np.uint16)
+    with pytest.raises(ValueError, match=r"overflow float16 \(largest finite 65504\)"):
+        tile(image, 16, dtype=np.float16, backend=backend)
+    ok = tile(image, 16, dtype=np.float16, normalize="percentile", backend=backend)
+    assert np.all(ok.tiles == 0)  # a flat image normalises to zeros
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_stitch_nan_policy(backend):
+    origins = tile_origins((40, 40), 24, 8)
+    tiles = np.ones((len(origins), 1, 24, 24), np.float32)
+    tiles[2, 0, 5, 5] = np.nan
+    with pytest.raises(ValueError, match=r"blended values are NaN or inf \(tiles with non-finite values: \[2\]\)"):
+        stitch(tiles, origins, (40, 40), backend=backend)
+    out = stitch(tiles, origins, (40, 40), nan_policy="propagate", backend=backend)
+    assert np.isnan(out).sum() == 1
+
+
+def test_nan_outside_the_image_is_never_read():
+    tiles = np.ones((1, 1, 16, 16), np.float32)
+    tiles[0, 0, 12:, :] = np.nan  # model output over the reflect padding
+    np.testing.assert_array_equal(stitch(tiles, [[0, 0]], (12, 16), backend="cpu"), 1.0)
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+def test_tile_bad_arguments():
+    img = np.zeros((64, 64), np.uint16)
+    with pytest.raises(ValueError, match=r"image should have shape \(H, W\) or \(C, H, W\), got \(1, 2, 64, 64\)"):
+        tile(np.zeros((1, 2, 64, 64)), 32)
+    with pytest.raises(ValueError, match=r"image should be non-empty, got shape \(1, 0, 64\)"):
+        tile(np.zeros((0, 64)), 32)
+    with pytest.raises(ValueError, match=r"overlap should be in \[0, tile\) = \[0, 32\) pixels for axis y, got 32"):
+        tile(img, 32, overlap=32)
+    with pytest.raises(ValueError, match=r"overlap as a fraction should be in \[0, 1\), got 1.5"):
+        tile(img, 32, overlap=1.5)
+    with pytest.raises(ValueError, match=r"tile_size should be a positive int"):
+        tile(img, 0)
+    with pytest.raises(ValueError, match=r"dtype should be float32 or float16, got float64"):
+        tile(img, 32, dtype=np.float64)
+    with pytest.raises(ValueError, match=r"scale should be a scalar or one value per channel \(1\), got 3"):
+        tile(img, 32, normalize="fixed", scale=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"normalize should be None, 'percentile' or 'fixed', got 'zscore'"):
+        tile(img, 32, normalize="zscore")
+    with pytest.raises(ValueError, match=r"image should be numeric, got dtype complex64"):
+        tile(np.zeros((8, 8), np.complex64), 4)
+    with pytest.raises(ValueError, match=r"backend should be one of 'auto', 'cuda', 'cpu', 'numba', got 'gpu'"):
+        tile(img, 32, backend="gpu")
+    with pytest.raises(ValueError, match=r"backend 'cuda' takes device arrays"):
+        tile(img, 32, backend="cuda")
+
+
+def test_stitch_bad_arguments():
+    tiles = np.zeros((4, 2, 32, 32), np.float32)
+    origins = tile_origins((50, 50), 32, 8)
+    with pytest.raises(ValueError, match=r"tiles should have shape \(N, C, tile_h, tile_w\), got \(4, 32, 32\)"):
+        stitch(tiles[:, 0], origins, (50, 50))
+    with pytest.raises(ValueError, match=r"tiles should be float32 or float16, got float64"):
+        stitch(tiles.astype(np.float64), origins, (50, 50))
+    with pytest.raises(ValueError, match=r"tiles should be C-contiguous"):
+        stitch(np.zeros((4, 32, 32, 2), np.float32).transpose(0, 3, 1, 2), origins, (50, 50))
+    with pytest.raises(ValueError, match=r"origins should be an integer array of shape \(4, 2\), got int64 \(3, 2\)"):
+        stitch(tiles, origins[:3], (50, 50))
+    with pytest.raises(ValueError, match=r"origins\[1\] = \(0, 50\) should lie inside the 50 x 50 image"):
+        stitch(tiles, origins + [0, 32], (50, 50))
+    with pytest.raises(ValueError, match=r"image_shape has 3 channels but tiles have 2"):
+        stitch(tiles, origins, (3, 50, 50))
+    with pytest.raises(ValueError, match=r"overlap should be in \[0, tile\) = \[0, 32\) pixels for axis x, got 40"):
+        stitch(tiles, origins, (50, 50), overlap=(8, 40), blend="linear")
+    with pytest.raises(ValueError, match=r"blend='cosine' tapers over the tiles' overlap; pass overlap="):
+        stitch(tiles, origins, (50, 50), blend="cosine")
+    with pytest.raises(ValueError, match=r"blend should be one of constant, linear, cosine, gaussian, crop, got 'max'"):
+        stitch(tiles, origins, (50, 50), blend="max")
+    with pytest.raises(ValueError, match=r"sigma_scale should be a positive number, got 0"):
+        stitch(tiles, origins, (50, 50), sigma_scale=0)
+    with pytest.raises(ValueError, match=r"activation should be None, 'sigmoid' or 'softmax', got 'relu'"):
+        stitch(tiles, origins, (50, 50), activation="relu")
+    with pytest.raises(ValueError, match=r"nan_policy should be 'raise' or 'propagate', got 'omit'"):
+        stitch(tiles, origins, (50, 50), nan_policy="omit")
+    with pytest.raises(ValueError, match=r"softmax and argmax take at most 64 channels, got 65"):
+        stitch(np.zeros((1, 65, 8, 8), np.float32), [[0, 0]], (8, 8), argmax=True)
+
+
+def test_core_checks_are_value_errors_too():
+    # The C++ core validates independently of the Python wrapper.
+    from cellrt._build import _core
+
+    tiles = np.zeros((1, 1, 8, 8), np.float32)
+    out = np.zeros((1, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"stitch: origins\[0\] = \(8, 0\) should lie inside the 8 x 8 image"):
+        _core.stitch(tiles, np.array([[8, 0]]), out, 3, 0, 0, 0.125, 0, False, 0.0)
+    with pytest.raises(ValueError, match=r"stitch: overlap_y should be in \[0, 8\), got 9"):
+        _core.stitch(tiles, np.array([[0, 0]]), out, 1, 9, 0, 0.125, 0, False, 0.0)
+    with pytest.raises(ValueError, match=r"stitch: out should have 1 channels like tiles, got 2"):
+        _core.stitch(tiles, np.array([[0, 0]]), np.zeros((2, 8, 8), np.float32), 3, 0, 0, 0.125, 0, False, 0.0)
+    with pytest.raises(ValueError, match=r"tile: tiles should have 1 channels like image, got 3"):
+        _core.tile(np.zeros((1, 8, 8), np.uint8), np.array([[0, 0]]), np.zeros((1, 3, 4, 4), np.float32),
+                   np.ones(1, np.float32), np.zeros(1, np.float32))
+
+
+class _FakeDeviceArray:
+    """Stands in for a cupy array: no GPU exists on the CI machine, and only
+    the backend choice (made before any memory is touched) is under test."""
+
+    __cuda_array_interface__ = {"shape": (1, 8, 8), "typestr": "<f4", "data": (0, False), "version": 3}
+    shape, ndim, dtype = (1, 8, 8), 3, np.dtype(np.float32)
+
+
+def test_device_arrays_never_fall_back_to_the_cpu():
+    if "cuda" in kernels.available_backends():
+        pytest.skip("a CUDA device is present; this checks the error path without one")
+    with pytest.raises(BackendUnavailableError, match=r"backend 'cuda' unavailable"):
+        tile(_FakeDeviceArray(), 4)
+    with pytest.raises(ValueError, match=r"backend 'cpu' takes host \(numpy\) arrays; got a device array"):
+        tile(_FakeDeviceArray(), 4, backend="cpu")
+
+
+# --- float16 conversion used by the host kernels ---------------------------------------------------
+
+def test_portable_half_conversion_is_exact_for_every_half_value():
+    from cellrt._build import _core
+
+    bits = np.arange(65536, dtype=np.uint16)
+    got = _core._half_bits_to_float(bits)
+    want = bits.view(np.float16).astype(np.float32)
+    same = (got == want) | (np.isnan(got) & np.isnan(want))
+    assert same.all()
+
+
+def test_portable_float_to_half_rounds_like_numpy(rng):
+    from cellrt._build import _core
+
+    specials = np.array([0.0, -0.0, 65504, 65519.99, 65520, -65520, 1e-8, 2.98e-8, 5.96e-8, 6.1e-5, 6.1035156e-05,
+                         np.inf, -np.inf, 1 / 3, 1 + 2.0**-11, 1 + 3 * 2.0**-11], np.float32)
+    values = np.concatenate([specials, rng.normal(size=20000).astype(np.float32) * 10.0 ** rng.integers(-9, 6, 20000)])
+    values = values.astype(np.float32)
+    with np.errstate(over="ignore"):
+        want = values.astype(np.float16).view(np.uint16)
+    np.testing.assert_array_equal(_core._float_to_half_bits(values), want)
+    assert np.isnan(_core._half_bits_to_float(_core._float_to_half_bits(np.array([np.nan], np.float32))))[0]
+
+
+# --- property-based ------------------------------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(height=st.integers(1, 150), width=st.integers(1, 150), tile_h=st.integers(2, 64), tile_w=st.integers(2, 64),
+       overlap_fraction=st.floats(0.0, 0.9), blend=st.sampled_from(BLENDS), channels=st.integers(1, 3),
+       seed=st.integers(0, 2**31))
+def test_property_roundtrip_and_backends_agree(height, width, tile_h, tile_w, overlap_fraction, blend, channels,
+                                               seed):
+    rng = np.random.default_rng(seed)
+    image = rng.random((channels, height, width), dtype=np.float32)
+    overlap = (int(overlap_fraction * (tile_h - 1)), int(overlap_fraction * (tile_w - 1)))
+    results = {}
+    for backend in HOST_BACKENDS:
+        batch = tile(image, (tile_h, tile_w), overlap, backend=backend)
+        assert batch.tiles.shape == (len(batch.origins), channels, tile_h, tile_w)
+        back = stitch(batch.tiles, batch.origins, image.shape, overlap=overlap, blend=blend, backend=backend)
+        np.testing.assert_allclose(back, image, atol=4e-6)
+        noisy = rng.normal(size=batch.tiles.shape).astype(np.float32) if not results else results["noisy"]
+        results["noisy"] = noisy
+        results[backend] = stitch(noisy, batch.origins, image.shape, overlap=overlap, blend=blend, backend=backend)
+    if len(HOST_BACKENDS) == 2:
+        np.testing.assert_allclose(results["cpu"], results["numba"], rtol=CPU_NUMBA_RTOL, atol=CPU_NUMBA_RTOL)
+
+
+# --- real images ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_real_16bit_field_roundtrips_through_float16_tiles(backend, isl_dir):
+    dapi = tifffile.imread(isl_dir / "dapi.tif")
+    assert dapi.dtype == np.uint16 and dapi.shape == (1024, 1024)
+    batch = tile(dapi, 256, overlap=0.25, dtype=np.float16, normalize="percentile", backend=backend)
+    scale, offset = percentile_normalization(dapi[None])
+    expected = (dapi.astype(np.float32) - offset[0]) * scale[0]
+    for blend in BLENDS:
+        back = stitch(batch.tiles, batch.origins, dapi.shape, overlap=0.25, blend=blend, backend=backend)[0]
+        # float16 keeps 11 significant bits: relative error <= 2^-11 per value.
+        np.testing.assert_allclose(back, expected, rtol=2.0**-11, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_real_nuclei_images_of_every_size_roundtrip(backend, dsb_dir):
+    paths = sorted((dsb_dir / "images").glob("*.tif"))
+    shapes_seen = {}
+    for path in paths:
+        image = tifffile.imread(path)
+        shapes_seen.setdefault(image.shape, image)
+    assert len(shapes_seen) >= 3
+    for shape, image in sorted(shapes_seen.items()):
+        batch = tile(image, 192, overlap=48, backend=backend)
+        back = stitch(batch.tiles, batch.origins, image.shape, overlap=48, blend="linear", backend=backend)
+        np.testing.assert_allclose(back[0], image, rtol=ROUNDING, atol=0, err_msg=f"shape {shape}")
+
+
+# --- CUDA (skipped without a GPU) --------------------------------------------------------------------------
+
+@needs_cuda
+@pytest.mark.parametrize("blend", BLENDS)
+@pytest.mark.parametrize("tile_dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("activation", [None, "sigmoid", "softmax", "argmax"])
+def test_cuda_matches_cpu(blend, tile_dtype, activation, rng):
+    import cupy as cp
+
+    image = rng.integers(0, 4000, (3, 333, 287)).astype(np.uint16)
+    host = tile(image, 96, 0.3, dtype=tile_dtype, normalize="percentile", backend="cpu")
+    dev = tile(cp.asarray(image), 96, 0.3, dtype=tile_dtype, normalize="percentile", backend="cuda")
+    np.testing.assert_array_equal(cp.asnumpy(dev.tiles), host.tiles)
+    noisy = rng.normal(size=host.tiles.shape).astype(tile_dtype)
+    kwargs = dict(overlap=0.3, blend=blend, argmax=activation == "argmax",
+                  activation=None if activation == "argmax" else activation)
+    a = stitch(noisy, host.origins, image.shape, backend="cpu", **kwargs)
+    b = cp.asnumpy(stitch(cp.asarray(noisy), host.origins, image.shape, backend="cuda", **kwargs))
+    if activation in (None, "argmax"):
+        np.testing.assert_array_equal(b, a)  # separate mul/add rounding on both: bit-identical
+    else:
+        np.testing.assert_allclose(b, a, rtol=2e-6, atol=1e-7)  # device expf differs by an ulp
+
+
+@needs_cuda
+def test_cuda_reports_uncovered_and_nonfinite():
+    import cupy as cp
+
+    tiles = cp.ones((1, 1, 8, 8), cp.float32)
+    with pytest.raises(ValueError, match=r"36 pixels of the 10 x 10 image are covered by no tile"):
+        stitch(tiles, [[0, 0]], (10, 10))
+    tiles[0, 0, 1, 1] = cp.nan
+    with pytest.raises(ValueError, match=r"1 blended values are NaN or inf"):
+        stitch(tiles, [[0, 0]], (8, 8))

@@ -1,0 +1,76 @@
+"""``cellrt doctor``: what this installation was built with and can run now."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+
+import numpy as np
+
+from .. import __version__
+from .._build import build_info
+from ..kernels import available_backends
+
+
+def _module_version(name: str) -> dict:
+    try:
+        module = importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is a finding, not a crash
+        return {"importable": False, "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
+    return {"importable": True, "version": getattr(module, "__version__", None)}
+
+
+def collect() -> dict:
+    report = {
+        "cellrt": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "numpy": np.__version__,
+        "build": build_info(),
+        "kernel_backends": available_backends(),
+        "gpu_usable": "cuda" in available_backends(),
+        "onnxruntime": _module_version("onnxruntime"),
+        "tensorrt": _module_version("tensorrt"),
+        "tensorrt_rtx": _module_version("tensorrt_rtx"),
+        "cupy": _module_version("cupy"),
+        "numba": _module_version("numba"),
+        "tifffile": _module_version("tifffile"),
+    }
+    if report["onnxruntime"]["importable"]:
+        import onnxruntime
+
+        report["onnxruntime"]["providers"] = onnxruntime.get_available_providers()
+    return report
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def run_doctor(as_json: bool = False) -> int:
+    report = collect()
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0
+    b = report["build"]
+    lines = [
+        f"cellrt {report['cellrt']}  (Python {report['python']}, {report['platform']}, {report['cpu_count']} CPUs)",
+        f"  extension cellrt._core    {'imported' if b['core_imported'] else 'FAILED: ' + str(b['core_error'])}",
+        f"  built with CUDA           {_yes(b['built_with_cuda'])}",
+        f"  CUDA devices usable now   {b['cuda_devices']}",
+        f"  host float16 via F16C     {_yes(b['host_f16c'])}",
+        f"  kernel backends           {', '.join(report['kernel_backends']) or 'none'}",
+    ]
+    ort = report["onnxruntime"]
+    lines.append("  onnxruntime               " + (f"{ort['version']} ({', '.join(ort['providers'])})"
+                                                    if ort["importable"] else "not importable"))
+    for name in ("tensorrt", "tensorrt_rtx", "cupy", "numba", "tifffile"):
+        m = report[name]
+        lines.append(f"  {name:<25} " + (m["version"] or "importable" if m["importable"] else "not importable"))
+    lines.append(f"  C/C++ SDK (find_package)  -Dcellrt_DIR={b['sdk_cmake_dir']}")
+    print("\n".join(lines))
+    return 0

@@ -51,19 +51,23 @@ StitchPlan make_stitch_plan(const int64_t* origins, int64_t num_tiles, int32_t c
     p.origin_x[k] = static_cast<int32_t>(origins[2 * k + 1]);
   }
 
+  // A tile's windows depend only on which of its sides lie inside the image,
+  // so each axis has at most four distinct windows: compute those once.
   const int mode = static_cast<int>(options.blend);
-  p.window_y.resize(num_tiles * tile_h);
-  p.window_x.resize(num_tiles * tile_w);
-  for (int64_t k = 0; k < num_tiles; ++k) {
-    const bool top = p.origin_y[k] > 0, bottom = int64_t{p.origin_y[k]} + tile_h < height;
-    const bool left = p.origin_x[k] > 0, right = int64_t{p.origin_x[k]} + tile_w < width;
-    for (int i = 0; i < tile_h; ++i)
-      p.window_y[k * tile_h + i] =
-          window_1d(i, tile_h, top, bottom, mode, options.overlap_y, options.sigma_scale);
-    for (int i = 0; i < tile_w; ++i)
-      p.window_x[k * tile_w + i] =
-          window_1d(i, tile_w, left, right, mode, options.overlap_x, options.sigma_scale);
-  }
+  auto axis_windows = [&](int32_t len, int32_t overlap, const std::vector<int32_t>& origin, int32_t extent,
+                          std::vector<float>& table) {
+    std::vector<float> variants(4 * static_cast<size_t>(len));
+    for (int v = 0; v < 4; ++v)
+      for (int i = 0; i < len; ++i)
+        variants[v * len + i] = window_1d(i, len, v & 1, v & 2, mode, overlap, options.sigma_scale);
+    table.resize(num_tiles * len);
+    for (int64_t k = 0; k < num_tiles; ++k) {
+      const int v = (origin[k] > 0 ? 1 : 0) | (int64_t{origin[k]} + len < extent ? 2 : 0);
+      std::copy_n(variants.begin() + v * len, len, table.begin() + k * len);
+    }
+  };
+  axis_windows(tile_h, options.overlap_y, p.origin_y, height, p.window_y);
+  axis_windows(tile_w, options.overlap_x, p.origin_x, width, p.window_x);
 
   make_axis_cells(p.origin_y, tile_h, height, p.y_bounds, p.row_cell);
   make_axis_cells(p.origin_x, tile_w, width, p.x_bounds, p.col_cell);

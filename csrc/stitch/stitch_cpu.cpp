@@ -1,11 +1,14 @@
-// CPU stitcher. Work partition: threads take disjoint blocks of output rows.
-// A row is assembled in a per-thread buffer, cell span by cell span (see
-// stitch_plan.h), so every inner loop runs over contiguous pixels with the
-// same covering tiles and no per-pixel branching; each tile value is read
-// once and each output value written once, which is what keeps this close to
-// the memory-bandwidth bound.
+// CPU stitcher.
+//
+// Work partition: threads take disjoint blocks of output rows and walk each
+// row span by span: a span is one row of one plan cell (stitch_plan.h), so
+// its covering tiles are fixed and the inner loops are contiguous and
+// branch-free. Each tile value is read once and each output value stored
+// once, straight from a small per-thread buffer. (Walking cell columns
+// first, to keep fewer tiles in flight, measured 1.5x slower here: the
+// output is then written in short strips 8 KB apart.)
+
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "core/half.h"
@@ -35,55 +38,30 @@ inline const float* row_as_float(const Half* src, int64_t n, float* scratch) {
   return scratch;
 }
 
-struct RowScratch {
-  std::vector<float> acc;      // [C, W]
-  std::vector<float> den;      // [W]
-  std::vector<float> weight;   // [tile_w]
+// Per-thread buffers, sized for the widest span (a tile row).
+struct SpanScratch {
+  std::vector<float> acc;      // [C, tile_w]
+  std::vector<float> den;      // [tile_w]
   std::vector<float> convert;  // [tile_w]
-  std::vector<int64_t> best;   // [W], crop mode
-  std::vector<int32_t> owner;  // [W], crop mode
+  std::vector<int64_t> best;   // [tile_w], crop mode
+  std::vector<int32_t> owner;  // [tile_w], crop mode
   std::vector<float> pixel;    // [C], softmax / argmax
 };
 
-template <typename T>
-class RowStitcher {
- public:
-  RowStitcher(const T* tiles, const StitchPlan& plan, const StitchOptions& options)
-      : tiles_(tiles), p_(plan), o_(options) {}
+struct Counts {
+  int64_t uncovered = 0, nonfinite = 0;
+};
 
-  // Blends output row y into s.acc / s.den.
-  void blend_row(int32_t y, RowScratch& s) const {
-    const int32_t W = p_.width, C = p_.channels;
-    std::fill(s.acc.begin(), s.acc.end(), 0.0f);
-    std::fill(s.den.begin(), s.den.end(), 0.0f);
+template <typename T>
+class SpanStitcher {
+ public:
+  SpanStitcher(const T* tiles, const StitchPlan& plan, const StitchOptions& options, const TensorView& out)
+      : tiles_(tiles), p_(plan), o_(options), out_(out) {}
+
+  void run_rows(int32_t y0, int32_t y1, SpanScratch& s, Counts& counts) const {
     const int64_t nx = p_.cell_columns();
-    const int64_t cell_row = p_.row_cell[y];
-    for (int64_t j = 0; j < nx; ++j) {
-      const int32_t x0 = p_.x_bounds[j], x1 = p_.x_bounds[j + 1];
-      const int32_t* first = p_.cell_tiles.data() + p_.cell_start[cell_row * nx + j];
-      const int32_t* last = p_.cell_tiles.data() + p_.cell_start[cell_row * nx + j + 1];
-      if (first == last) continue;  // uncovered span: den stays 0
-      if (o_.blend == Blend::kCrop) {
-        crop_span(y, x0, x1, first, last, s);
-        continue;
-      }
-      const int32_t len = x1 - x0;
-      for (const int32_t* t = first; t != last; ++t) {
-        const int64_t k = *t;
-        const int32_t ty = y - p_.origin_y[k], tx = x0 - p_.origin_x[k];
-        const float wy = p_.window_y[k * p_.tile_h + ty];
-        const float* wx = p_.window_x.data() + k * p_.tile_w + tx;
-        float* w = s.weight.data();
-        for (int32_t i = 0; i < len; ++i) w[i] = tile_weight(wy, wx[i]);
-        float* den = s.den.data() + x0;
-        for (int32_t i = 0; i < len; ++i) accumulate(den[i], 1.0f, w[i]);
-        for (int32_t c = 0; c < C; ++c) {
-          const float* v = row_as_float(tile_row(k, c, ty) + tx, len, s.convert.data());
-          float* acc = s.acc.data() + int64_t{c} * W + x0;
-          for (int32_t i = 0; i < len; ++i) accumulate(acc[i], v[i], w[i]);
-        }
-      }
-    }
+    for (int32_t y = y0; y < y1; ++y)
+      for (int64_t j = 0; j < nx; ++j) span(y, j, s, counts);
   }
 
  private:
@@ -91,112 +69,150 @@ class RowStitcher {
     return tiles_ + ((k * p_.channels + c) * p_.tile_h + ty) * p_.tile_w;
   }
 
+  void span(int32_t y, int64_t j, SpanScratch& s, Counts& counts) const {
+    const int64_t nx = p_.cell_columns();
+    const int64_t cell = p_.row_cell[y] * nx + j;
+    const int32_t x0 = p_.x_bounds[j], len = p_.x_bounds[j + 1] - x0;
+    const int32_t* first = p_.cell_tiles.data() + p_.cell_start[cell];
+    const int32_t* last = p_.cell_tiles.data() + p_.cell_start[cell + 1];
+    if (first == last) {
+      std::fill(s.den.begin(), s.den.begin() + len, 0.0f);
+    } else if (o_.blend == Blend::kCrop) {
+      crop(y, x0, len, first, last, s);
+    } else {
+      blend(y, x0, len, first, last, s);
+    }
+    finalize_span(y, x0, len, s, counts);
+  }
+
+  // The first tile stores (w * v is exactly 0 + w * v) instead of
+  // accumulating, which saves clearing the buffers and a load per value.
+  // Channel 0 is fused with the denominator, so with one channel each tile
+  // costs one pass over the span.
+  void blend(int32_t y, int32_t x0, int32_t len, const int32_t* first, const int32_t* last,
+             SpanScratch& s) const {
+    const int32_t C = p_.channels, TW = p_.tile_w;
+    float* den = s.den.data();
+    for (const int32_t* t = first; t != last; ++t) {
+      const int64_t k = *t;
+      const int32_t ty = y - p_.origin_y[k], tx = x0 - p_.origin_x[k];
+      const float wy = p_.window_y[k * p_.tile_h + ty];
+      const float* wx = p_.window_x.data() + k * TW + tx;
+      for (int32_t c = 0; c < C; ++c) {
+        const float* v = row_as_float(tile_row(k, c, ty) + tx, len, s.convert.data());
+        float* acc = s.acc.data() + int64_t{c} * TW;
+        if (t == first && c == 0) {
+          for (int32_t i = 0; i < len; ++i) {
+            const float w = tile_weight(wy, wx[i]);
+            den[i] = w;
+            acc[i] = w * v[i];
+          }
+        } else if (t == first) {
+          for (int32_t i = 0; i < len; ++i) acc[i] = tile_weight(wy, wx[i]) * v[i];
+        } else if (c == 0) {
+          for (int32_t i = 0; i < len; ++i) {
+            const float w = tile_weight(wy, wx[i]);
+            accumulate(den[i], 1.0f, w);
+            accumulate(acc[i], v[i], w);
+          }
+        } else {
+          for (int32_t i = 0; i < len; ++i) accumulate(acc[i], v[i], tile_weight(wy, wx[i]));
+        }
+      }
+    }
+  }
+
   // Nearest tile centre wins; strict "<" keeps the lowest index on ties.
-  void crop_span(int32_t y, int32_t x0, int32_t x1, const int32_t* first, const int32_t* last,
-                 RowScratch& s) const {
+  void crop(int32_t y, int32_t x0, int32_t len, const int32_t* first, const int32_t* last, SpanScratch& s) const {
     for (const int32_t* t = first; t != last; ++t) {
       const int64_t k = *t;
       const int64_t dy2 = centre_distance2(y, p_.origin_y[k], p_.tile_h);
-      for (int32_t x = x0; x < x1; ++x) {
-        const int64_t d = dy2 + centre_distance2(x, p_.origin_x[k], p_.tile_w);
-        if (t == first || d < s.best[x]) {
-          s.best[x] = d;
-          s.owner[x] = static_cast<int32_t>(k);
+      for (int32_t i = 0; i < len; ++i) {
+        const int64_t d = dy2 + centre_distance2(x0 + i, p_.origin_x[k], p_.tile_w);
+        if (t == first || d < s.best[i]) {
+          s.best[i] = d;
+          s.owner[i] = static_cast<int32_t>(k);
         }
       }
     }
     for (int32_t c = 0; c < p_.channels; ++c) {
-      float* acc = s.acc.data() + int64_t{c} * p_.width;
-      for (int32_t x = x0; x < x1; ++x) {
-        const int64_t k = s.owner[x];
-        accumulate(acc[x], to_float(tile_row(k, c, y - p_.origin_y[k])[x - p_.origin_x[k]]), 1.0f);
+      float* acc = s.acc.data() + int64_t{c} * p_.tile_w;
+      for (int32_t i = 0; i < len; ++i) {
+        const int64_t k = s.owner[i];
+        acc[i] = to_float(tile_row(k, c, y - p_.origin_y[k])[x0 + i - p_.origin_x[k]]);
       }
     }
-    for (int32_t x = x0; x < x1; ++x) accumulate(s.den[x], 1.0f, 1.0f);
+    std::fill(s.den.begin(), s.den.begin() + len, 1.0f);
+  }
+
+  // Blended span -> output values (or class indices). The plain and sigmoid
+  // paths write straight into the output. 32-bit counters and "&" instead of
+  // "&&" keep the loops branch-free, so they vectorise.
+  void finalize_span(int32_t y, int32_t x0, int32_t len, SpanScratch& s, Counts& counts) const {
+    const int32_t C = p_.channels, TW = p_.tile_w;
+    const float* den = s.den.data();
+
+    const bool per_pixel = o_.argmax || o_.activation == Activation::kSoftmax;
+    const int64_t plane = int64_t{p_.height} * p_.width;
+    const int64_t offset = int64_t{y} * p_.width + x0;
+    for (int32_t c = 0; c < C; ++c) {
+      float* acc = s.acc.data() + int64_t{c} * TW;
+      float* dst = per_pixel ? acc : static_cast<float*>(out_.data) + c * plane + offset;
+      int32_t bad = 0, uncovered = 0;
+      for (int32_t i = 0; i < len; ++i) {
+        const float q = finalize(acc[i], den[i], o_.fill_value);
+        dst[i] = q;
+        const int32_t covered = den[i] > 0.0f;
+        uncovered += 1 - covered;
+        bad += covered & static_cast<int32_t>(!is_finite_value(q));
+      }
+      counts.nonfinite += bad;
+      if (c == 0) counts.uncovered += uncovered;
+      if (o_.activation == Activation::kSigmoid && !o_.argmax) {
+        for (int32_t i = 0; i < len; ++i)
+          if (den[i] > 0.0f) dst[i] = sigmoid(dst[i]);
+      }
+    }
+    if (!per_pixel) return;
+
+    for (int32_t i = 0; i < len; ++i) {
+      const bool covered = den[i] > 0.0f;
+      for (int32_t c = 0; c < C; ++c) s.pixel[c] = covered ? s.acc[int64_t{c} * TW + i] : o_.fill_value;
+      if (o_.argmax) {
+        static_cast<int32_t*>(out_.data)[offset + i] = covered ? argmax(s.pixel.data(), C) : -1;
+        continue;
+      }
+      if (covered) softmax_inplace(s.pixel.data(), C);
+      for (int32_t c = 0; c < C; ++c) static_cast<float*>(out_.data)[c * plane + offset + i] = s.pixel[c];
+    }
   }
 
   const T* tiles_;
   const StitchPlan& p_;
   const StitchOptions& o_;
+  const TensorView& out_;
 };
-
-struct Counts {
-  int64_t uncovered = 0, nonfinite = 0;
-};
-
-// Turns one blended row into output values (or class indices).
-void finalize_row(int32_t y, RowScratch& s, const StitchPlan& p, const StitchOptions& o,
-                  const TensorView& out, Counts& counts) {
-  const int32_t W = p.width, C = p.channels;
-  const float* den = s.den.data();
-  for (int32_t x = 0; x < W; ++x) counts.uncovered += den[x] > 0.0f ? 0 : 1;
-
-  // Values first (in place in acc), so the non-finite count sees the blend.
-  for (int32_t c = 0; c < C; ++c) {
-    float* v = s.acc.data() + int64_t{c} * W;
-    int64_t bad = 0;
-    for (int32_t x = 0; x < W; ++x) {
-      v[x] = finalize(v[x], den[x], o.fill_value);
-      bad += (den[x] > 0.0f && !is_finite_value(v[x])) ? 1 : 0;
-    }
-    counts.nonfinite += bad;
-  }
-  if (o.argmax) {
-    int32_t* dst = static_cast<int32_t*>(out.data) + int64_t{y} * W;
-    for (int32_t x = 0; x < W; ++x) {
-      if (!(den[x] > 0.0f)) {
-        dst[x] = -1;
-        continue;
-      }
-      for (int32_t c = 0; c < C; ++c) s.pixel[c] = s.acc[int64_t{c} * W + x];
-      dst[x] = argmax(s.pixel.data(), C);
-    }
-    return;
-  }
-  if (o.activation == Activation::kSigmoid) {
-    for (int32_t c = 0; c < C; ++c) {
-      float* v = s.acc.data() + int64_t{c} * W;
-      for (int32_t x = 0; x < W; ++x)
-        if (den[x] > 0.0f) v[x] = sigmoid(v[x]);
-    }
-  } else if (o.activation == Activation::kSoftmax) {
-    for (int32_t x = 0; x < W; ++x) {
-      if (!(den[x] > 0.0f)) continue;
-      for (int32_t c = 0; c < C; ++c) s.pixel[c] = s.acc[int64_t{c} * W + x];
-      softmax_inplace(s.pixel.data(), C);
-      for (int32_t c = 0; c < C; ++c) s.acc[int64_t{c} * W + x] = s.pixel[c];
-    }
-  }
-  float* dst = static_cast<float*>(out.data);
-  const int64_t plane = int64_t{p.height} * W;
-  for (int32_t c = 0; c < C; ++c)
-    std::memcpy(dst + c * plane + int64_t{y} * W, s.acc.data() + int64_t{c} * W, sizeof(float) * W);
-}
 
 template <typename T>
 StitchResult run(const TensorView& tiles, const StitchPlan& plan, const TensorView& out,
                  const StitchOptions& options) {
-  const RowStitcher<T> stitcher(static_cast<const T*>(tiles.data), plan, options);
+  const SpanStitcher<T> stitcher(static_cast<const T*>(tiles.data), plan, options, out);
   const int workers = static_cast<int>(std::min<int64_t>(resolve_threads(options.num_threads), plan.height));
   std::vector<Counts> counts(workers);
   parallel_for(workers, workers, [&](int64_t wb, int64_t we) {
     for (int64_t wi = wb; wi < we; ++wi) {
-      RowScratch s;
-      s.acc.resize(int64_t{plan.channels} * plan.width);
-      s.den.resize(plan.width);
-      s.weight.resize(plan.tile_w);
+      SpanScratch s;
+      s.acc.resize(int64_t{plan.channels} * plan.tile_w);
+      s.den.resize(plan.tile_w);
       s.convert.resize(plan.tile_w);
       s.pixel.resize(plan.channels);
       if (options.blend == Blend::kCrop) {
-        s.best.resize(plan.width);
-        s.owner.resize(plan.width);
+        s.best.resize(plan.tile_w);
+        s.owner.resize(plan.tile_w);
       }
       const int32_t y0 = static_cast<int32_t>(int64_t{plan.height} * wi / workers);
       const int32_t y1 = static_cast<int32_t>(int64_t{plan.height} * (wi + 1) / workers);
-      for (int32_t y = y0; y < y1; ++y) {
-        stitcher.blend_row(y, s);
-        finalize_row(y, s, plan, options, out, counts[wi]);
-      }
+      stitcher.run_rows(y0, y1, s, counts[wi]);
     }
   });
   StitchResult result;

@@ -100,8 +100,12 @@ CELLRT_HOST_DEVICE inline void accumulate(float& sum, float value, float weight)
 }
 
 // Weighted mean with an explicit zero-denominator guard (uncovered pixel).
+// Written as two selects around an unconditional division so the host
+// compiler vectorises it (a conditional division is not speculated).
 CELLRT_HOST_DEVICE inline float finalize(float num, float den, float fill_value) {
-  return den > 0.0f ? num / den : fill_value;
+  const bool covered = den > 0.0f;
+  const float q = num / (covered ? den : 1.0f);
+  return covered ? q : fill_value;
 }
 
 CELLRT_HOST_DEVICE inline bool is_finite_value(float v) {

@@ -275,6 +275,19 @@ def test_no_tiles_is_an_empty_batch(backend):
     assert out.shape == (2, 4, 4) and np.all(out == 0.5)
 
 
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_tile_fills_a_reused_buffer(backend, rng):
+    image = rng.integers(0, 255, (2, 90, 70)).astype(np.uint8)
+    n = len(tile_origins(image.shape, 32, 8))
+    buffer = np.full((n, 2, 32, 32), np.nan, np.float16)
+    batch = tile(image, 32, 8, dtype=np.float16, out=buffer, backend=backend)
+    assert batch.tiles is buffer
+    np.testing.assert_array_equal(buffer, tile(image, 32, 8, dtype=np.float16, backend=backend).tiles)
+    with pytest.raises(ValueError, match=r"tile: out should be a writable C-contiguous float32 array of shape "
+                                         r"\(12, 2, 32, 32\), got float16"):
+        tile(image, 32, 8, out=buffer, backend=backend)
+
+
 def test_out_is_filled_in_place(rng):
     origins = tile_origins((64, 64), 32, 8)
     tiles = rng.random((len(origins), 1, 32, 32), dtype=np.float32)

@@ -10,14 +10,15 @@ void register_stitch(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
-#if defined(CELLRT_HOST_F16C) && CELLRT_HOST_F16C && (defined(__x86_64__) || defined(__i386__))
-  // The CPU kernels were compiled for AVX + F16C; refuse to load on a CPU
-  // without them rather than die on an illegal instruction later.
+#if defined(CELLRT_X86_64_V3) && CELLRT_X86_64_V3 && defined(__x86_64__)
+  // The CPU kernels were compiled for x86-64-v3; refuse to load on an older
+  // CPU rather than die on an illegal instruction later. (This file itself
+  // is compiled for the baseline.)
   __builtin_cpu_init();
-  if (!__builtin_cpu_supports("avx") || !__builtin_cpu_supports("f16c")) {
+  if (!__builtin_cpu_supports("x86-64-v3")) {
     throw py::import_error(
-        "cellrt._core was built with CELLRT_HOST_F16C=ON but this CPU lacks AVX/F16C; "
-        "rebuild with -C cmake.define.CELLRT_HOST_F16C=OFF");
+        "cellrt._core was built for x86-64-v3 (AVX2, FMA, F16C) but this CPU lacks it; "
+        "rebuild with: pip install . -C cmake.define.CELLRT_X86_64_V3=OFF");
   }
 #endif
   m.doc() = "cellrt C++/CUDA kernels (private; use cellrt.kernels)";
@@ -25,10 +26,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("version", &cellrt::version);
   m.def("has_cuda", &cellrt::built_with_cuda, "True when the extension contains the CUDA kernels.");
   m.def("cuda_device_count", &cellrt::cuda_device_count, "Usable CUDA devices now (0 without driver/GPU).");
-#if defined(CELLRT_HOST_F16C) && CELLRT_HOST_F16C
-  m.attr("host_f16c") = true;
+#if defined(CELLRT_X86_64_V3) && CELLRT_X86_64_V3
+  m.attr("host_isa") = "x86-64-v3";
 #else
-  m.attr("host_f16c") = false;
+  m.attr("host_isa") = "baseline";
 #endif
   cellrt::python::register_stitch(m);
 }

@@ -41,14 +41,14 @@ def cmake_dir() -> str:
 
 
 def build_info() -> dict:
-    """Build facts of the extension: version, CUDA, host float16 path."""
+    """Build facts of the extension: version, CUDA, host instruction set."""
     return {
         "core_imported": _core is not None,
         "core_error": _core_error,
         "core_version": _core.version() if _core is not None else None,
         "built_with_cuda": has_cuda(),
         "cuda_devices": cuda_device_count(),
-        "host_f16c": bool(getattr(_core, "host_f16c", False)),
+        "host_isa": getattr(_core, "host_isa", None),
         "sdk_include_dir": include_dir(),
         "sdk_cmake_dir": cmake_dir(),
     }

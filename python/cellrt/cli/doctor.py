@@ -62,7 +62,7 @@ def run_doctor(as_json: bool = False) -> int:
         f"  extension cellrt._core    {'imported' if b['core_imported'] else 'FAILED: ' + str(b['core_error'])}",
         f"  built with CUDA           {_yes(b['built_with_cuda'])}",
         f"  CUDA devices usable now   {b['cuda_devices']}",
-        f"  host float16 via F16C     {_yes(b['host_f16c'])}",
+        f"  CPU kernels compiled for  {b['host_isa']}",
         f"  kernel backends           {', '.join(report['kernel_backends']) or 'none'}",
     ]
     ort = report["onnxruntime"]

@@ -1,0 +1,144 @@
+/* The C ABI from plain C99: the headers compile as C, and tile + stitch run
+ * through libcellrt_c with its error handling. Built and run by
+ * tests/test_build.py; prints "ok" and exits 0 on success. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cellrt/c_api.h"
+
+#define H 40
+#define W 50
+#define T 16
+#define MAX_TILES 64
+
+static int failures = 0;
+
+#define EXPECT(cond, ...)                            \
+  do {                                               \
+    if (!(cond)) {                                   \
+      fprintf(stderr, "FAILED %s:%d: ", __FILE__, __LINE__); \
+      fprintf(stderr, __VA_ARGS__);                  \
+      fprintf(stderr, "\n");                         \
+      ++failures;                                    \
+    }                                                \
+  } while (0)
+
+static void view(cellrt_tensor_t* t, void* data, cellrt_dtype_t dtype, int ndim, const int64_t* shape) {
+  int i;
+  memset(t, 0, sizeof *t);
+  t->struct_size = sizeof *t;
+  t->data = data;
+  t->dtype = dtype;
+  t->device = CELLRT_DEVICE_CPU;
+  t->ndim = ndim;
+  for (i = 0; i < ndim; ++i) t->shape[i] = shape[i];
+  t->strides[ndim - 1] = 1;
+  for (i = ndim - 2; i >= 0; --i) t->strides[i] = t->strides[i + 1] * shape[i + 1];
+}
+
+static int axis_origins(int extent, int tile, int overlap, int64_t* out) {
+  int n = 0, pos = 0;
+  for (;;) {
+    out[n++] = pos + tile > extent ? extent - tile : pos;
+    if (pos + tile >= extent) break;
+    pos += tile - overlap;
+  }
+  return n;
+}
+
+int main(void) {
+  static uint16_t image[H * W];
+  static float tiles[MAX_TILES * T * T];
+  static float field[H * W];
+  int64_t ys[16], xs[16], origins[2 * MAX_TILES];
+  int ny, nx, i, j, n = 0;
+  cellrt_tensor_t image_view, tiles_view, field_view;
+  cellrt_tile_options_t tile_options;
+  cellrt_stitch_options_t stitch_options;
+  cellrt_counts_t counts;
+  cellrt_status_t status;
+  double max_err = 0.0;
+
+  printf("cellrt %s, C API %d, CUDA %d, devices %d\n", cellrt_version(), (int)cellrt_c_api_version(),
+         (int)cellrt_has_cuda(), (int)cellrt_cuda_device_count());
+  EXPECT(cellrt_c_api_version() == CELLRT_C_API_VERSION, "C API version mismatch");
+
+  for (i = 0; i < H * W; ++i) image[i] = (uint16_t)((i * 7919u) % 4096u);
+  ny = axis_origins(H, T, 4, ys);
+  nx = axis_origins(W, T, 4, xs);
+  for (i = 0; i < ny; ++i)
+    for (j = 0; j < nx; ++j) {
+      origins[2 * n] = ys[i];
+      origins[2 * n + 1] = xs[j];
+      ++n;
+    }
+
+  {
+    const int64_t ishape[3] = {1, H, W};
+    const int64_t tshape[4] = {n, 1, T, T};
+    const int64_t fshape[3] = {1, H, W};
+    view(&image_view, image, CELLRT_DTYPE_UINT16, 3, ishape);
+    view(&tiles_view, tiles, CELLRT_DTYPE_FLOAT32, 4, tshape);
+    view(&field_view, field, CELLRT_DTYPE_FLOAT32, 3, fshape);
+  }
+  cellrt_tile_options_init(&tile_options);
+  cellrt_stitch_options_init(&stitch_options);
+  stitch_options.blend = CELLRT_BLEND_COSINE;
+  stitch_options.overlap_y = 4;
+  stitch_options.overlap_x = 4;
+  memset(&counts, 0, sizeof counts);
+  counts.struct_size = sizeof counts;
+
+  status = cellrt_tile(&image_view, origins, &tiles_view, &tile_options, NULL, &counts);
+  EXPECT(status == CELLRT_STATUS_OK, "cellrt_tile: %s", cellrt_last_error());
+  status = cellrt_stitch(&tiles_view, origins, &field_view, &stitch_options, NULL, &counts);
+  EXPECT(status == CELLRT_STATUS_OK, "cellrt_stitch: %s", cellrt_last_error());
+  EXPECT(counts.uncovered == 0 && counts.nonfinite == 0, "counts %lld %lld", (long long)counts.uncovered,
+         (long long)counts.nonfinite);
+  for (i = 0; i < H * W; ++i) {
+    double e = fabs((double)field[i] - (double)image[i]);
+    if (e > max_err) max_err = e;
+  }
+  EXPECT(max_err <= 4096 * 1e-6, "round trip error %g", max_err);
+
+  /* An options struct from an older, shorter version keeps the defaults of
+   * the fields it lacks (here: everything after blend -> gaussian not set). */
+  {
+    cellrt_stitch_options_t old;
+    cellrt_stitch_options_init(&old);
+    old.blend = CELLRT_BLEND_CONSTANT;
+    old.struct_size = offsetof(cellrt_stitch_options_t, overlap_y);
+    status = cellrt_stitch(&tiles_view, origins, &field_view, &old, NULL, NULL);
+    EXPECT(status == CELLRT_STATUS_OK, "short options struct: %s", cellrt_last_error());
+  }
+
+  /* Errors come back as a status and a message, never as a crash. */
+  origins[0] = H;
+  status = cellrt_stitch(&tiles_view, origins, &field_view, &stitch_options, NULL, NULL);
+  EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT, "bad origin gave status %d", (int)status);
+  EXPECT(strstr(cellrt_last_error(), "origins[0]") != NULL, "message: %s", cellrt_last_error());
+  origins[0] = 0;
+  stitch_options.overlap_x = T;
+  status = cellrt_stitch(&tiles_view, origins, &field_view, &stitch_options, NULL, NULL);
+  EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "overlap_x") != NULL,
+         "bad overlap: %d %s", (int)status, cellrt_last_error());
+  status = cellrt_stitch(NULL, origins, &field_view, &stitch_options, NULL, NULL);
+  EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT, "NULL tiles gave %d", (int)status);
+  stitch_options.overlap_x = 4;
+
+  /* Device memory in a build or machine that cannot use it. */
+  if (cellrt_cuda_device_count() == 0) {
+    tiles_view.device = CELLRT_DEVICE_CUDA;
+    field_view.device = CELLRT_DEVICE_CUDA;
+    status = cellrt_stitch(&tiles_view, origins, &field_view, &stitch_options, NULL, NULL);
+    EXPECT(status == (cellrt_has_cuda() ? CELLRT_STATUS_RUNTIME_ERROR : CELLRT_STATUS_NOT_COMPILED),
+           "CUDA without a device gave %d: %s", (int)status, cellrt_last_error());
+  }
+  status = cellrt_tile(&image_view, origins, &tiles_view, &tile_options, NULL, NULL);
+  EXPECT(status != CELLRT_STATUS_OK, "mixed devices accepted");
+
+  if (failures) return 1;
+  printf("ok\n");
+  return 0;
+}

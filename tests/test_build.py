@@ -1,0 +1,95 @@
+"""Build-level checks: the extension and its CUDA flag, source layout, the C
+headers as C, and a downstream CMake project linking the installed SDK."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cellrt
+from cellrt._build import _core
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_extension_imports_and_reports_its_build():
+    info = cellrt.build_info()
+    assert info["core_imported"], info["core_error"]
+    assert info["core_version"] == cellrt.__version__
+    assert cellrt.has_cuda() == bool(_core.has_cuda())
+    assert isinstance(_core.cuda_device_count(), int)
+
+
+@pytest.mark.skipif(os.environ.get("CELLRT_EXPECT_CUDA") != "1",
+                    reason="set CELLRT_EXPECT_CUDA=1 where nvcc was present at build time (CI does)")
+def test_cuda_kernels_were_compiled_when_nvcc_was_present():
+    assert cellrt.has_cuda(), "nvcc was present but the extension was built without CUDA"
+
+
+def test_no_two_sources_share_a_stem():
+    sources = [p for p in (ROOT / "csrc").rglob("*") if p.suffix in (".cpp", ".cu", ".c")]
+    stems = [p.stem for p in sources]
+    assert sources and len(stems) == len(set(stems)), sorted(stems)
+
+
+def test_sources_are_listed_in_cmake():
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    for p in (ROOT / "csrc").rglob("*"):
+        if p.suffix in (".cpp", ".cu"):
+            assert p.relative_to(ROOT).as_posix() in cmake, f"{p} is not listed in CMakeLists.txt"
+
+
+def _sdk() -> tuple[Path, Path]:
+    include, cmake_dir = Path(cellrt.include_dir()), Path(cellrt.cmake_dir())
+    if not (include / "cellrt" / "c_api.h").is_file():
+        pytest.fail(f"the installed package has no C/C++ SDK at {include}")
+    return include, cmake_dir.parents[1]
+
+
+def test_c_headers_compile_as_c99_and_the_c_abi_works(tmp_path):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler on this machine")
+    include, lib = _sdk()
+    exe = tmp_path / "test_headers"
+    subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", str(ROOT / "tests/c/test_headers.c"),
+                    f"-I{include}", f"-L{lib}", "-lcellrt_c", f"-Wl,-rpath,{lib}", "-lm", "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip().endswith("ok")
+
+
+def test_downstream_cmake_project_links_the_installed_package(tmp_path):
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not installed")
+    env = dict(os.environ)
+    build = tmp_path / "build"
+    configure = subprocess.run(
+        ["cmake", "-S", str(ROOT / "tests/consumer"), "-B", str(build), f"-Dcellrt_DIR={cellrt.cmake_dir()}",
+         "-DCMAKE_BUILD_TYPE=Release"], capture_output=True, text=True, env=env)
+    assert configure.returncode == 0, configure.stdout + configure.stderr
+    compile_ = subprocess.run(["cmake", "--build", str(build)], capture_output=True, text=True, env=env)
+    assert compile_.returncode == 0, compile_.stdout + compile_.stderr
+    run = subprocess.run([str(build / "consumer")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip().endswith("ok")
+
+
+def test_cli_doctor_json_is_complete():
+    out = subprocess.run([sys.executable, "-m", "cellrt.cli", "doctor", "--json"], capture_output=True, text=True,
+                         check=True).stdout
+    import json
+
+    report = json.loads(out)
+    for key in ("cellrt", "build", "kernel_backends", "gpu_usable", "onnxruntime", "tensorrt", "tensorrt_rtx",
+                "cupy", "numba"):
+        assert key in report
+    assert "cpu" in report["kernel_backends"]
+    assert report["build"]["built_with_cuda"] == cellrt.has_cuda()
+    assert "CPUExecutionProvider" in report["onnxruntime"]["providers"]

@@ -166,6 +166,23 @@ def test_constant_blend_is_the_plain_average(backend, blend, rng):
     assert np.all(back[:, :6] == 1.0) and np.all(back[:, 6:10] == 2.0) and np.all(back[:, 10:] == 3.0)
 
 
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("blend", BLENDS)
+@pytest.mark.parametrize("activation", [None, "sigmoid"])
+def test_pixels_under_one_tile_keep_its_value_exactly(backend, blend, activation, rng):
+    tiles = rng.normal(size=(2, 2, 12, 12)).astype(np.float32)
+    back = stitch(tiles, [[0, 0], [0, 8]], (12, 20), overlap=4, blend=blend, activation=activation,
+                  backend=backend)
+    expect_left, expect_right = tiles[0, :, :, :8], tiles[1, :, :, 4:]
+    if activation == "sigmoid":
+        expect_left, expect_right = (1 / (1 + np.exp(-e.astype(np.float64))) for e in (expect_left, expect_right))
+        np.testing.assert_allclose(back[:, :, :8], expect_left, rtol=1e-6)
+        np.testing.assert_allclose(back[:, :, 12:], expect_right, rtol=1e-6)
+    else:
+        np.testing.assert_array_equal(back[:, :, :8], expect_left)
+        np.testing.assert_array_equal(back[:, :, 12:], expect_right)
+
+
 # --- stitch: against the float64 reference on arbitrary tiles ---------------------------
 
 @pytest.mark.parametrize("backend", HOST_BACKENDS)

@@ -63,8 +63,9 @@ __global__ void stitch_kernel(const T* __restrict__ tiles, DevicePlan p, Fused f
     return;
   }
 
-  // Crop mode keeps one tile with weight 1; the others blend the list.
-  int32_t crop_owner = -1;
+  // Crop mode, and any pixel with a single covering tile, keeps one tile
+  // with weight 1; otherwise the list is blended.
+  int32_t owner = -1;
   float den = 0.0f;
   if (f.blend == kBlendCrop) {
     int64_t best = 0;
@@ -73,10 +74,13 @@ __global__ void stitch_kernel(const T* __restrict__ tiles, DevicePlan p, Fused f
       const int64_t d = centre_distance2(y, p.origin_y[k], p.tile_h) + centre_distance2(x, p.origin_x[k], p.tile_w);
       if (i == first || d < best) {
         best = d;
-        crop_owner = k;
+        owner = k;
       }
     }
     accumulate(den, 1.0f, 1.0f);
+  } else if (last - first == 1) {
+    owner = p.cell_tiles[first];
+    accumulate(den, 1.0f, kSingleTileWeight);
   } else {
     for (int32_t i = first; i < last; ++i) {
       const int32_t k = p.cell_tiles[i];
@@ -91,8 +95,8 @@ __global__ void stitch_kernel(const T* __restrict__ tiles, DevicePlan p, Fused f
   unsigned long long nonfinite = 0;
   for (int32_t c = 0; c < p.channels; ++c) {
     float num = 0.0f;
-    if (crop_owner >= 0) {
-      accumulate(num, tile_value(tiles, p, crop_owner, c, y, x), 1.0f);
+    if (owner >= 0) {
+      accumulate(num, tile_value(tiles, p, owner, c, y, x), kSingleTileWeight);
     } else {
       for (int32_t i = first; i < last; ++i) {
         const int32_t k = p.cell_tiles[i];

@@ -83,6 +83,10 @@ CELLRT_HOST_DEVICE inline int64_t centre_distance2(int64_t p, int64_t origin, in
   return d * d;
 }
 
+// Where exactly one tile covers a pixel its value passes through unchanged:
+// weight 1 (v * 1 / 1 == v), instead of w * v / w, which can be off by an ulp.
+constexpr float kSingleTileWeight = 1.0f;
+
 // The weight of tile pixel (i, j) is the product of its 1-D windows.
 CELLRT_HOST_DEVICE inline float tile_weight(float window_y, float window_x) { return window_y * window_x; }
 

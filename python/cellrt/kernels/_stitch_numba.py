@@ -45,9 +45,20 @@ def _window(length, lo_inside, hi_inside, mode, overlap, sigma_scale):
     return np.maximum(w, MIN_WINDOW).astype(np.float32)
 
 
+@njit(cache=True)
+def _coverage(origins, th, tw, height, width):
+    count = np.zeros((height, width), np.int32)
+    for k in range(origins.shape[0]):
+        oy, ox = origins[k, 0], origins[k, 1]
+        count[oy:min(oy + th, height), ox:min(ox + tw, width)] += 1
+    return count
+
+
 @njit(cache=True, parallel=True)
 def _blend(tiles, origins, height, width, mode, overlap_y, overlap_x, sigma_scale):
     n, channels, th, tw = tiles.shape
+    # A pixel covered by a single tile takes its value unchanged (weight 1).
+    coverage = _coverage(origins, th, tw, height, width)
     num = np.zeros((channels, height, width), np.float32)
     den = np.zeros((height, width), np.float32)
     best = np.full((height, width), np.iinfo(np.int64).max, np.int64)
@@ -70,7 +81,7 @@ def _blend(tiles, origins, height, width, mode, overlap_y, overlap_x, sigma_scal
                         for c in range(channels):
                             num[c, y, x] = tiles[k, c, y - oy, x - ox]
                 else:
-                    w = wy[y - oy] * wx[x - ox]
+                    w = np.float32(1.0) if coverage[y, x] == 1 else wy[y - oy] * wx[x - ox]
                     den[y, x] += w
                     for c in range(channels):
                         num[c, y, x] += w * tiles[k, c, y - oy, x - ox]

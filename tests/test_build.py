@@ -81,6 +81,29 @@ def test_downstream_cmake_project_links_the_installed_package(tmp_path):
     assert run.stdout.strip().endswith("ok")
 
 
+CORE_SOURCES = ["csrc/core/runtime.cpp", "csrc/stitch/stitch.cpp", "csrc/stitch/stitch_cpu.cpp",
+                "csrc/stitch/tile.cpp", "csrc/stitch/tile_cpu.cpp"]
+
+
+def test_cpu_kernels_are_clean_under_address_and_ub_sanitizers(tmp_path):
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler on this machine")
+    exe = tmp_path / "sanitize_driver"
+    flags = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
+             "-std=c++17", "-ffp-contract=off", "-DCELLRT_WITH_CUDA=0", f"-I{ROOT / 'csrc'}",
+             f"-I{ROOT / 'csrc/include'}"]
+    if _core.host_isa == "x86-64-v3":
+        flags.append("-march=x86-64-v3")
+    build = subprocess.run([cxx, *flags, str(ROOT / "tests/c/sanitize_driver.cpp"),
+                            *(str(ROOT / s) for s in CORE_SOURCES), "-lpthread", "-o", str(exe)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-4000:]
+    run = subprocess.run([str(exe)], capture_output=True, text=True, env={**os.environ, "ASAN_OPTIONS": "detect_leaks=1"})
+    assert run.returncode == 0, run.stdout + run.stderr[-4000:]
+    assert run.stdout.strip().endswith("ok")
+
+
 def test_cli_doctor_json_is_complete():
     out = subprocess.run([sys.executable, "-m", "cellrt.cli", "doctor", "--json"], capture_output=True, text=True,
                          check=True).stdout

@@ -286,6 +286,20 @@ def test_uncovered_pixels_raise_or_take_the_fill_value(backend):
 
 
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("argmax", [False, True])
+def test_uncovered_gaps_wider_than_a_tile(backend, argmax):
+    # Gaps between tiles can be wider than a tile; they must be filled, not overrun.
+    tiles = np.stack([np.full((2, 8, 8), 1.0), np.full((2, 8, 8), 2.0)]).astype(np.float32)
+    out = stitch(tiles, [[0, 0], [30, 40]], (40, 50), fill_value=-1.0, argmax=argmax, backend=backend)
+    fill = -1
+    region = out if argmax else out[0]
+    assert np.all(region[:8, :8] == (0 if argmax else 1.0)) and np.all(region[30:38, 40:48] == (0 if argmax else 2.0))
+    mask = np.ones((40, 50), bool)
+    mask[:8, :8] = mask[30:38, 40:48] = False
+    assert np.all(region[mask] == fill)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
 def test_no_tiles_is_an_empty_batch(backend):
     tiles = np.zeros((0, 2, 8, 8), np.float32)
     out = stitch(tiles, np.zeros((0, 2), np.int64), (4, 4), fill_value=0.5, backend=backend)

@@ -71,6 +71,8 @@ StitchPlan make_stitch_plan(const int64_t* origins, int64_t num_tiles, int32_t c
 
   make_axis_cells(p.origin_y, tile_h, height, p.y_bounds, p.row_cell);
   make_axis_cells(p.origin_x, tile_w, width, p.x_bounds, p.col_cell);
+  for (size_t j = 0; j + 1 < p.x_bounds.size(); ++j)
+    p.max_span = std::max<int64_t>(p.max_span, p.x_bounds[j + 1] - p.x_bounds[j]);
   const int64_t ny = static_cast<int64_t>(p.y_bounds.size()) - 1;
   const int64_t nx = p.cell_columns();
   CELLRT_CHECK(ny * nx < std::numeric_limits<int32_t>::max() / 2, "stitch: origins cut the image into ",

@@ -53,10 +53,11 @@ inline void prefetch_run(const T* p, int64_t n) {
 #endif
 }
 
-// Per-thread buffers, sized for the widest span (a tile row).
+// Per-thread buffers. Covered spans are at most a tile row wide; an
+// uncovered span can reach across the image, so acc/den take the widest.
 struct SpanScratch {
-  std::vector<float> acc;      // [C, tile_w]
-  std::vector<float> den;      // [tile_w]
+  std::vector<float> acc;      // [C, max_span]
+  std::vector<float> den;      // [max_span]
   std::vector<float> convert;  // [tile_w]
   std::vector<int64_t> best;   // [tile_w], crop()
   std::vector<int32_t> owner;  // [tile_w], crop()
@@ -127,6 +128,7 @@ class SpanStitcher {
   void blend(int32_t y, int32_t x0, int32_t len, const int32_t* first, const int32_t* last,
              SpanScratch& s) const {
     const int32_t C = p_.channels, TW = p_.tile_w;
+    const int64_t stride = p_.max_span;
     float* den = s.den.data();
     for (const int32_t* t = first; t != last; ++t) {
       const int64_t k = *t;
@@ -136,7 +138,7 @@ class SpanStitcher {
       for (int32_t c = 0; c < C; ++c) {
         if (ty + kPrefetchRows < p_.tile_h) prefetch_run(tile_row(k, c, ty + kPrefetchRows) + tx, len);
         const float* v = row_as_float(tile_row(k, c, ty) + tx, len, s.convert.data());
-        float* acc = s.acc.data() + int64_t{c} * TW;
+        float* acc = s.acc.data() + c * stride;
         if (t == first && c == 0) {
           for (int32_t i = 0; i < len; ++i) {
             const float w = tile_weight(wy, wx[i]);
@@ -174,7 +176,7 @@ class SpanStitcher {
       }
     }
     for (int32_t c = 0; c < p_.channels; ++c) {
-      float* acc = s.acc.data() + int64_t{c} * p_.tile_w;
+      float* acc = s.acc.data() + c * p_.max_span;
       for (int32_t i = 0; i < len; ++i) {
         const int64_t k = s.owner[i];
         acc[i] = to_float(tile_row(k, c, y - p_.origin_y[k])[x0 + i - p_.origin_x[k]]);
@@ -186,14 +188,15 @@ class SpanStitcher {
   // Blended span -> output values (or class indices). 32-bit counters and "&" instead of
   // "&&" keep the loops branch-free, so they vectorise.
   void finalize_span(int32_t y, int32_t x0, int32_t len, SpanScratch& s, Counts& counts) const {
-    const int32_t C = p_.channels, TW = p_.tile_w;
+    const int32_t C = p_.channels;
+    const int64_t stride = p_.max_span;
     const float* den = s.den.data();
 
     const bool per_pixel = o_.argmax || o_.activation == Activation::kSoftmax;
     const int64_t plane = int64_t{p_.height} * p_.width;
     const int64_t offset = int64_t{y} * p_.width + x0;
     for (int32_t c = 0; c < C; ++c) {
-      float* acc = s.acc.data() + int64_t{c} * TW;
+      float* acc = s.acc.data() + c * stride;
       int32_t bad = 0, uncovered = 0;
       for (int32_t i = 0; i < len; ++i) {
         const float q = finalize(acc[i], den[i], o_.fill_value);
@@ -214,7 +217,7 @@ class SpanStitcher {
 
     for (int32_t i = 0; i < len; ++i) {
       const bool covered = den[i] > 0.0f;
-      for (int32_t c = 0; c < C; ++c) s.pixel[c] = covered ? s.acc[int64_t{c} * TW + i] : o_.fill_value;
+      for (int32_t c = 0; c < C; ++c) s.pixel[c] = covered ? s.acc[c * stride + i] : o_.fill_value;
       if (o_.argmax) {
         static_cast<int32_t*>(out_.data)[offset + i] = covered ? argmax(s.pixel.data(), C) : -1;
         continue;
@@ -239,8 +242,8 @@ StitchResult run(const TensorView& tiles, const StitchPlan& plan, const TensorVi
   parallel_for(workers, workers, [&](int64_t wb, int64_t we) {
     for (int64_t wi = wb; wi < we; ++wi) {
       SpanScratch s;
-      s.acc.resize(int64_t{plan.channels} * plan.tile_w);
-      s.den.resize(plan.tile_w);
+      s.acc.resize(plan.channels * plan.max_span);
+      s.den.resize(plan.max_span);
       s.convert.resize(plan.tile_w);
       s.pixel.resize(plan.channels);
       s.best.resize(plan.tile_w);  // crop() also serves single-tile spans

@@ -27,6 +27,7 @@ struct StitchPlan {
   std::vector<int32_t> col_cell;            // [width]  -> cell column
   std::vector<int32_t> cell_start;          // CSR offsets, [cells + 1]
   std::vector<int32_t> cell_tiles;          // tile indices, ascending per cell
+  int64_t max_span = 0;                     // widest cell column, in pixels
 
   int64_t cell_columns() const { return static_cast<int64_t>(x_bounds.size()) - 1; }
 };

@@ -1,0 +1,98 @@
+// Runs tile and stitch through every option on awkward shapes, for a build
+// with AddressSanitizer and UndefinedBehaviorSanitizer (tests/test_build.py
+// compiles it together with the core sources). Exit 0 and "ok" when every
+// call returns and the sanitizers stay quiet.
+#include <cellrt/cellrt.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+using namespace cellrt;
+
+namespace {
+
+TensorView make_view(void* data, DType dtype, std::vector<int64_t> shape) {
+  TensorView v;
+  v.data = data;
+  v.dtype = dtype;
+  v.ndim = static_cast<int32_t>(shape.size());
+  int64_t stride = 1;
+  for (int i = v.ndim - 1; i >= 0; --i) {
+    v.shape[i] = shape[i];
+    v.strides[i] = stride;
+    stride *= shape[i];
+  }
+  return v;
+}
+
+std::vector<int64_t> grid(int64_t h, int64_t w, int64_t t, int64_t overlap) {
+  std::vector<int64_t> out;
+  auto axis = [&](int64_t extent) {
+    std::vector<int64_t> o;
+    if (extent <= t) return std::vector<int64_t>{0};
+    for (int64_t p = 0;; p += t - overlap) {
+      o.push_back(std::min(p, extent - t));
+      if (p + t >= extent) break;
+    }
+    return o;
+  };
+  for (int64_t y : axis(h))
+    for (int64_t x : axis(w)) out.insert(out.end(), {y, x});
+  return out;
+}
+
+}  // namespace
+
+int main() {
+  const int64_t shapes[][4] = {{1, 37, 53, 16}, {3, 9, 5, 16}, {2, 64, 64, 64}, {4, 100, 31, 24}};
+  int calls = 0;
+  for (const auto& s : shapes) {
+    const int64_t c = s[0], h = s[1], w = s[2], t = s[3];
+    for (int64_t overlap : {int64_t{0}, t / 4, t - 1}) {
+      std::vector<int64_t> origins = grid(h, w, t, overlap);
+      const int64_t n = static_cast<int64_t>(origins.size() / 2);
+      std::vector<uint16_t> image(c * h * w);
+      for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<uint16_t>(i * 40503u);
+      // Strided view: every other column of a twice-as-wide buffer.
+      std::vector<uint16_t> wide(c * h * w * 2);
+      for (size_t i = 0; i < image.size(); ++i) wide[2 * i] = image[i];
+      TensorView strided = make_view(wide.data(), DType::kUInt16, {c, h, w});
+      for (int i = 0; i < 3; ++i) strided.strides[i] *= 2;
+      for (DType tile_type : {DType::kFloat32, DType::kFloat16}) {
+        std::vector<float> tile_data(n * c * t * t);  // large enough for either type
+        TensorView tiles = make_view(tile_data.data(), tile_type, {n, c, t, t});
+        std::vector<float> scale(c, 1.0f / 65535.0f), offset(c, 0.0f);
+        TileOptions to;
+        to.scale = scale.data();
+        to.offset = offset.data();
+        tile(make_view(image.data(), DType::kUInt16, {c, h, w}), origins.data(), tiles, to);
+        tile(strided, origins.data(), tiles, to);
+        calls += 2;
+        for (Blend blend : {Blend::kConstant, Blend::kLinear, Blend::kCosine, Blend::kGaussian, Blend::kCrop}) {
+          for (int mode = 0; mode < 4; ++mode) {
+            StitchOptions so;
+            so.blend = blend;
+            so.overlap_y = so.overlap_x = static_cast<int32_t>(overlap);
+            so.activation = mode == 1 ? Activation::kSigmoid : mode == 2 ? Activation::kSoftmax : Activation::kNone;
+            so.argmax = mode == 3;
+            so.num_threads = 3;
+            std::vector<float> values(c * h * w);
+            std::vector<int32_t> labels(h * w);
+            TensorView out = so.argmax ? make_view(labels.data(), DType::kInt32, {h, w})
+                                       : make_view(values.data(), DType::kFloat32, {c, h, w});
+            stitch(tiles, origins.data(), out, so);
+            // Only the first tile: most of the image uncovered.
+            TensorView one = tiles;
+            one.shape[0] = 1;
+            stitch(one, origins.data(), out, so);
+            calls += 2;
+          }
+        }
+      }
+    }
+  }
+  std::printf("%d calls\nok\n", calls);
+  return 0;
+}

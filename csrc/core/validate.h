@@ -1,6 +1,8 @@
 // Argument checks shared by the op dispatchers (stitch.cpp, tile.cpp).
 #pragma once
 
+#include <cstdint>
+#include <limits>
 #include <sstream>
 #include <string>
 
@@ -27,6 +29,31 @@ inline void check_view(const char* op, const char* name, const TensorView& v, in
     CELLRT_CHECK(v.shape[i] >= 0, op, ": ", name, " has a negative extent ", shape_string(v));
   CELLRT_CHECK(!need_contiguous || is_contiguous(v), op, ": ", name,
                " should be C-contiguous, got strides that are not");
+}
+
+// Image and tile sides stay far enough below INT32_MAX that the int32
+// arithmetic of the kernels (origin + tile, 2 * position) cannot overflow.
+inline void check_sides(const char* op, int64_t h, int64_t w, int64_t th, int64_t tw) {
+  constexpr int64_t kMaxSide = std::numeric_limits<int32_t>::max() / 4;
+  CELLRT_CHECK(h < kMaxSide && w < kMaxSide && th < kMaxSide && tw < kMaxSide, op,
+               ": image and tile sides should be below ", kMaxSide, ", got image ", h, " x ", w, " and tile ",
+               th, " x ", tw);
+}
+
+inline void check_same_device(const char* op, const char* a_name, const TensorView& a, const char* b_name,
+                              const TensorView& b) {
+  CELLRT_CHECK(a.device == b.device, op, ": ", a_name, " and ", b_name, " should be on one device, got ",
+               device_name(a.device), " and ", device_name(b.device));
+}
+
+// origins: [n, 2] (y, x), each inside the h x w image.
+inline void check_origins(const char* op, const int64_t* origins, int64_t n, int64_t h, int64_t w) {
+  CELLRT_CHECK(n == 0 || origins != nullptr, op, ": origins should not be null for ", n, " tiles");
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t y = origins[2 * k], x = origins[2 * k + 1];
+    CELLRT_CHECK(y >= 0 && y < h && x >= 0 && x < w, op, ": origins[", k, "] = (", y, ", ", x,
+                 ") should lie inside the ", h, " x ", w, " image");
+  }
 }
 
 }  // namespace cellrt::detail

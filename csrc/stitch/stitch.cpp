@@ -123,11 +123,8 @@ StitchResult stitch(const TensorView& tiles, const int64_t* origins, const Tenso
   const int64_t h = out.shape[out.ndim - 2], w = out.shape[out.ndim - 1];
   CELLRT_CHECK(h > 0 && w > 0, "stitch: the image should be non-empty, got out shape ",
                detail::shape_string(out));
-  constexpr int64_t kMaxSide = std::numeric_limits<int32_t>::max() / 4;
-  CELLRT_CHECK(h < kMaxSide && w < kMaxSide && th < kMaxSide && tw < kMaxSide,
-               "stitch: image and tile sides should be below ", kMaxSide);
-  CELLRT_CHECK(tiles.device == out.device, "stitch: tiles and out should be on one device, got ",
-               detail::device_name(tiles.device), " and ", detail::device_name(out.device));
+  detail::check_sides("stitch", h, w, th, tw);
+  detail::check_same_device("stitch", "tiles", tiles, "out", out);
 
   const int blend = static_cast<int>(options.blend);
   CELLRT_CHECK(blend >= 0 && blend <= 4, "stitch: blend should be 0..4 (constant, linear, cosine, gaussian, crop), got ",
@@ -144,12 +141,7 @@ StitchResult stitch(const TensorView& tiles, const int64_t* origins, const Tenso
   CELLRT_CHECK((options.activation != Activation::kSoftmax && !options.argmax) ||
                    c <= detail::kMaxFusedChannels,
                "stitch: softmax and argmax take at most ", detail::kMaxFusedChannels, " channels, got ", c);
-  CELLRT_CHECK(n == 0 || origins != nullptr, "stitch: origins should not be null for ", n, " tiles");
-  for (int64_t k = 0; k < n; ++k) {
-    const int64_t y = origins[2 * k], x = origins[2 * k + 1];
-    CELLRT_CHECK(y >= 0 && y < h && x >= 0 && x < w, "stitch: origins[", k, "] = (", y, ", ", x,
-                 ") should lie inside the ", h, " x ", w, " image");
-  }
+  detail::check_origins("stitch", origins, n, h, w);
 
   const detail::StitchPlan plan = detail::make_stitch_plan(
       origins, n, static_cast<int32_t>(c), static_cast<int32_t>(th), static_cast<int32_t>(tw),

@@ -5,16 +5,16 @@
 // its covering tiles are fixed and the inner loops are contiguous and
 // branch-free. Each tile value is read once and each output value stored
 // once, from a small per-thread buffer with non-temporal stores
-// (core/stream_store.h). (Walking cell columns
-// first, to keep fewer tiles in flight, measured 1.5x slower here: the
-// output is then written in short strips 8 KB apart.)
+// (core/host_memory.h). Walking cell columns first, to keep fewer tiles in
+// flight, measured 1.5x slower here: the output is then written in short
+// strips 8 KB apart.
 
 #include <algorithm>
 #include <vector>
 
 #include "core/half.h"
+#include "core/host_memory.h"
 #include "core/parallel.h"
-#include "core/stream_store.h"
 #include "stitch/stitch_kernel.h"
 #include "stitch/stitch_plan.h"
 
@@ -44,14 +44,6 @@ inline const float* row_as_float(const Half* src, int64_t n, float* scratch) {
 // that many interleaved streams defeat the hardware prefetchers, so the
 // run a span will need a few rows on is requested explicitly.
 constexpr int32_t kPrefetchRows = 4;
-
-template <typename T>
-inline void prefetch_run(const T* p, int64_t n) {
-#if defined(__GNUC__)
-  const char* c = reinterpret_cast<const char*>(p);
-  for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64) __builtin_prefetch(c + b, 0, 0);
-#endif
-}
 
 // Per-thread buffers. Covered spans are at most a tile row wide; an
 // uncovered span can reach across the image, so acc/den take the widest.

@@ -25,12 +25,9 @@ TileResult tile(const TensorView& image, const int64_t* origins, const TensorVie
   CELLRT_CHECK(tiles.shape[1] == c, "tile: tiles should have ", c, " channels like image, got ", tiles.shape[1]);
   CELLRT_CHECK(th > 0 && tw > 0, "tile: tiles should have positive tile_h and tile_w, got ",
                detail::shape_string(tiles));
-  constexpr int64_t kMaxSide = std::numeric_limits<int32_t>::max() / 4;
-  CELLRT_CHECK(h < kMaxSide && w < kMaxSide && th < kMaxSide && tw < kMaxSide,
-               "tile: image and tile sides should be below ", kMaxSide);
-  CELLRT_CHECK(image.device == tiles.device, "tile: image and tiles should be on one device, got ",
-               detail::device_name(image.device), " and ", detail::device_name(tiles.device));
-  CELLRT_CHECK(n == 0 || origins != nullptr, "tile: origins should not be null for ", n, " tiles");
+  detail::check_sides("tile", h, w, th, tw);
+  detail::check_same_device("tile", "image", image, "tiles", tiles);
+  detail::check_origins("tile", origins, n, h, w);
 
   detail::TileArgs args;
   args.num_tiles = n;
@@ -42,11 +39,8 @@ TileResult tile(const TensorView& image, const int64_t* origins, const TensorVie
   args.origin_y.resize(n);
   args.origin_x.resize(n);
   for (int64_t k = 0; k < n; ++k) {
-    const int64_t y = origins[2 * k], x = origins[2 * k + 1];
-    CELLRT_CHECK(y >= 0 && y < h && x >= 0 && x < w, "tile: origins[", k, "] = (", y, ", ", x,
-                 ") should lie inside the ", h, " x ", w, " image");
-    args.origin_y[k] = static_cast<int32_t>(y);
-    args.origin_x[k] = static_cast<int32_t>(x);
+    args.origin_y[k] = static_cast<int32_t>(origins[2 * k]);
+    args.origin_x[k] = static_cast<int32_t>(origins[2 * k + 1]);
   }
   args.scale.assign(c, 1.0f);
   args.offset.assign(c, 0.0f);

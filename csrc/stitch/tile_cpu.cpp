@@ -2,23 +2,25 @@
 // (tile, channel, row). The part of a row that lies inside the image is a
 // contiguous run of source pixels; only the mirrored remainder needs index
 // arithmetic. Rows are staged in a small buffer and streamed to the tiles
-// with non-temporal stores (core/stream_store.h).
+// with non-temporal stores (core/host_memory.h).
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "core/half.h"
+#include "core/host_memory.h"
 #include "core/parallel.h"
-#include "core/stream_store.h"
 #include "stitch/stitch_kernel.h"
 #include "stitch/stitch_plan.h"
-
 
 namespace cellrt::detail {
 
 namespace {
 
+// Consecutive tile rows read image rows a full image row apart, a new page
+// each time, which the hardware prefetchers do not follow: the run a few
+// rows on is requested explicitly.
 constexpr int32_t kPrefetchRows = 4;
 
 // Values that are NaN or infinite once stored as Out, so float16 overflow
@@ -40,13 +42,6 @@ inline int32_t count_nonfinite(const float* row, const Half*, int64_t n) {
 // Asks for the source run of a later row ahead of time: consecutive tile
 // rows read image rows a full image row apart, a new page each time, which
 // the hardware prefetchers do not follow.
-template <typename In>
-inline void prefetch_run(const In* p, int64_t n) {
-#if defined(__GNUC__)
-  const char* c = reinterpret_cast<const char*>(p);
-  for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(In)); b += 64) __builtin_prefetch(c + b, 0, 0);
-#endif
-}
 
 template <typename In, typename Out>
 TileResult run(const TensorView& image, const TileArgs& a, const TensorView& tiles, int32_t num_threads) {

@@ -1,5 +1,7 @@
-// Host-only non-temporal (streaming) stores for the large outputs of the CPU
-// kernels. A regular store first reads the destination line into cache
+// Host-only memory helpers of the CPU kernels: software prefetch, and
+// non-temporal (streaming) stores for their large outputs.
+//
+// Streaming stores: A regular store first reads the destination line into cache
 // (read-for-ownership), so writing N bytes moves 2N; a streaming store
 // writes around the cache and moves N. For outputs far larger than the
 // cache (tiles, fields) this is the difference between ~1.5x and ~1x of
@@ -17,6 +19,17 @@
 #endif
 
 namespace cellrt::detail {
+
+// Requests the n elements at p ahead of their use, for access patterns the
+// hardware prefetchers do not follow (many interleaved streams, or a new
+// page on every row).
+template <typename T>
+inline void prefetch_run(const T* p, int64_t n) {
+#if defined(__GNUC__)
+  const char* bytes = reinterpret_cast<const char*>(p);
+  for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64) __builtin_prefetch(bytes + b, 0, 0);
+#endif
+}
 
 inline void store_fence() {
 #if defined(__AVX__)

@@ -19,6 +19,7 @@ int64_t dtype_size(DType dtype) {
     case DType::kFloat16: return 2;
     case DType::kFloat32:
     case DType::kInt32: return 4;
+    case DType::kFloat64: return 8;
   }
   return 0;
 }
@@ -30,6 +31,7 @@ const char* dtype_name(DType dtype) {
     case DType::kFloat16: return "float16";
     case DType::kFloat32: return "float32";
     case DType::kInt32: return "int32";
+    case DType::kFloat64: return "float64";
   }
   return "unknown";
 }

@@ -7,6 +7,7 @@ namespace py = pybind11;
 
 namespace cellrt::python {
 void register_stitch(py::module_& m);
+void register_segment(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -32,4 +33,5 @@ PYBIND11_MODULE(_core, m) {
   m.attr("host_isa") = "baseline";
 #endif
   cellrt::python::register_stitch(m);
+  cellrt::python::register_segment(m);
 }

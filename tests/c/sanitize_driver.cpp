@@ -1,4 +1,4 @@
-// Runs tile and stitch through every option on awkward shapes, for a build
+// Runs tile, stitch, label and measure through every option on awkward shapes, for a build
 // with AddressSanitizer and UndefinedBehaviorSanitizer (tests/test_build.py
 // compiles it together with the core sources). Exit 0 and "ok" when every
 // call returns and the sanitizers stay quiet.
@@ -90,6 +90,37 @@ int main() {
             calls += 2;
           }
         }
+      }
+    }
+  }
+  // label + measure on masks with seams, borders and empty rows, every
+  // thread count from 1 to more strips than rows allow.
+  const int64_t mask_shapes[][2] = {{1, 1}, {1, 77}, {77, 1}, {33, 65}, {130, 17}, {300, 41}};
+  for (const auto& ms : mask_shapes) {
+    const int64_t h = ms[0], w = ms[1];
+    std::vector<uint8_t> mask(h * w);
+    uint32_t state = 12345;
+    for (auto& m : mask) {
+      state = state * 1664525u + 1013904223u;
+      m = (state >> 24) % 3 == 0 ? 1 : 0;
+    }
+    std::vector<int32_t> labels(h * w);
+    std::vector<float> intensity(2 * h * w, 1.5f);
+    for (int32_t connectivity : {4, 8}) {
+      for (int32_t threads : {1, 2, 7}) {
+        LabelOptions lo;
+        lo.connectivity = connectivity;
+        lo.num_threads = threads;
+        const int64_t n = label(make_view(mask.data(), DType::kUInt8, {h, w}),
+                                make_view(labels.data(), DType::kInt32, {h, w}), lo);
+        std::vector<double> features((n + 2) * (kMeasureShapeColumns + 2 * kMeasureIntensityColumns));
+        const TensorView inten = make_view(intensity.data(), DType::kFloat32, {2, h, w});
+        MeasureOptions mo;
+        mo.num_threads = threads;
+        measure(make_view(labels.data(), DType::kInt32, {h, w}), n + 2, &inten,
+                make_view(features.data(), DType::kFloat64, {n + 2, kMeasureShapeColumns + 2 * kMeasureIntensityColumns}),
+                mo);
+        calls += 2;
       }
     }
   }

@@ -1,6 +1,8 @@
 // Umbrella header of the cellrt C++ API.
 #pragma once
 
+#include "cellrt/label.h"
+#include "cellrt/measure.h"
 #include "cellrt/stitch.h"
 #include "cellrt/tile.h"
 #include "cellrt/types.h"

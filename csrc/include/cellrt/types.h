@@ -13,6 +13,7 @@ enum class DType : int32_t {
   kFloat16 = 2,  // IEEE binary16, stored as 16-bit words
   kFloat32 = 3,
   kInt32 = 4,
+  kFloat64 = 5,
 };
 
 enum class Device : int32_t {

@@ -15,6 +15,7 @@ silently.
 """
 
 from ._backend import BackendUnavailableError, available_backends
+from .segment import feature_names, label, measure
 from .stitch import BLEND_MODES, TileBatch, stitch, tile, tile_origins
 
 __all__ = [
@@ -22,6 +23,9 @@ __all__ = [
     "BackendUnavailableError",
     "TileBatch",
     "available_backends",
+    "feature_names",
+    "label",
+    "measure",
     "stitch",
     "tile",
     "tile_origins",

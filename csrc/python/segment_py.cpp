@@ -1,0 +1,53 @@
+// Bindings for label and measure: array conversion and m.def only.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include "cellrt/label.h"
+#include "cellrt/measure.h"
+#include "python/array_view.h"
+
+namespace py = pybind11;
+
+namespace cellrt::python {
+
+namespace {
+
+int64_t label_host(const py::array& mask, py::array& labels, int connectivity, int num_threads) {
+  const TensorView in = host_view(mask, "mask", false);
+  const TensorView out = host_view(labels, "labels", true);
+  LabelOptions o;
+  o.connectivity = connectivity;
+  o.num_threads = num_threads;
+  py::gil_scoped_release release;
+  return label(in, out, o);
+}
+
+int64_t measure_host(const py::array& labels, int64_t num_objects, const py::object& intensities, py::array& features,
+                     int num_threads) {
+  const TensorView lab = host_view(labels, "labels", false);
+  const TensorView feat = host_view(features, "features", true);
+  TensorView inten;
+  py::array inten_array;
+  if (!intensities.is_none()) {
+    inten_array = py::array::ensure(intensities);
+    inten = host_view(inten_array, "intensities", false);
+  }
+  MeasureOptions o;
+  o.num_threads = num_threads;
+  py::gil_scoped_release release;
+  return measure(lab, num_objects, intensities.is_none() ? nullptr : &inten, feat, o).out_of_range;
+}
+
+}  // namespace
+
+void register_segment(py::module_& m) {
+  m.def("label", &label_host, py::arg("mask"), py::arg("labels"), py::arg("connectivity"),
+        py::arg("num_threads") = 0, "Label mask[H,W] (uint8) into labels[H,W] (int32); returns the count.");
+  m.def("measure", &measure_host, py::arg("labels"), py::arg("num_objects"), py::arg("intensities"),
+        py::arg("features"), py::arg("num_threads") = 0,
+        "Fill features[N, 11 + 5K] (float64); returns the number of out-of-range label pixels.");
+  m.attr("MEASURE_SHAPE_COLUMNS") = kMeasureShapeColumns;
+  m.attr("MEASURE_INTENSITY_COLUMNS") = kMeasureIntensityColumns;
+}
+
+}  // namespace cellrt::python

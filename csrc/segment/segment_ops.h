@@ -1,0 +1,20 @@
+// Backends of label and measure; arguments are validated by cellrt::label /
+// cellrt::measure (label.cpp, measure.cpp) before these run.
+#pragma once
+
+#include <cstdint>
+
+#include "cellrt/label.h"
+#include "cellrt/measure.h"
+
+namespace cellrt::detail {
+
+int64_t label_cpu(const uint8_t* mask, int32_t* labels, int32_t height, int32_t width, int32_t connectivity,
+                  int32_t num_threads);
+int64_t label_cuda(const uint8_t* mask, int32_t* labels, int32_t height, int32_t width, int32_t connectivity,
+                   void* stream);
+
+MeasureResult measure_cpu(const TensorView& labels, int64_t num_objects, const TensorView* intensities,
+                          double* features, int32_t num_threads);
+
+}  // namespace cellrt::detail

@@ -1,0 +1,206 @@
+"""Connected-component labelling and per-object measurements.
+
+``label`` turns a foreground mask into numbered objects; ``measure`` turns
+a label image (and intensity channels) into a feature table with
+CellProfiler's column names, ready for pandas, pyarrow or pycytominer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _backend
+
+SHAPE_COLUMNS = (
+    "AreaShape_Area",
+    "AreaShape_BoundingBoxMinimum_X",
+    "AreaShape_BoundingBoxMinimum_Y",
+    "AreaShape_BoundingBoxMaximum_X",
+    "AreaShape_BoundingBoxMaximum_Y",
+    "Location_Center_X",
+    "Location_Center_Y",
+    "AreaShape_MajorAxisLength",
+    "AreaShape_MinorAxisLength",
+    "AreaShape_Eccentricity",
+    "AreaShape_EquivalentDiameter",
+)
+INTENSITY_COLUMNS = (
+    "Intensity_IntegratedIntensity_{}",
+    "Intensity_MeanIntensity_{}",
+    "Intensity_StdIntensity_{}",
+    "Intensity_MinIntensity_{}",
+    "Intensity_MaxIntensity_{}",
+)
+_INT_COLUMNS = {"AreaShape_Area", "AreaShape_BoundingBoxMinimum_X", "AreaShape_BoundingBoxMinimum_Y",
+                "AreaShape_BoundingBoxMaximum_X", "AreaShape_BoundingBoxMaximum_Y"}
+
+
+def _as_mask(mask) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"label: mask should have shape (H, W), got {mask.shape}")
+    if mask.dtype == np.bool_:
+        mask = mask.view(np.uint8)
+    elif mask.dtype != np.uint8:
+        if mask.dtype.kind not in "biuf":
+            raise ValueError(f"label: mask should be boolean or numeric, got dtype {mask.dtype}")
+        if mask.dtype.kind == "f" and not np.all(np.isfinite(mask)):
+            raise ValueError("label: mask holds NaN or inf; threshold it first")
+        mask = (mask != 0).view(np.uint8)
+    return np.ascontiguousarray(mask)
+
+
+def label(mask, connectivity: int = 8, *, backend: str = "auto", num_threads: int = 0, out=None):
+    """Number the connected components of a foreground mask.
+
+    Parameters
+    ----------
+    mask : (H, W) array
+        Foreground where non-zero (bool, uint8 or any numeric type).
+    connectivity : {8, 4}
+        8: pixels touching at edges or corners are connected; 4: edges only.
+    backend : {'auto', 'cpu', 'numba'}
+    num_threads : int
+        CPU threads for the ``cpu`` backend (0: all cores).
+    out : (H, W) int32 ndarray, optional
+        Preallocated C-contiguous output.
+
+    Returns
+    -------
+    labels : (H, W) int32 ndarray
+        0 for background, 1..N numbered in raster order of each component's
+        first pixel -- the numbering of ``cv2.connectedComponents`` and
+        ``skimage.measure.label``.
+    count : int
+        N.
+
+    Examples
+    --------
+    >>> labels, n = label(np.array([[1, 0, 1], [0, 1, 0], [0, 0, 1]]), connectivity=4)
+    >>> n, labels.tolist()
+    (4, [[1, 0, 2], [0, 3, 0], [0, 0, 4]])
+    """
+    if connectivity not in (4, 8):
+        raise ValueError(f"label: connectivity should be 4 or 8, got {connectivity!r}")
+    if _backend.is_device_array(mask):
+        raise ValueError("label: device arrays are not supported yet; pass a numpy array")
+    mask = _as_mask(mask)
+    if mask.size >= 2**31:
+        raise ValueError(f"label: the mask should have fewer than 2^31 pixels, got {mask.shape}")
+    chosen = _backend.resolve("label", backend, False)
+    if out is not None and (not isinstance(out, np.ndarray) or out.shape != mask.shape or out.dtype != np.int32
+                            or not out.flags.c_contiguous or not out.flags.writeable):
+        raise ValueError(f"label: out should be a writable C-contiguous int32 array of shape {mask.shape}")
+    if chosen == "cpu":
+        from .._build import _core  # noqa: PLC0415
+
+        labels = np.empty(mask.shape, np.int32) if out is None else out
+        count = _core.label(mask, labels, connectivity, int(num_threads))
+    else:
+        from . import _segment_numba  # noqa: PLC0415
+
+        labels, count = _segment_numba.label(mask, connectivity)
+        if out is not None:
+            out[...] = labels
+            labels = out
+    return labels, int(count)
+
+
+def feature_names(channel_names=()) -> list[str]:
+    """Column names of :func:`measure`'s table, in order (after ObjectNumber)."""
+    names = list(SHAPE_COLUMNS)
+    for ch in channel_names:
+        names += [c.format(ch) for c in INTENSITY_COLUMNS]
+    return names
+
+
+def measure(labels, intensities=None, *, channel_names=None, num_objects=None, backend: str = "auto",
+            num_threads: int = 0) -> dict:
+    """Measure every object of a label image in one pass.
+
+    Parameters
+    ----------
+    labels : (H, W) int32 array
+        0 background, 1..N objects (e.g. from :func:`label`).
+    intensities : (H, W) or (K, H, W) array, optional
+        Channels to measure intensities on: uint8, uint16 or float32 (any
+        strides); other numeric types are read as float32.
+    channel_names : sequence of str, optional
+        One name per channel for the column names (default ``ch0``, ``ch1``...).
+    num_objects : int, optional
+        N; default ``labels.max()``. Labels in 1..N that do not occur get
+        area 0 and NaN features.
+
+    Returns
+    -------
+    dict of str -> ndarray
+        A columnar table, one row per object: ``ObjectNumber`` (1..N), then
+        ``AreaShape_Area``, the bounding box (``..._BoundingBoxMinimum_X/Y``
+        inclusive, ``..._BoundingBoxMaximum_X/Y`` exclusive), the centroid
+        ``Location_Center_X/Y`` (x = column, y = row), ``AreaShape_MajorAxisLength``,
+        ``AreaShape_MinorAxisLength``, ``AreaShape_Eccentricity`` (as
+        scikit-image's regionprops), ``AreaShape_EquivalentDiameter``, and per
+        channel ``Intensity_{Integrated,Mean,Std,Min,Max}Intensity_<name>``
+        (population std). ``pandas.DataFrame(table)`` makes a data frame.
+
+    Examples
+    --------
+    >>> labels = np.array([[0, 1, 1], [2, 0, 1]], np.int32)
+    >>> t = measure(labels, np.array([[9, 1, 3], [4, 0, 5]], np.uint16))
+    >>> t["AreaShape_Area"].tolist(), t["Intensity_MeanIntensity_ch0"].tolist()
+    ([3, 1], [3.0, 4.0])
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"measure: labels should have shape (H, W), got {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"measure: labels should be an integer array, got {labels.dtype}")
+    if labels.dtype != np.int32:
+        if labels.size and (labels.max() > np.iinfo(np.int32).max or labels.min() < 0):
+            raise ValueError("measure: labels should lie in [0, 2^31)")
+        labels = labels.astype(np.int32)
+    labels = np.ascontiguousarray(labels)
+    if num_objects is None:
+        num_objects = int(labels.max()) if labels.size else 0
+    if isinstance(num_objects, bool) or not isinstance(num_objects, (int, np.integer)) or num_objects < 0:
+        raise ValueError(f"measure: num_objects should be a non-negative int, got {num_objects!r}")
+    num_objects = int(num_objects)
+
+    if intensities is not None:
+        intensities = np.asarray(intensities)
+        if intensities.ndim == 2:
+            intensities = intensities[None]
+        if intensities.ndim != 3 or intensities.shape[1:] != labels.shape:
+            raise ValueError(f"measure: intensities should be (H, W) or (K, H, W) with H, W = {labels.shape}, "
+                             f"got {intensities.shape}")
+        if intensities.dtype not in (np.uint8, np.uint16, np.float32):
+            if intensities.dtype.kind not in "biuf":
+                raise ValueError(f"measure: intensities should be numeric, got {intensities.dtype}")
+            intensities = intensities.astype(np.float32)
+        channels = intensities.shape[0]
+    else:
+        channels = 0
+    if channel_names is None:
+        channel_names = [f"ch{k}" for k in range(channels)]
+    channel_names = [str(c) for c in channel_names]
+    if len(channel_names) != channels or len(set(channel_names)) != channels:
+        raise ValueError(f"measure: channel_names should be {channels} distinct names, got {channel_names!r}")
+
+    chosen = _backend.resolve("measure", backend, False)
+    columns = len(SHAPE_COLUMNS) + len(INTENSITY_COLUMNS) * channels
+    if chosen == "cpu":
+        from .._build import _core  # noqa: PLC0415
+
+        table = np.empty((num_objects, columns), np.float64)
+        out_of_range = _core.measure(labels, num_objects, intensities, table, int(num_threads))
+    else:
+        from . import _segment_numba  # noqa: PLC0415
+
+        table, out_of_range = _segment_numba.measure(labels, num_objects, intensities)
+    if out_of_range:
+        raise ValueError(f"measure: {out_of_range} label pixels are negative or above num_objects={num_objects}")
+    result = {"ObjectNumber": np.arange(1, num_objects + 1, dtype=np.int32)}
+    for j, name in enumerate(feature_names(channel_names)):
+        col = table[:, j]
+        result[name] = col.astype(np.int64) if name in _INT_COLUMNS else np.ascontiguousarray(col)
+    return result

@@ -1,0 +1,200 @@
+"""label and measure against OpenCV and scikit-image, on real and adversarial masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from cellrt.kernels import feature_names, label, measure
+
+from .conftest import HOST_BACKENDS
+
+cv2 = pytest.importorskip("cv2", reason="OpenCV is the reference for labelling (pip install '.[test]')")
+skm = pytest.importorskip("skimage.measure", reason="scikit-image is the reference for measurements")
+
+
+def spiral(n: int) -> np.ndarray:
+    m = np.zeros((n, n), np.uint8)
+    y, x, dy, dx = 0, 0, 0, 1
+    lo, hi = 0, n - 1
+    while lo <= hi:
+        m[lo, lo:hi + 1] = m[lo:hi + 1, hi] = 1
+        m[hi, lo + 2:hi + 1] = 1
+        m[lo + 2:hi + 1, lo] = 1
+        lo, hi = lo + 2, hi - 2
+    return m
+
+
+def adversarial_masks():
+    rng = np.random.default_rng(7)
+    checker = (np.indices((37, 41)).sum(axis=0) % 2).astype(np.uint8)
+    borders = np.zeros((30, 30), np.uint8)
+    borders[0, :] = borders[-1, :] = borders[:, 0] = borders[:, -1] = 1
+    borders[5:25, 5] = 1
+    one = np.zeros((9, 9), np.uint8)
+    one[4, 4] = 1
+    return {
+        "empty": np.zeros((16, 23), np.uint8),
+        "full": np.ones((19, 17), np.uint8),
+        "one_pixel": one,
+        "corner_pixel": np.pad(np.ones((1, 1), np.uint8), ((0, 5), (6, 0))),
+        "checkerboard": checker,
+        "spiral": spiral(45),
+        "touching_borders": borders,
+        "random_sparse": (rng.random((257, 300)) > 0.8).astype(np.uint8),
+        "random_dense": (rng.random((300, 257)) > 0.45).astype(np.uint8),
+        "single_row": (rng.random((1, 200)) > 0.5).astype(np.uint8),
+        "single_column": (rng.random((200, 1)) > 0.5).astype(np.uint8),
+        "tall_strips": (rng.random((600, 31)) > 0.4).astype(np.uint8),  # many CPU strips, seams everywhere
+    }
+
+
+def reference_labels(mask, connectivity):
+    """skimage and OpenCV's pixel-raster algorithm agree with each other; both are checked."""
+    sk = skm.label(mask > 0, connectivity=1 if connectivity == 4 else 2).astype(np.int32)
+    _, cv = cv2.connectedComponentsWithAlgorithm(mask.astype(np.uint8), connectivity, cv2.CV_32S, cv2.CCL_WU)
+    np.testing.assert_array_equal(sk, cv)
+    return sk
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("connectivity", [4, 8])
+@pytest.mark.parametrize("name", list(adversarial_masks()))
+def test_label_matches_opencv_and_skimage(backend, connectivity, name):
+    mask = adversarial_masks()[name]
+    labels, count = label(mask, connectivity, backend=backend)
+    want = reference_labels(mask, connectivity)
+    np.testing.assert_array_equal(labels, want)
+    assert count == want.max()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_label_does_not_depend_on_thread_count(threads):
+    mask = adversarial_masks()["tall_strips"]
+    ref, n = label(mask, 8, num_threads=1, backend="cpu")
+    got, m = label(mask, 8, num_threads=threads, backend="cpu")
+    assert n == m
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_label_partition_equals_opencv_default_algorithm():
+    # OpenCV's default 8-connected algorithm scans 2x2 blocks and numbers
+    # components in block order: the same partition, numbered differently.
+    mask = adversarial_masks()["random_dense"]
+    labels, count = label(mask, 8)
+    n, cv, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
+    assert count == n - 1
+    pairs = np.unique(np.stack([labels.ravel(), cv.ravel()]), axis=1)
+    assert pairs.shape[1] == n  # a bijection between the two numberings
+
+
+def real_masks(dsb_dir, count=12):
+    paths = sorted((dsb_dir / "labels").glob("*.tif"))[::45][:count]
+    for path in paths:
+        truth = tifffile.imread(path)
+        image = tifffile.imread(dsb_dir / "images" / path.name)
+        yield path.name, truth > 0, image
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_label_real_nuclei_masks(backend, connectivity, dsb_dir):
+    for name, mask, _ in real_masks(dsb_dir):
+        labels, count = label(mask, connectivity, backend=backend)
+        want = reference_labels(mask.astype(np.uint8), connectivity)
+        np.testing.assert_array_equal(labels, want, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_measure_matches_opencv_stats_and_skimage_regionprops(backend, dsb_dir):
+    for name, mask, image in real_masks(dsb_dir):
+        labels, count = label(mask, 8, backend=backend)
+        channels = np.stack([image, (image.astype(np.uint16) * 37) % 4096]).astype(np.uint16)
+        table = measure(labels, channels, channel_names=["dapi", "other"], backend=backend)
+        assert list(table) == ["ObjectNumber", *feature_names(["dapi", "other"])]
+
+        _, _, stats, centroids = cv2.connectedComponentsWithStatsWithAlgorithm(mask.astype(np.uint8), 8,
+                                                                              cv2.CV_32S, cv2.CCL_WU)
+        np.testing.assert_array_equal(table["AreaShape_Area"], stats[1:, cv2.CC_STAT_AREA], err_msg=name)
+        np.testing.assert_array_equal(table["AreaShape_BoundingBoxMinimum_X"], stats[1:, cv2.CC_STAT_LEFT])
+        np.testing.assert_array_equal(table["AreaShape_BoundingBoxMinimum_Y"], stats[1:, cv2.CC_STAT_TOP])
+        np.testing.assert_array_equal(table["AreaShape_BoundingBoxMaximum_X"],
+                                      stats[1:, cv2.CC_STAT_LEFT] + stats[1:, cv2.CC_STAT_WIDTH])
+        np.testing.assert_array_equal(table["AreaShape_BoundingBoxMaximum_Y"],
+                                      stats[1:, cv2.CC_STAT_TOP] + stats[1:, cv2.CC_STAT_HEIGHT])
+        np.testing.assert_allclose(table["Location_Center_X"], centroids[1:, 0], rtol=1e-12)
+        np.testing.assert_allclose(table["Location_Center_Y"], centroids[1:, 1], rtol=1e-12)
+
+        props = skm.regionprops_table(labels, np.moveaxis(channels, 0, -1),
+                                      properties=("major_axis_length", "minor_axis_length", "eccentricity",
+                                                  "equivalent_diameter_area", "intensity_mean", "intensity_min",
+                                                  "intensity_max", "intensity_std"))
+        np.testing.assert_allclose(table["AreaShape_MajorAxisLength"], props["major_axis_length"], rtol=1e-9)
+        np.testing.assert_allclose(table["AreaShape_MinorAxisLength"], props["minor_axis_length"], rtol=1e-7,
+                                   atol=1e-6)
+        np.testing.assert_allclose(table["AreaShape_Eccentricity"], props["eccentricity"], rtol=1e-7, atol=1e-7)
+        np.testing.assert_allclose(table["AreaShape_EquivalentDiameter"], props["equivalent_diameter_area"],
+                                   rtol=1e-12)
+        for k, ch in enumerate(["dapi", "other"]):
+            np.testing.assert_allclose(table[f"Intensity_MeanIntensity_{ch}"], props[f"intensity_mean-{k}"],
+                                       rtol=1e-12)
+            np.testing.assert_array_equal(table[f"Intensity_MinIntensity_{ch}"], props[f"intensity_min-{k}"])
+            np.testing.assert_array_equal(table[f"Intensity_MaxIntensity_{ch}"], props[f"intensity_max-{k}"])
+            np.testing.assert_allclose(table[f"Intensity_StdIntensity_{ch}"], props[f"intensity_std-{k}"],
+                                       rtol=1e-7, atol=1e-7)
+            np.testing.assert_array_equal(table[f"Intensity_IntegratedIntensity_{ch}"],
+                                          np.bincount(labels.ravel(), channels[k].ravel().astype(np.float64))[1:])
+
+
+def test_cpu_and_numba_measure_agree(rng):
+    if HOST_BACKENDS != ["cpu", "numba"]:
+        pytest.skip(f"needs both host backends, have {HOST_BACKENDS}")
+    labels, _ = label(rng.random((400, 300)) > 0.55, 8)
+    image = rng.random((2, 400, 300), dtype=np.float32) * 1000
+    a = measure(labels, image, backend="cpu")
+    b = measure(labels, image, backend="numba")
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-9, atol=1e-7, err_msg=key)
+
+
+def test_measure_handles_missing_labels_and_no_intensities():
+    labels = np.zeros((10, 10), np.int32)
+    labels[2:4, 2:5] = 3
+    table = measure(labels, num_objects=4)
+    assert table["ObjectNumber"].tolist() == [1, 2, 3, 4]
+    assert table["AreaShape_Area"].tolist() == [0, 0, 6, 0]
+    assert table["Location_Center_X"][2] == 3.0 and table["Location_Center_Y"][2] == 2.5
+    assert np.isnan(table["Location_Center_X"][0])
+    empty = measure(np.zeros((5, 5), np.int32))
+    assert all(len(v) == 0 for v in empty.values())
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_measure_does_not_depend_on_thread_count(threads, rng):
+    labels, _ = label(rng.random((333, 211)) > 0.5, 4)
+    image = rng.integers(0, 65535, (333, 211)).astype(np.uint16)
+    ref = measure(labels, image, num_threads=1, backend="cpu")
+    got = measure(labels, image, num_threads=threads, backend="cpu")
+    for key in ref:
+        np.testing.assert_array_equal(got[key], ref[key], err_msg=key)  # integer data: exact sums
+
+
+def test_label_and_measure_bad_input():
+    with pytest.raises(ValueError, match=r"label: connectivity should be 4 or 8, got 6"):
+        label(np.ones((4, 4)), 6)
+    with pytest.raises(ValueError, match=r"label: mask should have shape \(H, W\), got \(2, 4, 4\)"):
+        label(np.ones((2, 4, 4)))
+    with pytest.raises(ValueError, match=r"label: mask holds NaN or inf"):
+        label(np.array([[np.nan, 1.0]]))
+    labels = np.array([[0, 1], [2, 7]], np.int32)
+    with pytest.raises(ValueError, match=r"measure: 1 label pixels are negative or above num_objects=2"):
+        measure(labels, num_objects=2)
+    with pytest.raises(ValueError, match=r"measure: intensities should be \(H, W\) or \(K, H, W\) with H, W = \(2, 2\)"):
+        measure(labels, np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"measure: channel_names should be 1 distinct names, got \['a', 'b'\]"):
+        measure(labels, np.zeros((2, 2)), channel_names=["a", "b"])
+    with pytest.raises(ValueError, match=r"measure: labels should be an integer array, got float64"):
+        measure(labels.astype(float))
+    with pytest.raises(ValueError, match=r"measure: labels should lie in \[0, 2\^31\)"):
+        measure(np.array([[-1, 0]], np.int64))

@@ -146,4 +146,52 @@ cellrt_status_t cellrt_stitch(const cellrt_tensor_t* tiles, const int64_t* origi
   });
 }
 
+void cellrt_label_options_init(cellrt_label_options_t* options) {
+  if (options == nullptr) return;
+  const cellrt::LabelOptions d;
+  *options = cellrt_label_options_t{sizeof(cellrt_label_options_t), d.connectivity, d.num_threads};
+}
+
+void cellrt_measure_options_init(cellrt_measure_options_t* options) {
+  if (options == nullptr) return;
+  const cellrt::MeasureOptions d;
+  *options = cellrt_measure_options_t{sizeof(cellrt_measure_options_t), d.num_threads};
+}
+
+cellrt_status_t cellrt_label(const cellrt_tensor_t* mask, const cellrt_tensor_t* labels,
+                             const cellrt_label_options_t* options, void* cuda_stream, int64_t* num_objects) {
+  return translate_exceptions([&] {
+    cellrt_label_options_t defaults;
+    cellrt_label_options_init(&defaults);
+    const cellrt_label_options_t o = versioned_copy(options, defaults, "cellrt_label_options_t");
+    cellrt::LabelOptions opts;
+    opts.connectivity = o.connectivity;
+    opts.num_threads = o.num_threads;
+    const int64_t n = cellrt::label(to_view(mask, "mask"), to_view(labels, "labels"), opts, cuda_stream);
+    if (num_objects != nullptr) *num_objects = n;
+  });
+}
+
+int32_t cellrt_measure_columns(int32_t intensity_channels) {
+  return cellrt::kMeasureShapeColumns + cellrt::kMeasureIntensityColumns * intensity_channels;
+}
+
+cellrt_status_t cellrt_measure(const cellrt_tensor_t* labels, int64_t num_objects, const cellrt_tensor_t* intensities,
+                               const cellrt_tensor_t* features, const cellrt_measure_options_t* options,
+                               int64_t* out_of_range) {
+  return translate_exceptions([&] {
+    cellrt_measure_options_t defaults;
+    cellrt_measure_options_init(&defaults);
+    const cellrt_measure_options_t o = versioned_copy(options, defaults, "cellrt_measure_options_t");
+    cellrt::MeasureOptions opts;
+    opts.num_threads = o.num_threads;
+    cellrt::TensorView inten;
+    if (intensities != nullptr) inten = to_view(intensities, "intensities");
+    const cellrt::MeasureResult r = cellrt::measure(to_view(labels, "labels"), num_objects,
+                                                    intensities != nullptr ? &inten : nullptr,
+                                                    to_view(features, "features"), opts);
+    if (out_of_range != nullptr) *out_of_range = r.out_of_range;
+  });
+}
+
 }  // extern "C"

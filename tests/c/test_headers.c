@@ -138,6 +138,47 @@ int main(void) {
   status = cellrt_tile(&image_view, origins, &tiles_view, &tile_options, NULL, NULL);
   EXPECT(status != CELLRT_STATUS_OK, "mixed devices accepted");
 
+  /* label + measure: two 4-connected squares and a diagonal pair that only
+   * 8-connectivity joins. */
+  {
+    static uint8_t mask[6 * 7] = {
+        1, 1, 0, 0, 0, 0, 0,
+        1, 1, 0, 0, 1, 0, 0,
+        0, 0, 0, 0, 0, 1, 0,
+        0, 0, 0, 0, 0, 0, 0,
+        0, 0, 1, 1, 1, 0, 0,
+        0, 0, 1, 1, 1, 0, 0};
+    static int32_t labels[6 * 7];
+    static double features[3 * 11];
+    const int64_t shape[2] = {6, 7};
+    const int64_t fshape[2] = {3, 11};
+    cellrt_tensor_t mask_view, labels_view, features_view;
+    cellrt_label_options_t label_options;
+    int64_t n = -1, bad = -1;
+    view(&mask_view, mask, CELLRT_DTYPE_UINT8, 2, shape);
+    view(&labels_view, labels, CELLRT_DTYPE_INT32, 2, shape);
+    view(&features_view, features, CELLRT_DTYPE_FLOAT64, 2, fshape);
+    cellrt_label_options_init(&label_options);
+    status = cellrt_label(&mask_view, &labels_view, &label_options, NULL, &n);
+    EXPECT(status == CELLRT_STATUS_OK && n == 3, "label 8: status %d, n %lld", (int)status, (long long)n);
+    EXPECT(labels[0] == 1 && labels[11] == 2 && labels[19] == 2 && labels[30] == 3, "label numbering");
+    label_options.connectivity = 4;
+    status = cellrt_label(&mask_view, &labels_view, &label_options, NULL, &n);
+    EXPECT(status == CELLRT_STATUS_OK && n == 4, "label 4: n %lld", (long long)n);
+    label_options.connectivity = 8;
+    cellrt_label(&mask_view, &labels_view, &label_options, NULL, &n);
+    EXPECT(cellrt_measure_columns(0) == 11 && cellrt_measure_columns(2) == 21, "column count");
+    status = cellrt_measure(&labels_view, 3, NULL, &features_view, NULL, &bad);
+    EXPECT(status == CELLRT_STATUS_OK && bad == 0, "measure: %s", cellrt_last_error());
+    EXPECT(features[0] == 4.0 && features[11] == 2.0 && features[22] == 6.0, "areas %g %g %g", features[0],
+           features[11], features[22]);
+    EXPECT(features[22 + 5] == 3.0 && features[22 + 6] == 4.5, "centroid %g %g", features[27], features[28]);
+    label_options.connectivity = 5;
+    status = cellrt_label(&mask_view, &labels_view, &label_options, NULL, &n);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "connectivity") != NULL,
+           "bad connectivity: %s", cellrt_last_error());
+  }
+
   if (failures) return 1;
   printf("ok\n");
   return 0;

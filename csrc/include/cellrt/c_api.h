@@ -136,6 +136,43 @@ CELLRT_EXPORT cellrt_status_t cellrt_stitch(const cellrt_tensor_t* tiles, const 
                                             const cellrt_stitch_options_t* options, void* cuda_stream,
                                             cellrt_counts_t* counts);
 
+/* ---- label and measure (appended in C API version 1) ---------------------- */
+
+typedef struct cellrt_label_options_t {
+  size_t struct_size;
+  int32_t connectivity; /* 4 or 8 */
+  int32_t num_threads;  /* 0: all hardware threads */
+} cellrt_label_options_t;
+
+typedef struct cellrt_measure_options_t {
+  size_t struct_size;
+  int32_t num_threads;
+} cellrt_measure_options_t;
+
+/* Defaults: 8-connectivity, all threads. */
+CELLRT_EXPORT void cellrt_label_options_init(cellrt_label_options_t* options);
+CELLRT_EXPORT void cellrt_measure_options_init(cellrt_measure_options_t* options);
+
+/* See cellrt/label.h: mask [H,W] uint8 -> labels [H,W] int32, components
+ * numbered 1..N in raster order of their first pixel. num_objects (may be
+ * NULL) receives N. */
+CELLRT_EXPORT cellrt_status_t cellrt_label(const cellrt_tensor_t* mask, const cellrt_tensor_t* labels,
+                                           const cellrt_label_options_t* options, void* cuda_stream,
+                                           int64_t* num_objects);
+
+/* Number of feature columns of cellrt_measure for K intensity channels:
+ * 11 shape columns + 5 per channel (see cellrt/measure.h for the order). */
+CELLRT_EXPORT int32_t cellrt_measure_columns(int32_t intensity_channels);
+
+/* See cellrt/measure.h: labels [H,W] int32 and optional intensities
+ * [K,H,W] (NULL for none) -> features [N, cellrt_measure_columns(K)]
+ * float64. out_of_range (may be NULL) receives the number of label pixels
+ * outside 0..N, which are not measured. Host memory only so far. */
+CELLRT_EXPORT cellrt_status_t cellrt_measure(const cellrt_tensor_t* labels, int64_t num_objects,
+                                             const cellrt_tensor_t* intensities,
+                                             const cellrt_tensor_t* features,
+                                             const cellrt_measure_options_t* options, int64_t* out_of_range);
+
 #ifdef __cplusplus
 }
 #endif

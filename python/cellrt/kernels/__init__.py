@@ -17,6 +17,7 @@ silently.
 from ._backend import BackendUnavailableError, available_backends
 from .segment import feature_names, label, measure
 from .stitch import BLEND_MODES, TileBatch, stitch, tile, tile_origins
+from .threshold import histogram, threshold
 
 __all__ = [
     "BLEND_MODES",
@@ -24,9 +25,11 @@ __all__ = [
     "TileBatch",
     "available_backends",
     "feature_names",
+    "histogram",
     "label",
     "measure",
     "stitch",
     "tile",
+    "threshold",
     "tile_origins",
 ]

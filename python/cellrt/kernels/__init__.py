@@ -15,6 +15,7 @@ silently.
 """
 
 from ._backend import BackendUnavailableError, available_backends
+from .objects import fill_holes, instances_from_mask, match_instances, remove_small_objects
 from .segment import feature_names, label, measure
 from .stitch import BLEND_MODES, TileBatch, stitch, tile, tile_origins
 from .threshold import histogram, threshold
@@ -25,9 +26,13 @@ __all__ = [
     "TileBatch",
     "available_backends",
     "feature_names",
+    "fill_holes",
     "histogram",
+    "instances_from_mask",
     "label",
+    "match_instances",
     "measure",
+    "remove_small_objects",
     "stitch",
     "tile",
     "threshold",

@@ -2,6 +2,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "cellrt/filter.h"
 #include "cellrt/label.h"
 #include "cellrt/measure.h"
 #include "python/array_view.h"
@@ -38,6 +39,30 @@ int64_t measure_host(const py::array& labels, int64_t num_objects, const py::obj
   return measure(lab, num_objects, intensities.is_none() ? nullptr : &inten, feat, o).out_of_range;
 }
 
+FilterOptions filter_options(int border, int num_threads) {
+  FilterOptions o;
+  o.border = static_cast<BorderMode>(border);
+  o.num_threads = num_threads;
+  return o;
+}
+
+void gaussian_blur_host(const py::array& image, py::array& out, double sigma, double truncate, int border,
+                        int num_threads) {
+  const TensorView in = host_view(image, "image", false);
+  const TensorView dst = host_view(out, "out", true);
+  const FilterOptions o = filter_options(border, num_threads);
+  py::gil_scoped_release release;
+  gaussian_blur(in, dst, sigma, truncate, o);
+}
+
+void box_mean_host(const py::array& image, py::array& out, int size_y, int size_x, int border, int num_threads) {
+  const TensorView in = host_view(image, "image", false);
+  const TensorView dst = host_view(out, "out", true);
+  const FilterOptions o = filter_options(border, num_threads);
+  py::gil_scoped_release release;
+  box_mean(in, dst, size_y, size_x, o);
+}
+
 }  // namespace
 
 void register_segment(py::module_& m) {
@@ -46,6 +71,10 @@ void register_segment(py::module_& m) {
   m.def("measure", &measure_host, py::arg("labels"), py::arg("num_objects"), py::arg("intensities"),
         py::arg("features"), py::arg("num_threads") = 0,
         "Fill features[N, 11 + 5K] (float64); returns the number of out-of-range label pixels.");
+  m.def("gaussian_blur", &gaussian_blur_host, py::arg("image"), py::arg("out"), py::arg("sigma"),
+        py::arg("truncate"), py::arg("border"), py::arg("num_threads") = 0);
+  m.def("box_mean", &box_mean_host, py::arg("image"), py::arg("out"), py::arg("size_y"), py::arg("size_x"),
+        py::arg("border"), py::arg("num_threads") = 0);
   m.attr("MEASURE_SHAPE_COLUMNS") = kMeasureShapeColumns;
   m.attr("MEASURE_INTENSITY_COLUMNS") = kMeasureIntensityColumns;
 }

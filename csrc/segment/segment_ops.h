@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "cellrt/filter.h"
 #include "cellrt/label.h"
 #include "cellrt/measure.h"
 
@@ -16,5 +17,10 @@ int64_t label_cuda(const uint8_t* mask, int32_t* labels, int32_t height, int32_t
 
 MeasureResult measure_cpu(const TensorView& labels, int64_t num_objects, const TensorView* intensities,
                           double* features, int32_t num_threads);
+
+void gaussian_blur_cpu(const TensorView& image, const TensorView& out, double sigma, double truncate,
+                       const FilterOptions& options);
+void box_mean_cpu(const TensorView& image, const TensorView& out, int32_t size_y, int32_t size_x,
+                  const FilterOptions& options);
 
 }  // namespace cellrt::detail

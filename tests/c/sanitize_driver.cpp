@@ -123,6 +123,24 @@ int main() {
         calls += 2;
       }
     }
+    // Filters with windows larger than the image and every border mode.
+    std::vector<float> image(h * w), filtered(h * w);
+    for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<float>(i % 17);
+    for (BorderMode border : {BorderMode::kReflect, BorderMode::kNearest}) {
+      FilterOptions fo;
+      fo.border = border;
+      fo.num_threads = 3;
+      for (double sigma : {0.0, 0.8, 9.0}) {
+        gaussian_blur(make_view(image.data(), DType::kFloat32, {h, w}), make_view(filtered.data(), DType::kFloat32, {h, w}),
+                      sigma, 4.0, fo);
+        ++calls;
+      }
+      for (int32_t size : {1, 4, 101}) {
+        box_mean(make_view(image.data(), DType::kFloat32, {h, w}), make_view(filtered.data(), DType::kFloat32, {h, w}),
+                 size, size + 2, fo);
+        ++calls;
+      }
+    }
   }
   std::printf("%d calls\nok\n", calls);
   return 0;

@@ -1,6 +1,7 @@
 // Umbrella header of the cellrt C++ API.
 #pragma once
 
+#include "cellrt/filter.h"
 #include "cellrt/label.h"
 #include "cellrt/measure.h"
 #include "cellrt/stitch.h"

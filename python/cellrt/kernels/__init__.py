@@ -15,6 +15,8 @@ silently.
 """
 
 from ._backend import BackendUnavailableError, available_backends
+from .filters import (binary_closing, binary_dilation, binary_erosion, binary_opening, box_mean, gaussian_blur,
+                      threshold_local)
 from .objects import fill_holes, instances_from_mask, match_instances, remove_small_objects
 from .segment import feature_names, label, measure
 from .stitch import BLEND_MODES, TileBatch, stitch, tile, tile_origins
@@ -25,8 +27,14 @@ __all__ = [
     "BackendUnavailableError",
     "TileBatch",
     "available_backends",
+    "binary_closing",
+    "binary_dilation",
+    "binary_erosion",
+    "binary_opening",
+    "box_mean",
     "feature_names",
     "fill_holes",
+    "gaussian_blur",
     "histogram",
     "instances_from_mask",
     "label",
@@ -36,5 +44,6 @@ __all__ = [
     "stitch",
     "tile",
     "threshold",
+    "threshold_local",
     "tile_origins",
 ]

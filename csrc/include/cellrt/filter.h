@@ -1,0 +1,38 @@
+// Separable filters on single-channel float32 images: gaussian_blur and
+// box_mean (local means for thresholds). CPU only so far.
+#pragma once
+
+#include <cstdint>
+
+#include "cellrt/types.h"
+
+namespace cellrt {
+
+enum class BorderMode : int32_t {
+  kReflect = 0,  // d c b a | a b c d | d c b a  (scipy.ndimage "reflect")
+  kNearest = 1,  // a a a a | a b c d | d d d d
+};
+
+struct FilterOptions {
+  BorderMode border = BorderMode::kReflect;
+  int32_t num_threads = 0;  // CPU worker threads; 0 = all hardware threads
+};
+
+// out = image convolved with a gaussian of standard deviation sigma pixels,
+// truncated at radius int(truncate * sigma + 0.5) (scipy's rule), weights
+// normalised to sum 1. Rows first, then columns; float32 accumulation.
+//
+// Args:
+//   image, out: [H, W] float32, C-contiguous, distinct buffers.
+//   sigma:      > 0 (sigma == 0 copies).
+//   truncate:   > 0.
+void gaussian_blur(const TensorView& image, const TensorView& out, double sigma, double truncate = 4.0,
+                   const FilterOptions& options = FilterOptions{});
+
+// out = mean of image over a size_y x size_x window: rows [y - size_y / 2,
+// y + (size_y - 1) / 2], likewise columns (scipy's uniform_filter). Running
+// sums in double: O(1) per pixel whatever the window.
+void box_mean(const TensorView& image, const TensorView& out, int32_t size_y, int32_t size_x,
+              const FilterOptions& options = FilterOptions{});
+
+}  // namespace cellrt

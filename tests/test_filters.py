@@ -1,0 +1,98 @@
+"""gaussian_blur, box_mean, threshold_local and binary morphology against
+scipy.ndimage and scikit-image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from cellrt.kernels import (binary_closing, binary_dilation, binary_erosion, binary_opening, box_mean,
+                            gaussian_blur, threshold_local)
+
+from .conftest import HOST_BACKENDS
+
+ndi = pytest.importorskip("scipy.ndimage", reason="scipy is the reference for filters (comes with scikit-image)")
+skf = pytest.importorskip("skimage.filters")
+skmorph = pytest.importorskip("skimage.morphology")
+
+# float32 accumulation of up to ~100 taps against scipy's float64.
+BLUR_RTOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def dapi(isl_dir):
+    return tifffile.imread(isl_dir / "dapi.tif")[:300, :420].astype(np.float32)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 3.3, 12.0])
+@pytest.mark.parametrize("border", ["reflect", "nearest"])
+def test_gaussian_blur_matches_scipy(backend, sigma, border, dapi):
+    got = gaussian_blur(dapi, sigma, border=border, backend=backend)
+    want = ndi.gaussian_filter(dapi.astype(np.float64), sigma, mode=border, truncate=4.0)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=BLUR_RTOL * 10, atol=BLUR_RTOL * np.abs(want).max())
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("size", [1, 3, 8, (5, 13), 61])
+def test_box_mean_matches_scipy_uniform_filter(backend, size, dapi):
+    got = box_mean(dapi, size, backend=backend)
+    want = ndi.uniform_filter(dapi.astype(np.float64), size, mode="reflect")
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+
+
+def test_filters_on_images_smaller_than_the_window():
+    tiny = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_allclose(box_mean(tiny, 9), ndi.uniform_filter(tiny.astype(np.float64), 9, mode="reflect"),
+                               rtol=1e-6)
+    np.testing.assert_allclose(gaussian_blur(tiny, 4.0), ndi.gaussian_filter(tiny.astype(np.float64), 4.0),
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 7])
+def test_filters_do_not_depend_on_thread_count(threads, dapi):
+    np.testing.assert_array_equal(gaussian_blur(dapi, 2.5, num_threads=threads), gaussian_blur(dapi, 2.5, num_threads=1))
+    np.testing.assert_array_equal(box_mean(dapi, 15, num_threads=threads), box_mean(dapi, 15, num_threads=1))
+
+
+@pytest.mark.parametrize("method", ["mean", "gaussian"])
+def test_threshold_local_matches_skimage(method, dapi):
+    got = threshold_local(dapi, 35, method, offset=5.0)
+    want = skf.threshold_local(dapi.astype(np.float64), 35, method, offset=5.0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("radius", [0, 1, 2, 5])
+@pytest.mark.parametrize("footprint", ["disk", "square"])
+def test_binary_morphology_matches_scipy(radius, footprint, rng):
+    mask = rng.random((90, 110)) > 0.35
+    mask[:, :3] = True  # objects touching the border
+    fp = skmorph.disk(radius).astype(bool) if footprint == "disk" else np.ones((2 * radius + 1,) * 2, bool)
+    eroded = ndi.binary_erosion(mask, fp, border_value=1)  # the border does not erode (skimage's convention)
+    dilated = ndi.binary_dilation(mask, fp)
+    np.testing.assert_array_equal(binary_erosion(mask, radius, footprint), eroded)
+    np.testing.assert_array_equal(binary_dilation(mask, radius, footprint), dilated)
+    np.testing.assert_array_equal(binary_opening(mask, radius, footprint),
+                                  ndi.binary_dilation(eroded, fp))
+    np.testing.assert_array_equal(binary_closing(mask, radius, footprint),
+                                  ndi.binary_erosion(dilated, fp, border_value=1))
+
+
+def test_filter_bad_input():
+    img = np.ones((8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"gaussian_blur: sigma should be a number >= 0, got -1"):
+        gaussian_blur(img, -1)
+    with pytest.raises(ValueError, match=r"gaussian_blur: image should have shape \(H, W\), got \(2, 8, 8\)"):
+        gaussian_blur(np.ones((2, 8, 8)), 1)
+    with pytest.raises(ValueError, match=r"gaussian_blur: image holds 1 NaN/inf values"):
+        gaussian_blur(np.array([[1.0, np.inf]]), 1)
+    with pytest.raises(ValueError, match=r"box_mean: size should be a positive int or a \(y, x\) pair of them, got 0"):
+        box_mean(img, 0)
+    with pytest.raises(ValueError, match=r"box_mean: border should be 'reflect' or 'nearest', got 'wrap'"):
+        box_mean(img, 3, border="wrap")
+    with pytest.raises(ValueError, match=r"threshold_local: block_size should be an odd int >= 3, got 4"):
+        threshold_local(img, 4)
+    with pytest.raises(ValueError, match=r"binary_erosion: footprint should be 'square' or 'disk', got 'star'"):
+        binary_erosion(img > 0, 1, "star")

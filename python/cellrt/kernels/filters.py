@@ -165,7 +165,7 @@ def _footprint(size: int, shape: str, op: str) -> np.ndarray:
 def binary_erosion(mask, radius: int, footprint: str = "disk") -> np.ndarray:
     """Erosion by a (2 r + 1)-wide square or a disk of radius r
     (scikit-image's ``disk``); the image border does not erode."""
-    from .segment import _as_mask  # noqa: PLC0415
+    from .labeling import _as_mask  # noqa: PLC0415
 
     return _erode(_as_mask(mask).view(bool), _footprint(radius, footprint, "binary_erosion"))
 
@@ -173,7 +173,7 @@ def binary_erosion(mask, radius: int, footprint: str = "disk") -> np.ndarray:
 def binary_dilation(mask, radius: int, footprint: str = "disk") -> np.ndarray:
     """Dilation by the same footprints (symmetric, so the complement of the
     eroded complement); outside the image is background."""
-    from .segment import _as_mask  # noqa: PLC0415
+    from .labeling import _as_mask  # noqa: PLC0415
 
     return ~_erode(~_as_mask(mask).view(bool), _footprint(radius, footprint, "binary_dilation"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .segment import _as_mask, label
+from .labeling import _as_mask, label
 
 
 def fill_holes(mask, connectivity: int = 8, *, backend: str = "auto") -> np.ndarray:
@@ -110,3 +110,56 @@ def match_instances(predicted, truth, iou_threshold: float = 0.5) -> dict:
     recall = tp / present_true if present_true else 1.0
     f1 = 2 * tp / (present_pred + present_true) if present_pred + present_true else 1.0
     return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+
+
+def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_method: str = "otsu",
+            global_correction: float = 1.0, local_method: str = "gaussian", block_size: int = 35,
+            local_offset: float = 0.0, fill: bool = True, opening_radius: int = 1, blur_sigma: float = 1.0,
+            min_area: int = 20, connectivity: int = 8, backend: str = "auto") -> tuple[np.ndarray, int]:
+    """Nuclei (or any bright objects) from a fluorescence or predicted-fluorescence
+    image: the in-silico-labeling post-processing as one call.
+
+    Steps, each with its parameter:
+
+    1. normalise to [0, 1] between the ``percentiles`` (``normalize``);
+    2. global threshold (``global_method``: 'otsu', or 'mean' as published;
+       times ``global_correction``) -> mask; zero the image outside it;
+    3. local threshold (``local_method`` 'gaussian' or 'mean', ``block_size``,
+       ``local_offset``) within the mask;
+    4. fill holes (``fill``);
+    5. opening with a disk of ``opening_radius`` and a gaussian blur of the
+       mask (``blur_sigma``, kept where > 0.5) to smooth outlines;
+    6. label (``connectivity``) and drop objects under ``min_area`` pixels.
+
+    The defaults were chosen on every 10th image of dsb2018_fluo
+    (tools/eval_segmentation.py): Otsu instead of the published mean
+    threshold raises F1 at IoU 0.5 there from 0.72 to 0.85.
+
+    Returns
+    -------
+    labels : (H, W) int32 ndarray, 1..N in raster order
+    count : int
+    """
+    from .filters import binary_opening, gaussian_blur, threshold_local  # noqa: PLC0415
+    from .stitch import percentile_normalization  # noqa: PLC0415
+    from .threshold import threshold  # noqa: PLC0415
+
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"segment: image should have shape (H, W), got {image.shape}")
+    work = np.ascontiguousarray(image, dtype=np.float32)
+    if not np.all(np.isfinite(work)):
+        raise ValueError(f"segment: image holds {int(np.count_nonzero(~np.isfinite(work)))} NaN/inf values")
+    if normalize:
+        scale, offset = percentile_normalization(image[None] if image.dtype.kind == "u" else work[None], percentiles)
+        work = (work - offset[0]) * scale[0]
+    mask = work > threshold(work, global_method, correction=global_correction)
+    masked = np.where(mask, work, np.float32(0))
+    mask &= masked > threshold_local(masked, block_size, local_method, offset=local_offset, backend=backend)
+    if fill:
+        mask = fill_holes(mask, connectivity, backend=backend)
+    if opening_radius > 0:
+        mask = binary_opening(mask, opening_radius, "disk")
+    if blur_sigma > 0:
+        mask = gaussian_blur(mask.astype(np.float32), blur_sigma, backend=backend) > 0.5
+    return instances_from_mask(mask, min_area=min_area, fill=False, connectivity=connectivity, backend=backend)

@@ -97,9 +97,9 @@ def label(mask, connectivity: int = 8, *, backend: str = "auto", num_threads: in
         labels = np.empty(mask.shape, np.int32) if out is None else out
         count = _core.label(mask, labels, connectivity, int(num_threads))
     else:
-        from . import _segment_numba  # noqa: PLC0415
+        from . import _labeling_numba  # noqa: PLC0415
 
-        labels, count = _segment_numba.label(mask, connectivity)
+        labels, count = _labeling_numba.label(mask, connectivity)
         if out is not None:
             out[...] = labels
             labels = out
@@ -194,9 +194,9 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, b
         table = np.empty((num_objects, columns), np.float64)
         out_of_range = _core.measure(labels, num_objects, intensities, table, int(num_threads))
     else:
-        from . import _segment_numba  # noqa: PLC0415
+        from . import _labeling_numba  # noqa: PLC0415
 
-        table, out_of_range = _segment_numba.measure(labels, num_objects, intensities)
+        table, out_of_range = _labeling_numba.measure(labels, num_objects, intensities)
     if out_of_range:
         raise ValueError(f"measure: {out_of_range} label pixels are negative or above num_objects={num_objects}")
     result = {"ObjectNumber": np.arange(1, num_objects + 1, dtype=np.int32)}

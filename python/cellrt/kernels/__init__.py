@@ -17,7 +17,8 @@ silently.
 from ._backend import BackendUnavailableError, available_backends
 from .filters import (binary_closing, binary_dilation, binary_erosion, binary_opening, box_mean, gaussian_blur,
                       threshold_local)
-from .objects import fill_holes, instances_from_mask, match_instances, remove_small_objects, segment
+from .objects import (fill_holes, instances_from_mask, instances_from_probability, match_instances,
+                      remove_small_objects, segment)
 from .labeling import feature_names, label, measure
 from .stitch import BLEND_MODES, TileBatch, stitch, tile, tile_origins
 from .threshold import histogram, threshold
@@ -37,6 +38,7 @@ __all__ = [
     "gaussian_blur",
     "histogram",
     "instances_from_mask",
+    "instances_from_probability",
     "label",
     "match_instances",
     "measure",

@@ -379,3 +379,45 @@ def test_instances_from_probability_bad_input():
         instances_from_probability(np.zeros((2, 4, 4)))
     with pytest.raises(ValueError, match=r"grow_steps should be a non-negative int, got -1"):
         instances_from_probability(np.zeros((3, 4, 4)), grow_steps=-1)
+
+
+# --- contours --------------------------------------------------------------------------------------
+
+from cellrt.kernels import contours  # noqa: E402
+
+
+def opencv_contour(labels, value):
+    found, _ = cv2.findContours((labels == value).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    assert len(found) == 1
+    return found[0][:, 0, :]
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("name", list(adversarial_masks()))
+def test_contours_equal_opencv_point_sequences(backend, name):
+    labels, count = label(adversarial_masks()[name], 8)
+    found = contours(labels, backend=backend)
+    perimeter = measure(labels, backend=backend)["AreaShape_Perimeter"]
+    assert len(found) == count
+    for i in range(count):
+        ref = opencv_contour(labels, i + 1)
+        np.testing.assert_array_equal(found[i], ref, err_msg=f"{name} object {i + 1}")
+        # OpenCV sums in single precision; cellrt in double.
+        assert perimeter[i] == pytest.approx(cv2.arcLength(ref.reshape(-1, 1, 2), True), rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_contours_of_real_nuclei(backend, dsb_dir):
+    for name, mask, _ in list(real_masks(dsb_dir))[:6]:
+        labels, count = label(mask, 8)
+        found = contours(labels, backend=backend)
+        for i in range(count):
+            np.testing.assert_array_equal(found[i], opencv_contour(labels, i + 1), err_msg=f"{name} {i + 1}")
+
+
+def test_contours_of_missing_labels_are_empty():
+    labels = np.zeros((6, 6), np.int32)
+    labels[1:3, 1:4] = 2
+    found = contours(labels, num_objects=3)
+    assert [len(c) for c in found] == [0, 6, 0]
+    assert measure(labels, num_objects=3)["AreaShape_Perimeter"].tolist()[::2] == [0.0, 0.0]

@@ -2,6 +2,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "cellrt/contour.h"
 #include "cellrt/filter.h"
 #include "cellrt/label.h"
 #include "cellrt/measure.h"
@@ -63,6 +64,26 @@ void box_mean_host(const py::array& image, py::array& out, int size_y, int size_
   box_mean(in, dst, size_y, size_x, o);
 }
 
+py::tuple contours_host(const py::array& labels, int64_t num_objects, int num_threads) {
+  const TensorView lab = host_view(labels, "labels", false);
+  CELLRT_CHECK(num_objects >= 0, "contours: num_objects should be >= 0, got ", num_objects);
+  py::array_t<int64_t> offsets(num_objects + 1);
+  py::array_t<double> perimeter(num_objects);
+  ContourOptions o;
+  o.num_threads = num_threads;
+  int64_t total = 0;
+  {
+    py::gil_scoped_release release;
+    total = contours(lab, num_objects, offsets.mutable_data(), nullptr, perimeter.mutable_data(), o);
+  }
+  py::array_t<int32_t> points({total, int64_t{2}});
+  {
+    py::gil_scoped_release release;
+    contours(lab, num_objects, offsets.mutable_data(), points.mutable_data(), nullptr, o);
+  }
+  return py::make_tuple(offsets, points, perimeter);
+}
+
 }  // namespace
 
 void register_segment(py::module_& m) {
@@ -75,6 +96,8 @@ void register_segment(py::module_& m) {
         py::arg("truncate"), py::arg("border"), py::arg("num_threads") = 0);
   m.def("box_mean", &box_mean_host, py::arg("image"), py::arg("out"), py::arg("size_y"), py::arg("size_x"),
         py::arg("border"), py::arg("num_threads") = 0);
+  m.def("contours", &contours_host, py::arg("labels"), py::arg("num_objects"), py::arg("num_threads") = 0,
+        "Outer contours of objects 1..N: (offsets[N+1], points[P,2] xy int32, perimeter[N]).");
   m.attr("MEASURE_SHAPE_COLUMNS") = kMeasureShapeColumns;
   m.attr("MEASURE_INTENSITY_COLUMNS") = kMeasureIntensityColumns;
 }

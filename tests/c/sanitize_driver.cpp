@@ -120,7 +120,15 @@ int main() {
         measure(make_view(labels.data(), DType::kInt32, {h, w}), n + 2, &inten,
                 make_view(features.data(), DType::kFloat64, {n + 2, kMeasureShapeColumns + 2 * kMeasureIntensityColumns}),
                 mo);
-        calls += 2;
+        std::vector<int64_t> offsets(n + 3);
+        std::vector<double> perimeter(n + 2);
+        ContourOptions co;
+        co.num_threads = threads;
+        const TensorView lv = make_view(labels.data(), DType::kInt32, {h, w});
+        const int64_t total = contours(lv, n + 2, offsets.data(), nullptr, perimeter.data(), co);
+        std::vector<int32_t> points(2 * total);
+        contours(lv, n + 2, offsets.data(), points.data(), nullptr, co);
+        calls += 4;
       }
     }
     // Filters with windows larger than the image and every border mode.

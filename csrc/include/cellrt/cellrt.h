@@ -1,6 +1,7 @@
 // Umbrella header of the cellrt C++ API.
 #pragma once
 
+#include "cellrt/contour.h"
 #include "cellrt/filter.h"
 #include "cellrt/label.h"
 #include "cellrt/measure.h"

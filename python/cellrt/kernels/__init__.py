@@ -19,7 +19,7 @@ from .filters import (binary_closing, binary_dilation, binary_erosion, binary_op
                       threshold_local)
 from .objects import (fill_holes, instances_from_mask, instances_from_probability, match_instances,
                       remove_small_objects, segment)
-from .labeling import feature_names, label, measure
+from .labeling import contours, feature_names, label, measure
 from .stitch import BLEND_MODES, TileBatch, stitch, tile, tile_origins
 from .threshold import histogram, threshold
 
@@ -33,6 +33,7 @@ __all__ = [
     "binary_erosion",
     "binary_opening",
     "box_mean",
+    "contours",
     "feature_names",
     "fill_holes",
     "gaussian_blur",

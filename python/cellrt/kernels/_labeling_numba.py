@@ -140,3 +140,76 @@ def measure(labels, num_objects, intensities):
         intensities = np.zeros((0, 1, 1), np.float32)
     return _measure(labels, num_objects, intensities)
 
+
+
+_DY = np.array([0, 1, 1, 1, 0, -1, -1, -1])
+_DX = np.array([1, 1, 0, -1, -1, -1, 0, 1])
+
+
+@njit(cache=True)
+def _inside(labels, y, x, lab):
+    return 0 <= y < labels.shape[0] and 0 <= x < labels.shape[1] and labels[y, x] == lab
+
+
+@njit(cache=True)
+def _trace(labels, lab, sy, sx, out):
+    """Moore-neighbour tracing with Suzuki-Abe's stop rule; writes xy into
+    out (if it has room) and returns (points, closed length)."""
+    n = 0
+    if n < out.shape[0]:
+        out[n, 0], out[n, 1] = sx, sy
+    n += 1
+    k1 = -1
+    for i in range(8):
+        k = (4 + i) % 8
+        if _inside(labels, sy + _DY[k], sx + _DX[k], lab):
+            k1 = k
+            break
+    if k1 < 0:
+        return n, 0.0
+    y1, x1 = sy + _DY[k1], sx + _DX[k1]
+    y3, x3, back, length = sy, sx, k1, 0.0
+    while True:
+        k4 = back
+        for i in range(1, 9):
+            k = (back - i) % 8
+            if _inside(labels, y3 + _DY[k], x3 + _DX[k], lab):
+                k4 = k
+                break
+        y4, x4 = y3 + _DY[k4], x3 + _DX[k4]
+        length += math.sqrt(2.0) if k4 % 2 else 1.0
+        if y4 == sy and x4 == sx and y3 == y1 and x3 == x1:
+            return n, length
+        if n < out.shape[0]:
+            out[n, 0], out[n, 1] = x4, y4
+        n += 1
+        back = (k4 + 4) % 8
+        y3, x3 = y4, x4
+
+
+@njit(cache=True)
+def _contours(labels, num_objects):
+    first = np.full(num_objects + 1, -1, np.int64)
+    height, width = labels.shape
+    for y in range(height):
+        for x in range(width):
+            lab = labels[y, x]
+            if 0 < lab <= num_objects and first[lab] < 0:
+                first[lab] = y * width + x
+    counts = np.zeros(num_objects + 1, np.int64)
+    perimeter = np.zeros(num_objects)
+    empty = np.empty((0, 2), np.int32)
+    for lab in range(1, num_objects + 1):
+        if first[lab] >= 0:
+            counts[lab], perimeter[lab - 1] = _trace(labels, lab, first[lab] // width, first[lab] % width, empty)
+    offsets = np.zeros(num_objects + 1, np.int64)
+    offsets[1:] = np.cumsum(counts[1:])
+    points = np.empty((offsets[-1], 2), np.int32)
+    for lab in range(1, num_objects + 1):
+        if first[lab] >= 0:
+            _trace(labels, lab, first[lab] // width, first[lab] % width, points[offsets[lab - 1]:offsets[lab]])
+    return offsets, points, perimeter
+
+
+def contours(labels, num_objects):
+    return _contours(labels, num_objects)

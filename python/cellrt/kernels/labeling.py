@@ -106,16 +106,70 @@ def label(mask, connectivity: int = 8, *, backend: str = "auto", num_threads: in
     return labels, int(count)
 
 
-def feature_names(channel_names=()) -> list[str]:
+def feature_names(channel_names=(), perimeter: bool = True) -> list[str]:
     """Column names of :func:`measure`'s table, in order (after ObjectNumber)."""
-    names = list(SHAPE_COLUMNS)
+    names = list(SHAPE_COLUMNS) + (["AreaShape_Perimeter"] if perimeter else [])
     for ch in channel_names:
         names += [c.format(ch) for c in INTENSITY_COLUMNS]
     return names
 
 
-def measure(labels, intensities=None, *, channel_names=None, num_objects=None, backend: str = "auto",
-            num_threads: int = 0) -> dict:
+def _as_labels(labels, op: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"{op}: labels should have shape (H, W), got {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"{op}: labels should be an integer array, got {labels.dtype}")
+    if labels.dtype != np.int32:
+        if labels.size and (labels.max() > np.iinfo(np.int32).max or labels.min() < 0):
+            raise ValueError(f"{op}: labels should lie in [0, 2^31)")
+        labels = labels.astype(np.int32)
+    return np.ascontiguousarray(labels)
+
+
+def _contour_arrays(labels: np.ndarray, num_objects: int, backend: str, num_threads: int):
+    chosen = _backend.resolve("contours", backend, False)
+    if chosen == "cpu":
+        from .._build import _core  # noqa: PLC0415
+
+        return _core.contours(labels, num_objects, int(num_threads))
+    from . import _labeling_numba  # noqa: PLC0415
+
+    return _labeling_numba.contours(labels, num_objects)
+
+
+def contours(labels, *, num_objects=None, backend: str = "auto", num_threads: int = 0) -> list:
+    """Outer contour of each object, as ``cv2.findContours(mask,
+    RETR_EXTERNAL, CHAIN_APPROX_NONE)`` gives it for that object's mask.
+
+    Parameters
+    ----------
+    labels : (H, W) integer array
+        0 background, 1..N objects.
+    num_objects : int, optional
+        N; default ``labels.max()``.
+
+    Returns
+    -------
+    list of (K, 2) int32 ndarrays
+        Border points (x, y) of objects 1..N in tracing order, starting at
+        the object's first pixel in raster order; empty for labels that do
+        not occur. Objects whose pixels are not 8-connected are traced from
+        their first pixel only.
+
+    Examples
+    --------
+    >>> contours(np.array([[1, 1], [1, 1]]))[0].tolist()
+    [[0, 0], [0, 1], [1, 1], [1, 0]]
+    """
+    labels = _as_labels(labels, "contours")
+    n = int(labels.max()) if num_objects is None and labels.size else int(num_objects or 0)
+    offsets, points, _ = _contour_arrays(labels, n, backend, num_threads)
+    return [points[offsets[i]:offsets[i + 1]] for i in range(n)]
+
+
+def measure(labels, intensities=None, *, channel_names=None, num_objects=None, perimeter: bool = True,
+            backend: str = "auto", num_threads: int = 0) -> dict:
     """Measure every object of a label image in one pass.
 
     Parameters
@@ -139,7 +193,9 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, b
         inclusive, ``..._BoundingBoxMaximum_X/Y`` exclusive), the centroid
         ``Location_Center_X/Y`` (x = column, y = row), ``AreaShape_MajorAxisLength``,
         ``AreaShape_MinorAxisLength``, ``AreaShape_Eccentricity`` (as
-        scikit-image's regionprops), ``AreaShape_EquivalentDiameter``, and per
+        scikit-image's regionprops), ``AreaShape_EquivalentDiameter``,
+        ``AreaShape_Perimeter`` (length of the outer contour, as
+        ``cv2.arcLength``; with ``perimeter=True``), and per
         channel ``Intensity_{Integrated,Mean,Std,Min,Max}Intensity_<name>``
         (population std). ``pandas.DataFrame(table)`` makes a data frame.
 
@@ -150,16 +206,7 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, b
     >>> t["AreaShape_Area"].tolist(), t["Intensity_MeanIntensity_ch0"].tolist()
     ([3, 1], [3.0, 4.0])
     """
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"measure: labels should have shape (H, W), got {labels.shape}")
-    if labels.dtype.kind not in "iu":
-        raise ValueError(f"measure: labels should be an integer array, got {labels.dtype}")
-    if labels.dtype != np.int32:
-        if labels.size and (labels.max() > np.iinfo(np.int32).max or labels.min() < 0):
-            raise ValueError("measure: labels should lie in [0, 2^31)")
-        labels = labels.astype(np.int32)
-    labels = np.ascontiguousarray(labels)
+    labels = _as_labels(labels, "measure")
     if num_objects is None:
         num_objects = int(labels.max()) if labels.size else 0
     if isinstance(num_objects, bool) or not isinstance(num_objects, (int, np.integer)) or num_objects < 0:
@@ -199,8 +246,11 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, b
         table, out_of_range = _labeling_numba.measure(labels, num_objects, intensities)
     if out_of_range:
         raise ValueError(f"measure: {out_of_range} label pixels are negative or above num_objects={num_objects}")
+    columns = {name: table[:, j] for j, name in enumerate(feature_names(channel_names, perimeter=False))}
+    if perimeter:
+        columns["AreaShape_Perimeter"] = _contour_arrays(labels, num_objects, backend, num_threads)[2]
     result = {"ObjectNumber": np.arange(1, num_objects + 1, dtype=np.int32)}
-    for j, name in enumerate(feature_names(channel_names)):
-        col = table[:, j]
+    for name in feature_names(channel_names, perimeter):
+        col = columns[name]
         result[name] = col.astype(np.int64) if name in _INT_COLUMNS else np.ascontiguousarray(col)
     return result

@@ -1,0 +1,36 @@
+// contours: outer border of every object of a label image, as polygons.
+#pragma once
+
+#include <cstdint>
+
+#include "cellrt/types.h"
+
+namespace cellrt {
+
+struct ContourOptions {
+  int32_t num_threads = 0;  // CPU worker threads; 0 = all hardware threads
+};
+
+// Traces the outer border of objects 1..N (8-connected border following,
+// Suzuki & Abe), starting at each object's first pixel in raster order:
+// the points of cv2.findContours(RETR_EXTERNAL, CHAIN_APPROX_NONE) on that
+// object's mask, in the same order. A label that does not occur has no
+// points. An object whose pixels are not 8-connected is traced from its
+// first pixel only.
+//
+// Call twice: with points == nullptr to fill offsets (size N + 1, CSR: the
+// points of object l are [offsets[l-1], offsets[l])) and learn the total,
+// then with points ([total, 2] int32, x then y) to fill them.
+//
+// Args:
+//   labels:    [H, W] int32, C-contiguous, host memory.
+//   offsets:   N + 1 int64, written.
+//   points:    total * 2 int32 or nullptr.
+//   perimeter: N doubles or nullptr: length of each closed contour (axis
+//              steps 1, diagonal steps sqrt(2); cv2.arcLength(closed=True)).
+//
+// Returns the total number of points.
+int64_t contours(const TensorView& labels, int64_t num_objects, int64_t* offsets, int32_t* points,
+                 double* perimeter, const ContourOptions& options = ContourOptions{});
+
+}  // namespace cellrt

@@ -421,3 +421,16 @@ def test_contours_of_missing_labels_are_empty():
     found = contours(labels, num_objects=3)
     assert [len(c) for c in found] == [0, 6, 0]
     assert measure(labels, num_objects=3)["AreaShape_Perimeter"].tolist()[::2] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_histogram_kernel_equals_bincount(dtype, threads, rng):
+    from cellrt._build import _core
+
+    image = rng.integers(0, np.iinfo(dtype).max, (301, 257), endpoint=True).astype(dtype)
+    image[:40] = 7  # long runs of one value
+    want = np.bincount(image.ravel(), minlength=np.iinfo(dtype).max + 1)
+    np.testing.assert_array_equal(_core.histogram(image, threads), want)
+    with pytest.raises(ValueError, match=r"histogram: image should be uint8 or uint16, got float32"):
+        _core.histogram(image.astype(np.float32))

@@ -61,7 +61,7 @@ cellrt::TensorView to_view(const cellrt_tensor_t* t, const char* name) {
   cellrt_tensor_t defaults{};
   cellrt_tensor_t c = versioned_copy(t, defaults, name);
   CELLRT_CHECK(c.ndim >= 0 && c.ndim <= 4, name, ".ndim should be 0..4, got ", c.ndim);
-  CELLRT_CHECK(c.dtype >= 0 && c.dtype <= 5, name, ".dtype should be a cellrt_dtype_t, got ", c.dtype);
+  CELLRT_CHECK(c.dtype >= 0 && c.dtype <= 6, name, ".dtype should be a cellrt_dtype_t, got ", c.dtype);
   CELLRT_CHECK(c.device == 0 || c.device == 1, name, ".device should be a cellrt_device_t, got ", c.device);
   CELLRT_CHECK(c.data != nullptr, name, ".data should not be NULL");
   cellrt::TensorView v;

@@ -19,7 +19,8 @@ int64_t dtype_size(DType dtype) {
     case DType::kFloat16: return 2;
     case DType::kFloat32:
     case DType::kInt32: return 4;
-    case DType::kFloat64: return 8;
+    case DType::kFloat64:
+    case DType::kInt64: return 8;
   }
   return 0;
 }
@@ -32,6 +33,7 @@ const char* dtype_name(DType dtype) {
     case DType::kFloat32: return "float32";
     case DType::kInt32: return "int32";
     case DType::kFloat64: return "float64";
+    case DType::kInt64: return "int64";
   }
   return "unknown";
 }

@@ -23,6 +23,7 @@ inline DType dtype_of(const py::dtype& dt, const char* name) {
   if (kind == 'f' && size == 4) return DType::kFloat32;
   if (kind == 'i' && size == 4) return DType::kInt32;
   if (kind == 'f' && size == 8) return DType::kFloat64;
+  if (kind == 'i' && size == 8) return DType::kInt64;
   throw std::invalid_argument(std::string(name) + " has unsupported dtype " +
                               py::str(static_cast<const py::object&>(dt)).cast<std::string>());
 }
@@ -50,7 +51,7 @@ inline TensorView device_view(uintptr_t ptr, int32_t dtype, const std::vector<in
                               const std::vector<int64_t>& strides, const char* name) {
   CELLRT_CHECK(shape.size() == strides.size() && shape.size() <= 4, name,
                " should have matching shape and strides of at most 4 dimensions");
-  CELLRT_CHECK(dtype >= 0 && dtype <= 5, name, " has an unknown dtype code ", dtype);
+  CELLRT_CHECK(dtype >= 0 && dtype <= 6, name, " has an unknown dtype code ", dtype);
   TensorView v;
   v.data = reinterpret_cast<void*>(ptr);
   v.dtype = static_cast<DType>(dtype);

@@ -4,6 +4,7 @@
 
 #include "cellrt/contour.h"
 #include "cellrt/filter.h"
+#include "cellrt/histogram.h"
 #include "cellrt/label.h"
 #include "cellrt/measure.h"
 #include "python/array_view.h"
@@ -64,6 +65,27 @@ void box_mean_host(const py::array& image, py::array& out, int size_y, int size_
   box_mean(in, dst, size_y, size_x, o);
 }
 
+py::array_t<int64_t> histogram_host(const py::array& image, int num_threads) {
+  const TensorView in = host_view(image, "image", false);
+  py::array_t<int64_t> counts(in.dtype == DType::kUInt8 ? 256 : 65536);
+  const TensorView out = host_view(counts, "counts", true);
+  py::gil_scoped_release release;
+  histogram(in, out, num_threads);
+  return counts;
+}
+
+py::array_t<double> perimeters_host(const py::array& labels, int64_t num_objects, int num_threads) {
+  const TensorView lab = host_view(labels, "labels", false);
+  CELLRT_CHECK(num_objects >= 0, "contours: num_objects should be >= 0, got ", num_objects);
+  py::array_t<int64_t> offsets(num_objects + 1);
+  py::array_t<double> perimeter(num_objects);
+  ContourOptions o;
+  o.num_threads = num_threads;
+  py::gil_scoped_release release;
+  contours(lab, num_objects, offsets.mutable_data(), nullptr, perimeter.mutable_data(), o);
+  return perimeter;
+}
+
 py::tuple contours_host(const py::array& labels, int64_t num_objects, int num_threads) {
   const TensorView lab = host_view(labels, "labels", false);
   CELLRT_CHECK(num_objects >= 0, "contours: num_objects should be >= 0, got ", num_objects);
@@ -98,6 +120,10 @@ void register_segment(py::module_& m) {
         py::arg("border"), py::arg("num_threads") = 0);
   m.def("contours", &contours_host, py::arg("labels"), py::arg("num_objects"), py::arg("num_threads") = 0,
         "Outer contours of objects 1..N: (offsets[N+1], points[P,2] xy int32, perimeter[N]).");
+  m.def("perimeters", &perimeters_host, py::arg("labels"), py::arg("num_objects"), py::arg("num_threads") = 0,
+        "Closed outer-contour length of objects 1..N.");
+  m.def("histogram", &histogram_host, py::arg("image"), py::arg("num_threads") = 0,
+        "Per-value counts of a uint8 (256) or uint16 (65536) image.");
   m.attr("MEASURE_SHAPE_COLUMNS") = kMeasureShapeColumns;
   m.attr("MEASURE_INTENSITY_COLUMNS") = kMeasureIntensityColumns;
 }

@@ -23,12 +23,26 @@ int64_t contours(const TensorView& labels, int64_t num_objects, int64_t* offsets
   const int32_t height = static_cast<int32_t>(labels.shape[0]), width = static_cast<int32_t>(labels.shape[1]);
   const auto* lab = static_cast<const int32_t*>(labels.data);
 
-  std::vector<int64_t> first(num_objects + 1, -1);
-  const int64_t pixels = int64_t{height} * width;
-  for (int64_t p = 0; p < pixels; ++p) {
-    const int32_t l = lab[p];
-    if (l > 0 && l <= num_objects && first[l] < 0) first[l] = p;
-  }
+  // First pixel of every object: strips scanned in parallel, the earliest
+  // strip that has the object wins.
+  const int strips = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>(detail::resolve_threads(options.num_threads), height)));
+  std::vector<std::vector<int64_t>> strip_first(strips);
+  detail::parallel_for(strips, strips, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      std::vector<int64_t>& f = strip_first[s];
+      f.assign(num_objects + 1, -1);
+      const int64_t begin = int64_t{height} * s / strips * width, end = int64_t{height} * (s + 1) / strips * width;
+      for (int64_t p = begin; p < end; ++p) {
+        const int32_t l = lab[p];
+        if (l > 0 && l <= num_objects && f[l] < 0) f[l] = p;
+      }
+    }
+  });
+  std::vector<int64_t>& first = strip_first[0];
+  for (int s = 1; s < strips; ++s)
+    for (int64_t l = 1; l <= num_objects; ++l)
+      if (first[l] < 0) first[l] = strip_first[s][l];
   std::vector<int64_t> counts(num_objects + 1, 0);
   const int workers = static_cast<int>(
       std::max<int64_t>(1, std::min<int64_t>(detail::resolve_threads(options.num_threads), num_objects)));

@@ -128,7 +128,10 @@ int main() {
         const int64_t total = contours(lv, n + 2, offsets.data(), nullptr, perimeter.data(), co);
         std::vector<int32_t> points(2 * total);
         contours(lv, n + 2, offsets.data(), points.data(), nullptr, co);
-        calls += 4;
+        std::vector<int64_t> counts(256);
+        histogram(make_view(mask.data(), DType::kUInt8, {h, w}), make_view(counts.data(), DType::kInt64, {256}),
+                  threads);
+        calls += 5;
       }
     }
     // Filters with windows larger than the image and every border mode.

@@ -46,7 +46,8 @@ typedef enum cellrt_dtype_t {
   CELLRT_DTYPE_FLOAT16 = 2,
   CELLRT_DTYPE_FLOAT32 = 3,
   CELLRT_DTYPE_INT32 = 4,
-  CELLRT_DTYPE_FLOAT64 = 5
+  CELLRT_DTYPE_FLOAT64 = 5,
+  CELLRT_DTYPE_INT64 = 6
 } cellrt_dtype_t;
 
 typedef enum cellrt_device_t { CELLRT_DEVICE_CPU = 0, CELLRT_DEVICE_CUDA = 1 } cellrt_device_t;

@@ -3,6 +3,7 @@
 
 #include "cellrt/contour.h"
 #include "cellrt/filter.h"
+#include "cellrt/histogram.h"
 #include "cellrt/label.h"
 #include "cellrt/measure.h"
 #include "cellrt/stitch.h"

@@ -14,6 +14,7 @@ enum class DType : int32_t {
   kFloat32 = 3,
   kInt32 = 4,
   kFloat64 = 5,
+  kInt64 = 6,
 };
 
 enum class Device : int32_t {

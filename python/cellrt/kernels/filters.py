@@ -135,20 +135,23 @@ def _disk_half_widths(radius: int) -> np.ndarray:
 
 def _erode(mask: np.ndarray, half_widths: np.ndarray) -> np.ndarray:
     # Pixels outside the image count as foreground (borders do not erode),
-    # as scikit-image's binary_erosion. Row runs of width 2 h + 1 at each
-    # vertical offset, counted with prefix sums: O(rows of the footprint) passes.
+    # as scikit-image's binary_erosion. A pixel survives if, at each vertical
+    # offset, the row run of width 2 h + 1 around it is all foreground:
+    # counted with one prefix sum per row, so each offset costs two slices
+    # whatever the footprint width. Offsets with equal h share one pass.
     radius = (len(half_widths) - 1) // 2
     h_max = int(half_widths.max())
-    padded = np.pad(mask, ((radius, radius), (h_max, h_max)), constant_values=True).astype(np.int32)
-    prefix = np.zeros((padded.shape[0], padded.shape[1] + 1), np.int32)
-    np.cumsum(padded, axis=1, out=prefix[:, 1:])
     height, width = mask.shape
+    padded = np.pad(mask, ((radius, radius), (h_max + 1, h_max)), constant_values=True)
+    padded[:, 0] = False  # the prefix sum's zero column
+    prefix = np.cumsum(padded, axis=1, dtype=np.int32)
     out = np.ones(mask.shape, bool)
-    cols = np.arange(width) + h_max
+    full_rows = {}
+    for h in np.unique(half_widths):
+        lo, hi = h_max - h, h_max + h + 1  # window [x - h, x + h] in padded columns, shifted by the zero column
+        full_rows[int(h)] = (prefix[:, hi:hi + width] - prefix[:, lo:lo + width]) == 2 * h + 1
     for i, h in enumerate(half_widths):
-        rows = prefix[i:i + height]
-        run = rows[:, cols + h + 1] - rows[:, cols - h]
-        out &= run == 2 * h + 1
+        out &= full_rows[int(h)][i:i + height]
     return out
 
 

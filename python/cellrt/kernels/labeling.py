@@ -248,7 +248,10 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, p
         raise ValueError(f"measure: {out_of_range} label pixels are negative or above num_objects={num_objects}")
     columns = {name: table[:, j] for j, name in enumerate(feature_names(channel_names, perimeter=False))}
     if perimeter:
-        columns["AreaShape_Perimeter"] = _contour_arrays(labels, num_objects, backend, num_threads)[2]
+        if chosen == "cpu":
+            columns["AreaShape_Perimeter"] = _core.perimeters(labels, num_objects, int(num_threads))
+        else:
+            columns["AreaShape_Perimeter"] = _contour_arrays(labels, num_objects, "numba", 0)[2]
     result = {"ObjectNumber": np.arange(1, num_objects + 1, dtype=np.int32)}
     for name in feature_names(channel_names, perimeter):
         col = columns[name]

@@ -1,0 +1,19 @@
+// histogram: exact per-value counts of an 8- or 16-bit image (the input of
+// Otsu and the other histogram thresholds).
+#pragma once
+
+#include <cstdint>
+
+#include "cellrt/types.h"
+
+namespace cellrt {
+
+// counts[v] = number of pixels equal to v.
+//
+// Args:
+//   image:  any shape up to 4-D, uint8 or uint16, C-contiguous, host memory.
+//   counts: 256 (uint8) or 65536 (uint16) int64, C-contiguous; written.
+//   num_threads: CPU worker threads; 0 = all hardware threads.
+void histogram(const TensorView& image, const TensorView& counts, int32_t num_threads = 0);
+
+}  // namespace cellrt

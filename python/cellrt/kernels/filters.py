@@ -136,22 +136,30 @@ def _disk_half_widths(radius: int) -> np.ndarray:
 def _erode(mask: np.ndarray, half_widths: np.ndarray) -> np.ndarray:
     # Pixels outside the image count as foreground (borders do not erode),
     # as scikit-image's binary_erosion. A pixel survives if, at each vertical
-    # offset, the row run of width 2 h + 1 around it is all foreground:
-    # counted with one prefix sum per row, so each offset costs two slices
-    # whatever the footprint width. Offsets with equal h share one pass.
+    # offset dy, the row run of half-width h(dy) around it is all foreground.
+    # Row erosions for h = 0, 1, 2... are built by AND-ing shifted copies
+    # (one pass each on booleans, cheap for the small radii of cell images);
+    # wide footprints use prefix sums instead (two slices per width).
     radius = (len(half_widths) - 1) // 2
     h_max = int(half_widths.max())
     height, width = mask.shape
     padded = np.pad(mask, ((radius, radius), (h_max + 1, h_max)), constant_values=True)
-    padded[:, 0] = False  # the prefix sum's zero column
-    prefix = np.cumsum(padded, axis=1, dtype=np.int32)
-    out = np.ones(mask.shape, bool)
-    full_rows = {}
-    for h in np.unique(half_widths):
-        lo, hi = h_max - h, h_max + h + 1  # window [x - h, x + h] in padded columns, shifted by the zero column
-        full_rows[int(h)] = (prefix[:, hi:hi + width] - prefix[:, lo:lo + width]) == 2 * h + 1
-    for i, h in enumerate(half_widths):
-        out &= full_rows[int(h)][i:i + height]
+    rows = {}
+    if h_max <= 8:
+        eroded = padded[:, 1:]  # h = 0, columns shifted by the unused first one
+        for h in range(h_max + 1):
+            if h:
+                eroded = eroded[:, 1:-1] & eroded[:, :-2] & eroded[:, 2:]
+            rows[h] = eroded[:, h_max - h:h_max - h + width]
+    else:
+        padded[:, 0] = False  # the prefix sum's zero column
+        prefix = np.cumsum(padded, axis=1, dtype=np.int32)
+        for h in np.unique(half_widths):
+            lo, hi = h_max - h, h_max + h + 1
+            rows[int(h)] = (prefix[:, hi:hi + width] - prefix[:, lo:lo + width]) == 2 * h + 1
+    out = rows[int(half_widths[0])][0:height].copy()
+    for i, h in enumerate(half_widths[1:], start=1):
+        out &= rows[int(h)][i:i + height]
     return out
 
 

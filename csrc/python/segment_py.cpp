@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include "cellrt/contour.h"
+#include "cellrt/fill_holes.h"
 #include "cellrt/filter.h"
 #include "cellrt/histogram.h"
 #include "cellrt/label.h"
@@ -65,6 +66,15 @@ void box_mean_host(const py::array& image, py::array& out, int size_y, int size_
   box_mean(in, dst, size_y, size_x, o);
 }
 
+py::array_t<uint8_t> fill_holes_host(const py::array& mask, int connectivity) {
+  const TensorView in = host_view(mask, "mask", false);
+  py::array_t<uint8_t> out({in.shape[0], in.shape[1]});
+  const TensorView dst = host_view(out, "out", true);
+  py::gil_scoped_release release;
+  fill_holes(in, dst, connectivity);
+  return out;
+}
+
 py::array_t<int64_t> histogram_host(const py::array& image, int num_threads) {
   const TensorView in = host_view(image, "image", false);
   py::array_t<int64_t> counts(in.dtype == DType::kUInt8 ? 256 : 65536);
@@ -122,6 +132,8 @@ void register_segment(py::module_& m) {
         "Outer contours of objects 1..N: (offsets[N+1], points[P,2] xy int32, perimeter[N]).");
   m.def("perimeters", &perimeters_host, py::arg("labels"), py::arg("num_objects"), py::arg("num_threads") = 0,
         "Closed outer-contour length of objects 1..N.");
+  m.def("fill_holes", &fill_holes_host, py::arg("mask"), py::arg("connectivity"),
+        "mask[H,W] uint8 with holes (background not touching the border) filled.");
   m.def("histogram", &histogram_host, py::arg("image"), py::arg("num_threads") = 0,
         "Per-value counts of a uint8 (256) or uint16 (65536) image.");
   m.attr("MEASURE_SHAPE_COLUMNS") = kMeasureShapeColumns;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "segment/runs.h"
 #include "segment/segment_kernel.h"
 #include "segment/segment_ops.h"
 
@@ -34,70 +35,8 @@ namespace {
 // Rows per strip below which splitting costs more than it saves.
 constexpr int32_t kMinStripRows = 32;
 
-struct Run {
-  int32_t begin, end;  // pixel indices, [begin, end), within one row
-};
-
-inline int32_t load_relaxed(const int32_t* p) {
-#if defined(__GNUC__)
-  return __atomic_load_n(p, __ATOMIC_RELAXED);
-#else
-  return *static_cast<const volatile int32_t*>(p);
-#endif
-}
-
-inline void store_relaxed(int32_t* p, int32_t v) {
-#if defined(__GNUC__)
-  __atomic_store_n(p, v, __ATOMIC_RELAXED);
-#else
-  *static_cast<volatile int32_t*>(p) = v;
-#endif
-}
-
-// First index in [p, end) whose mask byte is (non-zero == want), or end.
-// Masks come in long runs; eight bytes are tested at a time.
-template <bool kForeground>
-inline int32_t next_pixel(const uint8_t* mask, int32_t p, int32_t end) {
-#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  for (; p + 8 <= end; p += 8) {
-    uint64_t word;
-    std::memcpy(&word, mask + p, sizeof word);
-    if (!kForeground) {
-      // A byte is background iff it is zero: find the first zero byte.
-      const uint64_t zero = (word - 0x0101010101010101ull) & ~word & 0x8080808080808080ull;
-      if (zero) return p + (__builtin_ctzll(zero) >> 3);
-    } else if (word) {
-      return p + (__builtin_ctzll(word) >> 3);
-    }
-  }
-#endif
-  while (p < end && (mask[p] != 0) != kForeground) ++p;
-  return p;
-}
-
-// Appends the runs of row y to runs.
-void find_runs(const uint8_t* mask, int32_t y, int32_t width, std::vector<Run>& runs) {
-  const int32_t row = y * width, row_end = row + width;
-  for (int32_t p = next_pixel<true>(mask, row, row_end); p < row_end; p = next_pixel<true>(mask, p, row_end)) {
-    const int32_t end = next_pixel<false>(mask, p, row_end);
-    runs.push_back(Run{p, end});
-    p = end;
-  }
-}
-
-// Unites each run of `lower` with the runs of `upper` (the row above) that
-// touch it: overlapping columns for 4-connectivity, or diagonally adjacent
-// for 8. Both lists are sorted, so one merge-like sweep suffices.
-void unite_rows(int32_t* parent, const Run* upper, const Run* upper_end, const Run* lower, const Run* lower_end,
-                int32_t width, bool eight) {
-  const int32_t slack = eight ? 1 : 0;
-  const Run* u = upper;
-  for (const Run* r = lower; r != lower_end; ++r) {
-    const int32_t lo = r->begin - width - slack, hi = r->end - width + slack;  // touching window in the row above
-    while (u != upper_end && u->end <= lo) ++u;
-    for (const Run* v = u; v != upper_end && v->begin < hi; ++v) unite(parent, r->begin, v->begin);
-  }
-}
+// A run is represented by its first pixel.
+inline int32_t run_start(const Run* r) { return r->begin; }
 
 }  // namespace
 
@@ -126,7 +65,7 @@ int64_t label_cpu(const uint8_t* mask, int32_t* labels, int32_t height, int32_t 
         for (size_t i = starts[y - y0]; i < r.size(); ++i) parent[r[i].begin] = r[i].begin;
         if (y > y0)
           unite_rows(parent, r.data() + starts[y - y0 - 1], r.data() + starts[y - y0], r.data() + starts[y - y0],
-                     r.data() + r.size(), width, eight);
+                     r.data() + r.size(), width, eight, run_start);
       }
       starts[y1 - y0] = static_cast<int32_t>(r.size());
     }
@@ -136,7 +75,7 @@ int64_t label_cpu(const uint8_t* mask, int32_t* labels, int32_t height, int32_t 
     const std::vector<int32_t>& above_starts = row_start[s - 1];
     const int32_t last = first_row[s] - first_row[s - 1] - 1;  // last row of strip s - 1
     unite_rows(parent, above.data() + above_starts[last], above.data() + above_starts[last + 1], runs[s].data(),
-               runs[s].data() + row_start[s][1], width, eight);
+               runs[s].data() + row_start[s][1], width, eight, run_start);
   }
 
   // Roots per strip, then a prefix sum: strip s numbers its roots from

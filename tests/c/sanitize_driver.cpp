@@ -131,7 +131,10 @@ int main() {
         std::vector<int64_t> counts(256);
         histogram(make_view(mask.data(), DType::kUInt8, {h, w}), make_view(counts.data(), DType::kInt64, {256}),
                   threads);
-        calls += 5;
+        std::vector<uint8_t> filled(h * w);
+        fill_holes(make_view(mask.data(), DType::kUInt8, {h, w}), make_view(filled.data(), DType::kUInt8, {h, w}),
+                   connectivity);
+        calls += 6;
       }
     }
     // Filters with windows larger than the image and every border mode.

@@ -31,7 +31,18 @@ def fill_holes(mask, connectivity: int = 8, *, backend: str = "auto") -> np.ndar
     >>> fill_holes(ring).all()
     np.True_
     """
-    mask = _as_mask(mask).view(bool)
+    if connectivity not in (4, 8):
+        raise ValueError(f"fill_holes: connectivity should be 4 or 8, got {connectivity!r}")
+    from . import _backend  # noqa: PLC0415
+
+    mask = _as_mask(mask)
+    if _backend.resolve("fill_holes", backend, False) == "cpu":
+        from .._build import _core  # noqa: PLC0415
+
+        return _core.fill_holes(mask, connectivity).view(bool)
+    # numba: label the background with the complementary connectivity and
+    # keep the components that reach the border.
+    mask = mask.view(bool)
     background, count = label(~mask, 4 if connectivity == 8 else 8, backend=backend)
     touches_border = np.zeros(count + 1, bool)
     for edge in (background[0], background[-1], background[:, 0], background[:, -1]):

@@ -241,6 +241,24 @@ def test_otsu_equals_skimage_on_float_images_with_the_same_bins(nbins, isl_dir):
     assert threshold(im, "otsu", nbins=nbins) == pytest.approx(float(skf.threshold_otsu(im, nbins=nbins)), rel=1e-6)
 
 
+@pytest.mark.parametrize("method", ["li", "triangle"])
+def test_li_and_triangle_equal_skimage_on_real_images(method, dsb_dir, isl_dir):
+    reference = {"li": skf.threshold_li, "triangle": skf.threshold_triangle}[method]
+    images = [tifffile.imread(p) for p in sorted((dsb_dir / "images").glob("*.tif"))[::40]]
+    images += [tifffile.imread(isl_dir / name) for name in ("dapi.tif", "map2.tif", "phase_z06.tif")]
+    images.append(images[-3].astype(np.float32) / 65535)
+    for im in images:
+        assert threshold(im, method) == pytest.approx(float(reference(im)), rel=1e-6, abs=1e-9), im.dtype
+
+
+def test_smoothing_thresholds_the_blurred_image(isl_dir):
+    from cellrt.kernels import gaussian_blur
+
+    dapi = tifffile.imread(isl_dir / "dapi.tif").astype(np.float32)
+    assert threshold(dapi, smoothing=2.0) == threshold(gaussian_blur(dapi, 2.0))
+    assert threshold(dapi, smoothing=2.0) != threshold(dapi)
+
+
 def test_mean_manual_correction_and_constant_images(rng):
     im = rng.integers(0, 4000, (50, 60)).astype(np.uint16)
     assert threshold(im, "mean") == pytest.approx(im.mean())
@@ -250,8 +268,9 @@ def test_mean_manual_correction_and_constant_images(rng):
 
 
 def test_threshold_bad_input():
-    with pytest.raises(ValueError, match=r"threshold: method should be one of otsu, mean, manual, got 'li'"):
-        threshold(np.ones((2, 2)), "li")
+    with pytest.raises(ValueError, match=r"threshold: method should be one of otsu, li, triangle, mean, manual, "
+                                         r"got 'yen'"):
+        threshold(np.ones((2, 2)), "yen")
     with pytest.raises(ValueError, match=r"threshold: image holds 1 NaN/inf values"):
         threshold(np.array([1.0, np.nan, 3.0]))
     with pytest.raises(ValueError, match=r"threshold: method='manual' needs a finite value="):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("otsu", "mean", "manual")
+METHODS = ("otsu", "li", "triangle", "mean", "manual")
 
 
 def _value_counts(image: np.ndarray) -> np.ndarray:
@@ -75,7 +75,67 @@ def otsu_from_histogram(counts, centres) -> float:
     return float(centres[int(np.argmax(between))])
 
 
-def threshold(image, method: str = "otsu", *, value=None, nbins: int = 256, correction: float = 1.0) -> float:
+def triangle_from_histogram(counts, centres) -> float:
+    """Zack's triangle threshold: draw a line from the histogram's peak to a
+    zero-height point at the end of its longer tail; the threshold is the bin
+    between them farthest below that line."""
+    counts = np.asarray(counts, np.float64)
+    occupied = np.flatnonzero(counts)
+    low, high = int(occupied[0]), int(occupied[-1])
+    peak = int(np.argmax(counts))
+    reverse = peak - low < high - peak  # the right tail is longer: mirror it to the left
+    if reverse:
+        counts = counts[::-1]
+        low, peak = len(counts) - 1 - high, len(counts) - 1 - peak
+    span = peak - low
+    if span <= 0:
+        return float(centres[peak if not reverse else len(counts) - 1 - peak])
+    x = np.arange(span, dtype=np.float64)
+    # Distance below the line from (low, 0) to (peak, height), up to a constant factor.
+    below = counts[peak] * x - span * counts[low + x.astype(np.int64)]
+    level = int(np.argmax(below)) + low
+    if reverse:
+        level = len(counts) - 1 - level
+    return float(centres[level])
+
+
+def li_from_histogram(counts, centres, tolerance=None, max_iterations: int = 1000) -> float:
+    """Li's minimum cross-entropy threshold, by the fixed-point iteration
+    t <- (m_low - m_high) / (ln m_low - ln m_high) of Li & Tam (1998),
+    where m_low / m_high are the means of the values <= t / > t, starting
+    from the mean. Values are shifted to start at 0 (logarithms of the class
+    means must be defined) and shifted back."""
+    counts = np.asarray(counts, np.float64)
+    centres = np.asarray(centres, np.float64)
+    occupied = np.flatnonzero(counts)
+    counts, centres = counts[occupied], centres[occupied]
+    origin = centres[0]
+    values = centres - origin
+    if tolerance is None:
+        tolerance = np.min(np.diff(values)) / 2 if len(values) > 1 else 0.0
+    cum_n = np.cumsum(counts)
+    cum_m = np.cumsum(counts * values)
+    total_n, total_m = cum_n[-1], cum_m[-1]
+    t = total_m / total_n
+    previous = t + 2 * tolerance + 1
+    for _ in range(max_iterations):
+        if abs(t - previous) <= tolerance:
+            break
+        k = int(np.searchsorted(values, t, side="right")) - 1  # last value <= t
+        n_low, m_low = cum_n[k], cum_m[k]
+        n_high, m_high = total_n - n_low, total_m - m_low
+        mean_low = m_low / n_low
+        mean_high = m_high / n_high
+        previous = t
+        if mean_low <= 0:
+            t = mean_high / 2  # nothing positive below: bisect towards the upper class
+        else:
+            t = (mean_low - mean_high) / (np.log(mean_low) - np.log(mean_high))
+    return float(t + origin)
+
+
+def threshold(image, method: str = "otsu", *, value=None, nbins: int = 256, correction: float = 1.0,
+              smoothing: float = 0.0) -> float:
     """A global threshold for ``image``; foreground is ``image > threshold``.
 
     Parameters
@@ -83,15 +143,22 @@ def threshold(image, method: str = "otsu", *, value=None, nbins: int = 256, corr
     image : array
         Any shape; uint8/uint16 (exact per-value histogram), other integers,
         or float (``nbins`` bins; NaN/inf raise ValueError).
-    method : {'otsu', 'mean', 'manual'}
-        ``otsu``: maximum between-class variance; ``mean``: the mean value
-        (the in-silico-labeling post-processing uses it); ``manual``: ``value``.
+    method : {'otsu', 'li', 'triangle', 'mean', 'manual'}
+        ``otsu``: maximum between-class variance; ``li``: minimum
+        cross-entropy (iterative); ``triangle``: Zack's triangle method, for
+        images whose histogram is one peak with a tail (sparse bright
+        objects); ``mean``: the mean value (the in-silico-labeling
+        post-processing uses it); ``manual``: ``value``.
     value : float
         The threshold for ``method='manual'``.
     nbins : int
         Histogram bins for float images.
     correction : float
         Multiplies the threshold (CellProfiler's threshold correction factor).
+    smoothing : float
+        Gaussian sigma in pixels; when > 0 the threshold is computed on the
+        blurred 2-D image (compare the blurred image with it too), which
+        steadies it on noisy fields.
 
     Returns
     -------
@@ -116,9 +183,22 @@ def threshold(image, method: str = "otsu", *, value=None, nbins: int = 256, corr
         raise ValueError("threshold: image should be non-empty")
     if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
         raise ValueError(f"threshold: image holds {int(np.count_nonzero(~np.isfinite(image)))} NaN/inf values")
+    if smoothing:
+        from .filters import gaussian_blur  # noqa: PLC0415
+
+        image = gaussian_blur(image, smoothing)
     if method == "mean":
         return float(image.mean(dtype=np.float64)) * correction
     counts, centres = histogram(image, nbins)
     if np.count_nonzero(counts) == 1:  # a constant image: nothing lies above its value
         return float(centres[np.flatnonzero(counts)[0]]) * correction
+    if method == "li":
+        if image.dtype.kind == "f":
+            # Li iterates on the values themselves, not on bins.
+            flat = np.sort(image.ravel().astype(np.float64))
+            values, counts = np.unique(flat, return_counts=True)
+            return li_from_histogram(counts, values) * correction
+        return li_from_histogram(counts, centres) * correction
+    if method == "triangle":
+        return triangle_from_histogram(counts, centres) * correction
     return otsu_from_histogram(counts, centres) * correction

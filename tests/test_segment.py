@@ -466,3 +466,24 @@ def test_histogram_kernel_equals_bincount(dtype, threads, rng):
     np.testing.assert_array_equal(_core.histogram(image, threads), want)
     with pytest.raises(ValueError, match=r"histogram: image should be uint8 or uint16, got float32"):
         _core.histogram(image.astype(np.float32))
+
+
+# --- CUDA (skipped without a GPU) -------------------------------------------------------------------
+
+from .conftest import needs_cuda  # noqa: E402
+
+
+@needs_cuda
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_cuda_label_and_measure_match_cpu(connectivity, dsb_dir):
+    import cupy as cp
+
+    for name, mask, image in list(real_masks(dsb_dir))[:4]:
+        labels, count = label(mask, connectivity, backend="cpu")
+        dev_labels, dev_count = label(cp.asarray(mask.astype(np.uint8)), connectivity)
+        assert dev_count == count
+        np.testing.assert_array_equal(cp.asnumpy(dev_labels), labels, err_msg=name)
+        host = measure(labels, image, perimeter=False)
+        dev = measure(dev_labels, cp.asarray(image))
+        for key in host:
+            np.testing.assert_allclose(cp.asnumpy(dev[key]), host[key], rtol=1e-12, err_msg=f"{name} {key}")

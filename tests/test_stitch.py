@@ -459,6 +459,12 @@ def test_device_arrays_never_fall_back_to_the_cpu():
         tile(_FakeDeviceArray(), 4)
     with pytest.raises(ValueError, match=r"backend 'cpu' takes host \(numpy\) arrays; got a device array"):
         tile(_FakeDeviceArray(), 4, backend="cpu")
+    from cellrt.kernels import label, measure
+
+    with pytest.raises(BackendUnavailableError, match=r"label: backend 'cuda' unavailable"):
+        label(_FakeDeviceArray())
+    with pytest.raises(BackendUnavailableError, match=r"measure: backend 'cuda' unavailable"):
+        measure(_FakeDeviceArray())
 
 
 # --- float16 conversion used by the host kernels ---------------------------------------------------

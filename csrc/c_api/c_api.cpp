@@ -178,7 +178,7 @@ int32_t cellrt_measure_columns(int32_t intensity_channels) {
 
 cellrt_status_t cellrt_measure(const cellrt_tensor_t* labels, int64_t num_objects, const cellrt_tensor_t* intensities,
                                const cellrt_tensor_t* features, const cellrt_measure_options_t* options,
-                               int64_t* out_of_range) {
+                               void* cuda_stream, int64_t* out_of_range) {
   return translate_exceptions([&] {
     cellrt_measure_options_t defaults;
     cellrt_measure_options_init(&defaults);
@@ -189,7 +189,7 @@ cellrt_status_t cellrt_measure(const cellrt_tensor_t* labels, int64_t num_object
     if (intensities != nullptr) inten = to_view(intensities, "intensities");
     const cellrt::MeasureResult r = cellrt::measure(to_view(labels, "labels"), num_objects,
                                                     intensities != nullptr ? &inten : nullptr,
-                                                    to_view(features, "features"), opts);
+                                                    to_view(features, "features"), opts, cuda_stream);
     if (out_of_range != nullptr) *out_of_range = r.out_of_range;
   });
 }

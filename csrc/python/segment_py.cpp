@@ -1,6 +1,7 @@
 // Bindings for label and measure: array conversion and m.def only.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include "cellrt/contour.h"
 #include "cellrt/fill_holes.h"
@@ -116,6 +117,33 @@ py::tuple contours_host(const py::array& labels, int64_t num_objects, int num_th
   return py::make_tuple(offsets, points, perimeter);
 }
 
+int64_t label_device(uintptr_t mask, const std::vector<int64_t>& shape, uintptr_t labels, int connectivity,
+                     uintptr_t stream) {
+  const std::vector<int64_t> strides{shape.size() == 2 ? shape[1] : 1, 1};
+  const TensorView in = device_view(mask, static_cast<int32_t>(DType::kUInt8), shape, strides, "mask");
+  const TensorView out = device_view(labels, static_cast<int32_t>(DType::kInt32), shape, strides, "labels");
+  LabelOptions o;
+  o.connectivity = connectivity;
+  py::gil_scoped_release release;
+  return label(in, out, o, reinterpret_cast<void*>(stream));
+}
+
+int64_t measure_device(uintptr_t labels, const std::vector<int64_t>& shape, int64_t num_objects, uintptr_t image,
+                       int32_t image_dtype, const std::vector<int64_t>& image_shape,
+                       const std::vector<int64_t>& image_strides, uintptr_t features, int64_t columns,
+                       uintptr_t stream) {
+  const TensorView lab = device_view(labels, static_cast<int32_t>(DType::kInt32), shape,
+                                     {shape.size() == 2 ? shape[1] : 1, 1}, "labels");
+  const TensorView feat = device_view(features, static_cast<int32_t>(DType::kFloat64), {num_objects, columns},
+                                      {columns, 1}, "features");
+  TensorView inten;
+  if (image != 0) inten = device_view(image, image_dtype, image_shape, image_strides, "intensities");
+  py::gil_scoped_release release;
+  return measure(lab, num_objects, image != 0 ? &inten : nullptr, feat, MeasureOptions{},
+                 reinterpret_cast<void*>(stream))
+      .out_of_range;
+}
+
 }  // namespace
 
 void register_segment(py::module_& m) {
@@ -132,6 +160,12 @@ void register_segment(py::module_& m) {
         "Outer contours of objects 1..N: (offsets[N+1], points[P,2] xy int32, perimeter[N]).");
   m.def("perimeters", &perimeters_host, py::arg("labels"), py::arg("num_objects"), py::arg("num_threads") = 0,
         "Closed outer-contour length of objects 1..N.");
+  m.def("label_cuda", &label_device, py::arg("mask"), py::arg("shape"), py::arg("labels"), py::arg("connectivity"),
+        py::arg("stream"), "label on device pointers (from __cuda_array_interface__); synchronises the stream.");
+  m.def("measure_cuda", &measure_device, py::arg("labels"), py::arg("shape"), py::arg("num_objects"),
+        py::arg("image"), py::arg("image_dtype"), py::arg("image_shape"), py::arg("image_strides"),
+        py::arg("features"), py::arg("columns"), py::arg("stream"),
+        "measure on device pointers; image 0 for none; synchronises the stream.");
   m.def("fill_holes", &fill_holes_host, py::arg("mask"), py::arg("connectivity"),
         "mask[H,W] uint8 with holes (background not touching the border) filled.");
   m.def("histogram", &histogram_host, py::arg("image"), py::arg("num_threads") = 0,

@@ -8,7 +8,7 @@
 namespace cellrt {
 
 MeasureResult measure(const TensorView& labels, int64_t num_objects, const TensorView* intensities,
-                      const TensorView& features, const MeasureOptions& options) {
+                      const TensorView& features, const MeasureOptions& options, void* stream) {
   detail::check_view("measure", "labels", labels, 2, "(H, W)", true);
   CELLRT_CHECK(labels.dtype == DType::kInt32, "measure: labels should be int32, got ", dtype_name(labels.dtype));
   CELLRT_CHECK(num_objects >= 0 && num_objects < (int64_t{1} << 31),
@@ -32,8 +32,16 @@ MeasureResult measure(const TensorView& labels, int64_t num_objects, const Tenso
                dtype_name(features.dtype));
   CELLRT_CHECK(features.shape[0] == num_objects && features.shape[1] == columns, "measure: features should be (",
                num_objects, ", ", columns, "), got ", detail::shape_string(features));
-  CELLRT_CHECK(labels.device == Device::kCPU && features.device == Device::kCPU,
-               "measure: only host arrays are supported so far, got ", detail::device_name(labels.device));
+  detail::check_same_device("measure", "labels", labels, "features", features);
+  if (labels.device == Device::kCUDA) {
+#if CELLRT_WITH_CUDA
+    return detail::measure_cuda(labels, num_objects, has_intensity ? intensities : nullptr,
+                                static_cast<double*>(features.data), stream);
+#else
+    (void)stream;
+    throw NotCompiledError("measure: cellrt was built without CUDA support; pass host arrays");
+#endif
+  }
   return detail::measure_cpu(labels, num_objects, has_intensity ? intensities : nullptr,
                              static_cast<double*>(features.data), options.num_threads);
 }

@@ -17,6 +17,8 @@ int64_t label_cuda(const uint8_t* mask, int32_t* labels, int32_t height, int32_t
 
 MeasureResult measure_cpu(const TensorView& labels, int64_t num_objects, const TensorView* intensities,
                           double* features, int32_t num_threads);
+MeasureResult measure_cuda(const TensorView& labels, int64_t num_objects, const TensorView* intensities,
+                           double* features, void* stream);
 
 void gaussian_blur_cpu(const TensorView& image, const TensorView& out, double sigma, double truncate,
                        const FilterOptions& options);

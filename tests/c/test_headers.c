@@ -168,7 +168,7 @@ int main(void) {
     label_options.connectivity = 8;
     cellrt_label(&mask_view, &labels_view, &label_options, NULL, &n);
     EXPECT(cellrt_measure_columns(0) == 11 && cellrt_measure_columns(2) == 21, "column count");
-    status = cellrt_measure(&labels_view, 3, NULL, &features_view, NULL, &bad);
+    status = cellrt_measure(&labels_view, 3, NULL, &features_view, NULL, NULL, &bad);
     EXPECT(status == CELLRT_STATUS_OK && bad == 0, "measure: %s", cellrt_last_error());
     EXPECT(features[0] == 4.0 && features[11] == 2.0 && features[22] == 6.0, "areas %g %g %g", features[0],
            features[11], features[22]);

@@ -167,12 +167,13 @@ CELLRT_EXPORT int32_t cellrt_measure_columns(int32_t intensity_channels);
 
 /* See cellrt/measure.h: labels [H,W] int32 and optional intensities
  * [K,H,W] (NULL for none) -> features [N, cellrt_measure_columns(K)]
- * float64. out_of_range (may be NULL) receives the number of label pixels
- * outside 0..N, which are not measured. Host memory only so far. */
+ * float64, all on one device. out_of_range (may be NULL) receives the
+ * number of label pixels outside 0..N, which are not measured. */
 CELLRT_EXPORT cellrt_status_t cellrt_measure(const cellrt_tensor_t* labels, int64_t num_objects,
                                              const cellrt_tensor_t* intensities,
                                              const cellrt_tensor_t* features,
-                                             const cellrt_measure_options_t* options, int64_t* out_of_range);
+                                             const cellrt_measure_options_t* options, void* cuda_stream,
+                                             int64_t* out_of_range);
 
 #ifdef __cplusplus
 }

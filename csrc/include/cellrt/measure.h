@@ -45,7 +45,10 @@ struct MeasureResult {
 //   features:    [N, 11 + 5 K] float64, C-contiguous; written entirely.
 //
 // Throws std::invalid_argument for bad shapes, dtypes or devices.
+//   stream:      cudaStream_t for device views (nullptr = default stream); the
+//                call waits for it (the out-of-range count is read back).
 MeasureResult measure(const TensorView& labels, int64_t num_objects, const TensorView* intensities,
-                      const TensorView& features, const MeasureOptions& options = MeasureOptions{});
+                      const TensorView& features, const MeasureOptions& options = MeasureOptions{},
+                      void* stream = nullptr);
 
 }  // namespace cellrt

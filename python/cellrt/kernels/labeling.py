@@ -56,10 +56,11 @@ def label(mask, connectivity: int = 8, *, backend: str = "auto", num_threads: in
     Parameters
     ----------
     mask : (H, W) array
-        Foreground where non-zero (bool, uint8 or any numeric type).
+        Foreground where non-zero (bool, uint8 or any numeric type); a cupy
+        array runs on the CUDA backend and returns cupy labels.
     connectivity : {8, 4}
         8: pixels touching at edges or corners are connected; 4: edges only.
-    backend : {'auto', 'cpu', 'numba'}
+    backend : {'auto', 'cuda', 'cpu', 'numba'}
     num_threads : int
         CPU threads for the ``cpu`` backend (0: all cores).
     out : (H, W) int32 ndarray, optional
@@ -83,7 +84,12 @@ def label(mask, connectivity: int = 8, *, backend: str = "auto", num_threads: in
     if connectivity not in (4, 8):
         raise ValueError(f"label: connectivity should be 4 or 8, got {connectivity!r}")
     if _backend.is_device_array(mask):
-        raise ValueError("label: device arrays are not supported yet; pass a numpy array")
+        _backend.resolve("label", backend, True)
+        if mask.ndim != 2:
+            raise ValueError(f"label: mask should have shape (H, W), got {tuple(mask.shape)}")
+        from . import _cuda  # noqa: PLC0415 - needs cupy
+
+        return _cuda.label(mask, connectivity)
     mask = _as_mask(mask)
     if mask.size >= 2**31:
         raise ValueError(f"label: the mask should have fewer than 2^31 pixels, got {mask.shape}")
@@ -181,6 +187,8 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, p
         strides); other numeric types are read as float32.
     channel_names : sequence of str, optional
         One name per channel for the column names (default ``ch0``, ``ch1``...).
+        With cupy labels the table is computed on the GPU and its columns
+        are cupy arrays (no perimeter there yet).
     num_objects : int, optional
         N; default ``labels.max()``. Labels in 1..N that do not occur get
         area 0 and NaN features.
@@ -206,6 +214,8 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, p
     >>> t["AreaShape_Area"].tolist(), t["Intensity_MeanIntensity_ch0"].tolist()
     ([3, 1], [3.0, 4.0])
     """
+    if _backend.is_device_array(labels):
+        return _measure_device(labels, intensities, channel_names, num_objects, backend)
     labels = _as_labels(labels, "measure")
     if num_objects is None:
         num_objects = int(labels.max()) if labels.size else 0
@@ -256,4 +266,42 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, p
     for name in feature_names(channel_names, perimeter):
         col = columns[name]
         result[name] = col.astype(np.int64) if name in _INT_COLUMNS else np.ascontiguousarray(col)
+    return result
+
+
+def _measure_device(labels, intensities, channel_names, num_objects, backend):
+    """measure() for cupy arrays: the table is built on the device and
+    returned as cupy columns (no perimeter yet: contours are host-only)."""
+    import cupy as cp  # noqa: PLC0415 - GPU extra only
+
+    from . import _cuda  # noqa: PLC0415
+
+    _backend.resolve("measure", backend, True)
+    if labels.ndim != 2:
+        raise ValueError(f"measure: labels should have shape (H, W), got {tuple(labels.shape)}")
+    if num_objects is None:
+        num_objects = int(labels.max()) if labels.size else 0
+    if intensities is not None:
+        intensities = cp.asarray(intensities)
+        if intensities.ndim == 2:
+            intensities = intensities[None]
+        if intensities.ndim != 3 or tuple(intensities.shape[1:]) != tuple(labels.shape):
+            raise ValueError(f"measure: intensities should be (H, W) or (K, H, W) with H, W = {tuple(labels.shape)}, "
+                             f"got {tuple(intensities.shape)}")
+        if intensities.dtype not in (cp.uint8, cp.uint16, cp.float32):
+            intensities = intensities.astype(cp.float32)
+    channels = 0 if intensities is None else intensities.shape[0]
+    if channel_names is None:
+        channel_names = [f"ch{k}" for k in range(channels)]
+    channel_names = [str(c) for c in channel_names]
+    if len(channel_names) != channels or len(set(channel_names)) != channels:
+        raise ValueError(f"measure: channel_names should be {channels} distinct names, got {channel_names!r}")
+    names = feature_names(channel_names, perimeter=False)
+    table, out_of_range = _cuda.measure(labels, num_objects, intensities, len(names))
+    if out_of_range:
+        raise ValueError(f"measure: {out_of_range} label pixels are negative or above num_objects={num_objects}")
+    result = {"ObjectNumber": cp.arange(1, num_objects + 1, dtype=cp.int32)}
+    for j, name in enumerate(names):
+        col = table[:, j]
+        result[name] = col.astype(cp.int64) if name in _INT_COLUMNS else cp.ascontiguousarray(col)
     return result

@@ -271,9 +271,9 @@ def tile(image, tile_size, overlap=0.25, *, dtype=np.float32, normalize=None, pe
     shape = (origins.shape[0], channels, th, tw)
     _check_out("tile", out, shape, dtype, chosen)
     if chosen == "cuda":
-        from . import _stitch_cuda  # noqa: PLC0415 - needs cupy
+        from . import _cuda  # noqa: PLC0415 - needs cupy
 
-        tiles, nonfinite = _stitch_cuda.tile(image, origins, th, tw, scale_c, offset_c, dtype)
+        tiles, nonfinite = _cuda.tile(image, origins, th, tw, scale_c, offset_c, dtype)
     elif chosen == "cpu":
         from .._build import _core  # noqa: PLC0415
 
@@ -417,9 +417,9 @@ def stitch(tiles, origins, image_shape, *, overlap=None, blend="gaussian", sigma
     chosen = _backend.resolve("stitch", backend, device)
     _check_out("stitch", out, out_shape, out_dtype, chosen)
     if chosen == "cuda":
-        from . import _stitch_cuda  # noqa: PLC0415
+        from . import _cuda  # noqa: PLC0415
 
-        result, uncovered, nonfinite = _stitch_cuda.stitch(tiles, origins, out_shape, out_dtype, mode, oy, ox,
+        result, uncovered, nonfinite = _cuda.stitch(tiles, origins, out_shape, out_dtype, mode, oy, ox,
                                                            sigma_scale, act, argmax, fill)
     elif chosen == "cpu":
         from .._build import _core  # noqa: PLC0415

@@ -1,4 +1,4 @@
-"""cupy glue for the CUDA tile and stitch kernels of the extension.
+"""cupy glue for the CUDA kernels of the extension (tile, stitch, label, measure).
 
 Device arrays cross into C++ as (pointer, dtype code, shape, strides) read
 from ``__cuda_array_interface__``; the kernels run on cupy's current stream.
@@ -50,3 +50,24 @@ def stitch(tiles, origins, out_shape, out_dtype, mode, overlap_y, overlap_x, sig
                                              list(out_shape), mode, overlap_y, overlap_x, float(sigma_scale),
                                              activation, bool(argmax), float(fill_value), _stream())
     return out, int(uncovered), int(nonfinite)
+
+
+def label(mask, connectivity):
+    mask = cp.ascontiguousarray(mask)
+    if mask.dtype != cp.uint8:
+        mask = (mask != 0).astype(cp.uint8)
+    labels = cp.empty(mask.shape, cp.int32)
+    count = _core.label_cuda(_describe(mask)[0], list(mask.shape), _describe(labels)[0], connectivity, _stream())
+    return labels, int(count)
+
+
+def measure(labels, num_objects, intensities, columns):
+    labels = cp.ascontiguousarray(cp.asarray(labels, dtype=cp.int32))
+    table = cp.empty((num_objects, columns), cp.float64)
+    if intensities is None:
+        image, code, shape, strides = 0, 3, [], []
+    else:
+        image, code, shape, strides = _describe(intensities)
+    out_of_range = _core.measure_cuda(_describe(labels)[0], list(labels.shape), num_objects, image, code, shape,
+                                      strides, _describe(table)[0] if num_objects else 0, columns, _stream())
+    return table, int(out_of_range)

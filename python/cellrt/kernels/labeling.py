@@ -272,11 +272,11 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, p
 def _measure_device(labels, intensities, channel_names, num_objects, backend):
     """measure() for cupy arrays: the table is built on the device and
     returned as cupy columns (no perimeter yet: contours are host-only)."""
+    _backend.resolve("measure", backend, True)
     import cupy as cp  # noqa: PLC0415 - GPU extra only
 
     from . import _cuda  # noqa: PLC0415
 
-    _backend.resolve("measure", backend, True)
     if labels.ndim != 2:
         raise ValueError(f"measure: labels should have shape (H, W), got {tuple(labels.shape)}")
     if num_objects is None:

@@ -43,17 +43,18 @@ def rng():
     return np.random.default_rng(20261122)
 
 
-@pytest.fixture(scope="session")
-def dsb_dir() -> Path:
-    path = SHARED_DATA / "dsb2018_fluo"
+def shared_data(name: str) -> Path:
+    path = SHARED_DATA / name
     if not path.is_dir():
         pytest.skip(f"real data not present at {path} (see shared/data/README.md)")
     return path
+
+
+@pytest.fixture(scope="session")
+def dsb_dir() -> Path:
+    return shared_data("dsb2018_fluo")
 
 
 @pytest.fixture(scope="session")
 def isl_dir() -> Path:
-    path = SHARED_DATA / "isl_phase_fluo"
-    if not path.is_dir():
-        pytest.skip(f"real data not present at {path} (see shared/data/README.md)")
-    return path
+    return shared_data("isl_phase_fluo")

@@ -54,7 +54,7 @@ def _sdk() -> tuple[Path, Path]:
 def test_c_headers_compile_as_c99_and_the_c_abi_works(tmp_path):
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        pytest.skip("no C compiler on this machine")
+        pytest.skip("a C compiler is not available on this machine")
     include, lib = _sdk()
     exe = tmp_path / "test_headers"
     subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", str(ROOT / "tests/c/test_headers.c"),
@@ -67,7 +67,7 @@ def test_c_headers_compile_as_c99_and_the_c_abi_works(tmp_path):
 
 def test_downstream_cmake_project_links_the_installed_package(tmp_path):
     if shutil.which("cmake") is None:
-        pytest.skip("cmake is not installed")
+        pytest.skip("cmake is not available on this machine")
     env = dict(os.environ)
     build = tmp_path / "build"
     configure = subprocess.run(
@@ -91,7 +91,7 @@ def core_cpu_sources() -> list[str]:
 def test_cpu_kernels_are_clean_under_address_and_ub_sanitizers(tmp_path):
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
-        pytest.skip("no C++ compiler on this machine")
+        pytest.skip("a C++ compiler is not available on this machine")
     exe = tmp_path / "sanitize_driver"
     flags = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
              "-std=c++17", "-ffp-contract=off", "-DCELLRT_WITH_CUDA=0", f"-I{ROOT / 'csrc'}",

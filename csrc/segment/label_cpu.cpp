@@ -35,6 +35,22 @@ namespace {
 // Rows per strip below which splitting costs more than it saves.
 constexpr int32_t kMinStripRows = 32;
 
+inline int32_t load_relaxed(const int32_t* p) {
+#if defined(__GNUC__)
+  return __atomic_load_n(p, __ATOMIC_RELAXED);
+#else
+  return *static_cast<const volatile int32_t*>(p);
+#endif
+}
+
+inline void store_relaxed(int32_t* p, int32_t v) {
+#if defined(__GNUC__)
+  __atomic_store_n(p, v, __ATOMIC_RELAXED);
+#else
+  *static_cast<volatile int32_t*>(p) = v;
+#endif
+}
+
 // A run is represented by its first pixel.
 inline int32_t run_start(const Run* r) { return r->begin; }
 

@@ -15,22 +15,6 @@ struct Run {
   int32_t begin, end;  // pixel indices, [begin, end), within one row
 };
 
-inline int32_t load_relaxed(const int32_t* p) {
-#if defined(__GNUC__)
-  return __atomic_load_n(p, __ATOMIC_RELAXED);
-#else
-  return *static_cast<const volatile int32_t*>(p);
-#endif
-}
-
-inline void store_relaxed(int32_t* p, int32_t v) {
-#if defined(__GNUC__)
-  __atomic_store_n(p, v, __ATOMIC_RELAXED);
-#else
-  *static_cast<volatile int32_t*>(p) = v;
-#endif
-}
-
 // First index in [p, end) whose mask byte is (non-zero == want), or end.
 // Masks come in long runs; eight bytes are tested at a time.
 template <bool kForeground>

@@ -88,12 +88,15 @@ def core_cpu_sources() -> list[str]:
     return [s for s in block.split() if s.endswith(".cpp")]
 
 
-def test_cpu_kernels_are_clean_under_address_and_ub_sanitizers(tmp_path):
+@pytest.mark.parametrize("sanitizers", ["address,undefined", "thread"])
+def test_cpu_kernels_are_clean_under_sanitizers(sanitizers, tmp_path):
+    # AddressSanitizer + UBSan: out-of-bounds and undefined arithmetic;
+    # ThreadSanitizer: the worker pool and the lock-free label numbering.
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
         pytest.skip("a C++ compiler is not available on this machine")
     exe = tmp_path / "sanitize_driver"
-    flags = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
+    flags = ["-O1", "-g", f"-fsanitize={sanitizers}", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
              "-std=c++17", "-ffp-contract=off", "-DCELLRT_WITH_CUDA=0", f"-I{ROOT / 'csrc'}",
              f"-I{ROOT / 'csrc/include'}"]
     if _core.host_isa == "x86-64-v3":
@@ -102,8 +105,10 @@ def test_cpu_kernels_are_clean_under_address_and_ub_sanitizers(tmp_path):
                             *(str(ROOT / s) for s in core_cpu_sources()), "-lpthread", "-o", str(exe)],
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-4000:]
-    run = subprocess.run([str(exe)], capture_output=True, text=True, env={**os.environ, "ASAN_OPTIONS": "detect_leaks=1"})
+    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1", "TSAN_OPTIONS": "halt_on_error=1"}
+    run = subprocess.run([str(exe)], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stdout + run.stderr[-4000:]
+    assert "WARNING: ThreadSanitizer" not in run.stderr, run.stderr[-4000:]
     assert run.stdout.strip().endswith("ok")
 
 
@@ -119,3 +124,24 @@ def test_cli_doctor_json_is_complete():
     assert "cpu" in report["kernel_backends"]
     assert report["build"]["built_with_cuda"] == cellrt.has_cuda()
     assert "CPUExecutionProvider" in report["onnxruntime"]["providers"]
+
+
+def test_kernels_work_in_a_forked_child():
+    # The worker pool is per process: a child forked after the parent used
+    # it (multiprocessing's default on Linux) must start its own, not hang.
+    script = """
+import os, numpy as np
+from cellrt.kernels import tile, stitch
+img = np.random.default_rng(0).random((1, 300, 300), dtype=np.float32)
+b = tile(img, 64, 16, num_threads=2)
+stitch(b.tiles, b.origins, img.shape, num_threads=2)
+pid = os.fork()
+if pid == 0:
+    b = tile(img, 64, 16, num_threads=2)
+    out = stitch(b.tiles, b.origins, img.shape, num_threads=3)
+    os._exit(0 if np.allclose(out, img, atol=1e-5) else 1)
+_, status = os.waitpid(pid, 0)
+raise SystemExit(os.waitstatus_to_exitcode(status))
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -85,36 +85,45 @@ py::array_t<int64_t> histogram_host(const py::array& image, int num_threads) {
   return counts;
 }
 
-py::array_t<double> perimeters_host(const py::array& labels, int64_t num_objects, int num_threads) {
-  const TensorView lab = host_view(labels, "labels", false);
+// First contour pass: offsets (CSR) and perimeters, without the points.
+struct ContourCounts {
+  py::array_t<int64_t> offsets;
+  py::array_t<double> perimeter;
+  int64_t total;
+};
+
+ContourCounts count_contours(const TensorView& lab, int64_t num_objects, const ContourOptions& o) {
   CELLRT_CHECK(num_objects >= 0, "contours: num_objects should be >= 0, got ", num_objects);
-  py::array_t<int64_t> offsets(num_objects + 1);
-  py::array_t<double> perimeter(num_objects);
+  ContourCounts c{py::array_t<int64_t>(num_objects + 1), py::array_t<double>(num_objects), 0};
+  int64_t* offsets = c.offsets.mutable_data();
+  double* perimeter = c.perimeter.mutable_data();
+  py::gil_scoped_release release;
+  c.total = contours(lab, num_objects, offsets, nullptr, perimeter, o);
+  return c;
+}
+
+ContourOptions contour_options(int num_threads) {
   ContourOptions o;
   o.num_threads = num_threads;
-  py::gil_scoped_release release;
-  contours(lab, num_objects, offsets.mutable_data(), nullptr, perimeter.mutable_data(), o);
-  return perimeter;
+  return o;
+}
+
+py::array_t<double> perimeters_host(const py::array& labels, int64_t num_objects, int num_threads) {
+  return count_contours(host_view(labels, "labels", false), num_objects, contour_options(num_threads)).perimeter;
 }
 
 py::tuple contours_host(const py::array& labels, int64_t num_objects, int num_threads) {
   const TensorView lab = host_view(labels, "labels", false);
-  CELLRT_CHECK(num_objects >= 0, "contours: num_objects should be >= 0, got ", num_objects);
-  py::array_t<int64_t> offsets(num_objects + 1);
-  py::array_t<double> perimeter(num_objects);
-  ContourOptions o;
-  o.num_threads = num_threads;
-  int64_t total = 0;
+  const ContourOptions o = contour_options(num_threads);
+  ContourCounts c = count_contours(lab, num_objects, o);
+  py::array_t<int32_t> points({c.total, int64_t{2}});
+  int64_t* offsets = c.offsets.mutable_data();
+  int32_t* out = points.mutable_data();
   {
     py::gil_scoped_release release;
-    total = contours(lab, num_objects, offsets.mutable_data(), nullptr, perimeter.mutable_data(), o);
+    contours(lab, num_objects, offsets, out, nullptr, o);
   }
-  py::array_t<int32_t> points({total, int64_t{2}});
-  {
-    py::gil_scoped_release release;
-    contours(lab, num_objects, offsets.mutable_data(), points.mutable_data(), nullptr, o);
-  }
-  return py::make_tuple(offsets, points, perimeter);
+  return py::make_tuple(c.offsets, points, c.perimeter);
 }
 
 int64_t label_device(uintptr_t mask, const std::vector<int64_t>& shape, uintptr_t labels, int connectivity,

@@ -483,7 +483,7 @@ def test_cuda_label_and_measure_match_cpu(connectivity, dsb_dir):
         dev_labels, dev_count = label(cp.asarray(mask.astype(np.uint8)), connectivity)
         assert dev_count == count
         np.testing.assert_array_equal(cp.asnumpy(dev_labels), labels, err_msg=name)
-        host = measure(labels, image, perimeter=False)
+        host = measure(labels, image)
         dev = measure(dev_labels, cp.asarray(image))
         for key in host:
             np.testing.assert_allclose(cp.asnumpy(dev[key]), host[key], rtol=1e-12, err_msg=f"{name} {key}")

@@ -108,10 +108,6 @@ ContourOptions contour_options(int num_threads) {
   return o;
 }
 
-py::array_t<double> perimeters_host(const py::array& labels, int64_t num_objects, int num_threads) {
-  return count_contours(host_view(labels, "labels", false), num_objects, contour_options(num_threads)).perimeter;
-}
-
 py::tuple contours_host(const py::array& labels, int64_t num_objects, int num_threads) {
   const TensorView lab = host_view(labels, "labels", false);
   const ContourOptions o = contour_options(num_threads);
@@ -160,15 +156,13 @@ void register_segment(py::module_& m) {
         py::arg("num_threads") = 0, "Label mask[H,W] (uint8) into labels[H,W] (int32); returns the count.");
   m.def("measure", &measure_host, py::arg("labels"), py::arg("num_objects"), py::arg("intensities"),
         py::arg("features"), py::arg("num_threads") = 0,
-        "Fill features[N, 11 + 5K] (float64); returns the number of out-of-range label pixels.");
+        "Fill features[N, 12 + 5K] (float64); returns the number of out-of-range label pixels.");
   m.def("gaussian_blur", &gaussian_blur_host, py::arg("image"), py::arg("out"), py::arg("sigma"),
         py::arg("truncate"), py::arg("border"), py::arg("num_threads") = 0);
   m.def("box_mean", &box_mean_host, py::arg("image"), py::arg("out"), py::arg("size_y"), py::arg("size_x"),
         py::arg("border"), py::arg("num_threads") = 0);
   m.def("contours", &contours_host, py::arg("labels"), py::arg("num_objects"), py::arg("num_threads") = 0,
         "Outer contours of objects 1..N: (offsets[N+1], points[P,2] xy int32, perimeter[N]).");
-  m.def("perimeters", &perimeters_host, py::arg("labels"), py::arg("num_objects"), py::arg("num_threads") = 0,
-        "Closed outer-contour length of objects 1..N.");
   m.def("label_cuda", &label_device, py::arg("mask"), py::arg("shape"), py::arg("labels"), py::arg("connectivity"),
         py::arg("stream"), "label on device pointers (from __cuda_array_interface__); synchronises the stream.");
   m.def("measure_cuda", &measure_device, py::arg("labels"), py::arg("shape"), py::arg("num_objects"),

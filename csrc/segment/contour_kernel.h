@@ -80,4 +80,19 @@ CELLRT_HOST_DEVICE BorderTrace trace_outer_border(const int32_t* labels, int32_t
   return trace;
 }
 
+struct IgnorePoints {
+  CELLRT_HOST_DEVICE void operator()(int32_t, int32_t) const {}
+};
+
+// Length of an object's closed outer contour, given its bounding box: the
+// object's first pixel in raster order lies in its top row, at or after
+// min_x.
+CELLRT_HOST_DEVICE inline double outer_perimeter(const int32_t* labels, int32_t height, int32_t width, int32_t label,
+                                                 int32_t min_x, int32_t min_y) {
+  const int32_t* row = labels + int64_t{min_y} * width;
+  int32_t x = min_x;
+  while (row[x] != label) ++x;
+  return trace_outer_border(labels, height, width, label, min_y, x, IgnorePoints{}).length;
+}
+
 }  // namespace cellrt::detail

@@ -1,11 +1,14 @@
 // CPU measurements. Work partition: threads take disjoint strips of rows,
 // each with private per-object sums (segment_kernel.h), merged in strip
 // order at the end; one pass over the labels and the intensity channels.
+// Then one row per object (threads over objects), the perimeter traced from
+// the object's bounding box (contour_kernel.h).
 #include <algorithm>
 #include <vector>
 
 #include "core/half.h"
 #include "core/parallel.h"
+#include "segment/contour_kernel.h"
 #include "segment/segment_kernel.h"
 #include "segment/segment_ops.h"
 
@@ -83,14 +86,18 @@ MeasureResult measure_cpu(const TensorView& labels, int64_t num_objects, const T
   for (const auto& st : sums) result.out_of_range += st.out_of_range;
 
   const int64_t columns = kMeasureShapeColumns + kMeasureIntensityColumns * channels;
-  for (int64_t l = 1; l <= num_objects; ++l) {
-    double* row = features + (l - 1) * columns;
-    const ObjectSums& o = total.objects[l];
-    shape_features(o, row);
-    for (int64_t k = 0; k < channels; ++k)
-      intensity_features(total.intensity[k * (num_objects + 1) + l], o.area,
-                         row + kMeasureShapeColumns + kMeasureIntensityColumns * k);
-  }
+  // Rows are independent; the perimeter trace makes them worth spreading.
+  parallel_for(num_objects, num_threads, [&](int64_t l0, int64_t l1) {
+    for (int64_t l = l0 + 1; l <= l1; ++l) {
+      double* row = features + (l - 1) * columns;
+      const ObjectSums& o = total.objects[l];
+      shape_features(o, row);
+      row[kPerimeter] = o.area ? outer_perimeter(lab, height, width, static_cast<int32_t>(l), o.min_x, o.min_y) : 0.0;
+      for (int64_t k = 0; k < channels; ++k)
+        intensity_features(total.intensity[k * (num_objects + 1) + l], o.area,
+                           row + kMeasureShapeColumns + kMeasureIntensityColumns * k);
+    }
+  });
   return result;
 }
 

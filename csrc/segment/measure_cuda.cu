@@ -1,7 +1,8 @@
 // CUDA measurements: one kernel accumulates every pixel into per-object
 // sums with atomics (integer moments exact, intensity sums in double), a
 // second turns each object's sums into its feature row with the shared
-// shape_features / intensity_features (segment_kernel.h), so the table is
+// shape_features / intensity_features (segment_kernel.h) and traces its
+// perimeter (contour_kernel.h, one thread per object), so the table is
 // built on the device and matches the CPU backend's arithmetic. Integer
 // sums are order-independent, so those columns are deterministic; double
 // intensity sums may differ from the CPU in the last bits.
@@ -11,6 +12,7 @@
 
 #include "core/cuda_check.h"
 #include "core/half.h"
+#include "segment/contour_kernel.h"
 #include "segment/segment_kernel.h"
 #include "segment/segment_ops.h"
 
@@ -94,7 +96,8 @@ __global__ void accumulate_kernel(const int32_t* __restrict__ labels, int32_t he
   }
 }
 
-__global__ void finalize_kernel(DeviceSums s, int64_t num_objects, int64_t channels, double* features) {
+__global__ void finalize_kernel(DeviceSums s, const int32_t* __restrict__ labels, int32_t height, int32_t width,
+                                int64_t num_objects, int64_t channels, double* features) {
   const int64_t l = int64_t{blockIdx.x} * blockDim.x + threadIdx.x + 1;
   if (l > num_objects) return;
   const int64_t n1 = num_objects + 1;
@@ -112,6 +115,7 @@ __global__ void finalize_kernel(DeviceSums s, int64_t num_objects, int64_t chann
   const int64_t columns = kShapeColumns + kIntensityColumns * channels;
   double* row = features + (l - 1) * columns;
   shape_features(o, row);
+  row[kPerimeter] = o.area ? outer_perimeter(labels, height, width, static_cast<int32_t>(l), o.min_x, o.min_y) : 0.0;
   for (int64_t k = 0; k < channels; ++k) {
     IntensitySums is;
     is.sum = s.intensity[(2 * k) * n1 + l];
@@ -176,7 +180,8 @@ MeasureResult measure_cuda(const TensorView& labels, int64_t num_objects, const 
   }
   if (num_objects > 0) {
     finalize_kernel<<<static_cast<unsigned>((num_objects + threads - 1) / threads), threads, 0, stream>>>(
-        sums, num_objects, channels, features);
+        sums, static_cast<const int32_t*>(labels.data), static_cast<int32_t>(labels.shape[0]),
+        static_cast<int32_t>(labels.shape[1]), num_objects, channels, features);
     CELLRT_CUDA_CHECK_LAUNCH();
   }
   unsigned long long out_of_range = 0;

@@ -122,6 +122,7 @@ enum ShapeColumn : int32_t {
   kMinorAxis,
   kEccentricity,
   kEquivalentDiameter,
+  kPerimeter,  // filled by the caller (contour_kernel.h: outer_perimeter)
   kShapeColumns
 };
 enum IntensityColumn : int32_t { kIntegrated = 0, kMean, kStd, kMin, kMax, kIntensityColumns };

@@ -149,9 +149,9 @@ int main(void) {
         0, 0, 1, 1, 1, 0, 0,
         0, 0, 1, 1, 1, 0, 0};
     static int32_t labels[6 * 7];
-    static double features[3 * 11];
+    static double features[3 * 12];
     const int64_t shape[2] = {6, 7};
-    const int64_t fshape[2] = {3, 11};
+    const int64_t fshape[2] = {3, 12};
     cellrt_tensor_t mask_view, labels_view, features_view;
     cellrt_label_options_t label_options;
     int64_t n = -1, bad = -1;
@@ -167,12 +167,14 @@ int main(void) {
     EXPECT(status == CELLRT_STATUS_OK && n == 4, "label 4: n %lld", (long long)n);
     label_options.connectivity = 8;
     cellrt_label(&mask_view, &labels_view, &label_options, NULL, &n);
-    EXPECT(cellrt_measure_columns(0) == 11 && cellrt_measure_columns(2) == 21, "column count");
+    EXPECT(cellrt_measure_columns(0) == 12 && cellrt_measure_columns(2) == 22, "column count");
     status = cellrt_measure(&labels_view, 3, NULL, &features_view, NULL, NULL, &bad);
     EXPECT(status == CELLRT_STATUS_OK && bad == 0, "measure: %s", cellrt_last_error());
-    EXPECT(features[0] == 4.0 && features[11] == 2.0 && features[22] == 6.0, "areas %g %g %g", features[0],
-           features[11], features[22]);
-    EXPECT(features[22 + 5] == 3.0 && features[22 + 6] == 4.5, "centroid %g %g", features[27], features[28]);
+    EXPECT(features[0] == 4.0 && features[12] == 2.0 && features[24] == 6.0, "areas %g %g %g", features[0],
+           features[12], features[24]);
+    EXPECT(features[24 + 5] == 3.0 && features[24 + 6] == 4.5, "centroid %g %g", features[29], features[30]);
+    EXPECT(features[11] == 4.0 && fabs(features[24 + 11] - 6.0) < 1e-12, "perimeters %g %g", features[11],
+           features[35]);
     label_options.connectivity = 5;
     status = cellrt_label(&mask_view, &labels_view, &label_options, NULL, &n);
     EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "connectivity") != NULL,

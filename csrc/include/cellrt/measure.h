@@ -21,12 +21,14 @@ namespace cellrt {
 //   8  minor axis length           covariance), as scikit-image's regionprops
 //   9  eccentricity              sqrt(1 - minor^2 / major^2)
 //  10  equivalent diameter       diameter of the disc of the same area
-// then, for each intensity channel k, 5 columns at 11 + 5 k:
+//  11  perimeter                 length of the closed outer contour (axis
+//                                steps 1, diagonal sqrt(2): cv2.arcLength)
+// then, for each intensity channel k, 5 columns at 12 + 5 k:
 //   integrated (sum), mean, standard deviation (population), min, max.
 // Objects with no pixels (a label in 1..N that does not occur) have area 0,
-// an empty box (min = INT32_MAX, max = 0), NaN for the rest, and integrated
-// intensity 0.
-constexpr int32_t kMeasureShapeColumns = 11;
+// an empty box (min = INT32_MAX, max = 0), perimeter 0, NaN for the rest,
+// and integrated intensity 0.
+constexpr int32_t kMeasureShapeColumns = 12;
 constexpr int32_t kMeasureIntensityColumns = 5;
 
 struct MeasureOptions {
@@ -42,7 +44,7 @@ struct MeasureResult {
 //   num_objects: N.
 //   intensities: [K, H, W] uint8, uint16 or float32 (any strides), or
 //                nullptr / a view with ndim 0 for none.
-//   features:    [N, 11 + 5 K] float64, C-contiguous; written entirely.
+//   features:    [N, 12 + 5 K] float64, C-contiguous; written entirely.
 //
 // Throws std::invalid_argument for bad shapes, dtypes or devices.
 //   stream:      cudaStream_t for device views (nullptr = default stream); the

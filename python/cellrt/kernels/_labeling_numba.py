@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-SHAPE_COLUMNS = 11
+SHAPE_COLUMNS = 12
 INTENSITY_COLUMNS = 5
 
 
@@ -111,6 +111,7 @@ def _measure(labels, num_objects, intensities):
         row[0] = a
         row[1], row[2] = bbox[lab, 0], bbox[lab, 1]
         row[3], row[4] = bbox[lab, 2] + 1, bbox[lab, 3] + 1
+        row[11] = 0.0  # perimeter, below
         for k in range(channels):
             row[SHAPE_COLUMNS + INTENSITY_COLUMNS * k] = isum[k, lab]
         if a == 0:
@@ -126,6 +127,10 @@ def _measure(labels, num_objects, intensities):
         row[8] = 4 * math.sqrt(l2)
         row[9] = math.sqrt(1 - l2 / l1) if l1 > 0 else 0.0
         row[10] = math.sqrt(4 * a / math.pi)
+        start = bbox[lab, 1] * width + bbox[lab, 0]
+        while labels.flat[start] != lab:
+            start += 1
+        row[11] = _trace(labels, lab, start // width, start % width, np.empty((0, 2), np.int32))[1]
         for k in range(channels):
             base = SHAPE_COLUMNS + INTENSITY_COLUMNS * k
             row[base + 1] = isum[k, lab] / a

@@ -23,6 +23,7 @@ SHAPE_COLUMNS = (
     "AreaShape_MinorAxisLength",
     "AreaShape_Eccentricity",
     "AreaShape_EquivalentDiameter",
+    "AreaShape_Perimeter",
 )
 INTENSITY_COLUMNS = (
     "Intensity_IntegratedIntensity_{}",
@@ -112,9 +113,9 @@ def label(mask, connectivity: int = 8, *, backend: str = "auto", num_threads: in
     return labels, int(count)
 
 
-def feature_names(channel_names=(), perimeter: bool = True) -> list[str]:
+def feature_names(channel_names=()) -> list[str]:
     """Column names of :func:`measure`'s table, in order (after ObjectNumber)."""
-    names = list(SHAPE_COLUMNS) + (["AreaShape_Perimeter"] if perimeter else [])
+    names = list(SHAPE_COLUMNS)
     for ch in channel_names:
         names += [c.format(ch) for c in INTENSITY_COLUMNS]
     return names
@@ -174,8 +175,8 @@ def contours(labels, *, num_objects=None, backend: str = "auto", num_threads: in
     return [points[offsets[i]:offsets[i + 1]] for i in range(n)]
 
 
-def measure(labels, intensities=None, *, channel_names=None, num_objects=None, perimeter: bool = True,
-            backend: str = "auto", num_threads: int = 0) -> dict:
+def measure(labels, intensities=None, *, channel_names=None, num_objects=None, backend: str = "auto",
+            num_threads: int = 0) -> dict:
     """Measure every object of a label image in one pass.
 
     Parameters
@@ -188,7 +189,7 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, p
     channel_names : sequence of str, optional
         One name per channel for the column names (default ``ch0``, ``ch1``...).
         With cupy labels the table is computed on the GPU and its columns
-        are cupy arrays (no perimeter there yet).
+        are cupy arrays.
     num_objects : int, optional
         N; default ``labels.max()``. Labels in 1..N that do not occur get
         area 0 and NaN features.
@@ -203,7 +204,7 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, p
         ``AreaShape_MinorAxisLength``, ``AreaShape_Eccentricity`` (as
         scikit-image's regionprops), ``AreaShape_EquivalentDiameter``,
         ``AreaShape_Perimeter`` (length of the outer contour, as
-        ``cv2.arcLength``; with ``perimeter=True``), and per
+        ``cv2.arcLength``), and per
         channel ``Intensity_{Integrated,Mean,Std,Min,Max}Intensity_<name>``
         (population std). ``pandas.DataFrame(table)`` makes a data frame.
 
@@ -256,22 +257,16 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, p
         table, out_of_range = _labeling_numba.measure(labels, num_objects, intensities)
     if out_of_range:
         raise ValueError(f"measure: {out_of_range} label pixels are negative or above num_objects={num_objects}")
-    columns = {name: table[:, j] for j, name in enumerate(feature_names(channel_names, perimeter=False))}
-    if perimeter:
-        if chosen == "cpu":
-            columns["AreaShape_Perimeter"] = _core.perimeters(labels, num_objects, int(num_threads))
-        else:
-            columns["AreaShape_Perimeter"] = _contour_arrays(labels, num_objects, "numba", 0)[2]
     result = {"ObjectNumber": np.arange(1, num_objects + 1, dtype=np.int32)}
-    for name in feature_names(channel_names, perimeter):
-        col = columns[name]
+    for j, name in enumerate(feature_names(channel_names)):
+        col = table[:, j]
         result[name] = col.astype(np.int64) if name in _INT_COLUMNS else np.ascontiguousarray(col)
     return result
 
 
 def _measure_device(labels, intensities, channel_names, num_objects, backend):
     """measure() for cupy arrays: the table is built on the device and
-    returned as cupy columns (no perimeter yet: contours are host-only)."""
+    returned as cupy columns."""
     _backend.resolve("measure", backend, True)
     import cupy as cp  # noqa: PLC0415 - GPU extra only
 
@@ -296,7 +291,7 @@ def _measure_device(labels, intensities, channel_names, num_objects, backend):
     channel_names = [str(c) for c in channel_names]
     if len(channel_names) != channels or len(set(channel_names)) != channels:
         raise ValueError(f"measure: channel_names should be {channels} distinct names, got {channel_names!r}")
-    names = feature_names(channel_names, perimeter=False)
+    names = feature_names(channel_names)
     table, out_of_range = _cuda.measure(labels, num_objects, intensities, len(names))
     if out_of_range:
         raise ValueError(f"measure: {out_of_range} label pixels are negative or above num_objects={num_objects}")

@@ -4,6 +4,7 @@
 // Then one row per object (threads over objects), the perimeter traced from
 // the object's bounding box (contour_kernel.h).
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "core/half.h"
@@ -33,16 +34,35 @@ void accumulate_strip(const int32_t* labels, int32_t y0, int32_t y1, int32_t wid
   const int64_t stride_k = num_objects + 1;
   for (int32_t y = y0; y < y1; ++y) {
     const int32_t* row = labels + int64_t{y} * width;
-    for (int32_t x = 0; x < width; ++x) {
-      const int32_t l = row[x];
-      if (l == 0) continue;
-      if (l < 0 || l > num_objects) {
-        ++s.out_of_range;
+    // Runs of one label: shape sums in closed form per run, intensities
+    // per pixel; background skipped two labels at a time.
+    int32_t x = 0;
+    while (x < width) {
+      while (x + 2 <= width) {
+        uint64_t pair;
+        std::memcpy(&pair, row + x, sizeof pair);
+        if (pair) break;
+        x += 2;
+      }
+      if (x < width && row[x] == 0) {
+        ++x;
         continue;
       }
-      add_pixel(s.objects[l], x, y);
-      for (int64_t k = 0; k < channels; ++k)
-        add_value(s.intensity[k * stride_k + l], to_float(base[k * sc + y * sy + x * sx]));
+      if (x >= width) break;
+      const int32_t l = row[x];
+      int32_t end = x + 1;
+      while (end < width && row[end] == l) ++end;
+      if (l < 0 || l > num_objects) {
+        s.out_of_range += end - x;
+      } else {
+        add_run(s.objects[l], x, end, y);
+        for (int64_t k = 0; k < channels; ++k) {
+          IntensitySums& acc = s.intensity[k * stride_k + l];
+          const In* src = base + k * sc + y * sy;
+          for (int32_t i = x; i < end; ++i) add_value(acc, to_float(src[i * sx]));
+        }
+      }
+      x = end;
     }
   }
 }

@@ -66,6 +66,31 @@ CELLRT_HOST_DEVICE inline void add_pixel(ObjectSums& s, int64_t x, int64_t y) {
   s.max_y = y > s.max_y ? static_cast<int32_t>(y) : s.max_y;
 }
 
+// Adds the pixels x0 .. x1-1 of row y at once: the same sums as add_pixel on
+// each, from closed forms (exact: the 128-bit intermediates cannot overflow).
+CELLRT_HOST_DEVICE inline void add_run(ObjectSums& s, int64_t x0, int64_t x1, int64_t y) {
+  const int64_t n = x1 - x0;
+  const int64_t sum_x = (x0 + x1 - 1) * n / 2;  // one of n, x0 + x1 - 1 is even
+#if defined(__SIZEOF_INT128__)
+  using wide = __int128;
+#else
+  using wide = int64_t;  // exact for widths below ~2^20
+#endif
+  auto squares_below = [](int64_t m) {  // 0^2 + ... + (m - 1)^2
+    return static_cast<int64_t>(wide{m - 1} * m * (2 * m - 1) / 6);
+  };
+  s.area += n;
+  s.sum_x += sum_x;
+  s.sum_y += n * y;
+  s.sum_xx += squares_below(x1) - squares_below(x0);
+  s.sum_yy += n * y * y;
+  s.sum_xy += sum_x * y;
+  s.min_x = x0 < s.min_x ? static_cast<int32_t>(x0) : s.min_x;
+  s.min_y = y < s.min_y ? static_cast<int32_t>(y) : s.min_y;
+  s.max_x = x1 - 1 > s.max_x ? static_cast<int32_t>(x1 - 1) : s.max_x;
+  s.max_y = y > s.max_y ? static_cast<int32_t>(y) : s.max_y;
+}
+
 CELLRT_HOST_DEVICE inline void merge(ObjectSums& into, const ObjectSums& s) {
   into.area += s.area;
   into.sum_x += s.sum_x;

@@ -113,6 +113,16 @@ def label(mask, connectivity: int = 8, *, backend: str = "auto", num_threads: in
     return labels, int(count)
 
 
+def _channel_names(channel_names, channels: int) -> list[str]:
+    """The measured channels' names: given ones checked, else ch0, ch1, ..."""
+    if channel_names is None:
+        return [f"ch{k}" for k in range(channels)]
+    names = [str(c) for c in channel_names]
+    if len(names) != channels or len(set(names)) != channels:
+        raise ValueError(f"measure: channel_names should be {channels} distinct names, got {names!r}")
+    return names
+
+
 def feature_names(channel_names=()) -> list[str]:
     """Column names of :func:`measure`'s table, in order (after ObjectNumber)."""
     names = list(SHAPE_COLUMNS)
@@ -238,11 +248,7 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, b
         channels = intensities.shape[0]
     else:
         channels = 0
-    if channel_names is None:
-        channel_names = [f"ch{k}" for k in range(channels)]
-    channel_names = [str(c) for c in channel_names]
-    if len(channel_names) != channels or len(set(channel_names)) != channels:
-        raise ValueError(f"measure: channel_names should be {channels} distinct names, got {channel_names!r}")
+    channel_names = _channel_names(channel_names, channels)
 
     chosen = _backend.resolve("measure", backend, False)
     columns = len(SHAPE_COLUMNS) + len(INTENSITY_COLUMNS) * channels
@@ -286,11 +292,7 @@ def _measure_device(labels, intensities, channel_names, num_objects, backend):
         if intensities.dtype not in (cp.uint8, cp.uint16, cp.float32):
             intensities = intensities.astype(cp.float32)
     channels = 0 if intensities is None else intensities.shape[0]
-    if channel_names is None:
-        channel_names = [f"ch{k}" for k in range(channels)]
-    channel_names = [str(c) for c in channel_names]
-    if len(channel_names) != channels or len(set(channel_names)) != channels:
-        raise ValueError(f"measure: channel_names should be {channels} distinct names, got {channel_names!r}")
+    channel_names = _channel_names(channel_names, channels)
     names = feature_names(channel_names)
     table, out_of_range = _cuda.measure(labels, num_objects, intensities, len(names))
     if out_of_range:

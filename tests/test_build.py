@@ -31,6 +31,18 @@ def test_cuda_kernels_were_compiled_when_nvcc_was_present():
     assert cellrt.has_cuda(), "nvcc was present but the extension was built without CUDA"
 
 
+def test_stubs_name_every_binding_and_columns_agree():
+    from cellrt.kernels.labeling import INTENSITY_COLUMNS, SHAPE_COLUMNS
+
+    stub = (ROOT / "python/cellrt/_core.pyi").read_text()
+    public = [name for name in dir(_core) if not name.startswith("__")]
+    missing = [name for name in public if f"def {name}(" not in stub and f"{name}:" not in stub
+               and not isinstance(getattr(_core, name), type)]
+    assert not missing, f"_core.pyi lacks {missing}"
+    assert (_core.MEASURE_SHAPE_COLUMNS, _core.MEASURE_INTENSITY_COLUMNS) == (len(SHAPE_COLUMNS),
+                                                                              len(INTENSITY_COLUMNS))
+
+
 def test_no_two_sources_share_a_stem():
     sources = [p for p in (ROOT / "csrc").rglob("*") if p.suffix in (".cpp", ".cu", ".c")]
     stems = [p.stem for p in sources]

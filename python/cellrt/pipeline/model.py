@@ -1,0 +1,202 @@
+"""``cellrt.load_model`` and one field through a model."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..kernels.labeling import measure
+from ..kernels.stitch import stitch, tile
+from ..runtime.manifest import Manifest, ManifestError, load_manifest
+from .postprocess import POSTPROCESSORS
+
+BACKENDS = ("auto", "ort", "tensorrt")
+
+
+def _bundled_root() -> Path:
+    return Path(str(resources.files("cellrt") / "data" / "models"))
+
+
+def available_models() -> list[str]:
+    """Names of the models bundled with this installation."""
+    root = _bundled_root()
+    return sorted(p.name for p in root.iterdir() if (p / "cellrt.json").is_file()) if root.is_dir() else []
+
+
+@dataclass
+class FieldResult:
+    """One field through a model."""
+    labels: np.ndarray                  # (H, W) int32, 0 background, 1..count
+    count: int
+    objects: dict                       # columnar table, CellProfiler-style names
+    prediction: np.ndarray              # stitched dense output (C, H, W): predicted channels or class probabilities
+    embedding: np.ndarray | None        # (F,) mean of the tile embeddings
+    tile_embeddings: np.ndarray | None  # (N, F)
+    class_names: tuple = ()
+    timings: dict = field(default_factory=dict)  # seconds per stage
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return self.prediction
+
+
+def _select_backend(manifest: Manifest, backend: str, threads: int, precision: str, engine_options: dict):
+    if backend not in BACKENDS:
+        raise ValueError(f"load_model: backend should be one of {BACKENDS}, got {backend!r}")
+    if backend in ("auto", "tensorrt"):
+        from ..runtime import tensorrt as trt_runtime  # noqa: PLC0415
+
+        usable = trt_runtime.current_compute_capability() is not None
+        if usable:
+            try:
+                trt_runtime.import_tensorrt(engine_options.get("flavour", "auto"))
+            except trt_runtime.EngineError:
+                usable = False
+        if usable:
+            artifact = trt_runtime.build_engine(manifest, precision=precision, **engine_options)
+            return trt_runtime.TensorRTBackend(manifest, artifact)
+        if backend == "tensorrt":
+            raise ValueError(f"load_model: backend 'tensorrt' needs a CUDA GPU, cupy and tensorrt or tensorrt_rtx; "
+                             f"not available here (run `cellrt doctor`)")
+    from ..runtime.ort import OrtBackend  # noqa: PLC0415
+    import onnxruntime  # noqa: PLC0415
+
+    providers = ["cuda", "cpu"] if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else ["cpu"]
+    return OrtBackend(manifest.onnx_path, manifest, providers=providers, threads=threads)
+
+
+class Model:
+    """A loaded model: manifest + backend. ``run(image)`` takes one field."""
+
+    def __init__(self, manifest: Manifest, backend: str = "auto", *, threads: int = 0, batch_size: int = 8,
+                 precision: str = "fp16", engine_options: dict | None = None):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"load_model: batch_size should be a positive int, got {batch_size!r}")
+        if manifest.kind not in POSTPROCESSORS:
+            raise ValueError(f"{manifest.folder}: no post-processing for kind {manifest.kind!r} "
+                             f"(have {sorted(POSTPROCESSORS)})")
+        self.manifest = manifest
+        self.batch_size = batch_size
+        self.backend = _select_backend(manifest, backend, threads, precision, engine_options or {})
+        self._buffers: dict = {}
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (f"Model({m.name!r}, kind={m.kind!r}, channels={list(m.input_channels)}, tile={m.tile_size}, "
+                f"overlap={m.overlap}, backend={self.backend.name!r})")
+
+    def _as_field(self, image) -> np.ndarray:
+        image = np.asarray(image)
+        channels = len(self.manifest.input_channels)
+        if image.ndim == 2:
+            image = image[None]
+        if image.ndim != 3 or image.shape[0] != channels:
+            raise ValueError(f"{self.name}: image should be (H, W) or (C, H, W) with C = {channels} channels "
+                             f"{list(self.manifest.input_channels)}, got shape {image.shape}")
+        if image.dtype.kind not in "uif" or image.dtype == np.float16:
+            image = image.astype(np.float32)
+        if image.shape[1] < 1 or image.shape[2] < 1:
+            raise ValueError(f"{self.name}: image is empty, shape {image.shape}")
+        return image
+
+    def _tile(self, image: np.ndarray):
+        norm = self.manifest.normalization
+        mode = norm.get("mode", "none")
+        options = {}
+        if mode == "percentile":
+            options = {"normalize": "percentile", "percentiles": tuple(norm["percentiles"])}
+        elif mode == "fixed":
+            options = {"normalize": "fixed", "scale": norm["scale"], "offset": norm["offset"]}
+        return tile(image, self.manifest.tile_size, self.manifest.overlap, dtype=np.float32, **options)
+
+    def infer_tiles(self, tiles: np.ndarray) -> dict[str, np.ndarray]:
+        """All tiles through the backend in batches of ``batch_size``; host arrays out."""
+        n = len(tiles)
+        shapes = {spec.name: ((n, spec.size) if spec.role == "embedding"
+                              else (n, len(spec.channels)) + tiles.shape[2:]) for spec in self.manifest.outputs}
+        key = tuple(tiles.shape)
+        outputs = self._buffers.get(key)
+        if outputs is None:  # reused for the next field of the same size: no page faults per field
+            outputs = {name: np.empty(shape, np.float32) for name, shape in shapes.items()}
+            self._buffers = {key: outputs}
+        for start in range(0, n, self.batch_size):
+            stop = min(n, start + self.batch_size)
+            batch = tiles[start:stop]
+            if hasattr(self.backend, "output_shapes"):  # ONNX Runtime: bind straight into the field buffers
+                self.backend.infer(batch, out={name: array[start:stop] for name, array in outputs.items()})
+            else:
+                for name, array in self.backend.infer(batch).items():
+                    outputs[name][start:stop] = array.get() if hasattr(array, "get") else array
+        return outputs
+
+    def run(self, image, *, channel_names=None) -> FieldResult:
+        """One field: ``(H, W)`` or ``(C, H, W)``, any integer or float dtype.
+
+        Objects are measured on the input channels (raw intensities, named as
+        in the manifest unless ``channel_names`` is given) and, for
+        image2image models, on the predicted channels too.
+        """
+        timings = {}
+        clock = time.perf_counter()
+        image = self._as_field(image)
+        batch = self._tile(image)
+        now = time.perf_counter()
+        timings["tile"], clock = now - clock, now
+        outputs = self.infer_tiles(batch.tiles)
+        now = time.perf_counter()
+        timings["infer"], clock = now - clock, now
+        spec = self.manifest.dense_output
+        dense = stitch(outputs[spec.name], batch.origins, image.shape[1:], overlap=self.manifest.overlap,
+                       blend=self.manifest.blend, activation=spec.activation)
+        now = time.perf_counter()
+        timings["stitch"], clock = now - clock, now
+        params = dict(self.manifest.postprocess.get("params", {}))
+        labels, count, extra = POSTPROCESSORS[self.manifest.kind](self.manifest, image, dense, params)
+        now = time.perf_counter()
+        timings["postprocess"], clock = now - clock, now
+        names = list(channel_names) if channel_names is not None else list(self.manifest.input_channels)
+        if len(names) != image.shape[0]:
+            raise ValueError(f"{self.name}: channel_names should name {image.shape[0]} channels, got {names}")
+        channels, channel_labels = [image], names
+        if self.manifest.kind == "image2image":
+            channels.append(dense)
+            channel_labels = names + [f"{c}_predicted" for c in spec.channels]
+        stack = np.concatenate([c.astype(np.float32, copy=False) for c in channels]) if len(channels) > 1 else image
+        objects = measure(labels, stack, channel_names=channel_labels, num_objects=count)
+        objects.update(extra)
+        now = time.perf_counter()
+        timings["measure"] = now - clock
+        embedding_spec = self.manifest.output("embedding")
+        tile_embeddings = outputs[embedding_spec.name].copy() if embedding_spec else None
+        class_names = self.manifest.object_classes if self.manifest.kind == "semantic" else ()
+        return FieldResult(labels=labels, count=count, objects=objects, prediction=dense,
+                           embedding=None if tile_embeddings is None else tile_embeddings.mean(axis=0),
+                           tile_embeddings=tile_embeddings, class_names=class_names, timings=timings)
+
+
+def load_model(name_or_path, backend: str = "auto", **options) -> Model:
+    """A bundled model by name (``"nuclei"``, ``"isl-dapi"``) or a model folder.
+
+    ``backend``: 'auto' (TensorRT on a GPU with TensorRT installed, else ONNX
+    Runtime), 'ort' or 'tensorrt'. Options: ``threads`` (ONNX Runtime
+    intra-op threads), ``batch_size``, ``precision`` ('fp16'/'fp32', TensorRT),
+    ``engine_options`` (passed to :func:`cellrt.runtime.build_engine`).
+    """
+    path = Path(name_or_path)
+    if not (path / "cellrt.json").is_file():
+        bundled = _bundled_root() / str(name_or_path)
+        if (bundled / "cellrt.json").is_file():
+            path = bundled
+        elif path.exists():
+            raise ManifestError(f"{path}: not a cellrt model folder (no cellrt.json)")
+        else:
+            raise ValueError(f"load_model: {name_or_path!r} is neither a bundled model ({available_models()}) nor "
+                             f"a model folder")
+    return Model(load_manifest(path), backend, **options)

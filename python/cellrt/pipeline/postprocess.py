@@ -1,0 +1,55 @@
+"""Post-processing by model kind: stitched model output -> labels and an objects table.
+
+Each kind registers one function ``(model, image, dense, params) ->
+(labels, count, extra_columns)``; the plate pipeline calls the same
+registry, so a new kind (``instance`` with mask NMS, per-cell classifiers)
+plugs in here without touching the rest.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..kernels.objects import instances_from_probability, segment
+from ..kernels.labeling import measure
+
+POSTPROCESSORS: dict[str, Callable] = {}
+
+
+def register_postprocessor(kind: str, function: Callable | None = None):
+    """Register ``function`` for model ``kind`` (usable as a decorator)."""
+    def add(fn):
+        POSTPROCESSORS[kind] = fn
+        return fn
+    return add(function) if function is not None else add
+
+
+@register_postprocessor("semantic")
+def semantic(manifest, image: np.ndarray, dense: np.ndarray, params: dict):
+    """Class probabilities -> objects, split along the boundary class, each
+    object classed by its mean probability over the object classes."""
+    spec = manifest.dense_output
+    classes = list(spec.channels)
+    object_index = [classes.index(c) for c in manifest.object_classes]
+    interior = dense[object_index].sum(axis=0)
+    boundary = dense[classes.index(manifest.boundary_class)] if manifest.boundary_class else np.zeros_like(interior)
+    stacked = np.stack([dense[0], interior, boundary])
+    labels, count = instances_from_probability(stacked, **params)
+    columns = {}
+    if len(object_index) > 1 and count:
+        table = measure(labels, np.ascontiguousarray(dense[object_index]), channel_names=list(manifest.object_classes),
+                        num_objects=count)
+        means = np.stack([table[f"Intensity_MeanIntensity_{c}"] for c in manifest.object_classes])
+        columns["Classify_ClassIndex"] = np.argmax(means, axis=0).astype(np.int32)
+    else:
+        columns["Classify_ClassIndex"] = np.zeros(count, np.int32)
+    return labels, count, columns
+
+
+@register_postprocessor("image2image")
+def image2image(manifest, image: np.ndarray, dense: np.ndarray, params: dict):
+    """Predicted fluorescence -> nuclei (or other objects) by :func:`segment`
+    on the first predicted channel, as published for in-silico labeling."""
+    labels, count = segment(dense[0], **params)
+    return labels, count, {}

@@ -1,0 +1,153 @@
+"""ONNX Runtime backend: CPU here; CUDA and TensorRT execution providers where present.
+
+Inputs and outputs go through ``IOBinding`` straight into caller-owned (or
+reused) numpy buffers, so a steady stream of same-shaped batches allocates
+nothing per call.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .manifest import Manifest, ManifestError
+
+_PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                     "tensorrt": "TensorrtExecutionProvider"}
+
+
+def _symbolic(dim) -> bool:
+    return not isinstance(dim, int)
+
+
+class OrtBackend:
+    """``infer(batch) -> {output name: array}`` on an ONNX Runtime session.
+
+    Parameters
+    ----------
+    onnx_path : path of the ONNX file
+    manifest : Manifest, optional
+        When given, the session's inputs and outputs are checked against it
+        (names, rank, channel counts, embedding size); a mismatch raises
+        :class:`ManifestError` naming it.
+    providers : sequence of str, optional
+        'cpu', 'cuda', 'tensorrt' or full ONNX Runtime provider names
+        (default: CPU). A provider that is not available raises ValueError.
+    threads : int
+        Intra-op threads (0: ONNX Runtime's default, one per core).
+    """
+
+    name = "ort"
+
+    def __init__(self, onnx_path, manifest: Manifest | None = None, *, providers=None, threads: int = 0):
+        import onnxruntime as ort  # noqa: PLC0415
+
+        wanted = [_PROVIDER_ALIASES.get(p, p) for p in (providers or ["cpu"])]
+        available = ort.get_available_providers()
+        missing = [p for p in wanted if p not in available]
+        if missing:
+            raise ValueError(f"OrtBackend: providers {missing} are not available in this onnxruntime "
+                             f"(available: {available})")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"OrtBackend: threads should be a non-negative int, got {threads!r}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.onnx_path = str(onnx_path)
+        self.session = ort.InferenceSession(self.onnx_path, options, providers=wanted)
+        self.providers = self.session.get_providers()
+        self.inputs = self.session.get_inputs()
+        self.outputs = self.session.get_outputs()
+        if len(self.inputs) != 1:
+            raise ManifestError(f"{onnx_path}: expected one input, the graph has "
+                                f"{[i.name for i in self.inputs]}")
+        self.input_name = self.inputs[0].name
+        self.output_names = [o.name for o in self.outputs]
+        self._manifest = manifest
+        if manifest is not None:
+            check_graph_against_manifest(self.session, manifest, self.onnx_path)
+        self._buffers: dict[tuple, dict[str, np.ndarray]] = {}
+
+    def output_shapes(self, batch_shape) -> dict[str, tuple[int, ...]]:
+        """Output shapes for an input of ``batch_shape`` (N, C, H, W), from the manifest."""
+        if self._manifest is None:
+            raise ValueError("OrtBackend.output_shapes needs the manifest")
+        n, _, h, w = batch_shape
+        shapes = {}
+        for spec in self._manifest.outputs:
+            shapes[spec.name] = (n, spec.size) if spec.role == "embedding" else (n, len(spec.channels), h, w)
+        return shapes
+
+    def infer(self, batch: np.ndarray, out: dict | None = None) -> dict[str, np.ndarray]:
+        """Run one batch ``[N, C, H, W]`` float32.
+
+        ``out`` maps output names to C-contiguous float32 arrays of the right
+        shapes to write into. Without it, outputs go into buffers reused for
+        every batch of the same shape: they are overwritten by the next call
+        with that shape (copy what must outlive it).
+        """
+        batch = np.asarray(batch)
+        if batch.dtype != np.float32 or batch.ndim != 4 or not batch.flags.c_contiguous:
+            raise ValueError(f"{self.onnx_path}: batch should be a C-contiguous float32 [N, C, H, W] array, got "
+                             f"{batch.dtype} with shape {batch.shape}")
+        if self._manifest is None:  # shapes unknown in advance: let ONNX Runtime allocate
+            results = self.session.run(self.output_names, {self.input_name: batch})
+            return dict(zip(self.output_names, results))
+        shapes = self.output_shapes(batch.shape)
+        if out is None:
+            key = tuple(batch.shape)
+            out = self._buffers.get(key)
+            if out is None:
+                out = {name: np.empty(shape, np.float32) for name, shape in shapes.items()}
+                self._buffers[key] = out
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self.input_name, batch)
+        for name, shape in shapes.items():
+            array = out.get(name)
+            if array is None or array.shape != shape or array.dtype != np.float32 or not array.flags.c_contiguous:
+                got = None if array is None else (array.dtype, array.shape)
+                raise ValueError(f"{self.onnx_path}: out['{name}'] should be a C-contiguous float32 array of "
+                                 f"shape {shape}, got {got}")
+            binding.bind_output(name, "cpu", 0, np.float32, list(shape), array.ctypes.data)
+        self.session.run_with_iobinding(binding)
+        return {name: out[name] for name in shapes}
+
+
+def check_graph_against_manifest(session, manifest: Manifest, source: str) -> None:
+    """Refuse a graph whose inputs/outputs disagree with the manifest."""
+    inputs = session.get_inputs()
+    graph_input = inputs[0]
+    if graph_input.name != manifest.input_name:
+        raise ManifestError(f"{source}: graph input is '{graph_input.name}', the manifest's input.name says "
+                            f"'{manifest.input_name}'")
+    shape = graph_input.shape
+    if len(shape) != 4:
+        raise ManifestError(f"{source}: graph input '{graph_input.name}' has rank {len(shape)}, expected 4 "
+                            f"(N, C, H, W)")
+    if not _symbolic(shape[1]) and shape[1] != len(manifest.input_channels):
+        raise ManifestError(f"{source}: graph input has {shape[1]} channels, the manifest names "
+                            f"{len(manifest.input_channels)} ({list(manifest.input_channels)})")
+    for axis, label in ((2, "height"), (3, "width")):
+        if not _symbolic(shape[axis]) and shape[axis] != manifest.tile_size:
+            raise ManifestError(f"{source}: graph input {label} is fixed at {shape[axis]}, the manifest's "
+                                f"tile.size is {manifest.tile_size}")
+    if "float" not in graph_input.type or "16" in graph_input.type:
+        raise ManifestError(f"{source}: graph input type is {graph_input.type}, expected tensor(float)")
+    graph_outputs = {o.name: o for o in session.get_outputs()}
+    for spec in manifest.outputs:
+        found = graph_outputs.get(spec.name)
+        if found is None:
+            raise ManifestError(f"{source}: the manifest's output '{spec.name}' is not a graph output "
+                                f"(graph outputs: {sorted(graph_outputs)})")
+        if found.type != "tensor(float)":
+            raise ManifestError(f"{source}: output '{spec.name}' has type {found.type}, expected tensor(float)")
+        dims = found.shape
+        if spec.role == "embedding":
+            if len(dims) != 2 or (not _symbolic(dims[1]) and dims[1] != spec.size):
+                raise ManifestError(f"{source}: output '{spec.name}' has shape {dims}, the manifest says an "
+                                    f"embedding of size {spec.size} ([N, {spec.size}])")
+        else:
+            if len(dims) != 4 or (not _symbolic(dims[1]) and dims[1] != len(spec.channels)):
+                raise ManifestError(f"{source}: output '{spec.name}' has shape {dims}, the manifest names "
+                                    f"{len(spec.channels)} channels {list(spec.channels)} ([N, "
+                                    f"{len(spec.channels)}, H, W])")

@@ -1,0 +1,368 @@
+"""TensorRT engines: build (strongly typed, from the FP32 or mixed-precision ONNX), cache, run.
+
+Both TensorRT flavours are supported with one code path:
+
+- ``tensorrt`` - data-centre GPUs; builds for the GPU it runs on and
+  persists a timing cache beside the engines;
+- ``tensorrt_rtx`` - TensorRT for RTX, the runtime of RTX workstation GPUs
+  in acquisition PCs; builds ahead of time for named compute capabilities
+  (no GPU needed to build), compiles kernels just in time on the target and
+  persists that runtime cache.
+
+Engines are strongly typed: precision comes from the ONNX graph (the
+``fp16`` model of a manifest keeps normalisation, softmax and reductions in
+FP32), so both flavours build the same numerics. Every engine file is keyed
+by the SHA-256 of the ONNX file it was built from, the flavour and version,
+the compute capabilities, the precision and the optimisation profile; an
+engine whose key does not match is rebuilt, never loaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path, write_text
+from .manifest import Manifest, load_manifest, sha256_file
+
+FLAVOURS = ("tensorrt", "tensorrt_rtx")
+PRECISIONS = ("fp16", "fp32")
+
+
+class EngineError(RuntimeError):
+    """An engine that cannot be built, loaded or run."""
+
+
+def import_tensorrt(flavour: str = "auto"):
+    """(module, flavour name). ``auto`` prefers ``tensorrt``, then ``tensorrt_rtx``."""
+    import importlib  # noqa: PLC0415
+
+    if flavour not in ("auto",) + FLAVOURS:
+        raise ValueError(f"flavour should be 'auto', 'tensorrt' or 'tensorrt_rtx', got {flavour!r}")
+    candidates = FLAVOURS if flavour == "auto" else (flavour,)
+    errors = []
+    for name in candidates:
+        try:
+            return importlib.import_module(name), name
+        except ImportError as error:
+            errors.append(f"{name}: {error}")
+    raise EngineError("TensorRT is not available (" + "; ".join(errors) + "); install `tensorrt` on data-centre "
+                      "GPUs or `tensorrt-rtx` on RTX workstations")
+
+
+def cache_dir() -> Path:
+    """Engine cache: ``$CELLRT_CACHE/engines`` or ``~/.cache/cellrt/engines``."""
+    root = os.environ.get("CELLRT_CACHE") or Path.home() / ".cache" / "cellrt"
+    return Path(root) / "engines"
+
+
+def current_compute_capability() -> str | None:
+    """'86' for an sm_86 GPU; None without a usable GPU (needs cupy)."""
+    try:
+        import cupy  # noqa: PLC0415
+        return str(cupy.cuda.Device().compute_capability)
+    except Exception:  # noqa: BLE001 - no cupy, no driver or no GPU all mean "none here"
+        return None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Optimisation profile: batch sizes (min, opt, max) at one tile size."""
+    min_batch: int = 1
+    opt_batch: int = 8
+    max_batch: int = 16
+    tile_size: int = 256
+
+    def __post_init__(self):
+        values = (self.min_batch, self.opt_batch, self.max_batch, self.tile_size)
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values) or not (
+                self.min_batch <= self.opt_batch <= self.max_batch):
+            raise ValueError(f"Profile: expected positive ints with min_batch <= opt_batch <= max_batch, got "
+                             f"{asdict(self)}")
+
+
+def engine_key(*, onnx_sha256: str, flavour: str, version: str, compute_capabilities, precision: str,
+               profile: Profile) -> dict:
+    """Everything an engine depends on; its ``id`` is the SHA-256 of the rest."""
+    fields = {"onnx_sha256": onnx_sha256, "flavour": flavour, "version": version,
+              "compute_capabilities": sorted(str(c) for c in compute_capabilities), "precision": precision,
+              "profile": asdict(profile)}
+    fields["id"] = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+    return fields
+
+
+@dataclass
+class EngineArtifact:
+    path: Path
+    key: dict
+    reused: bool
+    build_seconds: float
+    fp16_error: dict | None
+
+
+def _as_manifest(model) -> Manifest:
+    if isinstance(model, Manifest):
+        return model
+    return load_manifest(Path(model))
+
+
+def _onnx_for(manifest: Manifest, precision: str) -> Path:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision should be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return manifest.onnx_path
+    if manifest.fp16_path is None:
+        raise EngineError(f"{manifest.folder}: the manifest has no mixed-precision ONNX ('fp16'); re-export with "
+                          f"fp16=True or build with precision='fp32'")
+    return manifest.fp16_path
+
+
+def _calibration_tiles(manifest: Manifest, tile_size: int, count: int = 4, seed: int = 0) -> np.ndarray:
+    # Normalised microscopy lies mostly in [0, 1] with bright outliers; a
+    # log-normal spread covers both without real data at hand.
+    rng = np.random.default_rng(seed)
+    shape = (count, len(manifest.input_channels), tile_size, tile_size)
+    return (rng.lognormal(-1.0, 0.8, size=shape)).astype(np.float32)
+
+
+def check_fp16_accuracy(manifest: Manifest, calibration=None, tile_size: int | None = None) -> dict:
+    """FP16-vs-FP32 gate with ONNX Runtime on the CPU: relative max abs error per
+    output on ``calibration`` tiles must stay within the manifest's
+    ``fp16.tolerance``; raises :class:`EngineError` otherwise."""
+    from ..export.fp16 import fp16_error  # noqa: PLC0415 - needs onnx only for the error helper's imports
+
+    if manifest.fp16 is None:
+        raise EngineError(f"{manifest.folder}: the manifest has no mixed-precision ONNX ('fp16')")
+    tiles = (_calibration_tiles(manifest, tile_size or manifest.tile_size) if calibration is None
+             else np.ascontiguousarray(calibration, dtype=np.float32))
+    errors = fp16_error(manifest.onnx_path, manifest.fp16_path, tiles, manifest.input_name)
+    tolerance = float(manifest.fp16.get("tolerance", 0.02))
+    bad = {k: v for k, v in errors.items() if not v <= tolerance}
+    if bad:
+        raise EngineError(f"{manifest.fp16_path}: FP16 outputs differ from FP32 by {bad} (relative max abs error "
+                          f"on {len(tiles)} calibration tiles), above the manifest's fp16.tolerance {tolerance}; "
+                          f"engine not built")
+    return errors
+
+
+def build_engine(model, *, precision: str = "fp16", profile: Profile | None = None, flavour: str = "auto",
+                 compute_capabilities=None, cache: Path | None = None, rebuild: bool = False, calibration=None,
+                 workspace_mib: int = 2048, log=None) -> EngineArtifact:
+    """Build (or reuse from the cache) a TensorRT engine for a model folder or manifest.
+
+    Parameters
+    ----------
+    precision : 'fp16' (the mixed-precision ONNX, gated by
+        :func:`check_fp16_accuracy`) or 'fp32'.
+    profile : batch range and tile size (default: 1/8/16 at the manifest's tile size).
+    flavour : 'auto', 'tensorrt' or 'tensorrt_rtx'.
+    compute_capabilities : e.g. ``["86", "89"]``. TensorRT-RTX builds ahead of
+        time for these (no GPU needed); default: the current GPU's. TensorRT
+        builds only for the current GPU.
+    cache : engine folder (default :func:`cache_dir`).
+    rebuild : build even when a matching engine is cached.
+    """
+    trt, flavour = import_tensorrt(flavour)
+    manifest = _as_manifest(model)
+    profile = profile or Profile(tile_size=manifest.tile_size)
+    if profile.tile_size % manifest.size_multiple:
+        raise ValueError(f"{manifest.name}: profile tile_size {profile.tile_size} is not a multiple of the model's "
+                         f"input.size_multiple {manifest.size_multiple}")
+    onnx_path = _onnx_for(manifest, precision)
+    current = current_compute_capability()
+    if compute_capabilities is None:
+        if current is None:
+            raise EngineError(f"{manifest.name}: no GPU here to build for; pass compute_capabilities (e.g. "
+                              f"['86']) to build a TensorRT-RTX engine ahead of time")
+        compute_capabilities = [current]
+    capabilities = [str(c).replace("sm_", "").replace(".", "") for c in compute_capabilities]
+    if flavour == "tensorrt" and capabilities != [current]:
+        raise EngineError(f"{manifest.name}: TensorRT builds only for the GPU it runs on (here: {current}), "
+                          f"not {capabilities}; use tensorrt_rtx to build ahead of time")
+    key = engine_key(onnx_sha256=sha256_file(onnx_path), flavour=flavour, version=trt.__version__,
+                     compute_capabilities=capabilities, precision=precision, profile=profile)
+    folder = Path(cache) if cache is not None else cache_dir()
+    stem = f"{manifest.name}-{precision}-{key['id'][:16]}"
+    engine_path, key_path = folder / f"{stem}.engine", folder / f"{stem}.json"
+    if not rebuild and engine_path.is_file() and key_path.is_file():
+        try:
+            if json.loads(key_path.read_text()) == key:
+                return EngineArtifact(engine_path, key, reused=True, build_seconds=0.0, fp16_error=None)
+        except (OSError, json.JSONDecodeError):
+            pass  # unreadable sidecar: rebuild below
+    fp16_errors = check_fp16_accuracy(manifest, calibration, profile.tile_size) if precision == "fp16" else None
+
+    started = time.perf_counter()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EngineError(f"{onnx_path}: the {flavour} ONNX parser refused the model: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+    channels = len(manifest.input_channels)
+    shape = lambda n: (n, channels, profile.tile_size, profile.tile_size)  # noqa: E731
+    optimisation = builder.create_optimization_profile()
+    optimisation.set_shape(manifest.input_name, shape(profile.min_batch), shape(profile.opt_batch),
+                           shape(profile.max_batch))
+    config.add_optimization_profile(optimisation)
+    timing_path = folder / f"timing-{flavour}-{trt.__version__}-sm{'_'.join(capabilities)}.cache"
+    if flavour == "tensorrt_rtx":
+        config.num_compute_capabilities = len(capabilities)
+        for index, capability in enumerate(capabilities):
+            target = getattr(trt.ComputeCapability, f"SM{capability}", None)
+            if target is None:
+                supported = [c for c in dir(trt.ComputeCapability) if c.startswith("SM")]
+                raise EngineError(f"{manifest.name}: TensorRT-RTX {trt.__version__} cannot target sm_{capability} "
+                                  f"(supported: {supported})")
+            config.set_compute_capability(target, index)
+    else:
+        # Tactic timings are the slow part of a TensorRT build; keep them across builds.
+        blob = timing_path.read_bytes() if timing_path.is_file() else b""
+        config.set_timing_cache(config.create_timing_cache(blob), False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineError(f"{onnx_path}: {flavour} {trt.__version__} failed to build an engine for "
+                          f"sm_{capabilities} with profile {asdict(profile)}")
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(engine_path) as tmp:
+        tmp.write_bytes(memoryview(serialized))
+    write_text(key_path, json.dumps(key, indent=2) + "\n")
+    if flavour == "tensorrt":
+        with atomic_path(timing_path) as tmp:
+            tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    elapsed = time.perf_counter() - started
+    if log:
+        log(f"built {engine_path} ({flavour} {trt.__version__}, sm_{capabilities}, {precision}) in {elapsed:.1f} s")
+    return EngineArtifact(engine_path, key, reused=False, build_seconds=elapsed, fp16_error=fp16_errors)
+
+
+class TensorRTBackend:
+    """Runs an engine on a CUDA stream: ``infer(batch) -> {name: cupy array}``.
+
+    Outputs stay on the device (cupy) so they go straight into the CUDA
+    stitch kernels. Two sets of output buffers alternate between calls, so
+    the caller can consume one batch's outputs while the next batch runs;
+    host inputs are staged through pinned memory. With ``cuda_graph=True``
+    the enqueue for each batch shape is captured once and replayed.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, manifest: Manifest, artifact: EngineArtifact, *, cuda_graph: bool = False):
+        import cupy  # noqa: PLC0415
+
+        self._cp = cupy
+        trt, flavour = import_tensorrt(artifact.key["flavour"])
+        if trt.__version__ != artifact.key["version"]:
+            raise EngineError(f"{artifact.path}: built with {flavour} {artifact.key['version']}, this process has "
+                              f"{trt.__version__}; rebuild it")
+        current = current_compute_capability()
+        if current not in artifact.key["compute_capabilities"]:
+            raise EngineError(f"{artifact.path}: built for sm_{artifact.key['compute_capabilities']}, this GPU is "
+                              f"sm_{current}; rebuild it")
+        self.manifest = manifest
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(artifact.path.read_bytes())
+        if self.engine is None:
+            raise EngineError(f"{artifact.path}: {flavour} could not deserialize the engine (corrupt, or built by "
+                              f"another version)")
+        self._runtime_cache_path = None
+        if flavour == "tensorrt_rtx":
+            runtime_config = self.engine.create_runtime_config()
+            self._runtime_cache = runtime_config.create_runtime_cache()
+            self._runtime_cache_path = artifact.path.with_suffix(".rtxcache")
+            if self._runtime_cache_path.is_file():
+                self._runtime_cache.deserialize(self._runtime_cache_path.read_bytes())
+            runtime_config.set_runtime_cache(self._runtime_cache)
+            self.context = self.engine.create_execution_context(runtime_config)
+        else:
+            self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise EngineError(f"{artifact.path}: could not create an execution context")
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        self.cuda_graph = cuda_graph
+        self._slots: dict[tuple, list[dict]] = {}
+        self._graphs: dict[tuple, object] = {}
+        self._turn = 0
+
+    def _slot_for(self, shape) -> dict:
+        """The next of two buffer sets (input + outputs) for this batch shape;
+        fixed addresses per (shape, slot) are what make graph replay valid."""
+        n, _, h, w = shape
+        slots = self._slots.get(shape)
+        if slots is None:
+            slots = []
+            for _ in range(2):
+                buffers = {self.manifest.input_name: self._cp.empty(shape, dtype=self._cp.float32),
+                           "pinned": None, "done": None}
+                for spec in self.manifest.outputs:
+                    dims = (n, spec.size) if spec.role == "embedding" else (n, len(spec.channels), h, w)
+                    buffers[spec.name] = self._cp.empty(dims, dtype=self._cp.float32)
+                slots.append(buffers)
+            self._slots[shape] = slots
+        self._turn ^= 1
+        return slots[self._turn]
+
+    def infer_async(self, batch) -> tuple[dict, object]:
+        """Enqueue one ``[N, C, H, W]`` batch (numpy or cupy) and return at once:
+        the outputs (cupy arrays, valid until the call after next) and a CUDA
+        event that completes when they are written. Staging the next host
+        batch into its pinned buffer overlaps this batch's copy and compute."""
+        cp = self._cp
+        shape = tuple(batch.shape)
+        if len(shape) != 4 or shape[1] != len(self.manifest.input_channels):
+            raise ValueError(f"{self.manifest.name}: batch should be [N, {len(self.manifest.input_channels)}, H, W], "
+                             f"got {shape}")
+        slot = self._slot_for(shape)
+        if slot.get("done") is not None:
+            slot["done"].synchronize()  # this slot's previous batch has left its buffers
+        device_input = slot[self.manifest.input_name]
+        if isinstance(batch, np.ndarray):
+            pinned = slot.get("pinned")
+            if pinned is None:
+                pinned = slot["pinned"] = cp.cuda.alloc_pinned_memory(batch.nbytes)
+            staged = np.frombuffer(pinned, np.float32, batch.size).reshape(shape)
+            staged[...] = batch
+            device_input.set(staged, stream=self.stream)
+        else:
+            with self.stream:
+                device_input[...] = batch
+        if not self.context.set_input_shape(self.manifest.input_name, shape):
+            raise EngineError(f"{self.manifest.name}: batch shape {shape} is outside the engine's profile")
+        names = [self.manifest.input_name] + [spec.name for spec in self.manifest.outputs]
+        for name in names:
+            self.context.set_tensor_address(name, slot[name].data.ptr)
+        graph_key = (shape, self._turn)
+        if self.cuda_graph and graph_key in self._graphs:
+            self._graphs[graph_key].launch(self.stream)
+        elif self.cuda_graph:
+            # The first enqueue for a shape runs eagerly (TensorRT finishes shape-dependent setup), then is captured.
+            if not self.context.execute_async_v3(self.stream.ptr):
+                raise EngineError(f"{self.manifest.name}: enqueue failed for batch shape {shape}")
+            self.stream.begin_capture()
+            self.context.execute_async_v3(self.stream.ptr)
+            self._graphs[graph_key] = self.stream.end_capture()
+        elif not self.context.execute_async_v3(self.stream.ptr):
+            raise EngineError(f"{self.manifest.name}: enqueue failed for batch shape {shape}")
+        slot["done"] = self.stream.record()
+        return {spec.name: slot[spec.name] for spec in self.manifest.outputs}, slot["done"]
+
+    def infer(self, batch) -> dict:
+        """:meth:`infer_async`, waiting for the outputs."""
+        outputs, done = self.infer_async(batch)
+        done.synchronize()
+        return outputs
+
+    def close(self) -> None:
+        if self._runtime_cache_path is not None:
+            with atomic_path(self._runtime_cache_path) as tmp:
+                tmp.write_bytes(memoryview(self._runtime_cache.serialize()))

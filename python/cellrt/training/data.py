@@ -1,0 +1,107 @@
+"""Training data for the bundled models, read from ../shared/data.
+
+Inputs are normalised exactly as the engine will normalise them at inference
+(:func:`cellrt.kernels.stitch.percentile_normalization`, per channel and per
+field), so the exported model sees the same distribution in both places.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from ..kernels.stitch import percentile_normalization
+
+PERCENTILES = (1.0, 99.8)
+NUCLEI_CLASSES = ("background", "nucleus", "boundary")
+ISL_PHASE_PLANES = ("phase_z03", "phase_z06", "phase_z09")
+
+
+def normalize(image: np.ndarray, percentiles=PERCENTILES) -> np.ndarray:
+    """(C, H, W) image -> float32, each channel's ``percentiles`` mapped to 0 and 1."""
+    scale, offset = percentile_normalization(image, percentiles)
+    return ((image.astype(np.float32) - offset[:, None, None]) * scale[:, None, None]).astype(np.float32)
+
+
+def is_held_out(image_id: str, fraction: float = 0.2) -> bool:
+    """Deterministic split by a hash of the image id (stable across machines and file orders)."""
+    digest = hashlib.sha256(image_id.encode()).digest()
+    return int.from_bytes(digest[:4], "little") / 2 ** 32 < fraction
+
+
+def dsb_ids(data_dir: Path, held_out: bool) -> list[str]:
+    ids = sorted(p.stem for p in (Path(data_dir) / "images").glob("*.tif"))
+    if not ids:
+        raise FileNotFoundError(f"no images under {Path(data_dir) / 'images'}")
+    return [i for i in ids if is_held_out(i) == held_out]
+
+
+def class_targets(labels: np.ndarray) -> np.ndarray:
+    """Instance labels -> classes 0 background, 1 nucleus interior, 2 boundary.
+
+    A boundary pixel belongs to an object and has a 4-neighbour with another
+    value (background or a touching nucleus), so touching nuclei are
+    separated by their boundaries.
+    """
+    padded = np.pad(labels, 1, mode="edge")
+    centre = padded[1:-1, 1:-1]
+    differs = np.zeros(labels.shape, dtype=bool)
+    for neighbour in (padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]):
+        differs |= neighbour != centre
+    targets = np.where(labels > 0, np.uint8(1), np.uint8(0))
+    targets[(labels > 0) & differs] = 2
+    return targets
+
+
+@dataclass
+class Sample:
+    image: np.ndarray    # (C, H, W) float32, normalised
+    target: np.ndarray   # (H, W) uint8 classes, or (1, H, W) float32
+
+
+def load_dsb(data_dir: Path, ids) -> list[Sample]:
+    data_dir = Path(data_dir)
+    samples = []
+    for image_id in ids:
+        image = tifffile.imread(data_dir / "images" / f"{image_id}.tif")
+        labels = tifffile.imread(data_dir / "labels" / f"{image_id}.tif")
+        samples.append(Sample(normalize(image[None]), class_targets(labels)))
+    return samples
+
+
+def load_isl(data_dir: Path, planes=ISL_PHASE_PLANES) -> tuple[np.ndarray, np.ndarray]:
+    """The in-silico-labeling field: normalised phase planes (C, H, W) and DAPI (1, H, W)."""
+    data_dir = Path(data_dir)
+    phase = np.stack([tifffile.imread(data_dir / f"{plane}.tif") for plane in planes])
+    dapi = tifffile.imread(data_dir / "dapi.tif")[None]
+    return normalize(phase), normalize(dapi)
+
+
+def random_crops(rng: np.random.Generator, samples: list[Sample], count: int, size: int,
+                 x_limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` random ``size``² crops with random flips and 90° rotations.
+
+    ``x_limit`` keeps every crop left of that column (the held-out region of
+    a single field lies to its right).
+    """
+    images, targets = [], []
+    for _ in range(count):
+        sample = samples[rng.integers(len(samples))]
+        h, w = sample.image.shape[-2:]
+        w = min(w, x_limit) if x_limit is not None else w
+        y = int(rng.integers(0, h - size + 1))
+        x = int(rng.integers(0, w - size + 1))
+        image = sample.image[..., y:y + size, x:x + size]
+        target = sample.target[..., y:y + size, x:x + size]
+        k = int(rng.integers(4))
+        flip = bool(rng.integers(2))
+        image = np.rot90(image, k, axes=(-2, -1))
+        target = np.rot90(target, k, axes=(-2, -1))
+        if flip:
+            image, target = image[..., ::-1], target[..., ::-1]
+        images.append(np.ascontiguousarray(image))
+        targets.append(np.ascontiguousarray(target))
+    return np.stack(images), np.stack(targets)

@@ -1,0 +1,316 @@
+"""Model manifests, ONNX export, ONNX Runtime and TensorRT backends, load_model.
+
+A tiny UNet exported once per session stands in for a model where the
+bundled ones would be slow; the bundled models are tested on real data below.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+torch = pytest.importorskip("torch", reason="torch not available (install the export extra)")
+
+import cellrt  # noqa: E402
+from cellrt.export import to_onnx  # noqa: E402
+from cellrt.runtime import (Manifest, ManifestError, OrtBackend, OutputSpec, load_manifest,  # noqa: E402
+                            write_manifest)
+from cellrt.runtime import tensorrt as trt_runtime  # noqa: E402
+from cellrt.training import data as training_data  # noqa: E402
+from cellrt.training.unet import UNet, receptive_field  # noqa: E402
+
+from .conftest import needs_cuda  # noqa: E402
+
+CLASSES = ("background", "nucleus", "boundary")
+
+
+def _tiny_unet(seed: int = 0) -> UNet:
+    torch.manual_seed(seed)
+    model = UNet(1, 3, base=4, depth=2)
+    # Non-trivial BatchNorm statistics, as a trained model has.
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def _dsb_tiles(dsb_dir: Path, count: int = 4, size: int = 64) -> np.ndarray:
+    ids = training_data.dsb_ids(dsb_dir, held_out=True)[:count]
+    samples = training_data.load_dsb(dsb_dir, ids)
+    tiles, _ = training_data.random_crops(np.random.default_rng(0), samples, count, size)
+    return tiles
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, dsb_dir):
+    folder = tmp_path_factory.mktemp("tiny") / "model"
+    module = _tiny_unet()
+    report = to_onnx(module, folder, name="tiny", kind="semantic", input_channels=["DNA"],
+                     outputs=[OutputSpec("logits", "class_logits", CLASSES, activation="softmax"),
+                              OutputSpec("embedding", "embedding", size=module.embedding_size)],
+                     tile_size=64, overlap=16, size_multiple=module.size_multiple,
+                     receptive_field=receptive_field(2),
+                     normalization={"mode": "percentile", "percentiles": [1.0, 99.8]},
+                     boundary_class="boundary", verify_tiles=_dsb_tiles(dsb_dir))
+    return folder, module, report
+
+
+def _copy(folder: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(folder, target)
+    return target
+
+
+def _edit_manifest(folder: Path, edit) -> None:
+    path = folder / "cellrt.json"
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+# -- export -------------------------------------------------------------------------------------------------------
+
+def test_export_round_trip_matches_torch_on_real_tiles(tiny_model, dsb_dir):
+    folder, module, report = tiny_model
+    assert max(report.max_abs_error.values()) < 1e-5
+    manifest = load_manifest(folder)
+    backend = OrtBackend(manifest.onnx_path, manifest)
+    for size in (64, 96):  # dynamic height and width, any multiple of 2**depth
+        tiles = _dsb_tiles(dsb_dir, count=3, size=size)
+        got = backend.infer(tiles)
+        with torch.no_grad():
+            logits, embedding = module(torch.from_numpy(tiles))
+        np.testing.assert_allclose(got["logits"], logits.numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got["embedding"], embedding.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_export_writes_a_valid_manifest_and_fp16_model(tiny_model):
+    folder, _, report = tiny_model
+    manifest = load_manifest(folder)
+    assert manifest.kind == "semantic" and manifest.object_classes == ("nucleus",)
+    assert manifest.fp16 is not None and manifest.fp16_path.is_file()
+    # The FP16 model keeps FP32 inputs and outputs (onnxconverter-common leaves the embedding FP16 otherwise).
+    half = OrtBackend(manifest.fp16_path, manifest)
+    assert all(o.type == "tensor(float)" for o in half.outputs)
+    assert max(report.fp16_error.values()) < manifest.fp16["tolerance"]
+    assert (folder / "cellrt.json").stat().st_mode & 0o044 == 0o044  # readable by others, like any export
+
+
+def test_export_refuses_a_module_whose_outputs_disagree_with_the_manifest(tmp_path):
+    module = _tiny_unet()
+    with pytest.raises(ManifestError, match="4 channels"):
+        to_onnx(module, tmp_path / "bad", name="bad", kind="semantic", input_channels=["DNA"],
+                outputs=[OutputSpec("logits", "class_logits", ("bg", "a", "b", "c"), activation="softmax"),
+                         OutputSpec("embedding", "embedding", size=module.embedding_size)],
+                tile_size=64, overlap=16, size_multiple=4, fp16=False)
+    assert not (tmp_path / "bad" / "cellrt.json").exists()
+
+
+# -- manifest validation -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(format="other/1"), "'format' should be"),
+    (lambda d: d.update(kind="detector"), "'kind' should be one of"),
+    (lambda d: d["input"].update(channels=[]), "at least one channel"),
+    (lambda d: d["input"].update(channels=["DNA", "DNA"]), "duplicate"),
+    (lambda d: d["tile"].update(overlap=64), r"'tile.overlap' should be in \[0, tile.size=64\)"),
+    (lambda d: d["tile"].update(size=62), "multiple of input.size_multiple"),
+    (lambda d: d["normalization"].update(percentiles=[99, 1]), "low < high"),
+    (lambda d: d["outputs"][0].update(activation="relu"), "activation"),
+    (lambda d: d["outputs"][1].update(size=0), "embedding length"),
+    (lambda d: d.update(object_classes=["cytoplasm"]), r"\['cytoplasm'\] are not among"),
+    (lambda d: d["onnx"].update(sha256="xyz"), "64 lowercase hex"),
+    (lambda d: d.pop("tile"), "missing 'tile'"),
+])
+def test_malformed_manifests_are_refused_with_the_field_named(tiny_model, tmp_path, edit, message):
+    folder = _copy(tiny_model[0], tmp_path)
+    _edit_manifest(folder, edit)
+    with pytest.raises(ManifestError, match=message):
+        load_manifest(folder)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["input"].update(name="pixels"), "graph input is 'image'"),
+    (lambda d: d["input"].update(channels=["DNA", "actin"]), "graph input has 1 channels"),
+    (lambda d: d["outputs"][0].update(name="scores"), "'scores' is not a graph output"),
+    (lambda d: d["outputs"][0].update(channels=["bg", "nucleus", "boundary", "mitotic"]), "names 4 channels"),
+    (lambda d: d["outputs"][1].update(size=64), "embedding of size 64"),
+])
+def test_manifest_that_disagrees_with_its_graph_is_refused(tiny_model, tmp_path, edit, message):
+    folder = _copy(tiny_model[0], tmp_path)
+    _edit_manifest(folder, edit)
+    with pytest.raises(ManifestError, match=message):
+        cellrt.load_model(folder, backend="ort")
+
+
+def test_changed_onnx_file_is_refused_by_hash(tiny_model, tmp_path):
+    folder = _copy(tiny_model[0], tmp_path)
+    with open(folder / "model.onnx", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ManifestError, match="SHA-256 .* the file was changed"):
+        load_manifest(folder)
+
+
+def test_manifest_json_round_trip(tiny_model, tmp_path):
+    manifest = load_manifest(tiny_model[0])
+    folder = _copy(tiny_model[0], tmp_path)
+    write_manifest(folder, replace(manifest, description="edited"))
+    again = load_manifest(folder)
+    assert again.description == "edited"
+    assert replace(again, folder=None, description="") == replace(manifest, folder=None, description="")
+
+
+# -- ONNX Runtime backend -----------------------------------------------------------------------------------------
+
+def test_ort_backend_binds_outputs_into_caller_buffers_and_reuses_its_own(tiny_model, dsb_dir):
+    manifest = load_manifest(tiny_model[0])
+    backend = OrtBackend(manifest.onnx_path, manifest, threads=1)
+    tiles = _dsb_tiles(dsb_dir, count=2)
+    first = backend.infer(tiles)
+    again = backend.infer(tiles)
+    assert first["logits"] is again["logits"]  # one buffer per batch shape, no allocation per call
+    expected = first["logits"].copy()
+    out = {"logits": np.full((2, 3, 64, 64), np.nan, np.float32), "embedding": np.empty((2, 8 * 2), np.float32)}
+    returned = backend.infer(tiles, out=out)
+    assert returned["logits"] is out["logits"]
+    np.testing.assert_array_equal(out["logits"], expected)
+    with pytest.raises(ValueError, match=r"out\['logits'\] should be a C-contiguous float32 array of shape"):
+        backend.infer(tiles, out={"logits": np.empty((2, 3, 32, 32), np.float32), "embedding": out["embedding"]})
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        backend.infer(tiles.astype(np.float64))
+    with pytest.raises(ValueError, match="not available"):
+        OrtBackend(manifest.onnx_path, manifest, providers=["NoSuchExecutionProvider"])
+
+
+# -- TensorRT: engine keys and the TensorRT-RTX build path ------------------------------------------------------
+
+def test_engine_key_changes_when_any_input_changes():
+    base = dict(onnx_sha256="a" * 64, flavour="tensorrt_rtx", version="1.7.1", compute_capabilities=["86"],
+                precision="fp16", profile=trt_runtime.Profile())
+    key = trt_runtime.engine_key(**base)["id"]
+    variants = [dict(onnx_sha256="b" * 64), dict(flavour="tensorrt"), dict(version="1.7.2"),
+                dict(compute_capabilities=["89"]), dict(compute_capabilities=["86", "89"]), dict(precision="fp32"),
+                dict(profile=trt_runtime.Profile(max_batch=32)), dict(profile=trt_runtime.Profile(tile_size=512))]
+    ids = {trt_runtime.engine_key(**{**base, **change})["id"] for change in variants}
+    assert key not in ids and len(ids) == len(variants)
+    assert trt_runtime.engine_key(**base)["id"] == key  # deterministic
+
+
+def _rtx():
+    try:
+        return trt_runtime.import_tensorrt("tensorrt_rtx")[0]
+    except trt_runtime.EngineError as error:
+        pytest.skip(f"tensorrt_rtx not available: {error}")
+
+
+def test_tensorrt_rtx_builds_caches_and_rebuilds_stale_engines(tiny_model, tmp_path):
+    _rtx()
+    folder = tiny_model[0]
+    options = dict(flavour="tensorrt_rtx", compute_capabilities=["86"], cache=tmp_path,
+                   profile=trt_runtime.Profile(1, 4, 8, 64))
+    built = trt_runtime.build_engine(folder, **options)
+    assert not built.reused and built.path.stat().st_size > 10_000
+    assert built.key["precision"] == "fp16" and built.fp16_error is not None
+    assert json.loads(built.path.with_suffix(".json").read_text()) == built.key
+    again = trt_runtime.build_engine(folder, **options)
+    assert again.reused and again.path == built.path
+    other = trt_runtime.build_engine(folder, **{**options, "profile": trt_runtime.Profile(1, 8, 16, 64)})
+    assert other.path != built.path and not other.reused
+    # A sidecar that does not match (another build wrote it, or it was edited) means rebuild, never load.
+    sidecar = built.path.with_suffix(".json")
+    sidecar.write_text(json.dumps({**built.key, "version": "0.0"}))
+    assert not trt_runtime.build_engine(folder, **options).reused
+    fp32 = trt_runtime.build_engine(folder, precision="fp32", **options)
+    assert fp32.key["onnx_sha256"] == load_manifest(folder).onnx_sha256 != built.key["onnx_sha256"]
+
+
+def test_tensorrt_fp16_gate_fails_the_build_when_error_exceeds_tolerance(tiny_model, tmp_path):
+    _rtx()
+    folder = _copy(tiny_model[0], tmp_path)
+    _edit_manifest(folder, lambda d: d["fp16"].update(tolerance=1e-9))
+    with pytest.raises(trt_runtime.EngineError, match="above the manifest's fp16.tolerance"):
+        trt_runtime.build_engine(folder, flavour="tensorrt_rtx", compute_capabilities=["86"], cache=tmp_path / "c")
+    assert not list((tmp_path / "c").glob("*.engine")) if (tmp_path / "c").exists() else True
+
+
+def test_tensorrt_build_errors_are_clear(tiny_model, tmp_path):
+    _rtx()
+    with pytest.raises(trt_runtime.EngineError, match="cannot target sm_70"):
+        trt_runtime.build_engine(tiny_model[0], flavour="tensorrt_rtx", compute_capabilities=["70"], cache=tmp_path)
+    if trt_runtime.current_compute_capability() is None:
+        with pytest.raises(trt_runtime.EngineError, match="no GPU here"):
+            trt_runtime.build_engine(tiny_model[0], flavour="tensorrt_rtx", cache=tmp_path)
+    with pytest.raises(ValueError, match="min_batch <= opt_batch <= max_batch"):
+        trt_runtime.Profile(4, 2, 8)
+
+
+def test_load_model_refuses_tensorrt_without_a_gpu(tiny_model):
+    if trt_runtime.current_compute_capability() is not None:
+        pytest.skip("a GPU is present; the refusal is for machines without one")
+    with pytest.raises(ValueError, match="backend 'tensorrt' needs a CUDA GPU"):
+        cellrt.load_model(tiny_model[0], backend="tensorrt")
+
+
+@needs_cuda
+def test_tensorrt_engine_matches_onnx_runtime_on_real_tiles(tiny_model, dsb_dir, tmp_path):
+    try:
+        trt_runtime.import_tensorrt("auto")
+    except trt_runtime.EngineError as error:
+        pytest.skip(f"TensorRT not available: {error}")
+    manifest = load_manifest(tiny_model[0])
+    tiles = _dsb_tiles(dsb_dir, count=4)
+    reference = OrtBackend(manifest.onnx_path, manifest).infer(tiles)
+    for precision, tolerance in (("fp32", 1e-3), ("fp16", 2e-2)):
+        artifact = trt_runtime.build_engine(manifest, precision=precision, cache=tmp_path,
+                                            profile=trt_runtime.Profile(1, 4, 8, 64))
+        for graph in (False, True):
+            backend = trt_runtime.TensorRTBackend(manifest, artifact, cuda_graph=graph)
+            for _ in range(3):  # graph capture on the first call, replay after
+                got = {k: v.get() for k, v in backend.infer(tiles).items()}
+            for name, ref in reference.items():
+                scale = float(np.abs(ref).max())
+                assert float(np.abs(got[name] - ref).max()) / scale < tolerance, (precision, graph, name)
+            backend.close()
+
+
+# -- load_model and one field ------------------------------------------------------------------------------------
+
+def test_load_model_errors_name_what_was_expected(tiny_model, tmp_path):
+    with pytest.raises(ValueError, match="neither a bundled model"):
+        cellrt.load_model("no-such-model")
+    with pytest.raises(ManifestError, match="no cellrt.json"):
+        cellrt.load_model(tmp_path)
+    with pytest.raises(ValueError, match="backend should be one of"):
+        cellrt.load_model(tiny_model[0], backend="torch")
+    model = cellrt.load_model(tiny_model[0], backend="ort")
+    with pytest.raises(ValueError, match=r"C = 1 channels \['DNA'\], got shape \(2, 64, 64\)"):
+        model.run(np.zeros((2, 64, 64), np.uint16))
+
+
+def test_model_run_equals_the_kernels_called_by_hand(tiny_model, dsb_dir):
+    from cellrt.kernels import instances_from_probability, measure, stitch, tile  # noqa: PLC0415
+
+    model = cellrt.load_model(tiny_model[0], backend="ort", batch_size=3)
+    image_id = training_data.dsb_ids(dsb_dir, held_out=True)[0]
+    image = tifffile.imread(dsb_dir / "images" / f"{image_id}.tif")
+    result = model.run(image)
+    manifest = model.manifest
+    batch = tile(image, 64, 16, normalize="percentile", percentiles=(1.0, 99.8))
+    logits = OrtBackend(manifest.onnx_path, manifest).infer(batch.tiles)
+    probabilities = stitch(logits["logits"], batch.origins, image.shape, overlap=16, activation="softmax")
+    np.testing.assert_allclose(result.prediction, probabilities, atol=1e-5)
+    labels, count = instances_from_probability(probabilities)
+    np.testing.assert_array_equal(result.labels, labels)
+    assert result.count == count == int(labels.max())
+    table = measure(labels, image[None], channel_names=["DNA"], num_objects=count)
+    for column, values in table.items():
+        np.testing.assert_array_equal(result.objects[column], values)
+    assert result.objects["Classify_ClassIndex"].shape == (count,)
+    np.testing.assert_allclose(result.embedding, logits["embedding"].mean(axis=0), rtol=1e-5)
+    assert set(result.timings) == {"tile", "infer", "stitch", "postprocess", "measure"}

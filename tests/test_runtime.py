@@ -314,3 +314,50 @@ def test_model_run_equals_the_kernels_called_by_hand(tiny_model, dsb_dir):
     assert result.objects["Classify_ClassIndex"].shape == (count,)
     np.testing.assert_allclose(result.embedding, logits["embedding"].mean(axis=0), rtol=1e-5)
     assert set(result.timings) == {"tile", "infer", "stitch", "postprocess", "measure"}
+
+
+# -- FLOPs from the graph ----------------------------------------------------------------------------------------
+
+def test_graph_flops_equal_the_modules_multiply_adds(tiny_model):
+    from cellrt.export.flops import count_flops  # noqa: PLC0415
+
+    folder, module, _ = tiny_model
+    expected = 0
+
+    def hook(layer, inputs, output):
+        nonlocal expected
+        if isinstance(layer, torch.nn.ConvTranspose2d):
+            expected += 2 * inputs[0].numel() * layer.out_channels * layer.kernel_size[0] * layer.kernel_size[1]
+        else:
+            expected += 2 * output.numel() * layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+
+    handles = [m.register_forward_hook(hook) for m in module.modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    with torch.no_grad():
+        module(torch.zeros(2, 1, 64, 96))
+    for handle in handles:
+        handle.remove()
+    assert count_flops(folder / "model.onnx", (2, 1, 64, 96))["matrix"] == expected
+
+
+# -- training and export of the bundled models, as CI can afford --------------------------------------------------
+
+def test_smoke_training_exports_a_model_that_load_model_runs(tmp_path, dsb_dir):
+    """A few steps of tools/train_models.py end to end: train, export (ONNX +
+    FP16 + manifest), evaluate through load_model, record the command."""
+    import importlib.util  # noqa: PLC0415
+
+    script = Path(__file__).resolve().parents[1] / "tools" / "train_models.py"
+    spec = importlib.util.spec_from_file_location("train_models", script)
+    train_models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_models)
+    out = tmp_path / "nuclei"
+    argv = ["nuclei", "--steps", "3", "--max-images", "4", "--max-eval", "2", "--work", str(tmp_path / "work"),
+            "--out", str(out), "--data", str(dsb_dir.parent)]
+    assert train_models.main(argv) == 0
+    manifest = load_manifest(out)
+    assert manifest.training["command"].endswith(" ".join(argv[:2]) + " " + " ".join(argv[2:]))
+    assert manifest.training["seed"] == 0 and manifest.training["metrics"]["held_out_images"] == 2
+    assert 0.0 <= manifest.training["metrics"]["f1_iou50"] <= 1.0
+    result = cellrt.load_model(out).run(np.zeros((64, 80), np.uint8))
+    assert result.labels.shape == (64, 80) and result.embedding.shape == (manifest.output("embedding").size,)

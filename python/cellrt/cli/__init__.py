@@ -20,11 +20,49 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--overlap", type=float, default=0.25, help="overlap, fraction of the tile (default 0.25)")
     demo.add_argument("--repeats", type=int, default=5, help="timed repeats per backend (default 5)")
 
+    models = sub.add_parser("models", help="list the bundled models and their held-out metrics")
+    models.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    predict = sub.add_parser("predict", help="run one field (TIFF, one file per channel) through a model")
+    predict.add_argument("model", help="bundled model name (see `cellrt models`) or model folder")
+    predict.add_argument("images", nargs="+", help="TIFF file(s): one per input channel, or one (C, H, W) stack")
+    predict.add_argument("--out", required=True, help="folder for labels.tif, prediction.tif, objects.csv")
+    predict.add_argument("--backend", default="auto", choices=["auto", "ort", "tensorrt"])
+    predict.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+
+    build = sub.add_parser("build", help="build (or reuse) a TensorRT / TensorRT-RTX engine for a model")
+    build.add_argument("model", help="bundled model name or model folder")
+    build.add_argument("--precision", default="fp16", choices=["fp16", "fp32"])
+    build.add_argument("--flavour", default="auto", choices=["auto", "tensorrt", "tensorrt_rtx"])
+    build.add_argument("--compute-capability", nargs="*", default=[],
+                       help="targets such as 86 89 (TensorRT-RTX builds ahead of time; default: this GPU)")
+    build.add_argument("--batch", nargs=3, type=int, default=[1, 8, 16], metavar=("MIN", "OPT", "MAX"))
+    build.add_argument("--tile", type=int, default=0, help="tile side (default: the manifest's)")
+    build.add_argument("--cache", default=None, help="engine cache folder (default: ~/.cache/cellrt/engines)")
+    build.add_argument("--rebuild", action="store_true", help="build even if a matching engine is cached")
+
+    export = sub.add_parser("export", help="export a torch model to a cellrt model folder (needs torch)")
+    export.add_argument("factory", help="'package.module:callable' returning the torch.nn.Module")
+    export.add_argument("--spec", required=True, help="JSON with the manifest fields (see cellrt.export.to_onnx)")
+    export.add_argument("--weights", default=None, help="state_dict file to load into the module")
+    export.add_argument("--verify", default=None, help=".npy of real [N, C, H, W] tiles to verify the export on")
+    export.add_argument("--out", required=True, help="model folder to write")
+
     args = parser.parse_args(argv)
     if args.command == "doctor":
         from .doctor import run_doctor
 
         return run_doctor(as_json=args.json)
+    if args.command in ("models", "predict", "build", "export"):
+        from . import models as commands
+
+        if args.command == "models":
+            return commands.run_models(as_json=args.json)
+        if args.command == "predict":
+            return commands.run_predict(args.model, args.images, args.out, args.backend, args.threads)
+        if args.command == "build":
+            return commands.run_build(args)
+        return commands.run_export(args)
     from .demo import run_demo
 
     return run_demo(out=args.out, image_path=args.image, tile_size=args.tile, overlap=args.overlap,

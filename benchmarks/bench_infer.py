@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Inference backends side by side: tiles/s and batch latency (p50/p99) per
+batch size, cellrt's backend vs ONNX Runtime's raw ``run()`` on the same
+session settings (the engine's overhead), and achieved FLOP/s against the
+machine's peak (FLOPs counted from the ONNX graph).
+
+    python benchmarks/bench_infer.py [--model nuclei] [--batches 1 4 8 16] [--repeats 20] [--threads 2]
+
+On a machine with a GPU, TensorRT (or TensorRT-RTX) engines are measured too.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, markdown_table, note, set_threads, write_record  # noqa: E402
+
+
+def measured_matmul_peak(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """FP32 FLOP/s of a large numpy matmul (BLAS, ``threads`` threads): the
+    practical compute peak of this CPU."""
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = a.T.copy()
+    with threadpool_limits(threads):
+        a @ b
+        best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n ** 3 / best
+
+
+def nominal_peak(threads: int) -> tuple[float | None, str]:
+    """FP32 FLOP/s from the CPU's vector width and clock (FMA: 2 FLOPs per lane,
+    2 FMA pipes per core), or None if /proc/cpuinfo does not tell."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None, "unknown"
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    mhz = [float(line.split(":")[1]) for line in text.splitlines() if line.startswith("cpu MHz")]
+    if not mhz:
+        return None, "unknown"
+    lanes = 16 if " avx512f" in flags else 8 if " avx2" in flags else 4
+    per_cycle = 2 * 2 * lanes
+    return threads * per_cycle * max(mhz) * 1e6, f"{threads} cores x {max(mhz):.0f} MHz x {per_cycle} FLOP/cycle"
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def percentile(values, q):
+    return float(np.percentile(np.asarray(values), q))
+
+
+def time_pair(contenders: dict, repeats: int) -> dict:
+    """Interleaved: one warm call each, then round-robin timed calls."""
+    for fn in contenders.values():
+        fn()
+    times = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            times[name].append(_timed(fn))
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="nuclei", help="bundled model name or model folder")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    set_threads(args.threads)
+
+    import onnxruntime as ort  # noqa: PLC0415
+
+    import cellrt  # noqa: PLC0415
+    from cellrt.export.flops import count_flops  # noqa: PLC0415
+    from cellrt.runtime import OrtBackend  # noqa: PLC0415
+
+    model = cellrt.load_model(args.model, backend="ort", threads=args.threads)
+    manifest = model.manifest
+    tile = manifest.tile_size
+    channels = len(manifest.input_channels)
+    flops_per_tile = count_flops(manifest.onnx_path, (1, channels, tile, tile))["matrix"]
+    peak = measured_matmul_peak(args.threads)
+    nominal, nominal_how = nominal_peak(args.threads)
+    note(f"{manifest.name}: {flops_per_tile / 1e9:.2f} GFLOP per {tile}x{tile} tile; matmul peak "
+         f"{peak / 1e9:.0f} GFLOP/s, nominal {nominal / 1e9 if nominal else float('nan'):.0f} GFLOP/s ({nominal_how})")
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    raw = ort.InferenceSession(str(manifest.onnx_path), options, providers=["CPUExecutionProvider"])
+    backend = OrtBackend(manifest.onnx_path, manifest, threads=args.threads)
+    rng = np.random.default_rng(0)
+
+    rows, records = [], []
+    for batch_size in args.batches:
+        batch = rng.lognormal(-1.0, 0.8, size=(batch_size, channels, tile, tile)).astype(np.float32)
+        repeats = max(5, args.repeats * 4 // max(4, batch_size))
+        times = time_pair({"cellrt ort (IOBinding)": lambda: backend.infer(batch),
+                           "onnxruntime run()": lambda: raw.run(None, {manifest.input_name: batch})}, repeats)
+        ours, peer = times["cellrt ort (IOBinding)"], times["onnxruntime run()"]
+        expected = raw.run(None, {manifest.input_name: batch})
+        got = backend.infer(batch)
+        same = all(np.array_equal(got[o.name], e) for o, e in zip(raw.get_outputs(), expected))
+        overhead = statistics.median(ours) / statistics.median(peer) - 1
+        achieved = batch_size * flops_per_tile / statistics.median(ours)
+        record = {"backend": "ort-cpu", "batch": batch_size, "repeats": repeats,
+                  "tiles_per_s": batch_size / statistics.median(ours), "p50_ms": 1e3 * statistics.median(ours),
+                  "p99_ms": 1e3 * percentile(ours, 99), "raw_run_p50_ms": 1e3 * statistics.median(peer),
+                  "overhead_vs_raw_run": overhead, "identical_outputs": same,
+                  "gflops_per_s": achieved / 1e9, "fraction_of_matmul_peak": achieved / peak,
+                  "fraction_of_nominal_peak": achieved / nominal if nominal else None}
+        records.append(record)
+        rows.append(["ort-cpu", batch_size, record["tiles_per_s"], record["p50_ms"], record["p99_ms"],
+                     record["raw_run_p50_ms"], f"{100 * overhead:+.1f}%", record["gflops_per_s"],
+                     f"{100 * achieved / peak:.0f}%"])
+        note(f"batch {batch_size}: {record['tiles_per_s']:.1f} tiles/s, overhead {100 * overhead:+.1f}%")
+
+    records += _tensorrt_rows(manifest, args.batches, args.repeats, flops_per_tile, rows)
+    table = markdown_table(["backend", "batch", "tiles/s", "p50 ms", "p99 ms", "raw run() p50 ms",
+                            "overhead vs raw", "GFLOP/s", "of matmul peak"], rows)
+    print(table)
+    write_record("bench_infer", {"machine": machine(), "model": manifest.name, "tile": tile,
+                                 "flops_per_tile": flops_per_tile, "matmul_peak_flops": peak,
+                                 "nominal_peak_flops": nominal, "nominal_peak_basis": nominal_how,
+                                 "threads": args.threads, "results": records, "table": table})
+    return 0
+
+
+def _tensorrt_rows(manifest, batches, repeats, flops_per_tile, rows) -> list:
+    """TensorRT engine vs a bare execute on the same context; GPU machines only."""
+    from cellrt.runtime import tensorrt as trt_runtime  # noqa: PLC0415
+
+    if trt_runtime.current_compute_capability() is None:
+        note("TensorRT: no GPU here, skipped")
+        return []
+    try:
+        trt_runtime.import_tensorrt()
+    except trt_runtime.EngineError as error:
+        note(f"TensorRT: {error}")
+        return []
+    import cupy as cp  # noqa: PLC0415
+
+    records = []
+    for precision in ("fp16", "fp32"):
+        artifact = trt_runtime.build_engine(manifest, precision=precision, profile=trt_runtime.Profile(
+            1, max(batches), max(batches), manifest.tile_size))
+        backend = trt_runtime.TensorRTBackend(manifest, artifact)
+        for batch_size in batches:
+            batch = cp.asarray(np.random.default_rng(0).lognormal(-1.0, 0.8, size=(
+                batch_size, len(manifest.input_channels), manifest.tile_size, manifest.tile_size)).astype(np.float32))
+            backend.infer(batch)
+
+            def bare():  # the same enqueue without cellrt's bookkeeping
+                backend.context.execute_async_v3(backend.stream.ptr)
+                backend.stream.synchronize()
+
+            times = time_pair({"cellrt": lambda: backend.infer(batch), "bare": bare}, max(10, repeats))
+            ours, peer = times["cellrt"], times["bare"]
+            achieved = batch_size * flops_per_tile / statistics.median(ours)
+            record = {"backend": f"tensorrt-{precision}", "batch": batch_size,
+                      "tiles_per_s": batch_size / statistics.median(ours),
+                      "p50_ms": 1e3 * statistics.median(ours), "p99_ms": 1e3 * percentile(ours, 99),
+                      "raw_run_p50_ms": 1e3 * statistics.median(peer),
+                      "overhead_vs_raw_run": statistics.median(ours) / statistics.median(peer) - 1,
+                      "gflops_per_s": achieved / 1e9}
+            records.append(record)
+            rows.append([record["backend"], batch_size, record["tiles_per_s"], record["p50_ms"], record["p99_ms"],
+                         record["raw_run_p50_ms"], f"{100 * record['overhead_vs_raw_run']:+.1f}%",
+                         record["gflops_per_s"], "-"])
+        backend.close()
+    return records
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""``cellrt models``, ``cellrt predict``, ``cellrt build`` and ``cellrt export``."""
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path
+
+
+def run_models(as_json: bool = False) -> int:
+    from ..pipeline.model import _bundled_root, available_models  # noqa: PLC0415
+    from ..runtime.manifest import load_manifest  # noqa: PLC0415
+
+    rows = []
+    for name in available_models():
+        manifest = load_manifest(_bundled_root() / name)
+        metrics = (manifest.training or {}).get("metrics", {})
+        rows.append({"name": name, "kind": manifest.kind, "input_channels": list(manifest.input_channels),
+                     "tile": manifest.tile_size, "overlap": manifest.overlap,
+                     "outputs": [o.name for o in manifest.outputs], "folder": str(manifest.folder),
+                     "description": manifest.description, "metrics": metrics})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['name']}  ({row['kind']}; inputs {', '.join(row['input_channels'])}; tile {row['tile']}, "
+              f"overlap {row['overlap']})")
+        print(f"    {row['description']}")
+        if row["metrics"]:
+            shown = {k: v for k, v in row["metrics"].items() if not isinstance(v, dict)}
+            print("    held-out metrics: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+        print(f"    {row['folder']}")
+    return 0
+
+
+def _read_field(paths: list[str], model) -> np.ndarray:
+    import tifffile  # noqa: PLC0415
+
+    planes = []
+    for path in paths:
+        try:
+            image = tifffile.imread(path)
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"cellrt predict: cannot read {path}: {error}") from error
+        planes.append(image[None] if image.ndim == 2 else image)
+    field = np.concatenate(planes)
+    expected = len(model.manifest.input_channels)
+    if field.shape[0] != expected:
+        raise SystemExit(f"cellrt predict: model {model.name!r} takes {expected} channels "
+                         f"{list(model.manifest.input_channels)}, the images {paths} hold {field.shape[0]}")
+    return field
+
+
+def write_table(path: Path, table: dict) -> None:
+    """A columnar table as CSV, written atomically."""
+    columns = list(table)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for row in zip(*(np.asarray(table[c]).tolist() for c in columns)):
+            writer.writerow(row)
+
+
+def run_predict(model_name: str, images: list[str], out: str, backend: str, threads: int) -> int:
+    import tifffile  # noqa: PLC0415
+
+    from ..pipeline import load_model  # noqa: PLC0415
+
+    model = load_model(model_name, backend=backend, threads=threads)
+    field = _read_field(images, model)
+    result = model.run(field)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "labels.tif") as tmp:
+        tifffile.imwrite(tmp, result.labels, compression="zlib")
+    with atomic_path(out_dir / "prediction.tif") as tmp:
+        tifffile.imwrite(tmp, result.prediction.astype(np.float32), compression="zlib")
+    write_table(out_dir / "objects.csv", result.objects)
+    total = sum(result.timings.values())
+    stages = ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in result.timings.items())
+    print(f"{model.name}: {result.count} objects in {field.shape[1]}x{field.shape[2]} px ({total:.2f} s: {stages})")
+    print(f"wrote {out_dir / 'labels.tif'}, {out_dir / 'prediction.tif'}, {out_dir / 'objects.csv'}")
+    return 0
+
+
+def run_build(args) -> int:
+    from ..pipeline.model import _bundled_root  # noqa: PLC0415
+    from ..runtime import tensorrt as trt_runtime  # noqa: PLC0415
+    from ..runtime.manifest import load_manifest  # noqa: PLC0415
+
+    path = Path(args.model)
+    if not (path / "cellrt.json").is_file() and (_bundled_root() / args.model / "cellrt.json").is_file():
+        path = _bundled_root() / args.model
+    manifest = load_manifest(path)
+    min_batch, opt_batch, max_batch = args.batch
+    profile = trt_runtime.Profile(min_batch, opt_batch, max_batch, args.tile or manifest.tile_size)
+    try:
+        artifact = trt_runtime.build_engine(manifest, precision=args.precision, profile=profile, flavour=args.flavour,
+                                            compute_capabilities=args.compute_capability or None,
+                                            cache=Path(args.cache) if args.cache else None, rebuild=args.rebuild,
+                                            log=print)
+    except trt_runtime.EngineError as error:
+        print(f"cellrt build: {error}", file=sys.stderr)
+        return 1
+    state = "reused cached" if artifact.reused else f"built in {artifact.build_seconds:.1f} s:"
+    print(f"{state} {artifact.path}")
+    if artifact.fp16_error:
+        print("fp16 vs fp32 (relative max abs error): " +
+              ", ".join(f"{k} {v:.2e}" for k, v in artifact.fp16_error.items()))
+    return 0
+
+
+def run_export(args) -> int:
+    """``cellrt export module:factory --spec spec.json --out DIR [--weights state_dict.pt]``."""
+    import torch  # noqa: PLC0415
+
+    from ..export import to_onnx  # noqa: PLC0415
+    from ..runtime.manifest import OutputSpec  # noqa: PLC0415
+
+    module_name, _, attribute = args.factory.partition(":")
+    if not attribute:
+        raise SystemExit(f"cellrt export: FACTORY should be 'package.module:callable', got {args.factory!r}")
+    factory = getattr(importlib.import_module(module_name), attribute)
+    spec = json.loads(Path(args.spec).read_text())
+    module = factory(**spec.pop("factory_kwargs", {}))
+    if args.weights:
+        module.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
+    outputs = [OutputSpec(o["name"], o["role"], tuple(o.get("channels", ())), o.get("size"), o.get("activation"))
+               for o in spec.pop("outputs")]
+    verify = None
+    if args.verify:
+        verify = np.load(args.verify).astype(np.float32)
+    report = to_onnx(module, Path(args.out), outputs=outputs, verify_tiles=verify, **spec)
+    print(f"exported {report.folder}: ONNX Runtime vs torch relative error {report.max_abs_error}; "
+          f"fp16 vs fp32 {report.fp16_error}")
+    return 0

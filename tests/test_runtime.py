@@ -361,3 +361,19 @@ def test_smoke_training_exports_a_model_that_load_model_runs(tmp_path, dsb_dir):
     assert 0.0 <= manifest.training["metrics"]["f1_iou50"] <= 1.0
     result = cellrt.load_model(out).run(np.zeros((64, 80), np.uint8))
     assert result.labels.shape == (64, 80) and result.embedding.shape == (manifest.output("embedding").size,)
+
+
+@needs_cuda
+def test_load_model_on_tensorrt_matches_onnx_runtime(tiny_model, dsb_dir, tmp_path):
+    """The GPU path: tiles, engine outputs and stitching stay on the device."""
+    try:
+        trt_runtime.import_tensorrt("auto")
+    except trt_runtime.EngineError as error:
+        pytest.skip(f"TensorRT not available: {error}")
+    image_id = training_data.dsb_ids(dsb_dir, held_out=True)[1]
+    image = tifffile.imread(dsb_dir / "images" / f"{image_id}.tif")
+    reference = cellrt.load_model(tiny_model[0], backend="ort").run(image)
+    gpu = cellrt.load_model(tiny_model[0], backend="tensorrt", precision="fp32",
+                            engine_options={"cache": tmp_path}).run(image)
+    np.testing.assert_allclose(gpu.prediction, reference.prediction, atol=1e-3)
+    np.testing.assert_allclose(gpu.embedding, reference.embedding, rtol=1e-3, atol=1e-4)

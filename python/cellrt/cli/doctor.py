@@ -40,6 +40,9 @@ def collect() -> dict:
         "numba": _module_version("numba"),
         "tifffile": _module_version("tifffile"),
     }
+    from ..pipeline.model import available_models  # noqa: PLC0415
+
+    report["bundled_models"] = available_models()
     if report["onnxruntime"]["importable"]:
         import onnxruntime
 
@@ -71,6 +74,7 @@ def run_doctor(as_json: bool = False) -> int:
     for name in ("tensorrt", "tensorrt_rtx", "cupy", "numba", "tifffile"):
         m = report[name]
         lines.append(f"  {name:<25} " + (m["version"] or "importable" if m["importable"] else "not importable"))
+    lines.append(f"  bundled models            {', '.join(report['bundled_models']) or 'none'}")
     lines.append(f"  C/C++ SDK (find_package)  -Dcellrt_DIR={b['sdk_cmake_dir']}")
     print("\n".join(lines))
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..kernels.labeling import measure
-from ..kernels.stitch import stitch, tile
+from ..kernels.stitch import percentile_normalization, stitch, tile
 from ..runtime.manifest import Manifest, ManifestError, load_manifest
 from .postprocess import POSTPROCESSORS
 
@@ -82,6 +82,11 @@ class Model:
         self.batch_size = batch_size
         self.backend = _select_backend(manifest, backend, threads, precision, engine_options or {})
         self._buffers: dict = {}
+        self._cupy = None
+        if self.backend.name == "tensorrt":
+            import cupy  # noqa: PLC0415 - the TensorRT backend already needs it
+
+            self._cupy = cupy
 
     @property
     def name(self) -> str:
@@ -107,33 +112,45 @@ class Model:
         return image
 
     def _tile(self, image: np.ndarray):
+        """Normalise and tile; on the GPU path the field is uploaded once and
+        tiled on the device (scale and offset come from the host copy)."""
         norm = self.manifest.normalization
         mode = norm.get("mode", "none")
-        options = {}
+        channels = image.shape[0]
         if mode == "percentile":
-            options = {"normalize": "percentile", "percentiles": tuple(norm["percentiles"])}
+            scale, offset = percentile_normalization(image, tuple(norm["percentiles"]))
         elif mode == "fixed":
-            options = {"normalize": "fixed", "scale": norm["scale"], "offset": norm["offset"]}
-        return tile(image, self.manifest.tile_size, self.manifest.overlap, dtype=np.float32, **options)
+            scale, offset = np.asarray(norm["scale"], np.float32), np.asarray(norm["offset"], np.float32)
+        else:
+            scale, offset = np.ones(channels, np.float32), np.zeros(channels, np.float32)
+        source = self._cupy.asarray(image) if self._cupy is not None else image
+        return tile(source, self.manifest.tile_size, self.manifest.overlap, dtype=np.float32, normalize="fixed",
+                    scale=scale, offset=offset)
 
-    def infer_tiles(self, tiles: np.ndarray) -> dict[str, np.ndarray]:
-        """All tiles through the backend in batches of ``batch_size``; host arrays out."""
+    def infer_tiles(self, tiles) -> dict:
+        """All tiles through the backend in batches of ``batch_size``.
+
+        Host tiles give host outputs (ONNX Runtime binds each batch straight
+        into slices of the field's output buffers); device tiles give device
+        outputs (TensorRT writes on the GPU and the outputs stay there).
+        """
+        xp = self._cupy if self._cupy is not None else np
         n = len(tiles)
         shapes = {spec.name: ((n, spec.size) if spec.role == "embedding"
-                              else (n, len(spec.channels)) + tiles.shape[2:]) for spec in self.manifest.outputs}
+                              else (n, len(spec.channels)) + tuple(tiles.shape[2:])) for spec in self.manifest.outputs}
         key = tuple(tiles.shape)
         outputs = self._buffers.get(key)
         if outputs is None:  # reused for the next field of the same size: no page faults per field
-            outputs = {name: np.empty(shape, np.float32) for name, shape in shapes.items()}
+            outputs = {name: xp.empty(shape, xp.float32) for name, shape in shapes.items()}
             self._buffers = {key: outputs}
         for start in range(0, n, self.batch_size):
             stop = min(n, start + self.batch_size)
             batch = tiles[start:stop]
-            if hasattr(self.backend, "output_shapes"):  # ONNX Runtime: bind straight into the field buffers
+            if self._cupy is None:  # ONNX Runtime: bind straight into the field buffers
                 self.backend.infer(batch, out={name: array[start:stop] for name, array in outputs.items()})
             else:
                 for name, array in self.backend.infer(batch).items():
-                    outputs[name][start:stop] = array.get() if hasattr(array, "get") else array
+                    outputs[name][start:stop] = array
         return outputs
 
     def run(self, image, *, channel_names=None) -> FieldResult:
@@ -155,6 +172,8 @@ class Model:
         spec = self.manifest.dense_output
         dense = stitch(outputs[spec.name], batch.origins, image.shape[1:], overlap=self.manifest.overlap,
                        blend=self.manifest.blend, activation=spec.activation)
+        if self._cupy is not None:  # stitched on the device; post-processing runs on the host
+            dense = dense.get()
         now = time.perf_counter()
         timings["stitch"], clock = now - clock, now
         params = dict(self.manifest.postprocess.get("params", {}))
@@ -174,7 +193,10 @@ class Model:
         now = time.perf_counter()
         timings["measure"] = now - clock
         embedding_spec = self.manifest.output("embedding")
-        tile_embeddings = outputs[embedding_spec.name].copy() if embedding_spec else None
+        tile_embeddings = None
+        if embedding_spec is not None:
+            tile_embeddings = outputs[embedding_spec.name]
+            tile_embeddings = tile_embeddings.get() if self._cupy is not None else tile_embeddings.copy()
         class_names = self.manifest.object_classes if self.manifest.kind == "semantic" else ()
         return FieldResult(labels=labels, count=count, objects=objects, prediction=dense,
                            embedding=None if tile_embeddings is None else tile_embeddings.mean(axis=0),

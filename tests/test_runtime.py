@@ -217,17 +217,33 @@ def test_tensorrt_rtx_builds_caches_and_rebuilds_stale_engines(tiny_model, tmp_p
     built = trt_runtime.build_engine(folder, **options)
     assert not built.reused and built.path.stat().st_size > 10_000
     assert built.key["precision"] == "fp16" and built.fp16_error is not None
-    assert json.loads(built.path.with_suffix(".json").read_text()) == built.key
+    assert json.loads(built.path.with_suffix(".json").read_text())["key"] == built.key
     again = trt_runtime.build_engine(folder, **options)
     assert again.reused and again.path == built.path
     other = trt_runtime.build_engine(folder, **{**options, "profile": trt_runtime.Profile(1, 8, 16, 64)})
     assert other.path != built.path and not other.reused
     # A sidecar that does not match (another build wrote it, or it was edited) means rebuild, never load.
     sidecar = built.path.with_suffix(".json")
-    sidecar.write_text(json.dumps({**built.key, "version": "0.0"}))
+    recorded = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**recorded, "key": {**built.key, "version": "0.0"}}))
     assert not trt_runtime.build_engine(folder, **options).reused
+    # So does an engine file whose bytes are not the ones the build wrote.
+    with open(built.path, "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\xff\xff")
+    rebuilt = trt_runtime.build_engine(folder, **options)
+    assert not rebuilt.reused
     fp32 = trt_runtime.build_engine(folder, precision="fp32", **options)
     assert fp32.key["onnx_sha256"] == load_manifest(folder).onnx_sha256 != built.key["onnx_sha256"]
+
+
+def test_a_corrupt_engine_is_an_error_not_a_null_engine(tiny_model, tmp_path):
+    _rtx()
+    artifact = trt_runtime.build_engine(tiny_model[0], flavour="tensorrt_rtx", compute_capabilities=["86"],
+                                        cache=tmp_path)
+    artifact.path.write_bytes(b"not an engine" * 100)
+    with pytest.raises(trt_runtime.EngineError, match=f"{artifact.path.name}: .* could not deserialize"):
+        trt_runtime.load_engine(artifact)
 
 
 def test_tensorrt_fp16_gate_fails_the_build_when_error_exceeds_tolerance(tiny_model, tmp_path):

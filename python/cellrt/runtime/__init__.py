@@ -8,7 +8,7 @@ from .manifest import Manifest, ManifestError, OutputSpec, load_manifest, sha256
 from .ort import OrtBackend
 
 _TENSORRT_NAMES = ("EngineArtifact", "EngineError", "Profile", "TensorRTBackend", "build_engine",
-                   "check_fp16_accuracy", "engine_key", "import_tensorrt")
+                   "check_fp16_accuracy", "engine_key", "import_tensorrt", "load_engine")
 
 
 def __getattr__(name):

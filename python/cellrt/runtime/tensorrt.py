@@ -191,10 +191,13 @@ def build_engine(model, *, precision: str = "fp16", profile: Profile | None = No
     engine_path, key_path = folder / f"{stem}.engine", folder / f"{stem}.json"
     if not rebuild and engine_path.is_file() and key_path.is_file():
         try:
-            if json.loads(key_path.read_text()) == key:
-                return EngineArtifact(engine_path, key, reused=True, build_seconds=0.0, fp16_error=None)
+            sidecar = json.loads(key_path.read_text())
         except (OSError, json.JSONDecodeError):
-            pass  # unreadable sidecar: rebuild below
+            sidecar = None  # unreadable: rebuild below
+        # Reuse only an engine built from these exact inputs whose bytes are the ones that build wrote.
+        if (isinstance(sidecar, dict) and sidecar.get("key") == key
+                and sidecar.get("engine_sha256") == sha256_file(engine_path)):
+            return EngineArtifact(engine_path, key, reused=True, build_seconds=0.0, fp16_error=None)
     fp16_errors = check_fp16_accuracy(manifest, calibration, profile.tile_size) if precision == "fp16" else None
 
     started = time.perf_counter()
@@ -234,7 +237,7 @@ def build_engine(model, *, precision: str = "fp16", profile: Profile | None = No
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(engine_path) as tmp:
         tmp.write_bytes(memoryview(serialized))
-    write_text(key_path, json.dumps(key, indent=2) + "\n")
+    write_text(key_path, json.dumps({"key": key, "engine_sha256": sha256_file(engine_path)}, indent=2) + "\n")
     if flavour == "tensorrt":
         with atomic_path(timing_path) as tmp:
             tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
@@ -242,6 +245,22 @@ def build_engine(model, *, precision: str = "fp16", profile: Profile | None = No
     if log:
         log(f"built {engine_path} ({flavour} {trt.__version__}, sm_{capabilities}, {precision}) in {elapsed:.1f} s")
     return EngineArtifact(engine_path, key, reused=False, build_seconds=elapsed, fp16_error=fp16_errors)
+
+
+def load_engine(artifact: EngineArtifact):
+    """(runtime, engine) for a built artifact; a file that does not deserialize
+    (corrupt, another TensorRT version, no usable GPU) raises, never yields a null engine."""
+    trt, flavour = import_tensorrt(artifact.key["flavour"])
+    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    try:
+        blob = artifact.path.read_bytes()
+    except OSError as error:
+        raise EngineError(f"{artifact.path}: cannot read the engine: {error}") from error
+    engine = runtime.deserialize_cuda_engine(blob)
+    if engine is None:
+        raise EngineError(f"{artifact.path}: {flavour} {trt.__version__} could not deserialize the engine (corrupt, "
+                          f"built by another version, or no usable GPU); rebuild it with `cellrt build --rebuild`")
+    return runtime, engine
 
 
 class TensorRTBackend:
@@ -269,12 +288,7 @@ class TensorRTBackend:
             raise EngineError(f"{artifact.path}: built for sm_{artifact.key['compute_capabilities']}, this GPU is "
                               f"sm_{current}; rebuild it")
         self.manifest = manifest
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(artifact.path.read_bytes())
-        if self.engine is None:
-            raise EngineError(f"{artifact.path}: {flavour} could not deserialize the engine (corrupt, or built by "
-                              f"another version)")
+        self._runtime, self.engine = load_engine(artifact)
         self._runtime_cache_path = None
         if flavour == "tensorrt_rtx":
             runtime_config = self.engine.create_runtime_config()

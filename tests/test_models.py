@@ -1,0 +1,97 @@
+"""The models bundled with cellrt, on the held-out real data they were never trained on."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+import cellrt
+from cellrt.kernels import instances_from_mask, match_instances, threshold
+from cellrt.runtime import load_manifest
+from cellrt.training import data as training_data
+
+BUNDLED = ("isl-dapi", "nuclei")
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "cellrt", *args], capture_output=True, text=True)
+
+
+def test_bundled_models_are_listed_and_their_manifests_verify():
+    assert tuple(cellrt.available_models()) == BUNDLED
+    for name in BUNDLED:
+        model = cellrt.load_model(name, backend="ort")
+        manifest = model.manifest
+        assert manifest.name == name
+        training = manifest.training
+        assert training["command"].startswith("python tools/train_models.py " + name)
+        assert isinstance(training["seed"], int) and training["metrics"]
+        assert manifest.fp16 and manifest.fp16_path.stat().st_size < manifest.onnx_path.stat().st_size
+        assert manifest.output("embedding") is not None
+
+
+def test_nuclei_model_beats_otsu_on_held_out_dsb2018(dsb_dir):
+    """F1 at IoU 0.5 over 25 held-out images (never seen in training), pooled."""
+    model = cellrt.load_model("nuclei", backend="ort")
+    totals = {"model": np.zeros(3), "otsu": np.zeros(3)}
+    for image_id in training_data.dsb_ids(dsb_dir, held_out=True)[:25]:
+        image = tifffile.imread(dsb_dir / "images" / f"{image_id}.tif")
+        truth = tifffile.imread(dsb_dir / "labels" / f"{image_id}.tif")
+        otsu, _ = instances_from_mask(image > threshold(image, "otsu"), fill=True)
+        for name, labels in (("model", model.run(image).labels), ("otsu", otsu)):
+            m = match_instances(labels, truth)
+            totals[name] += (m["tp"], m["fp"], m["fn"])
+    f1 = {name: 2 * tp / (2 * tp + fp + fn) for name, (tp, fp, fn) in totals.items()}
+    assert f1["model"] >= NUCLEI_MIN_F1, f1
+    assert f1["model"] > f1["otsu"] + 0.03, f1
+
+
+def test_isl_dapi_model_predicts_dapi_on_the_held_out_region(isl_dir):
+    model = cellrt.load_model("isl-dapi", backend="ort")
+    holdout = np.s_[:, 768:]
+    phase = np.stack([tifffile.imread(isl_dir / f"{p}.tif")[holdout] for p in training_data.ISL_PHASE_PLANES])
+    dapi = tifffile.imread(isl_dir / "dapi.tif")[holdout].astype(np.float32)
+    result = model.run(phase)
+    r = float(np.corrcoef(result.prediction[0].ravel(), dapi.ravel())[0, 1])
+    assert r >= ISL_MIN_PEARSON, r
+    assert "Intensity_MeanIntensity_DAPI_predicted" in result.objects
+    assert result.count > 0
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_each_bundled_model_builds_a_tensorrt_rtx_engine(name, tmp_path):
+    from cellrt.runtime import tensorrt as trt_runtime  # noqa: PLC0415
+
+    try:
+        trt_runtime.import_tensorrt("tensorrt_rtx")
+    except trt_runtime.EngineError as error:
+        pytest.skip(f"tensorrt_rtx not available: {error}")
+    result = run_cli("build", name, "--flavour", "tensorrt_rtx", "--compute-capability", "86", "89",
+                     "--batch", "1", "4", "8", "--cache", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    engines = list(tmp_path.glob(f"{name}-fp16-*.engine"))
+    assert len(engines) == 1 and engines[0].stat().st_size > 100_000
+    key = json.loads(engines[0].with_suffix(".json").read_text())
+    assert key["compute_capabilities"] == ["86", "89"] and key["profile"]["max_batch"] == 8
+    assert key["onnx_sha256"] == load_manifest(cellrt.load_model(name, backend="ort").manifest.folder).fp16["sha256"]
+    again = run_cli("build", name, "--flavour", "tensorrt_rtx", "--compute-capability", "86", "89",
+                    "--batch", "1", "4", "8", "--cache", str(tmp_path))
+    assert again.returncode == 0 and "reused cached" in again.stdout
+
+
+def test_cli_models_and_predict(tmp_path, dsb_dir):
+    listing = json.loads(run_cli("models", "--json").stdout)
+    assert [row["name"] for row in listing] == list(BUNDLED)
+    image_id = training_data.dsb_ids(dsb_dir, held_out=True)[0]
+    result = run_cli("predict", "nuclei", str(dsb_dir / "images" / f"{image_id}.tif"), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    labels = tifffile.imread(tmp_path / "labels.tif")
+    rows = (tmp_path / "objects.csv").read_text().splitlines()
+    assert len(rows) - 1 == labels.max() > 0
+    assert rows[0].split(",")[:2] == ["ObjectNumber", "AreaShape_Area"]
+    wrong = run_cli("predict", "isl-dapi", str(dsb_dir / "images" / f"{image_id}.tif"), "--out", str(tmp_path))
+    assert wrong.returncode != 0 and "takes 3 channels" in wrong.stderr

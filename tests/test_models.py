@@ -15,6 +15,11 @@ from cellrt.runtime import load_manifest
 from cellrt.training import data as training_data
 
 BUNDLED = ("isl-dapi", "nuclei")
+# Measured when the models were trained (see their manifests), less a margin for
+# numeric differences across machines: on these 25 held-out images the nuclei model
+# scored 0.873 and Otsu + label 0.753; isl-dapi reached r = 0.643 on its held-out region.
+NUCLEI_MIN_F1 = 0.84
+ISL_MIN_PEARSON = 0.60
 
 
 def run_cli(*args):
@@ -47,7 +52,7 @@ def test_nuclei_model_beats_otsu_on_held_out_dsb2018(dsb_dir):
             totals[name] += (m["tp"], m["fp"], m["fn"])
     f1 = {name: 2 * tp / (2 * tp + fp + fn) for name, (tp, fp, fn) in totals.items()}
     assert f1["model"] >= NUCLEI_MIN_F1, f1
-    assert f1["model"] > f1["otsu"] + 0.03, f1
+    assert f1["model"] > f1["otsu"] + 0.05, f1
 
 
 def test_isl_dapi_model_predicts_dapi_on_the_held_out_region(isl_dir):
@@ -75,7 +80,7 @@ def test_each_bundled_model_builds_a_tensorrt_rtx_engine(name, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     engines = list(tmp_path.glob(f"{name}-fp16-*.engine"))
     assert len(engines) == 1 and engines[0].stat().st_size > 100_000
-    key = json.loads(engines[0].with_suffix(".json").read_text())
+    key = json.loads(engines[0].with_suffix(".json").read_text())["key"]
     assert key["compute_capabilities"] == ["86", "89"] and key["profile"]["max_batch"] == 8
     assert key["onnx_sha256"] == load_manifest(cellrt.load_model(name, backend="ort").manifest.folder).fp16["sha256"]
     again = run_cli("build", name, "--flavour", "tensorrt_rtx", "--compute-capability", "86", "89",

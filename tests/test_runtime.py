@@ -202,11 +202,15 @@ def test_engine_key_changes_when_any_input_changes():
     assert trt_runtime.engine_key(**base)["id"] == key  # deterministic
 
 
-def _rtx():
+def _tensorrt_or_skip(flavour: str):
     try:
-        return trt_runtime.import_tensorrt("tensorrt_rtx")[0]
+        return trt_runtime.import_tensorrt(flavour)[0]
     except trt_runtime.EngineError as error:
-        pytest.skip(f"tensorrt_rtx not available: {error}")
+        pytest.skip(f"{flavour} TensorRT not available: {error}")
+
+
+def _rtx():
+    return _tensorrt_or_skip("tensorrt_rtx")
 
 
 def test_tensorrt_rtx_builds_caches_and_rebuilds_stale_engines(tiny_model, tmp_path):
@@ -275,10 +279,7 @@ def test_load_model_refuses_tensorrt_without_a_gpu(tiny_model):
 
 @needs_cuda
 def test_tensorrt_engine_matches_onnx_runtime_on_real_tiles(tiny_model, dsb_dir, tmp_path):
-    try:
-        trt_runtime.import_tensorrt("auto")
-    except trt_runtime.EngineError as error:
-        pytest.skip(f"TensorRT not available: {error}")
+    _tensorrt_or_skip("auto")
     manifest = load_manifest(tiny_model[0])
     tiles = _dsb_tiles(dsb_dir, count=4)
     reference = OrtBackend(manifest.onnx_path, manifest).infer(tiles)
@@ -382,10 +383,7 @@ def test_smoke_training_exports_a_model_that_load_model_runs(tmp_path, dsb_dir):
 @needs_cuda
 def test_load_model_on_tensorrt_matches_onnx_runtime(tiny_model, dsb_dir, tmp_path):
     """The GPU path: tiles, engine outputs and stitching stay on the device."""
-    try:
-        trt_runtime.import_tensorrt("auto")
-    except trt_runtime.EngineError as error:
-        pytest.skip(f"TensorRT not available: {error}")
+    _tensorrt_or_skip("auto")
     image_id = training_data.dsb_ids(dsb_dir, held_out=True)[1]
     image = tifffile.imread(dsb_dir / "images" / f"{image_id}.tif")
     reference = cellrt.load_model(tiny_model[0], backend="ort").run(image)

@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (results depend on it)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "training")
-    parser.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="model folder (default: python/cellrt/data/models/MODEL in this checkout)")
     parser.add_argument("--max-images", type=int, default=None, help="nuclei: limit training images (smoke runs)")
     parser.add_argument("--max-eval", type=int, default=None, help="nuclei: limit held-out images (smoke runs)")
     parser.add_argument("--train-only", action="store_true", help="stop after saving the checkpoint")
@@ -62,7 +63,8 @@ def main(argv=None) -> int:
     from cellrt.training import bundle  # noqa: PLC0415
 
     command = "python tools/train_models.py " + shlex.join(a for a in (argv if argv is not None else sys.argv[1:]))
-    out = bundle.export_and_evaluate(args.model, checkpoint, args.data, args.out, command=command, seed=args.seed,
+    folder = args.out if args.out is not None else ROOT / "python" / "cellrt" / "data" / "models" / args.model
+    out = bundle.export_and_evaluate(args.model, checkpoint, args.data, folder, command=command, seed=args.seed,
                                      steps=args.steps, threads=args.threads, max_eval=args.max_eval)
     print(json.dumps(out, indent=2))
     return 0

@@ -15,7 +15,7 @@ def run_cli(*args):
 
 
 def test_demo_round_trips_the_bundled_field_and_writes_its_outputs(tmp_path):
-    result = run_cli("demo", "--out", str(tmp_path), "--repeats", "1")
+    result = run_cli("stitch-demo", "--out", str(tmp_path), "--repeats", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "round trip OK" in result.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -29,7 +29,7 @@ def test_demo_round_trips_the_bundled_field_and_writes_its_outputs(tmp_path):
 
 
 def test_demo_names_a_missing_image(tmp_path):
-    result = run_cli("demo", "--out", str(tmp_path), "--image", str(tmp_path / "nope.tif"))
+    result = run_cli("stitch-demo", "--out", str(tmp_path), "--image", str(tmp_path / "nope.tif"))
     assert result.returncode != 0
     assert f"--image {tmp_path / 'nope.tif'}: no such file" in result.stderr
 
@@ -37,7 +37,7 @@ def test_demo_names_a_missing_image(tmp_path):
 def test_demo_rejects_a_file_that_is_not_a_tiff(tmp_path):
     bogus = tmp_path / "field.tif"
     bogus.write_bytes(b"not a tiff at all")
-    result = run_cli("demo", "--out", str(tmp_path), "--image", str(bogus))
+    result = run_cli("stitch-demo", "--out", str(tmp_path), "--image", str(bogus))
     assert result.returncode != 0 and f"--image {bogus}: not a readable TIFF" in result.stderr
 
 

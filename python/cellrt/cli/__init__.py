@@ -13,12 +13,36 @@ def main(argv: list[str] | None = None) -> int:
     doctor = sub.add_parser("doctor", help="report what this installation can run")
     doctor.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
-    demo = sub.add_parser("demo", help="tile and stitch a bundled real 16-bit field on every backend")
+    demo = sub.add_parser("demo", help="run the bundled nuclei model over the bundled demo plate; writes a report")
     demo.add_argument("--out", default="cellrt-demo", help="output folder (default: ./cellrt-demo)")
-    demo.add_argument("--image", default=None, help="a 2-D TIFF to use instead of the bundled field")
-    demo.add_argument("--tile", type=int, default=256, help="tile side in pixels (default 256)")
-    demo.add_argument("--overlap", type=float, default=0.25, help="overlap, fraction of the tile (default 0.25)")
-    demo.add_argument("--repeats", type=int, default=5, help="timed repeats per backend (default 5)")
+
+    run = sub.add_parser("run", help="run a model over a plate: per-object tables, well summaries, a report")
+    run.add_argument("plate", help="plate folder of TIFFs")
+    run.add_argument("--model", required=True, help="bundled model name (see `cellrt models`) or model folder")
+    run.add_argument("--out", required=True, help="output folder (one run per folder)")
+    run.add_argument("--layout", default="auto",
+                     help="'imagexpress', 'operetta', 'glob', a pattern such as '{well}_s{field}_w{channel}.tif', "
+                          "or a regular expression with named groups (default: detect a preset)")
+    run.add_argument("--channel", action="append", default=[], metavar="MODEL=PLATE",
+                     help="which plate channel feeds a model input, e.g. DNA=1 (repeatable)")
+    run.add_argument("--backend", default="auto", choices=["auto", "ort", "tensorrt"])
+    run.add_argument("--batch", type=int, default=8, help="tiles per inference batch (across fields)")
+    run.add_argument("--workers", type=int, default=2, help="post-processing threads")
+    run.add_argument("--readers", type=int, default=2, help="reader threads")
+    run.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+    run.add_argument("--format", default="parquet", choices=["parquet", "csv"], help="per-object table format")
+    run.add_argument("--save-labels", action="store_true", help="also write label images (labels/<well>_fNN.tif)")
+    run.add_argument("--resume", action="store_true", help="skip wells already completed in --out")
+    run.add_argument("--skip-bad", action="store_true",
+                     help="record unreadable or malformed fields in errors.csv and carry on")
+
+    stitch_demo = sub.add_parser("stitch-demo", help="tile and stitch a bundled real 16-bit field on every backend, "
+                                                     "then run the nuclei model on it")
+    stitch_demo.add_argument("--out", default="cellrt-stitch-demo", help="output folder")
+    stitch_demo.add_argument("--image", default=None, help="a 2-D TIFF to use instead of the bundled field")
+    stitch_demo.add_argument("--tile", type=int, default=256, help="tile side in pixels (default 256)")
+    stitch_demo.add_argument("--overlap", type=float, default=0.25, help="overlap, fraction of the tile")
+    stitch_demo.add_argument("--repeats", type=int, default=5, help="timed repeats per backend (default 5)")
 
     models = sub.add_parser("models", help="list the bundled models and their held-out metrics")
     models.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -63,10 +87,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             return commands.run_build(args)
         return commands.run_export(args)
-    from .demo import run_demo
+    if args.command == "demo":
+        from .run import run_demo
 
-    return run_demo(out=args.out, image_path=args.image, tile_size=args.tile, overlap=args.overlap,
-                    repeats=args.repeats)
+        return run_demo(args.out)
+    if args.command == "run":
+        from .run import run_plate
+
+        return run_plate(args.plate, args.model, args.out, backend=args.backend, batch=args.batch,
+                         workers=args.workers, readers=args.readers, threads=args.threads, resume=args.resume,
+                         skip_bad=args.skip_bad, layout=args.layout, channels=args.channel, table_format=args.format,
+                         save_labels=args.save_labels)
+    from .demo import run_demo as run_stitch_demo
+
+    return run_stitch_demo(out=args.out, image_path=args.image, tile_size=args.tile, overlap=args.overlap,
+                           repeats=args.repeats)
 
 
 if __name__ == "__main__":  # pragma: no cover

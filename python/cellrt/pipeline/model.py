@@ -43,6 +43,16 @@ class FieldResult:
         return self.prediction
 
 
+@dataclass
+class PreparedField:
+    """A field checked, normalised and tiled, waiting for the model."""
+    image: np.ndarray            # (C, H, W) as given (raw intensities, for measuring)
+    tiles: np.ndarray            # (N, C, th, tw) float32 (cupy on the GPU path)
+    origins: np.ndarray          # (N, 2)
+    extra_channels: dict         # name -> (H, W), measured only
+    timings: dict                # seconds per stage so far
+
+
 def _select_backend(manifest: Manifest, backend: str, threads: int, precision: str, engine_options: dict):
     if backend not in BACKENDS:
         raise ValueError(f"load_model: backend should be one of {BACKENDS}, got {backend!r}")
@@ -153,26 +163,41 @@ class Model:
                     outputs[name][start:stop] = array
         return outputs
 
-    def run(self, image, *, channel_names=None) -> FieldResult:
-        """One field: ``(H, W)`` or ``(C, H, W)``, any integer or float dtype.
+    def prepare(self, image, *, extra_channels=None) -> PreparedField:
+        """Check, normalise and tile one field (the pipeline's reader stage).
 
-        Objects are measured on the input channels (raw intensities, named as
-        in the manifest unless ``channel_names`` is given) and, for
-        image2image models, on the predicted channels too.
+        ``extra_channels``: ``{name: (H, W) array}`` measured on the objects
+        without being model inputs (e.g. a GFP channel beside the DNA stain).
         """
-        timings = {}
-        clock = time.perf_counter()
+        started = time.perf_counter()
         image = self._as_field(image)
+        extras = {}
+        for name, plane in (extra_channels or {}).items():
+            plane = np.asarray(plane)
+            if plane.shape != image.shape[1:]:
+                raise ValueError(f"{self.name}: extra channel {name!r} has shape {plane.shape}, the field is "
+                                 f"{image.shape[1:]}")
+            extras[name] = plane
         batch = self._tile(image)
-        now = time.perf_counter()
-        timings["tile"], clock = now - clock, now
-        outputs = self.infer_tiles(batch.tiles)
-        now = time.perf_counter()
-        timings["infer"], clock = now - clock, now
+        return PreparedField(image, batch.tiles, batch.origins, extras, {"tile": time.perf_counter() - started})
+
+    def output_buffers(self, tile_count: int, tile_hw) -> dict:
+        """Fresh arrays for one field's model outputs (device arrays on the GPU path)."""
+        xp = self._cupy if self._cupy is not None else np  # device outputs stay on the device
+        return {spec.name: xp.empty((tile_count, spec.size) if spec.role == "embedding"
+                                    else (tile_count, len(spec.channels)) + tuple(tile_hw), xp.float32)
+                for spec in self.manifest.outputs}
+
+    def finish(self, prepared: PreparedField, outputs: dict, *, channel_names=None) -> FieldResult:
+        """Stitch, post-process and measure one field whose tiles went through
+        the model (the pipeline's worker stage)."""
+        timings = dict(prepared.timings)
+        image = prepared.image
+        clock = time.perf_counter()
         spec = self.manifest.dense_output
-        dense = stitch(outputs[spec.name], batch.origins, image.shape[1:], overlap=self.manifest.overlap,
+        dense = stitch(outputs[spec.name], prepared.origins, image.shape[1:], overlap=self.manifest.overlap,
                        blend=self.manifest.blend, activation=spec.activation)
-        if self._cupy is not None:  # stitched on the device; post-processing runs on the host
+        if self._cupy is not None and hasattr(dense, "get"):  # stitched on the device; the rest runs on the host
             dense = dense.get()
         now = time.perf_counter()
         timings["stitch"], clock = now - clock, now
@@ -184,9 +209,12 @@ class Model:
         if len(names) != image.shape[0]:
             raise ValueError(f"{self.name}: channel_names should name {image.shape[0]} channels, got {names}")
         channels, channel_labels = [image], names
+        if prepared.extra_channels:
+            channels.append(np.stack(list(prepared.extra_channels.values())))
+            channel_labels = channel_labels + list(prepared.extra_channels)
         if self.manifest.kind == "image2image":
             channels.append(dense)
-            channel_labels = names + [f"{c}_predicted" for c in spec.channels]
+            channel_labels = channel_labels + [f"{c}_predicted" for c in spec.channels]
         stack = np.concatenate([c.astype(np.float32, copy=False) for c in channels]) if len(channels) > 1 else image
         objects = measure(labels, stack, channel_names=channel_labels, num_objects=count)
         objects.update(extra)
@@ -196,11 +224,25 @@ class Model:
         tile_embeddings = None
         if embedding_spec is not None:
             tile_embeddings = outputs[embedding_spec.name]
-            tile_embeddings = tile_embeddings.get() if self._cupy is not None else tile_embeddings.copy()
+            tile_embeddings = tile_embeddings.get() if hasattr(tile_embeddings, "get") else tile_embeddings.copy()
         class_names = self.manifest.object_classes if self.manifest.kind == "semantic" else ()
         return FieldResult(labels=labels, count=count, objects=objects, prediction=dense,
                            embedding=None if tile_embeddings is None else tile_embeddings.mean(axis=0),
                            tile_embeddings=tile_embeddings, class_names=class_names, timings=timings)
+
+    def run(self, image, *, channel_names=None, extra_channels=None) -> FieldResult:
+        """One field: ``(H, W)`` or ``(C, H, W)``, any integer or float dtype.
+
+        Objects are measured on the input channels (raw intensities, named as
+        in the manifest unless ``channel_names`` is given), on
+        ``extra_channels`` (``{name: (H, W) array}``) and, for image2image
+        models, on the predicted channels too.
+        """
+        prepared = self.prepare(image, extra_channels=extra_channels)
+        started = time.perf_counter()
+        outputs = self.infer_tiles(prepared.tiles)
+        prepared.timings["infer"] = time.perf_counter() - started
+        return self.finish(prepared, outputs, channel_names=channel_names)
 
 
 def load_model(name_or_path, backend: str = "auto", **options) -> Model:

@@ -1,0 +1,112 @@
+"""``cellrt run`` and ``cellrt demo``: a plate through a model into an output folder with a report."""
+from __future__ import annotations
+
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+DEMO_PLATE = "data/demo/plate"
+
+
+class Progress:
+    """Wells done, fields/s and ETA on one line (a line per 10 % when not a terminal)."""
+
+    def __init__(self, total_fields: int, total_wells: int, stream=sys.stderr):
+        self.total, self.wells_total, self.stream = total_fields, total_wells, stream
+        self.started = time.perf_counter()
+        self.wells_seen: set = set()
+        self.tty = stream.isatty()
+        self.next_report = 0.1
+
+    def __call__(self, done: int, total: int, well: str) -> None:
+        self.wells_seen.add(well)
+        elapsed = time.perf_counter() - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else float("nan")
+        line = (f"fields {done}/{total}  wells {len(self.wells_seen)}/{self.wells_total}  {rate:.1f} fields/s  "
+                f"ETA {eta:.0f} s")
+        if self.tty:
+            self.stream.write("\r" + line.ljust(78) + ("\n" if done == total else ""))
+            self.stream.flush()
+        elif done / total >= self.next_report or done == total:
+            self.stream.write(line + "\n")
+            self.next_report = done / total + 0.1
+
+
+def _print_summary(summary: dict, out: Path, report: Path) -> None:
+    shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in summary["stage_share"].items())
+    p50, p99 = summary["latency_p50_s"], summary["latency_p99_s"]
+    print(f"{summary['fields_processed']} fields in {summary['wall_seconds']:.1f} s: "
+          f"{summary['fields_per_second'] or 0:.2f} fields/s, latency p50 {p50 or 0:.2f} s / p99 {p99 or 0:.2f} s "
+          f"({summary['model']['backend']})")
+    print(f"stage share: {shares}; inference {100 * (summary['infer_share_of_wall'] or 0):.0f}% of wall time")
+    if summary["resumed_wells"]:
+        print(f"resumed: {len(summary['resumed_wells'])} wells were already complete")
+    print(f"results in {out}: objects, fields.csv, wells.csv, errors.csv, timings.csv, run.json")
+    print(f"report: {report}")
+
+
+def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "auto", batch: int = 8,
+              workers: int = 2, readers: int = 2, threads: int = 0, resume: bool = False, skip_bad: bool = False,
+              layout: str = "auto", channels=(), table_format: str = "parquet", save_labels: bool = False) -> int:
+    from ..io.plate import PlateError, open_plate  # noqa: PLC0415
+    from ..pipeline import load_model  # noqa: PLC0415
+    from ..pipeline.plate import PlateOptions, PlateRun, PlateRunError  # noqa: PLC0415
+    from ..report import write_plate_report  # noqa: PLC0415
+
+    channel_map = {}
+    for item in channels:
+        model_channel, sep, plate_channel = item.partition("=")
+        if not sep:
+            print(f"cellrt run: --channel should be MODEL_CHANNEL=PLATE_CHANNEL, got {item!r}", file=sys.stderr)
+            return 2
+        channel_map[model_channel] = plate_channel
+    try:
+        plate = open_plate(plate_path, layout, skip_bad=skip_bad)
+        model = load_model(model_name, backend=backend, threads=threads, batch_size=batch)
+        options = PlateOptions(batch_size=batch, readers=readers, workers=workers, skip_bad=skip_bad,
+                               table_format=table_format, channel_map=channel_map, save_labels=save_labels)
+        run = PlateRun(model, plate, out, options)
+        print(f"plate {plate.name}: {len(plate.fields)} fields in {len(plate.wells)} wells, channels "
+              f"{plate.channels} ({plate.layout}); model {model.name} on {model.backend.name}", file=sys.stderr)
+        summary = run.run(resume=resume, progress=Progress(len(plate.fields), len(plate.wells)))
+    except (PlateError, PlateRunError, ValueError) as error:
+        print(f"cellrt run: {error}", file=sys.stderr)
+        return 1
+    report = write_plate_report(out)
+    _print_summary(summary, Path(out), report)
+    return 0
+
+
+def run_demo(out: str) -> int:
+    """The bundled nuclei model over the bundled demo plate (48 real fields)."""
+    plate = resources.files("cellrt").joinpath(DEMO_PLATE)
+    out_dir = Path(out)
+    print(f"cellrt demo: the bundled 'nuclei' model on a demo plate of 48 real nuclei fields (dsb2018, never seen "
+          f"in training) -> {out_dir}", file=sys.stderr)
+    _clear_previous_demo(out_dir)
+    with resources.as_file(plate) as plate_dir:
+        return run_plate(str(plate_dir), "nuclei", str(out_dir))
+
+
+def _clear_previous_demo(out_dir: Path) -> None:
+    """Re-running the demo starts afresh; only a folder holding a previous demo run is cleared,
+    and only of the files a run writes."""
+    import json  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    config = out_dir / "run-config.json"
+    if not config.is_file():
+        return
+    try:
+        previous = json.loads(config.read_text())
+    except (OSError, json.JSONDecodeError):
+        return
+    if not str(previous.get("plate", "")).replace("\\", "/").endswith(DEMO_PLATE):
+        return
+    for name in ("wells", "report", "labels"):
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+    for name in ("objects.parquet", "objects.csv", "fields.csv", "wells.csv", "errors.csv", "timings.csv",
+                 "run.json", "run-config.json"):
+        (out_dir / name).unlink(missing_ok=True)

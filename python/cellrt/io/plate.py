@@ -1,0 +1,261 @@
+"""Plates on disk: a folder of TIFFs whose names encode well, field and channel.
+
+The layout is a pattern with named fields - ``{well}``, ``{row}``,
+``{column}``, ``{field}``, ``{channel}``, ``{z}``, ``{timepoint}``,
+``{plate}`` and ``{any}`` - or one of the presets for the common instrument
+exports:
+
+- ``imagexpress``: ``<plate>_<well>_s<site>_w<channel>.tif`` (MetaXpress; an
+  optional ``{GUID}`` suffix after the channel is allowed);
+- ``operetta``: ``r01c01f01p01-ch1sk1fk1fl1.tiff`` (Opera/Operetta/Harmony);
+- ``glob``: every TIFF is one single-channel field of its own "well" (the
+  file's stem), for folders with no naming convention.
+
+Everything about a plate is checked before any image is processed:
+duplicate files for one (well, field, channel), fields missing a channel
+that others have, and names that match no pattern are reported with the
+file names.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+PRESETS = {
+    "imagexpress": r"(?P<plate>.+)_(?P<well>[A-Pa-p]\d{2})_s(?P<field>\d+)_w(?P<channel>\d+)(?:\{[0-9A-Fa-f-]+\})?"
+                   r"\.tiff?",
+    "operetta": r"r(?P<row>\d{2})c(?P<column>\d{2})f(?P<field>\d{2})p(?P<z>\d{2})-ch(?P<channel>\d+)"
+                r"sk(?P<timepoint>\d+)fk\d+fl\d+\.tiff?",
+}
+_PLACEHOLDERS = {"well": r"[A-Za-z]{1,2}\d{1,2}", "row": r"[A-Za-z]{1,2}|\d{1,2}", "column": r"\d{1,2}",
+                 "field": r"\d+", "channel": r"[^_/.-]+", "z": r"\d+", "timepoint": r"\d+", "plate": r".+?",
+                 "any": r".*?"}
+ROW_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class PlateError(ValueError):
+    """A plate that cannot be read as laid out: the message names the files."""
+
+
+@dataclass(frozen=True, order=True)
+class FieldKey:
+    well: str
+    field: int
+
+
+@dataclass
+class FieldSource:
+    """One field: its well, field number and one file per channel."""
+    well: str
+    field: int
+    files: dict[str, Path]
+
+    @property
+    def key(self) -> FieldKey:
+        return FieldKey(self.well, self.field)
+
+
+@dataclass
+class Plate:
+    name: str
+    root: Path
+    layout: str
+    channels: list[str]
+    fields: list[FieldSource]
+    rejected: list[dict] = field(default_factory=list)   # files skipped with --skip-bad, and why
+
+    @property
+    def wells(self) -> list[str]:
+        return sorted({f.well for f in self.fields}, key=well_sort_key)
+
+    def fields_of(self, well: str) -> list[FieldSource]:
+        return [f for f in self.fields if f.well == well]
+
+    def geometry(self) -> tuple[int, int] | None:
+        """(rows, columns) of the standard plate (96 or 384 wells, or 6-1536)
+        holding every well, or None when wells are not named like A01."""
+        positions = [well_position(w) for w in self.wells]
+        if not positions or any(p is None for p in positions):
+            return None
+        rows = max(p[0] for p in positions) + 1
+        columns = max(p[1] for p in positions) + 1
+        for shape in ((2, 3), (3, 4), (4, 6), (6, 8), (8, 12), (16, 24), (32, 48)):
+            if rows <= shape[0] and columns <= shape[1]:
+                return shape
+        return rows, columns
+
+
+def well_position(well: str) -> tuple[int, int] | None:
+    """'B03' -> (1, 2); None if the name is not row letters + column number."""
+    match = re.fullmatch(r"([A-Za-z]{1,2})(\d{1,3})", well)
+    if not match:
+        return None
+    letters, number = match.group(1).upper(), int(match.group(2))
+    row = 0
+    for letter in letters:
+        row = row * 26 + ROW_LETTERS.index(letter) + 1
+    return row - 1, number - 1
+
+
+def well_sort_key(well: str):
+    position = well_position(well)
+    return (0, position, well) if position is not None else (1, (0, 0), well)
+
+
+def format_well(row: int, column: int) -> str:
+    """(1, 2) -> 'B03'; rows past Z continue AA, AB... (1536-well plates)."""
+    letters = ""
+    row += 1
+    while row:
+        row, rest = divmod(row - 1, 26)
+        letters = ROW_LETTERS[rest] + letters
+    return f"{letters}{column + 1:02d}"
+
+
+def pattern_regex(pattern: str) -> re.Pattern:
+    """A preset name, a regular expression with named groups (starts with
+    '^' or contains '(?P<'), or a pattern with {placeholders}."""
+    if pattern in PRESETS:
+        return re.compile(PRESETS[pattern])
+    if pattern.startswith("^") or "(?P<" in pattern:
+        return re.compile(pattern.lstrip("^").rstrip("$"))
+    parts, position = [], 0
+    for match in re.finditer(r"\{(\w+)\}", pattern):
+        name = match.group(1)
+        if name not in _PLACEHOLDERS:
+            raise PlateError(f"pattern {pattern!r}: unknown placeholder {{{name}}} (known: "
+                             f"{', '.join('{' + k + '}' for k in _PLACEHOLDERS)})")
+        parts.append(re.escape(pattern[position:match.start()]))
+        group = f"(?P<{name}>{_PLACEHOLDERS[name]})" if name != "any" else _PLACEHOLDERS[name]
+        if name != "any" and f"(?P<{name}>" in "".join(parts):
+            raise PlateError(f"pattern {pattern!r}: {{{name}}} appears twice")
+        parts.append(group)
+        position = match.end()
+    parts.append(re.escape(pattern[position:]))
+    return re.compile("".join(parts))
+
+
+def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad: bool = False) -> Plate:
+    """Scan a plate folder (not the images: they are read lazily, field by field).
+
+    ``layout``: a preset ('imagexpress', 'operetta', 'glob'), a pattern with
+    placeholders, a regular expression with named groups, or 'auto' (the
+    first preset that matches every TIFF in the folder, else an error
+    listing what was tried).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise PlateError(f"{root}: plate folder does not exist")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".tif", ".tiff"))
+    if not files:
+        raise PlateError(f"{root}: no .tif/.tiff files")
+    if layout == "auto":
+        for preset in PRESETS:
+            regex = pattern_regex(preset)
+            if all(regex.fullmatch(p.name) for p in files):
+                layout = preset
+                break
+        else:
+            regexes = [pattern_regex(p) for p in PRESETS]
+            odd = next((p for p in files if not any(r.fullmatch(p.name) for r in regexes)), files[0])
+            raise PlateError(f"{root}: file names match no preset ({', '.join(PRESETS)}), e.g. {odd.name!r}; "
+                             f"pass the layout as a pattern such as '{{well}}_s{{field}}_w{{channel}}.tif', or "
+                             f"'glob' to take every file as a field")
+    rejected: list[dict] = []
+    if layout == "glob":
+        sources = [FieldSource(p.stem, 1, {"1": p}) for p in files]
+        return Plate(name or root.name, root, layout, ["1"], sources, rejected)
+    regex = pattern_regex(layout)
+    found: dict[FieldKey, dict[str, Path]] = {}
+    unmatched = []
+    plate_names = set()
+    for path in files:
+        match = regex.fullmatch(path.name)
+        if match is None:
+            unmatched.append(path)
+            continue
+        groups = match.groupdict()
+        if groups.get("well"):
+            raw = groups["well"].upper()
+            position = well_position(raw)
+            well = format_well(*position) if position else raw
+        elif groups.get("row") and groups.get("column"):
+            row = groups["row"]
+            well = format_well(int(row) - 1 if row.isdigit() else well_position(row + "1")[0],
+                               int(groups["column"]) - 1)
+        else:
+            raise PlateError(f"layout {layout!r} names no {{well}} nor {{row}} and {{column}}")
+        if groups.get("plate"):
+            plate_names.add(groups["plate"])
+        number = int(groups.get("field") or 1)
+        channel = str(int(groups["channel"])) if (groups.get("channel") or "").isdigit() else (
+            groups.get("channel") or "1")
+        extra = [k for k in ("z", "timepoint") if groups.get(k) and int(groups[k]) != 1]
+        if extra:
+            unmatched.append(path)  # z-stacks and time series are not fields of a single-plane plate
+            continue
+        key = FieldKey(well, number)
+        channels = found.setdefault(key, {})
+        if channel in channels:
+            raise PlateError(f"{root}: two files for well {well}, field {number}, channel {channel}: "
+                             f"{channels[channel].name} and {path.name}")
+        channels[channel] = path
+    if unmatched:
+        message = (f"{root}: {len(unmatched)} file(s) do not match layout {layout!r} (or are z/time planes other "
+                   f"than the first), e.g. {unmatched[0].name!r}")
+        if not skip_bad:
+            raise PlateError(message)
+        rejected += [{"file": str(p), "error": f"does not match layout {layout!r}"} for p in unmatched]
+    if not found:
+        raise PlateError(f"{root}: no file matches layout {layout!r}")
+    all_channels = sorted({c for channels in found.values() for c in channels}, key=_channel_sort_key)
+    sources = []
+    for key in sorted(found, key=lambda k: (well_sort_key(k.well), k.field)):
+        channels = found[key]
+        missing = [c for c in all_channels if c not in channels]
+        if missing:
+            message = (f"{root}: well {key.well}, field {key.field} has no file for channel(s) {missing} "
+                       f"(has {sorted(channels)}: {', '.join(p.name for p in channels.values())})")
+            if not skip_bad:
+                raise PlateError(message)
+            rejected.append({"well": key.well, "field": key.field, "error": message})
+            continue
+        sources.append(FieldSource(key.well, key.field, {c: channels[c] for c in all_channels}))
+    plate_name = name or (plate_names.pop() if len(plate_names) == 1 else root.name)
+    return Plate(plate_name, root, layout, all_channels, sources, rejected)
+
+
+def _channel_sort_key(channel: str):
+    return (0, int(channel), channel) if channel.isdigit() else (1, 0, channel)
+
+
+def read_field(source: FieldSource, channels: list[str], *, expect_shape=None) -> np.ndarray:
+    """The field's ``channels`` as one (C, H, W) array; errors name the file."""
+    import tifffile  # noqa: PLC0415
+
+    planes = []
+    for channel in channels:
+        path = source.files[channel]
+        try:
+            image = tifffile.imread(path)
+        except Exception as error:  # noqa: BLE001 - truncated/corrupt files raise many types
+            raise PlateError(f"{path}: unreadable TIFF (well {source.well}, field {source.field}, channel "
+                             f"{channel}): {type(error).__name__}: {error}") from error
+        image = np.squeeze(image)
+        if image.ndim != 2:
+            raise PlateError(f"{path}: expected one 2-D plane (well {source.well}, field {source.field}, channel "
+                             f"{channel}), got shape {image.shape}")
+        if image.dtype.kind not in "uif" or image.dtype.itemsize > 4 and image.dtype.kind != "f":
+            raise PlateError(f"{path}: pixel type {image.dtype} is not an 8/16/32-bit integer or float image")
+        if planes and image.shape != planes[0].shape:
+            raise PlateError(f"{path}: shape {image.shape} differs from the field's other channel(s) "
+                             f"{planes[0].shape} (well {source.well}, field {source.field})")
+        if expect_shape is not None and image.shape != tuple(expect_shape):
+            raise PlateError(f"{path}: shape {image.shape}, but the plate's fields are {tuple(expect_shape)}")
+        planes.append(image)
+    if len({p.dtype for p in planes}) > 1:
+        planes = [p.astype(np.float32) for p in planes]
+    return np.stack(planes)

@@ -1,0 +1,79 @@
+"""Columnar tables (dict of 1-D arrays) to Parquet or CSV, written atomically."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path
+
+FORMATS = ("parquet", "csv")
+
+
+def concat_tables(tables: list[dict]) -> dict:
+    """Row-wise concatenation; columns missing from a table are filled with NaN / ''."""
+    columns: list[str] = []
+    for table in tables:
+        columns += [c for c in table if c not in columns]
+    out = {}
+    for column in columns:
+        parts = []
+        for table in tables:
+            rows = len(next(iter(table.values()))) if table else 0
+            if column in table:
+                parts.append(np.asarray(table[column]))
+            elif rows:
+                kind = next((np.asarray(t[column]).dtype for t in tables if column in t), np.dtype(float))
+                parts.append(np.full(rows, "" if kind.kind in "OUS" else np.nan,
+                                     dtype=object if kind.kind in "OUS" else np.float64))
+        out[column] = np.concatenate(parts) if parts else np.empty(0)
+    return out
+
+
+def write_table(path: Path, table: dict, table_format: str = "parquet") -> Path:
+    if table_format not in FORMATS:
+        raise ValueError(f"table_format should be one of {FORMATS}, got {table_format!r}")
+    path = Path(path)
+    if table_format == "parquet":
+        import pyarrow as pa  # noqa: PLC0415
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        arrays = {name: pa.array(_plain(values)) for name, values in table.items()}
+        with atomic_path(path) as tmp:
+            pq.write_table(pa.table(arrays), tmp)
+        return path
+    columns = list(table)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for row in zip(*(_plain(table[c]) for c in columns)):
+            writer.writerow(row)
+    return path
+
+
+def read_table(path: Path) -> dict:
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        table = pq.read_table(path)
+        return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    header, body = rows[0], rows[1:]
+    out = {}
+    for index, name in enumerate(header):
+        values = [r[index] for r in body]
+        try:
+            out[name] = np.array(values, dtype=np.float64)
+        except ValueError:
+            out[name] = np.array(values, dtype=object)
+    return out
+
+
+def _plain(values):
+    array = np.asarray(values)
+    if array.dtype.kind in "OUS":
+        return [str(v) for v in array.tolist()]
+    return array

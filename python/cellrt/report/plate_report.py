@@ -1,0 +1,200 @@
+"""The plate report a biologist opens after a run: plate heatmaps, per-stage time, throughput.
+
+Reads only the run's output folder (wells.csv, timings.csv, errors.csv,
+run.json), so it can be regenerated for any finished run.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path, write_text
+from ..io.plate import format_well, well_position
+from ..io.tables import read_table
+
+STAGE_COLOURS = {"read": "#8da0cb", "tile": "#66c2a5", "infer": "#fc8d62", "stitch": "#e78ac3",
+                 "postprocess": "#a6d854", "measure": "#ffd92f", "write": "#b3b3b3"}
+
+
+def _figure_png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _plate_heatmap(values: dict, geometry, title: str, unit: str, cmap: str = "viridis"):
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    rows, columns = geometry
+    grid = np.full((rows, columns), np.nan)
+    for well, value in values.items():
+        position = well_position(well)
+        if position is not None and position[0] < rows and position[1] < columns:
+            grid[position] = value
+    fig, ax = plt.subplots(figsize=(0.55 * columns + 1.8, 0.5 * rows + 1.0))
+    masked = np.ma.masked_invalid(grid)
+    colours = plt.get_cmap(cmap).copy()
+    colours.set_bad("#eeeeee")
+    image = ax.imshow(masked, cmap=colours, aspect="equal")
+    ax.set_xticks(range(columns), [str(c + 1) for c in range(columns)], fontsize=7)
+    ax.set_yticks(range(rows), [format_well(r, 0)[:-2] for r in range(rows)], fontsize=7)
+    ax.tick_params(length=0)
+    ax.set_title(title, fontsize=10)
+    finite = grid[np.isfinite(grid)]
+    if finite.size and columns <= 24:
+        middle = (np.nanmin(grid) + np.nanmax(grid)) / 2
+        for (r, c), value in np.ndenumerate(grid):
+            if np.isfinite(value):
+                text = f"{value:.0f}" if abs(value) >= 10 else f"{value:.2f}"
+                ax.text(c, r, text, ha="center", va="center", fontsize=6,
+                        color="black" if value > middle else "white")
+    bar = fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
+    bar.set_label(unit, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    png = _figure_png(fig)
+    plt.close(fig)
+    return png
+
+
+def _stage_chart(stage_seconds: dict, wall: float):
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(7.5, 1.9))
+    left = 0.0
+    total = sum(stage_seconds.values()) or 1.0
+    for stage, seconds in stage_seconds.items():
+        share = seconds / total
+        ax.barh([0], [share], left=left, color=STAGE_COLOURS.get(stage, "#999999"), label=stage)
+        if share > 0.06:
+            ax.text(left + share / 2, 0, f"{stage}\n{100 * share:.0f}%", ha="center", va="center", fontsize=7)
+        left += share
+    ax.set_xlim(0, 1)
+    ax.set_yticks([])
+    ax.set_xlabel("share of summed stage time (stages overlap in time; wall clock "
+                  f"{wall:.1f} s)", fontsize=8)
+    ax.legend(ncol=7, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.55), frameon=False)
+    png = _figure_png(fig)
+    plt.close(fig)
+    return png
+
+
+def _latency_histogram(latencies: np.ndarray):
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(4.2, 2.4))
+    ax.hist(latencies, bins=min(30, max(5, len(latencies) // 3)), color="#fc8d62")
+    ax.set_xlabel("latency per field (s): read to written", fontsize=8)
+    ax.set_ylabel("fields", fontsize=8)
+    ax.tick_params(labelsize=7)
+    png = _figure_png(fig)
+    plt.close(fig)
+    return png
+
+
+def write_plate_report(out_dir) -> Path:
+    """Write ``out_dir/report/index.html`` and its PNGs; returns the HTML path."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg", force=False)
+    out_dir = Path(out_dir)
+    summary = json.loads((out_dir / "run.json").read_text())
+    wells = read_table(out_dir / "wells.csv")
+    timings = read_table(out_dir / "timings.csv")
+    errors = read_table(out_dir / "errors.csv")
+    geometry = summary["plate"]["geometry"] or (8, 12)
+    names = [str(w) for w in wells.get("Metadata_Well", [])]
+
+    figures = []  # (file name, title, caption, png)
+
+    def per_well(column):
+        return {w: float(v) for w, v in zip(names, wells[column])}
+
+    figures.append(("count.png", "Objects per well", "Number of objects (all classes) in all fields of the well.",
+                    _plate_heatmap(per_well("Count"), geometry, "Objects per well", "objects")))
+    for column in wells:
+        if column.startswith("Fraction_") and len({c for c in wells if c.startswith("Fraction_")}) > 1:
+            label = column[len("Fraction_"):]
+            figures.append((f"fraction_{label}.png", f"Fraction {label}", f"Share of objects classed {label}.",
+                            _plate_heatmap(per_well(column), geometry, f"Fraction {label}", "fraction", "magma")))
+    if "MedianArea" in wells:
+        figures.append(("area.png", "Median object area", "Median area of the well's objects, in pixels.",
+                        _plate_heatmap(per_well("MedianArea"), geometry, "Median area", "px", "cividis")))
+    for column in wells:
+        if column.startswith("Median_Intensity_MeanIntensity_"):
+            channel = column[len("Median_Intensity_MeanIntensity_"):]
+            figures.append((f"intensity_{channel}.png", f"Median of the mean {channel} intensity",
+                            f"Per object mean {channel} intensity, median over the well.",
+                            _plate_heatmap(per_well(column), geometry, f"Mean {channel} intensity (median)",
+                                           "intensity", "inferno")))
+    if len(timings.get("latency", [])):
+        figures.append(("stages.png", "Where the time goes",
+                        "Per-stage time summed over all fields of this run.",
+                        _stage_chart(summary["stage_seconds"], summary["wall_seconds"])))
+        figures.append(("latency.png", "Latency per field", "", _latency_histogram(np.asarray(
+            timings["latency"], dtype=float))))
+
+    report = out_dir / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    for name, _, _, png in figures:
+        with atomic_path(report / name) as tmp:
+            tmp.write_bytes(png)
+
+    def fmt(value, digits=2):
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    total_objects = int(np.sum(wells["Count"])) if len(names) else 0
+    failed = len(errors.get("Error", []))
+    model, plate = summary["model"], summary["plate"]
+    facts = [("Plate", f"{html.escape(plate['name'])} ({plate['fields']} fields in {plate['wells']} wells, "
+                       f"layout {html.escape(plate['layout'])})"),
+             ("Model", f"{html.escape(model['name'])} ({model['kind']}, backend {model['backend']}, "
+                       f"ONNX SHA-256 {model['onnx_sha256'][:12]}…)"),
+             ("Objects", f"{total_objects:,}"),
+             ("Throughput", f"{fmt(summary['fields_per_second'])} fields/s; latency p50 "
+                            f"{fmt(summary['latency_p50_s'])} s, p99 {fmt(summary['latency_p99_s'])} s"),
+             ("Inference share of wall time", f"{100 * (summary['infer_share_of_wall'] or 0):.0f}%"),
+             ("Fields with errors", str(failed)),
+             ("Drift", "no drift monitor configured for this run"),
+             ("cellrt", html.escape(summary["cellrt"]))]
+    if summary.get("resumed_wells"):
+        facts.append(("Resumed", f"{len(summary['resumed_wells'])} wells were already done and kept"))
+    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
+             f"<title>cellrt plate report: {html.escape(plate['name'])}</title>",
+             "<style>body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}"
+             "table{border-collapse:collapse}td,th{padding:3px 10px;text-align:left;border-bottom:1px solid #ddd;"
+             "font-size:14px}figure{display:inline-block;margin:8px 16px 16px 0;vertical-align:top}"
+             "figcaption{font-size:12px;color:#555;max-width:520px}h2{margin-top:28px}</style></head><body>",
+             f"<h1>Plate {html.escape(plate['name'])}</h1><table>"]
+    parts += [f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts]
+    parts.append("</table><h2>Plate layout</h2>")
+    for name, title, caption, png in figures:
+        if name in ("stages.png", "latency.png"):
+            continue
+        parts.append(_figure_html(name, title, caption, png))
+    parts.append("<h2>Performance</h2>")
+    for name, title, caption, png in figures:
+        if name in ("stages.png", "latency.png"):
+            parts.append(_figure_html(name, title, caption, png))
+    if failed:
+        parts.append("<h2>Errors</h2><table><tr><th>Well</th><th>Field</th><th>Error</th></tr>")
+        for well, field_no, error in zip(errors.get("Metadata_Well", []), errors.get("Metadata_Field", []),
+                                         errors["Error"]):
+            parts.append(f"<tr><td>{html.escape(str(well))}</td><td>{html.escape(str(field_no))}</td>"
+                         f"<td>{html.escape(str(error))}</td></tr>")
+        parts.append("</table>")
+    parts.append("<p style='font-size:12px;color:#777'>Tables: objects, fields.csv, wells.csv, errors.csv, "
+                 "timings.csv and run.json beside this folder.</p></body></html>")
+    path = report / "index.html"
+    write_text(path, "\n".join(parts))
+    return path
+
+
+def _figure_html(name: str, title: str, caption: str, png: bytes) -> str:
+    data = base64.b64encode(png).decode()
+    return (f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption><b>{html.escape(title)}</b> {html.escape(caption)} ({name})</figcaption></figure>")

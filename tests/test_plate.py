@@ -1,0 +1,221 @@
+"""Plates end to end: sources and their errors, the streaming pipeline, resume, outputs, report, CLI."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+import cellrt
+from cellrt.io import PlateError, open_plate
+from cellrt.io.plate import format_well, pattern_regex, well_position
+from cellrt.io.tables import read_table
+from cellrt.pipeline.plate import PlateOptions, PlateRun, PlateRunError
+from cellrt.training import data as training_data
+
+DEMO = Path(str(resources.files("cellrt") / "data" / "demo" / "plate"))
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "cellrt", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def nuclei():
+    return cellrt.load_model("nuclei", backend="ort", threads=2)
+
+
+@pytest.fixture(scope="module")
+def operetta_plate(tmp_path_factory, dsb_dir):
+    """Six wells x 2 fields of real nuclei (channel 1) plus a second channel (an inverted copy,
+    measured only), named as Operetta/Harmony exports them."""
+    root = tmp_path_factory.mktemp("operetta")
+    images = (tifffile.imread(dsb_dir / "images" / f"{i}.tif") for i in training_data.dsb_ids(dsb_dir, held_out=True))
+    same_size = [image for image in images if image.shape == (256, 256)][-12:]  # a plate's fields share one size
+    for index, image in enumerate(same_size):
+        row, column, site = index // 6 + 2, index // 2 % 3 + 3, index % 2 + 1
+        stem = f"r{row:02d}c{column:02d}f{site:02d}p01"
+        tifffile.imwrite(root / f"{stem}-ch1sk1fk1fl1.tiff", image)
+        tifffile.imwrite(root / f"{stem}-ch2sk1fk1fl1.tiff", (255 - image).astype(np.uint8))
+    return root
+
+
+def _copy_demo(tmp_path: Path, count: int | None = None) -> Path:
+    target = tmp_path / "plate"
+    target.mkdir()
+    for path in sorted(DEMO.glob("*.tif"))[:count]:
+        shutil.copy(path, target / path.name)
+    return target
+
+
+# -- sources --------------------------------------------------------------------------------------------------------
+
+def test_presets_and_patterns_parse_wells_fields_and_channels(operetta_plate):
+    demo = open_plate(DEMO)
+    assert (demo.name, demo.layout, demo.channels, len(demo.fields)) == ("demo", "imagexpress", ["1"], 48)
+    assert demo.wells[:3] == ["A01", "A02", "A03"] and demo.geometry() == (8, 12)
+    plate = open_plate(operetta_plate)
+    assert plate.layout == "operetta" and plate.channels == ["1", "2"]
+    assert plate.wells == ["B03", "B04", "B05", "C03", "C04", "C05"]
+    assert [f.field for f in plate.fields_of("B03")] == [1, 2]
+    assert pattern_regex("{well}_s{field}_{channel}.tif").fullmatch("B3_s2_DAPI.tif").group("channel") == "DAPI"
+    assert format_well(*well_position("af48")) == "AF48" and format_well(15, 23) == "P24"
+    with pytest.raises(PlateError, match=r"unknown placeholder \{site\}"):
+        pattern_regex("{well}_{site}.tif")
+
+
+def test_custom_pattern_and_glob(tmp_path, dsb_dir):
+    image = tifffile.imread(next((dsb_dir / "images").glob("*.tif")))
+    for name in ("plateX-B3-f1-DAPI.tif", "plateX-B3-f1-GFP.tif", "plateX-B3-f2-DAPI.tif", "plateX-B3-f2-GFP.tif"):
+        tifffile.imwrite(tmp_path / name, image)
+    plate = open_plate(tmp_path, "{plate}-{well}-f{field}-{channel}.tif")
+    assert plate.name == "plateX" and plate.wells == ["B03"] and plate.channels == ["DAPI", "GFP"]
+    globbed = open_plate(tmp_path, "glob")
+    assert len(globbed.fields) == 4 and globbed.geometry() is None
+    with pytest.raises(PlateError, match="match no preset"):
+        open_plate(tmp_path)
+
+
+def test_bad_plates_are_reported_with_their_files(tmp_path, dsb_dir):
+    plate = _copy_demo(tmp_path, 6)
+    (plate / "demo_A01_s1_w2.tif").write_bytes((plate / "demo_A01_s1_w1.tif").read_bytes())
+    with pytest.raises(PlateError, match=r"well A01, field 2 has no file for channel\(s\) \['2'\]"):
+        open_plate(plate)
+    skipped = open_plate(plate, skip_bad=True)
+    assert [(f.well, f.field) for f in skipped.fields] == [("A01", 1)] and len(skipped.rejected) == 5
+    (plate / "demo_A01_s1_w2.tif").unlink()
+    (plate / "notes.tif").write_bytes(b"x")
+    with pytest.raises(PlateError, match=r"1 file\(s\) do not match layout 'imagexpress'.*'notes.tif'"):
+        open_plate(plate, "imagexpress")
+    (plate / "notes.tif").unlink()
+    tifffile.imwrite(plate / "demo_A1_s1_w1.tif", np.zeros((8, 8), np.uint8))
+    with pytest.raises(PlateError, match="two files for well A01, field 1, channel 1"):
+        open_plate(plate, "demo_{well}_s{field}_w{channel}.tif")
+    with pytest.raises(PlateError, match="does not exist"):
+        open_plate(tmp_path / "nowhere")
+
+
+# -- the pipeline ----------------------------------------------------------------------------------------------------
+
+def test_plate_counts_equal_the_model_run_field_by_field(tmp_path, nuclei):
+    plate = open_plate(DEMO)
+    summary = PlateRun(nuclei, plate, tmp_path / "out", PlateOptions(batch_size=5)).run()
+    wells = read_table(tmp_path / "out" / "wells.csv")
+    expected = {}
+    for source in plate.fields:
+        image = tifffile.imread(source.files["1"])
+        expected[source.well] = expected.get(source.well, 0) + nuclei.run(image).count
+    assert dict(zip(wells["Metadata_Well"], wells["Count"].astype(int))) == expected
+    objects = read_table(tmp_path / "out" / "objects.parquet")
+    assert len(objects["ObjectNumber"]) == sum(expected.values())
+    assert set(objects["Classify_Class"]) == {"nucleus"}
+    assert "Intensity_MeanIntensity_DNA" in objects
+    assert summary["fields_processed"] == 48 and summary["fields_per_second"] > 0
+    assert set(summary["stage_seconds"]) == {"read", "tile", "infer", "stitch", "postprocess", "measure", "write"}
+    timings = read_table(tmp_path / "out" / "timings.csv")
+    assert len(timings["latency"]) == 48 and np.all(timings["infer"] > 0)
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["model"]["onnx_sha256"] == nuclei.manifest.onnx_sha256 and run["options"]["batch_size"] == 5
+
+
+def test_second_channel_is_measured_and_mapped_by_name(tmp_path, nuclei, operetta_plate):
+    plate = open_plate(operetta_plate)
+    with pytest.raises(PlateError, match=r"--channel DNA=1"):
+        PlateRun(nuclei, plate, tmp_path / "a")
+    run = PlateRun(nuclei, plate, tmp_path / "b", PlateOptions(channel_map={"DNA": "1"}, table_format="csv"))
+    run.run()
+    objects = read_table(tmp_path / "b" / "objects.csv")
+    dna, inverted = objects["Intensity_MeanIntensity_DNA"], objects["Intensity_MeanIntensity_ch2"]
+    np.testing.assert_allclose(dna + inverted, 255, atol=1e-3)  # channel 2 is 255 - channel 1, pixel by pixel
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_after_a_crash_gives_identical_tables(tmp_path, nuclei):
+    plate = open_plate(DEMO)
+    PlateRun(nuclei, plate, tmp_path / "clean").run()
+
+    def crash_after(limit):
+        def progress(done, total, well):
+            if done >= limit:
+                raise _Crash(f"simulated crash after {done} fields")
+        return progress
+
+    crashed = PlateRun(nuclei, plate, tmp_path / "crashed")
+    with pytest.raises(_Crash):
+        crashed.run(progress=crash_after(17))
+    written = crashed.completed_wells()
+    assert 0 < len(written) < 24
+    assert not (tmp_path / "crashed" / "objects.parquet").exists()  # no final table that looks complete
+    assert not list((tmp_path / "crashed").rglob("*.partial"))
+    with pytest.raises(PlateRunError, match="pass --resume"):
+        PlateRun(nuclei, plate, tmp_path / "crashed").run()
+    summary = PlateRun(nuclei, plate, tmp_path / "crashed").run(resume=True)
+    assert sorted(summary["resumed_wells"]) == sorted(written)
+    assert summary["fields_processed"] == 48 - 2 * len(written)
+    for name in ("objects.parquet", "wells.csv", "fields.csv"):
+        clean, resumed = read_table(tmp_path / "clean" / name), read_table(tmp_path / "crashed" / name)
+        assert list(clean) == list(resumed)
+        for column in clean:
+            np.testing.assert_array_equal(clean[column], resumed[column], err_msg=f"{name}:{column}")
+    other = PlateRun(nuclei, plate, tmp_path / "crashed", PlateOptions(table_format="csv"))
+    with pytest.raises(PlateRunError, match="another model, plate or parameters"):
+        other.run(resume=True)
+
+
+def test_unreadable_field_stops_the_run_or_is_recorded_with_skip_bad(tmp_path, nuclei):
+    plate_dir = _copy_demo(tmp_path, 8)
+    broken = plate_dir / "demo_A02_s1_w1.tif"
+    broken.write_bytes(broken.read_bytes()[:300])  # truncated
+    plate = open_plate(plate_dir)
+    with pytest.raises(PlateRunError, match=r"well A02, field 1: .*demo_A02_s1_w1.tif: unreadable TIFF"):
+        PlateRun(nuclei, plate, tmp_path / "strict").run()
+    PlateRun(nuclei, plate, tmp_path / "lenient", PlateOptions(skip_bad=True)).run()
+    errors = read_table(tmp_path / "lenient" / "errors.csv")
+    assert list(errors["Metadata_Well"]) == ["A02"] and "unreadable TIFF" in errors["Error"][0]
+    wells = read_table(tmp_path / "lenient" / "wells.csv")
+    assert list(wells["FieldsFailed"].astype(int)) == [0, 1, 0, 0]
+
+
+def test_a_field_of_another_size_is_named(tmp_path, nuclei):
+    plate_dir = _copy_demo(tmp_path, 4)
+    tifffile.imwrite(plate_dir / "demo_A02_s2_w1.tif", np.zeros((100, 120), np.uint8))
+    with pytest.raises(PlateRunError, match=r"demo_A02_s2_w1.tif: shape \(100, 120\), but the plate's fields"):
+        PlateRun(nuclei, open_plate(plate_dir), tmp_path / "out", PlateOptions(readers=1)).run()
+
+
+# -- report and CLI --------------------------------------------------------------------------------------------------
+
+def test_cellrt_demo_writes_tables_and_a_report(tmp_path):
+    out = tmp_path / "demo"
+    for _ in range(2):  # a second run starts afresh in the same folder
+        result = run_cli("demo", "--out", str(out))
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert "48 fields in" in result.stdout and "report:" in result.stdout
+    page = (out / "report" / "index.html").read_text()
+    assert page.count("data:image/png;base64,") >= 4 and "Objects per well" in page
+    assert (out / "report" / "count.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    wells = read_table(out / "wells.csv")
+    assert len(wells["Metadata_Well"]) == 24 and wells["Count"].sum() > 500
+
+
+def test_cellrt_run_cli_with_channel_map_and_errors(tmp_path, operetta_plate):
+    out = tmp_path / "run"
+    result = run_cli("run", str(operetta_plate), "--model", "nuclei", "--out", str(out), "--channel", "DNA=1",
+                     "--format", "csv", "--batch", "3", "--save-labels")
+    assert result.returncode == 0, result.stderr
+    assert (out / "objects.csv").is_file() and len(list((out / "labels").glob("*.tif"))) == 12
+    assert "fields/s" in result.stdout and "p99" in result.stdout
+    again = run_cli("run", str(operetta_plate), "--model", "nuclei", "--out", str(out), "--channel", "DNA=1",
+                    "--format", "csv")
+    assert again.returncode == 1 and "pass --resume" in again.stderr
+    bad = run_cli("run", str(operetta_plate), "--model", "nuclei", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 1 and "--channel DNA=1" in bad.stderr

@@ -100,3 +100,22 @@ def test_cli_models_and_predict(tmp_path, dsb_dir):
     assert rows[0].split(",")[:2] == ["ObjectNumber", "AreaShape_Area"]
     wrong = run_cli("predict", "isl-dapi", str(dsb_dir / "images" / f"{image_id}.tif"), "--out", str(tmp_path))
     assert wrong.returncode != 0 and "takes 3 channels" in wrong.stderr
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_torch_module_rebuilt_from_the_onnx_weights_matches_onnx_runtime(name, dsb_dir):
+    """What the plate benchmark's naive torch stack runs is the bundled model itself."""
+    torch = pytest.importorskip("torch", reason="torch not available (install the export extra)")
+    from cellrt.runtime import OrtBackend  # noqa: PLC0415
+    from cellrt.training.from_onnx import unet_from_onnx  # noqa: PLC0415
+
+    manifest = cellrt.load_model(name, backend="ort").manifest
+    module = unet_from_onnx(manifest.onnx_path)
+    channels = len(manifest.input_channels)
+    image = tifffile.imread(sorted((dsb_dir / "images").glob("*.tif"))[0])[:256, :256].astype(np.float32) / 255
+    tiles = np.ascontiguousarray(np.repeat(image[None, None], channels, axis=1))
+    expected = OrtBackend(manifest.onnx_path, manifest).infer(tiles)
+    with torch.no_grad():
+        got = module(torch.from_numpy(tiles))
+    for spec, value in zip(manifest.outputs, got):
+        np.testing.assert_allclose(value.numpy(), expected[spec.name], atol=1e-4, rtol=1e-4)

@@ -219,3 +219,68 @@ def test_cellrt_run_cli_with_channel_map_and_errors(tmp_path, operetta_plate):
     assert again.returncode == 1 and "pass --resume" in again.stderr
     bad = run_cli("run", str(operetta_plate), "--model", "nuclei", "--out", str(tmp_path / "x"))
     assert bad.returncode == 1 and "--channel DNA=1" in bad.stderr
+
+
+# -- OME-Zarr HCS ----------------------------------------------------------------------------------------------------
+
+def _write_ome_zarr_plate(root: Path, tiff_plate, zarr_format: int) -> Path:
+    """The demo plate's first wells as an NGFF HCS plate (0.4 on Zarr v2, 0.5 on Zarr v3), written
+    with zarr itself: two channels (the nuclei, and the nuclei inverted), axes (c, y, x) for 0.4 and
+    (t, c, z, y, x) for 0.5, channel names in the omero metadata."""
+    zarr = pytest.importorskip("zarr", reason="zarr not available")
+    version = "0.4" if zarr_format == 2 else "0.5"
+
+    def attrs(group, doc):
+        group.attrs.update(doc if zarr_format == 2 else {"ome": {"version": version, **doc}})
+
+    plate = zarr.open_group(str(root), mode="w", zarr_format=zarr_format)
+    wells = tiff_plate.wells[:3]
+    rows = sorted({w[0] for w in wells})
+    columns = sorted({str(int(w[1:])) for w in wells}, key=int)
+    attrs(plate, {"plate": {"name": "zarr-demo", "rows": [{"name": r} for r in rows],
+                            "columns": [{"name": c} for c in columns],
+                            "wells": [{"path": f"{w[0]}/{int(w[1:])}", "rowIndex": rows.index(w[0]),
+                                       "columnIndex": columns.index(str(int(w[1:])))} for w in wells],
+                            **({"version": version} if zarr_format == 2 else {})}})
+    axes = ["c", "y", "x"] if zarr_format == 2 else ["t", "c", "z", "y", "x"]
+    for well in wells:
+        well_group = plate.require_group(f"{well[0]}/{int(well[1:])}")
+        fields = tiff_plate.fields_of(well)
+        attrs(well_group, {"well": {"images": [{"path": str(i)} for i in range(len(fields))]}})
+        for index, source in enumerate(fields):
+            image = tifffile.imread(source.files["1"])
+            data = np.stack([image, 255 - image])
+            if zarr_format == 3:
+                data = data[None, :, None]
+            image_group = well_group.require_group(str(index))
+            array = image_group.create_array("0", shape=data.shape, dtype=data.dtype, chunks=data.shape)
+            array[...] = data
+            attrs(image_group, {"multiscales": [{"axes": [{"name": a} for a in axes], "datasets": [{"path": "0"}]}],
+                                "omero": {"channels": [{"label": "DNA"}, {"label": "inverted"}]}})
+    return root
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_ome_zarr_plate_gives_the_same_objects_as_its_tiffs(tmp_path, nuclei, zarr_format):
+    tiffs = open_plate(DEMO)
+    root = _write_ome_zarr_plate(tmp_path / "plate.zarr", tiffs, zarr_format)
+    plate = open_plate(root)
+    assert (plate.layout, plate.name, plate.channels) == ("ome-zarr", "zarr-demo", ["DNA", "inverted"])
+    assert plate.wells == tiffs.wells[:3] and len(plate.fields) == 6
+    PlateRun(nuclei, plate, tmp_path / "zarr").run()
+    subset = _copy_demo(tmp_path, 6)
+    PlateRun(nuclei, open_plate(subset), tmp_path / "tiff").run()
+    from_zarr = read_table(tmp_path / "zarr" / "objects.parquet")
+    from_tiff = read_table(tmp_path / "tiff" / "objects.parquet")
+    for column in ("Metadata_Well", "Metadata_Field", "AreaShape_Area", "Intensity_MeanIntensity_DNA"):
+        np.testing.assert_array_equal(from_zarr[column], from_tiff[column])
+    np.testing.assert_allclose(from_zarr["Intensity_MeanIntensity_DNA"] + from_zarr["Intensity_MeanIntensity_inverted"],
+                               255, atol=1e-3)
+
+
+def test_ome_zarr_errors_name_the_path(tmp_path):
+    zarr = pytest.importorskip("zarr", reason="zarr not available")
+    group = zarr.open_group(str(tmp_path / "bad.zarr"), mode="w", zarr_format=2)
+    group.attrs.update({"plate": {"wells": [{"path": "A/1"}], "rows": [{"name": "A"}], "columns": [{"name": "1"}]}})
+    with pytest.raises(PlateError, match=r"bad.zarr/A/1: well listed in the plate metadata is missing"):
+        open_plate(tmp_path / "bad.zarr", "ome-zarr")

@@ -9,7 +9,9 @@ exports:
   optional ``{GUID}`` suffix after the channel is allowed);
 - ``operetta``: ``r01c01f01p01-ch1sk1fk1fl1.tiff`` (Opera/Operetta/Harmony);
 - ``glob``: every TIFF is one single-channel field of its own "well" (the
-  file's stem), for folders with no naming convention.
+  file's stem), for folders with no naming convention;
+- ``ome-zarr``: an OME-Zarr HCS plate (NGFF plate/well/field), read lazily
+  (:mod:`cellrt.io.ome_zarr`); detected automatically.
 
 Everything about a plate is checked before any image is processed:
 duplicate files for one (well, field, channel), fields missing a channel
@@ -52,6 +54,7 @@ class FieldSource:
     well: str
     field: int
     files: dict[str, Path]
+    reader: object = None   # channels -> list of 2-D planes, for sources that are not one file per channel
 
     @property
     def key(self) -> FieldKey:
@@ -149,6 +152,10 @@ def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad:
     root = Path(root)
     if not root.is_dir():
         raise PlateError(f"{root}: plate folder does not exist")
+    if layout in ("auto", "ome-zarr"):
+        from .ome_zarr import is_ome_zarr_plate, open_ome_zarr_plate  # noqa: PLC0415
+        if layout == "ome-zarr" or is_ome_zarr_plate(root):
+            return open_ome_zarr_plate(root, name=name)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".tif", ".tiff"))
     if not files:
         raise PlateError(f"{root}: no .tif/.tiff files")
@@ -237,13 +244,22 @@ def read_field(source: FieldSource, channels: list[str], *, expect_shape=None) -
     import tifffile  # noqa: PLC0415
 
     planes = []
-    for channel in channels:
-        path = source.files[channel]
+    if source.reader is not None:
         try:
-            image = tifffile.imread(path)
-        except Exception as error:  # noqa: BLE001 - truncated/corrupt files raise many types
-            raise PlateError(f"{path}: unreadable TIFF (well {source.well}, field {source.field}, channel "
-                             f"{channel}): {type(error).__name__}: {error}") from error
+            loaded = source.reader(channels)
+        except Exception as error:  # noqa: BLE001 - any storage failure, named with the field
+            raise PlateError(f"{source.files[channels[0]]}: unreadable (well {source.well}, field {source.field}): "
+                             f"{type(error).__name__}: {error}") from error
+    for index, channel in enumerate(channels):
+        path = source.files[channel]
+        if source.reader is not None:
+            image = loaded[index]
+        else:
+            try:
+                image = tifffile.imread(path)
+            except Exception as error:  # noqa: BLE001 - truncated/corrupt files raise many types
+                raise PlateError(f"{path}: unreadable TIFF (well {source.well}, field {source.field}, channel "
+                                 f"{channel}): {type(error).__name__}: {error}") from error
         image = np.squeeze(image)
         if image.ndim != 2:
             raise PlateError(f"{path}: expected one 2-D plane (well {source.well}, field {source.field}, channel "

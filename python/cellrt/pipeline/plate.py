@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import queue
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,8 +23,9 @@ import numpy as np
 
 from .. import __version__
 from .._atomic import write_text
-from ..io.plate import FieldSource, Plate, PlateError, read_field
+from ..io.plate import FieldSource, Plate, PlateError
 from ..io.tables import concat_tables, read_table, write_table
+from .engine import EngineError, FieldEngine, channel_column
 from .model import Model
 
 STAGES = ("read", "tile", "infer", "stitch", "postprocess", "measure", "write")
@@ -52,10 +51,6 @@ class PlateRunError(RuntimeError):
     """A plate run that stopped: the message names the well, field and file."""
 
 
-def _channel_column(name: str) -> str:
-    return f"ch{name}" if name.isdigit() else name
-
-
 def resolve_channels(model: Model, plate: Plate, channel_map: dict) -> tuple[list[str], list[str]]:
     """(plate channels feeding the model's inputs in order, plate channels measured only)."""
     wanted = list(model.manifest.input_channels)
@@ -79,18 +74,6 @@ def resolve_channels(model: Model, plate: Plate, channel_map: dict) -> tuple[lis
         inputs.append(choice)
     extras = [c for c in plate.channels if c not in inputs]
     return inputs, extras
-
-
-@dataclass
-class _Field:
-    source: FieldSource
-    started: float
-    prepared: object = None
-    outputs: dict | None = None
-    next_tile: int = 0
-    done_tiles: int = 0
-    infer_seconds: float = 0.0
-    error: Exception | None = None
 
 
 class PlateRun:
@@ -157,146 +140,49 @@ class PlateRun:
         return self._finalise(records, skipped, wall, len(todo))
 
     def _process(self, todo: list[FieldSource], progress) -> dict:
-        model, o = self.model, self.options
         per_well = defaultdict(int)
         for source in todo:
             per_well[source.well] += 1
-        ready: queue.Queue = queue.Queue()
-        results: queue.Queue = queue.Queue()
-        admit = threading.Semaphore(o.max_fields_in_flight)
-        stop = threading.Event()
-        channels = self.inputs + self.extras
-        shape_lock = threading.Lock()
-        field_shape: list = []
-
-        def read(source: FieldSource) -> None:
-            state = _Field(source, time.perf_counter())
-            try:
-                t0 = time.perf_counter()
-                with shape_lock:
-                    expect = field_shape[0] if field_shape else None
-                stack = read_field(source, channels, expect_shape=expect)
-                with shape_lock:
-                    if not field_shape:
-                        field_shape.append(stack.shape[1:])
-                read_seconds = time.perf_counter() - t0
-                extras = {_channel_column(c): stack[len(self.inputs) + i] for i, c in enumerate(self.extras)}
-                state.prepared = model.prepare(stack[:len(self.inputs)], extra_channels=extras)
-                state.prepared.timings["read"] = read_seconds
-                state.outputs = model.output_buffers(len(state.prepared.tiles), state.prepared.tiles.shape[2:])
-            except Exception as error:  # noqa: BLE001 - reported per field, with its files
-                state.error = error
-            ready.put(state)
+        engine = FieldEngine(self.model, self.inputs, self.extras, self.options)
 
         def feed() -> None:
             for source in todo:
-                while not admit.acquire(timeout=0.1):
-                    if stop.is_set():
-                        return
-                if stop.is_set():
+                if not engine.put(source):
                     return
-                readers.submit(read, source)
+            engine.close_input()
 
-        def finish(state: _Field) -> None:
-            try:
-                state.prepared.timings["infer"] = state.infer_seconds
-                result = model.finish(state.prepared, state.outputs)
-                results.put((state, result))
-            except Exception as error:  # noqa: BLE001
-                results.put((state, error))
-
-        def infer_loop() -> None:
-            pending: list[_Field] = []
-            received = 0
-            try:
-                while not stop.is_set():
-                    waiting = sum(len(f.prepared.tiles) - f.next_tile for f in pending)
-                    if received < len(todo) and waiting < o.batch_size:
-                        try:
-                            state = ready.get(timeout=0.05)
-                        except queue.Empty:
-                            if waiting:  # the readers are behind: run what there is rather than idle
-                                self._run_batch(pending, workers.submit, finish)
-                                pending = [f for f in pending if f.done_tiles < len(f.prepared.tiles)]
-                            continue
-                        received += 1
-                        if state.error is not None:
-                            results.put((state, state.error))
-                        else:
-                            pending.append(state)
-                        continue
-                    if waiting == 0:
-                        break
-                    self._run_batch(pending, workers.submit, finish)
-                    pending = [f for f in pending if f.done_tiles < len(f.prepared.tiles)]
-            except Exception as error:  # noqa: BLE001 - an inference failure stops the run
-                results.put((None, error))
-
-        readers = ThreadPoolExecutor(o.readers, thread_name_prefix="cellrt-read")
-        workers = ThreadPoolExecutor(o.workers, thread_name_prefix="cellrt-post")
         feeder = threading.Thread(target=feed, name="cellrt-feed", daemon=True)
-        inference = threading.Thread(target=infer_loop, name="cellrt-infer", daemon=True)
         feeder.start()
-        inference.start()
         records: dict = {}
         buckets: dict[str, list] = defaultdict(list)
         done_fields = 0
         try:
             while done_fields < len(todo):
-                state, outcome = results.get()
-                if state is None:
-                    raise PlateRunError(f"inference failed: {type(outcome).__name__}: {outcome}") from outcome
-                admit.release()
+                try:
+                    state, outcome = engine.next_result()
+                except EngineError as error:
+                    raise PlateRunError(str(error)) from error
                 done_fields += 1
                 source = state.source
-                if isinstance(outcome, Exception):
-                    if not o.skip_bad:
-                        raise PlateRunError(f"well {source.well}, field {source.field}: {outcome}") from outcome
-                    buckets[source.well].append((source, None, str(outcome), state))
-                else:
-                    buckets[source.well].append((source, outcome, None, state))
+                self._bucket(buckets, state, outcome)
                 if len(buckets[source.well]) == per_well[source.well]:
                     records[source.well] = self._write_well(source.well, buckets.pop(source.well))
                 if progress is not None:
                     progress(done_fields, len(todo), source.well)
         finally:
-            stop.set()
-            readers.shutdown(wait=True, cancel_futures=True)
-            inference.join()
-            workers.shutdown(wait=True, cancel_futures=True)
+            engine.shutdown()
+            feeder.join()
         return records
 
-    def _run_batch(self, pending: list[_Field], submit, finish) -> None:
-        """One batch of up to ``batch_size`` tiles taken across the pending fields, in order."""
-        model = self.model
-        parts, owners = [], []
-        room = self.options.batch_size
-        for state in pending:
-            if room == 0:
-                break
-            available = len(state.prepared.tiles) - state.next_tile
-            take = min(room, available)
-            if take <= 0:
-                continue
-            parts.append(state.prepared.tiles[state.next_tile:state.next_tile + take])
-            owners.append((state, state.next_tile, take))
-            state.next_tile += take
-            room -= take
-        xp = model._cupy if model._cupy is not None else np
-        batch = parts[0] if len(parts) == 1 else xp.concatenate(parts)
-        started = time.perf_counter()
-        outputs = model.backend.infer(xp.ascontiguousarray(batch))
-        elapsed = time.perf_counter() - started
-        offset = 0
-        total = len(batch)
-        for state, first, count in owners:
-            for name, array in outputs.items():
-                state.outputs[name][first:first + count] = array[offset:offset + count]
-            offset += count
-            state.done_tiles += count
-            state.infer_seconds += elapsed * count / total
-            if state.done_tiles == len(state.prepared.tiles):
-                submit(finish, state)
+    def _bucket(self, buckets: dict, state, outcome) -> None:
+        """File one field's outcome under its well; a failure stops the run unless skip_bad."""
+        source = state.source
+        if isinstance(outcome, Exception):
+            if not self.options.skip_bad:
+                raise PlateRunError(f"well {source.well}, field {source.field}: {outcome}") from outcome
+            buckets[source.well].append((source, None, str(outcome), state))
+        else:
+            buckets[source.well].append((source, outcome, None, state))
 
     # -- outputs -----------------------------------------------------------------------------------------------
     def _field_objects(self, source: FieldSource, result) -> dict:

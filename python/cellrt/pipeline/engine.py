@@ -1,0 +1,179 @@
+"""The field engine: reader pool -> batched inference across fields -> worker pool.
+
+Fed one field at a time with :meth:`FieldEngine.put` (which blocks while
+``max_fields_in_flight`` fields are held: back-pressure keeps memory flat),
+it returns each field's outcome - a :class:`FieldResult` or the exception
+that stopped it - from :meth:`FieldEngine.next_result`, in completion order.
+Readers decode and tile the next fields while the backend runs; batches of
+tiles fill across field boundaries; workers stitch, post-process and
+measure. Used by the plate runner and by live acquisition.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..io.plate import FieldSource, read_field
+
+
+def channel_column(name: str) -> str:
+    """Column-name form of a plate channel ('1' -> 'ch1')."""
+    return f"ch{name}" if name.isdigit() else name
+
+
+@dataclass
+class FieldState:
+    source: FieldSource
+    started: float
+    prepared: object = None
+    outputs: dict | None = None
+    next_tile: int = 0
+    done_tiles: int = 0
+    infer_seconds: float = 0.0
+    error: Exception | None = None
+
+
+class EngineError(RuntimeError):
+    """Inference itself failed (not one field): the run cannot go on."""
+
+
+class FieldEngine:
+    def __init__(self, model, inputs: list[str], extras: list[str], options):
+        self.model, self.inputs, self.extras, self.options = model, inputs, extras, options
+        self._ready: queue.Queue = queue.Queue()
+        self._results: queue.Queue = queue.Queue()
+        self._admit = threading.Semaphore(options.max_fields_in_flight)
+        self._stop = threading.Event()
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._submitted = 0
+        self._field_shape = None
+        self._readers = ThreadPoolExecutor(options.readers, thread_name_prefix="cellrt-read")
+        self._workers = ThreadPoolExecutor(options.workers, thread_name_prefix="cellrt-post")
+        self._inference = threading.Thread(target=self._infer_loop, name="cellrt-infer", daemon=True)
+        self._inference.start()
+
+    # -- feeding ---------------------------------------------------------------------------------------------
+    def put(self, source: FieldSource) -> bool:
+        """Queue one field; blocks while the engine is full. False once the engine is shut down."""
+        while not self._admit.acquire(timeout=0.1):
+            if self._stop.is_set():
+                return False
+        if self._stop.is_set():
+            return False
+        with self._lock:
+            self._submitted += 1
+        self._readers.submit(self._read, source)
+        return True
+
+    def close_input(self) -> None:
+        """No more fields will be put; the engine drains what it holds."""
+        self._closed.set()
+
+    def next_result(self, timeout: float | None = None):
+        """(state, FieldResult or Exception) of the next finished field; raises :class:`EngineError`
+        if inference failed, ``queue.Empty`` after ``timeout``."""
+        state, outcome = self._results.get(timeout=timeout)
+        if state is None:
+            raise EngineError(f"inference failed: {type(outcome).__name__}: {outcome}") from outcome
+        self._admit.release()
+        return state, outcome
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._readers.shutdown(wait=True, cancel_futures=True)
+        self._inference.join()
+        self._workers.shutdown(wait=True, cancel_futures=True)
+
+    # -- stages ----------------------------------------------------------------------------------------------
+    def _read(self, source: FieldSource) -> None:
+        state = FieldState(source, time.perf_counter())
+        try:
+            t0 = time.perf_counter()
+            with self._lock:
+                expect = self._field_shape
+            stack = read_field(source, self.inputs + self.extras, expect_shape=expect)
+            with self._lock:
+                if self._field_shape is None:
+                    self._field_shape = stack.shape[1:]
+            read_seconds = time.perf_counter() - t0
+            extras = {channel_column(c): stack[len(self.inputs) + i] for i, c in enumerate(self.extras)}
+            state.prepared = self.model.prepare(stack[:len(self.inputs)], extra_channels=extras)
+            state.prepared.timings["read"] = read_seconds
+            state.outputs = self.model.output_buffers(len(state.prepared.tiles), state.prepared.tiles.shape[2:])
+        except Exception as error:  # noqa: BLE001 - reported per field, with its files
+            state.error = error
+        self._ready.put(state)
+
+    def _finish(self, state: FieldState) -> None:
+        try:
+            state.prepared.timings["infer"] = state.infer_seconds
+            self._results.put((state, self.model.finish(state.prepared, state.outputs)))
+        except Exception as error:  # noqa: BLE001
+            self._results.put((state, error))
+
+    def _infer_loop(self) -> None:
+        pending: list[FieldState] = []
+        received = 0
+        batch_size = self.options.batch_size
+        try:
+            while not self._stop.is_set():
+                waiting = sum(len(f.prepared.tiles) - f.next_tile for f in pending)
+                with self._lock:
+                    drained = self._closed.is_set() and received == self._submitted
+                if not drained and waiting < batch_size:
+                    try:
+                        state = self._ready.get(timeout=0.05)
+                    except queue.Empty:
+                        if waiting:  # the readers are behind: run what there is rather than idle
+                            pending = self._run_batch(pending)
+                        continue
+                    received += 1
+                    if state.error is not None:
+                        self._results.put((state, state.error))
+                    else:
+                        pending.append(state)
+                    continue
+                if waiting == 0:
+                    if drained:
+                        break
+                    continue
+                pending = self._run_batch(pending)
+        except Exception as error:  # noqa: BLE001 - an inference failure stops the run
+            self._results.put((None, error))
+
+    def _run_batch(self, pending: list[FieldState]) -> list[FieldState]:
+        """One batch of up to ``batch_size`` tiles taken across the pending fields, in order."""
+        model = self.model
+        parts, owners = [], []
+        room = self.options.batch_size
+        for state in pending:
+            if room == 0:
+                break
+            take = min(room, len(state.prepared.tiles) - state.next_tile)
+            if take <= 0:
+                continue
+            parts.append(state.prepared.tiles[state.next_tile:state.next_tile + take])
+            owners.append((state, state.next_tile, take))
+            state.next_tile += take
+            room -= take
+        xp = model._cupy if model._cupy is not None else np
+        batch = parts[0] if len(parts) == 1 else xp.concatenate(parts)
+        started = time.perf_counter()
+        outputs = model.backend.infer(xp.ascontiguousarray(batch))
+        elapsed = time.perf_counter() - started
+        offset, total = 0, len(batch)
+        for state, first, count in owners:
+            for name, array in outputs.items():
+                state.outputs[name][first:first + count] = array[offset:offset + count]
+            offset += count
+            state.done_tiles += count
+            state.infer_seconds += elapsed * count / total
+            if state.done_tiles == len(state.prepared.tiles):
+                self._workers.submit(self._finish, state)
+        return [f for f in pending if f.done_tiles < len(f.prepared.tiles)]

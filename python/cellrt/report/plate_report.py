@@ -38,8 +38,7 @@ def _plate_heatmap(values: dict, geometry, title: str, unit: str, cmap: str = "v
             grid[position] = value
     fig, ax = plt.subplots(figsize=(0.55 * columns + 1.8, 0.5 * rows + 1.0))
     masked = np.ma.masked_invalid(grid)
-    colours = plt.get_cmap(cmap).copy()
-    colours.set_bad("#eeeeee")
+    colours = plt.get_cmap(cmap).with_extremes(bad="#eeeeee")
     image = ax.imshow(masked, cmap=colours, aspect="equal")
     ax.set_xticks(range(columns), [str(c + 1) for c in range(columns)], fontsize=7)
     ax.set_yticks(range(rows), [format_well(r, 0)[:-2] for r in range(rows)], fontsize=7)

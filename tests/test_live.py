@@ -1,0 +1,76 @@
+"""Live acquisition: frames pushed one channel at a time, results while the plate is imaged."""
+from __future__ import annotations
+
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+import cellrt
+from cellrt.io import open_plate
+from cellrt.io.tables import read_table
+from cellrt.pipeline.live import LiveRun
+from cellrt.pipeline.plate import PlateOptions, PlateRun
+
+DEMO = Path(str(resources.files("cellrt") / "data" / "demo" / "plate"))
+
+
+@pytest.fixture(scope="module")
+def nuclei():
+    return cellrt.load_model("nuclei", backend="ort", threads=2)
+
+
+def test_live_frames_give_the_same_tables_as_the_plate_on_disk(tmp_path, nuclei, rng):
+    plate = open_plate(DEMO)
+    PlateRun(nuclei, plate, tmp_path / "disk").run()
+    order = rng.permutation(len(plate.fields))  # acquisition order need not be plate order
+    run = LiveRun(nuclei, tmp_path / "live", channels=["1", "2"], plate_name="demo", fields_per_well=2,
+                  options=PlateOptions(batch_size=4, channel_map={"DNA": "1"}))
+    futures = {}
+    for index in order:
+        source = plate.fields[index]
+        image = tifffile.imread(source.files["1"])
+        # Two channels arrive separately: the nuclei, then a second stain (here the inverted image).
+        first = run.submit(image, well=source.well, field=source.field, channel="1")
+        second = run.submit(255 - image, well=source.well, field=source.field, channel=2)
+        assert first is second
+        futures[(source.well, source.field)] = first
+    a_well = plate.fields[order[0]].well
+    for field in (1, 2):
+        assert futures[(a_well, field)].result(timeout=60).count >= 0
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "live" / "wells" / f"{a_well}.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "live" / "wells" / f"{a_well}.json").exists()  # on disk before the plate is finished
+    summary = run.close()
+    assert summary["fields_processed"] == 48 and summary["incomplete_fields"] == []
+    disk, live = read_table(tmp_path / "disk" / "wells.csv"), read_table(tmp_path / "live" / "wells.csv")
+    np.testing.assert_array_equal(disk["Metadata_Well"], live["Metadata_Well"])
+    np.testing.assert_array_equal(disk["Count"], live["Count"])
+    objects = read_table(tmp_path / "live" / "objects.parquet")
+    np.testing.assert_allclose(objects["Intensity_MeanIntensity_DNA"] + objects["Intensity_MeanIntensity_ch2"], 255,
+                               atol=1e-3)
+    assert (tmp_path / "live" / "report" / "index.html").is_file()
+
+
+def test_live_submit_errors_name_the_field(tmp_path, nuclei):
+    run = LiveRun(nuclei, tmp_path / "live", channels=["1"])
+    frame = np.zeros((64, 64), np.uint16)
+    with pytest.raises(ValueError, match=r"well B03, field 1: channel '2' is not one of the run's channels \['1'\]"):
+        run.submit(frame, well="B3", field=1, channel=2)
+    with pytest.raises(ValueError, match="well should be named like 'B03'"):
+        run.submit(frame, well="middle", field=1, channel=1)
+    with pytest.raises(ValueError, match="frame should be 2-D"):
+        run.submit(np.zeros((2, 64, 64)), well="B03", field=1, channel=1)
+    future = run.submit(frame, well="B03", field=1, channel=1)
+    assert future.result(timeout=60).count == 0  # an empty field has no objects
+    with pytest.raises(ValueError, match="well B03, field 1, channel 1 was already submitted"):
+        run.submit(frame, well="B03", field=1, channel=1)
+    summary = run.close()  # fields_per_well unknown: the well is written at close
+    assert summary["fields_processed"] == 1
+    assert read_table(tmp_path / "live" / "wells.csv")["Count"].tolist() == [0]
+    with pytest.raises(Exception, match="after close"):
+        run.submit(frame, well="B03", field=2, channel=1)

@@ -50,7 +50,11 @@ class FieldEngine:
         self._admit = threading.Semaphore(options.max_fields_in_flight)
         self._stop = threading.Event()
         self._closed = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._space = threading.Condition(self._lock)
+        self._reading = 0          # fields being read and tiled
+        self._backlog = 0          # tiles read but not yet through the model
+        self._tiles_per_field = 1  # of the last field read: the guess for fields still being read
         self._submitted = 0
         self._field_shape = None
         self._readers = ThreadPoolExecutor(options.readers, thread_name_prefix="cellrt-read")
@@ -60,16 +64,41 @@ class FieldEngine:
 
     # -- feeding ---------------------------------------------------------------------------------------------
     def put(self, source: FieldSource) -> bool:
-        """Queue one field; blocks while the engine is full. False once the engine is shut down."""
+        """Queue one field; blocks while the engine is full. False once the engine is shut down.
+
+        Reading ahead is limited twice: at most ``max_fields_in_flight``
+        fields are held, and a field is only read once the tiles waiting for
+        the model (plus the fields being read) would not fill two batches -
+        enough to keep the backend busy, no more, so a field's latency is not
+        spent queueing behind others.
+        """
         while not self._admit.acquire(timeout=0.1):
             if self._stop.is_set():
                 return False
-        if self._stop.is_set():
-            return False
-        with self._lock:
+        with self._space:
+            while not self._stop.is_set() and (
+                    self._reading >= self.options.readers
+                    or self._backlog + self._reading * self._tiles_per_field >= 2 * self.options.batch_size):
+                self._space.wait(timeout=0.1)
+            if self._stop.is_set():
+                return False
+            self._reading += 1
             self._submitted += 1
         self._readers.submit(self._read, source)
         return True
+
+    def _tiles_read(self, count: int) -> None:
+        with self._space:
+            self._reading -= 1
+            self._backlog += count
+            if count:
+                self._tiles_per_field = count
+            self._space.notify_all()
+
+    def _tiles_inferred(self, count: int) -> None:
+        with self._space:
+            self._backlog -= count
+            self._space.notify_all()
 
     def close_input(self) -> None:
         """No more fields will be put; the engine drains what it holds."""
@@ -86,6 +115,8 @@ class FieldEngine:
 
     def shutdown(self) -> None:
         self._stop.set()
+        with self._space:
+            self._space.notify_all()
         self._readers.shutdown(wait=True, cancel_futures=True)
         self._inference.join()
         self._workers.shutdown(wait=True, cancel_futures=True)
@@ -108,6 +139,7 @@ class FieldEngine:
             state.outputs = self.model.output_buffers(len(state.prepared.tiles), state.prepared.tiles.shape[2:])
         except Exception as error:  # noqa: BLE001 - reported per field, with its files
             state.error = error
+        self._tiles_read(0 if state.error is not None else len(state.prepared.tiles))
         self._ready.put(state)
 
     def _finish(self, state: FieldState) -> None:
@@ -167,6 +199,7 @@ class FieldEngine:
         started = time.perf_counter()
         outputs = model.backend.infer(xp.ascontiguousarray(batch))
         elapsed = time.perf_counter() - started
+        self._tiles_inferred(len(batch))
         offset, total = 0, len(batch)
         for state, first, count in owners:
             for name, array in outputs.items():

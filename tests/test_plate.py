@@ -210,9 +210,11 @@ def test_cellrt_demo_writes_tables_and_a_report(tmp_path):
 def test_cellrt_run_cli_with_channel_map_and_errors(tmp_path, operetta_plate):
     out = tmp_path / "run"
     result = run_cli("run", str(operetta_plate), "--model", "nuclei", "--out", str(out), "--channel", "DNA=1",
-                     "--format", "csv", "--batch", "3", "--save-labels")
+                     "--format", "csv", "--batch", "3", "--save-labels", "--save-predictions",
+                     "--images-format", "ome-zarr")
     assert result.returncode == 0, result.stderr
-    assert (out / "objects.csv").is_file() and len(list((out / "labels").glob("*.tif"))) == 12
+    assert (out / "objects.csv").is_file()
+    assert len(open_plate(out / "images.ome.zarr").fields) == 12
     assert "fields/s" in result.stdout and "p99" in result.stdout
     again = run_cli("run", str(operetta_plate), "--model", "nuclei", "--out", str(out), "--channel", "DNA=1",
                     "--format", "csv")
@@ -284,3 +286,155 @@ def test_ome_zarr_errors_name_the_path(tmp_path):
     group.attrs.update({"plate": {"wells": [{"path": "A/1"}], "rows": [{"name": "A"}], "columns": [{"name": "1"}]}})
     with pytest.raises(PlateError, match=r"bad.zarr/A/1: well listed in the plate metadata is missing"):
         open_plate(tmp_path / "bad.zarr", "ome-zarr")
+
+
+# -- OME-TIFF plates ------------------------------------------------------------------------------------------------
+
+OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+
+
+def _ome_pixels(image_id: int, shape, order: str, size_z: int, tiff_data: str) -> str:
+    return (f'<Image ID="Image:{image_id}" Name="field {image_id}"><Pixels ID="Pixels:{image_id}" '
+            f'DimensionOrder="{order}" Type="uint8" SizeX="{shape[1]}" SizeY="{shape[0]}" SizeC="2" '
+            f'SizeZ="{size_z}" SizeT="1"><Channel ID="Channel:{image_id}:0" Name="DNA"/>'
+            f'<Channel ID="Channel:{image_id}:1" Name="inverted"/>{tiff_data}</Pixels></Image>')
+
+
+def _ome_plate_xml(wells: list[str], fields_per_well: list[int], images: str, extra: str = "") -> str:
+    body, index = [], 0
+    for w, (well, count) in enumerate(zip(wells, fields_per_well)):
+        row, column = well_position(well)
+        samples = "".join(f'<WellSample ID="WellSample:{w}:{k}" Index="{index + k}"><ImageRef ID="Image:{index + k}"/>'
+                          f'</WellSample>' for k in range(count))
+        body.append(f'<Well ID="Well:{w}" Row="{row}" Column="{column}">{samples}</Well>')
+        index += count
+    return (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{OME_NS}" Creator="cellrt tests">{extra}'
+            f'<Plate ID="Plate:0" Name="ome-tiff-demo">{"".join(body)}</Plate>{images}</OME>')
+
+
+def _write_ome_tiff_plate(root: Path, tiff_plate, *, multi_file: bool) -> Path:
+    """The demo plate's first three wells as an OME-TIFF plate with two channels (the nuclei, and
+    the nuclei inverted), written with tifffile and hand-made OME-XML as instrument software does.
+
+    One file: dimension order XYZCT with two z planes (the second all zeros), so reading the right
+    page for (channel, z=0) is what makes the objects match. Multi-file: one binary-only file per
+    field and a .companion.ome holding the plate, TiffData with UUID FileName and no IFD."""
+    root.mkdir()
+    wells = tiff_plate.wells[:3]
+    fields = [source for well in wells for source in tiff_plate.fields_of(well)]
+    images_xml, planes = [], []
+    for index, source in enumerate(fields):
+        image = tifffile.imread(source.files["1"])
+        channels = [image, (255 - image).astype(np.uint8)]
+        if multi_file:
+            name = f"field{index}.ome.tif"
+            tiff_data = f'<TiffData><UUID FileName="{name}">urn:uuid:0000-{index}</UUID></TiffData>'
+            images_xml.append(_ome_pixels(index, image.shape, "XYCZT", 1, tiff_data))
+            binary_only = (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{OME_NS}">'
+                           f'<BinaryOnly MetadataFile="plate.companion.ome" UUID="urn:uuid:plate"/></OME>')
+            with tifffile.TiffWriter(root / name, ome=False) as tif:
+                for page, plane in enumerate(channels):
+                    tif.write(plane, description=binary_only if page == 0 else None, metadata=None)
+        else:
+            tiff_data = f'<TiffData IFD="{len(planes)}" PlaneCount="4"/>'
+            images_xml.append(_ome_pixels(index, image.shape, "XYZCT", 2, tiff_data))
+            for plane in channels:
+                planes += [plane, np.zeros_like(plane)]   # z = 0, z = 1 of each channel
+    xml = _ome_plate_xml(wells, [len(tiff_plate.fields_of(w)) for w in wells], "".join(images_xml))
+    if multi_file:
+        (root / "plate.companion.ome").write_text(xml)
+        return root
+    with tifffile.TiffWriter(root / "plate.ome.tif", ome=False) as tif:
+        for page, plane in enumerate(planes):
+            tif.write(plane, description=xml if page == 0 else None, metadata=None)
+    return root / "plate.ome.tif"
+
+
+@pytest.mark.parametrize("multi_file", [False, True], ids=["one-file", "companion"])
+def test_ome_tiff_plate_gives_the_same_objects_as_its_tiffs(tmp_path, nuclei, multi_file):
+    tiffs = open_plate(DEMO)
+    path = _write_ome_tiff_plate(tmp_path / "ome", tiffs, multi_file=multi_file)
+    plate = open_plate(path)
+    assert (plate.layout, plate.name, plate.channels) == ("ome-tiff", "ome-tiff-demo", ["DNA", "inverted"])
+    assert plate.wells == tiffs.wells[:3] and len(plate.fields) == 6
+    if multi_file:
+        assert open_plate(path / "field0.ome.tif").wells == plate.wells   # binary-only file -> its companion
+    PlateRun(nuclei, plate, tmp_path / "ome-out").run()
+    PlateRun(nuclei, open_plate(_copy_demo(tmp_path, 6)), tmp_path / "tiff").run()
+    from_ome = read_table(tmp_path / "ome-out" / "objects.parquet")
+    from_tiff = read_table(tmp_path / "tiff" / "objects.parquet")
+    for column in ("Metadata_Well", "Metadata_Field", "AreaShape_Area", "Intensity_MeanIntensity_DNA"):
+        np.testing.assert_array_equal(from_ome[column], from_tiff[column])
+    np.testing.assert_allclose(from_ome["Intensity_MeanIntensity_DNA"] + from_ome["Intensity_MeanIntensity_inverted"],
+                               255, atol=1e-3)
+
+
+def test_ome_tiff_errors_name_the_file(tmp_path):
+    image = np.zeros((32, 32), np.uint8)
+    # No OME-XML at all.
+    tifffile.imwrite(tmp_path / "plain.ome.tif", image, ome=False)
+    with pytest.raises(PlateError, match=r"plain.ome.tif: no OME-XML"):
+        open_plate(tmp_path / "plain.ome.tif")
+    # An image without a plate.
+    tifffile.imwrite(tmp_path / "single.ome.tif", image)
+    with pytest.raises(PlateError, match=r"single.ome.tif: OME-XML has no Plate element"):
+        open_plate(tmp_path / "single.ome.tif")
+    # A plate whose image has fewer pages than its TiffData claims.
+    xml = _ome_plate_xml(["B02"], [1], _ome_pixels(0, image.shape, "XYCZT", 1, '<TiffData IFD="0" PlaneCount="2"/>'))
+    short = tmp_path / "short" / "plate.ome.tif"
+    short.parent.mkdir()
+    tifffile.imwrite(short, image, description=xml, metadata=None, ome=False)
+    plate = open_plate(short.parent)
+    assert plate.fields[0].well == "B02"
+    with pytest.raises(PlateError, match=r"plate.ome.tif: has 1 pages; the OME-XML maps channel inverted to page 1 \(well B02, field 1\)"):
+        cellrt.io.plate.read_field(plate.fields[0], plate.channels)
+    # A channel with no page at all, and a companion pointing to a missing file.
+    xml = _ome_plate_xml(["A01"], [1], _ome_pixels(0, image.shape, "XYCZT", 1, '<TiffData IFD="0" PlaneCount="1"/>'))
+    tifffile.imwrite(tmp_path / "nochan.ome.tif", image, description=xml, metadata=None, ome=False)
+    with pytest.raises(PlateError, match=r"well A01, field 1.*no TiffData maps channel\(s\) \['inverted'\]"):
+        open_plate(tmp_path / "nochan.ome.tif")
+    companion = tmp_path / "lost" / "plate.companion.ome"
+    companion.parent.mkdir()
+    companion.write_text(_ome_plate_xml(["A01"], [1], _ome_pixels(
+        0, image.shape, "XYCZT", 1, '<TiffData><UUID FileName="gone.ome.tif">urn:uuid:1</UUID></TiffData>')))
+    with pytest.raises(PlateError, match=r"gone.ome.tif: referenced by the OME-XML but missing"):
+        open_plate(companion)
+
+
+# -- label and prediction images ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("image_format", ["tiff", "ome-zarr"])
+def test_label_and_prediction_images_equal_the_model_run(tmp_path, nuclei, image_format):
+    plate = open_plate(_copy_demo(tmp_path, 5))   # wells with one and two fields
+    out = tmp_path / "out"
+    PlateRun(nuclei, plate, out, PlateOptions(save_labels=True, save_predictions=True,
+                                              image_format=image_format)).run()
+    classes = list(nuclei.manifest.dense_output.channels)
+    if image_format == "ome-zarr":
+        zarr = pytest.importorskip("zarr", reason="zarr not available")
+        written = open_plate(out / "images.ome.zarr")   # the output plate reads back as a plate
+        assert (written.layout, written.name, written.channels) == ("ome-zarr", plate.name, classes)
+        assert [(s.well, s.field) for s in written.fields] == [(s.well, s.field) for s in plate.fields]
+        root = zarr.open_group(str(out / "images.ome.zarr"), mode="r")
+    for source in plate.fields:
+        expected = nuclei.run(tifffile.imread(source.files["1"]))
+        if image_format == "tiff":
+            labels = tifffile.imread(out / "labels" / f"{source.well}_f{source.field:02d}.tif")
+            path = out / "predictions" / f"{source.well}_f{source.field:02d}.ome.tif"
+            prediction = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                assert all(f'Name="{c}"' in tif.ome_metadata for c in classes)
+        else:
+            row, column = well_position(source.well)
+            field_group = root[f"{'ABCDEFGH'[row]}/{column + 1}/{source.field}"]
+            assert field_group["labels"].attrs["labels"] == ["cells"]
+            labels = np.asarray(field_group["labels/cells/0"])
+            prediction = np.asarray(field_group["0"])
+            assert [c["label"] for c in field_group.attrs["omero"]["channels"]] == classes
+        np.testing.assert_array_equal(labels, expected.labels)
+        np.testing.assert_allclose(prediction, expected.prediction, rtol=0, atol=1e-6)
+
+
+def test_image_outputs_need_a_known_format(tmp_path, nuclei):
+    with pytest.raises(ValueError, match=r"image_format should be one of \('tiff', 'ome-zarr'\), got 'png'"):
+        PlateRun(nuclei, open_plate(DEMO), tmp_path, PlateOptions(image_format="png"))

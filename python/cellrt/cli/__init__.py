@@ -17,11 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="cellrt-demo", help="output folder (default: ./cellrt-demo)")
 
     run = sub.add_parser("run", help="run a model over a plate: per-object tables, well summaries, a report")
-    run.add_argument("plate", help="plate folder of TIFFs")
+    run.add_argument("plate", help="plate folder of TIFFs, OME-Zarr HCS plate, or OME-TIFF plate (file or folder)")
     run.add_argument("--model", required=True, help="bundled model name (see `cellrt models`) or model folder")
     run.add_argument("--out", required=True, help="output folder (one run per folder)")
     run.add_argument("--layout", default="auto",
-                     help="'imagexpress', 'operetta', 'glob', a pattern such as '{well}_s{field}_w{channel}.tif', "
+                     help="'imagexpress', 'operetta', 'glob', 'ome-zarr', 'ome-tiff', a pattern such as '{well}_s{field}_w{channel}.tif', "
                           "or a regular expression with named groups (default: detect a preset)")
     run.add_argument("--channel", action="append", default=[], metavar="MODEL=PLATE",
                      help="which plate channel feeds a model input, e.g. DNA=1 (repeatable)")
@@ -31,7 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--readers", type=int, default=2, help="reader threads")
     run.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
     run.add_argument("--format", default="parquet", choices=["parquet", "csv"], help="per-object table format")
-    run.add_argument("--save-labels", action="store_true", help="also write label images (labels/<well>_fNN.tif)")
+    run.add_argument("--save-labels", action="store_true",
+                     help="also write label images (labels/<well>_fNN.tif, or under each field of images.ome.zarr)")
+    run.add_argument("--save-predictions", action="store_true",
+                     help="also write the model's predicted channels or class probabilities "
+                          "(predictions/<well>_fNN.ome.tif, or images.ome.zarr)")
+    run.add_argument("--images-format", default="tiff", choices=["tiff", "ome-zarr"],
+                     help="format of saved label/prediction images (ome-zarr: one NGFF 0.4 HCS plate)")
     run.add_argument("--resume", action="store_true", help="skip wells already completed in --out")
     run.add_argument("--skip-bad", action="store_true",
                      help="record unreadable or malformed fields in errors.csv and carry on")
@@ -97,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_plate(args.plate, args.model, args.out, backend=args.backend, batch=args.batch,
                          workers=args.workers, readers=args.readers, threads=args.threads, resume=args.resume,
                          skip_bad=args.skip_bad, layout=args.layout, channels=args.channel, table_format=args.format,
-                         save_labels=args.save_labels)
+                         save_labels=args.save_labels, save_predictions=args.save_predictions,
+                         images_format=args.images_format)
     from .demo import run_demo as run_stitch_demo
 
     return run_stitch_demo(out=args.out, image_path=args.image, tile_size=args.tile, overlap=args.overlap,

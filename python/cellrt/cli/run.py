@@ -49,7 +49,8 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
 
 def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "auto", batch: int = 8,
               workers: int = 2, readers: int = 2, threads: int = 0, resume: bool = False, skip_bad: bool = False,
-              layout: str = "auto", channels=(), table_format: str = "parquet", save_labels: bool = False) -> int:
+              layout: str = "auto", channels=(), table_format: str = "parquet", save_labels: bool = False,
+              save_predictions: bool = False, images_format: str = "tiff") -> int:
     from ..io.plate import PlateError, open_plate  # noqa: PLC0415
     from ..pipeline import load_model  # noqa: PLC0415
     from ..pipeline.plate import PlateOptions, PlateRun, PlateRunError  # noqa: PLC0415
@@ -66,7 +67,8 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
         plate = open_plate(plate_path, layout, skip_bad=skip_bad)
         model = load_model(model_name, backend=backend, threads=threads, batch_size=batch)
         options = PlateOptions(batch_size=batch, readers=readers, workers=workers, skip_bad=skip_bad,
-                               table_format=table_format, channel_map=channel_map, save_labels=save_labels)
+                               table_format=table_format, channel_map=channel_map, save_labels=save_labels,
+                               save_predictions=save_predictions, image_format=images_format)
         run = PlateRun(model, plate, out, options)
         print(f"plate {plate.name}: {len(plate.fields)} fields in {len(plate.wells)} wells, channels "
               f"{plate.channels} ({plate.layout}); model {model.name} on {model.backend.name}", file=sys.stderr)
@@ -105,7 +107,7 @@ def _clear_previous_demo(out_dir: Path) -> None:
         return
     if not str(previous.get("plate", "")).replace("\\", "/").endswith(DEMO_PLATE):
         return
-    for name in ("wells", "report", "labels"):
+    for name in ("wells", "report", "labels", "predictions", "images.ome.zarr"):
         shutil.rmtree(out_dir / name, ignore_errors=True)
     for name in ("objects.parquet", "objects.csv", "fields.csv", "wells.csv", "errors.csv", "timings.csv",
                  "run.json", "run-config.json"):

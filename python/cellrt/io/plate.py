@@ -11,7 +11,10 @@ exports:
 - ``glob``: every TIFF is one single-channel field of its own "well" (the
   file's stem), for folders with no naming convention;
 - ``ome-zarr``: an OME-Zarr HCS plate (NGFF plate/well/field), read lazily
-  (:mod:`cellrt.io.ome_zarr`); detected automatically.
+  (:mod:`cellrt.io.ome_zarr`); detected automatically;
+- ``ome-tiff``: an OME-TIFF plate (OME-XML Plate/Well/WellSample; one file,
+  a multi-file set or a companion file) given as the file or its folder
+  (:mod:`cellrt.io.ome_tiff`); detected automatically.
 
 Everything about a plate is checked before any image is processed:
 duplicate files for one (well, field, channel), fields missing a channel
@@ -150,8 +153,12 @@ def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad:
     listing what was tried).
     """
     root = Path(root)
+    from .ome_tiff import is_ome_tiff_name, open_ome_tiff_plate  # noqa: PLC0415
+    if layout == "ome-tiff" or (layout == "auto" and root.is_file() and is_ome_tiff_name(root)):
+        return open_ome_tiff_plate(root, name=name)
     if not root.is_dir():
-        raise PlateError(f"{root}: plate folder does not exist")
+        raise PlateError(f"{root}: plate folder does not exist" if not root.exists() else
+                         f"{root}: not a folder (a file is a plate only as an OME-TIFF: .ome.tif, .companion.ome)")
     if layout in ("auto", "ome-zarr"):
         from .ome_zarr import is_ome_zarr_plate, open_ome_zarr_plate  # noqa: PLC0415
         if layout == "ome-zarr" or is_ome_zarr_plate(root):
@@ -159,6 +166,8 @@ def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad:
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".tif", ".tiff"))
     if not files:
         raise PlateError(f"{root}: no .tif/.tiff files")
+    if layout == "auto" and all(is_ome_tiff_name(p) for p in files):
+        return open_ome_tiff_plate(root, name=name)
     if layout == "auto":
         for preset in PRESETS:
             regex = pattern_regex(preset)
@@ -247,6 +256,8 @@ def read_field(source: FieldSource, channels: list[str], *, expect_shape=None) -
     if source.reader is not None:
         try:
             loaded = source.reader(channels)
+        except PlateError as error:   # already names its file
+            raise PlateError(f"{error} (well {source.well}, field {source.field})") from error
         except Exception as error:  # noqa: BLE001 - any storage failure, named with the field
             raise PlateError(f"{source.files[channels[0]]}: unreadable (well {source.well}, field {source.field}): "
                              f"{type(error).__name__}: {error}") from error

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import __version__
 from .._atomic import write_text
+from ..io.images import IMAGE_FORMATS, FieldImageWriter
 from ..io.plate import FieldSource, Plate, PlateError
 from ..io.tables import concat_tables, read_table, write_table
 from .engine import EngineError, FieldEngine, channel_column
@@ -41,10 +42,13 @@ class PlateOptions:
     table_format: str = "parquet"
     channel_map: dict = field(default_factory=dict)   # model input channel -> plate channel
     save_labels: bool = False
+    save_predictions: bool = False
+    image_format: str = "tiff"                         # of label/prediction images: 'tiff' or 'ome-zarr'
 
     def fingerprint_fields(self) -> dict:
-        # What changes the numbers (not how fast they are made).
-        return {"channel_map": dict(sorted(self.channel_map.items())), "table_format": self.table_format}
+        # What changes the outputs (not how fast they are made): a resumed run must write the same files.
+        return {"channel_map": dict(sorted(self.channel_map.items())), "table_format": self.table_format,
+                "images": [self.save_labels, self.save_predictions, self.image_format]}
 
 
 class PlateRunError(RuntimeError):
@@ -89,8 +93,11 @@ class PlateRun:
             value = getattr(o, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"PlateOptions.{name} should be a positive int, got {value!r}")
+        if o.image_format not in IMAGE_FORMATS:
+            raise ValueError(f"PlateOptions.image_format should be one of {IMAGE_FORMATS}, got {o.image_format!r}")
         self.inputs, self.extras = resolve_channels(model, plate, o.channel_map)
         self.fingerprint = self._fingerprint()
+        self.images: FieldImageWriter | None = None
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
     def _fingerprint(self) -> str:
@@ -132,6 +139,13 @@ class PlateRun:
                                     f"{self.fingerprint[:12]}); choose another --out")
         write_text(config_path, json.dumps({"fingerprint": self.fingerprint, "cellrt": __version__,
                                             "model": self.model.name, "plate": str(self.plate.root)}, indent=2))
+        manifest = self.model.manifest
+        self.images = FieldImageWriter(self.out, image_format=self.options.image_format,
+                                       save_labels=self.options.save_labels,
+                                       save_predictions=self.options.save_predictions,
+                                       prediction_channels=list(manifest.dense_output.channels),
+                                       wells=self.plate.wells, plate_name=self.plate.name,
+                                       pixel_size_um=manifest.pixel_size_um)
         skipped = self.completed_wells() if resume else set()
         todo = [f for f in self.plate.fields if f.well not in skipped]
         started = time.perf_counter()
@@ -229,14 +243,7 @@ class PlateRun:
             for stage in STAGES[:-1]:
                 row[stage] = float(stages.get(stage, 0.0))
             timings.append(row)
-        if self.options.save_labels:
-            import tifffile  # noqa: PLC0415
-
-            from .._atomic import atomic_path  # noqa: PLC0415
-            for source, result, _, _ in entries:
-                if result is not None:
-                    with atomic_path(self.out / "labels" / f"{well}_f{source.field:02d}.tif") as tmp:
-                        tifffile.imwrite(tmp, result.labels, compression="zlib")
+        self.images.write_well(well, [(source.field, result) for source, result, _, _ in entries if result is not None])
         objects_path, record_path = self._well_paths(well)
         write_table(objects_path, objects, self.options.table_format)
         write_seconds = (time.perf_counter() - started) / max(1, len(entries))

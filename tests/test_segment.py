@@ -447,6 +447,49 @@ def test_contours_of_real_nuclei(backend, dsb_dir):
             np.testing.assert_array_equal(found[i], opencv_contour(labels, i + 1), err_msg=f"{name} {i + 1}")
 
 
+def opencv_holes(labels, value):
+    """Hole contours of cv2.findContours(RETR_CCOMP) on one object's mask, by first point (y, x)."""
+    found, hierarchy = cv2.findContours((labels == value).astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    holes = [c[:, 0, :] for c, h in zip(found, hierarchy[0]) if h[3] >= 0]
+    return sorted(holes, key=lambda c: (c[0, 1], c[0, 0]))
+
+
+def assert_holes_equal_opencv(labels, count, backend, where):
+    found = contours(labels, holes=True, backend=backend)
+    assert len(found) == count
+    for i in range(count):
+        outer, *holes = found[i]
+        np.testing.assert_array_equal(outer, opencv_contour(labels, i + 1), err_msg=f"{where} object {i + 1}")
+        reference = opencv_holes(labels, i + 1)
+        assert len(holes) == len(reference), f"{where} object {i + 1}: {len(holes)} holes, OpenCV {len(reference)}"
+        assert [(h[0, 1], h[0, 0]) for h in holes] == sorted((h[0, 1], h[0, 0]) for h in holes)
+        for k, (ours, theirs) in enumerate(zip(holes, reference)):
+            np.testing.assert_array_equal(ours, theirs, err_msg=f"{where} object {i + 1} hole {k}")
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_hole_contours_equal_opencv_ccomp(backend, dsb_dir, rng):
+    for name, mask in adversarial_masks().items():
+        assert_holes_equal_opencv(*label(mask, 8), backend, name)
+    for name, mask, _ in list(real_masks(dsb_dir))[:4]:
+        assert_holes_equal_opencv(*label(mask, 8), backend, name)
+    # Random masks: many objects with holes, holes touching diagonally, holes holding other objects.
+    for density in (0.45, 0.6, 0.75):
+        mask = rng.random((64, 80)) < density
+        labels, count = label(mask, 8)
+        assert_holes_equal_opencv(labels, count, backend, f"random {density}")
+    # A ring around another object (which is part of the ring's hole), and a one-pixel hole.
+    labels = np.zeros((12, 14), np.int32)
+    labels[1:10, 1:10] = 1
+    labels[2:9, 2:9] = 0
+    labels[4:7, 4:7] = 2
+    labels[2:6, 11:14] = 3
+    labels[3, 12] = 0
+    assert_holes_equal_opencv(labels, 3, backend, "ring")
+    found = contours(labels, holes=True, backend=backend)
+    assert [len(f) for f in found] == [2, 1, 2]
+
+
 def test_contours_of_missing_labels_are_empty():
     labels = np.zeros((6, 6), np.int32)
     labels[1:3, 1:4] = 2

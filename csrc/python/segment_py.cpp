@@ -1,4 +1,6 @@
 // Bindings for label and measure: array conversion and m.def only.
+#include <algorithm>
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -122,6 +124,22 @@ py::tuple contours_host(const py::array& labels, int64_t num_objects, int num_th
   return py::make_tuple(c.offsets, points, c.perimeter);
 }
 
+py::tuple hole_contours_host(const py::array& labels, int64_t num_objects, int num_threads) {
+  const TensorView lab = host_view(labels, "labels", false);
+  HoleContours holes;
+  {
+    py::gil_scoped_release release;
+    holes = hole_contours(lab, num_objects, contour_options(num_threads));
+  }
+  py::array_t<int64_t> object_offsets(static_cast<py::ssize_t>(holes.object_offsets.size()));
+  std::copy(holes.object_offsets.begin(), holes.object_offsets.end(), object_offsets.mutable_data());
+  py::array_t<int64_t> point_offsets(static_cast<py::ssize_t>(holes.point_offsets.size()));
+  std::copy(holes.point_offsets.begin(), holes.point_offsets.end(), point_offsets.mutable_data());
+  py::array_t<int32_t> points({static_cast<py::ssize_t>(holes.points.size() / 2), py::ssize_t{2}});
+  std::copy(holes.points.begin(), holes.points.end(), points.mutable_data());
+  return py::make_tuple(object_offsets, point_offsets, points);
+}
+
 int64_t label_device(uintptr_t mask, const std::vector<int64_t>& shape, uintptr_t labels, int connectivity,
                      uintptr_t stream) {
   const std::vector<int64_t> strides{shape.size() == 2 ? shape[1] : 1, 1};
@@ -163,6 +181,8 @@ void register_segment(py::module_& m) {
         py::arg("border"), py::arg("num_threads") = 0);
   m.def("contours", &contours_host, py::arg("labels"), py::arg("num_objects"), py::arg("num_threads") = 0,
         "Outer contours of objects 1..N: (offsets[N+1], points[P,2] xy int32, perimeter[N]).");
+  m.def("hole_contours", &hole_contours_host, py::arg("labels"), py::arg("num_objects"), py::arg("num_threads") = 0,
+        "Hole contours of objects 1..N: (object_offsets[N+1], point_offsets[holes+1], points[P,2] xy int32).");
   m.def("label_cuda", &label_device, py::arg("mask"), py::arg("shape"), py::arg("labels"), py::arg("connectivity"),
         py::arg("stream"), "label on device pointers (from __cuda_array_interface__); synchronises the stream.");
   m.def("measure_cuda", &measure_device, py::arg("labels"), py::arg("shape"), py::arg("num_objects"),

@@ -3,6 +3,7 @@
 #include "cellrt/contour.h"
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "core/check.h"
@@ -12,13 +13,143 @@
 
 namespace cellrt {
 
+namespace {
+
+void check_contour_input(const char* op, const TensorView& labels, int64_t num_objects) {
+  detail::check_view(op, "labels", labels, 2, "(H, W)", true);
+  CELLRT_CHECK(labels.dtype == DType::kInt32, op, ": labels should be int32, got ", dtype_name(labels.dtype));
+  CELLRT_CHECK(labels.device == Device::kCPU, op, ": only host arrays are supported so far");
+  CELLRT_CHECK(num_objects >= 0 && num_objects < (int64_t{1} << 31), op, ": num_objects should be in [0, 2^31), got ",
+               num_objects);
+}
+
+struct Box {
+  int32_t y0, y1, x0, x1;  // inclusive; y0 > y1 when the label does not occur
+};
+
+std::vector<Box> bounding_boxes(const int32_t* lab, int32_t height, int32_t width, int64_t num_objects, int threads) {
+  const int strips = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, height)));
+  const Box empty{height, -1, width, -1};
+  std::vector<std::vector<Box>> strip_boxes(strips);
+  detail::parallel_for(strips, strips, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      std::vector<Box>& boxes = strip_boxes[s];
+      boxes.assign(num_objects + 1, empty);
+      for (int32_t y = static_cast<int32_t>(int64_t{height} * s / strips);
+           y < static_cast<int32_t>(int64_t{height} * (s + 1) / strips); ++y) {
+        const int32_t* row = lab + int64_t{y} * width;
+        for (int32_t x = 0; x < width; ++x) {
+          const int32_t l = row[x];
+          if (l <= 0 || l > num_objects) continue;
+          Box& b = boxes[l];
+          b.y0 = std::min(b.y0, y);
+          b.y1 = y;
+          b.x0 = std::min(b.x0, x);
+          b.x1 = std::max(b.x1, x);
+        }
+      }
+    }
+  });
+  std::vector<Box>& boxes = strip_boxes[0];
+  for (int s = 1; s < strips; ++s)
+    for (int64_t l = 1; l <= num_objects; ++l) {
+      const Box& o = strip_boxes[s][l];
+      if (o.y1 < 0) continue;
+      Box& b = boxes[l];
+      b = Box{std::min(b.y0, o.y0), std::max(b.y1, o.y1), std::min(b.x0, o.x0), std::max(b.x1, o.x1)};
+    }
+  return std::move(boxes);
+}
+
+// First pixel (raster order, image coordinates) of every hole of `label`
+// inside its box. Scratch states: 0 the object, 1 not yet reached, 2
+// reached (outside, or a hole already found).
+void find_holes(const int32_t* lab, int32_t width, int32_t label, const Box& box, std::vector<uint8_t>& scratch,
+                std::vector<int32_t>& stack, std::vector<std::pair<int32_t, int32_t>>& starts) {
+  starts.clear();
+  const int32_t bh = box.y1 - box.y0 + 1, bw = box.x1 - box.x0 + 1;
+  if (bh < 3 || bw < 3) return;
+  scratch.resize(static_cast<size_t>(bh) * bw);
+  for (int32_t y = 0; y < bh; ++y) {
+    const int32_t* row = lab + int64_t{box.y0 + y} * width + box.x0;
+    for (int32_t x = 0; x < bw; ++x) scratch[static_cast<size_t>(y) * bw + x] = row[x] == label ? 0 : 1;
+  }
+  auto flood = [&](int32_t seed) {
+    scratch[seed] = 2;
+    stack.assign(1, seed);
+    while (!stack.empty()) {
+      const int32_t p = stack.back();
+      stack.pop_back();
+      const int32_t y = p / bw, x = p % bw;
+      const int32_t next[4] = {x > 0 ? p - 1 : -1, x + 1 < bw ? p + 1 : -1, y > 0 ? p - bw : -1,
+                               y + 1 < bh ? p + bw : -1};
+      for (const int32_t q : next)
+        if (q >= 0 && scratch[q] == 1) {
+          scratch[q] = 2;
+          stack.push_back(q);
+        }
+    }
+  };
+  for (int32_t x = 0; x < bw; ++x) {
+    if (scratch[x] == 1) flood(x);
+    if (scratch[(bh - 1) * bw + x] == 1) flood((bh - 1) * bw + x);
+  }
+  for (int32_t y = 0; y < bh; ++y) {
+    if (scratch[y * bw] == 1) flood(y * bw);
+    if (scratch[y * bw + bw - 1] == 1) flood(y * bw + bw - 1);
+  }
+  for (int32_t p = 0; p < bh * bw; ++p)
+    if (scratch[p] == 1) {
+      starts.emplace_back(box.y0 + p / bw, box.x0 + p % bw);
+      flood(p);
+    }
+}
+
+}  // namespace
+
+HoleContours hole_contours(const TensorView& labels, int64_t num_objects, const ContourOptions& options) {
+  check_contour_input("hole_contours", labels, num_objects);
+  const int32_t height = static_cast<int32_t>(labels.shape[0]), width = static_cast<int32_t>(labels.shape[1]);
+  CELLRT_CHECK(int64_t{height} * width < (int64_t{1} << 31), "hole_contours: images of 2^31 pixels or more are not "
+               "supported, got ", height, " x ", width);
+  const auto* lab = static_cast<const int32_t*>(labels.data);
+  const int threads = detail::resolve_threads(options.num_threads);
+  const std::vector<Box> boxes = bounding_boxes(lab, height, width, num_objects, threads);
+  std::vector<std::vector<int32_t>> object_points(num_objects + 1);
+  std::vector<std::vector<int64_t>> hole_sizes(num_objects + 1);
+  const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, num_objects)));
+  detail::parallel_for(num_objects, workers, [&](int64_t l0, int64_t l1) {
+    std::vector<uint8_t> scratch;
+    std::vector<int32_t> stack;
+    std::vector<std::pair<int32_t, int32_t>> starts;
+    for (int64_t l = l0 + 1; l <= l1; ++l) {
+      if (boxes[l].y1 < 0) continue;
+      find_holes(lab, width, static_cast<int32_t>(l), boxes[l], scratch, stack, starts);
+      std::vector<int32_t>& out = object_points[l];
+      for (const auto& [hy, hx] : starts) {
+        const detail::BorderTrace t = detail::trace_hole_border(lab, height, width, static_cast<int32_t>(l), hy, hx,
+                                                                [&](int32_t x, int32_t y) {
+                                                                  out.push_back(x);
+                                                                  out.push_back(y);
+                                                                });
+        hole_sizes[l].push_back(t.points);
+      }
+    }
+  });
+  HoleContours result;
+  result.object_offsets.assign(num_objects + 1, 0);
+  result.point_offsets.assign(1, 0);
+  for (int64_t l = 1; l <= num_objects; ++l) {
+    result.object_offsets[l] = result.object_offsets[l - 1] + static_cast<int64_t>(hole_sizes[l].size());
+    for (const int64_t n : hole_sizes[l]) result.point_offsets.push_back(result.point_offsets.back() + n);
+    result.points.insert(result.points.end(), object_points[l].begin(), object_points[l].end());
+  }
+  return result;
+}
+
 int64_t contours(const TensorView& labels, int64_t num_objects, int64_t* offsets, int32_t* points,
                  double* perimeter, const ContourOptions& options) {
-  detail::check_view("contours", "labels", labels, 2, "(H, W)", true);
-  CELLRT_CHECK(labels.dtype == DType::kInt32, "contours: labels should be int32, got ", dtype_name(labels.dtype));
-  CELLRT_CHECK(labels.device == Device::kCPU, "contours: only host arrays are supported so far");
-  CELLRT_CHECK(num_objects >= 0 && num_objects < (int64_t{1} << 31), "contours: num_objects should be in [0, 2^31), got ",
-               num_objects);
+  check_contour_input("contours", labels, num_objects);
   CELLRT_CHECK(offsets != nullptr, "contours: offsets should not be null");
   const int32_t height = static_cast<int32_t>(labels.shape[0]), width = static_cast<int32_t>(labels.shape[1]);
   const auto* lab = static_cast<const int32_t*>(labels.data);

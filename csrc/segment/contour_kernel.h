@@ -1,6 +1,6 @@
-// Outer border following (Suzuki & Abe 1985, step 3, 8-connectivity) of one
-// object of a label image, shared by the CPU backend and a future one-thread-
-// per-object CUDA backend.
+// Border following (Suzuki & Abe 1985, step 3, 8-connectivity) of one
+// object of a label image - its outer border and the borders of its holes -
+// shared by the CPU backend and a future one-thread-per-object CUDA backend.
 #pragma once
 
 #include <cstdint>
@@ -31,18 +31,25 @@ struct BorderTrace {
 
 CELLRT_HOST_DEVICE inline double step_length(int k) { return (k & 1) ? 1.4142135623730951 : 1.0; }
 
-// Traces the outer border of `label` from its first pixel in raster order
-// (sy, sx), calling emit(x, y) for each border point in order (the order
-// of cv2.findContours with CHAIN_APPROX_NONE), starting with (sx, sy).
+// Direction of the background pixel a border is entered from (Suzuki-Abe's
+// (i2, j2)): west of an outer border's first pixel, east of the pixel left
+// of a hole's first pixel.
+constexpr int kOuterBorderEntry = 4;
+constexpr int kHoleBorderEntry = 0;
+
+// Follows the border of `label` that starts at object pixel (sy, sx), entered
+// from its background neighbour in direction `entry`, calling emit(x, y) for
+// each border point in order (the order of cv2.findContours with
+// CHAIN_APPROX_NONE), starting with (sx, sy).
 template <typename Emit>
-CELLRT_HOST_DEVICE BorderTrace trace_outer_border(const int32_t* labels, int32_t height, int32_t width, int32_t label,
-                                              int32_t sy, int32_t sx, Emit&& emit) {
+CELLRT_HOST_DEVICE BorderTrace trace_border(const int32_t* labels, int32_t height, int32_t width, int32_t label,
+                                            int32_t sy, int32_t sx, int entry, Emit&& emit) {
   emit(sx, sy);
-  // 3.1: clockwise from the west neighbour (background: sx is the first
-  // pixel of its row run) to the first object pixel i1.
+  // 3.1: clockwise from the entry neighbour (background) to the first
+  // object pixel i1.
   int k1 = -1;
   for (int i = 0; i < 8; ++i) {
-    const int k = (4 + i) & 7;
+    const int k = (entry + i) & 7;
     if (is_object(labels, height, width, sy + dir_y(k), sx + dir_x(k), label)) {
       k1 = k;
       break;
@@ -78,6 +85,21 @@ CELLRT_HOST_DEVICE BorderTrace trace_outer_border(const int32_t* labels, int32_t
     x3 = x4;
   }
   return trace;
+}
+
+// The outer border of `label` from its first pixel in raster order (sy, sx).
+template <typename Emit>
+CELLRT_HOST_DEVICE BorderTrace trace_outer_border(const int32_t* labels, int32_t height, int32_t width, int32_t label,
+                                                  int32_t sy, int32_t sx, Emit&& emit) {
+  return trace_border(labels, height, width, label, sy, sx, kOuterBorderEntry, emit);
+}
+
+// The border of a hole of `label` whose first pixel in raster order is
+// (hy, hx): traced from the object pixel to its left, (hy, hx - 1).
+template <typename Emit>
+CELLRT_HOST_DEVICE BorderTrace trace_hole_border(const int32_t* labels, int32_t height, int32_t width, int32_t label,
+                                                 int32_t hy, int32_t hx, Emit&& emit) {
+  return trace_border(labels, height, width, label, hy, hx - 1, kHoleBorderEntry, emit);
 }
 
 struct IgnorePoints {

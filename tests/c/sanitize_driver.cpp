@@ -128,13 +128,19 @@ int main() {
         const int64_t total = contours(lv, n + 2, offsets.data(), nullptr, perimeter.data(), co);
         std::vector<int32_t> points(2 * total);
         contours(lv, n + 2, offsets.data(), points.data(), nullptr, co);
+        const HoleContours holes = hole_contours(lv, n + 2, co);
+        if (holes.object_offsets.size() != static_cast<size_t>(n + 3) ||
+            holes.points.size() != 2 * static_cast<size_t>(holes.point_offsets.back())) {
+          std::printf("hole_contours: offsets and points disagree\n");
+          return 1;
+        }
         std::vector<int64_t> counts(256);
         histogram(make_view(mask.data(), DType::kUInt8, {h, w}), make_view(counts.data(), DType::kInt64, {256}),
                   threads);
         std::vector<uint8_t> filled(h * w);
         fill_holes(make_view(mask.data(), DType::kUInt8, {h, w}), make_view(filled.data(), DType::kUInt8, {h, w}),
                    connectivity);
-        calls += 6;
+        calls += 7;
       }
     }
     // Filters with windows larger than the image and every border mode.

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "cellrt/types.h"
 
@@ -32,5 +33,23 @@ struct ContourOptions {
 // Returns the total number of points.
 int64_t contours(const TensorView& labels, int64_t num_objects, int64_t* offsets, int32_t* points,
                  double* perimeter, const ContourOptions& options = ContourOptions{});
+
+// The holes of every object: 4-connected components of pixels that are not
+// the object's and do not reach the border of its bounding box (other
+// objects inside a hole are part of it, as on the object's own mask). Each
+// hole's border is traced from the object pixel left of the hole's first
+// pixel in raster order: the hole contours of cv2.findContours(RETR_CCOMP,
+// CHAIN_APPROX_NONE) on the object's mask, with the same points in the same
+// order. Work per object is proportional to its bounding box.
+struct HoleContours {
+  std::vector<int64_t> object_offsets;  // N + 1: the holes of object l are [object_offsets[l-1], object_offsets[l])
+  std::vector<int64_t> point_offsets;   // holes + 1: the points of hole h are [point_offsets[h], point_offsets[h+1])
+  std::vector<int32_t> points;          // x, y of every point
+};
+
+// Args:
+//   labels: [H, W] int32, C-contiguous, host memory.
+HoleContours hole_contours(const TensorView& labels, int64_t num_objects,
+                           const ContourOptions& options = ContourOptions{});
 
 }  // namespace cellrt

@@ -157,16 +157,18 @@ def _inside(labels, y, x, lab):
 
 
 @njit(cache=True)
-def _trace(labels, lab, sy, sx, out):
-    """Moore-neighbour tracing with Suzuki-Abe's stop rule; writes xy into
-    out (if it has room) and returns (points, closed length)."""
+def _trace(labels, lab, sy, sx, out, entry=4):
+    """Moore-neighbour tracing with Suzuki-Abe's stop rule from object pixel
+    (sy, sx) entered from its background neighbour in direction ``entry``
+    (4, west: an outer border; 0, east: a hole border); writes xy into out
+    (if it has room) and returns (points, closed length)."""
     n = 0
     if n < out.shape[0]:
         out[n, 0], out[n, 1] = sx, sy
     n += 1
     k1 = -1
     for i in range(8):
-        k = (4 + i) % 8
+        k = (entry + i) % 8
         if _inside(labels, sy + _DY[k], sx + _DX[k], lab):
             k1 = k
             break
@@ -218,3 +220,75 @@ def _contours(labels, num_objects):
 
 def contours(labels, num_objects):
     return _contours(labels, num_objects)
+
+
+@njit(cache=True)
+def _flood(state, seed_y, seed_x):
+    """4-connected flood of state == 1 pixels from a seed, marking them 2."""
+    bh, bw = state.shape
+    stack = [(seed_y, seed_x)]
+    state[seed_y, seed_x] = 2
+    while stack:
+        y, x = stack.pop()
+        for dy, dx in ((0, -1), (0, 1), (-1, 0), (1, 0)):
+            ny, nx = y + dy, x + dx
+            if 0 <= ny < bh and 0 <= nx < bw and state[ny, nx] == 1:
+                state[ny, nx] = 2
+                stack.append((ny, nx))
+
+
+@njit(cache=True)
+def _hole_contours(labels, num_objects):
+    height, width = labels.shape
+    y0 = np.full(num_objects + 1, height, np.int64)
+    y1 = np.full(num_objects + 1, -1, np.int64)
+    x0 = np.full(num_objects + 1, width, np.int64)
+    x1 = np.full(num_objects + 1, -1, np.int64)
+    for y in range(height):
+        for x in range(width):
+            lab = labels[y, x]
+            if 0 < lab <= num_objects:
+                y0[lab] = min(y0[lab], y)
+                y1[lab] = y
+                x0[lab] = min(x0[lab], x)
+                x1[lab] = max(x1[lab], x)
+    object_offsets = np.zeros(num_objects + 1, np.int64)
+    starts = []        # (label, hole's first y, x) in label then raster order
+    for lab in range(1, num_objects + 1):
+        bh, bw = y1[lab] - y0[lab] + 1, x1[lab] - x0[lab] + 1
+        object_offsets[lab] = object_offsets[lab - 1]
+        if bh < 3 or bw < 3:
+            continue
+        state = np.ones((bh, bw), np.uint8)
+        for y in range(bh):
+            for x in range(bw):
+                if labels[y0[lab] + y, x0[lab] + x] == lab:
+                    state[y, x] = 0
+        for x in range(bw):
+            for y in (0, bh - 1):
+                if state[y, x] == 1:
+                    _flood(state, y, x)
+        for y in range(bh):
+            for x in (0, bw - 1):
+                if state[y, x] == 1:
+                    _flood(state, y, x)
+        for y in range(bh):
+            for x in range(bw):
+                if state[y, x] == 1:
+                    starts.append((lab, y0[lab] + y, x0[lab] + x))
+                    object_offsets[lab] += 1
+                    _flood(state, y, x)
+    empty = np.empty((0, 2), np.int32)
+    point_offsets = np.zeros(len(starts) + 1, np.int64)
+    for h in range(len(starts)):
+        lab, hy, hx = starts[h]
+        point_offsets[h + 1] = point_offsets[h] + _trace(labels, lab, hy, hx - 1, empty, 0)[0]
+    points = np.empty((point_offsets[-1], 2), np.int32)
+    for h in range(len(starts)):
+        lab, hy, hx = starts[h]
+        _trace(labels, lab, hy, hx - 1, points[point_offsets[h]:point_offsets[h + 1]], 0)
+    return object_offsets, point_offsets, points
+
+
+def hole_contours(labels, num_objects):
+    return _hole_contours(labels, num_objects)

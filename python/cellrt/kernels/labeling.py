@@ -155,9 +155,11 @@ def _contour_arrays(labels: np.ndarray, num_objects: int, backend: str, num_thre
     return _labeling_numba.contours(labels, num_objects)
 
 
-def contours(labels, *, num_objects=None, backend: str = "auto", num_threads: int = 0) -> list:
+def contours(labels, *, num_objects=None, holes: bool = False, backend: str = "auto", num_threads: int = 0) -> list:
     """Outer contour of each object, as ``cv2.findContours(mask,
-    RETR_EXTERNAL, CHAIN_APPROX_NONE)`` gives it for that object's mask.
+    RETR_EXTERNAL, CHAIN_APPROX_NONE)`` gives it for that object's mask;
+    with ``holes=True`` also the contours of its holes, as
+    ``cv2.findContours(mask, RETR_CCOMP, CHAIN_APPROX_NONE)`` gives them.
 
     Parameters
     ----------
@@ -165,14 +167,23 @@ def contours(labels, *, num_objects=None, backend: str = "auto", num_threads: in
         0 background, 1..N objects.
     num_objects : int, optional
         N; default ``labels.max()``.
+    holes : bool
+        Also trace hole borders. A hole is a 4-connected region of pixels
+        not of the object that its 8-connected pixels enclose (other objects
+        inside it are part of the hole, as on the object's own mask); its
+        contour runs over the object's pixels around it, starting at the
+        pixel left of the hole's first pixel. Costs one pass over each
+        object's bounding box.
 
     Returns
     -------
-    list of (K, 2) int32 ndarrays
+    list of (K, 2) int32 ndarrays, or with ``holes`` a list of lists of them
         Border points (x, y) of objects 1..N in tracing order, starting at
         the object's first pixel in raster order; empty for labels that do
         not occur. Objects whose pixels are not 8-connected are traced from
-        their first pixel only.
+        their first pixel only. With ``holes``, item i is ``[outer, hole_1,
+        ...]``: the outer contour, then each hole's in raster order of the
+        hole's first pixel.
 
     Examples
     --------
@@ -182,7 +193,17 @@ def contours(labels, *, num_objects=None, backend: str = "auto", num_threads: in
     labels = _as_labels(labels, "contours")
     n = int(labels.max()) if num_objects is None and labels.size else int(num_objects or 0)
     offsets, points, _ = _contour_arrays(labels, n, backend, num_threads)
-    return [points[offsets[i]:offsets[i + 1]] for i in range(n)]
+    outer = [points[offsets[i]:offsets[i + 1]] for i in range(n)]
+    if not holes:
+        return outer
+    if _backend.resolve("contours", backend, False) == "cpu":
+        from .._build import _core  # noqa: PLC0415
+        object_offsets, hole_offsets, hole_points = _core.hole_contours(labels, n, int(num_threads))
+    else:
+        from . import _labeling_numba  # noqa: PLC0415
+        object_offsets, hole_offsets, hole_points = _labeling_numba.hole_contours(labels, n)
+    return [[outer[i]] + [hole_points[hole_offsets[h]:hole_offsets[h + 1]]
+                          for h in range(object_offsets[i], object_offsets[i + 1])] for i in range(n)]
 
 
 def measure(labels, intensities=None, *, channel_names=None, num_objects=None, backend: str = "auto",

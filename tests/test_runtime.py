@@ -310,15 +310,19 @@ def test_load_model_errors_name_what_was_expected(tiny_model, tmp_path):
         model.run(np.zeros((2, 64, 64), np.uint16))
 
 
-def test_model_run_equals_the_kernels_called_by_hand(tiny_model, dsb_dir):
+@pytest.mark.parametrize("tile_size", ["model", "auto"])
+def test_model_run_equals_the_kernels_called_by_hand(tiny_model, dsb_dir, tile_size):
     from cellrt.kernels import instances_from_probability, measure, stitch, tile  # noqa: PLC0415
 
-    model = cellrt.load_model(tiny_model[0], backend="ort", batch_size=3)
+    model = cellrt.load_model(tiny_model[0], backend="ort", batch_size=3, tile_size=tile_size)
     image_id = training_data.dsb_ids(dsb_dir, held_out=True)[0]
     image = tifffile.imread(dsb_dir / "images" / f"{image_id}.tif")
     result = model.run(image)
     manifest = model.manifest
-    batch = tile(image, 64, 16, normalize="percentile", percentiles=(1.0, 99.8))
+    # 'auto' fits tiles of up to 8 manifest tiles' pixels: sides up to 180 px.
+    shape = (64, 64) if tile_size == "model" else model.tile_shape(image.shape)
+    assert tile_size == "model" or shape != (64, 64) and max(shape) <= 180
+    batch = tile(image, shape, 16, normalize="percentile", percentiles=(1.0, 99.8))
     logits = OrtBackend(manifest.onnx_path, manifest).infer(batch.tiles)
     probabilities = stitch(logits["logits"], batch.origins, image.shape, overlap=16, activation="softmax")
     np.testing.assert_allclose(result.prediction, probabilities, atol=1e-5)
@@ -331,6 +335,33 @@ def test_model_run_equals_the_kernels_called_by_hand(tiny_model, dsb_dir):
     assert result.objects["Classify_ClassIndex"].shape == (count,)
     np.testing.assert_allclose(result.embedding, logits["embedding"].mean(axis=0), rtol=1e-5)
     assert set(result.timings) == {"tile", "infer", "stitch", "postprocess", "measure"}
+
+
+def test_auto_tiles_cover_the_field_with_the_fewest_tiles_of_the_least_size(tiny_model):
+    from cellrt.kernels.stitch import tile_origins  # noqa: PLC0415
+    from cellrt.pipeline.model import _covering_side  # noqa: PLC0415
+
+    for side in list(range(1, 400, 7)) + [1024, 2048, 2160, 2560]:
+        for overlap, multiple, max_side in ((16, 4, 104), (48, 8, 720), (0, 1, 50)):
+            length = _covering_side(side, overlap, multiple, max_side)
+            assert length % multiple == 0 and length > 2 * overlap
+            assert length <= max(max_side, -(-side // multiple) * multiple, -(-(2 * overlap + 1) // multiple) * multiple)
+            count = len({int(o[0]) for o in tile_origins((side, 1), (length, 1), (overlap, 0))}) if side > length else 1
+            fewest = 1 if side <= max_side else -(-(side - overlap) // (max_side - overlap))
+            assert count == fewest, (side, overlap, length)
+            if count > 1:   # one multiple less would need another tile
+                assert (length - multiple - overlap) * count + overlap < side
+    model = cellrt.load_model(tiny_model[0], backend="ort", batch_size=3)
+    # 8 tiles of 64^2 is 32,768 px: sides up to 180; 1024 = 7 tiles of 160, 300 = 2 of 160.
+    assert model.tile_shape((1024, 300)) == (160, 160)
+    assert model.tiles_per_batch((160, 160)) == 1 and model.tiles_per_batch((32, 32)) == 12
+    assert cellrt.load_model(tiny_model[0], backend="ort", batch_size=1).tile_shape((1024, 300)) == (160, 160)
+    assert cellrt.load_model(tiny_model[0], backend="ort", tile_size=(96, 128)).tile_shape((500, 500)) == (96, 128)
+    with pytest.raises(ValueError, match=r"tile_size \(30, 30\) should be multiples of 4 larger than twice the "
+                                         r"overlap \(16 px\)"):
+        cellrt.load_model(tiny_model[0], backend="ort", tile_size=30)
+    with pytest.raises(ValueError, match=r"tile_size should be 'auto', 'model', an int or \(height, width\)"):
+        cellrt.load_model(tiny_model[0], backend="ort", tile_size="big")
 
 
 # -- FLOPs from the graph ----------------------------------------------------------------------------------------

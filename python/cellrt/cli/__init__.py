@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="which plate channel feeds a model input, e.g. DNA=1 (repeatable)")
     run.add_argument("--backend", default="auto", choices=["auto", "ort", "tensorrt"])
     run.add_argument("--batch", type=int, default=8, help="tiles per inference batch (across fields)")
+    run.add_argument("--tile", default="auto",
+                     help="tile size: 'auto' (sized to the field, least recomputed overlap), 'model' (the "
+                          "manifest's) or pixels")
     run.add_argument("--workers", type=int, default=2, help="post-processing threads")
     run.add_argument("--readers", type=int, default=2, help="reader threads")
     run.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                          workers=args.workers, readers=args.readers, threads=args.threads, resume=args.resume,
                          skip_bad=args.skip_bad, layout=args.layout, channels=args.channel, table_format=args.format,
                          save_labels=args.save_labels, save_predictions=args.save_predictions,
-                         images_format=args.images_format)
+                         images_format=args.images_format, tile=args.tile)
     from .demo import run_demo as run_stitch_demo
 
     return run_stitch_demo(out=args.out, image_path=args.image, tile_size=args.tile, overlap=args.overlap,

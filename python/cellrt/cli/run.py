@@ -50,7 +50,7 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
 def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "auto", batch: int = 8,
               workers: int = 2, readers: int = 2, threads: int = 0, resume: bool = False, skip_bad: bool = False,
               layout: str = "auto", channels=(), table_format: str = "parquet", save_labels: bool = False,
-              save_predictions: bool = False, images_format: str = "tiff") -> int:
+              save_predictions: bool = False, images_format: str = "tiff", tile: str = "auto") -> int:
     from ..io.plate import PlateError, open_plate  # noqa: PLC0415
     from ..pipeline import load_model  # noqa: PLC0415
     from ..pipeline.plate import PlateOptions, PlateRun, PlateRunError  # noqa: PLC0415
@@ -65,7 +65,8 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
         channel_map[model_channel] = plate_channel
     try:
         plate = open_plate(plate_path, layout, skip_bad=skip_bad)
-        model = load_model(model_name, backend=backend, threads=threads, batch_size=batch)
+        model = load_model(model_name, backend=backend, threads=threads, batch_size=batch,
+                           tile_size=int(tile) if tile.isdigit() else tile)
         options = PlateOptions(batch_size=batch, readers=readers, workers=workers, skip_bad=skip_bad,
                                table_format=table_format, channel_map=channel_map, save_labels=save_labels,
                                save_predictions=save_predictions, image_format=images_format)

@@ -75,21 +75,24 @@ class FieldImageWriter:
     def _open_zarr_plate(self, wells: list[str], plate_name: str):
         import zarr  # noqa: PLC0415
 
-        positions = {w: well_position(w) for w in wells}
+        self._plate_name = plate_name
+        self._wells = list(wells)
+        plate = zarr.open_group(str(self.zarr_path), mode="a", zarr_format=2)
+        self._write_plate_metadata(plate)
+        return plate
+
+    def _write_plate_metadata(self, plate) -> None:
+        positions = {w: well_position(w) for w in self._wells}
         odd = [w for w, p in positions.items() if p is None]
         if odd:
             raise ValueError(f"OME-Zarr output needs wells named by row and column (like B03); got {odd[:3]}")
         rows = sorted({p[0] for p in positions.values()})
         columns = sorted({p[1] for p in positions.values()})
-        row_names = [_row_name(r) for r in rows]
-        column_names = [str(c + 1) for c in columns]
-        plate = zarr.open_group(str(self.zarr_path), mode="a", zarr_format=2)
         plate.attrs.put({"plate": {
-            "version": NGFF_VERSION, "name": plate_name,
-            "rows": [{"name": n} for n in row_names], "columns": [{"name": n} for n in column_names],
+            "version": NGFF_VERSION, "name": self._plate_name,
+            "rows": [{"name": _row_name(r)} for r in rows], "columns": [{"name": str(c + 1)} for c in columns],
             "wells": [{"path": self._well_path(w), "rowIndex": rows.index(positions[w][0]),
-                       "columnIndex": columns.index(positions[w][1])} for w in wells]}})
-        return plate
+                       "columnIndex": columns.index(positions[w][1])} for w in self._wells]}})
 
     @staticmethod
     def _well_path(well: str) -> str:
@@ -117,6 +120,9 @@ class FieldImageWriter:
                                                                       "scale": self._scale(data.ndim)}]}]}]})
 
     def _write_zarr_well(self, well: str, fields: list[tuple[int, object]]) -> None:
+        if well not in self._wells:   # live acquisition: wells become known as they are imaged
+            self._wells.append(well)
+            self._write_plate_metadata(self._zarr)
         well_group = self._zarr.require_group(self._well_path(well))
         for number, result in fields:
             image = well_group.create_group(str(number), overwrite=True)   # a half-written field is redone whole

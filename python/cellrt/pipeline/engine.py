@@ -55,6 +55,7 @@ class FieldEngine:
         self._reading = 0          # fields being read and tiled
         self._backlog = 0          # tiles read but not yet through the model
         self._tiles_per_field = 1  # of the last field read: the guess for fields still being read
+        self._batch_tiles = options.batch_size  # tiles per inference call, for the last field's tile shape
         self._submitted = 0
         self._field_shape = None
         self._readers = ThreadPoolExecutor(options.readers, thread_name_prefix="cellrt-read")
@@ -78,7 +79,7 @@ class FieldEngine:
         with self._space:
             while not self._stop.is_set() and (
                     self._reading >= self.options.readers
-                    or self._backlog + self._reading * self._tiles_per_field >= 2 * self.options.batch_size):
+                    or self._backlog + self._reading * self._tiles_per_field >= 2 * self._batch_tiles):
                 self._space.wait(timeout=0.1)
             if self._stop.is_set():
                 return False
@@ -87,12 +88,13 @@ class FieldEngine:
         self._readers.submit(self._read, source)
         return True
 
-    def _tiles_read(self, count: int) -> None:
+    def _tiles_read(self, count: int, batch_tiles: int) -> None:
         with self._space:
             self._reading -= 1
             self._backlog += count
             if count:
                 self._tiles_per_field = count
+                self._batch_tiles = batch_tiles
             self._space.notify_all()
 
     def _tiles_inferred(self, count: int) -> None:
@@ -139,7 +141,11 @@ class FieldEngine:
             state.outputs = self.model.output_buffers(len(state.prepared.tiles), state.prepared.tiles.shape[2:])
         except Exception as error:  # noqa: BLE001 - reported per field, with its files
             state.error = error
-        self._tiles_read(0 if state.error is not None else len(state.prepared.tiles))
+        if state.error is not None:
+            self._tiles_read(0, 0)
+        else:
+            tiles = state.prepared.tiles
+            self._tiles_read(len(tiles), self.model.tiles_per_batch(tiles.shape[2:], self.options.batch_size))
         self._ready.put(state)
 
     def _finish(self, state: FieldState) -> None:
@@ -152,10 +158,10 @@ class FieldEngine:
     def _infer_loop(self) -> None:
         pending: list[FieldState] = []
         received = 0
-        batch_size = self.options.batch_size
         try:
             while not self._stop.is_set():
                 waiting = sum(len(f.prepared.tiles) - f.next_tile for f in pending)
+                batch_size = self._batch_room(pending)[1]
                 with self._lock:
                     drained = self._closed.is_set() and received == self._submitted
                 if not drained and waiting < batch_size:
@@ -179,14 +185,25 @@ class FieldEngine:
         except Exception as error:  # noqa: BLE001 - an inference failure stops the run
             self._results.put((None, error))
 
+    def _batch_room(self, pending: list[FieldState]) -> tuple[tuple | None, int]:
+        """(tile shape, tiles per call) of the next batch: that of the first pending field with tiles left."""
+        for state in pending:
+            tiles = state.prepared.tiles
+            if state.next_tile < len(tiles):
+                return tuple(tiles.shape[1:]), self.model.tiles_per_batch(tiles.shape[2:], self.options.batch_size)
+        return None, self._batch_tiles
+
     def _run_batch(self, pending: list[FieldState]) -> list[FieldState]:
-        """One batch of up to ``batch_size`` tiles taken across the pending fields, in order."""
+        """One batch of tiles of one shape taken across the pending fields, in order (fields of
+        another size, e.g. live frames, wait for a batch of their own)."""
         model = self.model
         parts, owners = [], []
-        room = self.options.batch_size
+        shape, room = self._batch_room(pending)
         for state in pending:
             if room == 0:
                 break
+            if tuple(state.prepared.tiles.shape[1:]) != shape:
+                continue
             take = min(room, len(state.prepared.tiles) - state.next_tile)
             if take <= 0:
                 continue

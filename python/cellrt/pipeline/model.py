@@ -78,13 +78,45 @@ def _select_backend(manifest: Manifest, backend: str, threads: int, precision: s
     return OrtBackend(manifest.onnx_path, manifest, providers=providers, threads=threads)
 
 
+AUTO_TILE_MANIFEST_TILES = 8   # largest 'auto' tile, in manifest tiles' pixels
+
+
+def _check_tile_size(tile_size, manifest: Manifest):
+    if tile_size in ("auto", "model"):
+        return tile_size
+    if isinstance(tile_size, int) and not isinstance(tile_size, bool):
+        tile_size = (tile_size, tile_size)
+    if (isinstance(tile_size, (tuple, list)) and len(tile_size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in tile_size)):
+        th, tw = tile_size
+        if min(th, tw) > 2 * manifest.overlap and th % manifest.size_multiple == 0 and tw % manifest.size_multiple == 0:
+            return th, tw
+        raise ValueError(f"load_model: tile_size {tile_size} should be multiples of {manifest.size_multiple} larger "
+                         f"than twice the overlap ({manifest.overlap} px) for model {manifest.name!r}")
+    raise ValueError(f"load_model: tile_size should be 'auto', 'model', an int or (height, width), got {tile_size!r}")
+
+
+def _covering_side(side: int, overlap: int, multiple: int, max_side: int) -> int:
+    """The smallest tile side (a multiple of ``multiple``) that covers ``side`` pixels with the fewest
+    tiles no longer than ``max_side`` overlapping by ``overlap``."""
+    def round_up(value: int) -> int:
+        return -(-value // multiple) * multiple
+
+    smallest = round_up(2 * overlap + 1)   # tile() needs the overlap below the tile; smaller fields are padded
+    if round_up(side) <= max_side:
+        return max(smallest, round_up(side))
+    count = -(-(side - overlap) // (max_side - overlap))
+    return max(smallest, round_up(-(-(side - overlap) // count) + overlap))
+
+
 class Model:
     """A loaded model: manifest + backend. ``run(image)`` takes one field."""
 
     def __init__(self, manifest: Manifest, backend: str = "auto", *, threads: int = 0, batch_size: int = 8,
-                 precision: str = "fp16", engine_options: dict | None = None):
+                 precision: str = "fp16", engine_options: dict | None = None, tile_size="auto"):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"load_model: batch_size should be a positive int, got {batch_size!r}")
+        self.tile_size = _check_tile_size(tile_size, manifest)
         if manifest.kind not in POSTPROCESSORS:
             raise ValueError(f"{manifest.folder}: no post-processing for kind {manifest.kind!r} "
                              f"(have {sorted(POSTPROCESSORS)})")
@@ -104,7 +136,8 @@ class Model:
 
     def __repr__(self) -> str:
         m = self.manifest
-        return (f"Model({m.name!r}, kind={m.kind!r}, channels={list(m.input_channels)}, tile={m.tile_size}, "
+        return (f"Model({m.name!r}, kind={m.kind!r}, channels={list(m.input_channels)}, tile={self.tile_size!r} "
+                f"(manifest {m.tile_size}), "
                 f"overlap={m.overlap}, backend={self.backend.name!r})")
 
     def _as_field(self, image) -> np.ndarray:
@@ -121,6 +154,36 @@ class Model:
             raise ValueError(f"{self.name}: image is empty, shape {image.shape}")
         return image
 
+    def tile_shape(self, field_hw) -> tuple[int, int]:
+        """Tile (height, width) for a field of this size.
+
+        ``tile_size='auto'`` on a backend that takes any tile size (ONNX
+        Runtime): per axis, the fewest tiles that cover the field - no
+        larger than ``AUTO_TILE_MANIFEST_TILES`` manifest tiles' pixels
+        (memory per call stays that of a batch of 8), overlapping by the
+        manifest's overlap, a multiple of its size multiple - each as small
+        as that count allows. The plan depends on the field's size only,
+        not on ``batch_size``, so results do not either. A 1024² field
+        is then 4 tiles of 536² (1.15 Mpx through the model) instead of 25
+        of 256² (1.64 Mpx): the same network, less recomputed overlap. The
+        TensorRT backend runs the manifest's tile (its engine profile).
+        """
+        m = self.manifest
+        if self.tile_size == "model" or (self.tile_size == "auto" and not self.backend.any_tile_size):
+            return m.tile_size, m.tile_size
+        if self.tile_size != "auto":
+            return self.tile_size
+        multiple = m.size_multiple
+        budget = AUTO_TILE_MANIFEST_TILES * m.tile_size * m.tile_size
+        max_side = max(m.tile_size, int(budget ** 0.5) // multiple * multiple)
+        return tuple(_covering_side(int(side), m.overlap, multiple, max_side) for side in field_hw)
+
+    def tiles_per_batch(self, tile_hw, batch_size: int | None = None) -> int:
+        """Tiles of this shape in one inference call: ``batch_size`` manifest tiles' worth of pixels, at least 1."""
+        m = self.manifest
+        budget = (batch_size or self.batch_size) * m.tile_size * m.tile_size
+        return max(1, budget // (int(tile_hw[0]) * int(tile_hw[1])))
+
     def _tile(self, image: np.ndarray):
         """Normalise and tile; on the GPU path the field is uploaded once and
         tiled on the device (scale and offset come from the host copy)."""
@@ -134,8 +197,8 @@ class Model:
         else:
             scale, offset = np.ones(channels, np.float32), np.zeros(channels, np.float32)
         source = self._cupy.asarray(image) if self._cupy is not None else image
-        return tile(source, self.manifest.tile_size, self.manifest.overlap, dtype=np.float32, normalize="fixed",
-                    scale=scale, offset=offset)
+        return tile(source, self.tile_shape(image.shape[1:]), self.manifest.overlap, dtype=np.float32,
+                    normalize="fixed", scale=scale, offset=offset)
 
     def infer_tiles(self, tiles) -> dict:
         """All tiles through the backend in batches of ``batch_size``.
@@ -153,8 +216,9 @@ class Model:
         if outputs is None:  # reused for the next field of the same size: no page faults per field
             outputs = {name: xp.empty(shape, xp.float32) for name, shape in shapes.items()}
             self._buffers = {key: outputs}
-        for start in range(0, n, self.batch_size):
-            stop = min(n, start + self.batch_size)
+        step = self.tiles_per_batch(tiles.shape[2:])
+        for start in range(0, n, step):
+            stop = min(n, start + step)
             batch = tiles[start:stop]
             if self._cupy is None:  # ONNX Runtime: bind straight into the field buffers
                 self.backend.infer(batch, out={name: array[start:stop] for name, array in outputs.items()})
@@ -250,8 +314,11 @@ def load_model(name_or_path, backend: str = "auto", **options) -> Model:
 
     ``backend``: 'auto' (TensorRT on a GPU with TensorRT installed, else ONNX
     Runtime), 'ort' or 'tensorrt'. Options: ``threads`` (ONNX Runtime
-    intra-op threads), ``batch_size``, ``precision`` ('fp16'/'fp32', TensorRT),
-    ``engine_options`` (passed to :func:`cellrt.runtime.build_engine`).
+    intra-op threads), ``batch_size`` (in manifest-sized tiles: the pixels
+    of one inference call), ``tile_size`` ('auto': sized to the field, see
+    :meth:`Model.tile_shape`; 'model': the manifest's; or an int or (h, w)),
+    ``precision`` ('fp16'/'fp32', TensorRT), ``engine_options`` (passed to
+    :func:`cellrt.runtime.build_engine`).
     """
     path = Path(name_or_path)
     if not (path / "cellrt.json").is_file():

@@ -104,6 +104,7 @@ class PlateRun:
         manifest = self.model.manifest
         doc = {"model": manifest.name, "onnx_sha256": manifest.onnx_sha256,
                "postprocess": manifest.postprocess, "inputs": self.inputs, "extras": self.extras,
+               "tile_size": self.model.tile_size,
                "plate": self.plate.name, "layout": self.plate.layout, **self.options.fingerprint_fields()}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -139,13 +140,6 @@ class PlateRun:
                                     f"{self.fingerprint[:12]}); choose another --out")
         write_text(config_path, json.dumps({"fingerprint": self.fingerprint, "cellrt": __version__,
                                             "model": self.model.name, "plate": str(self.plate.root)}, indent=2))
-        manifest = self.model.manifest
-        self.images = FieldImageWriter(self.out, image_format=self.options.image_format,
-                                       save_labels=self.options.save_labels,
-                                       save_predictions=self.options.save_predictions,
-                                       prediction_channels=list(manifest.dense_output.channels),
-                                       wells=self.plate.wells, plate_name=self.plate.name,
-                                       pixel_size_um=manifest.pixel_size_um)
         skipped = self.completed_wells() if resume else set()
         todo = [f for f in self.plate.fields if f.well not in skipped]
         started = time.perf_counter()
@@ -243,6 +237,14 @@ class PlateRun:
             for stage in STAGES[:-1]:
                 row[stage] = float(stages.get(stage, 0.0))
             timings.append(row)
+        if self.images is None:
+            manifest = self.model.manifest
+            self.images = FieldImageWriter(self.out, image_format=self.options.image_format,
+                                           save_labels=self.options.save_labels,
+                                           save_predictions=self.options.save_predictions,
+                                           prediction_channels=list(manifest.dense_output.channels),
+                                           wells=self.plate.wells, plate_name=self.plate.name,
+                                           pixel_size_um=manifest.pixel_size_um)
         self.images.write_well(well, [(source.field, result) for source, result, _, _ in entries if result is not None])
         objects_path, record_path = self._well_paths(well)
         write_table(objects_path, objects, self.options.table_format)

@@ -62,6 +62,8 @@ class OrtBackend:
             raise ManifestError(f"{onnx_path}: expected one input, the graph has "
                                 f"{[i.name for i in self.inputs]}")
         self.input_name = self.inputs[0].name
+        # Tiles of any size go through a graph whose height and width are not fixed.
+        self.any_tile_size = all(_symbolic(d) for d in self.inputs[0].shape[2:4])
         self.output_names = [o.name for o in self.outputs]
         self._manifest = manifest
         if manifest is not None:

@@ -274,6 +274,7 @@ class TensorRTBackend:
     """
 
     name = "tensorrt"
+    any_tile_size = False   # the engine's optimisation profile fixes the tile
 
     def __init__(self, manifest: Manifest, artifact: EngineArtifact, *, cuda_graph: bool = False):
         import cupy  # noqa: PLC0415

@@ -17,9 +17,11 @@ dsb2018 nuclei so it finishes in minutes here. Both sides run the bundled
   ``regionprops_table`` with intensities, CSV per field. The torch module is
   rebuilt from the bundled ONNX weights (same model on both sides).
 
-cellrt runs twice: with its default ``tile_size='auto'`` (tiles sized to
-the field: a 1024² field is 4 tiles of 536², 1.15 Mpx through the network)
-and with the manifest's 256² tiles (25 tiles, 1.64 Mpx, as MONAI tiles it).
+cellrt runs three times: with its default ``tile_size='auto'`` (tiles
+sized to the field: a 1024² field is 4 tiles of 536², 1.15 Mpx through the
+network), with the manifest's 256² tiles (25 tiles, 1.64 Mpx, as MONAI
+tiles it), and with auto tiles and the bundled INT8 model (opt-in:
+``precision="int8"``; not the same arithmetic, so reported apart).
 The naive stack runs twice: with MONAI's default ``sw_batch_size=1`` (the
 stack as usually written; on this CPU also the faster one) and with the
 same batch as cellrt.
@@ -138,7 +140,9 @@ def main() -> int:
         models = {"cellrt PlateRun, tile auto": cellrt.load_model("nuclei", backend="ort", threads=args.threads,
                                                                   batch_size=args.batch),
                   "cellrt PlateRun, manifest tile": cellrt.load_model("nuclei", backend="ort", threads=args.threads,
-                                                                      batch_size=args.batch, tile_size="model")}
+                                                                      batch_size=args.batch, tile_size="model"),
+                  "cellrt PlateRun, tile auto, INT8": cellrt.load_model("nuclei", backend="ort", threads=args.threads,
+                                                                        batch_size=args.batch, precision="int8")}
         model = models["cellrt PlateRun, tile auto"]
         plate = open_plate(plate_root)
         note(f"plate: {len(plate.fields)} fields of {args.side}x{args.side} uint16 (384-well layout); cellrt tiles: "
@@ -178,7 +182,7 @@ def main() -> int:
         wall, variant_summary, objects = min((r[name] for r in rounds), key=lambda v: v[0])
         rows.append([name + " (ort, batched across fields, overlapped)", fields / wall,
                      variant_summary["latency_p50_s"], variant_summary["latency_p99_s"], objects,
-                     "-" if wall == cellrt_wall else f"{wall / cellrt_wall:.2f}x"])
+                     "-" if wall == cellrt_wall else f"{cellrt_wall / wall:.2f}x"])
         record_cellrt[name] = {"wall_s": wall, "objects": objects, "summary": variant_summary,
                                "tile": models[name].tile_shape((args.side, args.side))}
     record_naive = {}
@@ -186,11 +190,12 @@ def main() -> int:
         wall, latencies, objects = min((r[name] for r in rounds), key=lambda v: v[0])
         rows.append([name + ", torch eager + MONAI + scikit-image, sequential", fields / wall,
                      statistics.median(latencies), float(np.percentile(latencies, 99)), objects,
-                     f"{wall / cellrt_wall:.2f}x"])
+                     f"{cellrt_wall / wall:.2f}x"])
+        int8_wall = record_cellrt["cellrt PlateRun, tile auto, INT8"]["wall_s"]
         record_naive[name] = {"wall_s": wall, "latencies_s": latencies, "objects": objects,
-                              "cellrt_speedup": wall / cellrt_wall}
+                              "cellrt_speedup": wall / cellrt_wall, "cellrt_int8_speedup": wall / int8_wall}
     table = markdown_table(["stack", "fields/s", "p50 latency s", "p99 latency s", "objects",
-                            "cellrt speed-up"], rows)
+                            "speed vs cellrt auto FP32"], rows)
     stages = markdown_table(["stage", "share of summed stage time"],
                             [[k, f"{100 * v:.1f}%"] for k, v in summary["stage_share"].items()])
     infer_share = summary["infer_share_of_wall"]
@@ -199,6 +204,7 @@ def main() -> int:
     print(stages)
     print(f"\ninference share of cellrt's wall time (tile auto): {100 * infer_share:.0f}% (target >= 80%); speed-up "
           f"vs the naive stacks: " + ", ".join(f"{v['cellrt_speedup']:.2f}x" for v in record_naive.values()) +
+          "; with INT8: " + ", ".join(f"{v['cellrt_int8_speedup']:.2f}x" for v in record_naive.values()) +
           " (target >= 5x)")
     write_record("bench_plate", {"machine": machine(), "fields": fields, "side": args.side, "threads": args.threads,
                                  "batch": args.batch, "cellrt_wall_s": cellrt_wall, "cellrt_summary": summary,

@@ -39,9 +39,11 @@ def test_bundled_models_are_listed_and_their_manifests_verify():
         assert manifest.output("embedding") is not None
 
 
-def test_nuclei_model_beats_otsu_on_held_out_dsb2018(dsb_dir):
-    """F1 at IoU 0.5 over 25 held-out images (never seen in training), pooled."""
-    model = cellrt.load_model("nuclei", backend="ort")
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_nuclei_model_beats_otsu_on_held_out_dsb2018(dsb_dir, precision):
+    """F1 at IoU 0.5 over 25 held-out images (never seen in training), pooled; the INT8 model too."""
+    model = cellrt.load_model("nuclei", backend="ort", precision=precision)
+    assert model.precision == precision
     totals = {"model": np.zeros(3), "otsu": np.zeros(3)}
     for image_id in training_data.dsb_ids(dsb_dir, held_out=True)[:25]:
         image = tifffile.imread(dsb_dir / "images" / f"{image_id}.tif")
@@ -100,6 +102,24 @@ def test_cli_models_and_predict(tmp_path, dsb_dir):
     assert rows[0].split(",")[:2] == ["ObjectNumber", "AreaShape_Area"]
     wrong = run_cli("predict", "isl-dapi", str(dsb_dir / "images" / f"{image_id}.tif"), "--out", str(tmp_path))
     assert wrong.returncode != 0 and "takes 3 channels" in wrong.stderr
+
+
+def test_cli_quantize_calibrates_a_copy_and_predict_runs_it(tmp_path, dsb_dir):
+    images = [str(dsb_dir / "images" / f"{i}.tif") for i in training_data.dsb_ids(dsb_dir, held_out=False)[:6]]
+    refused = run_cli("quantize", "nuclei", images[0])
+    assert refused.returncode == 2 and "pass --out DIR" in refused.stderr
+    out = tmp_path / "nuclei-int8"
+    result = run_cli("quantize", "nuclei", *images, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "model.int8.onnx: INT8 model" in result.stdout
+    assert load_manifest(out).int8["calibration_images"] == [p.split("/")[-1] for p in images]
+    held_out = dsb_dir / "images" / f"{training_data.dsb_ids(dsb_dir, held_out=True)[0]}.tif"
+    predicted = run_cli("predict", str(out), str(held_out), "--precision", "int8", "--out", str(tmp_path / "p"))
+    assert predicted.returncode == 0, predicted.stderr
+    assert tifffile.imread(tmp_path / "p" / "labels.tif").max() > 0
+    # The gate's refusal reaches the shell as an error, and nothing is written.
+    strict = run_cli("quantize", str(out), images[0], "--tolerance", "1e-9")
+    assert strict.returncode == 1 and "above the tolerance" in strict.stderr
 
 
 @pytest.mark.parametrize("name", BUNDLED)

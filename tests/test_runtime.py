@@ -422,3 +422,54 @@ def test_load_model_on_tensorrt_matches_onnx_runtime(tiny_model, dsb_dir, tmp_pa
                             engine_options={"cache": tmp_path}).run(image)
     np.testing.assert_allclose(gpu.prediction, reference.prediction, atol=1e-3)
     np.testing.assert_allclose(gpu.embedding, reference.embedding, rtol=1e-3, atol=1e-4)
+
+
+# -- INT8 for CPUs ---------------------------------------------------------------------------------------------------
+
+def _training_tiles(dsb_dir: Path, count: int = 16, size: int = 64) -> np.ndarray:
+    ids = training_data.dsb_ids(dsb_dir, held_out=False)[:count]
+    samples = training_data.load_dsb(dsb_dir, ids)
+    tiles, _ = training_data.random_crops(np.random.default_rng(1), samples, count, size)
+    return tiles
+
+
+def test_int8_model_is_calibrated_gated_recorded_and_runs(tiny_model, dsb_dir, tmp_path):
+    from cellrt.export.int8 import INT8_FILE, quantize_int8  # noqa: PLC0415
+
+    folder = _copy(tiny_model[0], tmp_path)
+    section = quantize_int8(folder, _training_tiles(dsb_dir), check=_dsb_tiles(dsb_dir),
+                            record={"calibration": "16 training crops"})
+    manifest = load_manifest(folder)   # verifies the INT8 file's SHA-256 too
+    assert manifest.int8 == section and section["file"] == INT8_FILE
+    assert section["calibration"] == "16 training crops" and section["error"]["logits"] <= 0.05
+    fp32 = cellrt.load_model(folder, backend="ort")
+    int8 = cellrt.load_model(folder, backend="ort", precision="int8")
+    assert (fp32.precision, int8.precision) == ("fp32", "int8")
+    assert int8.weights_sha256 == section["sha256"] != fp32.weights_sha256
+    image = tifffile.imread(dsb_dir / "images" / f"{training_data.dsb_ids(dsb_dir, held_out=True)[1]}.tif")
+    a, b = fp32.run(image).prediction, int8.run(image).prediction
+    assert np.mean(np.argmax(a, 0) != np.argmax(b, 0)) < 0.05
+    assert 0 < np.max(np.abs(a - b)) < 0.5   # really another model, and close to the FP32 one
+    # The file is checked like the others.
+    (folder / INT8_FILE).write_bytes((folder / INT8_FILE).read_bytes() + b"\0")
+    with pytest.raises(ManifestError, match=r"model.int8.onnx: SHA-256 is .* manifest's 'int8.sha256'"):
+        load_manifest(folder)
+
+
+def test_int8_gate_refuses_and_leaves_the_folder_as_it_was(tiny_model, dsb_dir, tmp_path):
+    from cellrt.export.int8 import QuantizationError, quantize_int8  # noqa: PLC0415
+
+    folder = _copy(tiny_model[0], tmp_path)
+    before = (folder / "cellrt.json").read_text()
+    with pytest.raises(QuantizationError, match=r"INT8 outputs differ from FP32 by \{.*'embedding': .*, above the "
+                                                r"tolerance \{.*'embedding': 1e-09\}; nothing written"):
+        quantize_int8(folder, _training_tiles(dsb_dir, count=4), tolerance=1e-9, embedding_tolerance=1e-9)
+    assert (folder / "cellrt.json").read_text() == before and not (folder / "model.int8.onnx").exists()
+    with pytest.raises(ValueError, match=r"calibration should be \(N, 1, H, W\) tiles"):
+        quantize_int8(folder, np.zeros((2, 3, 64, 64), np.float32))
+    with pytest.raises(ValueError, match=r"load_model: model 'tiny' .* has no int8 ONNX .* `cellrt quantize`"):
+        cellrt.load_model(folder, backend="ort", precision="int8")
+    with pytest.raises(ValueError, match=r"precision 'int8' is the quantised ONNX for CPUs"):
+        cellrt.load_model(folder, backend="tensorrt", precision="int8")
+    with pytest.raises(ValueError, match=r"precision should be one of \('auto', 'fp32', 'fp16', 'int8'\)"):
+        cellrt.load_model(folder, backend="ort", precision="bf16")

@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="which plate channel feeds a model input, e.g. DNA=1 (repeatable)")
     run.add_argument("--backend", default="auto", choices=["auto", "ort", "tensorrt"])
     run.add_argument("--batch", type=int, default=8, help="tiles per inference batch (across fields)")
+    run.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"],
+                     help="auto: fp16 on TensorRT, fp32 on ONNX Runtime; int8: the model's quantised ONNX (CPU)")
     run.add_argument("--tile", default="auto",
                      help="tile size: 'auto' (sized to the field, least recomputed overlap), 'model' (the "
                           "manifest's) or pixels")
@@ -62,6 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--out", required=True, help="folder for labels.tif, prediction.tif, objects.csv")
     predict.add_argument("--backend", default="auto", choices=["auto", "ort", "tensorrt"])
     predict.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+    predict.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+
+    quantize = sub.add_parser("quantize", help="make the INT8 ONNX of a model (CPU inference), calibrated on "
+                                               "real fields, checked against FP32")
+    quantize.add_argument("model", help="model folder (quantised in place) or bundled model name (with --out)")
+    quantize.add_argument("images", nargs="+", help="TIFF fields to calibrate on: (H, W), or (C, H, W) stacks")
+    quantize.add_argument("--out", default=None, help="write a quantised copy of the model folder here")
+    quantize.add_argument("--tolerance", type=float, default=0.05,
+                          help="largest INT8 error allowed per output: argmax disagreement for class logits, "
+                               "relative RMS error otherwise (default 0.05)")
+    quantize.add_argument("--tiles-per-image", type=int, default=4, help="calibration tiles taken per image")
 
     build = sub.add_parser("build", help="build (or reuse) a TensorRT / TensorRT-RTX engine for a model")
     build.add_argument("model", help="bundled model name or model folder")
@@ -86,13 +99,16 @@ def main(argv: list[str] | None = None) -> int:
         from .doctor import run_doctor
 
         return run_doctor(as_json=args.json)
-    if args.command in ("models", "predict", "build", "export"):
+    if args.command in ("models", "predict", "build", "export", "quantize"):
         from . import models as commands
 
         if args.command == "models":
             return commands.run_models(as_json=args.json)
         if args.command == "predict":
-            return commands.run_predict(args.model, args.images, args.out, args.backend, args.threads)
+            return commands.run_predict(args.model, args.images, args.out, args.backend, args.threads,
+                                        args.precision)
+        if args.command == "quantize":
+            return commands.run_quantize(args.model, args.images, args.out, args.tolerance, args.tiles_per_image)
         if args.command == "build":
             return commands.run_build(args)
         return commands.run_export(args)
@@ -107,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                          workers=args.workers, readers=args.readers, threads=args.threads, resume=args.resume,
                          skip_bad=args.skip_bad, layout=args.layout, channels=args.channel, table_format=args.format,
                          save_labels=args.save_labels, save_predictions=args.save_predictions,
-                         images_format=args.images_format, tile=args.tile)
+                         images_format=args.images_format, tile=args.tile, precision=args.precision)
     from .demo import run_demo as run_stitch_demo
 
     return run_stitch_demo(out=args.out, image_path=args.image, tile_size=args.tile, overlap=args.overlap,

@@ -66,12 +66,13 @@ def write_table(path: Path, table: dict) -> None:
             writer.writerow(row)
 
 
-def run_predict(model_name: str, images: list[str], out: str, backend: str, threads: int) -> int:
+def run_predict(model_name: str, images: list[str], out: str, backend: str, threads: int,
+                precision: str = "auto") -> int:
     import tifffile  # noqa: PLC0415
 
     from ..pipeline import load_model  # noqa: PLC0415
 
-    model = load_model(model_name, backend=backend, threads=threads)
+    model = load_model(model_name, backend=backend, threads=threads, precision=precision)
     field = _read_field(images, model)
     result = model.run(field)
     out_dir = Path(out)
@@ -138,4 +139,64 @@ def run_export(args) -> int:
     report = to_onnx(module, Path(args.out), outputs=outputs, verify_tiles=verify, **spec)
     print(f"exported {report.folder}: ONNX Runtime vs torch relative error {report.max_abs_error}; "
           f"fp16 vs fp32 {report.fp16_error}")
+    return 0
+
+
+def run_quantize(model_name: str, images: list[str], out: str | None, tolerance: float, tiles_per_image: int) -> int:
+    """INT8 ONNX for a model folder, calibrated on the given real fields (one TIFF per field, or one
+    per channel with ``--channels-per-field``)."""
+    import shutil  # noqa: PLC0415
+
+    import tifffile  # noqa: PLC0415
+
+    from ..export.int8 import QuantizationError, quantize_int8  # noqa: PLC0415
+    from ..pipeline import load_model  # noqa: PLC0415
+    from ..pipeline.model import _bundled_root  # noqa: PLC0415
+
+    folder = Path(model_name)
+    if not (folder / "cellrt.json").is_file():
+        if not (_bundled_root() / model_name / "cellrt.json").is_file():
+            print(f"cellrt quantize: {model_name!r} is neither a model folder nor a bundled model", file=sys.stderr)
+            return 1
+        if out is None:
+            print(f"cellrt quantize: {model_name!r} is bundled; pass --out DIR for the copy to quantise",
+                  file=sys.stderr)
+            return 2
+        folder = _bundled_root() / model_name
+    if out is not None:
+        target = Path(out)
+        if target.exists():
+            print(f"cellrt quantize: {target} exists; choose a new --out", file=sys.stderr)
+            return 2
+        shutil.copytree(folder, target)
+        folder = target
+    model = load_model(folder, backend="ort", tile_size="model")
+    channels = len(model.manifest.input_channels)
+    tiles = []
+    for path in images:
+        try:
+            image = tifffile.imread(path)
+        except (OSError, ValueError) as error:
+            print(f"cellrt quantize: cannot read {path}: {error}", file=sys.stderr)
+            return 1
+        if image.ndim == 2 and channels == 1:
+            image = image[None]
+        if image.ndim != 3 or image.shape[0] != channels:
+            print(f"cellrt quantize: {path}: model {model.name!r} takes {channels} channel(s) "
+                  f"{list(model.manifest.input_channels)}; give (H, W) images for one channel or (C, H, W) stacks, "
+                  f"got shape {image.shape}", file=sys.stderr)
+            return 1
+        prepared = model.prepare(image).tiles
+        step = max(1, len(prepared) // tiles_per_image)
+        tiles.append(prepared[::step][:tiles_per_image])
+    calibration = np.concatenate(tiles)
+    try:
+        section = quantize_int8(folder, calibration, tolerance=tolerance,
+                                record={"calibration_images": [Path(p).name for p in images]})
+    except QuantizationError as error:
+        print(f"cellrt quantize: {error}", file=sys.stderr)
+        return 1
+    print(f"{folder / section['file']}: INT8 model, error vs FP32 on {len(calibration)} calibration tiles "
+          f"{section['error']} (tolerance {tolerance}, embeddings {section['embedding_tolerance']}); run it with "
+          "--precision int8")
     return 0

@@ -50,7 +50,8 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
 def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "auto", batch: int = 8,
               workers: int = 2, readers: int = 2, threads: int = 0, resume: bool = False, skip_bad: bool = False,
               layout: str = "auto", channels=(), table_format: str = "parquet", save_labels: bool = False,
-              save_predictions: bool = False, images_format: str = "tiff", tile: str = "auto") -> int:
+              save_predictions: bool = False, images_format: str = "tiff", tile: str = "auto",
+              precision: str = "auto") -> int:
     from ..io.plate import PlateError, open_plate  # noqa: PLC0415
     from ..pipeline import load_model  # noqa: PLC0415
     from ..pipeline.plate import PlateOptions, PlateRun, PlateRunError  # noqa: PLC0415
@@ -65,14 +66,15 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
         channel_map[model_channel] = plate_channel
     try:
         plate = open_plate(plate_path, layout, skip_bad=skip_bad)
-        model = load_model(model_name, backend=backend, threads=threads, batch_size=batch,
+        model = load_model(model_name, backend=backend, threads=threads, batch_size=batch, precision=precision,
                            tile_size=int(tile) if tile.isdigit() else tile)
         options = PlateOptions(batch_size=batch, readers=readers, workers=workers, skip_bad=skip_bad,
                                table_format=table_format, channel_map=channel_map, save_labels=save_labels,
                                save_predictions=save_predictions, image_format=images_format)
         run = PlateRun(model, plate, out, options)
         print(f"plate {plate.name}: {len(plate.fields)} fields in {len(plate.wells)} wells, channels "
-              f"{plate.channels} ({plate.layout}); model {model.name} on {model.backend.name}", file=sys.stderr)
+              f"{plate.channels} ({plate.layout}); model {model.name} on {model.backend.name} ({model.precision})",
+              file=sys.stderr)
         summary = run.run(resume=resume, progress=Progress(len(plate.fields), len(plate.wells)))
     except (PlateError, PlateRunError, ValueError) as error:
         print(f"cellrt run: {error}", file=sys.stderr)

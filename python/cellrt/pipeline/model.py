@@ -53,10 +53,19 @@ class PreparedField:
     timings: dict                # seconds per stage so far
 
 
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+
+
 def _select_backend(manifest: Manifest, backend: str, threads: int, precision: str, engine_options: dict):
+    """(backend, the precision it runs, SHA-256 of the ONNX file it runs)."""
     if backend not in BACKENDS:
         raise ValueError(f"load_model: backend should be one of {BACKENDS}, got {backend!r}")
-    if backend in ("auto", "tensorrt"):
+    if precision not in PRECISIONS:
+        raise ValueError(f"load_model: precision should be one of {PRECISIONS}, got {precision!r}")
+    if precision == "int8" and backend == "tensorrt":
+        raise ValueError("load_model: precision 'int8' is the quantised ONNX for CPUs (ONNX Runtime); TensorRT "
+                         "runs 'fp16' or 'fp32'")
+    if backend in ("auto", "tensorrt") and precision != "int8":
         from ..runtime import tensorrt as trt_runtime  # noqa: PLC0415
 
         usable = trt_runtime.current_compute_capability() is not None
@@ -66,16 +75,27 @@ def _select_backend(manifest: Manifest, backend: str, threads: int, precision: s
             except trt_runtime.EngineError:
                 usable = False
         if usable:
-            artifact = trt_runtime.build_engine(manifest, precision=precision, **engine_options)
-            return trt_runtime.TensorRTBackend(manifest, artifact)
+            chosen = "fp16" if precision == "auto" else precision
+            artifact = trt_runtime.build_engine(manifest, precision=chosen, **engine_options)
+            sha = manifest.fp16["sha256"] if chosen == "fp16" else manifest.onnx_sha256
+            return trt_runtime.TensorRTBackend(manifest, artifact), chosen, sha
         if backend == "tensorrt":
             raise ValueError(f"load_model: backend 'tensorrt' needs a CUDA GPU, cupy and tensorrt or tensorrt_rtx; "
                              f"not available here (run `cellrt doctor`)")
     from ..runtime.ort import OrtBackend  # noqa: PLC0415
     import onnxruntime  # noqa: PLC0415
 
+    # ONNX Runtime on a CPU computes in FP32 unless asked for a stored variant.
+    chosen = "fp32" if precision == "auto" else precision
+    section = {"fp16": manifest.fp16, "int8": manifest.int8}.get(chosen)
+    if chosen != "fp32" and section is None:
+        hint = "make one with `cellrt quantize`" if chosen == "int8" else "re-export the model"
+        raise ValueError(f"load_model: model {manifest.name!r} ({manifest.folder}) has no {chosen} ONNX in its "
+                         f"manifest; {hint}")
+    path = manifest.onnx_path if chosen == "fp32" else manifest.folder / section["file"]
+    sha = manifest.onnx_sha256 if chosen == "fp32" else section["sha256"]
     providers = ["cuda", "cpu"] if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else ["cpu"]
-    return OrtBackend(manifest.onnx_path, manifest, providers=providers, threads=threads)
+    return OrtBackend(path, manifest, providers=providers, threads=threads), chosen, sha
 
 
 AUTO_TILE_MANIFEST_TILES = 8   # largest 'auto' tile, in manifest tiles' pixels
@@ -113,7 +133,7 @@ class Model:
     """A loaded model: manifest + backend. ``run(image)`` takes one field."""
 
     def __init__(self, manifest: Manifest, backend: str = "auto", *, threads: int = 0, batch_size: int = 8,
-                 precision: str = "fp16", engine_options: dict | None = None, tile_size="auto"):
+                 precision: str = "auto", engine_options: dict | None = None, tile_size="auto"):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"load_model: batch_size should be a positive int, got {batch_size!r}")
         self.tile_size = _check_tile_size(tile_size, manifest)
@@ -122,7 +142,8 @@ class Model:
                              f"(have {sorted(POSTPROCESSORS)})")
         self.manifest = manifest
         self.batch_size = batch_size
-        self.backend = _select_backend(manifest, backend, threads, precision, engine_options or {})
+        self.backend, self.precision, self.weights_sha256 = _select_backend(manifest, backend, threads, precision,
+                                                                            engine_options or {})
         self._buffers: dict = {}
         self._cupy = None
         if self.backend.name == "tensorrt":
@@ -138,7 +159,7 @@ class Model:
         m = self.manifest
         return (f"Model({m.name!r}, kind={m.kind!r}, channels={list(m.input_channels)}, tile={self.tile_size!r} "
                 f"(manifest {m.tile_size}), "
-                f"overlap={m.overlap}, backend={self.backend.name!r})")
+                f"overlap={m.overlap}, backend={self.backend.name!r}, precision={self.precision!r})")
 
     def _as_field(self, image) -> np.ndarray:
         image = np.asarray(image)
@@ -317,7 +338,9 @@ def load_model(name_or_path, backend: str = "auto", **options) -> Model:
     intra-op threads), ``batch_size`` (in manifest-sized tiles: the pixels
     of one inference call), ``tile_size`` ('auto': sized to the field, see
     :meth:`Model.tile_shape`; 'model': the manifest's; or an int or (h, w)),
-    ``precision`` ('fp16'/'fp32', TensorRT), ``engine_options`` (passed to
+    ``precision`` ('auto': FP16 on TensorRT, FP32 on ONNX Runtime; 'fp32';
+    'fp16'; 'int8': the quantised ONNX on ONNX Runtime, see
+    :func:`cellrt.export.int8.quantize_int8`), ``engine_options`` (passed to
     :func:`cellrt.runtime.build_engine`).
     """
     path = Path(name_or_path)

@@ -102,7 +102,8 @@ class PlateRun:
     # -- bookkeeping -------------------------------------------------------------------------------------------
     def _fingerprint(self) -> str:
         manifest = self.model.manifest
-        doc = {"model": manifest.name, "onnx_sha256": manifest.onnx_sha256,
+        doc = {"model": manifest.name, "onnx_sha256": manifest.onnx_sha256, "precision": self.model.precision,
+               "weights_sha256": self.model.weights_sha256,
                "postprocess": manifest.postprocess, "inputs": self.inputs, "extras": self.extras,
                "tile_size": self.model.tile_size,
                "plate": self.plate.name, "layout": self.plate.layout, **self.options.fingerprint_fields()}
@@ -285,7 +286,9 @@ class PlateRun:
         return {
             "cellrt": __version__, "fingerprint": self.fingerprint,
             "model": {"name": manifest.name, "kind": manifest.kind, "onnx_sha256": manifest.onnx_sha256,
-                      "folder": str(manifest.folder), "backend": self.model.backend.name},
+                      "folder": str(manifest.folder), "backend": self.model.backend.name,
+                      "precision": self.model.precision, "weights_sha256": self.model.weights_sha256,
+                      "tile_size": self.model.tile_size},
             "plate": {"name": self.plate.name, "root": str(self.plate.root), "layout": self.plate.layout,
                       "channels": self.plate.channels, "wells": len(self.plate.wells),
                       "fields": len(self.plate.fields), "geometry": self.plate.geometry()},

@@ -151,7 +151,8 @@ def write_plate_report(out_dir) -> Path:
     model, plate = summary["model"], summary["plate"]
     facts = [("Plate", f"{html.escape(plate['name'])} ({plate['fields']} fields in {plate['wells']} wells, "
                        f"layout {html.escape(plate['layout'])})"),
-             ("Model", f"{html.escape(model['name'])} ({model['kind']}, backend {model['backend']}, "
+             ("Model", f"{html.escape(model['name'])} ({model['kind']}, backend {model['backend']}"
+                       f"{', ' + model['precision'] if model.get('precision') else ''}, "
                        f"ONNX SHA-256 {model['onnx_sha256'][:12]}…)"),
              ("Objects", f"{total_objects:,}"),
              ("Throughput", f"{fmt(summary['fields_per_second'])} fields/s; latency p50 "

@@ -73,6 +73,7 @@ class Manifest:
     postprocess: dict = field(default_factory=dict)
     pixel_size_um: float | None = None
     fp16: dict | None = None
+    int8: dict | None = None            # quantised ONNX for CPUs (cellrt.export.int8)
     description: str = ""
     training: dict | None = None
     folder: Path | None = None
@@ -103,6 +104,12 @@ class Manifest:
             return None
         return self.folder / self.fp16["file"]
 
+    @property
+    def int8_path(self) -> Path | None:
+        if self.int8 is None or self.folder is None:
+            return None
+        return self.folder / self.int8["file"]
+
     # -- (de)serialisation --------------------------------------------------
     def to_json(self) -> dict:
         out = {
@@ -127,6 +134,8 @@ class Manifest:
             out["postprocess"] = self.postprocess
         if self.fp16 is not None:
             out["fp16"] = self.fp16
+        if self.int8 is not None:
+            out["int8"] = self.int8
         if self.training is not None:
             out["training"] = self.training
         return out
@@ -221,12 +230,17 @@ def _parse(doc: dict, source: str, folder: Path | None) -> Manifest:
         if classes[0] in object_classes or classes[0] == boundary:
             raise ManifestError(f"{source}: the first class ({classes[0]!r}) is the background; it cannot be an "
                                 f"object or boundary class")
-    fp16 = doc.get("fp16")
-    if fp16 is not None:
-        _require(fp16, "file", str, source, "fp16.")
-        sha = _require(fp16, "sha256", str, source, "fp16.")
+    for variant in ("fp16", "int8"):
+        section = doc.get(variant)
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            raise ManifestError(f"{source}: '{variant}' should be an object with 'file' and 'sha256'")
+        _require(section, "file", str, source, f"{variant}.")
+        sha = _require(section, "sha256", str, source, f"{variant}.")
         if len(sha) != 64:
-            raise ManifestError(f"{source}: 'fp16.sha256' should be 64 hex digits, got {sha!r}")
+            raise ManifestError(f"{source}: '{variant}.sha256' should be 64 hex digits, got {sha!r}")
+    fp16 = doc.get("fp16")
     pixel = doc.get("pixel_size_um")
     if pixel is not None and (isinstance(pixel, bool) or not isinstance(pixel, (int, float)) or pixel <= 0):
         raise ManifestError(f"{source}: 'pixel_size_um' should be a positive number or null, got {pixel!r}")
@@ -235,7 +249,7 @@ def _parse(doc: dict, source: str, folder: Path | None) -> Manifest:
                     input_channels=channels, tile_size=tile_size, overlap=overlap, outputs=outputs,
                     normalization=normalization, size_multiple=size_multiple, receptive_field=receptive,
                     blend=blend, object_classes=object_classes, boundary_class=boundary,
-                    postprocess=doc.get("postprocess", {}), pixel_size_um=pixel, fp16=fp16,
+                    postprocess=doc.get("postprocess", {}), pixel_size_um=pixel, fp16=fp16, int8=doc.get("int8"),
                     description=doc.get("description", ""), training=doc.get("training"), folder=folder)
 
 
@@ -299,8 +313,9 @@ def load_manifest(folder: Path, *, verify_hash: bool = True) -> Manifest:
 
 
 def verify_files(manifest: Manifest) -> None:
-    for label, file, sha in [("onnx", manifest.onnx_file, manifest.onnx_sha256)] + (
-            [("fp16", manifest.fp16["file"], manifest.fp16["sha256"])] if manifest.fp16 else []):
+    variants = [(name, section) for name, section in (("fp16", manifest.fp16), ("int8", manifest.int8)) if section]
+    for label, file, sha in [("onnx", manifest.onnx_file, manifest.onnx_sha256)] + [
+            (name, section["file"], section["sha256"]) for name, section in variants]:
         path = manifest.folder / file
         if not path.is_file():
             raise ManifestError(f"{manifest.folder / MANIFEST_NAME}: '{label}.file' names {path}, which does "

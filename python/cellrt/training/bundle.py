@@ -75,13 +75,13 @@ def export_isl(checkpoint: Path, data_dir: Path, out: Path, training: dict):
         training={**training, **info}, verify_tiles=calibration)
 
 
-def evaluate_nuclei(folder: Path, data_dir: Path, max_images: int | None = None) -> dict:
+def evaluate_nuclei(folder: Path, data_dir: Path, max_images: int | None = None, precision: str = "auto") -> dict:
     """F1 at IoU 0.5 on the held-out dsb2018 images, against Otsu + label on the same images."""
     from ..kernels.objects import instances_from_mask, match_instances  # noqa: PLC0415
     from ..kernels.threshold import threshold  # noqa: PLC0415
     from ..pipeline import load_model  # noqa: PLC0415
 
-    model = load_model(folder, backend="ort")
+    model = load_model(folder, backend="ort", precision=precision)
     root = data_dir / "dsb2018_fluo"
     ids = data.dsb_ids(root, held_out=True)[:max_images]
     totals = {"model": np.zeros(3), "otsu": np.zeros(3)}
@@ -98,13 +98,13 @@ def evaluate_nuclei(folder: Path, data_dir: Path, max_images: int | None = None)
             "otsu_label_f1_iou50": round(f1["otsu"], 4)}
 
 
-def evaluate_isl(folder: Path, data_dir: Path, holdout_x: int = 768) -> dict:
+def evaluate_isl(folder: Path, data_dir: Path, holdout_x: int = 768, precision: str = "auto") -> dict:
     """Pearson r on the held-out region and the downstream nuclei agreement."""
     from ..kernels.labeling import measure  # noqa: PLC0415
     from ..kernels.objects import match_instances, segment  # noqa: PLC0415
     from ..pipeline import load_model  # noqa: PLC0415
 
-    model = load_model(folder, backend="ort")
+    model = load_model(folder, backend="ort", precision=precision)
     root = data_dir / "isl_phase_fluo"
     phase = np.stack([tifffile.imread(root / f"{p}.tif") for p in data.ISL_PHASE_PLANES])
     dapi = tifffile.imread(root / "dapi.tif").astype(np.float32)

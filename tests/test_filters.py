@@ -64,20 +64,59 @@ def test_threshold_local_matches_skimage(method, dapi):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("radius", [0, 1, 2, 5])
+def _reference_footprint(radius: int, footprint: str) -> np.ndarray:
+    return skmorph.disk(radius).astype(bool) if footprint == "disk" else np.ones((2 * radius + 1,) * 2, bool)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("radius", [0, 1, 2, 5, 13])
 @pytest.mark.parametrize("footprint", ["disk", "square"])
-def test_binary_morphology_matches_scipy(radius, footprint, rng):
+def test_binary_morphology_matches_scipy(backend, radius, footprint, rng):
     mask = rng.random((90, 110)) > 0.35
     mask[:, :3] = True  # objects touching the border
-    fp = skmorph.disk(radius).astype(bool) if footprint == "disk" else np.ones((2 * radius + 1,) * 2, bool)
+    mask[40:70, 50:95] = True  # a block wider than the largest footprint
+    fp = _reference_footprint(radius, footprint)
     eroded = ndi.binary_erosion(mask, fp, border_value=1)  # the border does not erode (skimage's convention)
     dilated = ndi.binary_dilation(mask, fp)
-    np.testing.assert_array_equal(binary_erosion(mask, radius, footprint), eroded)
-    np.testing.assert_array_equal(binary_dilation(mask, radius, footprint), dilated)
-    np.testing.assert_array_equal(binary_opening(mask, radius, footprint),
+    np.testing.assert_array_equal(binary_erosion(mask, radius, footprint, backend=backend), eroded)
+    np.testing.assert_array_equal(binary_dilation(mask, radius, footprint, backend=backend), dilated)
+    np.testing.assert_array_equal(binary_opening(mask, radius, footprint, backend=backend),
                                   ndi.binary_dilation(eroded, fp))
-    np.testing.assert_array_equal(binary_closing(mask, radius, footprint),
+    np.testing.assert_array_equal(binary_closing(mask, radius, footprint, backend=backend),
                                   ndi.binary_erosion(dilated, fp, border_value=1))
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_binary_morphology_on_real_nuclei_and_edge_shapes(backend, dsb_dir):
+    from cellrt.training import data as training_data  # noqa: PLC0415
+
+    image_id = training_data.dsb_ids(dsb_dir, held_out=True)[2]
+    masks = {"real": tifffile.imread(dsb_dir / "labels" / f"{image_id}.tif") > 0,
+             "one pixel": np.pad(np.ones((1, 1), bool), 4), "empty": np.zeros((5, 7), bool),
+             "full": np.ones((6, 5), bool), "one row": np.array([[1, 1, 0, 1, 1, 1, 1]], bool),
+             "one column": np.array([[1], [1], [0], [1]], bool)}
+    for name, mask in masks.items():
+        for radius, footprint in ((1, "disk"), (3, "disk"), (2, "square"), (40, "disk")):
+            fp = _reference_footprint(radius, footprint)
+            np.testing.assert_array_equal(binary_erosion(mask, radius, footprint, backend=backend),
+                                          ndi.binary_erosion(mask, fp, border_value=1), err_msg=f"{name} {radius}")
+            np.testing.assert_array_equal(binary_dilation(mask, radius, footprint, backend=backend),
+                                          ndi.binary_dilation(mask, fp), err_msg=f"{name} {radius}")
+
+
+def test_footprint_half_widths_are_skimage_disks():
+    from cellrt.kernels.filters import footprint_half_widths  # noqa: PLC0415
+
+    for radius in range(0, 60):
+        disk = skmorph.disk(radius).astype(bool)
+        assert footprint_half_widths(radius).tolist() == (disk.sum(axis=1) // 2).tolist()
+
+
+def test_binary_morphology_does_not_depend_on_thread_count(rng):
+    mask = rng.random((301, 257)) > 0.3
+    reference = binary_erosion(mask, 4, backend="cpu", num_threads=1)
+    for threads in (2, 3, 7):
+        np.testing.assert_array_equal(binary_erosion(mask, 4, backend="cpu", num_threads=threads), reference)
 
 
 def test_filter_bad_input():
@@ -96,3 +135,25 @@ def test_filter_bad_input():
         threshold_local(img, 4)
     with pytest.raises(ValueError, match=r"binary_erosion: footprint should be 'square' or 'disk', got 'star'"):
         binary_erosion(img > 0, 1, "star")
+    with pytest.raises(ValueError, match=r"binary_dilation: radius should be an int in \[0, 32767\), got -1"):
+        binary_dilation(img > 0, -1)
+    with pytest.raises(ValueError, match=r"binary_erosion: mask should have shape \(H, W\), got \(2, 8, 8\)"):
+        binary_erosion(np.ones((2, 8, 8), bool), 1)
+    with pytest.raises(ValueError, match=r"binary_erosion: mask holds NaN or inf"):
+        binary_erosion(np.array([[1.0, np.nan]]), 1)
+
+
+from .conftest import needs_cuda  # noqa: E402
+
+
+@needs_cuda
+@pytest.mark.parametrize("footprint", ["disk", "square"])
+def test_cuda_binary_morphology_matches_cpu(footprint, rng):
+    import cupy as cp
+
+    mask = rng.random((300, 517)) > 0.3
+    for radius in (0, 1, 3, 9):
+        for op in (binary_erosion, binary_dilation, binary_opening):
+            host = op(mask, radius, footprint, backend="cpu")
+            device = op(cp.asarray(mask), radius, footprint)
+            np.testing.assert_array_equal(cp.asnumpy(device), host, err_msg=f"{op.__name__} {radius}")

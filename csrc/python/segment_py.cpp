@@ -11,6 +11,7 @@
 #include "cellrt/histogram.h"
 #include "cellrt/label.h"
 #include "cellrt/measure.h"
+#include "cellrt/morphology.h"
 #include "python/array_view.h"
 
 namespace py = pybind11;
@@ -76,6 +77,32 @@ py::array_t<uint8_t> fill_holes_host(const py::array& mask, int connectivity) {
   py::gil_scoped_release release;
   fill_holes(in, dst, connectivity);
   return out;
+}
+
+MorphologyOptions morphology_options(int footprint, int num_threads) {
+  MorphologyOptions o;
+  o.footprint = static_cast<Footprint>(footprint);
+  o.num_threads = num_threads;
+  return o;
+}
+
+py::array_t<uint8_t> binary_morphology_host(const py::array& mask, int radius, int footprint, bool dilate,
+                                            int num_threads) {
+  const TensorView in = host_view(mask, "mask", false);
+  py::array_t<uint8_t> out({in.shape[0], in.shape[1]});
+  const TensorView dst = host_view(out, "out", true);
+  py::gil_scoped_release release;
+  binary_morphology(in, dst, radius, dilate, morphology_options(footprint, num_threads));
+  return out;
+}
+
+void binary_morphology_device(uintptr_t mask, uintptr_t out, const std::vector<int64_t>& shape, int radius,
+                              int footprint, bool dilate, uintptr_t stream) {
+  const std::vector<int64_t> strides{shape.size() == 2 ? shape[1] : 1, 1};
+  const TensorView in = device_view(mask, static_cast<int32_t>(DType::kUInt8), shape, strides, "mask");
+  const TensorView dst = device_view(out, static_cast<int32_t>(DType::kUInt8), shape, strides, "out");
+  py::gil_scoped_release release;
+  binary_morphology(in, dst, radius, dilate, morphology_options(footprint, 0), reinterpret_cast<void*>(stream));
 }
 
 py::array_t<int64_t> histogram_host(const py::array& image, int num_threads) {
@@ -191,6 +218,12 @@ void register_segment(py::module_& m) {
         "measure on device pointers; image 0 for none; synchronises the stream.");
   m.def("fill_holes", &fill_holes_host, py::arg("mask"), py::arg("connectivity"),
         "mask[H,W] uint8 with holes (background not touching the border) filled.");
+  m.def("binary_morphology", &binary_morphology_host, py::arg("mask"), py::arg("radius"), py::arg("footprint"),
+        py::arg("dilate"), py::arg("num_threads") = 0,
+        "mask[H,W] uint8 eroded (or dilated) by a square (0) or disk (1) of the radius; 0/1 uint8.");
+  m.def("binary_morphology_cuda", &binary_morphology_device, py::arg("mask"), py::arg("out"), py::arg("shape"),
+        py::arg("radius"), py::arg("footprint"), py::arg("dilate"), py::arg("stream"),
+        "binary_morphology on device pointers (from __cuda_array_interface__), on the given stream.");
   m.def("histogram", &histogram_host, py::arg("image"), py::arg("num_threads") = 0,
         "Per-value counts of a uint8 (256) or uint16 (65536) image.");
   m.attr("MEASURE_SHAPE_COLUMNS") = kMeasureShapeColumns;

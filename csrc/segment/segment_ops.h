@@ -1,5 +1,5 @@
-// Backends of label and measure; arguments are validated by cellrt::label /
-// cellrt::measure (label.cpp, measure.cpp) before these run.
+// Backends of label, measure, filters and morphology; arguments are validated
+// by the public functions (label.cpp, measure.cpp, ...) before these run.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +19,11 @@ MeasureResult measure_cpu(const TensorView& labels, int64_t num_objects, const T
                           double* features, int32_t num_threads);
 MeasureResult measure_cuda(const TensorView& labels, int64_t num_objects, const TensorView* intensities,
                            double* features, void* stream);
+
+void binary_morphology_cpu(const uint8_t* mask, uint8_t* out, int32_t height, int32_t width, int32_t radius,
+                           bool dilate, const int16_t* half_widths, int32_t num_threads);
+void binary_morphology_cuda(const uint8_t* mask, uint8_t* out, int32_t height, int32_t width, int32_t radius,
+                            bool dilate, const int16_t* half_widths, void* stream);
 
 void gaussian_blur_cpu(const TensorView& image, const TensorView& out, double sigma, double truncate,
                        const FilterOptions& options);

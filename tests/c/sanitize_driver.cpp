@@ -134,6 +134,15 @@ int main() {
           std::printf("hole_contours: offsets and points disagree\n");
           return 1;
         }
+        std::vector<uint8_t> morphed(h * w);
+        for (int32_t radius : {0, 1, 3, 40}) {
+          MorphologyOptions mopt;
+          mopt.num_threads = threads;
+          mopt.footprint = radius % 2 ? Footprint::kDisk : Footprint::kSquare;
+          binary_morphology(make_view(mask.data(), DType::kUInt8, {h, w}),
+                            make_view(morphed.data(), DType::kUInt8, {h, w}), radius, radius == 3, mopt);
+          calls += 1;
+        }
         std::vector<int64_t> counts(256);
         histogram(make_view(mask.data(), DType::kUInt8, {h, w}), make_view(counts.data(), DType::kInt64, {256}),
                   threads);

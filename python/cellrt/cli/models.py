@@ -23,7 +23,10 @@ def run_models(as_json: bool = False) -> int:
         rows.append({"name": name, "kind": manifest.kind, "input_channels": list(manifest.input_channels),
                      "tile": manifest.tile_size, "overlap": manifest.overlap,
                      "outputs": [o.name for o in manifest.outputs], "folder": str(manifest.folder),
-                     "description": manifest.description, "metrics": metrics})
+                     "description": manifest.description, "metrics": metrics,
+                     "precisions": ["fp32"] + [name for name, section in (("fp16", manifest.fp16),
+                                                                           ("int8", manifest.int8)) if section],
+                     "int8_metrics": (manifest.int8 or {}).get("metrics", {})})
     if as_json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -34,7 +37,10 @@ def run_models(as_json: bool = False) -> int:
         if row["metrics"]:
             shown = {k: v for k, v in row["metrics"].items() if not isinstance(v, dict)}
             print("    held-out metrics: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
-        print(f"    {row['folder']}")
+        if row["int8_metrics"]:
+            shown = {k: v for k, v in row["int8_metrics"].items() if not isinstance(v, dict)}
+            print("    INT8 (--precision int8): " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+        print(f"    precisions: {', '.join(row['precisions'])}; {row['folder']}")
     return 0
 
 

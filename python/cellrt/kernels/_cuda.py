@@ -71,3 +71,13 @@ def measure(labels, num_objects, intensities, columns):
     out_of_range = _core.measure_cuda(_describe(labels)[0], list(labels.shape), num_objects, image, code, shape,
                                       strides, _describe(table)[0] if num_objects else 0, columns, _stream())
     return table, int(out_of_range)
+
+
+def binary_morphology(mask, radius, footprint, dilate):
+    mask = cp.ascontiguousarray(mask)
+    if mask.dtype != cp.uint8:
+        mask = (mask != 0).astype(cp.uint8)
+    out = cp.empty(mask.shape, cp.uint8)
+    _core.binary_morphology_cuda(_describe(mask)[0], _describe(out)[0], list(mask.shape), int(radius), footprint,
+                                 bool(dilate), _stream())
+    return out.view(cp.bool_)

@@ -49,3 +49,45 @@ def box_mean(image, size_y, size_x, mode):
     return _separable_weights_sum(image, wy, wx, size_y // 2, size_x // 2, mode)
 
 
+
+
+@njit(cache=True)
+def _row_clearance(row, invert, cap, out):
+    width = row.shape[0]
+    run = cap
+    for x in range(width):
+        if (row[x] != 0) != invert:
+            run = run + 1 if run < cap else cap
+        else:
+            run = -1
+        out[x] = run
+    run = cap
+    for x in range(width - 1, -1, -1):
+        if out[x] >= 0:
+            run = run + 1 if run < cap else cap
+        else:
+            run = -1
+        if run < out[x]:
+            out[x] = run
+
+
+@njit(cache=True, parallel=True)
+def binary_morphology(mask, half_widths, dilate):
+    """Erosion by the footprint whose row dy has half-width half_widths[dy + r]
+    (dilation: the complement of the eroded complement)."""
+    height, width = mask.shape
+    radius = (half_widths.shape[0] - 1) // 2
+    clearance = np.empty((height, width), np.int16)
+    for y in prange(height):
+        _row_clearance(mask[y], dilate, radius, clearance[y])
+    out = np.empty((height, width), np.bool_)
+    for row in prange(height):
+        y = np.int64(row)   # prange indices may be unsigned: -y must not wrap
+        for x in range(width):
+            keep = True
+            for dy in range(max(-radius, -y), min(radius, height - 1 - y) + 1):
+                if clearance[y + dy, x] < half_widths[dy + radius]:
+                    keep = False
+                    break
+            out[y, x] = keep != dilate
+    return out

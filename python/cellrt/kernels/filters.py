@@ -128,72 +128,79 @@ def threshold_local(image, block_size: int, method: str = "gaussian", *, offset:
     return local - np.float32(offset)
 
 
-def _disk_half_widths(radius: int) -> np.ndarray:
-    dy = np.arange(-radius, radius + 1)
-    return np.floor(np.sqrt(radius * radius - dy * dy) + 1e-9).astype(np.int64)
+FOOTPRINTS = {"square": 0, "disk": 1}
 
 
-def _erode(mask: np.ndarray, half_widths: np.ndarray) -> np.ndarray:
-    # Pixels outside the image count as foreground (borders do not erode),
-    # as scikit-image's binary_erosion. A pixel survives if, at each vertical
-    # offset dy, the row run of half-width h(dy) around it is all foreground.
-    # Row erosions for h = 0, 1, 2... are built by AND-ing shifted copies
-    # (one pass each on booleans, cheap for the small radii of cell images);
-    # wide footprints use prefix sums instead (two slices per width).
-    radius = (len(half_widths) - 1) // 2
-    h_max = int(half_widths.max())
-    height, width = mask.shape
-    padded = np.pad(mask, ((radius, radius), (h_max + 1, h_max)), constant_values=True)
-    rows = {}
-    if h_max <= 8:
-        eroded = padded[:, 1:]  # h = 0, columns shifted by the unused first one
-        for h in range(h_max + 1):
-            if h:
-                eroded = eroded[:, 1:-1] & eroded[:, :-2] & eroded[:, 2:]
-            rows[h] = eroded[:, h_max - h:h_max - h + width]
-    else:
-        padded[:, 0] = False  # the prefix sum's zero column
-        prefix = np.cumsum(padded, axis=1, dtype=np.int32)
-        for h in np.unique(half_widths):
-            lo, hi = h_max - h, h_max + h + 1
-            rows[int(h)] = (prefix[:, hi:hi + width] - prefix[:, lo:lo + width]) == 2 * h + 1
-    out = rows[int(half_widths[0])][0:height].copy()
-    for i, h in enumerate(half_widths[1:], start=1):
-        out &= rows[int(h)][i:i + height]
-    return out
+def footprint_half_widths(radius: int, footprint: str = "disk") -> np.ndarray:
+    """Half-width of the footprint at each row offset -r..r: r for a square; for
+    a disk the largest h with h^2 + dy^2 <= r^2 (scikit-image's ``disk(r)``)."""
+    dy = np.arange(-radius, radius + 1, dtype=np.int64)
+    if footprint == "square":
+        return np.full(2 * radius + 1, radius, np.int16)
+    room = radius * radius - dy * dy
+    h = np.floor(np.sqrt(room.astype(np.float64))).astype(np.int64)
+    h -= (h * h > room)
+    h += ((h + 1) * (h + 1) <= room)
+    return h.astype(np.int16)
 
 
-def _footprint(size: int, shape: str, op: str) -> np.ndarray:
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
-        raise ValueError(f"{op}: radius should be a non-negative int, got {size!r}")
-    if shape == "square":
-        return np.full(2 * size + 1, size, np.int64)
-    if shape == "disk":
-        return _disk_half_widths(int(size))
-    raise ValueError(f"{op}: footprint should be 'square' or 'disk', got {shape!r}")
+def _morphology(op: str, mask, radius, footprint: str, dilate: bool, backend: str, num_threads: int):
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or not 0 <= radius < 32767:
+        raise ValueError(f"{op}: radius should be an int in [0, 32767), got {radius!r}")
+    if footprint not in FOOTPRINTS:
+        raise ValueError(f"{op}: footprint should be 'square' or 'disk', got {footprint!r}")
+    if _backend.is_device_array(mask):
+        _backend.resolve(op, backend, True)
+        if mask.ndim != 2:
+            raise ValueError(f"{op}: mask should have shape (H, W), got {tuple(mask.shape)}")
+        from . import _cuda  # noqa: PLC0415 - needs cupy
+
+        return _cuda.binary_morphology(mask, int(radius), FOOTPRINTS[footprint], dilate)
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"{op}: mask should have shape (H, W), got {mask.shape}")
+    if mask.dtype.kind not in "biuf":
+        raise ValueError(f"{op}: mask should be boolean or numeric, got dtype {mask.dtype}")
+    if mask.dtype.kind == "f" and not np.all(np.isfinite(mask)):
+        raise ValueError(f"{op}: mask holds NaN or inf; threshold it first")
+    mask = np.ascontiguousarray(mask.view(np.uint8) if mask.dtype == np.bool_ else (mask != 0).view(np.uint8))
+    if mask.size >= 2**31:
+        raise ValueError(f"{op}: the mask should have fewer than 2^31 pixels, got {mask.shape}")
+    chosen = _backend.resolve(op, backend, False)
+    if chosen == "cpu":
+        from .._build import _core  # noqa: PLC0415
+
+        return _core.binary_morphology(mask, int(radius), FOOTPRINTS[footprint], dilate,
+                                       int(num_threads)).view(bool)
+    from . import _filters_numba  # noqa: PLC0415
+
+    return _filters_numba.binary_morphology(mask, footprint_half_widths(int(radius), footprint), dilate)
 
 
-def binary_erosion(mask, radius: int, footprint: str = "disk") -> np.ndarray:
-    """Erosion by a (2 r + 1)-wide square or a disk of radius r
-    (scikit-image's ``disk``); the image border does not erode."""
-    from .labeling import _as_mask  # noqa: PLC0415
-
-    return _erode(_as_mask(mask).view(bool), _footprint(radius, footprint, "binary_erosion"))
-
-
-def binary_dilation(mask, radius: int, footprint: str = "disk") -> np.ndarray:
-    """Dilation by the same footprints (symmetric, so the complement of the
-    eroded complement); outside the image is background."""
-    from .labeling import _as_mask  # noqa: PLC0415
-
-    return ~_erode(~_as_mask(mask).view(bool), _footprint(radius, footprint, "binary_dilation"))
+def binary_erosion(mask, radius: int, footprint: str = "disk", *, backend: str = "auto",
+                   num_threads: int = 0):
+    """Erosion by a (2 r + 1)-wide square or a disk of radius r (scikit-image's
+    ``disk``); the image border does not erode. Returns a bool array (cupy for
+    cupy input: the CUDA backend)."""
+    return _morphology("binary_erosion", mask, radius, footprint, False, backend, num_threads)
 
 
-def binary_opening(mask, radius: int, footprint: str = "disk") -> np.ndarray:
+def binary_dilation(mask, radius: int, footprint: str = "disk", *, backend: str = "auto",
+                    num_threads: int = 0):
+    """Dilation by the same footprints (the complement of the eroded
+    complement); outside the image is background."""
+    return _morphology("binary_dilation", mask, radius, footprint, True, backend, num_threads)
+
+
+def binary_opening(mask, radius: int, footprint: str = "disk", *, backend: str = "auto",
+                   num_threads: int = 0):
     """Erosion then dilation: removes specks and thin bridges smaller than the footprint."""
-    return binary_dilation(binary_erosion(mask, radius, footprint), radius, footprint)
+    eroded = binary_erosion(mask, radius, footprint, backend=backend, num_threads=num_threads)
+    return binary_dilation(eroded, radius, footprint, backend=backend, num_threads=num_threads)
 
 
-def binary_closing(mask, radius: int, footprint: str = "disk") -> np.ndarray:
+def binary_closing(mask, radius: int, footprint: str = "disk", *, backend: str = "auto",
+                   num_threads: int = 0):
     """Dilation then erosion: closes gaps smaller than the footprint."""
-    return binary_erosion(binary_dilation(mask, radius, footprint), radius, footprint)
+    dilated = binary_dilation(mask, radius, footprint, backend=backend, num_threads=num_threads)
+    return binary_erosion(dilated, radius, footprint, backend=backend, num_threads=num_threads)

@@ -1,0 +1,57 @@
+// CUDA binary erosion/dilation: a thread per row computes the row's
+// clearances (morphology_kernel.h), then a thread per pixel tests the
+// footprint. The half-widths and the clearance buffer live on the stream's
+// memory pool; nothing comes back to the host.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/cuda_check.h"
+#include "segment/morphology_kernel.h"
+#include "segment/segment_ops.h"
+
+namespace cellrt::detail {
+
+namespace {
+
+__global__ void clearance_kernel(const uint8_t* __restrict__ mask, int16_t* __restrict__ clearance, int32_t height,
+                                 int32_t width, bool invert, int16_t cap) {
+  const int32_t y = static_cast<int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (y < height) row_clearance(mask + int64_t{y} * width, width, invert, cap, clearance + int64_t{y} * width);
+}
+
+__global__ void erode_kernel(const int16_t* __restrict__ clearance, uint8_t* __restrict__ out, int32_t height,
+                             int32_t width, int32_t radius, const int16_t* __restrict__ half_widths, uint8_t flip) {
+  const int64_t p = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (p >= int64_t{height} * width) return;
+  const int32_t y = static_cast<int32_t>(p / width), x = static_cast<int32_t>(p % width);
+  out[p] = static_cast<uint8_t>(survives_erosion(clearance, height, width, y, x, radius, half_widths) ^ flip);
+}
+
+}  // namespace
+
+void binary_morphology_cuda(const uint8_t* mask, uint8_t* out, int32_t height, int32_t width, int32_t radius,
+                            bool dilate, const int16_t* half_widths_host, void* stream) {
+  auto s = static_cast<cudaStream_t>(stream);
+  const size_t widths_bytes = (2 * static_cast<size_t>(radius) + 1) * sizeof(int16_t);
+  int16_t* half_widths = nullptr;
+  int16_t* clearance = nullptr;
+  CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&half_widths), widths_bytes, s));
+  CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&clearance),
+                                    static_cast<size_t>(height) * width * sizeof(int16_t), s));
+  CELLRT_CUDA_CHECK(cudaMemcpyAsync(half_widths, half_widths_host, widths_bytes, cudaMemcpyHostToDevice, s));
+  constexpr int kThreads = 256;
+  clearance_kernel<<<(height + kThreads - 1) / kThreads, kThreads, 0, s>>>(mask, clearance, height, width, dilate,
+                                                                          static_cast<int16_t>(radius));
+  CELLRT_CUDA_CHECK_LAUNCH();
+  const int64_t pixels = int64_t{height} * width;
+  erode_kernel<<<static_cast<unsigned>((pixels + kThreads - 1) / kThreads), kThreads, 0, s>>>(
+      clearance, out, height, width, radius, half_widths, dilate ? 1 : 0);
+  CELLRT_CUDA_CHECK_LAUNCH();
+  CELLRT_CUDA_CHECK(cudaFreeAsync(clearance, s));
+  CELLRT_CUDA_CHECK(cudaFreeAsync(half_widths, s));
+  // The host half-widths are copied from pageable memory: the copy completes before
+  // cudaMemcpyAsync returns, so the caller's buffer may go away.
+}
+
+}  // namespace cellrt::detail

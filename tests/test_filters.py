@@ -146,6 +146,37 @@ def test_filter_bad_input():
 from .conftest import needs_cuda  # noqa: E402
 
 
+@pytest.mark.parametrize("border", ["reflect", "nearest"])
+def test_cuda_filter_passes_run_on_the_host_equal_the_cpu_backend(border, dapi):
+    """The CUDA kernels' per-line arithmetic (filter_lines.h), run on the host: bit for bit the CPU
+    backend (box_mean with one CPU thread: each CPU thread restarts its running column sums)."""
+    from cellrt._build import _core  # noqa: PLC0415
+    from cellrt.kernels.filters import BORDERS  # noqa: PLC0415
+
+    for sigma in (0.5, 1.0, 3.3, 12.0):
+        np.testing.assert_array_equal(_core.filter_by_lines(dapi, 0, sigma, 4.0, BORDERS[border]),
+                                      gaussian_blur(dapi, sigma, border=border, backend="cpu", num_threads=3))
+    for size in ((3, 3), (7, 5), (31, 31), (1, 9), (301, 7)):
+        lines = _core.filter_by_lines(dapi, 1, size[0], size[1], BORDERS[border])
+        np.testing.assert_array_equal(lines, box_mean(dapi, size, border=border, backend="cpu", num_threads=1))
+        np.testing.assert_allclose(lines, box_mean(dapi, size, border=border, backend="cpu", num_threads=3),
+                                   rtol=1e-6)
+
+
+@needs_cuda
+@pytest.mark.parametrize("border", ["reflect", "nearest"])
+def test_cuda_filters_match_cpu(border, dapi):
+    import cupy as cp
+
+    device = cp.asarray(dapi)
+    for sigma in (0.8, 4.0):
+        np.testing.assert_array_equal(cp.asnumpy(gaussian_blur(device, sigma, border=border)),
+                                      gaussian_blur(dapi, sigma, border=border, backend="cpu"))
+    for size in ((3, 3), (15, 9)):
+        np.testing.assert_array_equal(cp.asnumpy(box_mean(device, size, border=border)),
+                                      box_mean(dapi, size, border=border, backend="cpu", num_threads=1))
+
+
 @needs_cuda
 @pytest.mark.parametrize("footprint", ["disk", "square"])
 def test_cuda_binary_morphology_matches_cpu(footprint, rng):

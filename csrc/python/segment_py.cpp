@@ -13,6 +13,7 @@
 #include "cellrt/measure.h"
 #include "cellrt/morphology.h"
 #include "python/array_view.h"
+#include "segment/segment_ops.h"
 
 namespace py = pybind11;
 
@@ -68,6 +69,35 @@ void box_mean_host(const py::array& image, py::array& out, int size_y, int size_
   const FilterOptions o = filter_options(border, num_threads);
   py::gil_scoped_release release;
   box_mean(in, dst, size_y, size_x, o);
+}
+
+// op 0: gaussian_blur (a = sigma, b = truncate); 1: box_mean (a = size_y, b = size_x).
+py::array_t<float> filter_by_lines_host(const py::array& image, int op, double a, double b, int border) {
+  const TensorView in = host_view(image, "image", false);
+  CELLRT_CHECK(in.ndim == 2 && in.dtype == DType::kFloat32, "filter_by_lines: image should be (H, W) float32");
+  const auto height = static_cast<int32_t>(in.shape[0]), width = static_cast<int32_t>(in.shape[1]);
+  py::array_t<float> out({in.shape[0], in.shape[1]});
+  const auto* src = static_cast<const float*>(in.data);
+  float* dst = out.mutable_data();
+  py::gil_scoped_release release;
+  if (op == 0)
+    detail::gaussian_blur_by_lines(src, dst, height, width, a, b, border);
+  else
+    detail::box_mean_by_lines(src, dst, height, width, static_cast<int32_t>(a), static_cast<int32_t>(b), border);
+  return out;
+}
+
+void filter_device(int op, uintptr_t image, uintptr_t out, const std::vector<int64_t>& shape, double a, double b,
+                   int border, uintptr_t stream) {
+  const std::vector<int64_t> strides{shape.size() == 2 ? shape[1] : 1, 1};
+  const TensorView in = device_view(image, static_cast<int32_t>(DType::kFloat32), shape, strides, "image");
+  const TensorView dst = device_view(out, static_cast<int32_t>(DType::kFloat32), shape, strides, "out");
+  const FilterOptions o = filter_options(border, 0);
+  py::gil_scoped_release release;
+  if (op == 0)
+    gaussian_blur(in, dst, a, b, o, reinterpret_cast<void*>(stream));
+  else
+    box_mean(in, dst, static_cast<int32_t>(a), static_cast<int32_t>(b), o, reinterpret_cast<void*>(stream));
 }
 
 py::array_t<uint8_t> fill_holes_host(const py::array& mask, int connectivity) {
@@ -206,6 +236,13 @@ void register_segment(py::module_& m) {
         py::arg("truncate"), py::arg("border"), py::arg("num_threads") = 0);
   m.def("box_mean", &box_mean_host, py::arg("image"), py::arg("out"), py::arg("size_y"), py::arg("size_x"),
         py::arg("border"), py::arg("num_threads") = 0);
+  m.def("filter_by_lines", &filter_by_lines_host, py::arg("image"), py::arg("op"), py::arg("a"), py::arg("b"),
+        py::arg("border"),
+        "The CUDA filter passes run on the host (op 0 gaussian_blur: a=sigma, b=truncate; 1 box_mean: a=size_y, "
+        "b=size_x): tests the CUDA arithmetic without a GPU.");
+  m.def("filter_cuda", &filter_device, py::arg("op"), py::arg("image"), py::arg("out"), py::arg("shape"),
+        py::arg("a"), py::arg("b"), py::arg("border"), py::arg("stream"),
+        "gaussian_blur (op 0) / box_mean (op 1) on device pointers, on the given stream.");
   m.def("contours", &contours_host, py::arg("labels"), py::arg("num_objects"), py::arg("num_threads") = 0,
         "Outer contours of objects 1..N: (offsets[N+1], points[P,2] xy int32, perimeter[N]).");
   m.def("hole_contours", &hole_contours_host, py::arg("labels"), py::arg("num_objects"), py::arg("num_threads") = 0,

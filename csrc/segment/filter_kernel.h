@@ -1,5 +1,6 @@
 // Per-sample arithmetic of the separable filters (gaussian_blur, box_mean),
-// shared by the CPU and CUDA backends.
+// shared by the CPU backend (weights, borders), the CUDA backend (all of it)
+// and the host reference that tests the CUDA arithmetic without a GPU.
 #pragma once
 
 #include <cmath>
@@ -37,6 +38,52 @@ CELLRT_HOST_DEVICE inline void gaussian_weights(double sigma, int32_t radius, fl
   for (int32_t k = -radius; k <= radius; ++k) sum += exp(-0.5 * (k * k) / (sigma * sigma));
   for (int32_t k = -radius; k <= radius; ++k)
     w[k + radius] = static_cast<float>(exp(-0.5 * (k * k) / (sigma * sigma)) / sum);
+}
+
+// Float multiply-add without contraction: the CPU builds with
+// -ffp-contract=off; device code names the rounding explicitly.
+CELLRT_HOST_DEVICE inline float add_product(float sum, float weight, float value) {
+#if CELLRT_DEVICE_PASS
+  return __fadd_rn(sum, __fmul_rn(weight, value));
+#else
+  return sum + weight * value;
+#endif
+}
+
+// One sample of a 1-D gaussian pass along a line of n samples `stride`
+// apart: w[0] * v[i - r] + w[1] * v[i - r + 1] + ... in that order, in float
+// (border-mapped indices) - the order of the CPU backend's vectorised rows,
+// so the backends agree bit for bit.
+CELLRT_HOST_DEVICE inline float gaussian_line_sample(const float* line, int64_t stride, int64_t n, int64_t i,
+                                                     int32_t radius, const float* w, int32_t mode) {
+  float acc = w[0] * line[border_index(i - radius, n, mode) * stride];
+  for (int32_t k = 1; k <= 2 * radius; ++k)
+    acc = add_product(acc, w[k], line[border_index(i - radius + k, n, mode) * stride]);
+  return acc;
+}
+
+// Window sums along a line (window [i - before, i - before + size), border-
+// mapped), in double, updated in O(1) per sample; emit(i, sum) for each i.
+// Rows (`leave_first` false) add the entering-minus-leaving difference, the
+// column pass subtracts the leaving row then adds the entering one: the two
+// update orders of the CPU backend.
+template <typename In, typename Emit>
+CELLRT_HOST_DEVICE inline void box_line_sums(const In* line, int64_t stride, int64_t n, int32_t before, int32_t size,
+                                             int32_t mode, bool leave_first, Emit&& emit) {
+  double sum = 0.0;
+  for (int32_t k = 0; k < size; ++k) sum += static_cast<double>(line[border_index(k - before, n, mode) * stride]);
+  emit(int64_t{0}, sum);
+  for (int64_t i = 1; i < n; ++i) {
+    const double entering = static_cast<double>(line[border_index(i - before + size - 1, n, mode) * stride]);
+    const double leaving = static_cast<double>(line[border_index(i - 1 - before, n, mode) * stride]);
+    if (leave_first) {
+      sum -= leaving;
+      sum += entering;
+    } else {
+      sum += entering - leaving;
+    }
+    emit(i, sum);
+  }
 }
 
 }  // namespace cellrt::detail

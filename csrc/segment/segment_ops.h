@@ -25,6 +25,16 @@ void binary_morphology_cpu(const uint8_t* mask, uint8_t* out, int32_t height, in
 void binary_morphology_cuda(const uint8_t* mask, uint8_t* out, int32_t height, int32_t width, int32_t radius,
                             bool dilate, const int16_t* half_widths, void* stream);
 
+void gaussian_blur_cuda(const float* image, float* out, int32_t height, int32_t width, double sigma, double truncate,
+                        int32_t mode, void* stream);
+void box_mean_cuda(const float* image, float* out, int32_t height, int32_t width, int32_t size_y, int32_t size_x,
+                   int32_t mode, void* stream);
+// The CUDA passes run on the host, single-threaded (tests of the CUDA arithmetic without a GPU).
+void gaussian_blur_by_lines(const float* image, float* out, int32_t height, int32_t width, double sigma,
+                            double truncate, int32_t mode);
+void box_mean_by_lines(const float* image, float* out, int32_t height, int32_t width, int32_t size_y, int32_t size_x,
+                       int32_t mode);
+
 void gaussian_blur_cpu(const TensorView& image, const TensorView& out, double sigma, double truncate,
                        const FilterOptions& options);
 void box_mean_cpu(const TensorView& image, const TensorView& out, int32_t size_y, int32_t size_x,

@@ -1,5 +1,8 @@
 // Separable filters on single-channel float32 images: gaussian_blur and
-// box_mean (local means for thresholds). CPU only so far.
+// box_mean (local means for thresholds), on host or CUDA arrays (`stream`:
+// the cudaStream_t for device arrays). The CUDA results equal the CPU ones
+// bit for bit (box_mean: the CPU's with one thread; its running sums are
+// restarted per thread block, which moves the last bit of a few pixels).
 #pragma once
 
 #include <cstdint>
@@ -27,12 +30,12 @@ struct FilterOptions {
 //   sigma:      > 0 (sigma == 0 copies).
 //   truncate:   > 0.
 void gaussian_blur(const TensorView& image, const TensorView& out, double sigma, double truncate = 4.0,
-                   const FilterOptions& options = FilterOptions{});
+                   const FilterOptions& options = FilterOptions{}, void* stream = nullptr);
 
 // out = mean of image over a size_y x size_x window: rows [y - size_y / 2,
 // y + (size_y - 1) / 2], likewise columns (scipy's uniform_filter). Running
 // sums in double: O(1) per pixel whatever the window.
 void box_mean(const TensorView& image, const TensorView& out, int32_t size_y, int32_t size_x,
-              const FilterOptions& options = FilterOptions{});
+              const FilterOptions& options = FilterOptions{}, void* stream = nullptr);
 
 }  // namespace cellrt

@@ -81,3 +81,14 @@ def binary_morphology(mask, radius, footprint, dilate):
     _core.binary_morphology_cuda(_describe(mask)[0], _describe(out)[0], list(mask.shape), int(radius), footprint,
                                  bool(dilate), _stream())
     return out.view(cp.bool_)
+
+
+def separable_filter(op, image, a, b, border):
+    """op 0: gaussian_blur (a = sigma, b = truncate); op 1: box_mean (a = size_y, b = size_x)."""
+    image = cp.ascontiguousarray(cp.asarray(image, dtype=cp.float32))
+    if not bool(cp.all(cp.isfinite(image))):
+        raise ValueError(f"{('gaussian_blur', 'box_mean')[op]}: image holds NaN/inf values")
+    out = cp.empty_like(image)
+    _core.filter_cuda(op, _describe(image)[0], _describe(out)[0], list(image.shape), float(a), float(b), border,
+                      _stream())
+    return out

@@ -1,8 +1,9 @@
 """Separable filters and local thresholds on single-channel images.
 
 ``gaussian_blur`` and ``box_mean`` run as C++ kernels (rows, then columns,
-with a ring buffer of filtered rows) and as numba references; the local
-thresholds and binary morphology build on them.
+with a ring buffer of filtered rows), as CUDA kernels for cupy images (a
+thread per row, then per column, the CPU's arithmetic from the shared
+header) and as numba references; the local thresholds build on them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ def _as_float_image(image, op: str) -> np.ndarray:
     if not np.all(np.isfinite(image)):
         raise ValueError(f"{op}: image holds {int(np.count_nonzero(~np.isfinite(image)))} NaN/inf values")
     return image
+
+
+def _check_device_image(image, op: str) -> None:
+    if image.ndim != 2:
+        raise ValueError(f"{op}: image should have shape (H, W), got {tuple(image.shape)}")
+    if np.dtype(image.dtype).kind not in "buif":
+        raise ValueError(f"{op}: image should be numeric, got {image.dtype}")
 
 
 def _border(border: str, op: str) -> int:
@@ -59,12 +67,18 @@ def gaussian_blur(image, sigma: float, *, truncate: float = 4.0, border: str = "
     >>> out.shape, out.dtype
     ((5, 5), dtype('float32'))
     """
-    image = _as_float_image(image, "gaussian_blur")
     if not (isinstance(sigma, (int, float, np.floating, np.integer)) and math.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"gaussian_blur: sigma should be a number >= 0, got {sigma!r}")
     if not (isinstance(truncate, (int, float)) and math.isfinite(truncate) and truncate > 0):
         raise ValueError(f"gaussian_blur: truncate should be > 0, got {truncate!r}")
     mode = _border(border, "gaussian_blur")
+    if _backend.is_device_array(image):
+        _backend.resolve("gaussian_blur", backend, True)
+        _check_device_image(image, "gaussian_blur")
+        from . import _cuda  # noqa: PLC0415 - needs cupy
+
+        return _cuda.separable_filter(0, image, float(sigma), float(truncate), mode)
+    image = _as_float_image(image, "gaussian_blur")
     chosen = _backend.resolve("gaussian_blur", backend, False)
     if chosen == "cpu":
         from .._build import _core  # noqa: PLC0415
@@ -93,9 +107,15 @@ def box_mean(image, size, *, border: str = "reflect", backend: str = "auto", num
     -------
     (H, W) float32 ndarray
     """
-    image = _as_float_image(image, "box_mean")
     sy, sx = _window(size, "box_mean")
     mode = _border(border, "box_mean")
+    if _backend.is_device_array(image):
+        _backend.resolve("box_mean", backend, True)
+        _check_device_image(image, "box_mean")
+        from . import _cuda  # noqa: PLC0415 - needs cupy
+
+        return _cuda.separable_filter(1, image, sy, sx, mode)
+    image = _as_float_image(image, "box_mean")
     chosen = _backend.resolve("box_mean", backend, False)
     if chosen == "cpu":
         from .._build import _core  # noqa: PLC0415

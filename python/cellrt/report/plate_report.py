@@ -153,7 +153,7 @@ def write_plate_report(out_dir) -> Path:
                        f"layout {html.escape(plate['layout'])})"),
              ("Model", f"{html.escape(model['name'])} ({model['kind']}, backend {model['backend']}"
                        f"{', ' + model['precision'] if model.get('precision') else ''}, "
-                       f"ONNX SHA-256 {model['onnx_sha256'][:12]}…)"),
+                       f"ONNX SHA-256 {model.get('weights_sha256', model['onnx_sha256'])[:12]}…)"),
              ("Objects", f"{total_objects:,}"),
              ("Throughput", f"{fmt(summary['fields_per_second'])} fields/s; latency p50 "
                             f"{fmt(summary['latency_p50_s'])} s, p99 {fmt(summary['latency_p99_s'])} s"),

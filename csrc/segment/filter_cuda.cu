@@ -1,0 +1,87 @@
+// CUDA separable filters: one thread per row for the horizontal pass, one
+// thread per column for the vertical pass, each running the shared per-line
+// arithmetic (filter_lines.h) - the passes the host reference runs in tests,
+// bit for bit the CPU backend's results (box_mean: with one CPU thread).
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "core/cuda_check.h"
+#include "segment/filter_lines.h"
+#include "segment/segment_ops.h"
+
+namespace cellrt::detail {
+
+namespace {
+
+constexpr int kThreads = 128;
+
+__global__ void gaussian_rows_kernel(const float* image, float* tmp, int32_t height, int32_t width, int32_t radius,
+                                     const float* w, int32_t mode) {
+  const int32_t y = static_cast<int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (y < height) gaussian_row_pass(image, tmp, height, width, y, radius, w, mode);
+}
+
+__global__ void gaussian_columns_kernel(const float* tmp, float* out, int32_t height, int32_t width, int32_t radius,
+                                        const float* w, int32_t mode) {
+  const int32_t x = static_cast<int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (x < width) gaussian_column_pass(tmp, out, height, width, x, radius, w, mode);
+}
+
+__global__ void box_rows_kernel(const float* image, double* sums, int32_t height, int32_t width, int32_t size_x,
+                                int32_t mode) {
+  const int32_t y = static_cast<int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (y < height) box_row_pass(image, sums, width, y, size_x, mode);
+}
+
+__global__ void box_columns_kernel(const double* sums, float* out, int32_t height, int32_t width, int32_t size_y,
+                                   double scale, int32_t mode) {
+  const int32_t x = static_cast<int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (x < width) box_column_pass(sums, out, height, width, x, size_y, scale, mode);
+}
+
+unsigned blocks(int32_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+
+}  // namespace
+
+void gaussian_blur_cuda(const float* image, float* out, int32_t height, int32_t width, double sigma, double truncate,
+                        int32_t mode, void* stream) {
+  auto s = static_cast<cudaStream_t>(stream);
+  const int32_t radius = sigma > 0 ? gaussian_radius(sigma, truncate) : 0;
+  const size_t bytes = static_cast<size_t>(height) * width * sizeof(float);
+  if (radius == 0) {
+    CELLRT_CUDA_CHECK(cudaMemcpyAsync(out, image, bytes, cudaMemcpyDeviceToDevice, s));
+    return;
+  }
+  std::vector<float> weights(2 * static_cast<size_t>(radius) + 1);
+  gaussian_weights(sigma, radius, weights.data());
+  float* w = nullptr;
+  float* tmp = nullptr;
+  CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&w), weights.size() * sizeof(float), s));
+  CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&tmp), bytes, s));
+  // Pageable source: the copy is staged before cudaMemcpyAsync returns.
+  CELLRT_CUDA_CHECK(cudaMemcpyAsync(w, weights.data(), weights.size() * sizeof(float), cudaMemcpyHostToDevice, s));
+  gaussian_rows_kernel<<<blocks(height), kThreads, 0, s>>>(image, tmp, height, width, radius, w, mode);
+  CELLRT_CUDA_CHECK_LAUNCH();
+  gaussian_columns_kernel<<<blocks(width), kThreads, 0, s>>>(tmp, out, height, width, radius, w, mode);
+  CELLRT_CUDA_CHECK_LAUNCH();
+  CELLRT_CUDA_CHECK(cudaFreeAsync(tmp, s));
+  CELLRT_CUDA_CHECK(cudaFreeAsync(w, s));
+}
+
+void box_mean_cuda(const float* image, float* out, int32_t height, int32_t width, int32_t size_y, int32_t size_x,
+                   int32_t mode, void* stream) {
+  auto s = static_cast<cudaStream_t>(stream);
+  double* sums = nullptr;
+  CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&sums),
+                                    static_cast<size_t>(height) * width * sizeof(double), s));
+  box_rows_kernel<<<blocks(height), kThreads, 0, s>>>(image, sums, height, width, size_x, mode);
+  CELLRT_CUDA_CHECK_LAUNCH();
+  const double scale = 1.0 / (static_cast<double>(size_y) * size_x);
+  box_columns_kernel<<<blocks(width), kThreads, 0, s>>>(sums, out, height, width, size_y, scale, mode);
+  CELLRT_CUDA_CHECK_LAUNCH();
+  CELLRT_CUDA_CHECK(cudaFreeAsync(sums, s));
+}
+
+}  // namespace cellrt::detail

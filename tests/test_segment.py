@@ -530,3 +530,25 @@ def test_cuda_label_and_measure_match_cpu(connectivity, dsb_dir):
         dev = measure(dev_labels, cp.asarray(image))
         for key in host:
             np.testing.assert_allclose(cp.asnumpy(dev[key]), host[key], rtol=1e-12, err_msg=f"{name} {key}")
+
+
+@needs_cuda
+def test_cuda_fill_holes_histogram_and_threshold_match_cpu(dsb_dir, rng):
+    import cupy as cp
+
+    from cellrt.kernels import fill_holes, histogram, threshold  # noqa: PLC0415
+
+    for name, mask, image in list(real_masks(dsb_dir))[:4]:
+        for connectivity in (4, 8):
+            np.testing.assert_array_equal(cp.asnumpy(fill_holes(cp.asarray(mask), connectivity)),
+                                          fill_holes(mask, connectivity, backend="cpu"), err_msg=name)
+        for dtype in (np.uint8, np.uint16):
+            typed = image.astype(dtype)
+            host_counts, host_centres = histogram(typed)
+            counts, centres = histogram(cp.asarray(typed))
+            np.testing.assert_array_equal(counts, host_counts)
+            np.testing.assert_array_equal(centres, host_centres)
+            for method in ("otsu", "li", "triangle", "mean"):
+                assert threshold(cp.asarray(typed), method) == threshold(typed, method), (name, method)
+    noise = (rng.random((517, 301)) > 0.45)
+    np.testing.assert_array_equal(cp.asnumpy(fill_holes(cp.asarray(noise))), fill_holes(noise, backend="cpu"))

@@ -100,6 +100,23 @@ void filter_device(int op, uintptr_t image, uintptr_t out, const std::vector<int
     box_mean(in, dst, static_cast<int32_t>(a), static_cast<int32_t>(b), o, reinterpret_cast<void*>(stream));
 }
 
+void fill_holes_device(uintptr_t mask, uintptr_t out, const std::vector<int64_t>& shape, int connectivity,
+                       uintptr_t stream) {
+  const std::vector<int64_t> strides{shape.size() == 2 ? shape[1] : 1, 1};
+  const TensorView in = device_view(mask, static_cast<int32_t>(DType::kUInt8), shape, strides, "mask");
+  const TensorView dst = device_view(out, static_cast<int32_t>(DType::kUInt8), shape, strides, "out");
+  py::gil_scoped_release release;
+  fill_holes(in, dst, connectivity, reinterpret_cast<void*>(stream));
+}
+
+void histogram_device(uintptr_t image, int32_t dtype, int64_t size, uintptr_t counts, uintptr_t stream) {
+  const TensorView in = device_view(image, dtype, {size}, {1}, "image");
+  const int64_t bins = static_cast<DType>(dtype) == DType::kUInt8 ? 256 : 65536;
+  const TensorView out = device_view(counts, static_cast<int32_t>(DType::kInt64), {bins}, {1}, "counts");
+  py::gil_scoped_release release;
+  histogram(in, out, 0, reinterpret_cast<void*>(stream));
+}
+
 py::array_t<uint8_t> fill_holes_host(const py::array& mask, int connectivity) {
   const TensorView in = host_view(mask, "mask", false);
   py::array_t<uint8_t> out({in.shape[0], in.shape[1]});
@@ -261,6 +278,10 @@ void register_segment(py::module_& m) {
   m.def("binary_morphology_cuda", &binary_morphology_device, py::arg("mask"), py::arg("out"), py::arg("shape"),
         py::arg("radius"), py::arg("footprint"), py::arg("dilate"), py::arg("stream"),
         "binary_morphology on device pointers (from __cuda_array_interface__), on the given stream.");
+  m.def("fill_holes_cuda", &fill_holes_device, py::arg("mask"), py::arg("out"), py::arg("shape"),
+        py::arg("connectivity"), py::arg("stream"), "fill_holes on device pointers, on the given stream.");
+  m.def("histogram_cuda", &histogram_device, py::arg("image"), py::arg("dtype"), py::arg("size"), py::arg("counts"),
+        py::arg("stream"), "histogram of a contiguous uint8/uint16 device buffer into int64 device counts.");
   m.def("histogram", &histogram_host, py::arg("image"), py::arg("num_threads") = 0,
         "Per-value counts of a uint8 (256) or uint16 (65536) image.");
   m.attr("MEASURE_SHAPE_COLUMNS") = kMeasureShapeColumns;

@@ -12,6 +12,7 @@
 #include "core/check.h"
 #include "core/validate.h"
 #include "segment/runs.h"
+#include "segment/segment_ops.h"
 
 namespace cellrt {
 
@@ -30,7 +31,7 @@ void find_background_runs(const uint8_t* mask, int32_t y, int32_t width, std::ve
 
 }  // namespace
 
-void fill_holes(const TensorView& mask, const TensorView& out, int32_t connectivity) {
+void fill_holes(const TensorView& mask, const TensorView& out, int32_t connectivity, void* stream) {
   detail::check_view("fill_holes", "mask", mask, 2, "(H, W)", true);
   detail::check_view("fill_holes", "out", out, 2, "(H, W)", true);
   CELLRT_CHECK(mask.dtype == DType::kUInt8 && out.dtype == DType::kUInt8,
@@ -39,12 +40,21 @@ void fill_holes(const TensorView& mask, const TensorView& out, int32_t connectiv
                "fill_holes: out should have the mask's shape ", detail::shape_string(mask), ", got ",
                detail::shape_string(out));
   CELLRT_CHECK(connectivity == 4 || connectivity == 8, "fill_holes: connectivity should be 4 or 8, got ", connectivity);
-  CELLRT_CHECK(mask.device == Device::kCPU && out.device == Device::kCPU, "fill_holes: only host arrays are supported so far");
+  detail::check_same_device("fill_holes", "mask", mask, "out", out);
   const int64_t h64 = mask.shape[0], w64 = mask.shape[1];
   CELLRT_CHECK(h64 * w64 < (int64_t{1} << 31), "fill_holes: the mask should have fewer than 2^31 pixels");
   const int32_t height = static_cast<int32_t>(h64), width = static_cast<int32_t>(w64);
   const auto* m = static_cast<const uint8_t*>(mask.data);
   auto* o = static_cast<uint8_t*>(out.data);
+  if (mask.device == Device::kCUDA) {
+#if CELLRT_WITH_CUDA
+    if (height > 0 && width > 0) detail::fill_holes_cuda(m, o, height, width, connectivity, stream);
+    return;
+#else
+    (void)stream;
+    throw NotCompiledError("fill_holes: cellrt was built without CUDA support; pass host arrays");
+#endif
+  }
   if (m != o) std::memcpy(o, m, static_cast<size_t>(h64 * w64));
   if (height == 0 || width == 0) return;
 

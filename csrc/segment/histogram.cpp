@@ -11,6 +11,7 @@
 #include "core/check.h"
 #include "core/parallel.h"
 #include "core/validate.h"
+#include "segment/segment_ops.h"
 
 namespace cellrt {
 
@@ -46,7 +47,7 @@ void count(const T* data, int64_t n, int64_t* counts, int32_t num_threads) {
 
 }  // namespace
 
-void histogram(const TensorView& image, const TensorView& counts, int32_t num_threads) {
+void histogram(const TensorView& image, const TensorView& counts, int32_t num_threads, void* stream) {
   CELLRT_CHECK(image.ndim >= 1 && image.ndim <= 4, "histogram: image should have 1 to 4 dimensions, got ", image.ndim);
   CELLRT_CHECK(is_contiguous(image), "histogram: image should be C-contiguous");
   CELLRT_CHECK(image.dtype == DType::kUInt8 || image.dtype == DType::kUInt16,
@@ -55,12 +56,20 @@ void histogram(const TensorView& image, const TensorView& counts, int32_t num_th
   detail::check_view("histogram", "counts", counts, 1, "(bins,)", true);
   CELLRT_CHECK(counts.dtype == DType::kInt64, "histogram: counts should be int64, got ", dtype_name(counts.dtype));
   CELLRT_CHECK(counts.shape[0] == bins, "histogram: counts should have ", bins, " bins, got ", counts.shape[0]);
-  CELLRT_CHECK(image.device == Device::kCPU && counts.device == Device::kCPU,
-               "histogram: only host arrays are supported so far");
+  detail::check_same_device("histogram", "image", image, "counts", counts);
   int64_t n = 1;
   for (int i = 0; i < image.ndim; ++i) n *= image.shape[i];
   CELLRT_CHECK(n < (int64_t{1} << 34), "histogram: the image should have fewer than 2^34 pixels, got ", n);
   auto* out = static_cast<int64_t*>(counts.data);
+  if (image.device == Device::kCUDA) {
+#if CELLRT_WITH_CUDA
+    detail::histogram_cuda(image.data, image.dtype == DType::kUInt16, n, out, stream);
+    return;
+#else
+    (void)stream;
+    throw NotCompiledError("histogram: cellrt was built without CUDA support; pass host arrays");
+#endif
+  }
   if (image.dtype == DType::kUInt8) {
     count(static_cast<const uint8_t*>(image.data), n, out, num_threads);
   } else {

@@ -20,6 +20,10 @@ MeasureResult measure_cpu(const TensorView& labels, int64_t num_objects, const T
 MeasureResult measure_cuda(const TensorView& labels, int64_t num_objects, const TensorView* intensities,
                            double* features, void* stream);
 
+void fill_holes_cuda(const uint8_t* mask, uint8_t* out, int32_t height, int32_t width, int32_t connectivity,
+                     void* stream);
+void histogram_cuda(const void* data, bool sixteen_bit, int64_t n, int64_t* counts, void* stream);
+
 void binary_morphology_cpu(const uint8_t* mask, uint8_t* out, int32_t height, int32_t width, int32_t radius,
                            bool dilate, const int16_t* half_widths, int32_t num_threads);
 void binary_morphology_cuda(const uint8_t* mask, uint8_t* out, int32_t height, int32_t width, int32_t radius,

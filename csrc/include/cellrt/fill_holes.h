@@ -14,8 +14,11 @@ namespace cellrt {
 // objects are 4-connected), as scipy.ndimage.binary_fill_holes does.
 //
 // Args:
-//   mask: [H, W] uint8 (non-zero = foreground), C-contiguous, host memory.
-//   out:  [H, W] uint8, C-contiguous; may be mask itself (in place).
-void fill_holes(const TensorView& mask, const TensorView& out, int32_t connectivity = 8);
+//   mask: [H, W] uint8 (non-zero = foreground), C-contiguous, host or CUDA.
+//   out:  [H, W] uint8, C-contiguous, same device; may be mask itself (in place).
+//   stream: cudaStream_t for device arrays (the CUDA path labels the
+//           background with the CUDA union-find, so it synchronises the
+//           stream once to learn the number of background components).
+void fill_holes(const TensorView& mask, const TensorView& out, int32_t connectivity = 8, void* stream = nullptr);
 
 }  // namespace cellrt

@@ -92,3 +92,21 @@ def separable_filter(op, image, a, b, border):
     _core.filter_cuda(op, _describe(image)[0], _describe(out)[0], list(image.shape), float(a), float(b), border,
                       _stream())
     return out
+
+
+def fill_holes(mask, connectivity):
+    mask = cp.ascontiguousarray(mask)
+    if mask.dtype != cp.uint8:
+        mask = (mask != 0).astype(cp.uint8)
+    out = cp.empty(mask.shape, cp.uint8)
+    _core.fill_holes_cuda(_describe(mask)[0], _describe(out)[0], list(mask.shape), connectivity, _stream())
+    return out.view(cp.bool_)
+
+
+def value_counts(image):
+    """Per-value counts of a uint8/uint16 device image, counted on the device; the counts come back."""
+    image = cp.ascontiguousarray(image)
+    counts = cp.empty(256 if image.dtype == cp.uint8 else 65536, cp.int64)
+    _core.histogram_cuda(_describe(image)[0], dtype_code(image.dtype), int(image.size), _describe(counts)[0],
+                         _stream())
+    return cp.asnumpy(counts)

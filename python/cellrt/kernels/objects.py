@@ -35,6 +35,13 @@ def fill_holes(mask, connectivity: int = 8, *, backend: str = "auto") -> np.ndar
         raise ValueError(f"fill_holes: connectivity should be 4 or 8, got {connectivity!r}")
     from . import _backend  # noqa: PLC0415
 
+    if _backend.is_device_array(mask):
+        _backend.resolve("fill_holes", backend, True)
+        if mask.ndim != 2:
+            raise ValueError(f"fill_holes: mask should have shape (H, W), got {tuple(mask.shape)}")
+        from . import _cuda  # noqa: PLC0415 - needs cupy
+
+        return _cuda.fill_holes(mask, connectivity)
     mask = _as_mask(mask)
     if _backend.resolve("fill_holes", backend, False) == "cpu":
         from .._build import _core  # noqa: PLC0415

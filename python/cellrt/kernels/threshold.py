@@ -29,6 +29,19 @@ def histogram(image, nbins: int = 256) -> tuple[np.ndarray, np.ndarray]:
     Integer images get one bin per value from their min to their max
     (``nbins`` is ignored); float images ``nbins`` equal-width bins.
     """
+    from . import _backend  # noqa: PLC0415
+
+    if _backend.is_device_array(image):   # cupy: counted on the GPU, only the counts come back
+        if image.dtype not in (np.uint8, np.uint16) or image.size == 0:
+            raise ValueError(f"histogram: device images should be non-empty uint8 or uint16, got {image.dtype} "
+                             f"of size {image.size}; copy others to the host")
+        _backend.resolve("histogram", "cuda", True)
+        from . import _cuda  # noqa: PLC0415 - needs cupy
+
+        counts = _cuda.value_counts(image)
+        nonzero = np.flatnonzero(counts)
+        lo, hi = int(nonzero[0]), int(nonzero[-1])
+        return counts[lo:hi + 1], np.arange(lo, hi + 1, dtype=np.float64)
     image = np.asarray(image)
     if image.size == 0:
         raise ValueError("histogram: image should be non-empty")
@@ -178,15 +191,23 @@ def threshold(image, method: str = "otsu", *, value=None, nbins: int = 256, corr
         if value is None or not np.isfinite(value):
             raise ValueError(f"threshold: method='manual' needs a finite value=, got {value!r}")
         return float(value) * correction
-    image = np.asarray(image)
-    if image.size == 0:
-        raise ValueError("threshold: image should be non-empty")
-    if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
-        raise ValueError(f"threshold: image holds {int(np.count_nonzero(~np.isfinite(image)))} NaN/inf values")
-    if smoothing:
-        from .filters import gaussian_blur  # noqa: PLC0415
+    from . import _backend  # noqa: PLC0415
 
-        image = gaussian_blur(image, smoothing)
+    if _backend.is_device_array(image):   # cupy: the histogram is counted on the GPU
+        if image.dtype not in (np.uint8, np.uint16) or image.size == 0 or smoothing:
+            raise ValueError(f"threshold: device images should be non-empty uint8 or uint16 without smoothing, got "
+                             f"{image.dtype} of size {image.size}, smoothing={smoothing!r}; blur with "
+                             f"gaussian_blur and threshold the result on the host, or copy the image to the host")
+    else:
+        image = np.asarray(image)
+        if image.size == 0:
+            raise ValueError("threshold: image should be non-empty")
+        if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
+            raise ValueError(f"threshold: image holds {int(np.count_nonzero(~np.isfinite(image)))} NaN/inf values")
+        if smoothing:
+            from .filters import gaussian_blur  # noqa: PLC0415
+
+            image = gaussian_blur(image, smoothing)
     if method == "mean":
         return float(image.mean(dtype=np.float64)) * correction
     counts, centres = histogram(image, nbins)

@@ -552,3 +552,16 @@ def test_cuda_fill_holes_histogram_and_threshold_match_cpu(dsb_dir, rng):
                 assert threshold(cp.asarray(typed), method) == threshold(typed, method), (name, method)
     noise = (rng.random((517, 301)) > 0.45)
     np.testing.assert_array_equal(cp.asnumpy(fill_holes(cp.asarray(noise))), fill_holes(noise, backend="cpu"))
+
+
+@needs_cuda
+def test_cuda_contours_match_cpu(dsb_dir):
+    import cupy as cp
+
+    for name, mask in list(adversarial_masks().items()) + [(n, m) for n, m, _ in list(real_masks(dsb_dir))[:3]]:
+        labels, count = label(mask, 8)
+        host = contours(labels, backend="cpu")
+        device = contours(cp.asarray(labels))
+        assert len(device) == count
+        for i in range(count):
+            np.testing.assert_array_equal(cp.asnumpy(device[i]), host[i], err_msg=f"{name} object {i + 1}")

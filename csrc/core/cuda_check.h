@@ -21,3 +21,25 @@
 // After a kernel launch: configuration errors surface here, not at the next
 // unrelated call.
 #define CELLRT_CUDA_CHECK_LAUNCH() CELLRT_CUDA_CHECK(cudaGetLastError())
+
+namespace cellrt::detail {
+
+// Scratch memory from the stream's pool, returned to it when the scope ends -
+// also when a check above throws, so a failed call leaks nothing.
+template <typename T>
+class StreamBuffer {
+ public:
+  StreamBuffer(size_t count, cudaStream_t stream) : stream_(stream) {
+    CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&data_), (count ? count : 1) * sizeof(T), stream));
+  }
+  ~StreamBuffer() { cudaFreeAsync(data_, stream_); }
+  StreamBuffer(const StreamBuffer&) = delete;
+  StreamBuffer& operator=(const StreamBuffer&) = delete;
+  T* get() const { return data_; }
+
+ private:
+  T* data_ = nullptr;
+  cudaStream_t stream_;
+};
+
+}  // namespace cellrt::detail

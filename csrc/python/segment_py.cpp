@@ -100,6 +100,15 @@ void filter_device(int op, uintptr_t image, uintptr_t out, const std::vector<int
     box_mean(in, dst, static_cast<int32_t>(a), static_cast<int32_t>(b), o, reinterpret_cast<void*>(stream));
 }
 
+int64_t contours_device(uintptr_t labels, const std::vector<int64_t>& shape, int64_t num_objects, uintptr_t offsets,
+                        uintptr_t points, uintptr_t perimeter, uintptr_t stream) {
+  const std::vector<int64_t> strides{shape.size() == 2 ? shape[1] : 1, 1};
+  const TensorView lab = device_view(labels, static_cast<int32_t>(DType::kInt32), shape, strides, "labels");
+  py::gil_scoped_release release;
+  return contours(lab, num_objects, reinterpret_cast<int64_t*>(offsets), reinterpret_cast<int32_t*>(points),
+                  reinterpret_cast<double*>(perimeter), ContourOptions{}, reinterpret_cast<void*>(stream));
+}
+
 void fill_holes_device(uintptr_t mask, uintptr_t out, const std::vector<int64_t>& shape, int connectivity,
                        uintptr_t stream) {
   const std::vector<int64_t> strides{shape.size() == 2 ? shape[1] : 1, 1};
@@ -278,6 +287,9 @@ void register_segment(py::module_& m) {
   m.def("binary_morphology_cuda", &binary_morphology_device, py::arg("mask"), py::arg("out"), py::arg("shape"),
         py::arg("radius"), py::arg("footprint"), py::arg("dilate"), py::arg("stream"),
         "binary_morphology on device pointers (from __cuda_array_interface__), on the given stream.");
+  m.def("contours_cuda", &contours_device, py::arg("labels"), py::arg("shape"), py::arg("num_objects"),
+        py::arg("offsets"), py::arg("points"), py::arg("perimeter"), py::arg("stream"),
+        "Outer contours on device pointers (points, perimeter may be 0); returns the total point count.");
   m.def("fill_holes_cuda", &fill_holes_device, py::arg("mask"), py::arg("out"), py::arg("shape"),
         py::arg("connectivity"), py::arg("stream"), "fill_holes on device pointers, on the given stream.");
   m.def("histogram_cuda", &histogram_device, py::arg("image"), py::arg("dtype"), py::arg("size"), py::arg("counts"),

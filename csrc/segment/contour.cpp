@@ -10,6 +10,7 @@
 #include "core/parallel.h"
 #include "core/validate.h"
 #include "segment/contour_kernel.h"
+#include "segment/segment_ops.h"
 
 namespace cellrt {
 
@@ -148,7 +149,24 @@ HoleContours hole_contours(const TensorView& labels, int64_t num_objects, const 
 }
 
 int64_t contours(const TensorView& labels, int64_t num_objects, int64_t* offsets, int32_t* points,
-                 double* perimeter, const ContourOptions& options) {
+                 double* perimeter, const ContourOptions& options, void* stream) {
+  detail::check_view("contours", "labels", labels, 2, "(H, W)", true);
+  if (labels.device == Device::kCUDA) {
+    CELLRT_CHECK(labels.dtype == DType::kInt32, "contours: labels should be int32, got ", dtype_name(labels.dtype));
+    CELLRT_CHECK(num_objects >= 0 && num_objects < (int64_t{1} << 31),
+                 "contours: num_objects should be in [0, 2^31), got ", num_objects);
+    CELLRT_CHECK(offsets != nullptr, "contours: offsets should not be null");
+    CELLRT_CHECK(labels.shape[0] * labels.shape[1] < (int64_t{1} << 31),
+                 "contours: device label images should have fewer than 2^31 pixels");
+#if CELLRT_WITH_CUDA
+    return detail::contours_cuda(static_cast<const int32_t*>(labels.data), static_cast<int32_t>(labels.shape[0]),
+                                 static_cast<int32_t>(labels.shape[1]), num_objects, offsets, points, perimeter,
+                                 stream);
+#else
+    (void)stream;
+    throw NotCompiledError("contours: cellrt was built without CUDA support; pass host arrays");
+#endif
+  }
   check_contour_input("contours", labels, num_objects);
   CELLRT_CHECK(offsets != nullptr, "contours: offsets should not be null");
   const int32_t height = static_cast<int32_t>(labels.shape[0]), width = static_cast<int32_t>(labels.shape[1]);

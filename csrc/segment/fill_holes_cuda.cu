@@ -53,25 +53,19 @@ void fill_holes_cuda(const uint8_t* mask, uint8_t* out, int32_t height, int32_t 
                      void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   const int64_t pixels = int64_t{height} * width;
-  uint8_t* background = nullptr;
-  int32_t* labels = nullptr;
-  CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&background), static_cast<size_t>(pixels), s));
-  CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&labels), static_cast<size_t>(pixels) * 4, s));
-  invert_kernel<<<blocks(pixels), kThreads, 0, s>>>(mask, background, pixels);
+  StreamBuffer<uint8_t> background(static_cast<size_t>(pixels), s);
+  StreamBuffer<int32_t> labels(static_cast<size_t>(pixels), s);
+  invert_kernel<<<blocks(pixels), kThreads, 0, s>>>(mask, background.get(), pixels);
   CELLRT_CUDA_CHECK_LAUNCH();
   // Holes of 8-connected objects are 4-connected, and the other way round.
-  const int64_t count = label_cuda(background, labels, height, width, connectivity == 8 ? 4 : 8, s);
-  uint8_t* reaches_border = nullptr;
-  CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&reaches_border), static_cast<size_t>(count) + 1, s));
-  CELLRT_CUDA_CHECK(cudaMemsetAsync(reaches_border, 0, static_cast<size_t>(count) + 1, s));
-  flag_border_kernel<<<blocks(2 * (int64_t{width} + height)), kThreads, 0, s>>>(labels, reaches_border, height,
-                                                                                 width);
+  const int64_t count = label_cuda(background.get(), labels.get(), height, width, connectivity == 8 ? 4 : 8, s);
+  StreamBuffer<uint8_t> reaches_border(static_cast<size_t>(count) + 1, s);
+  CELLRT_CUDA_CHECK(cudaMemsetAsync(reaches_border.get(), 0, static_cast<size_t>(count) + 1, s));
+  flag_border_kernel<<<blocks(2 * (int64_t{width} + height)), kThreads, 0, s>>>(labels.get(), reaches_border.get(),
+                                                                                 height, width);
   CELLRT_CUDA_CHECK_LAUNCH();
-  fill_kernel<<<blocks(pixels), kThreads, 0, s>>>(mask, labels, reaches_border, out, pixels);
+  fill_kernel<<<blocks(pixels), kThreads, 0, s>>>(mask, labels.get(), reaches_border.get(), out, pixels);
   CELLRT_CUDA_CHECK_LAUNCH();
-  CELLRT_CUDA_CHECK(cudaFreeAsync(reaches_border, s));
-  CELLRT_CUDA_CHECK(cudaFreeAsync(labels, s));
-  CELLRT_CUDA_CHECK(cudaFreeAsync(background, s));
 }
 
 }  // namespace cellrt::detail

@@ -49,39 +49,33 @@ void gaussian_blur_cuda(const float* image, float* out, int32_t height, int32_t 
                         int32_t mode, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   const int32_t radius = sigma > 0 ? gaussian_radius(sigma, truncate) : 0;
-  const size_t bytes = static_cast<size_t>(height) * width * sizeof(float);
   if (radius == 0) {
-    CELLRT_CUDA_CHECK(cudaMemcpyAsync(out, image, bytes, cudaMemcpyDeviceToDevice, s));
+    CELLRT_CUDA_CHECK(cudaMemcpyAsync(out, image, static_cast<size_t>(height) * width * sizeof(float),
+                                      cudaMemcpyDeviceToDevice, s));
     return;
   }
   std::vector<float> weights(2 * static_cast<size_t>(radius) + 1);
   gaussian_weights(sigma, radius, weights.data());
-  float* w = nullptr;
-  float* tmp = nullptr;
-  CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&w), weights.size() * sizeof(float), s));
-  CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&tmp), bytes, s));
+  StreamBuffer<float> w(weights.size(), s);
+  StreamBuffer<float> tmp(static_cast<size_t>(height) * width, s);
   // Pageable source: the copy is staged before cudaMemcpyAsync returns.
-  CELLRT_CUDA_CHECK(cudaMemcpyAsync(w, weights.data(), weights.size() * sizeof(float), cudaMemcpyHostToDevice, s));
-  gaussian_rows_kernel<<<blocks(height), kThreads, 0, s>>>(image, tmp, height, width, radius, w, mode);
+  CELLRT_CUDA_CHECK(cudaMemcpyAsync(w.get(), weights.data(), weights.size() * sizeof(float), cudaMemcpyHostToDevice,
+                                    s));
+  gaussian_rows_kernel<<<blocks(height), kThreads, 0, s>>>(image, tmp.get(), height, width, radius, w.get(), mode);
   CELLRT_CUDA_CHECK_LAUNCH();
-  gaussian_columns_kernel<<<blocks(width), kThreads, 0, s>>>(tmp, out, height, width, radius, w, mode);
+  gaussian_columns_kernel<<<blocks(width), kThreads, 0, s>>>(tmp.get(), out, height, width, radius, w.get(), mode);
   CELLRT_CUDA_CHECK_LAUNCH();
-  CELLRT_CUDA_CHECK(cudaFreeAsync(tmp, s));
-  CELLRT_CUDA_CHECK(cudaFreeAsync(w, s));
 }
 
 void box_mean_cuda(const float* image, float* out, int32_t height, int32_t width, int32_t size_y, int32_t size_x,
                    int32_t mode, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
-  double* sums = nullptr;
-  CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&sums),
-                                    static_cast<size_t>(height) * width * sizeof(double), s));
-  box_rows_kernel<<<blocks(height), kThreads, 0, s>>>(image, sums, height, width, size_x, mode);
+  StreamBuffer<double> sums(static_cast<size_t>(height) * width, s);
+  box_rows_kernel<<<blocks(height), kThreads, 0, s>>>(image, sums.get(), height, width, size_x, mode);
   CELLRT_CUDA_CHECK_LAUNCH();
   const double scale = 1.0 / (static_cast<double>(size_y) * size_x);
-  box_columns_kernel<<<blocks(width), kThreads, 0, s>>>(sums, out, height, width, size_y, scale, mode);
+  box_columns_kernel<<<blocks(width), kThreads, 0, s>>>(sums.get(), out, height, width, size_y, scale, mode);
   CELLRT_CUDA_CHECK_LAUNCH();
-  CELLRT_CUDA_CHECK(cudaFreeAsync(sums, s));
 }
 
 }  // namespace cellrt::detail

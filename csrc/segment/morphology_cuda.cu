@@ -33,25 +33,20 @@ __global__ void erode_kernel(const int16_t* __restrict__ clearance, uint8_t* __r
 void binary_morphology_cuda(const uint8_t* mask, uint8_t* out, int32_t height, int32_t width, int32_t radius,
                             bool dilate, const int16_t* half_widths_host, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
-  const size_t widths_bytes = (2 * static_cast<size_t>(radius) + 1) * sizeof(int16_t);
-  int16_t* half_widths = nullptr;
-  int16_t* clearance = nullptr;
-  CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&half_widths), widths_bytes, s));
-  CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&clearance),
-                                    static_cast<size_t>(height) * width * sizeof(int16_t), s));
-  CELLRT_CUDA_CHECK(cudaMemcpyAsync(half_widths, half_widths_host, widths_bytes, cudaMemcpyHostToDevice, s));
+  const size_t taps = 2 * static_cast<size_t>(radius) + 1;
+  StreamBuffer<int16_t> half_widths(taps, s);
+  StreamBuffer<int16_t> clearance(static_cast<size_t>(height) * width, s);
+  // Pageable source: the copy is staged before cudaMemcpyAsync returns, so the caller's buffer may go away.
+  CELLRT_CUDA_CHECK(cudaMemcpyAsync(half_widths.get(), half_widths_host, taps * sizeof(int16_t),
+                                    cudaMemcpyHostToDevice, s));
   constexpr int kThreads = 256;
-  clearance_kernel<<<(height + kThreads - 1) / kThreads, kThreads, 0, s>>>(mask, clearance, height, width, dilate,
-                                                                          static_cast<int16_t>(radius));
+  clearance_kernel<<<(height + kThreads - 1) / kThreads, kThreads, 0, s>>>(mask, clearance.get(), height, width,
+                                                                          dilate, static_cast<int16_t>(radius));
   CELLRT_CUDA_CHECK_LAUNCH();
   const int64_t pixels = int64_t{height} * width;
   erode_kernel<<<static_cast<unsigned>((pixels + kThreads - 1) / kThreads), kThreads, 0, s>>>(
-      clearance, out, height, width, radius, half_widths, dilate ? 1 : 0);
+      clearance.get(), out, height, width, radius, half_widths.get(), dilate ? 1 : 0);
   CELLRT_CUDA_CHECK_LAUNCH();
-  CELLRT_CUDA_CHECK(cudaFreeAsync(clearance, s));
-  CELLRT_CUDA_CHECK(cudaFreeAsync(half_widths, s));
-  // The host half-widths are copied from pageable memory: the copy completes before
-  // cudaMemcpyAsync returns, so the caller's buffer may go away.
 }
 
 }  // namespace cellrt::detail

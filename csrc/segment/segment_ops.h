@@ -20,6 +20,8 @@ MeasureResult measure_cpu(const TensorView& labels, int64_t num_objects, const T
 MeasureResult measure_cuda(const TensorView& labels, int64_t num_objects, const TensorView* intensities,
                            double* features, void* stream);
 
+int64_t contours_cuda(const int32_t* labels, int32_t height, int32_t width, int64_t num_objects, int64_t* offsets,
+                      int32_t* points, double* perimeter, void* stream);
 void fill_holes_cuda(const uint8_t* mask, uint8_t* out, int32_t height, int32_t width, int32_t connectivity,
                      void* stream);
 void histogram_cuda(const void* data, bool sixteen_bit, int64_t n, int64_t* counts, void* stream);

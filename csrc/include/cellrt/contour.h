@@ -24,15 +24,17 @@ struct ContourOptions {
 // then with points ([total, 2] int32, x then y) to fill them.
 //
 // Args:
-//   labels:    [H, W] int32, C-contiguous, host memory.
-//   offsets:   N + 1 int64, written.
-//   points:    total * 2 int32 or nullptr.
+//   labels:    [H, W] int32, C-contiguous, host or CUDA memory.
+//   offsets:   N + 1 int64, written (on the labels' device).
+//   points:    total * 2 int32 or nullptr (on the labels' device).
 //   perimeter: N doubles or nullptr: length of each closed contour (axis
 //              steps 1, diagonal steps sqrt(2); cv2.arcLength(closed=True)).
+//   stream:    cudaStream_t for device labels (one thread traces each
+//              object; the call synchronises the stream to return the total).
 //
 // Returns the total number of points.
 int64_t contours(const TensorView& labels, int64_t num_objects, int64_t* offsets, int32_t* points,
-                 double* perimeter, const ContourOptions& options = ContourOptions{});
+                 double* perimeter, const ContourOptions& options = ContourOptions{}, void* stream = nullptr);
 
 // The holes of every object: 4-connected components of pixels that are not
 // the object's and do not reach the border of its bounding box (other

@@ -110,3 +110,16 @@ def value_counts(image):
     _core.histogram_cuda(_describe(image)[0], dtype_code(image.dtype), int(image.size), _describe(counts)[0],
                          _stream())
     return cp.asnumpy(counts)
+
+
+def contour_arrays(labels, num_objects):
+    """(offsets[N+1], points[P, 2] int32 xy, perimeter[N]) as cupy arrays, traced on the device."""
+    labels = cp.ascontiguousarray(cp.asarray(labels, dtype=cp.int32))
+    offsets = cp.zeros(num_objects + 1, cp.int64)
+    perimeter = cp.zeros(num_objects, cp.float64)
+    args = (_describe(labels)[0], list(labels.shape), num_objects, _describe(offsets)[0])
+    total = _core.contours_cuda(*args, 0, _describe(perimeter)[0] if num_objects else 0, _stream())
+    points = cp.empty((total, 2), cp.int32)
+    if total:
+        _core.contours_cuda(*args, _describe(points)[0], 0, _stream())
+    return offsets, points, perimeter

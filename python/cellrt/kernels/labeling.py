@@ -177,7 +177,8 @@ def contours(labels, *, num_objects=None, holes: bool = False, backend: str = "a
 
     Returns
     -------
-    list of (K, 2) int32 ndarrays, or with ``holes`` a list of lists of them
+    list of (K, 2) int32 ndarrays (cupy arrays for cupy labels: traced on the
+    GPU, one thread per object), or with ``holes`` a list of lists of them
         Border points (x, y) of objects 1..N in tracing order, starting at
         the object's first pixel in raster order; empty for labels that do
         not occur. Objects whose pixels are not 8-connected are traced from
@@ -190,6 +191,18 @@ def contours(labels, *, num_objects=None, holes: bool = False, backend: str = "a
     >>> contours(np.array([[1, 1], [1, 1]]))[0].tolist()
     [[0, 0], [0, 1], [1, 1], [1, 0]]
     """
+    if _backend.is_device_array(labels):
+        _backend.resolve("contours", backend, True)
+        if labels.ndim != 2:
+            raise ValueError(f"contours: labels should have shape (H, W), got {tuple(labels.shape)}")
+        if holes:
+            raise ValueError("contours: holes=True runs on the host only so far; pass labels.get()")
+        from . import _cuda  # noqa: PLC0415 - needs cupy
+
+        n = int(labels.max()) if num_objects is None and labels.size else int(num_objects or 0)
+        offsets, points, _ = _cuda.contour_arrays(labels, n)
+        bounds = offsets.get()
+        return [points[bounds[i]:bounds[i + 1]] for i in range(n)]
     labels = _as_labels(labels, "contours")
     n = int(labels.max()) if num_objects is None and labels.size else int(num_objects or 0)
     offsets, points, _ = _contour_arrays(labels, n, backend, num_threads)

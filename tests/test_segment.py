@@ -565,3 +565,22 @@ def test_cuda_contours_match_cpu(dsb_dir):
         assert len(device) == count
         for i in range(count):
             np.testing.assert_array_equal(cp.asnumpy(device[i]), host[i], err_msg=f"{name} object {i + 1}")
+
+
+@needs_cuda
+def test_cuda_instances_from_probability_equal_the_host_chain(dsb_dir):
+    """The semantic post-processing written once for numpy and cupy: same objects on the GPU."""
+    import cupy as cp
+
+    from cellrt.kernels import instances_from_probability  # noqa: PLC0415
+
+    for name, mask, image in list(real_masks(dsb_dir))[:3]:
+        labels, _ = label(mask, 8)
+        interior = (labels > 0).astype(np.float32) * 0.9
+        boundary = np.zeros_like(interior)
+        boundary[1:][labels[1:] != labels[:-1]] = 0.8
+        prob = np.stack([1 - np.maximum(interior, boundary), interior, boundary]).astype(np.float32)
+        host, host_count = instances_from_probability(prob, min_area=5)
+        device, device_count = instances_from_probability(cp.asarray(prob), min_area=5)
+        assert device_count == host_count
+        np.testing.assert_array_equal(cp.asnumpy(device), host, err_msg=name)

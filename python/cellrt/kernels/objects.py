@@ -58,6 +58,17 @@ def fill_holes(mask, connectivity: int = 8, *, backend: str = "auto") -> np.ndar
     return mask | ~touches_border[background]
 
 
+def array_module(array):
+    """numpy, or cupy for device arrays: the object functions written once for both."""
+    from . import _backend  # noqa: PLC0415
+
+    if _backend.is_device_array(array):
+        import cupy  # noqa: PLC0415 - device arrays come from cupy
+
+        return cupy
+    return np
+
+
 def remove_small_objects(labels, min_area: int) -> tuple[np.ndarray, int]:
     """Drop objects smaller than ``min_area`` pixels and renumber the rest
     1..N in their original order.
@@ -67,19 +78,20 @@ def remove_small_objects(labels, min_area: int) -> tuple[np.ndarray, int]:
     labels : (H, W) int32 ndarray
     count : int
     """
-    labels = np.asarray(labels)
+    xp = array_module(labels)
+    labels = xp.asarray(labels)
     if labels.ndim != 2 or labels.dtype.kind not in "iu":
         raise ValueError(f"remove_small_objects: labels should be a 2-D integer array, got {labels.dtype} "
                          f"{labels.shape}")
-    if labels.size and labels.min() < 0:
+    if labels.size and int(labels.min()) < 0:
         raise ValueError("remove_small_objects: labels should be >= 0")
     if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 0:
         raise ValueError(f"remove_small_objects: min_area should be a non-negative int, got {min_area!r}")
-    areas = np.bincount(labels.ravel())
+    areas = xp.bincount(labels.ravel())
     keep = areas >= min_area
     keep[0] = False
-    new_ids = np.cumsum(keep, dtype=np.int32) * keep
-    return new_ids[labels].astype(np.int32), int(keep.sum())
+    new_ids = xp.cumsum(keep, dtype=xp.int32) * keep
+    return new_ids[labels].astype(xp.int32), int(keep.sum())
 
 
 def instances_from_mask(mask, *, min_area: int = 0, fill: bool = True, connectivity: int = 8,
@@ -92,7 +104,8 @@ def instances_from_mask(mask, *, min_area: int = 0, fill: bool = True, connectiv
     labels : (H, W) int32 ndarray, 1..N in raster order of first pixel
     count : int
     """
-    mask = fill_holes(mask, connectivity, backend=backend) if fill else _as_mask(mask)
+    if fill:
+        mask = fill_holes(mask, connectivity, backend=backend)
     labels, count = label(mask, connectivity, backend=backend)
     if min_area > 1:
         labels, count = remove_small_objects(labels, min_area)
@@ -205,19 +218,21 @@ def instances_from_probability(prob, *, foreground: float = 0.5, seed: float = 0
 
     Returns
     -------
-    labels : (H, W) int32 ndarray, 1..N in raster order of the seeds
+    labels : (H, W) int32 ndarray (cupy for cupy ``prob``: the whole chain
+        runs on the GPU), 1..N in raster order of the seeds
     count : int
     """
     from .labeling import label as label_mask  # noqa: PLC0415
 
-    prob = np.asarray(prob, dtype=np.float32)
+    xp = array_module(prob)   # numpy, or cupy: then every step runs on the GPU
+    prob = xp.asarray(prob, dtype=xp.float32)
     if prob.ndim == 2:
         return instances_from_mask(prob > foreground, min_area=min_area, fill=fill, connectivity=connectivity,
                                    backend=backend)
     if prob.ndim != 3 or prob.shape[0] != 3:
         raise ValueError(f"instances_from_probability: prob should be (H, W) or (3, H, W) (background, interior, "
                          f"boundary), got {prob.shape}")
-    if not np.all(np.isfinite(prob)):
+    if not bool(xp.all(xp.isfinite(prob))):
         raise ValueError("instances_from_probability: prob holds NaN/inf values")
     if isinstance(grow_steps, bool) or not isinstance(grow_steps, (int, np.integer)) or grow_steps < 0:
         raise ValueError(f"instances_from_probability: grow_steps should be a non-negative int, got {grow_steps!r}")
@@ -228,12 +243,13 @@ def instances_from_probability(prob, *, foreground: float = 0.5, seed: float = 0
     seeds, count = label_mask((interior > seed) & (interior > boundary) & fg, connectivity, backend=backend)
     labels = seeds
     for _ in range(int(grow_steps)):
-        padded = np.pad(labels, 1)
-        neighbours = np.maximum.reduce([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+        padded = xp.pad(labels, 1)
+        neighbours = xp.maximum(xp.maximum(padded[:-2, 1:-1], padded[2:, 1:-1]),
+                                xp.maximum(padded[1:-1, :-2], padded[1:-1, 2:]))
         grow = (labels == 0) & fg & (neighbours > 0)
-        if not grow.any():
+        if not bool(grow.any()):
             break
-        labels = np.where(grow, neighbours, labels)
+        labels = xp.where(grow, neighbours, labels)
     if min_area > 1:
         return remove_small_objects(labels, min_area)
-    return labels.astype(np.int32), count
+    return labels.astype(xp.int32), count

@@ -282,12 +282,18 @@ class Model:
         spec = self.manifest.dense_output
         dense = stitch(outputs[spec.name], prepared.origins, image.shape[1:], overlap=self.manifest.overlap,
                        blend=self.manifest.blend, activation=spec.activation)
-        if self._cupy is not None and hasattr(dense, "get"):  # stitched on the device; the rest runs on the host
-            dense = dense.get()
+        # On the GPU path the stitched output stays on the device through post-processing (semantic
+        # models: threshold, fill holes, label, grow, class means all run there); labels, the
+        # prediction and the table come to the host once, at the end.
+        on_device = self._cupy is not None and hasattr(dense, "get")
         now = time.perf_counter()
         timings["stitch"], clock = now - clock, now
         params = dict(self.manifest.postprocess.get("params", {}))
         labels, count, extra = POSTPROCESSORS[self.manifest.kind](self.manifest, image, dense, params)
+        if on_device:
+            labels = labels.get() if hasattr(labels, "get") else labels
+            dense = dense.get()
+            extra = {k: v.get() if hasattr(v, "get") else v for k, v in extra.items()}
         now = time.perf_counter()
         timings["postprocess"], clock = now - clock, now
         names = list(channel_names) if channel_names is not None else list(self.manifest.input_channels)

@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..kernels.objects import instances_from_probability, segment
+from ..kernels.objects import array_module, instances_from_probability, segment
 from ..kernels.labeling import measure
 
 POSTPROCESSORS: dict[str, Callable] = {}
@@ -29,27 +29,30 @@ def register_postprocessor(kind: str, function: Callable | None = None):
 def semantic(manifest, image: np.ndarray, dense: np.ndarray, params: dict):
     """Class probabilities -> objects, split along the boundary class, each
     object classed by its mean probability over the object classes."""
+    xp = array_module(dense)   # a device ``dense`` stays on the device through the whole step
     spec = manifest.dense_output
     classes = list(spec.channels)
     object_index = [classes.index(c) for c in manifest.object_classes]
     interior = dense[object_index].sum(axis=0)
-    boundary = dense[classes.index(manifest.boundary_class)] if manifest.boundary_class else np.zeros_like(interior)
-    stacked = np.stack([dense[0], interior, boundary])
+    boundary = dense[classes.index(manifest.boundary_class)] if manifest.boundary_class else xp.zeros_like(interior)
+    stacked = xp.stack([dense[0], interior, boundary])
     labels, count = instances_from_probability(stacked, **params)
     columns = {}
     if len(object_index) > 1 and count:
-        table = measure(labels, np.ascontiguousarray(dense[object_index]), channel_names=list(manifest.object_classes),
+        table = measure(labels, xp.ascontiguousarray(dense[object_index]), channel_names=list(manifest.object_classes),
                         num_objects=count)
-        means = np.stack([table[f"Intensity_MeanIntensity_{c}"] for c in manifest.object_classes])
-        columns["Classify_ClassIndex"] = np.argmax(means, axis=0).astype(np.int32)
+        means = xp.stack([xp.asarray(table[f"Intensity_MeanIntensity_{c}"]) for c in manifest.object_classes])
+        columns["Classify_ClassIndex"] = xp.argmax(means, axis=0).astype(xp.int32)
     else:
-        columns["Classify_ClassIndex"] = np.zeros(count, np.int32)
+        columns["Classify_ClassIndex"] = xp.zeros(count, xp.int32)
     return labels, count, columns
 
 
 @register_postprocessor("image2image")
 def image2image(manifest, image: np.ndarray, dense: np.ndarray, params: dict):
     """Predicted fluorescence -> nuclei (or other objects) by :func:`segment`
-    on the first predicted channel, as published for in-silico labeling."""
-    labels, count = segment(dense[0], **params)
+    on the first predicted channel, as published for in-silico labeling
+    (on the host: segment's chain has no device version yet)."""
+    channel = dense[0].get() if hasattr(dense, "get") else dense[0]
+    labels, count = segment(channel, **params)
     return labels, count, {}

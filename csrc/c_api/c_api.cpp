@@ -76,6 +76,16 @@ cellrt::TensorView to_view(const cellrt_tensor_t* t, const char* name) {
   return v;
 }
 
+cellrt::FilterOptions filter_options(const cellrt_filter_options_t* options) {
+  cellrt_filter_options_t defaults;
+  cellrt_filter_options_init(&defaults);
+  const cellrt_filter_options_t o = versioned_copy(options, defaults, "cellrt_filter_options_t");
+  cellrt::FilterOptions opts;
+  opts.border = static_cast<cellrt::BorderMode>(o.border);
+  opts.num_threads = o.num_threads;
+  return opts;
+}
+
 void write_counts(cellrt_counts_t* counts, int64_t uncovered, int64_t nonfinite) {
   if (counts == nullptr) return;
   CELLRT_CHECK(counts->struct_size >= sizeof(cellrt_counts_t), "counts.struct_size should be ",
@@ -191,6 +201,73 @@ cellrt_status_t cellrt_measure(const cellrt_tensor_t* labels, int64_t num_object
                                                     intensities != nullptr ? &inten : nullptr,
                                                     to_view(features, "features"), opts, cuda_stream);
     if (out_of_range != nullptr) *out_of_range = r.out_of_range;
+  });
+}
+
+void cellrt_filter_options_init(cellrt_filter_options_t* options) {
+  if (options == nullptr) return;
+  const cellrt::FilterOptions d;
+  *options = cellrt_filter_options_t{sizeof(cellrt_filter_options_t), static_cast<int32_t>(d.border), d.num_threads};
+}
+
+void cellrt_morphology_options_init(cellrt_morphology_options_t* options) {
+  if (options == nullptr) return;
+  const cellrt::MorphologyOptions d;
+  *options = cellrt_morphology_options_t{sizeof(cellrt_morphology_options_t), static_cast<int32_t>(d.footprint),
+                                         d.num_threads};
+}
+
+cellrt_status_t cellrt_histogram(const cellrt_tensor_t* image, const cellrt_tensor_t* counts, int32_t num_threads,
+                                 void* cuda_stream) {
+  return translate_exceptions(
+      [&] { cellrt::histogram(to_view(image, "image"), to_view(counts, "counts"), num_threads, cuda_stream); });
+}
+
+cellrt_status_t cellrt_gaussian_blur(const cellrt_tensor_t* image, const cellrt_tensor_t* out, double sigma,
+                                     double truncate, const cellrt_filter_options_t* options, void* cuda_stream) {
+  return translate_exceptions([&] {
+    cellrt::gaussian_blur(to_view(image, "image"), to_view(out, "out"), sigma, truncate, filter_options(options),
+                          cuda_stream);
+  });
+}
+
+cellrt_status_t cellrt_box_mean(const cellrt_tensor_t* image, const cellrt_tensor_t* out, int32_t size_y,
+                                int32_t size_x, const cellrt_filter_options_t* options, void* cuda_stream) {
+  return translate_exceptions([&] {
+    cellrt::box_mean(to_view(image, "image"), to_view(out, "out"), size_y, size_x, filter_options(options),
+                     cuda_stream);
+  });
+}
+
+cellrt_status_t cellrt_fill_holes(const cellrt_tensor_t* mask, const cellrt_tensor_t* out, int32_t connectivity,
+                                  void* cuda_stream) {
+  return translate_exceptions(
+      [&] { cellrt::fill_holes(to_view(mask, "mask"), to_view(out, "out"), connectivity, cuda_stream); });
+}
+
+cellrt_status_t cellrt_binary_morphology(const cellrt_tensor_t* mask, const cellrt_tensor_t* out, int32_t radius,
+                                         int32_t dilate, const cellrt_morphology_options_t* options,
+                                         void* cuda_stream) {
+  return translate_exceptions([&] {
+    cellrt_morphology_options_t defaults;
+    cellrt_morphology_options_init(&defaults);
+    const cellrt_morphology_options_t o = versioned_copy(options, defaults, "cellrt_morphology_options_t");
+    cellrt::MorphologyOptions opts;
+    opts.footprint = static_cast<cellrt::Footprint>(o.footprint);
+    opts.num_threads = o.num_threads;
+    cellrt::binary_morphology(to_view(mask, "mask"), to_view(out, "out"), radius, dilate != 0, opts, cuda_stream);
+  });
+}
+
+cellrt_status_t cellrt_contours(const cellrt_tensor_t* labels, int64_t num_objects, int64_t* offsets,
+                                int32_t* points, double* perimeter, int32_t num_threads, void* cuda_stream,
+                                int64_t* total) {
+  return translate_exceptions([&] {
+    cellrt::ContourOptions opts;
+    opts.num_threads = num_threads;
+    const int64_t n = cellrt::contours(to_view(labels, "labels"), num_objects, offsets, points, perimeter, opts,
+                                       cuda_stream);
+    if (total != nullptr) *total = n;
   });
 }
 

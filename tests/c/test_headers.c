@@ -181,6 +181,59 @@ int main(void) {
            "bad connectivity: %s", cellrt_last_error());
   }
 
+  /* C API 2: histogram, fill_holes, morphology, filters, contours on a ring
+   * around a hole (5 x 5 square with its centre missing). */
+  {
+    static uint8_t ring[7 * 7], filled[7 * 7], eroded[7 * 7];
+    static int32_t ring_labels[7 * 7];
+    static int64_t counts[256], offsets[2];
+    static int32_t points[2 * 32];
+    static float image[7 * 7], blurred[7 * 7];
+    const int64_t shape[2] = {7, 7}, bins[1] = {256};
+    cellrt_tensor_t ring_view, filled_view, eroded_view, labels_view, counts_view, image_view, blurred_view;
+    cellrt_morphology_options_t morphology;
+    cellrt_filter_options_t filter;
+    int64_t n = 0, total = -1, i;
+    int y, x;
+    for (y = 1; y <= 5; ++y)
+      for (x = 1; x <= 5; ++x) ring[y * 7 + x] = (uint8_t)!(y == 3 && x == 3);
+    for (i = 0; i < 49; ++i) image[i] = 2.0f;
+    view(&ring_view, ring, CELLRT_DTYPE_UINT8, 2, shape);
+    view(&filled_view, filled, CELLRT_DTYPE_UINT8, 2, shape);
+    view(&eroded_view, eroded, CELLRT_DTYPE_UINT8, 2, shape);
+    view(&labels_view, ring_labels, CELLRT_DTYPE_INT32, 2, shape);
+    view(&counts_view, counts, CELLRT_DTYPE_INT64, 1, bins);
+    view(&image_view, image, CELLRT_DTYPE_FLOAT32, 2, shape);
+    view(&blurred_view, blurred, CELLRT_DTYPE_FLOAT32, 2, shape);
+    EXPECT(cellrt_c_api_version() >= 2, "C API 2 functions need version 2");
+    status = cellrt_histogram(&ring_view, &counts_view, 0, NULL);
+    EXPECT(status == CELLRT_STATUS_OK && counts[0] == 25 && counts[1] == 24, "histogram %lld %lld",
+           (long long)counts[0], (long long)counts[1]);
+    status = cellrt_fill_holes(&ring_view, &filled_view, 8, NULL);
+    EXPECT(status == CELLRT_STATUS_OK && filled[3 * 7 + 3] == 1 && filled[0] == 0, "fill_holes: %s",
+           cellrt_last_error());
+    cellrt_morphology_options_init(&morphology);
+    morphology.footprint = CELLRT_FOOTPRINT_SQUARE;
+    status = cellrt_binary_morphology(&filled_view, &eroded_view, 1, 0, &morphology, NULL);
+    EXPECT(status == CELLRT_STATUS_OK && eroded[3 * 7 + 3] == 1 && eroded[1 * 7 + 1] == 0 && eroded[2 * 7 + 2] == 1,
+           "erosion: %s", cellrt_last_error());
+    status = cellrt_binary_morphology(&filled_view, &filled_view, 1, 0, &morphology, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "out should not be mask"),
+           "in-place morphology refused: %s", cellrt_last_error());
+    cellrt_filter_options_init(&filter);
+    status = cellrt_gaussian_blur(&image_view, &blurred_view, 1.5, 4.0, &filter, NULL);
+    EXPECT(status == CELLRT_STATUS_OK && fabs(blurred[24] - 2.0f) < 1e-6, "blur of a constant: %g", blurred[24]);
+    status = cellrt_box_mean(&image_view, &blurred_view, 3, 5, &filter, NULL);
+    EXPECT(status == CELLRT_STATUS_OK && fabs(blurred[0] - 2.0f) < 1e-6, "box mean of a constant: %g", blurred[0]);
+    cellrt_label(&ring_view, &labels_view, NULL, NULL, &n);
+    status = cellrt_contours(&labels_view, n, offsets, NULL, NULL, 0, NULL, &total);
+    EXPECT(status == CELLRT_STATUS_OK && n == 1 && total == 16 && offsets[1] == 16, "contour count %lld",
+           (long long)total);
+    status = cellrt_contours(&labels_view, n, offsets, points, NULL, 0, NULL, &total);
+    EXPECT(status == CELLRT_STATUS_OK && points[0] == 1 && points[1] == 1, "first contour point (%d, %d)", points[0],
+           points[1]);
+  }
+
   if (failures) return 1;
   printf("ok\n");
   return 0;

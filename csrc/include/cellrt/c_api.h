@@ -29,7 +29,7 @@
 extern "C" {
 #endif
 
-#define CELLRT_C_API_VERSION 1
+#define CELLRT_C_API_VERSION 2
 
 typedef enum cellrt_status_t {
   CELLRT_STATUS_OK = 0,
@@ -174,6 +174,68 @@ CELLRT_EXPORT cellrt_status_t cellrt_measure(const cellrt_tensor_t* labels, int6
                                              const cellrt_tensor_t* features,
                                              const cellrt_measure_options_t* options, void* cuda_stream,
                                              int64_t* out_of_range);
+
+/* ---- the rest of the segmentation chain (appended in C API version 2) ----- */
+
+typedef enum cellrt_border_t {
+  CELLRT_BORDER_REFLECT = 0, /* d c b a | a b c d | d c b a */
+  CELLRT_BORDER_NEAREST = 1  /* a a a a | a b c d | d d d d */
+} cellrt_border_t;
+
+typedef enum cellrt_footprint_t {
+  CELLRT_FOOTPRINT_SQUARE = 0, /* (2r + 1) x (2r + 1) */
+  CELLRT_FOOTPRINT_DISK = 1    /* dx^2 + dy^2 <= r^2 (scikit-image's disk) */
+} cellrt_footprint_t;
+
+typedef struct cellrt_filter_options_t {
+  size_t struct_size;
+  int32_t border;      /* cellrt_border_t */
+  int32_t num_threads; /* 0: all hardware threads */
+} cellrt_filter_options_t;
+
+typedef struct cellrt_morphology_options_t {
+  size_t struct_size;
+  int32_t footprint;   /* cellrt_footprint_t */
+  int32_t num_threads;
+} cellrt_morphology_options_t;
+
+/* Defaults: reflect border / disk footprint, all threads. */
+CELLRT_EXPORT void cellrt_filter_options_init(cellrt_filter_options_t* options);
+CELLRT_EXPORT void cellrt_morphology_options_init(cellrt_morphology_options_t* options);
+
+/* See cellrt/histogram.h: image uint8/uint16 (1-4 dims) -> counts [256 or
+ * 65536] int64, on one device. */
+CELLRT_EXPORT cellrt_status_t cellrt_histogram(const cellrt_tensor_t* image, const cellrt_tensor_t* counts,
+                                               int32_t num_threads, void* cuda_stream);
+
+/* See cellrt/filter.h: image, out [H,W] float32, distinct, on one device. */
+CELLRT_EXPORT cellrt_status_t cellrt_gaussian_blur(const cellrt_tensor_t* image, const cellrt_tensor_t* out,
+                                                   double sigma, double truncate,
+                                                   const cellrt_filter_options_t* options, void* cuda_stream);
+CELLRT_EXPORT cellrt_status_t cellrt_box_mean(const cellrt_tensor_t* image, const cellrt_tensor_t* out,
+                                              int32_t size_y, int32_t size_x,
+                                              const cellrt_filter_options_t* options, void* cuda_stream);
+
+/* See cellrt/fill_holes.h: mask [H,W] uint8 -> out [H,W] uint8 (may be the
+ * mask), connectivity of the foreground 4 or 8. */
+CELLRT_EXPORT cellrt_status_t cellrt_fill_holes(const cellrt_tensor_t* mask, const cellrt_tensor_t* out,
+                                                int32_t connectivity, void* cuda_stream);
+
+/* See cellrt/morphology.h: mask [H,W] uint8 -> out [H,W] uint8 (0/1, not
+ * the mask), eroded (dilate = 0) or dilated by the footprint of `radius`. */
+CELLRT_EXPORT cellrt_status_t cellrt_binary_morphology(const cellrt_tensor_t* mask, const cellrt_tensor_t* out,
+                                                       int32_t radius, int32_t dilate,
+                                                       const cellrt_morphology_options_t* options,
+                                                       void* cuda_stream);
+
+/* See cellrt/contour.h: outer contours of objects 1..num_objects of labels
+ * [H,W] int32. Call with points == NULL to fill offsets [N + 1] (CSR: the
+ * points of object l are [offsets[l-1], offsets[l])) and learn *total, then
+ * with points [total * 2] int32 (x, y) to fill them. perimeter [N] float64
+ * may be NULL. Pointers are on the labels' device. */
+CELLRT_EXPORT cellrt_status_t cellrt_contours(const cellrt_tensor_t* labels, int64_t num_objects, int64_t* offsets,
+                                              int32_t* points, double* perimeter, int32_t num_threads,
+                                              void* cuda_stream, int64_t* total);
 
 #ifdef __cplusplus
 }

@@ -203,6 +203,10 @@ def test_cellrt_demo_writes_tables_and_a_report(tmp_path):
     page = (out / "report" / "index.html").read_text()
     assert page.count("data:image/png;base64,") >= 4 and "Objects per well" in page
     assert (out / "report" / "count.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Outline thumbnails of 16 wells spread over the plate, embedded in the report.
+    thumbnails = sorted(p.name for p in (out / "thumbnails").glob("*.png"))
+    assert len(thumbnails) == 16 and thumbnails[0] == "A01_f01.png" and thumbnails[-1] == "B12_f01.png"
+    assert "Segmentation check" in page and page.count("data:image/png;base64,") >= 4 + 16
     wells = read_table(out / "wells.csv")
     assert len(wells["Metadata_Well"]) == 24 and wells["Count"].sum() > 500
 
@@ -438,3 +442,20 @@ def test_label_and_prediction_images_equal_the_model_run(tmp_path, nuclei, image
 def test_image_outputs_need_a_known_format(tmp_path, nuclei):
     with pytest.raises(ValueError, match=r"image_format should be one of \('tiff', 'ome-zarr'\), got 'png'"):
         PlateRun(nuclei, open_plate(DEMO), tmp_path, PlateOptions(image_format="png"))
+
+
+def test_thumbnail_outlines_follow_the_labels(tmp_path):
+    from cellrt.pipeline.plate import write_thumbnail
+
+    labels = np.zeros((40, 60), np.int32)
+    labels[10:20, 10:30] = 1
+    image = np.random.default_rng(0).random((40, 60)).astype(np.float32)
+    write_thumbnail(tmp_path / "t.png", image, labels)
+    import matplotlib.image
+
+    rgb = matplotlib.image.imread(tmp_path / "t.png")[..., :3]
+    yellow = (rgb[..., 0] > 0.99) & (rgb[..., 2] < 0.01)
+    outline = np.zeros_like(yellow)
+    outline[10:20, 10:30] = True
+    outline[11:19, 11:29] = False   # the object's pixels on its four sides, nothing inside or outside
+    np.testing.assert_array_equal(yellow, outline)

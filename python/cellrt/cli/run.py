@@ -110,7 +110,7 @@ def _clear_previous_demo(out_dir: Path) -> None:
         return
     if not str(previous.get("plate", "")).replace("\\", "/").endswith(DEMO_PLATE):
         return
-    for name in ("wells", "report", "labels", "predictions", "images.ome.zarr"):
+    for name in ("wells", "report", "labels", "predictions", "images.ome.zarr", "thumbnails"):
         shutil.rmtree(out_dir / name, ignore_errors=True)
     for name in ("objects.parquet", "objects.csv", "fields.csv", "wells.csv", "errors.csv", "timings.csv",
                  "run.json", "run-config.json"):

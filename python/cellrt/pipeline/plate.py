@@ -98,6 +98,7 @@ class PlateRun:
         self.inputs, self.extras = resolve_channels(model, plate, o.channel_map)
         self.fingerprint = self._fingerprint()
         self.images: FieldImageWriter | None = None
+        self.thumbnail_wells = _evenly_spaced(self.plate.wells, THUMBNAIL_WELLS)
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
     def _fingerprint(self) -> str:
@@ -247,6 +248,12 @@ class PlateRun:
                                            wells=self.plate.wells, plate_name=self.plate.name,
                                            pixel_size_um=manifest.pixel_size_um)
         self.images.write_well(well, [(source.field, result) for source, result, _, _ in entries if result is not None])
+        if well in self.thumbnail_wells:
+            first = next(((s, r, st) for s, r, _, st in entries if r is not None), None)
+            if first is not None:
+                source, result, state = first
+                write_thumbnail(self.out / "thumbnails" / f"{well}_f{source.field:02d}.png",
+                                state.prepared.image[0], result.labels)
         objects_path, record_path = self._well_paths(well)
         write_table(objects_path, objects, self.options.table_format)
         write_seconds = (time.perf_counter() - started) / max(1, len(entries))
@@ -302,6 +309,48 @@ class PlateRun:
             "stage_share": {s: v / busy for s, v in stage_totals.items()},
             "infer_share_of_wall": stage_totals["infer"] / wall if wall > 0 else None,
         }
+
+
+THUMBNAIL_WELLS = 16     # wells (evenly spread over the plate) whose first field gets an outline thumbnail
+THUMBNAIL_SIDE = 320
+
+
+def _evenly_spaced(items: list, count: int) -> set:
+    if len(items) <= count:
+        return set(items)
+    return {items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)}
+
+
+def write_thumbnail(path: Path, image: np.ndarray, labels: np.ndarray) -> None:
+    """A PNG of the field (1-99.8 percentile grey) with the objects' outlines in yellow, at most
+    THUMBNAIL_SIDE pixels a side: outlines are found at full resolution and kept through the
+    downsampling (a block shows an outline if any of its pixels is one)."""
+    import matplotlib.image  # noqa: PLC0415
+
+    from .._atomic import atomic_path  # noqa: PLC0415
+
+    image = np.asarray(image, np.float32)
+    lo, hi = np.percentile(image, (1.0, 99.8))
+    grey = np.clip((image - lo) / max(float(hi - lo), 1e-12), 0, 1)
+    # An object pixel with a 4-neighbour of another label (or background) is on its outline.
+    edge = np.zeros(labels.shape, bool)
+    across = labels[:, 1:] != labels[:, :-1]
+    edge[:, 1:] |= across
+    edge[:, :-1] |= across
+    down = labels[1:, :] != labels[:-1, :]
+    edge[1:, :] |= down
+    edge[:-1, :] |= down
+    edge &= labels > 0
+    step = max(1, -(-max(labels.shape) // THUMBNAIL_SIDE))
+    h, w = (labels.shape[0] // step) * step, (labels.shape[1] // step) * step
+    if step > 1:
+        grey = grey[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
+        edge = edge[:h, :w].reshape(h // step, step, w // step, step).any(axis=(1, 3))
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    rgb[edge] = (1.0, 0.85, 0.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        matplotlib.image.imsave(tmp, rgb, format="png")
 
 
 def _well_embedding(entries) -> list | None:

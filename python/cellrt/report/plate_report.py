@@ -176,6 +176,25 @@ def write_plate_report(out_dir) -> Path:
         if name in ("stages.png", "latency.png"):
             continue
         parts.append(_figure_html(name, title, caption, png))
+    thumbnails = sorted((out_dir / "thumbnails").glob("*.png"), key=lambda p: _thumbnail_key(p.stem))
+    if thumbnails:
+        counts = {}
+        if (out_dir / "fields.csv").is_file():
+            fields = read_table(out_dir / "fields.csv")
+            counts = {(str(w), int(f)): int(c) for w, f, c in zip(fields.get("Metadata_Well", []),
+                                                                  fields.get("Metadata_Field", []),
+                                                                  fields.get("Count", []))}
+        parts.append("<h2>Segmentation check</h2><p style='font-size:13px;color:#555'>Outlines of the objects "
+                     "found (yellow) on the first field of wells spread over the plate; the field's first input "
+                     "channel, 1&ndash;99.8 percentile contrast.</p>")
+        for path in thumbnails:
+            well, field_no = _thumbnail_key(path.stem)
+            objects = counts.get((well, field_no))
+            caption = f"{well}, field {field_no}" + (f": {objects} objects" if objects is not None else "")
+            data = base64.b64encode(path.read_bytes()).decode()
+            parts.append(f"<figure style='margin:4px 8px 8px 0'><img alt='{html.escape(caption)}' "
+                         f"src='data:image/png;base64,{data}'>"
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     parts.append("<h2>Performance</h2>")
     for name, title, caption, png in figures:
         if name in ("stages.png", "latency.png"):
@@ -192,6 +211,12 @@ def write_plate_report(out_dir) -> Path:
     path = report / "index.html"
     write_text(path, "\n".join(parts))
     return path
+
+
+def _thumbnail_key(stem: str) -> tuple[str, int]:
+    """'B03_f02' -> ('B03', 2), in plate order."""
+    well, _, field_no = stem.rpartition("_f")
+    return well, int(field_no) if field_no.isdigit() else 0
 
 
 def _figure_html(name: str, title: str, caption: str, png: bytes) -> str:

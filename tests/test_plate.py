@@ -273,14 +273,19 @@ def test_ome_zarr_plate_gives_the_same_objects_as_its_tiffs(tmp_path, nuclei, za
     plate = open_plate(root)
     assert (plate.layout, plate.name, plate.channels) == ("ome-zarr", "zarr-demo", ["DNA", "inverted"])
     assert plate.wells == tiffs.wells[:3] and len(plate.fields) == 6
-    PlateRun(nuclei, plate, tmp_path / "zarr").run()
-    subset = _copy_demo(tmp_path, 6)
-    PlateRun(nuclei, open_plate(subset), tmp_path / "tiff").run()
-    from_zarr = read_table(tmp_path / "zarr" / "objects.parquet")
+    assert_same_objects_as_the_tiff_folder(nuclei, plate, tmp_path)
+
+
+def assert_same_objects_as_the_tiff_folder(nuclei, plate, tmp_path: Path) -> None:
+    """``plate`` holds the demo plate's first 6 fields as channels DNA and inverted (255 - DNA):
+    its objects equal those of the same fields read from the TIFF folder."""
+    PlateRun(nuclei, plate, tmp_path / "converted").run()
+    PlateRun(nuclei, open_plate(_copy_demo(tmp_path, 6)), tmp_path / "tiff").run()
+    converted = read_table(tmp_path / "converted" / "objects.parquet")
     from_tiff = read_table(tmp_path / "tiff" / "objects.parquet")
     for column in ("Metadata_Well", "Metadata_Field", "AreaShape_Area", "Intensity_MeanIntensity_DNA"):
-        np.testing.assert_array_equal(from_zarr[column], from_tiff[column])
-    np.testing.assert_allclose(from_zarr["Intensity_MeanIntensity_DNA"] + from_zarr["Intensity_MeanIntensity_inverted"],
+        np.testing.assert_array_equal(converted[column], from_tiff[column])
+    np.testing.assert_allclose(converted["Intensity_MeanIntensity_DNA"] + converted["Intensity_MeanIntensity_inverted"],
                                255, atol=1e-3)
 
 
@@ -363,14 +368,7 @@ def test_ome_tiff_plate_gives_the_same_objects_as_its_tiffs(tmp_path, nuclei, mu
     assert plate.wells == tiffs.wells[:3] and len(plate.fields) == 6
     if multi_file:
         assert open_plate(path / "field0.ome.tif").wells == plate.wells   # binary-only file -> its companion
-    PlateRun(nuclei, plate, tmp_path / "ome-out").run()
-    PlateRun(nuclei, open_plate(_copy_demo(tmp_path, 6)), tmp_path / "tiff").run()
-    from_ome = read_table(tmp_path / "ome-out" / "objects.parquet")
-    from_tiff = read_table(tmp_path / "tiff" / "objects.parquet")
-    for column in ("Metadata_Well", "Metadata_Field", "AreaShape_Area", "Intensity_MeanIntensity_DNA"):
-        np.testing.assert_array_equal(from_ome[column], from_tiff[column])
-    np.testing.assert_allclose(from_ome["Intensity_MeanIntensity_DNA"] + from_ome["Intensity_MeanIntensity_inverted"],
-                               255, atol=1e-3)
+    assert_same_objects_as_the_tiff_folder(nuclei, plate, tmp_path)
 
 
 def test_ome_tiff_errors_name_the_file(tmp_path):

@@ -26,6 +26,12 @@ def _describe(a):
     return int(iface["data"][0]), dtype_code(a.dtype), shape, strides
 
 
+def _pointer(a) -> int:
+    """Device address of an array whose element type the binding fixes (any dtype: int64 offsets,
+    float64 tables... which have no cellrt dtype code)."""
+    return int(a.__cuda_array_interface__["data"][0])
+
+
 def _stream() -> int:
     return int(cp.cuda.get_current_stream().ptr)
 
@@ -57,7 +63,7 @@ def label(mask, connectivity):
     if mask.dtype != cp.uint8:
         mask = (mask != 0).astype(cp.uint8)
     labels = cp.empty(mask.shape, cp.int32)
-    count = _core.label_cuda(_describe(mask)[0], list(mask.shape), _describe(labels)[0], connectivity, _stream())
+    count = _core.label_cuda(_pointer(mask), list(mask.shape), _pointer(labels), connectivity, _stream())
     return labels, int(count)
 
 
@@ -68,8 +74,8 @@ def measure(labels, num_objects, intensities, columns):
         image, code, shape, strides = 0, 3, [], []
     else:
         image, code, shape, strides = _describe(intensities)
-    out_of_range = _core.measure_cuda(_describe(labels)[0], list(labels.shape), num_objects, image, code, shape,
-                                      strides, _describe(table)[0] if num_objects else 0, columns, _stream())
+    out_of_range = _core.measure_cuda(_pointer(labels), list(labels.shape), num_objects, image, code, shape,
+                                      strides, _pointer(table) if num_objects else 0, columns, _stream())
     return table, int(out_of_range)
 
 
@@ -78,7 +84,7 @@ def binary_morphology(mask, radius, footprint, dilate):
     if mask.dtype != cp.uint8:
         mask = (mask != 0).astype(cp.uint8)
     out = cp.empty(mask.shape, cp.uint8)
-    _core.binary_morphology_cuda(_describe(mask)[0], _describe(out)[0], list(mask.shape), int(radius), footprint,
+    _core.binary_morphology_cuda(_pointer(mask), _pointer(out), list(mask.shape), int(radius), footprint,
                                  bool(dilate), _stream())
     return out.view(cp.bool_)
 
@@ -89,7 +95,7 @@ def separable_filter(op, image, a, b, border):
     if not bool(cp.all(cp.isfinite(image))):
         raise ValueError(f"{('gaussian_blur', 'box_mean')[op]}: image holds NaN/inf values")
     out = cp.empty_like(image)
-    _core.filter_cuda(op, _describe(image)[0], _describe(out)[0], list(image.shape), float(a), float(b), border,
+    _core.filter_cuda(op, _pointer(image), _pointer(out), list(image.shape), float(a), float(b), border,
                       _stream())
     return out
 
@@ -99,7 +105,7 @@ def fill_holes(mask, connectivity):
     if mask.dtype != cp.uint8:
         mask = (mask != 0).astype(cp.uint8)
     out = cp.empty(mask.shape, cp.uint8)
-    _core.fill_holes_cuda(_describe(mask)[0], _describe(out)[0], list(mask.shape), connectivity, _stream())
+    _core.fill_holes_cuda(_pointer(mask), _pointer(out), list(mask.shape), connectivity, _stream())
     return out.view(cp.bool_)
 
 
@@ -107,7 +113,7 @@ def value_counts(image):
     """Per-value counts of a uint8/uint16 device image, counted on the device; the counts come back."""
     image = cp.ascontiguousarray(image)
     counts = cp.empty(256 if image.dtype == cp.uint8 else 65536, cp.int64)
-    _core.histogram_cuda(_describe(image)[0], dtype_code(image.dtype), int(image.size), _describe(counts)[0],
+    _core.histogram_cuda(_pointer(image), dtype_code(image.dtype), int(image.size), _pointer(counts),
                          _stream())
     return cp.asnumpy(counts)
 
@@ -117,9 +123,9 @@ def contour_arrays(labels, num_objects):
     labels = cp.ascontiguousarray(cp.asarray(labels, dtype=cp.int32))
     offsets = cp.zeros(num_objects + 1, cp.int64)
     perimeter = cp.zeros(num_objects, cp.float64)
-    args = (_describe(labels)[0], list(labels.shape), num_objects, _describe(offsets)[0])
-    total = _core.contours_cuda(*args, 0, _describe(perimeter)[0] if num_objects else 0, _stream())
+    args = (_pointer(labels), list(labels.shape), num_objects, _pointer(offsets))
+    total = _core.contours_cuda(*args, 0, _pointer(perimeter) if num_objects else 0, _stream())
     points = cp.empty((total, 2), cp.int32)
     if total:
-        _core.contours_cuda(*args, _describe(points)[0], 0, _stream())
+        _core.contours_cuda(*args, _pointer(points), 0, _stream())
     return offsets, points, perimeter

@@ -1,0 +1,250 @@
+"""The Python side of the GPU path, run without a GPU.
+
+No GPU can exist on the machines these tests run on, so the device is a
+stand-in, and this test says so: "device arrays" are numpy arrays that
+expose ``__cuda_array_interface__`` (host pointers), a ``cupy`` module
+made of numpy, and the extension's ``*_cuda`` entry points are replaced by
+functions that read and write through those pointers with the CPU kernels.
+What runs for real is everything cellrt's Python does on the way to and
+from the CUDA kernels: dispatch on device arrays, pointer/shape/dtype
+marshalling in ``kernels/_cuda.py``, buffer allocation, the two-call
+contour protocol, array-module-generic post-processing. Each stand-in binding
+is checked against the real binding's signature in ``_core.pyi`` (held to
+the compiled module by test_build), so a call that would not bind fails
+here. The CUDA kernels themselves are covered by the ``cuda``-marked tests
+on a GPU machine.
+"""
+from __future__ import annotations
+
+import ast
+import ctypes
+import importlib
+import inspect
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+import cellrt
+from cellrt._build import _core
+
+stitch_module = importlib.import_module("cellrt.kernels.stitch")  # the module, not the function
+PYI = Path(cellrt.__file__).parent / "_core.pyi"
+CODES = {code: dtype for dtype, code in stitch_module._DTYPE_CODES.items()}
+
+
+class DeviceArray(np.ndarray):
+    """Host memory posing as device memory."""
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ctypes.data, False),
+                "strides": None if self.flags.c_contiguous else self.strides, "version": 3}
+
+    def get(self):
+        return np.array(self, copy=True).view(np.ndarray)
+
+
+def _device(value):
+    if isinstance(value, np.ndarray) and not isinstance(value, DeviceArray):
+        return value.view(DeviceArray)
+    return value
+
+
+def _fake_cupy() -> types.ModuleType:
+    module = types.ModuleType("cupy")
+
+    def wrap(fn):
+        def call(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            return tuple(_device(o) for o in out) if isinstance(out, tuple) else _device(out)
+        return call
+
+    def asarray(a, dtype=None):
+        return np.array(np.asarray(a), dtype=dtype, copy=True).view(DeviceArray)
+
+    def asnumpy(a):
+        return np.array(a, copy=True).view(np.ndarray)
+
+    module.__getattr__ = lambda name: wrap(getattr(np, name)) if callable(getattr(np, name)) else getattr(np, name)
+    module.asarray = asarray
+    module.asnumpy = asnumpy
+    module.ndarray = DeviceArray
+    stream = types.SimpleNamespace(ptr=0)
+    module.cuda = types.SimpleNamespace(get_current_stream=lambda: stream)
+    for name in ("uint8", "uint16", "int32", "int64", "float32", "float64", "bool_"):
+        setattr(module, name, getattr(np, name))
+    return module
+
+
+def _view(ptr: int, dtype, shape, strides=None) -> np.ndarray:
+    """The numpy array behind a stand-in device pointer."""
+    dtype = np.dtype(dtype)
+    shape = tuple(int(s) for s in shape)
+    if strides is None:
+        strides = [int(np.prod(shape[i + 1:])) for i in range(len(shape))]
+    span = 1 + sum((s - 1) * st for s, st in zip(shape, strides)) if all(shape) else 0
+    buffer = (ctypes.c_char * (span * dtype.itemsize)).from_address(ptr)
+    return np.ndarray(shape, dtype, buffer=buffer, strides=[st * dtype.itemsize for st in strides])
+
+
+def _stand_ins() -> dict:
+    def label_cuda(mask, shape, labels, connectivity, stream):
+        out = _view(labels, np.int32, shape)
+        result, count = cellrt.kernels.label(_view(mask, np.uint8, shape), connectivity, backend="cpu")
+        out[...] = result
+        return count
+
+    def measure_cuda(labels, shape, num_objects, image, image_dtype, image_shape, image_strides, features, columns,
+                     stream):
+        intensities = None if image == 0 else _view(image, CODES[image_dtype], image_shape, image_strides)
+        table = _view(features, np.float64, (num_objects, columns)) if num_objects else np.zeros((0, columns))
+        return _core.measure(_view(labels, np.int32, shape), num_objects,
+                             None if intensities is None else np.ascontiguousarray(intensities), table)
+
+    def binary_morphology_cuda(mask, out, shape, radius, footprint, dilate, stream):
+        _view(out, np.uint8, shape)[...] = _core.binary_morphology(_view(mask, np.uint8, shape), radius, footprint,
+                                                                   dilate)
+
+    def filter_cuda(op, image, out, shape, a, b, border, stream):
+        src, dst = _view(image, np.float32, shape), _view(out, np.float32, shape)
+        if op == 0:
+            _core.gaussian_blur(src, dst, a, b, border)
+        else:
+            _core.box_mean(src, dst, int(a), int(b), border, 1)
+
+    def fill_holes_cuda(mask, out, shape, connectivity, stream):
+        _view(out, np.uint8, shape)[...] = _core.fill_holes(_view(mask, np.uint8, shape), connectivity)
+
+    def histogram_cuda(image, dtype, size, counts, stream):
+        data = _view(image, CODES[dtype], (size,))
+        _view(counts, np.int64, (256 if CODES[dtype] == np.uint8 else 65536,))[...] = _core.histogram(data)
+
+    def contours_cuda(labels, shape, num_objects, offsets, points, perimeter, stream):
+        host_offsets, host_points, host_perimeter = _core.contours(_view(labels, np.int32, shape), num_objects)
+        _view(offsets, np.int64, (num_objects + 1,))[...] = host_offsets
+        if perimeter:
+            _view(perimeter, np.float64, (num_objects,))[...] = host_perimeter
+        if points:
+            _view(points, np.int32, host_points.shape)[...] = host_points
+        return int(host_offsets[-1])
+
+    def tile_cuda(image, image_dtype, image_shape, image_strides, origins, tiles, tiles_dtype, tiles_shape, scale,
+                  offset, stream):
+        source = np.ascontiguousarray(_view(image, CODES[image_dtype], image_shape, image_strides))
+        return _core.tile(source, origins, _view(tiles, CODES[tiles_dtype], tiles_shape), scale, offset)
+
+    def stitch_cuda(tiles, tiles_dtype, tiles_shape, tiles_strides, origins, out, out_dtype, out_shape, blend,
+                    overlap_y, overlap_x, sigma_scale, activation, argmax, fill_value, stream):
+        source = np.ascontiguousarray(_view(tiles, CODES[tiles_dtype], tiles_shape, tiles_strides))
+        return _core.stitch(source, origins, _view(out, CODES[out_dtype], out_shape), blend, overlap_y, overlap_x,
+                            sigma_scale, activation, argmax, fill_value)
+
+    return {f.__name__: f for f in (label_cuda, measure_cuda, binary_morphology_cuda, filter_cuda, fill_holes_cuda,
+                                    histogram_cuda, contours_cuda, tile_cuda, stitch_cuda)}
+
+
+def _pyi_signatures() -> dict[str, list[str]]:
+    tree = ast.parse(PYI.read_text())
+    return {node.name: [a.arg for a in node.args.args] for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+@pytest.fixture
+def fake_device(monkeypatch):
+    """cupy, the CUDA bindings and a visible "device", all standing in on the host (see the module doc)."""
+    signatures = _pyi_signatures()
+    fake_core = types.SimpleNamespace(**{name: getattr(_core, name) for name in dir(_core) if not name.startswith("__")})
+    for name, fn in _stand_ins().items():
+        assert name in signatures, f"_core.pyi has no {name}"
+        assert list(inspect.signature(fn).parameters) == signatures[name], f"{name}: stand-in differs from the binding"
+        setattr(fake_core, name, fn)
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
+    monkeypatch.delitem(sys.modules, "cellrt.kernels._cuda", raising=False)
+    monkeypatch.setattr("cellrt._build._core", fake_core)
+    monkeypatch.setattr("cellrt.kernels._backend.has_cuda", lambda: True)
+    monkeypatch.setattr("cellrt.kernels._backend.cuda_device_count", lambda: 1)
+    yield sys.modules["cupy"]
+    sys.modules.pop("cellrt.kernels._cuda", None)
+
+
+def test_device_kernels_marshal_arrays_as_the_bindings_expect(fake_device, dsb_dir):
+    from cellrt import kernels
+    from cellrt.training import data as training_data
+
+    cp = fake_device
+    image_id = training_data.dsb_ids(dsb_dir, held_out=True)[3]
+    image = tifffile.imread(dsb_dir / "images" / f"{image_id}.tif")
+    device_image = cp.asarray(image)
+    mask = image > kernels.threshold(image, "otsu")
+    assert kernels.threshold(device_image, "otsu") == kernels.threshold(image, "otsu")
+    for connectivity in (4, 8):
+        np.testing.assert_array_equal(kernels.fill_holes(cp.asarray(mask), connectivity).get(),
+                                      kernels.fill_holes(mask, connectivity, backend="cpu"))
+    for op in (kernels.binary_erosion, kernels.binary_dilation, kernels.binary_opening):
+        np.testing.assert_array_equal(op(cp.asarray(mask), 2, "disk").get(), op(mask, 2, "disk", backend="cpu"))
+    as_float = image.astype(np.float32)
+    np.testing.assert_array_equal(kernels.gaussian_blur(cp.asarray(as_float), 2.0).get(),
+                                  kernels.gaussian_blur(as_float, 2.0, backend="cpu"))
+    np.testing.assert_array_equal(kernels.box_mean(cp.asarray(as_float), (5, 7)).get(),
+                                  kernels.box_mean(as_float, (5, 7), backend="cpu", num_threads=1))
+    labels, count = kernels.label(mask, 8, backend="cpu")
+    device_labels, device_count = kernels.label(cp.asarray(mask), 8)
+    assert device_count == count
+    np.testing.assert_array_equal(device_labels.get(), labels)
+    host_table = kernels.measure(labels, image, channel_names=["DNA"])
+    device_table = kernels.measure(device_labels, device_image, channel_names=["DNA"])
+    assert set(device_table) == set(host_table)
+    for column, values in host_table.items():
+        np.testing.assert_allclose(np.asarray(device_table[column]), values, rtol=1e-12, err_msg=column)
+    host_outlines = kernels.contours(labels)
+    device_outlines = kernels.contours(device_labels)
+    assert len(device_outlines) == count
+    for ours, theirs in zip(device_outlines, host_outlines):
+        np.testing.assert_array_equal(ours.get(), theirs)
+
+
+def test_semantic_post_processing_stays_on_the_device(fake_device, dsb_dir):
+    from cellrt.kernels import instances_from_probability
+    from cellrt.training import data as training_data
+
+    cp = fake_device
+    model = cellrt.load_model("nuclei", backend="ort", threads=2)
+    image_id = training_data.dsb_ids(dsb_dir, held_out=True)[0]
+    prediction = model.run(tifffile.imread(dsb_dir / "images" / f"{image_id}.tif")).prediction
+    stacked = np.stack([prediction[0], prediction[1], prediction[2]])
+    host, host_count = instances_from_probability(stacked, min_area=10)
+    device, device_count = instances_from_probability(cp.asarray(stacked), min_area=10)
+    assert isinstance(device, DeviceArray) and device_count == host_count > 0
+    np.testing.assert_array_equal(device.get(), host)
+    from cellrt.pipeline.postprocess import POSTPROCESSORS
+
+    params = dict(model.manifest.postprocess.get("params", {}))
+    labels, count, columns = POSTPROCESSORS["semantic"](model.manifest, None, cp.asarray(prediction), params)
+    host_labels, host_count, host_columns = POSTPROCESSORS["semantic"](model.manifest, None, prediction, params)
+    assert isinstance(labels, DeviceArray) and count == host_count
+    np.testing.assert_array_equal(labels.get(), host_labels)
+    np.testing.assert_array_equal(np.asarray(columns["Classify_ClassIndex"]), host_columns["Classify_ClassIndex"])
+
+
+def test_model_gpu_path_keeps_tiles_outputs_and_post_processing_on_the_device(fake_device, dsb_dir):
+    """Model.run as on a GPU: the field uploaded once, tiled and stitched by the device kernels, the
+    engine's outputs in device buffers, post-processing on the device, one copy back at the end. The
+    TensorRT backend cannot exist here; ONNX Runtime stands in for it, writing into device buffers."""
+    from cellrt.training import data as training_data
+
+    host_model = cellrt.load_model("nuclei", backend="ort", threads=2)
+    device_model = cellrt.load_model("nuclei", backend="ort", threads=2)
+    device_model._cupy = fake_device
+    for image_id in training_data.dsb_ids(dsb_dir, held_out=True)[:3]:
+        image = tifffile.imread(dsb_dir / "images" / f"{image_id}.tif")
+        prepared = device_model.prepare(image)
+        assert isinstance(prepared.tiles, DeviceArray)
+        expected, result = host_model.run(image), device_model.run(image)
+        assert type(result.labels) is np.ndarray and type(result.prediction) is np.ndarray
+        np.testing.assert_array_equal(result.labels, expected.labels)
+        np.testing.assert_allclose(result.prediction, expected.prediction, rtol=0, atol=1e-6)
+        for column, values in expected.objects.items():
+            np.testing.assert_array_equal(np.asarray(result.objects[column]), values, err_msg=column)

@@ -132,6 +132,9 @@ def _stand_ins() -> dict:
             _view(points, np.int32, host_points.shape)[...] = host_points
         return int(host_offsets[-1])
 
+    def hole_contours_cuda(labels, shape, num_objects, stream):
+        return _core.hole_contours(np.array(_view(labels, np.int32, shape)), num_objects)
+
     def tile_cuda(image, image_dtype, image_shape, image_strides, origins, tiles, tiles_dtype, tiles_shape, scale,
                   offset, stream):
         source = np.ascontiguousarray(_view(image, CODES[image_dtype], image_shape, image_strides))
@@ -144,7 +147,7 @@ def _stand_ins() -> dict:
                             sigma_scale, activation, argmax, fill_value)
 
     return {f.__name__: f for f in (label_cuda, measure_cuda, binary_morphology_cuda, filter_cuda, fill_holes_cuda,
-                                    histogram_cuda, contours_cuda, tile_cuda, stitch_cuda)}
+                                    histogram_cuda, contours_cuda, hole_contours_cuda, tile_cuda, stitch_cuda)}
 
 
 def _pyi_signatures() -> dict[str, list[str]]:
@@ -204,6 +207,15 @@ def test_device_kernels_marshal_arrays_as_the_bindings_expect(fake_device, dsb_d
     assert len(device_outlines) == count
     for ours, theirs in zip(device_outlines, host_outlines):
         np.testing.assert_array_equal(ours.get(), theirs)
+    # Holes: a random mask has objects with many (nuclei after Otsu have none).
+    porous, _ = kernels.label(np.random.default_rng(0).random((64, 80)) < 0.6, 8, backend="cpu")
+    host_holes = kernels.contours(porous, holes=True)
+    device_holes = kernels.contours(cp.asarray(porous), holes=True)
+    assert [len(h) for h in device_holes] == [len(h) for h in host_holes]
+    assert sum(len(h) - 1 for h in host_holes) > 0, "the mask should have objects with holes"
+    for ours, theirs in zip(device_holes, host_holes):
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a.get(), b)
 
 
 def test_semantic_post_processing_stays_on_the_device(fake_device, dsb_dir):

@@ -565,6 +565,12 @@ def test_cuda_contours_match_cpu(dsb_dir):
         assert len(device) == count
         for i in range(count):
             np.testing.assert_array_equal(cp.asnumpy(device[i]), host[i], err_msg=f"{name} object {i + 1}")
+        host_holes = contours(labels, holes=True, backend="cpu")
+        device_holes = contours(cp.asarray(labels), holes=True)
+        for i in range(count):
+            assert len(device_holes[i]) == len(host_holes[i]), f"{name} object {i + 1}"
+            for a, b in zip(device_holes[i], host_holes[i]):
+                np.testing.assert_array_equal(cp.asnumpy(a), b, err_msg=f"{name} object {i + 1}")
 
 
 @needs_cuda

@@ -207,13 +207,7 @@ py::tuple contours_host(const py::array& labels, int64_t num_objects, int num_th
   return py::make_tuple(c.offsets, points, c.perimeter);
 }
 
-py::tuple hole_contours_host(const py::array& labels, int64_t num_objects, int num_threads) {
-  const TensorView lab = host_view(labels, "labels", false);
-  HoleContours holes;
-  {
-    py::gil_scoped_release release;
-    holes = hole_contours(lab, num_objects, contour_options(num_threads));
-  }
+py::tuple hole_contours_arrays(const HoleContours& holes) {
   py::array_t<int64_t> object_offsets(static_cast<py::ssize_t>(holes.object_offsets.size()));
   std::copy(holes.object_offsets.begin(), holes.object_offsets.end(), object_offsets.mutable_data());
   py::array_t<int64_t> point_offsets(static_cast<py::ssize_t>(holes.point_offsets.size()));
@@ -221,6 +215,28 @@ py::tuple hole_contours_host(const py::array& labels, int64_t num_objects, int n
   py::array_t<int32_t> points({static_cast<py::ssize_t>(holes.points.size() / 2), py::ssize_t{2}});
   std::copy(holes.points.begin(), holes.points.end(), points.mutable_data());
   return py::make_tuple(object_offsets, point_offsets, points);
+}
+
+py::tuple hole_contours_host(const py::array& labels, int64_t num_objects, int num_threads) {
+  const TensorView lab = host_view(labels, "labels", false);
+  HoleContours holes;
+  {
+    py::gil_scoped_release release;
+    holes = hole_contours(lab, num_objects, contour_options(num_threads));
+  }
+  return hole_contours_arrays(holes);
+}
+
+py::tuple hole_contours_device(uintptr_t labels, const std::vector<int64_t>& shape, int64_t num_objects,
+                               uintptr_t stream) {
+  const std::vector<int64_t> strides{shape.size() == 2 ? shape[1] : 1, 1};
+  const TensorView lab = device_view(labels, static_cast<int32_t>(DType::kInt32), shape, strides, "labels");
+  HoleContours holes;
+  {
+    py::gil_scoped_release release;
+    holes = hole_contours(lab, num_objects, ContourOptions{}, reinterpret_cast<void*>(stream));
+  }
+  return hole_contours_arrays(holes);
 }
 
 int64_t label_device(uintptr_t mask, const std::vector<int64_t>& shape, uintptr_t labels, int connectivity,
@@ -271,6 +287,9 @@ void register_segment(py::module_& m) {
         "gaussian_blur (op 0) / box_mean (op 1) on device pointers, on the given stream.");
   m.def("contours", &contours_host, py::arg("labels"), py::arg("num_objects"), py::arg("num_threads") = 0,
         "Outer contours of objects 1..N: (offsets[N+1], points[P,2] xy int32, perimeter[N]).");
+  m.def("hole_contours_cuda", &hole_contours_device, py::arg("labels"), py::arg("shape"), py::arg("num_objects"),
+        py::arg("stream"),
+        "Hole contours of device labels, found on the GPU: host (object_offsets, point_offsets, points).");
   m.def("hole_contours", &hole_contours_host, py::arg("labels"), py::arg("num_objects"), py::arg("num_threads") = 0,
         "Hole contours of objects 1..N: (object_offsets[N+1], point_offsets[holes+1], points[P,2] xy int32).");
   m.def("label_cuda", &label_device, py::arg("mask"), py::arg("shape"), py::arg("labels"), py::arg("connectivity"),

@@ -62,53 +62,26 @@ std::vector<Box> bounding_boxes(const int32_t* lab, int32_t height, int32_t widt
   return std::move(boxes);
 }
 
-// First pixel (raster order, image coordinates) of every hole of `label`
-// inside its box. Scratch states: 0 the object, 1 not yet reached, 2
-// reached (outside, or a hole already found).
-void find_holes(const int32_t* lab, int32_t width, int32_t label, const Box& box, std::vector<uint8_t>& scratch,
-                std::vector<int32_t>& stack, std::vector<std::pair<int32_t, int32_t>>& starts) {
-  starts.clear();
-  const int32_t bh = box.y1 - box.y0 + 1, bw = box.x1 - box.x0 + 1;
-  if (bh < 3 || bw < 3) return;
-  scratch.resize(static_cast<size_t>(bh) * bw);
-  for (int32_t y = 0; y < bh; ++y) {
-    const int32_t* row = lab + int64_t{box.y0 + y} * width + box.x0;
-    for (int32_t x = 0; x < bw; ++x) scratch[static_cast<size_t>(y) * bw + x] = row[x] == label ? 0 : 1;
-  }
-  auto flood = [&](int32_t seed) {
-    scratch[seed] = 2;
-    stack.assign(1, seed);
-    while (!stack.empty()) {
-      const int32_t p = stack.back();
-      stack.pop_back();
-      const int32_t y = p / bw, x = p % bw;
-      const int32_t next[4] = {x > 0 ? p - 1 : -1, x + 1 < bw ? p + 1 : -1, y > 0 ? p - bw : -1,
-                               y + 1 < bh ? p + bw : -1};
-      for (const int32_t q : next)
-        if (q >= 0 && scratch[q] == 1) {
-          scratch[q] = 2;
-          stack.push_back(q);
-        }
-    }
-  };
-  for (int32_t x = 0; x < bw; ++x) {
-    if (scratch[x] == 1) flood(x);
-    if (scratch[(bh - 1) * bw + x] == 1) flood((bh - 1) * bw + x);
-  }
-  for (int32_t y = 0; y < bh; ++y) {
-    if (scratch[y * bw] == 1) flood(y * bw);
-    if (scratch[y * bw + bw - 1] == 1) flood(y * bw + bw - 1);
-  }
-  for (int32_t p = 0; p < bh * bw; ++p)
-    if (scratch[p] == 1) {
-      starts.emplace_back(box.y0 + p / bw, box.x0 + p % bw);
-      flood(p);
-    }
-}
-
 }  // namespace
 
-HoleContours hole_contours(const TensorView& labels, int64_t num_objects, const ContourOptions& options) {
+HoleContours hole_contours(const TensorView& labels, int64_t num_objects, const ContourOptions& options,
+                           void* stream) {
+  if (labels.device == Device::kCUDA) {
+    detail::check_view("hole_contours", "labels", labels, 2, "(H, W)", true);
+    CELLRT_CHECK(labels.dtype == DType::kInt32, "hole_contours: labels should be int32, got ",
+                 dtype_name(labels.dtype));
+    CELLRT_CHECK(num_objects >= 0 && num_objects < (int64_t{1} << 31),
+                 "hole_contours: num_objects should be in [0, 2^31), got ", num_objects);
+    CELLRT_CHECK(labels.shape[0] * labels.shape[1] < (int64_t{1} << 31),
+                 "hole_contours: device label images should have fewer than 2^31 pixels");
+#if CELLRT_WITH_CUDA
+    return detail::hole_contours_cuda(static_cast<const int32_t*>(labels.data), static_cast<int32_t>(labels.shape[0]),
+                                      static_cast<int32_t>(labels.shape[1]), num_objects, stream);
+#else
+    (void)stream;
+    throw NotCompiledError("hole_contours: cellrt was built without CUDA support; pass host arrays");
+#endif
+  }
   check_contour_input("hole_contours", labels, num_objects);
   const int32_t height = static_cast<int32_t>(labels.shape[0]), width = static_cast<int32_t>(labels.shape[1]);
   CELLRT_CHECK(int64_t{height} * width < (int64_t{1} << 31), "hole_contours: images of 2^31 pixels or more are not "
@@ -120,12 +93,18 @@ HoleContours hole_contours(const TensorView& labels, int64_t num_objects, const 
   std::vector<std::vector<int64_t>> hole_sizes(num_objects + 1);
   const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, num_objects)));
   detail::parallel_for(num_objects, workers, [&](int64_t l0, int64_t l1) {
-    std::vector<uint8_t> scratch;
+    std::vector<uint8_t> state;
     std::vector<int32_t> stack;
     std::vector<std::pair<int32_t, int32_t>> starts;
     for (int64_t l = l0 + 1; l <= l1; ++l) {
-      if (boxes[l].y1 < 0) continue;
-      find_holes(lab, width, static_cast<int32_t>(l), boxes[l], scratch, stack, starts);
+      const Box& b = boxes[l];
+      if (b.y1 < 0) continue;
+      const size_t area = static_cast<size_t>(b.y1 - b.y0 + 1) * static_cast<size_t>(b.x1 - b.x0 + 1);
+      state.resize(area);
+      stack.resize(area);
+      starts.clear();
+      detail::find_holes(lab, width, static_cast<int32_t>(l), b.y0, b.y1, b.x0, b.x1, state.data(), stack.data(),
+                         [&](int32_t hy, int32_t hx) { starts.emplace_back(hy, hx); });
       std::vector<int32_t>& out = object_points[l];
       for (const auto& [hy, hx] : starts) {
         const detail::BorderTrace t = detail::trace_hole_border(lab, height, width, static_cast<int32_t>(l), hy, hx,

@@ -102,6 +102,54 @@ CELLRT_HOST_DEVICE BorderTrace trace_hole_border(const int32_t* labels, int32_t 
   return trace_border(labels, height, width, label, hy, hx - 1, kHoleBorderEntry, emit);
 }
 
+// Holes of `label` inside its bounding box [y0, y1] x [x0, x1]: 4-connected
+// regions of other pixels that do not reach the box's border. Scratch of
+// bh * bw entries each: `state` (0 the object, 1 not reached, 2 reached)
+// and `stack`. Calls on_hole(hy, hx) with the first pixel (raster order,
+// image coordinates) of each hole, in raster order.
+CELLRT_HOST_DEVICE inline void flood_unreached(uint8_t* state, int32_t* stack, int32_t bh, int32_t bw, int32_t seed) {
+  int32_t top = 0;
+  state[seed] = 2;
+  stack[top++] = seed;
+  while (top > 0) {
+    const int32_t p = stack[--top];
+    const int32_t y = p / bw, x = p % bw;
+    const int32_t next[4] = {x > 0 ? p - 1 : -1, x + 1 < bw ? p + 1 : -1, y > 0 ? p - bw : -1,
+                             y + 1 < bh ? p + bw : -1};
+    for (int i = 0; i < 4; ++i) {
+      const int32_t q = next[i];
+      if (q >= 0 && state[q] == 1) {
+        state[q] = 2;
+        stack[top++] = q;  // each pixel is pushed at most once: bh * bw entries suffice
+      }
+    }
+  }
+}
+
+template <typename OnHole>
+CELLRT_HOST_DEVICE void find_holes(const int32_t* labels, int32_t width, int32_t label, int32_t y0, int32_t y1,
+                                   int32_t x0, int32_t x1, uint8_t* state, int32_t* stack, OnHole&& on_hole) {
+  const int32_t bh = y1 - y0 + 1, bw = x1 - x0 + 1;
+  if (bh < 3 || bw < 3) return;
+  for (int32_t y = 0; y < bh; ++y) {
+    const int32_t* row = labels + int64_t{y0 + y} * width + x0;
+    for (int32_t x = 0; x < bw; ++x) state[y * bw + x] = row[x] == label ? 0 : 1;
+  }
+  for (int32_t x = 0; x < bw; ++x) {
+    if (state[x] == 1) flood_unreached(state, stack, bh, bw, x);
+    if (state[(bh - 1) * bw + x] == 1) flood_unreached(state, stack, bh, bw, (bh - 1) * bw + x);
+  }
+  for (int32_t y = 0; y < bh; ++y) {
+    if (state[y * bw] == 1) flood_unreached(state, stack, bh, bw, y * bw);
+    if (state[y * bw + bw - 1] == 1) flood_unreached(state, stack, bh, bw, y * bw + bw - 1);
+  }
+  for (int32_t p = 0; p < bh * bw; ++p)
+    if (state[p] == 1) {
+      on_hole(y0 + p / bw, x0 + p % bw);
+      flood_unreached(state, stack, bh, bw, p);
+    }
+}
+
 struct IgnorePoints {
   CELLRT_HOST_DEVICE void operator()(int32_t, int32_t) const {}
 };

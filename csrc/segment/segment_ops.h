@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "cellrt/contour.h"
 #include "cellrt/filter.h"
 #include "cellrt/label.h"
 #include "cellrt/measure.h"
@@ -20,6 +21,8 @@ MeasureResult measure_cpu(const TensorView& labels, int64_t num_objects, const T
 MeasureResult measure_cuda(const TensorView& labels, int64_t num_objects, const TensorView* intensities,
                            double* features, void* stream);
 
+HoleContours hole_contours_cuda(const int32_t* labels, int32_t height, int32_t width, int64_t num_objects,
+                                void* stream);
 int64_t contours_cuda(const int32_t* labels, int32_t height, int32_t width, int64_t num_objects, int64_t* offsets,
                       int32_t* points, double* perimeter, void* stream);
 void fill_holes_cuda(const uint8_t* mask, uint8_t* out, int32_t height, int32_t width, int32_t connectivity,

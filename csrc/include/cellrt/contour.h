@@ -50,8 +50,11 @@ struct HoleContours {
 };
 
 // Args:
-//   labels: [H, W] int32, C-contiguous, host memory.
+//   labels: [H, W] int32, C-contiguous, host or CUDA memory (then one thread
+//           per object finds and traces its holes; the result, small, comes
+//           back on the host).
+//   stream: cudaStream_t for device labels.
 HoleContours hole_contours(const TensorView& labels, int64_t num_objects,
-                           const ContourOptions& options = ContourOptions{});
+                           const ContourOptions& options = ContourOptions{}, void* stream = nullptr);
 
 }  // namespace cellrt

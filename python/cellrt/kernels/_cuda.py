@@ -129,3 +129,9 @@ def contour_arrays(labels, num_objects):
     if total:
         _core.contours_cuda(*args, _pointer(points), 0, _stream())
     return offsets, points, perimeter
+
+
+def hole_contour_arrays(labels, num_objects):
+    """(object_offsets, point_offsets, points) of the holes, found on the device; host arrays (small)."""
+    labels = cp.ascontiguousarray(cp.asarray(labels, dtype=cp.int32))
+    return _core.hole_contours_cuda(_pointer(labels), list(labels.shape), num_objects, _stream())

@@ -195,14 +195,20 @@ def contours(labels, *, num_objects=None, holes: bool = False, backend: str = "a
         _backend.resolve("contours", backend, True)
         if labels.ndim != 2:
             raise ValueError(f"contours: labels should have shape (H, W), got {tuple(labels.shape)}")
-        if holes:
-            raise ValueError("contours: holes=True runs on the host only so far; pass labels.get()")
         from . import _cuda  # noqa: PLC0415 - needs cupy
 
         n = int(labels.max()) if num_objects is None and labels.size else int(num_objects or 0)
         offsets, points, _ = _cuda.contour_arrays(labels, n)
         bounds = offsets.get()
-        return [points[bounds[i]:bounds[i + 1]] for i in range(n)]
+        outer = [points[bounds[i]:bounds[i + 1]] for i in range(n)]
+        if not holes:
+            return outer
+        import cupy  # noqa: PLC0415
+
+        object_offsets, hole_offsets, hole_points = _cuda.hole_contour_arrays(labels, n)
+        hole_points = cupy.asarray(hole_points)
+        return [[outer[i]] + [hole_points[hole_offsets[h]:hole_offsets[h + 1]]
+                              for h in range(object_offsets[i], object_offsets[i + 1])] for i in range(n)]
     labels = _as_labels(labels, "contours")
     n = int(labels.max()) if num_objects is None and labels.size else int(num_objects or 0)
     offsets, points, _ = _contour_arrays(labels, n, backend, num_threads)

@@ -39,11 +39,13 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
     p50, p99 = summary["latency_p50_s"], summary["latency_p99_s"]
     print(f"{summary['fields_processed']} fields in {summary['wall_seconds']:.1f} s: "
           f"{summary['fields_per_second'] or 0:.2f} fields/s, latency p50 {p50 or 0:.2f} s / p99 {p99 or 0:.2f} s "
-          f"({summary['model']['backend']})")
+          f"({summary['model']['backend']}, {summary['model'].get('precision', '?')})")
     print(f"stage share: {shares}; inference {100 * (summary['infer_share_of_wall'] or 0):.0f}% of wall time")
     if summary["resumed_wells"]:
         print(f"resumed: {len(summary['resumed_wells'])} wells were already complete")
-    print(f"results in {out}: objects, fields.csv, wells.csv, errors.csv, timings.csv, run.json")
+    images = [name for name in ("labels", "predictions", "images.ome.zarr") if (out / name).exists()]
+    print(f"results in {out}: objects, fields.csv, wells.csv, errors.csv, timings.csv, run.json"
+          + "".join(f", {name}/" for name in images))
     print(f"report: {report}")
 
 

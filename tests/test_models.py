@@ -139,3 +139,24 @@ def test_torch_module_rebuilt_from_the_onnx_weights_matches_onnx_runtime(name, d
         got = module(torch.from_numpy(tiles))
     for spec, value in zip(manifest.outputs, got):
         np.testing.assert_allclose(value.numpy(), expected[spec.name], atol=1e-4, rtol=1e-4)
+
+
+def test_cli_pack_writes_one_file_that_predict_runs(tmp_path, dsb_dir):
+    import os
+
+    env = {**os.environ, "CELLRT_CACHE": str(tmp_path / "cache")}
+    archive = tmp_path / "nuclei.zip"
+    packed = subprocess.run([sys.executable, "-m", "cellrt", "pack", "nuclei", str(archive)], capture_output=True,
+                            text=True, env=env)
+    assert packed.returncode == 0 and archive.is_file(), packed.stderr
+    image = str(dsb_dir / "images" / f"{training_data.dsb_ids(dsb_dir, held_out=True)[0]}.tif")
+    for model in ("nuclei", str(archive)):
+        out = tmp_path / ("folder" if model == "nuclei" else "archive")
+        result = subprocess.run([sys.executable, "-m", "cellrt", "predict", model, image, "--out", str(out),
+                                 "--precision", "int8"], capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "archive" / "labels.tif"),
+                                  tifffile.imread(tmp_path / "folder" / "labels.tif"))
+    bad = subprocess.run([sys.executable, "-m", "cellrt", "pack", "nuclei", str(tmp_path / "x.tar")],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 1 and "should end in .zip" in bad.stderr

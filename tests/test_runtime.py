@@ -473,3 +473,43 @@ def test_int8_gate_refuses_and_leaves_the_folder_as_it_was(tiny_model, dsb_dir, 
         cellrt.load_model(folder, backend="tensorrt", precision="int8")
     with pytest.raises(ValueError, match=r"precision should be one of \('auto', 'fp32', 'fp16', 'int8'\)"):
         cellrt.load_model(folder, backend="ort", precision="bf16")
+
+
+# -- a model as one archive ------------------------------------------------------------------------------------------
+
+def test_model_archive_packs_loads_once_and_is_verified(tiny_model, dsb_dir, tmp_path, monkeypatch):
+    import zipfile
+
+    from cellrt.runtime.archive import pack_model, unpack_model
+
+    monkeypatch.setenv("CELLRT_CACHE", str(tmp_path / "cache"))
+    archive = pack_model(tiny_model[0], tmp_path / "tiny.zip")
+    assert sorted(zipfile.ZipFile(archive).namelist()) == ["cellrt.json", "model.fp16.onnx", "model.onnx"]
+    image = tifffile.imread(dsb_dir / "images" / f"{training_data.dsb_ids(dsb_dir, held_out=True)[0]}.tif")
+    from_folder = cellrt.load_model(tiny_model[0], backend="ort").run(image)
+    from_archive = cellrt.load_model(archive, backend="ort").run(image)
+    np.testing.assert_array_equal(from_archive.labels, from_folder.labels)
+    folder = unpack_model(archive)
+    assert folder.parent == tmp_path / "cache" / "models" and unpack_model(archive) == folder   # extracted once
+    # A changed ONNX file inside the archive is caught by its hash, and the message names the file.
+    tampered = tmp_path / "tampered.zip"
+    with zipfile.ZipFile(archive) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            dst.writestr(name, data + b"\0" if name == "model.onnx" else data)
+    with pytest.raises(ManifestError, match=r"model.onnx: SHA-256 is .* the manifest's 'onnx.sha256' says"):
+        cellrt.load_model(tampered, backend="ort")
+    # Archives that are not model archives, or would write outside their folder, are refused.
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("cellrt.json", "{}")
+        zf.writestr("../outside.onnx", b"x")
+    with pytest.raises(ManifestError, match=r"evil.zip: member '../outside.onnx' would extract outside"):
+        cellrt.load_model(evil, backend="ort")
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    with pytest.raises(ManifestError, match=r"junk.zip: not a readable zip archive"):
+        cellrt.load_model(tmp_path / "junk.zip", backend="ort")
+    empty = tmp_path / "empty.zip"
+    zipfile.ZipFile(empty, "w").close()
+    with pytest.raises(ManifestError, match=r"empty.zip: no cellrt.json at the top of the archive"):
+        cellrt.load_model(empty, backend="ort")

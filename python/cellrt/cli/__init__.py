@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
                                "relative RMS error otherwise (default 0.05)")
     quantize.add_argument("--tiles-per-image", type=int, default=4, help="calibration tiles taken per image")
 
+    pack = sub.add_parser("pack", help="write a model folder (or bundled model) as one .zip archive")
+    pack.add_argument("model", help="model folder or bundled model name")
+    pack.add_argument("archive", help="the .zip to write")
+
     build = sub.add_parser("build", help="build (or reuse) a TensorRT / TensorRT-RTX engine for a model")
     build.add_argument("model", help="bundled model name or model folder")
     build.add_argument("--precision", default="fp16", choices=["fp16", "fp32"])
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         from .doctor import run_doctor
 
         return run_doctor(as_json=args.json)
-    if args.command in ("models", "predict", "build", "export", "quantize"):
+    if args.command in ("models", "predict", "build", "export", "quantize", "pack"):
         from . import models as commands
 
         if args.command == "models":
@@ -107,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "predict":
             return commands.run_predict(args.model, args.images, args.out, args.backend, args.threads,
                                         args.precision)
+        if args.command == "pack":
+            return commands.run_pack(args.model, args.archive)
         if args.command == "quantize":
             return commands.run_quantize(args.model, args.images, args.out, args.tolerance, args.tiles_per_image)
         if args.command == "build":

@@ -206,3 +206,21 @@ def run_quantize(model_name: str, images: list[str], out: str | None, tolerance:
           f"{section['error']} (tolerance {tolerance}, embeddings {section['embedding_tolerance']}); run it with "
           "--precision int8")
     return 0
+
+
+def run_pack(model_name: str, archive: str) -> int:
+    from ..pipeline.model import _bundled_root  # noqa: PLC0415
+    from ..runtime.archive import pack_model  # noqa: PLC0415
+    from ..runtime.manifest import ManifestError  # noqa: PLC0415
+
+    folder = Path(model_name)
+    if not (folder / "cellrt.json").is_file() and (_bundled_root() / model_name / "cellrt.json").is_file():
+        folder = _bundled_root() / model_name
+    try:
+        path = pack_model(folder, archive)
+    except (ManifestError, ValueError) as error:
+        print(f"cellrt pack: {error}", file=sys.stderr)
+        return 1
+    print(f"{path}: {path.stat().st_size / 1e6:.1f} MB; load it with cellrt.load_model({str(path)!r}) or "
+          f"`cellrt run PLATE --model {path}`")
+    return 0

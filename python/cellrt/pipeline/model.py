@@ -337,7 +337,8 @@ class Model:
 
 
 def load_model(name_or_path, backend: str = "auto", **options) -> Model:
-    """A bundled model by name (``"nuclei"``, ``"isl-dapi"``) or a model folder.
+    """A bundled model by name (``"nuclei"``, ``"isl-dapi"``), a model folder, or a model archive
+    (``.zip`` made by :func:`cellrt.runtime.archive.pack_model` / ``cellrt pack``).
 
     ``backend``: 'auto' (TensorRT on a GPU with TensorRT installed, else ONNX
     Runtime), 'ort' or 'tensorrt'. Options: ``threads`` (ONNX Runtime
@@ -350,6 +351,10 @@ def load_model(name_or_path, backend: str = "auto", **options) -> Model:
     :func:`cellrt.runtime.build_engine`).
     """
     path = Path(name_or_path)
+    from ..runtime.archive import is_model_archive, unpack_model  # noqa: PLC0415
+
+    if is_model_archive(path):   # one file: extracted once into the model cache, then verified as a folder
+        path = unpack_model(path)
     if not (path / "cellrt.json").is_file():
         bundled = _bundled_root() / str(name_or_path)
         if (bundled / "cellrt.json").is_file():

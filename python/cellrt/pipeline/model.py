@@ -144,6 +144,11 @@ class Model:
         self.batch_size = batch_size
         self.backend, self.precision, self.weights_sha256 = _select_backend(manifest, backend, threads, precision,
                                                                             engine_options or {})
+        if (isinstance(self.tile_size, tuple) and not self.backend.any_tile_size
+                and self.tile_size != (manifest.tile_size, manifest.tile_size)):
+            raise ValueError(f"load_model: backend {self.backend.name!r} runs {manifest.tile_size}-pixel tiles (its "
+                             f"engine profile or graph); tile_size={self.tile_size} needs a backend that takes any "
+                             f"tile size (ONNX Runtime)")
         self._buffers: dict = {}
         self._cupy = None
         if self.backend.name == "tensorrt":

@@ -590,3 +590,29 @@ def test_cuda_instances_from_probability_equal_the_host_chain(dsb_dir):
         device, device_count = instances_from_probability(cp.asarray(prob), min_area=5)
         assert device_count == host_count
         np.testing.assert_array_equal(cp.asnumpy(device), host, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_grow_labels_equals_whole_array_steps(backend, dsb_dir, rng):
+    """The frontier kernels against the whole-array definition (what the GPU path runs)."""
+    from cellrt.kernels import binary_erosion, grow_labels
+    from cellrt.kernels.objects import _grow_whole_array
+
+    cases = []
+    for name, mask, _ in list(real_masks(dsb_dir))[:3]:
+        seeds, _ = label(binary_erosion(mask, 3), 8)
+        cases.append((name, seeds, mask))
+    noise_mask = rng.random((70, 90)) < 0.7
+    noise_seeds = np.where(rng.random((70, 90)) < 0.02, rng.integers(1, 9, (70, 90)), 0).astype(np.int32)
+    cases.append(("noise", noise_seeds, noise_mask))
+    cases.append(("empty seeds", np.zeros((5, 6), np.int32), np.ones((5, 6), bool)))
+    for name, seeds, mask in cases:
+        for steps in (0, 1, 3, 8, 500):
+            before = seeds.copy()
+            np.testing.assert_array_equal(grow_labels(seeds, mask, steps, backend=backend),
+                                          _grow_whole_array(seeds, mask, steps), err_msg=f"{name} {steps}")
+            np.testing.assert_array_equal(seeds, before)   # the input is not modified
+    with pytest.raises(ValueError, match=r"grow_labels: steps should be a non-negative int, got -1"):
+        grow_labels(noise_seeds, noise_mask, -1)
+    with pytest.raises(ValueError, match=r"grow_labels: labels and mask should be \(H, W\) of one shape"):
+        grow_labels(noise_seeds, noise_mask[:10], 2)

@@ -8,6 +8,7 @@
 #include "cellrt/contour.h"
 #include "cellrt/fill_holes.h"
 #include "cellrt/filter.h"
+#include "cellrt/grow.h"
 #include "cellrt/histogram.h"
 #include "cellrt/label.h"
 #include "cellrt/measure.h"
@@ -124,6 +125,13 @@ void histogram_device(uintptr_t image, int32_t dtype, int64_t size, uintptr_t co
   const TensorView out = device_view(counts, static_cast<int32_t>(DType::kInt64), {bins}, {1}, "counts");
   py::gil_scoped_release release;
   histogram(in, out, 0, reinterpret_cast<void*>(stream));
+}
+
+int64_t grow_labels_host(py::array& labels, const py::array& mask, int steps) {
+  const TensorView lab = host_view(labels, "labels", true);
+  const TensorView m = host_view(mask, "mask", false);
+  py::gil_scoped_release release;
+  return grow_labels(lab, m, steps);
 }
 
 py::array_t<uint8_t> fill_holes_host(const py::array& mask, int connectivity) {
@@ -309,6 +317,8 @@ void register_segment(py::module_& m) {
   m.def("contours_cuda", &contours_device, py::arg("labels"), py::arg("shape"), py::arg("num_objects"),
         py::arg("offsets"), py::arg("points"), py::arg("perimeter"), py::arg("stream"),
         "Outer contours on device pointers (points, perimeter may be 0); returns the total point count.");
+  m.def("grow_labels", &grow_labels_host, py::arg("labels"), py::arg("mask"), py::arg("steps"),
+        "In place: up to `steps` synchronous layers of seeded growth over the mask; returns pixels labelled.");
   m.def("fill_holes_cuda", &fill_holes_device, py::arg("mask"), py::arg("out"), py::arg("shape"),
         py::arg("connectivity"), py::arg("stream"), "fill_holes on device pointers, on the given stream.");
   m.def("histogram_cuda", &histogram_device, py::arg("image"), py::arg("dtype"), py::arg("size"), py::arg("counts"),

@@ -134,6 +134,9 @@ int main() {
           std::printf("hole_contours: offsets and points disagree\n");
           return 1;
         }
+        std::vector<int32_t> grown(labels);
+        grow_labels(make_view(grown.data(), DType::kInt32, {h, w}), make_view(mask.data(), DType::kUInt8, {h, w}), 3);
+        calls += 1;
         std::vector<uint8_t> morphed(h * w);
         for (int32_t radius : {0, 1, 3, 40}) {
           MorphologyOptions mopt;

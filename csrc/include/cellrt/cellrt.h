@@ -4,6 +4,7 @@
 #include "cellrt/contour.h"
 #include "cellrt/fill_holes.h"
 #include "cellrt/filter.h"
+#include "cellrt/grow.h"
 #include "cellrt/histogram.h"
 #include "cellrt/label.h"
 #include "cellrt/measure.h"

@@ -17,7 +17,7 @@ silently.
 from ._backend import BackendUnavailableError, available_backends
 from .filters import (binary_closing, binary_dilation, binary_erosion, binary_opening, box_mean, gaussian_blur,
                       threshold_local)
-from .objects import (fill_holes, instances_from_mask, instances_from_probability, match_instances,
+from .objects import (fill_holes, grow_labels, instances_from_mask, instances_from_probability, match_instances,
                       remove_small_objects, segment)
 from .labeling import contours, feature_names, label, measure
 from .stitch import BLEND_MODES, TileBatch, stitch, tile, tile_origins
@@ -37,6 +37,7 @@ __all__ = [
     "feature_names",
     "fill_holes",
     "gaussian_blur",
+    "grow_labels",
     "histogram",
     "instances_from_mask",
     "instances_from_probability",

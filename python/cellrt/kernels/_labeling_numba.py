@@ -292,3 +292,52 @@ def _hole_contours(labels, num_objects):
 
 def hole_contours(labels, num_objects):
     return _hole_contours(labels, num_objects)
+
+
+@njit(cache=True)
+def _largest_neighbour(labels, y, x):
+    height, width = labels.shape
+    best = 0
+    if x > 0:
+        best = max(best, labels[y, x - 1])
+    if x + 1 < width:
+        best = max(best, labels[y, x + 1])
+    if y > 0:
+        best = max(best, labels[y - 1, x])
+    if y + 1 < height:
+        best = max(best, labels[y + 1, x])
+    return best
+
+
+@njit(cache=True)
+def grow_labels(labels, mask, steps):
+    """In place, as cellrt::grow_labels: synchronous frontier growth."""
+    height, width = labels.shape
+    stamp = np.full((height, width), -1, np.int32)
+    frontier = []
+    for y in range(height):
+        for x in range(width):
+            if labels[y, x] == 0 and mask[y, x] and _largest_neighbour(labels, y, x) > 0:
+                frontier.append((y, x))
+                stamp[y, x] = 0
+    grown = 0
+    for step in range(steps):
+        if len(frontier) == 0:
+            break
+        values = np.empty(len(frontier), np.int32)
+        for i in range(len(frontier)):
+            values[i] = _largest_neighbour(labels, frontier[i][0], frontier[i][1])
+        for i in range(len(frontier)):
+            labels[frontier[i][0], frontier[i][1]] = values[i]
+        grown += len(frontier)
+        following = []
+        for i in range(len(frontier)):
+            y, x = frontier[i]
+            for dy, dx in ((0, -1), (0, 1), (-1, 0), (1, 0)):
+                ny, nx = y + dy, x + dx
+                if 0 <= ny < height and 0 <= nx < width and stamp[ny, nx] != step + 1 and labels[ny, nx] == 0 \
+                        and mask[ny, nx]:
+                    stamp[ny, nx] = step + 1
+                    following.append((ny, nx))
+        frontier = following
+    return grown

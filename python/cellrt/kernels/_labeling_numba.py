@@ -195,6 +195,22 @@ def _trace(labels, lab, sy, sx, out, entry=4):
 
 
 @njit(cache=True)
+def _trace_all(labels, labs, ys, xs, entry):
+    """Borders traced from each start (label, y, x): CSR offsets, xy points and closed lengths."""
+    n = len(labs)
+    empty = np.empty((0, 2), np.int32)
+    offsets = np.zeros(n + 1, np.int64)
+    lengths = np.zeros(n)
+    for i in range(n):
+        count, lengths[i] = _trace(labels, labs[i], ys[i], xs[i], empty, entry)
+        offsets[i + 1] = offsets[i] + count
+    points = np.empty((offsets[-1], 2), np.int32)
+    for i in range(n):
+        _trace(labels, labs[i], ys[i], xs[i], points[offsets[i]:offsets[i + 1]], entry)
+    return offsets, points, lengths
+
+
+@njit(cache=True)
 def _contours(labels, num_objects):
     first = np.full(num_objects + 1, -1, np.int64)
     height, width = labels.shape
@@ -203,18 +219,16 @@ def _contours(labels, num_objects):
             lab = labels[y, x]
             if 0 < lab <= num_objects and first[lab] < 0:
                 first[lab] = y * width + x
-    counts = np.zeros(num_objects + 1, np.int64)
+    present = np.array([lab for lab in range(1, num_objects + 1) if first[lab] >= 0], np.int64)
+    starts = first[present]
+    traced, points, lengths = _trace_all(labels, present, starts // width, starts % width, 4)
+    counts = np.zeros(num_objects + 1, np.int64)   # labels that do not occur have no points
     perimeter = np.zeros(num_objects)
-    empty = np.empty((0, 2), np.int32)
-    for lab in range(1, num_objects + 1):
-        if first[lab] >= 0:
-            counts[lab], perimeter[lab - 1] = _trace(labels, lab, first[lab] // width, first[lab] % width, empty)
+    for i in range(len(present)):
+        counts[present[i]] = traced[i + 1] - traced[i]
+        perimeter[present[i] - 1] = lengths[i]
     offsets = np.zeros(num_objects + 1, np.int64)
     offsets[1:] = np.cumsum(counts[1:])
-    points = np.empty((offsets[-1], 2), np.int32)
-    for lab in range(1, num_objects + 1):
-        if first[lab] >= 0:
-            _trace(labels, lab, first[lab] // width, first[lab] % width, points[offsets[lab - 1]:offsets[lab]])
     return offsets, points, perimeter
 
 
@@ -278,15 +292,10 @@ def _hole_contours(labels, num_objects):
                     starts.append((lab, y0[lab] + y, x0[lab] + x))
                     object_offsets[lab] += 1
                     _flood(state, y, x)
-    empty = np.empty((0, 2), np.int32)
-    point_offsets = np.zeros(len(starts) + 1, np.int64)
-    for h in range(len(starts)):
-        lab, hy, hx = starts[h]
-        point_offsets[h + 1] = point_offsets[h] + _trace(labels, lab, hy, hx - 1, empty, 0)[0]
-    points = np.empty((point_offsets[-1], 2), np.int32)
-    for h in range(len(starts)):
-        lab, hy, hx = starts[h]
-        _trace(labels, lab, hy, hx - 1, points[point_offsets[h]:point_offsets[h + 1]], 0)
+    labs = np.array([start[0] for start in starts], np.int64)
+    ys = np.array([start[1] for start in starts], np.int64)
+    xs = np.array([start[2] - 1 for start in starts], np.int64)   # traced from the object pixel left of the hole
+    point_offsets, points, _ = _trace_all(labels, labs, ys, xs, 0)
     return object_offsets, point_offsets, points
 
 

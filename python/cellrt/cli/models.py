@@ -96,14 +96,11 @@ def run_predict(model_name: str, images: list[str], out: str, backend: str, thre
 
 
 def run_build(args) -> int:
-    from ..pipeline.model import _bundled_root  # noqa: PLC0415
+    from ..pipeline.model import model_folder  # noqa: PLC0415
     from ..runtime import tensorrt as trt_runtime  # noqa: PLC0415
     from ..runtime.manifest import load_manifest  # noqa: PLC0415
 
-    path = Path(args.model)
-    if not (path / "cellrt.json").is_file() and (_bundled_root() / args.model / "cellrt.json").is_file():
-        path = _bundled_root() / args.model
-    manifest = load_manifest(path)
+    manifest = load_manifest(model_folder(args.model))
     min_batch, opt_batch, max_batch = args.batch
     profile = trt_runtime.Profile(min_batch, opt_batch, max_batch, args.tile or manifest.tile_size)
     try:
@@ -157,18 +154,18 @@ def run_quantize(model_name: str, images: list[str], out: str | None, tolerance:
 
     from ..export.int8 import QuantizationError, quantize_int8  # noqa: PLC0415
     from ..pipeline import load_model  # noqa: PLC0415
-    from ..pipeline.model import _bundled_root  # noqa: PLC0415
+    from ..pipeline.model import model_folder  # noqa: PLC0415
+    from ..runtime.manifest import ManifestError  # noqa: PLC0415
 
-    folder = Path(model_name)
-    if not (folder / "cellrt.json").is_file():
-        if not (_bundled_root() / model_name / "cellrt.json").is_file():
-            print(f"cellrt quantize: {model_name!r} is neither a model folder nor a bundled model", file=sys.stderr)
-            return 1
-        if out is None:
-            print(f"cellrt quantize: {model_name!r} is bundled; pass --out DIR for the copy to quantise",
-                  file=sys.stderr)
-            return 2
-        folder = _bundled_root() / model_name
+    try:
+        folder = model_folder(model_name)
+    except (ManifestError, ValueError) as error:
+        print(f"cellrt quantize: {error}", file=sys.stderr)
+        return 1
+    if out is None and folder != Path(model_name):   # a bundled model or an archive's cache folder
+        print(f"cellrt quantize: {model_name!r} is bundled or an archive; pass --out DIR for the copy to quantise",
+              file=sys.stderr)
+        return 2
     if out is not None:
         target = Path(out)
         if target.exists():
@@ -209,15 +206,12 @@ def run_quantize(model_name: str, images: list[str], out: str | None, tolerance:
 
 
 def run_pack(model_name: str, archive: str) -> int:
-    from ..pipeline.model import _bundled_root  # noqa: PLC0415
+    from ..pipeline.model import model_folder  # noqa: PLC0415
     from ..runtime.archive import pack_model  # noqa: PLC0415
     from ..runtime.manifest import ManifestError  # noqa: PLC0415
 
-    folder = Path(model_name)
-    if not (folder / "cellrt.json").is_file() and (_bundled_root() / model_name / "cellrt.json").is_file():
-        folder = _bundled_root() / model_name
     try:
-        path = pack_model(folder, archive)
+        path = pack_model(model_folder(model_name), archive)
     except (ManifestError, ValueError) as error:
         print(f"cellrt pack: {error}", file=sys.stderr)
         return 1

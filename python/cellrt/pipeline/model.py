@@ -341,6 +341,25 @@ class Model:
         return self.finish(prepared, outputs, channel_names=channel_names)
 
 
+def model_folder(name_or_path) -> Path:
+    """The folder of a model given as a folder, a bundled model's name, or an archive (extracted once
+    into the model cache); errors say which of these it is not."""
+    path = Path(name_or_path)
+    from ..runtime.archive import is_model_archive, unpack_model  # noqa: PLC0415
+
+    if is_model_archive(path):
+        return unpack_model(path)
+    if (path / "cellrt.json").is_file():
+        return path
+    bundled = _bundled_root() / str(name_or_path)
+    if (bundled / "cellrt.json").is_file():
+        return bundled
+    if path.exists():
+        raise ManifestError(f"{path}: not a cellrt model folder (no cellrt.json)")
+    raise ValueError(f"load_model: {name_or_path!r} is neither a bundled model ({available_models()}) nor "
+                     f"a model folder")
+
+
 def load_model(name_or_path, backend: str = "auto", **options) -> Model:
     """A bundled model by name (``"nuclei"``, ``"isl-dapi"``), a model folder, or a model archive
     (``.zip`` made by :func:`cellrt.runtime.archive.pack_model` / ``cellrt pack``).
@@ -355,18 +374,4 @@ def load_model(name_or_path, backend: str = "auto", **options) -> Model:
     :func:`cellrt.export.int8.quantize_int8`), ``engine_options`` (passed to
     :func:`cellrt.runtime.build_engine`).
     """
-    path = Path(name_or_path)
-    from ..runtime.archive import is_model_archive, unpack_model  # noqa: PLC0415
-
-    if is_model_archive(path):   # one file: extracted once into the model cache, then verified as a folder
-        path = unpack_model(path)
-    if not (path / "cellrt.json").is_file():
-        bundled = _bundled_root() / str(name_or_path)
-        if (bundled / "cellrt.json").is_file():
-            path = bundled
-        elif path.exists():
-            raise ManifestError(f"{path}: not a cellrt model folder (no cellrt.json)")
-        else:
-            raise ValueError(f"load_model: {name_or_path!r} is neither a bundled model ({available_models()}) nor "
-                             f"a model folder")
-    return Model(load_manifest(path), backend, **options)
+    return Model(load_manifest(model_folder(name_or_path)), backend, **options)

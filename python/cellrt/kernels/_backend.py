@@ -33,6 +33,17 @@ def is_device_array(a) -> bool:
     return hasattr(a, "__cuda_array_interface__")
 
 
+def array_module(array):
+    """numpy, or cupy for device arrays: code written once for both."""
+    if is_device_array(array):
+        import cupy  # noqa: PLC0415 - device arrays come from cupy
+
+        return cupy
+    import numpy  # noqa: PLC0415
+
+    return numpy
+
+
 def resolve(op: str, backend: str, device_input: bool) -> str:
     """Turns ``backend`` into a concrete backend for an input, or raises."""
     if backend not in ("auto",) + BACKENDS:

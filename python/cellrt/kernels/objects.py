@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._backend import array_module
 from .labeling import _as_mask, label
 
 
@@ -56,17 +57,6 @@ def fill_holes(mask, connectivity: int = 8, *, backend: str = "auto") -> np.ndar
         touches_border[edge] = True
     touches_border[0] = True  # label 0 is the foreground itself
     return mask | ~touches_border[background]
-
-
-def array_module(array):
-    """numpy, or cupy for device arrays: the object functions written once for both."""
-    from . import _backend  # noqa: PLC0415
-
-    if _backend.is_device_array(array):
-        import cupy  # noqa: PLC0415 - device arrays come from cupy
-
-        return cupy
-    return np
 
 
 def remove_small_objects(labels, min_area: int) -> tuple[np.ndarray, int]:

@@ -144,9 +144,7 @@ def percentile_normalization(image, percentiles=(1.0, 99.8)) -> tuple[np.ndarray
     lo_q, hi_q = percentiles
     if not (0.0 <= lo_q < hi_q <= 100.0):
         raise ValueError(f"tile: percentiles should satisfy 0 <= lo < hi <= 100, got {percentiles!r}")
-    xp = np
-    if _backend.is_device_array(image):
-        import cupy as xp  # noqa: PLC0415 - GPU extra only
+    xp = _backend.array_module(image)
     scale, offset = [], []
     for channel in image:
         if xp is np and channel.dtype in (np.uint8, np.uint16):

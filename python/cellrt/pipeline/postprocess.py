@@ -11,7 +11,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..kernels.objects import array_module, instances_from_probability, segment
+from ..kernels._backend import array_module
+from ..kernels.objects import instances_from_probability, segment
 from ..kernels.labeling import measure
 
 POSTPROCESSORS: dict[str, Callable] = {}

@@ -9,21 +9,19 @@ then verified like any model folder (every ONNX file against its SHA-256).
 """
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from .._atomic import atomic_path
-from .manifest import MANIFEST_NAME, ManifestError, load_manifest, sha256_file
+from .manifest import MANIFEST_NAME, ManifestError, cache_root, load_manifest, sha256_file
 
 ARCHIVE_SUFFIXES = (".zip",)
 
 
 def models_cache_dir() -> Path:
-    root = os.environ.get("CELLRT_CACHE") or Path.home() / ".cache" / "cellrt"
-    return Path(root) / "models"
+    return cache_root() / "models"
 
 
 def is_model_archive(path) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,12 @@ NORMALIZATIONS = ("none", "percentile", "fixed")
 
 class ManifestError(ValueError):
     """A manifest that is malformed or does not match its model files."""
+
+
+def cache_root() -> Path:
+    """Where cellrt keeps what it derives from models (engines, extracted archives):
+    ``$CELLRT_CACHE`` or ``~/.cache/cellrt``."""
+    return Path(os.environ.get("CELLRT_CACHE") or Path.home() / ".cache" / "cellrt")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

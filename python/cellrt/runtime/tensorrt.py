@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, write_text
-from .manifest import Manifest, load_manifest, sha256_file
+from .manifest import Manifest, cache_root, load_manifest, sha256_file
 
 FLAVOURS = ("tensorrt", "tensorrt_rtx")
 PRECISIONS = ("fp16", "fp32")
@@ -57,8 +56,7 @@ def import_tensorrt(flavour: str = "auto"):
 
 def cache_dir() -> Path:
     """Engine cache: ``$CELLRT_CACHE/engines`` or ``~/.cache/cellrt/engines``."""
-    root = os.environ.get("CELLRT_CACHE") or Path.home() / ".cache" / "cellrt"
-    return Path(root) / "engines"
+    return cache_root() / "engines"
 
 
 def current_compute_capability() -> str | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plate import well_position
+from .plate import row_name, well_position
 
 IMAGE_FORMATS = ("tiff", "ome-zarr")
 NGFF_VERSION = "0.4"
@@ -90,14 +90,14 @@ class FieldImageWriter:
         columns = sorted({p[1] for p in positions.values()})
         plate.attrs.put({"plate": {
             "version": NGFF_VERSION, "name": self._plate_name,
-            "rows": [{"name": _row_name(r)} for r in rows], "columns": [{"name": str(c + 1)} for c in columns],
+            "rows": [{"name": row_name(r)} for r in rows], "columns": [{"name": str(c + 1)} for c in columns],
             "wells": [{"path": self._well_path(w), "rowIndex": rows.index(positions[w][0]),
                        "columnIndex": columns.index(positions[w][1])} for w in self._wells]}})
 
     @staticmethod
     def _well_path(well: str) -> str:
         row, column = well_position(well)
-        return f"{_row_name(row)}/{column + 1}"
+        return f"{row_name(row)}/{column + 1}"
 
     def _scale(self, ndim: int) -> list[float]:
         size = float(self.pixel_size_um or 1.0)
@@ -146,8 +146,3 @@ class FieldImageWriter:
         # The well lists its fields last, once they are all there.
         well_group.attrs.put({"well": {"version": NGFF_VERSION,
                                        "images": [{"path": str(number)} for number, _ in fields]}})
-
-
-def _row_name(row: int) -> str:
-    from .plate import format_well  # noqa: PLC0415
-    return format_well(row, 0)[:-2]

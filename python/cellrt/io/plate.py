@@ -111,14 +111,19 @@ def well_sort_key(well: str):
     return (0, position, well) if position is not None else (1, (0, 0), well)
 
 
-def format_well(row: int, column: int) -> str:
-    """(1, 2) -> 'B03'; rows past Z continue AA, AB... (1536-well plates)."""
+def row_name(row: int) -> str:
+    """1 -> 'B'; rows past Z continue AA, AB... (1536-well plates)."""
     letters = ""
     row += 1
     while row:
         row, rest = divmod(row - 1, 26)
         letters = ROW_LETTERS[rest] + letters
-    return f"{letters}{column + 1:02d}"
+    return letters
+
+
+def format_well(row: int, column: int) -> str:
+    """(1, 2) -> 'B03'."""
+    return f"{row_name(row)}{column + 1:02d}"
 
 
 def pattern_regex(pattern: str) -> re.Pattern:

@@ -328,10 +328,10 @@ def write_thumbnail(path: Path, image: np.ndarray, labels: np.ndarray) -> None:
     import matplotlib.image  # noqa: PLC0415
 
     from .._atomic import atomic_path  # noqa: PLC0415
+    from ..kernels.stitch import percentile_normalization  # noqa: PLC0415
 
-    image = np.asarray(image, np.float32)
-    lo, hi = np.percentile(image, (1.0, 99.8))
-    grey = np.clip((image - lo) / max(float(hi - lo), 1e-12), 0, 1)
+    scale, offset = percentile_normalization(np.asarray(image)[None], (1.0, 99.8))
+    grey = np.clip((np.asarray(image, np.float32) - offset[0]) * scale[0], 0, 1)
     # An object pixel with a 4-neighbour of another label (or background) is on its outline.
     edge = np.zeros(labels.shape, bool)
     across = labels[:, 1:] != labels[:, :-1]
@@ -348,7 +348,6 @@ def write_thumbnail(path: Path, image: np.ndarray, labels: np.ndarray) -> None:
         edge = edge[:h, :w].reshape(h // step, step, w // step, step).any(axis=(1, 3))
     rgb = np.repeat(grey[..., None], 3, axis=2)
     rgb[edge] = (1.0, 0.85, 0.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         matplotlib.image.imsave(tmp, rgb, format="png")
 

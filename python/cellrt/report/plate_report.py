@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, write_text
-from ..io.plate import format_well, well_position
+from ..io.plate import row_name, well_position
 from ..io.tables import read_table
 
 STAGE_COLOURS = {"read": "#8da0cb", "tile": "#66c2a5", "infer": "#fc8d62", "stitch": "#e78ac3",
@@ -41,7 +41,7 @@ def _plate_heatmap(values: dict, geometry, title: str, unit: str, cmap: str = "v
     colours = plt.get_cmap(cmap).with_extremes(bad="#eeeeee")
     image = ax.imshow(masked, cmap=colours, aspect="equal")
     ax.set_xticks(range(columns), [str(c + 1) for c in range(columns)], fontsize=7)
-    ax.set_yticks(range(rows), [format_well(r, 0)[:-2] for r in range(rows)], fontsize=7)
+    ax.set_yticks(range(rows), [row_name(r) for r in range(rows)], fontsize=7)
     ax.tick_params(length=0)
     ax.set_title(title, fontsize=10)
     finite = grid[np.isfinite(grid)]

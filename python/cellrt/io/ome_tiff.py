@@ -114,8 +114,10 @@ def _plane_index(order: str, sizes: dict, z: int, c: int, t: int) -> int:
     return index
 
 
-def _image_planes(image, base: Path, where: str, page_counts: dict) -> tuple[list[str], dict[str, PlaneRef]]:
-    """Channel names and, per channel, the page holding its (z=0, t=0) plane."""
+def _image_planes(image, base: Path, default_file: Path | None, where: str,
+                  page_counts: dict) -> tuple[list[str], dict[str, PlaneRef]]:
+    """Channel names and, per channel, the page holding its (z=0, t=0) plane. TiffData without a UUID
+    refers to ``default_file`` (the file the XML came from; None for a companion file)."""
     pixels = _child(image, "Pixels")
     if pixels is None:
         raise PlateError(f"{where}: Image has no Pixels element")
@@ -133,11 +135,9 @@ def _image_planes(image, base: Path, where: str, page_counts: dict) -> tuple[lis
     found: dict[str, PlaneRef] = {}
     for tiff_data in _children(pixels, "TiffData"):
         uuid = _child(tiff_data, "UUID")
-        file = base / uuid.get("FileName") if uuid is not None and uuid.get("FileName") else None
+        file = base / uuid.get("FileName") if uuid is not None and uuid.get("FileName") else default_file
         if file is None:
-            file = page_counts["__default__"]
-            if file is None:
-                raise PlateError(f"{where}: a TiffData element has no UUID FileName, which a companion file needs")
+            raise PlateError(f"{where}: a TiffData element has no UUID FileName, which a companion file needs")
         ifd = int(tiff_data.get("IFD", "0"))
         if tiff_data.get("PlaneCount") is not None:
             count = int(tiff_data.get("PlaneCount"))
@@ -204,7 +204,7 @@ def _plate_from_xml(root, xml_file: Path, data_file: Path, folder: Path, name: s
     images = {image.get("ID"): image for image in _children(root, "Image")}
     # TiffData without a UUID refers to the file the XML came from (the data file for a companion: none).
     default_file = data_file if not xml_file.name.lower().endswith(".companion.ome") else None
-    page_counts: dict = {"__default__": default_file}
+    page_counts: dict = {}   # file -> number of pages, read once
     sources, channels = [], None
     for well in _children(plate, "Well"):
         try:
@@ -218,7 +218,7 @@ def _plate_from_xml(root, xml_file: Path, data_file: Path, folder: Path, name: s
             where = f"{xml_file} (well {well_name}, field {number})"
             if ref is None or ref.get("ID") not in images:
                 raise PlateError(f"{where}: WellSample has no ImageRef to an Image of this file")
-            names, planes = _image_planes(images[ref.get("ID")], folder, where, page_counts)
+            names, planes = _image_planes(images[ref.get("ID")], folder, default_file, where, page_counts)
             if channels is None:
                 channels = names
             elif names != channels:

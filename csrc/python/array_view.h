@@ -64,4 +64,12 @@ inline TensorView device_view(uintptr_t ptr, int32_t dtype, const std::vector<in
   return v;
 }
 
+// A C-contiguous device array described by its shape alone.
+inline TensorView contiguous_device_view(uintptr_t ptr, int32_t dtype, const std::vector<int64_t>& shape,
+                                         const char* name) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (int i = static_cast<int>(shape.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * shape[i + 1];
+  return device_view(ptr, dtype, shape, strides, name);
+}
+
 }  // namespace cellrt::python

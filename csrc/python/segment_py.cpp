@@ -90,9 +90,8 @@ py::array_t<float> filter_by_lines_host(const py::array& image, int op, double a
 
 void filter_device(int op, uintptr_t image, uintptr_t out, const std::vector<int64_t>& shape, double a, double b,
                    int border, uintptr_t stream) {
-  const std::vector<int64_t> strides{shape.size() == 2 ? shape[1] : 1, 1};
-  const TensorView in = device_view(image, static_cast<int32_t>(DType::kFloat32), shape, strides, "image");
-  const TensorView dst = device_view(out, static_cast<int32_t>(DType::kFloat32), shape, strides, "out");
+  const TensorView in = contiguous_device_view(image, static_cast<int32_t>(DType::kFloat32), shape, "image");
+  const TensorView dst = contiguous_device_view(out, static_cast<int32_t>(DType::kFloat32), shape, "out");
   const FilterOptions o = filter_options(border, 0);
   py::gil_scoped_release release;
   if (op == 0)
@@ -103,8 +102,7 @@ void filter_device(int op, uintptr_t image, uintptr_t out, const std::vector<int
 
 int64_t contours_device(uintptr_t labels, const std::vector<int64_t>& shape, int64_t num_objects, uintptr_t offsets,
                         uintptr_t points, uintptr_t perimeter, uintptr_t stream) {
-  const std::vector<int64_t> strides{shape.size() == 2 ? shape[1] : 1, 1};
-  const TensorView lab = device_view(labels, static_cast<int32_t>(DType::kInt32), shape, strides, "labels");
+  const TensorView lab = contiguous_device_view(labels, static_cast<int32_t>(DType::kInt32), shape, "labels");
   py::gil_scoped_release release;
   return contours(lab, num_objects, reinterpret_cast<int64_t*>(offsets), reinterpret_cast<int32_t*>(points),
                   reinterpret_cast<double*>(perimeter), ContourOptions{}, reinterpret_cast<void*>(stream));
@@ -112,17 +110,16 @@ int64_t contours_device(uintptr_t labels, const std::vector<int64_t>& shape, int
 
 void fill_holes_device(uintptr_t mask, uintptr_t out, const std::vector<int64_t>& shape, int connectivity,
                        uintptr_t stream) {
-  const std::vector<int64_t> strides{shape.size() == 2 ? shape[1] : 1, 1};
-  const TensorView in = device_view(mask, static_cast<int32_t>(DType::kUInt8), shape, strides, "mask");
-  const TensorView dst = device_view(out, static_cast<int32_t>(DType::kUInt8), shape, strides, "out");
+  const TensorView in = contiguous_device_view(mask, static_cast<int32_t>(DType::kUInt8), shape, "mask");
+  const TensorView dst = contiguous_device_view(out, static_cast<int32_t>(DType::kUInt8), shape, "out");
   py::gil_scoped_release release;
   fill_holes(in, dst, connectivity, reinterpret_cast<void*>(stream));
 }
 
 void histogram_device(uintptr_t image, int32_t dtype, int64_t size, uintptr_t counts, uintptr_t stream) {
-  const TensorView in = device_view(image, dtype, {size}, {1}, "image");
+  const TensorView in = contiguous_device_view(image, dtype, {size}, "image");
   const int64_t bins = static_cast<DType>(dtype) == DType::kUInt8 ? 256 : 65536;
-  const TensorView out = device_view(counts, static_cast<int32_t>(DType::kInt64), {bins}, {1}, "counts");
+  const TensorView out = contiguous_device_view(counts, static_cast<int32_t>(DType::kInt64), {bins}, "counts");
   py::gil_scoped_release release;
   histogram(in, out, 0, reinterpret_cast<void*>(stream));
 }
@@ -162,9 +159,8 @@ py::array_t<uint8_t> binary_morphology_host(const py::array& mask, int radius, i
 
 void binary_morphology_device(uintptr_t mask, uintptr_t out, const std::vector<int64_t>& shape, int radius,
                               int footprint, bool dilate, uintptr_t stream) {
-  const std::vector<int64_t> strides{shape.size() == 2 ? shape[1] : 1, 1};
-  const TensorView in = device_view(mask, static_cast<int32_t>(DType::kUInt8), shape, strides, "mask");
-  const TensorView dst = device_view(out, static_cast<int32_t>(DType::kUInt8), shape, strides, "out");
+  const TensorView in = contiguous_device_view(mask, static_cast<int32_t>(DType::kUInt8), shape, "mask");
+  const TensorView dst = contiguous_device_view(out, static_cast<int32_t>(DType::kUInt8), shape, "out");
   py::gil_scoped_release release;
   binary_morphology(in, dst, radius, dilate, morphology_options(footprint, 0), reinterpret_cast<void*>(stream));
 }
@@ -237,8 +233,7 @@ py::tuple hole_contours_host(const py::array& labels, int64_t num_objects, int n
 
 py::tuple hole_contours_device(uintptr_t labels, const std::vector<int64_t>& shape, int64_t num_objects,
                                uintptr_t stream) {
-  const std::vector<int64_t> strides{shape.size() == 2 ? shape[1] : 1, 1};
-  const TensorView lab = device_view(labels, static_cast<int32_t>(DType::kInt32), shape, strides, "labels");
+  const TensorView lab = contiguous_device_view(labels, static_cast<int32_t>(DType::kInt32), shape, "labels");
   HoleContours holes;
   {
     py::gil_scoped_release release;
@@ -249,9 +244,8 @@ py::tuple hole_contours_device(uintptr_t labels, const std::vector<int64_t>& sha
 
 int64_t label_device(uintptr_t mask, const std::vector<int64_t>& shape, uintptr_t labels, int connectivity,
                      uintptr_t stream) {
-  const std::vector<int64_t> strides{shape.size() == 2 ? shape[1] : 1, 1};
-  const TensorView in = device_view(mask, static_cast<int32_t>(DType::kUInt8), shape, strides, "mask");
-  const TensorView out = device_view(labels, static_cast<int32_t>(DType::kInt32), shape, strides, "labels");
+  const TensorView in = contiguous_device_view(mask, static_cast<int32_t>(DType::kUInt8), shape, "mask");
+  const TensorView out = contiguous_device_view(labels, static_cast<int32_t>(DType::kInt32), shape, "labels");
   LabelOptions o;
   o.connectivity = connectivity;
   py::gil_scoped_release release;
@@ -262,10 +256,9 @@ int64_t measure_device(uintptr_t labels, const std::vector<int64_t>& shape, int6
                        int32_t image_dtype, const std::vector<int64_t>& image_shape,
                        const std::vector<int64_t>& image_strides, uintptr_t features, int64_t columns,
                        uintptr_t stream) {
-  const TensorView lab = device_view(labels, static_cast<int32_t>(DType::kInt32), shape,
-                                     {shape.size() == 2 ? shape[1] : 1, 1}, "labels");
-  const TensorView feat = device_view(features, static_cast<int32_t>(DType::kFloat64), {num_objects, columns},
-                                      {columns, 1}, "features");
+  const TensorView lab = contiguous_device_view(labels, static_cast<int32_t>(DType::kInt32), shape, "labels");
+  const TensorView feat =
+      contiguous_device_view(features, static_cast<int32_t>(DType::kFloat64), {num_objects, columns}, "features");
   TensorView inten;
   if (image != 0) inten = device_view(image, image_dtype, image_shape, image_strides, "intensities");
   py::gil_scoped_release release;

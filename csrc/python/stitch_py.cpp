@@ -75,9 +75,7 @@ int64_t tile_device(uintptr_t image, int32_t image_dtype, const std::vector<int6
                     int32_t tiles_dtype, const std::vector<int64_t>& tiles_shape, const Floats& scale,
                     const Floats& offset, uintptr_t stream) {
   const TensorView in = device_view(image, image_dtype, image_shape, image_strides, "image");
-  std::vector<int64_t> strides(tiles_shape.size(), 1);
-  for (int i = static_cast<int>(tiles_shape.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * tiles_shape[i + 1];
-  const TensorView out = device_view(tiles, tiles_dtype, tiles_shape, strides, "tiles");
+  const TensorView out = contiguous_device_view(tiles, tiles_dtype, tiles_shape, "tiles");
   TileOptions o;
   o.scale = scale.data();
   o.offset = offset.data();
@@ -92,9 +90,7 @@ py::tuple stitch_device(uintptr_t tiles, int32_t tiles_dtype, const std::vector<
                         int overlap_x, float sigma_scale, int activation, bool argmax, float fill_value,
                         uintptr_t stream) {
   const TensorView in = device_view(tiles, tiles_dtype, tiles_shape, tiles_strides, "tiles");
-  std::vector<int64_t> strides(out_shape.size(), 1);
-  for (int i = static_cast<int>(out_shape.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * out_shape[i + 1];
-  const TensorView dst = device_view(out, out_dtype, out_shape, strides, "out");
+  const TensorView dst = contiguous_device_view(out, out_dtype, out_shape, "out");
   const int64_t* org = origins_ptr(origins, tiles_shape.empty() ? 0 : tiles_shape[0]);
   const StitchOptions o = stitch_options(blend, overlap_y, overlap_x, sigma_scale, activation, argmax, fill_value, 0);
   StitchResult r;

@@ -72,15 +72,21 @@ void box_mean(const TensorView& image, const TensorView& out, int32_t size_y, in
 
 namespace detail {
 
+std::vector<float> gaussian_taps(double sigma, double truncate) {
+  const int32_t radius = sigma > 0 ? gaussian_radius(sigma, truncate) : 0;
+  std::vector<float> w(radius == 0 ? 0 : 2 * static_cast<size_t>(radius) + 1);
+  if (radius > 0) gaussian_weights(sigma, radius, w.data());
+  return w;
+}
+
 void gaussian_blur_by_lines(const float* image, float* out, int32_t height, int32_t width, double sigma,
                             double truncate, int32_t mode) {
-  const int32_t radius = sigma > 0 ? gaussian_radius(sigma, truncate) : 0;
-  if (radius == 0) {
+  const std::vector<float> w = gaussian_taps(sigma, truncate);
+  if (w.empty()) {
     std::copy(image, image + int64_t{height} * width, out);
     return;
   }
-  std::vector<float> w(2 * static_cast<size_t>(radius) + 1);
-  gaussian_weights(sigma, radius, w.data());
+  const auto radius = static_cast<int32_t>(w.size() / 2);
   std::vector<float> tmp(static_cast<size_t>(height) * width);
   for (int32_t y = 0; y < height; ++y) gaussian_row_pass(image, tmp.data(), height, width, y, radius, w.data(), mode);
   for (int32_t x = 0; x < width; ++x) gaussian_column_pass(tmp.data(), out, height, width, x, radius, w.data(), mode);

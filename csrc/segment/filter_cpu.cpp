@@ -34,14 +34,13 @@ void gaussian_blur_cpu(const TensorView& image, const TensorView& out, double si
   const int32_t height = static_cast<int32_t>(image.shape[0]), width = static_cast<int32_t>(image.shape[1]);
   const auto* in = static_cast<const float*>(image.data);
   auto* dst = static_cast<float*>(out.data);
-  const int32_t radius = sigma > 0 ? gaussian_radius(sigma, truncate) : 0;
-  if (radius == 0 || height == 0 || width == 0) {
+  const std::vector<float> w = gaussian_taps(sigma, truncate);
+  if (w.empty() || height == 0 || width == 0) {
     std::copy(in, in + int64_t{height} * width, dst);
     return;
   }
-  const int32_t taps = 2 * radius + 1, mode = static_cast<int32_t>(options.border);
-  std::vector<float> w(taps);
-  gaussian_weights(sigma, radius, w.data());
+  const auto taps = static_cast<int32_t>(w.size());
+  const int32_t radius = taps / 2, mode = static_cast<int32_t>(options.border);
   const int workers = workers_for(height, options.num_threads);
   parallel_for(workers, workers, [&](int64_t wb, int64_t we) {
     std::vector<float> ext(width + 2 * radius);

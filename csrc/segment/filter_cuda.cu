@@ -48,14 +48,13 @@ unsigned blocks(int32_t n) { return static_cast<unsigned>((n + kThreads - 1) / k
 void gaussian_blur_cuda(const float* image, float* out, int32_t height, int32_t width, double sigma, double truncate,
                         int32_t mode, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
-  const int32_t radius = sigma > 0 ? gaussian_radius(sigma, truncate) : 0;
-  if (radius == 0) {
+  const std::vector<float> weights = gaussian_taps(sigma, truncate);
+  if (weights.empty()) {
     CELLRT_CUDA_CHECK(cudaMemcpyAsync(out, image, static_cast<size_t>(height) * width * sizeof(float),
                                       cudaMemcpyDeviceToDevice, s));
     return;
   }
-  std::vector<float> weights(2 * static_cast<size_t>(radius) + 1);
-  gaussian_weights(sigma, radius, weights.data());
+  const auto radius = static_cast<int32_t>(weights.size() / 2);
   StreamBuffer<float> w(weights.size(), s);
   StreamBuffer<float> tmp(static_cast<size_t>(height) * width, s);
   // Pageable source: the copy is staged before cudaMemcpyAsync returns.

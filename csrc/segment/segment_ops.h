@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "cellrt/contour.h"
 #include "cellrt/filter.h"
@@ -33,6 +34,10 @@ void binary_morphology_cpu(const uint8_t* mask, uint8_t* out, int32_t height, in
                            bool dilate, const int16_t* half_widths, int32_t num_threads);
 void binary_morphology_cuda(const uint8_t* mask, uint8_t* out, int32_t height, int32_t width, int32_t radius,
                             bool dilate, const int16_t* half_widths, void* stream);
+
+// The gaussian's weights w[0 .. 2r] (radius r = (size - 1) / 2); empty when the
+// radius is 0 (sigma 0 or truncated to nothing: the blur is a copy).
+std::vector<float> gaussian_taps(double sigma, double truncate);
 
 void gaussian_blur_cuda(const float* image, float* out, int32_t height, int32_t width, double sigma, double truncate,
                         int32_t mode, void* stream);

@@ -15,6 +15,7 @@ as the FP32 model's - and recorded with the command in the manifest's
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -67,7 +68,6 @@ def main(argv=None) -> int:
         metrics = bundle.evaluate_isl(folder, args.data, precision="int8")
     manifest = load_manifest(folder)
     int8 = dict(manifest.int8, metrics=metrics)
-    import dataclasses  # noqa: PLC0415
     write_manifest(folder, dataclasses.replace(manifest, int8=int8))
     print(json.dumps({"int8": int8}, indent=2))
     return 0

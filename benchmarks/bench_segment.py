@@ -32,6 +32,7 @@ centroids are checked equal across all three.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -45,7 +46,8 @@ from cellrt.kernels import (available_backends, binary_opening, contours, fill_h
                             measure, threshold)
 
 THREADS = 2
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018_fluo" / "images"
+DATA = Path(os.environ.get("CELLRT_SHARED_DATA")
+            or Path(__file__).resolve().parents[2] / "shared" / "data") / "dsb2018_fluo" / "images"
 
 
 def nuclei_field(side: int) -> np.ndarray:

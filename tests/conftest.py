@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,9 @@ import pytest
 import cellrt
 from cellrt.kernels import available_backends
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# CELLRT_SHARED_DATA points elsewhere (a copy beside a checkout on another machine).
+SHARED_DATA = Path(os.environ.get("CELLRT_SHARED_DATA")
+                   or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 HOST_BACKENDS = [b for b in ("cpu", "numba") if b in available_backends()]
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU, nvcc and cupy: build cellrt for that GPU,
+# run every CUDA test, the GPU benchmark and a compute-sanitizer pass over
+# the CUDA kernels. Logs go to $OUT (default /tmp/cellrt-gpu-check).
+#
+#   CELLRT_SHARED_DATA=/path/to/shared/data tools/gpu_check.sh
+#
+# A folder .devdata (a copy of shared/data) or .whl (extra wheels, e.g.
+# MONAI for the peer column) in the checkout is used when present.
+set -u
+OUT=${OUT:-/tmp/cellrt-gpu-check}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')
+if [ -d .whl ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/cellrt-site .whl/*.whl \
+        && export PYTHONPATH=/tmp/cellrt-site
+fi
+if [ -d .devdata ]; then export CELLRT_SHARED_DATA=$PWD/.devdata; fi
+
+start=$(date +%s)
+"$PY" -m pip install --no-build-isolation --no-deps -q -Cbuild-dir=build/gpu \
+    -Ccmake.define.CMAKE_CUDA_ARCHITECTURES="$arch" -Ccmake.define.CELLRT_ENABLE_CUDA=ON . >"$OUT/build.log" 2>&1
+status=$?
+echo "build for sm_$arch: exit $status in $(( $(date +%s) - start )) s"
+if [ $status -ne 0 ]; then tail -60 "$OUT/build.log"; exit 1; fi
+(cd /tmp && "$PY" -m cellrt doctor)
+
+# Only the files holding CUDA tests: the rest need packages a GPU image may lack.
+timeout 300 "$PY" -m pytest -q -rs -m cuda -p no:cacheprovider \
+    tests/test_build.py tests/test_stitch.py tests/test_segment.py tests/test_filters.py \
+    tests/test_runtime.py tests/test_device_glue.py 2>&1 | tee "$OUT/pytest_cuda.log" | tail -80
+
+timeout 240 "$PY" benchmarks/bench_cuda.py --repeats 10 2>&1 | tee "$OUT/bench_cuda.log"
+
+if command -v compute-sanitizer >/dev/null; then
+    timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 "$PY" tools/gpu_smoke.py \
+        >"$OUT/memcheck.log" 2>&1
+    echo "compute-sanitizer memcheck: exit $?"; tail -25 "$OUT/memcheck.log"
+fi

@@ -184,6 +184,19 @@ def segment_part(side, repeats, records, rows):
             "OpenCV chain": opencv_chain,
         },
     }
+    # Where the device chain spends its time: each step alone, on its real input.
+    d_mask_f = fill_holes(d_field > threshold(d_field, "otsu"))
+    d_open = binary_opening(d_mask_f, 1, "square")
+    d_labels, d_count = label(d_open, 8)
+    groups["chain steps on cuda"] = {
+        "threshold (otsu)": synced(lambda: d_field > threshold(d_field, "otsu")),
+        "fill_holes": synced(lambda: fill_holes(d_mask)),
+        "binary_opening 3x3": synced(lambda: binary_opening(d_mask_f, 1, "square")),
+        "label": synced(lambda: label(d_open, 8)),
+        "measure": synced(lambda: measure(d_labels, d_field, num_objects=d_count)),
+        "contours": synced(lambda: contours(d_labels, num_objects=d_count)),
+        "cellrt cuda": synced(lambda: chain(d_field)),
+    }
     for part, contenders in groups.items():
         timings = time_interleaved(contenders, repeats)
         for name, t in timings.items():

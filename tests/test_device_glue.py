@@ -218,6 +218,28 @@ def test_device_kernels_marshal_arrays_as_the_bindings_expect(fake_device, dsb_d
             np.testing.assert_array_equal(a.get(), b)
 
 
+def test_tile_and_stitch_fill_caller_device_buffers(fake_device, isl_dir):
+    """The plate path reuses one tile batch and one field buffer per shape on the GPU too."""
+    from cellrt import kernels
+
+    cp = fake_device
+    image = tifffile.imread(isl_dir / "dapi.tif")[None, :300, :420].astype(np.float32)
+    host = kernels.tile(image, 128, 0.25, backend="cpu")
+    tiles_buf = cp.asarray(np.full(host.tiles.shape, np.nan, np.float32))
+    batch = kernels.tile(cp.asarray(image), 128, 0.25, out=tiles_buf)
+    assert batch.tiles is tiles_buf
+    np.testing.assert_array_equal(tiles_buf.get(), host.tiles)
+    field_buf = cp.asarray(np.full(image.shape, np.nan, np.float32))
+    field = kernels.stitch(batch.tiles, batch.origins, image.shape, overlap=0.25, blend="linear", out=field_buf)
+    assert field is field_buf
+    np.testing.assert_array_equal(field_buf.get(), kernels.stitch(host.tiles, host.origins, image.shape,
+                                                                  overlap=0.25, blend="linear", backend="cpu"))
+    with pytest.raises(ValueError, match=r"stitch: out should be a C-contiguous device \(cupy\) float32"):
+        kernels.stitch(batch.tiles, batch.origins, image.shape, out=np.empty(image.shape, np.float32))
+    with pytest.raises(ValueError, match=r"tile: out should be .* shape \(15, 1, 128, 128\)"):
+        kernels.tile(cp.asarray(image), 128, 0.25, out=cp.asarray(np.empty((3, 1, 128, 128), np.float32)))
+
+
 def test_semantic_post_processing_stays_on_the_device(fake_device, dsb_dir):
     from cellrt.kernels import instances_from_probability
     from cellrt.training import data as training_data

@@ -315,7 +315,7 @@ def test_tile_fills_a_reused_buffer(backend, rng):
     assert batch.tiles is buffer
     np.testing.assert_array_equal(buffer, tile(image, 32, 8, dtype=np.float16, backend=backend).tiles)
     with pytest.raises(ValueError, match=r"tile: out should be a writable C-contiguous float32 array of shape "
-                                         r"\(12, 2, 32, 32\), got float16"):
+                                         r"\(12, 2, 32, 32\) for the \w+ backend, got float16"):
         tile(image, 32, 8, out=buffer, backend=backend)
 
 
@@ -579,3 +579,18 @@ def test_cuda_reports_uncovered_and_nonfinite():
     tiles[0, 0, 1, 1] = cp.nan
     with pytest.raises(ValueError, match=r"1 blended values are NaN or inf"):
         stitch(tiles, [[0, 0]], (8, 8))
+
+
+@needs_cuda
+def test_cuda_fills_caller_buffers(rng):
+    import cupy as cp
+
+    image = rng.random((2, 300, 200)).astype(np.float32)
+    host = tile(image, 64, 0.25, dtype=np.float16, backend="cpu")
+    tiles_buf = cp.full(host.tiles.shape, cp.nan, cp.float16)
+    batch = tile(cp.asarray(image), 64, 0.25, dtype=np.float16, out=tiles_buf)
+    assert batch.tiles is tiles_buf
+    np.testing.assert_array_equal(cp.asnumpy(tiles_buf), host.tiles)
+    field_buf = cp.full(image.shape, cp.nan, cp.float32)
+    assert stitch(batch.tiles, batch.origins, image.shape, out=field_buf) is field_buf
+    np.testing.assert_array_equal(cp.asnumpy(field_buf), stitch(host.tiles, host.origins, image.shape, backend="cpu"))

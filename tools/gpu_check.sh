@@ -26,10 +26,10 @@ start=$(date +%s)
 status=$?
 echo "build for sm_$arch: exit $status in $(( $(date +%s) - start )) s"
 if [ $status -ne 0 ]; then tail -60 "$OUT/build.log"; exit 1; fi
-(cd /tmp && "$PY" -m cellrt doctor)
+(cd /tmp && "$PY" -X faulthandler -m cellrt doctor)
 
 # Only the files holding CUDA tests: the rest need packages a GPU image may lack.
-timeout 300 "$PY" -m pytest -q -rs -m cuda -p no:cacheprovider \
+timeout 300 "$PY" -m pytest -q -rs -m cuda -p no:cacheprovider -p no:logging \
     tests/test_build.py tests/test_stitch.py tests/test_segment.py tests/test_filters.py \
     tests/test_runtime.py tests/test_device_glue.py 2>&1 | tee "$OUT/pytest_cuda.log" | tail -80
 

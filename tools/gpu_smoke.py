@@ -34,6 +34,7 @@ def main() -> int:
         for blend in ("constant", "linear", "cosine", "gaussian", "crop"):
             for activation in (None, "sigmoid", "softmax", "argmax"):
                 kw = {"argmax": True} if activation == "argmax" else {"activation": activation}
+                kw["overlap"] = 0.25
                 want = stitch(host.tiles, host.origins, image.shape, blend=blend, backend="cpu", **kw)
                 got = stitch(dev.tiles, dev.origins, image.shape, blend=blend, **kw)
                 checks.append(same(f"stitch {blend} {activation} {np.dtype(dtype).name}", got, want,

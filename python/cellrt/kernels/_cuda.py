@@ -36,10 +36,11 @@ def _stream() -> int:
     return int(cp.cuda.get_current_stream().ptr)
 
 
-def tile(image, origins, tile_h, tile_w, scale, offset, dtype):
+def tile(image, origins, tile_h, tile_w, scale, offset, dtype, out=None):
     image = cp.asarray(image)
     ptr, code, shape, strides = _describe(image)
-    out = cp.empty((origins.shape[0], shape[0], tile_h, tile_w), dtype)
+    if out is None:
+        out = cp.empty((origins.shape[0], shape[0], tile_h, tile_w), dtype)
     out_ptr, out_code, out_shape, _ = _describe(out)
     nonfinite = _core.tile_cuda(ptr, code, shape, strides, origins, out_ptr, out_code, out_shape,
                                 scale, offset, _stream())
@@ -47,10 +48,11 @@ def tile(image, origins, tile_h, tile_w, scale, offset, dtype):
 
 
 def stitch(tiles, origins, out_shape, out_dtype, mode, overlap_y, overlap_x, sigma_scale, activation, argmax,
-           fill_value):
+           fill_value, out=None):
     tiles = cp.asarray(tiles)
     ptr, code, shape, strides = _describe(tiles)
-    out = cp.empty(out_shape, out_dtype)
+    if out is None:
+        out = cp.empty(out_shape, out_dtype)
     out_ptr, out_code, _, _ = _describe(out)
     uncovered, nonfinite = _core.stitch_cuda(ptr, code, shape, strides, origins, out_ptr, out_code,
                                              list(out_shape), mode, overlap_y, overlap_x, float(sigma_scale),

@@ -227,8 +227,9 @@ def tile(image, tile_size, overlap=0.25, *, dtype=np.float32, normalize=None, pe
         CPU threads for the ``cpu`` backend (0: all cores).
     out : ndarray, optional
         Preallocated C-contiguous ``[N, C, th, tw]`` array of ``dtype`` to
-        fill (host backends). Reusing one buffer per batch avoids the page
-        faults of a fresh allocation, which cost as much as the tiling.
+        fill: numpy for the host backends, cupy for ``cuda``. Reusing one
+        buffer per batch avoids the page faults of a fresh allocation,
+        which cost as much as the tiling.
 
     Returns
     -------
@@ -271,7 +272,7 @@ def tile(image, tile_size, overlap=0.25, *, dtype=np.float32, normalize=None, pe
     if chosen == "cuda":
         from . import _cuda  # noqa: PLC0415 - needs cupy
 
-        tiles, nonfinite = _cuda.tile(image, origins, th, tw, scale_c, offset_c, dtype)
+        tiles, nonfinite = _cuda.tile(image, origins, th, tw, scale_c, offset_c, dtype, out)
     elif chosen == "cpu":
         from .._build import _core  # noqa: PLC0415
 
@@ -366,7 +367,8 @@ def stitch(tiles, origins, image_shape, *, overlap=None, blend="gaussian", sigma
         CPU threads for the ``cpu`` backend (0: all cores).
     out : array, optional
         Preallocated C-contiguous output (``(C, H, W)`` float32, or
-        ``(H, W)`` int32 with ``argmax``); host backends only.
+        ``(H, W)`` int32 with ``argmax``): numpy for the host backends,
+        cupy for ``cuda``.
 
     Returns
     -------
@@ -418,7 +420,7 @@ def stitch(tiles, origins, image_shape, *, overlap=None, blend="gaussian", sigma
         from . import _cuda  # noqa: PLC0415
 
         result, uncovered, nonfinite = _cuda.stitch(tiles, origins, out_shape, out_dtype, mode, oy, ox,
-                                                           sigma_scale, act, argmax, fill)
+                                                    sigma_scale, act, argmax, fill, out)
     elif chosen == "cpu":
         from .._build import _core  # noqa: PLC0415
 
@@ -450,12 +452,17 @@ def stitch(tiles, origins, image_shape, *, overlap=None, blend="gaussian", sigma
 def _check_out(op: str, out, shape, dtype, backend: str) -> None:
     if out is None:
         return
+    on_device = _backend.is_device_array(out)
     if backend == "cuda":
-        raise ValueError(f"{op}: out= is for host backends; the cuda backend allocates its output")
-    if not isinstance(out, np.ndarray) or out.shape != tuple(shape) or out.dtype != dtype \
-            or not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError(f"{op}: out should be a writable C-contiguous {np.dtype(dtype)} array of shape "
-                         f"{tuple(shape)}, got {getattr(out, 'dtype', type(out))} {getattr(out, 'shape', '')}")
+        fits = on_device and _is_c_contiguous_device(out)
+    else:
+        fits = isinstance(out, np.ndarray) and out.flags.c_contiguous and out.flags.writeable
+    if not fits or tuple(out.shape) != tuple(shape) or np.dtype(out.dtype) != np.dtype(dtype):
+        kind = "C-contiguous device (cupy)" if backend == "cuda" else "writable C-contiguous"
+        raise ValueError(f"{op}: out should be a {kind} {np.dtype(dtype)} array of shape {tuple(shape)} "
+                         f"for the {backend} backend, got {getattr(out, 'dtype', type(out).__name__)} "
+                         f"{tuple(getattr(out, 'shape', ()))}" + ("" if on_device or backend != "cuda"
+                                                                  else " on the host"))
 
 
 def _is_c_contiguous_device(a) -> bool:

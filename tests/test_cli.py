@@ -45,3 +45,18 @@ def test_doctor_prints_a_readable_report():
     result = run_cli("doctor")
     assert result.returncode == 0
     assert "kernel backends" in result.stdout and "cpu" in result.stdout
+
+
+def test_doctor_survives_a_module_that_crashes_at_import(tmp_path, monkeypatch):
+    """A native library that segfaults when imported (one GPU image's onnxruntime did) is a finding in the
+    report, not the end of the doctor: modules are probed in a child interpreter."""
+    from cellrt.cli import doctor
+
+    (tmp_path / "segfaults_at_import.py").write_text("import ctypes\nctypes.string_at(0)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    found = doctor._module_version("segfaults_at_import")
+    assert not found["importable"]
+    assert "importing segfaults_at_import crashed the interpreter (killed by signal SIGSEGV)" in found["error"]
+    assert doctor._module_version("numpy") == {"importable": True, "version": np.__version__}
+    missing = doctor._module_version("no_such_module_here")
+    assert missing == {"importable": False, "error": "ModuleNotFoundError: No module named 'no_such_module_here'"}

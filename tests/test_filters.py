@@ -188,3 +188,21 @@ def test_cuda_binary_morphology_matches_cpu(footprint, rng):
             host = op(mask, radius, footprint, backend="cpu")
             device = op(cp.asarray(mask), radius, footprint)
             np.testing.assert_array_equal(cp.asnumpy(device), host, err_msg=f"{op.__name__} {radius}")
+
+
+def test_cuda_per_pixel_clearance_equals_the_row_sweeps(dsb_dir, rng):
+    """The CUDA morphology's per-pixel clearance (morphology_kernel.h), run on the host, against the row
+    sweeps the CPU backend and large CUDA footprints use: every pixel, caps 0..70, both polarities."""
+    from cellrt._build import _core  # noqa: PLC0415
+    from cellrt.training import data as training_data  # noqa: PLC0415
+
+    image_id = training_data.dsb_ids(dsb_dir, held_out=True)[2]
+    masks = [(tifffile.imread(dsb_dir / "labels" / f"{image_id}.tif") > 0).astype(np.uint8),
+             (rng.random((37, 301)) > 0.2).astype(np.uint8), np.ones((3, 90), np.uint8), np.zeros((2, 5), np.uint8),
+             np.ones((1, 1), np.uint8)]
+    for mask in masks:
+        for cap in (0, 1, 2, 5, 17, 70):
+            for invert in (False, True):
+                np.testing.assert_array_equal(_core.row_clearances(mask, cap, invert, True),
+                                              _core.row_clearances(mask, cap, invert, False),
+                                              err_msg=f"{mask.shape} cap {cap} invert {invert}")

@@ -40,3 +40,18 @@ if command -v compute-sanitizer >/dev/null; then
         >"$OUT/memcheck.log" 2>&1
     echo "compute-sanitizer memcheck: exit $?"; tail -25 "$OUT/memcheck.log"
 fi
+
+if command -v ncu >/dev/null; then  # one tile and one stitch launch of a 4096^2 field, after warm-up
+    timeout 120 ncu --kernel-name regex:'tile_kernel|stitch_kernel' --launch-skip 2 --launch-count 2 \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
+        "$PY" -c "
+import cupy as cp, numpy as np
+from cellrt.kernels import tile, stitch
+image = cp.asarray(np.random.default_rng(0).random((1, 4096, 4096), np.float32))
+for _ in range(2):
+    b = tile(image, 256, 0.25)
+    stitch(b.tiles, b.origins, image.shape, blend='gaussian')
+cp.cuda.Device().synchronize()" >"$OUT/ncu_stitch.log" 2>&1
+    echo "ncu: exit $?"; grep -E "Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Stall|==PROF==|Error" \
+        "$OUT/ncu_stitch.log" | head -40
+fi

@@ -14,6 +14,7 @@
 #include "cellrt/measure.h"
 #include "cellrt/morphology.h"
 #include "python/array_view.h"
+#include "segment/morphology_kernel.h"
 #include "segment/segment_ops.h"
 
 namespace py = pybind11;
@@ -165,6 +166,27 @@ void binary_morphology_device(uintptr_t mask, uintptr_t out, const std::vector<i
   binary_morphology(in, dst, radius, dilate, morphology_options(footprint, 0), reinterpret_cast<void*>(stream));
 }
 
+// Both clearance formulas of morphology_kernel.h, row sweeps and per pixel,
+// run on the host: the CUDA kernel's per-pixel arithmetic tested without a GPU.
+py::array_t<int16_t> row_clearances_host(const py::array& mask, int cap, bool invert, bool by_pixel) {
+  const TensorView in = host_view(mask, "mask", false);
+  CELLRT_CHECK(in.ndim == 2 && in.dtype == DType::kUInt8, "row_clearances: mask should be (H, W) uint8");
+  CELLRT_CHECK(cap >= 0 && cap < 32767, "row_clearances: cap should be in [0, 32767), got ", cap);
+  const auto height = static_cast<int32_t>(in.shape[0]), width = static_cast<int32_t>(in.shape[1]);
+  py::array_t<int16_t> out({in.shape[0], in.shape[1]});
+  const auto* rows = static_cast<const uint8_t*>(in.data);
+  int16_t* c = out.mutable_data();
+  for (int32_t y = 0; y < height; ++y) {
+    const uint8_t* row = rows + int64_t{y} * width;
+    if (by_pixel)
+      for (int32_t x = 0; x < width; ++x)
+        c[int64_t{y} * width + x] = detail::pixel_clearance(row, width, x, invert, static_cast<int16_t>(cap));
+    else
+      detail::row_clearance(row, width, invert, static_cast<int16_t>(cap), c + int64_t{y} * width);
+  }
+  return out;
+}
+
 py::array_t<int64_t> histogram_host(const py::array& image, int num_threads) {
   const TensorView in = host_view(image, "image", false);
   py::array_t<int64_t> counts(in.dtype == DType::kUInt8 ? 256 : 65536);
@@ -283,6 +305,10 @@ void register_segment(py::module_& m) {
         py::arg("border"),
         "The CUDA filter passes run on the host (op 0 gaussian_blur: a=sigma, b=truncate; 1 box_mean: a=size_y, "
         "b=size_x): tests the CUDA arithmetic without a GPU.");
+  m.def("row_clearances", &row_clearances_host, py::arg("mask"), py::arg("cap"), py::arg("invert"),
+        py::arg("by_pixel"),
+        "Erosion row clearances by the row sweeps (CPU, large-radius CUDA) or per pixel (CUDA): tests the CUDA "
+        "arithmetic without a GPU.");
   m.def("filter_cuda", &filter_device, py::arg("op"), py::arg("image"), py::arg("out"), py::arg("shape"),
         py::arg("a"), py::arg("b"), py::arg("border"), py::arg("stream"),
         "gaussian_blur (op 0) / box_mean (op 1) on device pointers, on the given stream.");

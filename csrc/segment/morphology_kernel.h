@@ -1,6 +1,6 @@
 // Per-row and per-pixel arithmetic of binary erosion/dilation, shared by the
-// CPU backend (threads over rows) and the CUDA backend (a thread per row,
-// then a thread per pixel).
+// CPU backend (threads over rows) and the CUDA backend (a thread per pixel,
+// or per row for large footprints, then a thread per pixel).
 #pragma once
 
 #include <cmath>
@@ -45,6 +45,25 @@ CELLRT_HOST_DEVICE inline void row_clearance(const uint8_t* row, int32_t width, 
     run = left >= 0 ? longer : -1;
     clearance[x] = static_cast<int16_t>(run < left ? run : left);
   }
+}
+
+// row_clearance()'s value at one pixel, from that pixel alone: at most `cap`
+// reads each side, no dependence on the pixels before it, so a GPU runs one
+// thread per pixel with coalesced reads (a thread per row reads rows a
+// stride apart and leaves most of the GPU idle).
+CELLRT_HOST_DEVICE inline int16_t pixel_clearance(const uint8_t* row, int32_t width, int32_t x, bool invert,
+                                                  int16_t cap) {
+  if ((row[x] != 0) == invert) return -1;
+  int32_t reach = cap;
+  for (int32_t d = 1; d <= reach; ++d) {
+    if (x - d < 0) break;
+    if ((row[x - d] != 0) == invert) reach = d - 1;
+  }
+  for (int32_t d = 1; d <= reach; ++d) {
+    if (x + d >= width) break;
+    if ((row[x + d] != 0) == invert) reach = d - 1;
+  }
+  return static_cast<int16_t>(reach);
 }
 
 // Whether pixel (y, x) survives erosion: at every row offset dy of the

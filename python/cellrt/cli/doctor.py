@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import platform
+import signal
+import subprocess
+import sys
 
 import numpy as np
 
@@ -14,12 +16,33 @@ from .._build import build_info
 from ..kernels import available_backends
 
 
+_PROBE = """
+import json, sys
+try:
+    module = __import__(sys.argv[1])
+except Exception as exc:
+    print(json.dumps({"importable": False, "error": (type(exc).__name__ + ": " + str(exc)).splitlines()[0][:300]}))
+else:
+    found = {"importable": True, "version": getattr(module, "__version__", None)}
+    if sys.argv[1] == "onnxruntime":
+        found["providers"] = module.get_available_providers()
+    print(json.dumps(found))
+"""
+
+
 def _module_version(name: str) -> dict:
+    """Import ``name`` in a child interpreter: a broken native library (one GPU
+    image's onnxruntime segfaults at import) is reported, not fatal to the doctor."""
     try:
-        module = importlib.import_module(name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is a finding, not a crash
-        return {"importable": False, "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
-    return {"importable": True, "version": getattr(module, "__version__", None)}
+        probe = subprocess.run([sys.executable, "-c", _PROBE, name], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return {"importable": False, "error": "import did not finish in 120 s"}
+    if probe.returncode != 0:
+        died = (f"killed by signal {signal.Signals(-probe.returncode).name}" if probe.returncode < 0
+                else f"exit status {probe.returncode}")
+        tail = probe.stderr.strip().splitlines()[-1:] or [""]
+        return {"importable": False, "error": f"importing {name} crashed the interpreter ({died}) {tail[0][:200]}"}
+    return json.loads(probe.stdout.strip().splitlines()[-1])
 
 
 def collect() -> dict:
@@ -43,10 +66,6 @@ def collect() -> dict:
     from ..pipeline.model import available_models  # noqa: PLC0415
 
     report["bundled_models"] = available_models()
-    if report["onnxruntime"]["importable"]:
-        import onnxruntime
-
-        report["onnxruntime"]["providers"] = onnxruntime.get_available_providers()
     return report
 
 
@@ -70,10 +89,11 @@ def run_doctor(as_json: bool = False) -> int:
     ]
     ort = report["onnxruntime"]
     lines.append("  onnxruntime               " + (f"{ort['version']} ({', '.join(ort['providers'])})"
-                                                    if ort["importable"] else "not importable"))
+                                                    if ort["importable"] else f"not importable ({ort['error']})"))
     for name in ("tensorrt", "tensorrt_rtx", "cupy", "numba", "tifffile"):
         m = report[name]
-        lines.append(f"  {name:<25} " + (m["version"] or "importable" if m["importable"] else "not importable"))
+        lines.append(f"  {name:<25} " + (m["version"] or "importable" if m["importable"]
+                                             else f"not importable ({m['error']})"))
     lines.append(f"  bundled models            {', '.join(report['bundled_models']) or 'none'}")
     lines.append(f"  C/C++ SDK (find_package)  -Dcellrt_DIR={b['sdk_cmake_dir']}")
     print("\n".join(lines))

@@ -19,13 +19,14 @@ from .filters import (binary_closing, binary_dilation, binary_erosion, binary_op
                       threshold_local)
 from .objects import (fill_holes, grow_labels, instances_from_mask, instances_from_probability, match_instances,
                       remove_small_objects, segment)
-from .labeling import contours, feature_names, label, measure
+from .labeling import ContourList, contours, feature_names, label, measure
 from .stitch import BLEND_MODES, TileBatch, stitch, tile, tile_origins
 from .threshold import histogram, threshold
 
 __all__ = [
     "BLEND_MODES",
     "BackendUnavailableError",
+    "ContourList",
     "TileBatch",
     "available_backends",
     "binary_closing",

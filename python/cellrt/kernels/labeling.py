@@ -7,6 +7,8 @@ CellProfiler's column names, ready for pandas, pyarrow or pycytominer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from . import _backend
@@ -155,7 +157,42 @@ def _contour_arrays(labels: np.ndarray, num_objects: int, backend: str, num_thre
     return _labeling_numba.contours(labels, num_objects)
 
 
-def contours(labels, *, num_objects=None, holes: bool = False, backend: str = "auto", num_threads: int = 0) -> list:
+class ContourList(Sequence):
+    """The outer contours of objects 1..N, held as one buffer: object i+1's
+    (K, 2) int32 xy points are ``points[offsets[i]:offsets[i + 1]]``.
+
+    Indexing returns that slice (a view, numpy or cupy as the labels were),
+    made when asked for: a GPU result costs no per-object work until an
+    object is looked at, and bulk consumers read ``offsets`` (host int64,
+    N + 1) and ``points`` directly.
+    """
+
+    __slots__ = ("offsets", "points")
+
+    def __init__(self, offsets: np.ndarray, points):
+        self.offsets = offsets
+        self.points = points
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        i = int(index)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"contours: object index {index} out of range for {len(self)} objects")
+        return self.points[self.offsets[i]:self.offsets[i + 1]]
+
+    def __repr__(self) -> str:
+        where = "device" if _backend.is_device_array(self.points) else "host"
+        return f"ContourList({len(self)} objects, {len(self.points)} points on the {where})"
+
+
+def contours(labels, *, num_objects=None, holes: bool = False, backend: str = "auto",
+             num_threads: int = 0) -> ContourList | list:
     """Outer contour of each object, as ``cv2.findContours(mask,
     RETR_EXTERNAL, CHAIN_APPROX_NONE)`` gives it for that object's mask;
     with ``holes=True`` also the contours of its holes, as
@@ -177,8 +214,9 @@ def contours(labels, *, num_objects=None, holes: bool = False, backend: str = "a
 
     Returns
     -------
-    list of (K, 2) int32 ndarrays (cupy arrays for cupy labels: traced on the
-    GPU, one thread per object), or with ``holes`` a list of lists of them
+    ContourList: a sequence of (K, 2) int32 arrays, one per object (cupy
+    arrays for cupy labels: traced on the GPU, one thread per object); with
+    ``holes`` a list of lists of such arrays
         Border points (x, y) of objects 1..N in tracing order, starting at
         the object's first pixel in raster order; empty for labels that do
         not occur. Objects whose pixels are not 8-connected are traced from
@@ -199,8 +237,7 @@ def contours(labels, *, num_objects=None, holes: bool = False, backend: str = "a
 
         n = int(labels.max()) if num_objects is None and labels.size else int(num_objects or 0)
         offsets, points, _ = _cuda.contour_arrays(labels, n)
-        bounds = offsets.get()
-        outer = [points[bounds[i]:bounds[i + 1]] for i in range(n)]
+        outer = ContourList(offsets.get(), points)
         if not holes:
             return outer
         import cupy  # noqa: PLC0415
@@ -212,7 +249,7 @@ def contours(labels, *, num_objects=None, holes: bool = False, backend: str = "a
     labels = _as_labels(labels, "contours")
     n = int(labels.max()) if num_objects is None and labels.size else int(num_objects or 0)
     offsets, points, _ = _contour_arrays(labels, n, backend, num_threads)
-    outer = [points[offsets[i]:offsets[i + 1]] for i in range(n)]
+    outer = ContourList(np.asarray(offsets, np.int64), points)
     if not holes:
         return outer
     if _backend.resolve("contours", backend, False) == "cpu":

@@ -100,13 +100,8 @@ int64_t label_cuda(const uint8_t* mask, int32_t* labels, int32_t height, int32_t
   CELLRT_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, static_cast<int32_t*>(nullptr),
                                                   static_cast<int32_t*>(nullptr), static_cast<int>(pixels), stream));
   const size_t flags_bytes = (pixels * sizeof(int32_t) + 255) / 256 * 256;
-  char* scratch = nullptr;
-  CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&scratch), 2 * flags_bytes + scan_bytes, stream));
-  struct Release {
-    char* p;
-    cudaStream_t s;
-    ~Release() { cudaFreeAsync(p, s); }
-  } release{scratch, stream};
+  StreamBuffer<char> scratch_buffer(2 * flags_bytes + scan_bytes, stream);
+  char* scratch = scratch_buffer.get();
   auto* root_flag = reinterpret_cast<int32_t*>(scratch);
   auto* root_number = reinterpret_cast<int32_t*>(scratch + flags_bytes);
   void* scan_space = scratch + 2 * flags_bytes;

@@ -153,14 +153,8 @@ MeasureResult measure_cuda(const TensorView& labels, int64_t num_objects, const 
   const size_t bound_bytes = align(4 * n1 * sizeof(int32_t));
   const size_t intensity_bytes = align(2 * channels * n1 * sizeof(double));
   const size_t extreme_bytes = align(2 * channels * n1 * sizeof(float));
-  char* scratch = nullptr;
-  CELLRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&scratch),
-                                    256 + moment_bytes + bound_bytes + intensity_bytes + extreme_bytes, stream));
-  struct Release {
-    char* p;
-    cudaStream_t s;
-    ~Release() { cudaFreeAsync(p, s); }
-  } release{scratch, stream};
+  StreamBuffer<char> scratch_buffer(256 + moment_bytes + bound_bytes + intensity_bytes + extreme_bytes, stream);
+  char* scratch = scratch_buffer.get();
   DeviceSums sums;
   sums.out_of_range = reinterpret_cast<unsigned long long*>(scratch);
   sums.moments = reinterpret_cast<unsigned long long*>(scratch + 256);

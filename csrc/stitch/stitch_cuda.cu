@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "core/cuda_check.h"
@@ -122,22 +123,6 @@ __global__ void stitch_kernel(const T* __restrict__ tiles, DevicePlan p, Fused f
   }
 }
 
-// One device allocation holds the plan tables and the counters.
-class DeviceBuffer {
- public:
-  DeviceBuffer(size_t bytes, cudaStream_t stream) : stream_(stream) {
-    CELLRT_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, stream_));
-  }
-  ~DeviceBuffer() { cudaFreeAsync(ptr_, stream_); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  char* get() const { return static_cast<char*>(ptr_); }
-
- private:
-  void* ptr_ = nullptr;
-  cudaStream_t stream_;
-};
-
 template <typename V>
 size_t aligned_bytes(const std::vector<V>& v) {
   return (v.size() * sizeof(V) + 255) / 256 * 256;
@@ -154,26 +139,23 @@ StitchResult stitch_cuda(const TensorView& tiles, const StitchPlan& plan, const 
   size_t total = 256;  // counters first
   for (auto* v : ints) total += aligned_bytes(*v);
   for (auto* v : floats) total += aligned_bytes(*v);
-  DeviceBuffer buffer(total, stream);
+  StreamBuffer<char> buffer(total, stream);  // the plan tables and the counters
 
-  // Pageable-to-device cudaMemcpyAsync returns once the source is staged,
-  // so the host vectors may go out of scope after the call.
-  char* cursor = buffer.get();
-  auto* counters = reinterpret_cast<unsigned long long*>(cursor);
-  CELLRT_CUDA_CHECK(cudaMemsetAsync(counters, 0, 2 * sizeof(unsigned long long), stream));
-  cursor += 256;
+  // The counters and the tables go up in one copy from one host block (a
+  // pageable copy returns once staged, so the block may go after the call).
+  std::vector<char> staging(total, 0);
   const void* placed[8];
   int slot = 0;
-  for (auto* v : ints) {
-    CELLRT_CUDA_CHECK(cudaMemcpyAsync(cursor, v->data(), v->size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream));
-    placed[slot++] = cursor;
-    cursor += aligned_bytes(*v);
-  }
-  for (auto* v : floats) {
-    CELLRT_CUDA_CHECK(cudaMemcpyAsync(cursor, v->data(), v->size() * sizeof(float), cudaMemcpyHostToDevice, stream));
-    placed[slot++] = cursor;
-    cursor += aligned_bytes(*v);
-  }
+  size_t at = 256;  // counters first
+  auto place = [&](const void* data, size_t bytes, size_t padded) {
+    if (bytes) std::memcpy(staging.data() + at, data, bytes);
+    placed[slot++] = buffer.get() + at;
+    at += padded;
+  };
+  for (auto* v : ints) place(v->data(), v->size() * sizeof(int32_t), aligned_bytes(*v));
+  for (auto* v : floats) place(v->data(), v->size() * sizeof(float), aligned_bytes(*v));
+  CELLRT_CUDA_CHECK(cudaMemcpyAsync(buffer.get(), staging.data(), total, cudaMemcpyHostToDevice, stream));
+  auto* counters = reinterpret_cast<unsigned long long*>(buffer.get());
 
   DevicePlan dp{plan.channels, plan.tile_h, plan.tile_w, plan.height, plan.width,
                 static_cast<int32_t>(plan.cell_columns()),

@@ -36,6 +36,7 @@ constexpr float kMinWindow = 1e-4f;
 
 // Numpy-style "reflect" index (edge not repeated): ... 2 1 | 0 1 2 .. n-1 | n-2 ...
 CELLRT_HOST_DEVICE inline int64_t reflect_index(int64_t i, int64_t n) {
+  if (i >= 0 && i < n) return i;  // nearly every pixel: skip the 64-bit modulo, costly on a GPU
   if (n == 1) return 0;
   const int64_t period = 2 * (n - 1);
   i %= period;

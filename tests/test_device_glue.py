@@ -146,8 +146,13 @@ def _stand_ins() -> dict:
         return _core.stitch(source, origins, _view(out, CODES[out_dtype], out_shape), blend, overlap_y, overlap_x,
                             sigma_scale, activation, argmax, fill_value)
 
+    def rbf_kernel_cuda(queries, queries_shape, points, points_shape, sigma, out, out_shape, stream):
+        _core.rbf_kernel(_view(queries, np.float32, queries_shape), _view(points, np.float32, points_shape), sigma,
+                         _view(out, np.float64, out_shape))
+
     return {f.__name__: f for f in (label_cuda, measure_cuda, binary_morphology_cuda, filter_cuda, fill_holes_cuda,
-                                    histogram_cuda, contours_cuda, hole_contours_cuda, tile_cuda, stitch_cuda)}
+                                    histogram_cuda, contours_cuda, hole_contours_cuda, tile_cuda, stitch_cuda,
+                                    rbf_kernel_cuda)}
 
 
 def _pyi_signatures() -> dict[str, list[str]]:
@@ -238,6 +243,20 @@ def test_tile_and_stitch_fill_caller_device_buffers(fake_device, isl_dir):
         kernels.stitch(batch.tiles, batch.origins, image.shape, out=np.empty(image.shape, np.float32))
     with pytest.raises(ValueError, match=r"tile: out should be .* shape \(15, 1, 128, 128\)"):
         kernels.tile(cp.asarray(image), 128, 0.25, out=cp.asarray(np.empty((3, 1, 128, 128), np.float32)))
+
+
+def test_rbf_kernel_sums_and_values_on_device_arrays(fake_device, rng):
+    from cellrt.kernels import rbf_kernel_matrix, rbf_kernel_sums
+
+    cp = fake_device
+    queries, points = rng.normal(size=(7, 12)), rng.normal(size=(30, 12)).astype(np.float32)
+    sums = rbf_kernel_sums(cp.asarray(queries), cp.asarray(points), 3.0)
+    values = rbf_kernel_matrix(cp.asarray(queries), cp.asarray(points), 3.0)
+    assert isinstance(sums, np.ndarray) and hasattr(sums, "__cuda_array_interface__")
+    np.testing.assert_array_equal(sums.get(), rbf_kernel_sums(queries, points, 3.0, backend="cpu"))
+    np.testing.assert_array_equal(values.get(), rbf_kernel_matrix(queries, points, 3.0, backend="cpu"))
+    with pytest.raises(ValueError, match="both be on the host .* or both on the GPU"):
+        rbf_kernel_sums(cp.asarray(queries), points, 3.0)
 
 
 def test_semantic_post_processing_stays_on_the_device(fake_device, dsb_dir):

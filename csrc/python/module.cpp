@@ -8,6 +8,7 @@ namespace py = pybind11;
 namespace cellrt::python {
 void register_stitch(py::module_& m);
 void register_segment(py::module_& m);
+void register_mmd(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -34,4 +35,5 @@ PYBIND11_MODULE(_core, m) {
 #endif
   cellrt::python::register_stitch(m);
   cellrt::python::register_segment(m);
+  cellrt::python::register_mmd(m);
 }

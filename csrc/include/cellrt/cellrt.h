@@ -8,6 +8,7 @@
 #include "cellrt/histogram.h"
 #include "cellrt/label.h"
 #include "cellrt/measure.h"
+#include "cellrt/mmd.h"
 #include "cellrt/morphology.h"
 #include "cellrt/stitch.h"
 #include "cellrt/tile.h"

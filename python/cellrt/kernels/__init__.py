@@ -20,6 +20,7 @@ from .filters import (binary_closing, binary_dilation, binary_erosion, binary_op
 from .objects import (fill_holes, grow_labels, instances_from_mask, instances_from_probability, match_instances,
                       remove_small_objects, segment)
 from .labeling import ContourList, contours, feature_names, label, measure
+from .mmd import rbf_kernel_matrix, rbf_kernel_sums
 from .stitch import BLEND_MODES, TileBatch, stitch, tile, tile_origins
 from .threshold import histogram, threshold
 
@@ -45,6 +46,8 @@ __all__ = [
     "label",
     "match_instances",
     "measure",
+    "rbf_kernel_matrix",
+    "rbf_kernel_sums",
     "remove_small_objects",
     "segment",
     "stitch",

@@ -137,3 +137,12 @@ def hole_contour_arrays(labels, num_objects):
     """(object_offsets, point_offsets, points) of the holes, found on the device; host arrays (small)."""
     labels = cp.ascontiguousarray(cp.asarray(labels, dtype=cp.int32))
     return _core.hole_contours_cuda(_pointer(labels), list(labels.shape), num_objects, _stream())
+
+
+def rbf_kernel(queries, points, sigma, sums):
+    queries = cp.ascontiguousarray(queries, dtype=cp.float32)
+    points = cp.ascontiguousarray(points, dtype=cp.float32)
+    out = cp.empty((queries.shape[0],) if sums else (queries.shape[0], points.shape[0]), cp.float64)
+    _core.rbf_kernel_cuda(_pointer(queries), list(queries.shape), _pointer(points), list(points.shape),
+                          float(sigma), _pointer(out), list(out.shape), _stream())
+    return out

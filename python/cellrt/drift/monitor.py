@@ -1,0 +1,263 @@
+"""Streaming MMD drift monitor with ERT-calibrated thresholds."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path
+from ..kernels.mmd import rbf_kernel_matrix, rbf_kernel_sums
+
+FORMAT = "cellrt-drift-reference/1"
+MIN_BOOTSTRAPS = 10_000
+MAX_BOOTSTRAPS = 200_000
+BOOTSTRAP_CHUNK = 4_096
+
+
+class DriftReferenceError(ValueError):
+    """A drift reference that cannot be built, read or used: the message says which file or argument."""
+
+
+def _embeddings(values, what: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise DriftReferenceError(f"{what} should be a non-empty (count, dims) array, got shape {array.shape}")
+    if array.dtype.kind not in "fiu":
+        raise DriftReferenceError(f"{what} should be numeric, got {array.dtype}")
+    array = np.ascontiguousarray(array, np.float32)
+    bad = ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        raise DriftReferenceError(f"{what}: {int(bad.sum())} vectors hold NaN or inf (first: row "
+                                  f"{int(np.flatnonzero(bad)[0])})")
+    return array
+
+
+def median_distance(points: np.ndarray) -> float:
+    """Median Euclidean distance between distinct points (the usual RBF width heuristic)."""
+    diff = points[:, None, :].astype(np.float64) - points[None, :, :].astype(np.float64)
+    dist = np.sqrt((diff * diff).sum(-1))[np.triu_indices(len(points), 1)]
+    positive = dist[dist > 0]
+    return float(np.median(positive)) if positive.size else 0.0
+
+
+def _mean_off_diagonal(kernel_sum: float, count: int) -> float:
+    """Mean of k(a, b) over ordered pairs a != b, from the full sum (the diagonal is all 1)."""
+    return (kernel_sum - count) / (count * (count - 1))
+
+
+@dataclass(frozen=True)
+class DriftReference:
+    """Reference embeddings, the kernel width and the calibrated alarm threshold.
+
+    ``embeddings`` are the reference set the statistic compares with;
+    ``calibration`` are held-out reference vectors (never part of the
+    statistic) whose random windows calibrated ``threshold``: the (1 - 1/ert)
+    quantile of the statistic on ``bootstraps`` windows of ``window``
+    distinct calibration vectors. ``metadata`` records where the
+    embeddings came from (model, weights, precision, wells) so a run with
+    another model or precision can be refused.
+    """
+
+    embeddings: np.ndarray
+    calibration: np.ndarray
+    sigma: float
+    window: int
+    ert: float
+    threshold: float
+    null_mean: float
+    null_std: float
+    bootstraps: int
+    seed: int
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def dims(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    @classmethod
+    def build(cls, embeddings, *, window: int = 16, ert: float = 1000.0, sigma: float | None = None,
+              calibration_fraction: float = 0.5, bootstraps: int | None = None, seed: int = 0,
+              metadata: dict | None = None) -> DriftReference:
+        """Split ``embeddings`` (reference fields, e.g. control wells) into the
+        reference set and a held-out calibration set, pick the kernel width
+        (the median distance of the reference set unless ``sigma`` is given)
+        and calibrate the threshold for ``ert`` fields between false alarms."""
+        vectors = _embeddings(embeddings, "drift reference embeddings")
+        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 2:
+            raise DriftReferenceError(f"drift reference: window should be an int >= 2 (fields), got {window!r}")
+        if isinstance(ert, bool) or not isinstance(ert, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(ert) or ert <= 1:
+            raise DriftReferenceError(f"drift reference: ert should be a number of fields > 1, got {ert!r}")
+        if not 0 < calibration_fraction < 1:
+            raise DriftReferenceError(f"drift reference: calibration_fraction should be in (0, 1), got "
+                                      f"{calibration_fraction!r}")
+        total = len(vectors)
+        held_out = int(round(total * calibration_fraction))
+        if held_out < 2 * window or total - held_out < window:
+            need = max(math.ceil(2 * window / calibration_fraction), math.ceil(window / (1 - calibration_fraction)))
+            raise DriftReferenceError(
+                f"drift reference: {total} reference fields are too few for a window of {window}: calibration "
+                f"needs at least {2 * window} held-out fields and the reference {window}; give at least {need} "
+                f"fields (more wells) or a smaller window")
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(total)
+        reference, calibration = vectors[order[held_out:]], vectors[order[:held_out]]
+        if sigma is None:
+            sigma = median_distance(reference)
+            if sigma <= 0:
+                raise DriftReferenceError("drift reference: all reference embeddings are identical; "
+                                          "an RBF width cannot be chosen (pass sigma=)")
+        bootstraps = int(bootstraps or min(MAX_BOOTSTRAPS, max(MIN_BOOTSTRAPS, int(20 * ert))))
+        stats = _null_statistics(reference, calibration, float(sigma), int(window), bootstraps, rng)
+        threshold = float(np.quantile(stats, 1.0 - 1.0 / float(ert), method="higher"))
+        return cls(embeddings=reference, calibration=calibration, sigma=float(sigma), window=int(window),
+                   ert=float(ert), threshold=threshold, null_mean=float(stats.mean()), null_std=float(stats.std()),
+                   bootstraps=bootstraps, seed=int(seed), metadata=dict(metadata or {}))
+
+    # -- files ---------------------------------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write a .npz (atomically: an interrupted save leaves the old file or none)."""
+        path = Path(path)
+        header = {"format": FORMAT, "sigma": self.sigma, "window": self.window, "ert": self.ert,
+                  "threshold": self.threshold, "null_mean": self.null_mean, "null_std": self.null_std,
+                  "bootstraps": self.bootstraps, "seed": self.seed, "metadata": self.metadata}
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, embeddings=self.embeddings, calibration=self.calibration,
+                     header=np.frombuffer(json.dumps(header).encode(), np.uint8))
+        return path
+
+    @classmethod
+    def load(cls, path) -> DriftReference:
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(bytes(data["header"]).decode())
+                embeddings, calibration = data["embeddings"], data["calibration"]
+        except FileNotFoundError:
+            raise DriftReferenceError(f"{path}: no such drift reference file") from None
+        except (OSError, ValueError, KeyError) as exc:
+            raise DriftReferenceError(f"{path}: not a cellrt drift reference ({exc})") from exc
+        if header.get("format") != FORMAT:
+            raise DriftReferenceError(f"{path}: format {header.get('format')!r}, expected {FORMAT!r}")
+        reference = cls(embeddings=_embeddings(embeddings, f"{path}: embeddings"),
+                        calibration=_embeddings(calibration, f"{path}: calibration"),
+                        sigma=float(header["sigma"]), window=int(header["window"]), ert=float(header["ert"]),
+                        threshold=float(header["threshold"]), null_mean=float(header["null_mean"]),
+                        null_std=float(header["null_std"]), bootstraps=int(header["bootstraps"]),
+                        seed=int(header["seed"]), metadata=dict(header.get("metadata", {})))
+        if reference.embeddings.shape[1] != reference.calibration.shape[1]:
+            raise DriftReferenceError(f"{path}: embeddings and calibration vectors differ in length")
+        return reference
+
+    def check_compatible(self, *, dims: int, precision: str | None = None, model: str | None = None,
+                         source: str = "drift reference") -> None:
+        """Refuse a reference made from other embeddings: another length, model or precision
+        (INT8 and FP16 engines move embeddings by several percent of their spread)."""
+        if dims != self.dims:
+            raise DriftReferenceError(f"{source}: its embeddings have {self.dims} values, the model's {dims}")
+        ref_model = self.metadata.get("model")
+        if model is not None and ref_model is not None and ref_model != model:
+            raise DriftReferenceError(f"{source}: made with model {ref_model!r}, this run uses {model!r}")
+        ref_precision = self.metadata.get("precision")
+        if precision is not None and ref_precision is not None and ref_precision != precision:
+            raise DriftReferenceError(
+                f"{source}: made from {ref_precision} embeddings, this run computes {precision} ones; make a "
+                f"reference at {precision} (cellrt drift-reference on a run with --precision {precision})")
+
+
+def _null_statistics(reference: np.ndarray, calibration: np.ndarray, sigma: float, window: int,
+                     bootstraps: int, rng: np.random.Generator) -> np.ndarray:
+    """The statistic on random windows of distinct calibration vectors (no drift by construction)."""
+    n = len(reference)
+    xx = _mean_off_diagonal(float(rbf_kernel_sums(reference, reference, sigma).sum()), n)
+    cal_cal = rbf_kernel_matrix(calibration, calibration, sigma)
+    cal_ref = rbf_kernel_sums(calibration, reference, sigma)
+    stats = np.empty(bootstraps)
+    for start in range(0, bootstraps, BOOTSTRAP_CHUNK):
+        count = min(BOOTSTRAP_CHUNK, bootstraps - start)
+        idx = np.argpartition(rng.random((count, len(calibration))), window - 1, axis=1)[:, :window]
+        yy = cal_cal[idx[:, :, None], idx[:, None, :]].sum(axis=(1, 2))
+        stats[start:start + count] = xx + (yy - window) / (window * (window - 1)) \
+            - 2.0 * cal_ref[idx].sum(axis=1) / (n * window)
+    return stats
+
+
+@dataclass(frozen=True)
+class DriftStep:
+    """The monitor after one field: ``statistic`` is the MMD^2 estimate over
+    the current window; ``alarm`` once the window is full and the statistic
+    exceeds ``threshold``."""
+
+    index: int
+    statistic: float
+    threshold: float
+    window_full: bool
+    alarm: bool
+
+    @property
+    def ratio(self) -> float:
+        """statistic / threshold (> 1: above the alarm line)."""
+        return self.statistic / self.threshold if self.threshold > 0 else float("inf")
+
+
+class DriftMonitor:
+    """Sliding-window MMD^2 between incoming embeddings and a reference.
+
+    Per field: the kernel sum of the new vector against the reference
+    (O(N D)) and its kernel values against the window (O(W D)); the
+    statistic then comes from stored sums in O(W^2), exactly (no running
+    subtraction that would accumulate rounding over a long run).
+    """
+
+    def __init__(self, reference: DriftReference, *, backend: str = "auto"):
+        self.reference = reference
+        self.backend = backend
+        ref = reference.embeddings
+        n = len(ref)
+        self._xx = _mean_off_diagonal(float(rbf_kernel_sums(ref, ref, reference.sigma, backend=backend).sum()), n)
+        w = reference.window
+        self._vectors = np.zeros((w, reference.dims), np.float32)
+        self._cross = np.zeros(w)           # sum over the reference of k(window vector, x)
+        self._pairs = np.eye(w)             # k between window vectors (diagonal 1)
+        self.count = 0
+
+    def reset(self) -> None:
+        self._pairs[...] = np.eye(self.reference.window)
+        self._cross[...] = 0.0
+        self.count = 0
+
+    def update(self, embedding) -> DriftStep:
+        ref = self.reference
+        vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != ref.dims:
+            raise ValueError(f"drift monitor: an embedding should have {ref.dims} values, got {vector.shape[0]}")
+        if not np.isfinite(vector).all():
+            raise ValueError("drift monitor: the embedding holds NaN or inf")
+        w = ref.window
+        slot = self.count % w
+        filled_before = min(self.count, w)
+        others = [s for s in range(filled_before) if s != slot]
+        self._cross[slot] = rbf_kernel_sums(vector[None], ref.embeddings, ref.sigma, backend=self.backend)[0]
+        if others:
+            values = rbf_kernel_matrix(vector[None], self._vectors[others], ref.sigma, backend=self.backend)[0]
+            self._pairs[slot, others] = values
+            self._pairs[others, slot] = values
+        self._vectors[slot] = vector
+        self.count += 1
+        m = min(self.count, w)
+        cross = self._cross[:m].sum() / (len(ref.embeddings) * m)
+        within = _mean_off_diagonal(float(self._pairs[:m, :m].sum()), m) if m >= 2 else 1.0
+        statistic = float(self._xx + within - 2.0 * cross)
+        full = self.count >= w
+        return DriftStep(index=self.count - 1, statistic=statistic, threshold=ref.threshold, window_full=full,
+                         alarm=bool(full and statistic > ref.threshold))
+
+
+def monitor_stream(reference: DriftReference, embeddings, *, backend: str = "auto") -> list[DriftStep]:
+    """Run a fresh monitor over ``embeddings`` (in acquisition order)."""
+    monitor = DriftMonitor(reference, backend=backend)
+    return [monitor.update(e) for e in _embeddings(embeddings, "drift stream embeddings")]

@@ -161,7 +161,7 @@ def test_resume_after_a_crash_gives_identical_tables(tmp_path, nuclei):
     summary = PlateRun(nuclei, plate, tmp_path / "crashed").run(resume=True)
     assert sorted(summary["resumed_wells"]) == sorted(written)
     assert summary["fields_processed"] == 48 - 2 * len(written)
-    for name in ("objects.parquet", "wells.csv", "fields.csv"):
+    for name in ("objects.parquet", "wells.csv", "fields.csv", "drift.csv"):
         clean, resumed = read_table(tmp_path / "clean" / name), read_table(tmp_path / "crashed" / name)
         assert list(clean) == list(resumed)
         for column in clean:
@@ -457,3 +457,62 @@ def test_thumbnail_outlines_follow_the_labels(tmp_path):
     outline[10:20, 10:30] = True
     outline[11:19, 11:29] = False   # the object's pixels on its four sides, nothing inside or outside
     np.testing.assert_array_equal(yellow, outline)
+
+
+def test_drift_monitor_runs_over_the_plate_in_acquisition_order(tmp_path, nuclei):
+    """The model's own reference (auto) over the demo plate: one step per field in plate order, the statistic
+    the monitor gives on the embeddings the wells recorded, per-well maxima and alarms in wells.csv, a
+    summary in run.json and the heatmap in the report."""
+    from cellrt.drift import DriftReference, monitor_stream
+    from cellrt.pipeline.plate import model_drift_reference
+    from cellrt.report import write_plate_report
+
+    out = tmp_path / "run"
+    summary = PlateRun(nuclei, open_plate(DEMO), out).run()
+    drift = read_table(out / "drift.csv")
+    order = [(str(w), int(f)) for w, f in zip(drift["Metadata_Well"], drift["Metadata_Field"])]
+    assert order == sorted(order) and len(order) == 48
+    np.testing.assert_array_equal(drift["Drift_Step"], np.arange(48))
+    embeddings = [json.loads((out / "wells" / f"{w}.json").read_text())["field_embeddings"][str(f)] for w, f in order]
+    reference = DriftReference.load(model_drift_reference(nuclei.manifest.folder, nuclei.precision))
+    steps = monitor_stream(reference, np.asarray(embeddings, np.float32))
+    np.testing.assert_allclose(drift["Drift_Statistic"], [s.statistic for s in steps], rtol=1e-12)
+    np.testing.assert_array_equal(drift["Drift_Alarm"].astype(str), [str(s.alarm) for s in steps])
+    wells = read_table(out / "wells.csv")
+    for well, alarms in zip(wells["Metadata_Well"], wells["Drift_Alarms"]):
+        assert alarms == sum(s.alarm for (w, _), s in zip(order, steps) if w == well)
+    info = summary["drift"]
+    assert info["monitored"] and info["fields"] == 48 and info["window"] == reference.window
+    assert info["alarms"] == sum(s.alarm for s in steps)
+    assert info["wells_with_alarms"] == sorted({w for (w, _), s in zip(order, steps) if s.alarm})
+    html = write_plate_report(out).read_text()
+    assert (out / "report" / "drift.png").is_file()
+    assert "<tr><th>Drift</th><td>" in html and "the model&#x27;s own reference" in html
+
+
+def test_drift_reference_from_a_run_and_the_refusals(tmp_path, nuclei):
+    run_dir = tmp_path / "reference-run"
+    PlateRun(nuclei, open_plate(DEMO), run_dir, PlateOptions(drift_reference=None)).run()
+    assert json.loads((run_dir / "run.json").read_text())["drift"] == {
+        "monitored": False, "note": "no drift reference given for this run"}
+    assert not (run_dir / "drift.csv").exists()
+    controls = ",".join(format_well(0, c) for c in range(12))
+    ref = tmp_path / "controls.npz"
+    made = run_cli("drift-reference", str(run_dir), "--out", str(ref), "--wells", controls, "--window", "4")
+    assert made.returncode == 0, made.stderr
+    assert "24 fields of 12 wells" in made.stdout
+    summary = PlateRun(nuclei, open_plate(DEMO), tmp_path / "checked", PlateOptions(drift_reference=str(ref))).run()
+    assert summary["drift"]["monitored"] and summary["drift"]["reference"] == str(ref)
+    assert "controls.npz reference (12 fields, window 4 fields" in summary["drift"]["note"]
+
+    too_few = run_cli("drift-reference", str(run_dir), "--out", str(tmp_path / "x.npz"), "--wells", "A01,A02")
+    assert too_few.returncode == 1 and "4 reference fields are too few for a window of 16" in too_few.stderr
+    unknown = run_cli("drift-reference", str(run_dir), "--out", str(tmp_path / "x.npz"), "--wells", "A01,H12")
+    assert unknown.returncode == 1 and "no results for wells ['H12']" in unknown.stderr
+    int8 = cellrt.load_model("nuclei", backend="ort", precision="int8")
+    with pytest.raises(PlateRunError, match="made from fp32 embeddings, this run computes int8 ones"):
+        PlateRun(int8, open_plate(DEMO), tmp_path / "int8", PlateOptions(drift_reference=str(ref)))
+    auto = PlateRun(int8, open_plate(DEMO), tmp_path / "int8-auto")
+    assert auto.drift is not None and auto.drift.metadata["precision"] == "int8"
+    with pytest.raises(PlateRunError, match="missing.npz: no such drift reference file"):
+        PlateRun(nuclei, open_plate(DEMO), tmp_path / "y", PlateOptions(drift_reference=str(tmp_path / "missing.npz")))

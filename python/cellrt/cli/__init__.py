@@ -43,9 +43,22 @@ def main(argv: list[str] | None = None) -> int:
                           "(predictions/<well>_fNN.ome.tif, or images.ome.zarr)")
     run.add_argument("--images-format", default="tiff", choices=["tiff", "ome-zarr"],
                      help="format of saved label/prediction images (ome-zarr: one NGFF 0.4 HCS plate)")
+    run.add_argument("--drift-reference", default="auto", metavar="FILE|auto|none",
+                     help="drift reference (.npz from `cellrt drift-reference`); 'auto': the model's own when it "
+                          "was made at this run's precision; 'none': no drift monitoring")
     run.add_argument("--resume", action="store_true", help="skip wells already completed in --out")
     run.add_argument("--skip-bad", action="store_true",
                      help="record unreadable or malformed fields in errors.csv and carry on")
+
+    drift = sub.add_parser("drift-reference", help="make a drift reference from the fields of a finished run "
+                                                   "(e.g. a reference plate, or its control wells)")
+    drift.add_argument("run_dir", help="output folder of a `cellrt run` (its wells/*.json hold the embeddings)")
+    drift.add_argument("--out", required=True, help="the reference file to write (.npz)")
+    drift.add_argument("--wells", default="", help="comma-separated wells to take (default: every well)")
+    drift.add_argument("--window", type=int, default=16, help="fields in the sliding window (default 16)")
+    drift.add_argument("--ert", type=float, default=1000.0,
+                       help="fields expected between false alarms on a plate without drift (default 1000)")
+    drift.add_argument("--seed", type=int, default=0, help="seed of the reference/calibration split")
 
     stitch_demo = sub.add_parser("stitch-demo", help="tile and stitch a bundled real 16-bit field on every backend, "
                                                      "then run the nuclei model on it")
@@ -122,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         from .run import run_demo
 
         return run_demo(args.out)
+    if args.command == "drift-reference":
+        from .run import run_drift_reference
+
+        return run_drift_reference(args.run_dir, args.out, wells=args.wells, window=args.window, ert=args.ert,
+                                   seed=args.seed)
     if args.command == "run":
         from .run import run_plate
 
@@ -129,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                          workers=args.workers, readers=args.readers, threads=args.threads, resume=args.resume,
                          skip_bad=args.skip_bad, layout=args.layout, channels=args.channel, table_format=args.format,
                          save_labels=args.save_labels, save_predictions=args.save_predictions,
-                         images_format=args.images_format, tile=args.tile, precision=args.precision)
+                         images_format=args.images_format, tile=args.tile, precision=args.precision,
+                         drift_reference=None if args.drift_reference == "none" else args.drift_reference)
     from .demo import run_demo as run_stitch_demo
 
     return run_stitch_demo(out=args.out, image_path=args.image, tile_size=args.tile, overlap=args.overlap,

@@ -46,14 +46,68 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
     images = [name for name in ("labels", "predictions", "images.ome.zarr") if (out / name).exists()]
     print(f"results in {out}: objects, fields.csv, wells.csv, errors.csv, timings.csv, run.json"
           + "".join(f", {name}/" for name in images))
+    drift = summary.get("drift") or {}
+    if drift.get("monitored"):
+        alarm = (f"ALARM in {drift['alarms']} fields, wells {', '.join(drift['wells_with_alarms'][:8])}"
+                 if drift["alarms"] else "no alarm")
+        print(f"drift: {alarm} ({drift['fields']} fields against {drift['note']}); per field: drift.csv")
+    else:
+        print(f"drift: not monitored ({drift.get('note', 'no reference')})")
     print(f"report: {report}")
+
+
+def run_drift_reference(run_dir: str, out: str, *, wells: str = "", window: int = 16, ert: float = 1000.0,
+                        seed: int = 0) -> int:
+    """A drift reference from the field embeddings a finished run recorded in its well files."""
+    import json  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    from ..drift import DriftReference, DriftReferenceError  # noqa: PLC0415
+
+    folder = Path(run_dir)
+    try:
+        summary = json.loads((folder / "run.json").read_text())
+    except FileNotFoundError:
+        print(f"cellrt drift-reference: {folder}: no run.json (not a finished `cellrt run` output)", file=sys.stderr)
+        return 1
+    records = {p.stem: p for p in sorted((folder / "wells").glob("*.json"))}
+    chosen = [w.strip() for w in wells.split(",") if w.strip()] or sorted(records)
+    missing = [w for w in chosen if w not in records]
+    if missing:
+        print(f"cellrt drift-reference: {folder}: no results for wells {missing} (it has {sorted(records)[:8]}"
+              f"{'…' if len(records) > 8 else ''})", file=sys.stderr)
+        return 1
+    vectors = []
+    for well in chosen:
+        record = json.loads(records[well].read_text())
+        vectors += [record["field_embeddings"][f] for f in sorted(record.get("field_embeddings") or {}, key=int)]
+    if not vectors:
+        print(f"cellrt drift-reference: {folder}: the wells hold no field embeddings (the model "
+              f"{summary['model']['name']!r} has no embedding output, or the run predates them)", file=sys.stderr)
+        return 1
+    model = summary["model"]
+    metadata = {"model": model["name"], "precision": model.get("precision"),
+                "weights_sha256": model.get("weights_sha256"), "source_run": str(folder.resolve()),
+                "plate": summary["plate"]["name"], "wells": chosen}
+    try:
+        reference = DriftReference.build(np.asarray(vectors, np.float32), window=window, ert=ert, seed=seed,
+                                         metadata=metadata)
+    except DriftReferenceError as error:
+        print(f"cellrt drift-reference: {error}", file=sys.stderr)
+        return 1
+    path = reference.save(out)
+    print(f"wrote {path}: {len(vectors)} fields of {len(chosen)} wells ({len(reference.embeddings)} reference, "
+          f"{len(reference.calibration)} calibration), window {window}, threshold {reference.threshold:.4g} "
+          f"for one false alarm in {ert:g} fields; model {model['name']} ({model.get('precision')})")
+    return 0
 
 
 def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "auto", batch: int = 8,
               workers: int = 2, readers: int = 2, threads: int = 0, resume: bool = False, skip_bad: bool = False,
               layout: str = "auto", channels=(), table_format: str = "parquet", save_labels: bool = False,
               save_predictions: bool = False, images_format: str = "tiff", tile: str = "auto",
-              precision: str = "auto") -> int:
+              precision: str = "auto", drift_reference: str | None = "auto") -> int:
     from ..io.plate import PlateError, open_plate  # noqa: PLC0415
     from ..pipeline import load_model  # noqa: PLC0415
     from ..pipeline.plate import PlateOptions, PlateRun, PlateRunError  # noqa: PLC0415
@@ -72,7 +126,8 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
                            tile_size=int(tile) if tile.isdigit() else tile)
         options = PlateOptions(batch_size=batch, readers=readers, workers=workers, skip_bad=skip_bad,
                                table_format=table_format, channel_map=channel_map, save_labels=save_labels,
-                               save_predictions=save_predictions, image_format=images_format)
+                               save_predictions=save_predictions, image_format=images_format,
+                               drift_reference=drift_reference)
         run = PlateRun(model, plate, out, options)
         print(f"plate {plate.name}: {len(plate.fields)} fields in {len(plate.wells)} wells, channels "
               f"{plate.channels} ({plate.layout}); model {model.name} on {model.backend.name} ({model.precision})",

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import __version__
 from .._atomic import write_text
+from ..drift import DriftReference, DriftReferenceError, monitor_stream
 from ..io.images import IMAGE_FORMATS, FieldImageWriter
 from ..io.plate import FieldSource, Plate, PlateError
 from ..io.tables import concat_tables, read_table, write_table
@@ -44,11 +45,19 @@ class PlateOptions:
     save_labels: bool = False
     save_predictions: bool = False
     image_format: str = "tiff"                         # of label/prediction images: 'tiff' or 'ome-zarr'
+    # A drift reference (.npz from `cellrt drift-reference`), "auto" (the model's own drift-reference.npz
+    # when it was made at this run's precision) or None (no drift monitoring).
+    drift_reference: str | None = "auto"
 
     def fingerprint_fields(self) -> dict:
         # What changes the outputs (not how fast they are made): a resumed run must write the same files.
         return {"channel_map": dict(sorted(self.channel_map.items())), "table_format": self.table_format,
                 "images": [self.save_labels, self.save_predictions, self.image_format]}
+
+
+def model_drift_reference(folder, precision: str) -> Path:
+    """Where a model folder keeps the drift reference "auto" uses for runs at ``precision``."""
+    return Path(folder) / f"drift-reference.{precision}.npz"
 
 
 class PlateRunError(RuntimeError):
@@ -96,18 +105,50 @@ class PlateRun:
         if o.image_format not in IMAGE_FORMATS:
             raise ValueError(f"PlateOptions.image_format should be one of {IMAGE_FORMATS}, got {o.image_format!r}")
         self.inputs, self.extras = resolve_channels(model, plate, o.channel_map)
+        self.drift, self.drift_source, self.drift_note = self._drift_reference()
         self.fingerprint = self._fingerprint()
         self.images: FieldImageWriter | None = None
         self.thumbnail_wells = _evenly_spaced(self.plate.wells, THUMBNAIL_WELLS)
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
+    def _drift_reference(self) -> tuple[DriftReference | None, Path | None, str]:
+        """(reference or None, its file, a sentence for the report on what drift is monitored against)."""
+        choice = self.options.drift_reference
+        if choice is None:
+            return None, None, "no drift reference given for this run"
+        spec = self.model.manifest.output("embedding")
+        if choice == "auto":
+            path = model_drift_reference(self.model.manifest.folder, self.model.precision)
+            if spec is None or not path.is_file():
+                return None, None, (f"model {self.model.name!r} brings no drift reference for "
+                                    f"{self.model.precision} runs (pass --drift-reference)")
+        else:
+            path = Path(choice)
+            if spec is None:
+                raise PlateRunError(f"drift reference {path}: model {self.model.name!r} has no embedding output, "
+                                    "which drift monitoring compares; run without --drift-reference")
+        try:
+            reference = DriftReference.load(path)
+            reference.check_compatible(dims=spec.size, precision=self.model.precision, model=self.model.name,
+                                       source=f"drift reference {path}")
+        except DriftReferenceError as error:
+            if choice == "auto":
+                return None, None, f"the model's drift reference does not apply: {error}"
+            raise PlateRunError(str(error)) from error
+        where = "the model's own" if choice == "auto" else str(path)
+        return reference, path, (f"{where} reference ({len(reference.embeddings)} fields, window "
+                                 f"{reference.window} fields, alarm threshold for one false alarm in "
+                                 f"{reference.ert:.0f} fields)")
+
     def _fingerprint(self) -> str:
         manifest = self.model.manifest
         doc = {"model": manifest.name, "onnx_sha256": manifest.onnx_sha256, "precision": self.model.precision,
                "weights_sha256": self.model.weights_sha256,
                "postprocess": manifest.postprocess, "inputs": self.inputs, "extras": self.extras,
                "tile_size": self.model.tile_size,
-               "plate": self.plate.name, "layout": self.plate.layout, **self.options.fingerprint_fields()}
+               "plate": self.plate.name, "layout": self.plate.layout, **self.options.fingerprint_fields(),
+               "drift": None if self.drift_source is None else
+               hashlib.sha256(self.drift_source.read_bytes()).hexdigest()}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
     def _well_paths(self, well: str) -> tuple[Path, Path]:
@@ -260,7 +301,9 @@ class PlateRun:
         for row in timings:
             row["write"] = write_seconds
         record = {"fingerprint": self.fingerprint, "well": well, "fields": fields, "errors": errors,
-                  "timings": timings, "embedding": _well_embedding(entries)}
+                  "timings": timings, "embedding": _well_embedding(entries),
+                  "field_embeddings": {str(source.field): result.embedding for source, result, _, _ in entries
+                                       if result is not None and result.embedding is not None}}
         write_text(record_path, json.dumps(record, indent=1, default=_json_default))  # last: marks the well done
         return record
 
@@ -273,16 +316,52 @@ class PlateRun:
         write_table(self.out / f"objects.{fmt}", objects, fmt)
         fields = [row for w in wells for row in records[w]["fields"]]
         write_table(self.out / "fields.csv", _rows_to_table(fields), "csv")
-        write_table(self.out / "wells.csv", _rows_to_table([_well_summary(w, records[w]["fields"], objects)
-                                                            for w in wells]), "csv")
+        drift_rows, drift_summary = self._drift(wells, records)
+        well_rows = [_well_summary(w, records[w]["fields"], objects) for w in wells]
+        if self.drift is not None:
+            for row in well_rows:
+                mine = [d for d in drift_rows if d["Metadata_Well"] == row["Metadata_Well"]]
+                full = [d["Drift_Ratio"] for d in mine if d["Drift_WindowFull"]]
+                row["Drift_MaxRatio"] = max(full) if full else float("nan")
+                row["Drift_Alarms"] = sum(d["Drift_Alarm"] for d in mine)
+            write_table(self.out / "drift.csv", _rows_to_table(drift_rows) if drift_rows else
+                        {"Metadata_Well": [], "Metadata_Field": []}, "csv")
+        write_table(self.out / "wells.csv", _rows_to_table(well_rows), "csv")
         errors = [row for w in wells for row in records[w]["errors"]] + self.plate.rejected
         write_table(self.out / "errors.csv", _rows_to_table(errors) if errors else
                     {"Metadata_Well": [], "Metadata_Field": [], "Files": [], "Error": []}, "csv")
         timings = [row for w in wells for row in records[w]["timings"]]
         write_table(self.out / "timings.csv", _rows_to_table(timings) if timings else {"latency": []}, "csv")
         summary = self._summary(timings, wall, processed, skipped)
+        summary["drift"] = drift_summary
         write_text(self.out / "run.json", json.dumps(summary, indent=2, default=_json_default))
         return summary
+
+    def _drift(self, wells: list[str], records: dict) -> tuple[list[dict], dict]:
+        """The drift monitor over every field with an embedding, in plate order (wells as the plate lists
+        them, fields ascending: acquisition order), from the well records - so a resumed run gives the
+        same statistic as an uninterrupted one."""
+        if self.drift is None:
+            return [], {"monitored": False, "note": self.drift_note}
+        keys, vectors = [], []
+        for well in wells:
+            embeddings = records[well].get("field_embeddings") or {}
+            for field_no in sorted(embeddings, key=int):
+                keys.append((well, int(field_no)))
+                vectors.append(embeddings[field_no])
+        steps = monitor_stream(self.drift, np.asarray(vectors, np.float32)) if vectors else []
+        rows = [{"Metadata_Well": well, "Metadata_Field": field_no, "Drift_Step": step.index,
+                 "Drift_Statistic": step.statistic, "Drift_Threshold": step.threshold, "Drift_Ratio": step.ratio,
+                 "Drift_WindowFull": step.window_full, "Drift_Alarm": step.alarm}
+                for (well, field_no), step in zip(keys, steps)]
+        alarms = [r for r in rows if r["Drift_Alarm"]]
+        ref = self.drift
+        return rows, {"monitored": True, "note": self.drift_note, "reference": str(self.drift_source),
+                      "window": ref.window, "ert": ref.ert, "threshold": ref.threshold, "sigma": ref.sigma,
+                      "fields": len(rows), "alarms": len(alarms),
+                      "wells_with_alarms": sorted({r["Metadata_Well"] for r in alarms}, key=wells.index),
+                      "first_alarm": None if not alarms else
+                      {"well": alarms[0]["Metadata_Well"], "field": alarms[0]["Metadata_Field"]}}
 
     def _summary(self, timings: list, wall: float, processed: int, skipped: set) -> dict:
         manifest = self.model.manifest

@@ -27,7 +27,8 @@ def _figure_png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _plate_heatmap(values: dict, geometry, title: str, unit: str, cmap: str = "viridis"):
+def _plate_heatmap(values: dict, geometry, title: str, unit: str, cmap: str = "viridis", *, vmin=None, vmax=None,
+                   outlined=()):
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     rows, columns = geometry
@@ -39,19 +40,27 @@ def _plate_heatmap(values: dict, geometry, title: str, unit: str, cmap: str = "v
     fig, ax = plt.subplots(figsize=(0.55 * columns + 1.8, 0.5 * rows + 1.0))
     masked = np.ma.masked_invalid(grid)
     colours = plt.get_cmap(cmap).with_extremes(bad="#eeeeee")
-    image = ax.imshow(masked, cmap=colours, aspect="equal")
+    image = ax.imshow(masked, cmap=colours, aspect="equal", vmin=vmin, vmax=vmax)
+    for well in outlined:
+        position = well_position(well)
+        if position is not None:
+            ax.add_patch(plt.Rectangle((position[1] - 0.5, position[0] - 0.5), 1, 1, fill=False,
+                                       edgecolor="#d7191c", linewidth=2.0))
     ax.set_xticks(range(columns), [str(c + 1) for c in range(columns)], fontsize=7)
     ax.set_yticks(range(rows), [row_name(r) for r in range(rows)], fontsize=7)
     ax.tick_params(length=0)
     ax.set_title(title, fontsize=10)
     finite = grid[np.isfinite(grid)]
     if finite.size and columns <= 24:
-        middle = (np.nanmin(grid) + np.nanmax(grid)) / 2
+        low = np.nanmin(grid) if vmin is None else vmin
+        high = np.nanmax(grid) if vmax is None else vmax
+        middle = (low + high) / 2
+        dark_ends = cmap in ("RdYlBu_r",)  # diverging: dark at both ends, light in the middle
         for (r, c), value in np.ndenumerate(grid):
             if np.isfinite(value):
                 text = f"{value:.0f}" if abs(value) >= 10 else f"{value:.2f}"
-                ax.text(c, r, text, ha="center", va="center", fontsize=6,
-                        color="black" if value > middle else "white")
+                light = abs(value - middle) < (high - low) / 4 if dark_ends else value > middle
+                ax.text(c, r, text, ha="center", va="center", fontsize=6, color="black" if light else "white")
     bar = fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
     bar.set_label(unit, fontsize=8)
     bar.ax.tick_params(labelsize=7)
@@ -130,6 +139,18 @@ def write_plate_report(out_dir) -> Path:
                             f"Per object mean {channel} intensity, median over the well.",
                             _plate_heatmap(per_well(column), geometry, f"Mean {channel} intensity (median)",
                                            "intensity", "inferno")))
+    drift = summary.get("drift") or {}
+    if drift.get("monitored") and "Drift_MaxRatio" in wells:
+        alarmed = {w for w, n in zip(names, wells["Drift_Alarms"]) if int(n) > 0}
+        figures.append(("drift.png", "Drift",
+                        "Largest drift statistic over the well's fields, as a multiple of the alarm threshold "
+                        "(MMD of the model's field embeddings against the reference over a sliding window of "
+                        f"{drift['window']} fields in acquisition order; above 1: alarm, red frame). Blank: "
+                        "the window was not yet full.",
+                        _plate_heatmap(per_well("Drift_MaxRatio"), geometry, "Drift (max statistic / threshold)",
+                                       "× threshold", "RdYlBu_r", vmin=0.0, vmax=max(2.0, float(np.nanmax(
+                                           np.asarray(wells["Drift_MaxRatio"], float), initial=0.0))),
+                                       outlined=alarmed)))
     if len(timings.get("latency", [])):
         figures.append(("stages.png", "Where the time goes",
                         "Per-stage time summed over all fields of this run.",
@@ -159,7 +180,7 @@ def write_plate_report(out_dir) -> Path:
                             f"{fmt(summary['latency_p50_s'])} s, p99 {fmt(summary['latency_p99_s'])} s"),
              ("Inference share of wall time", f"{100 * (summary['infer_share_of_wall'] or 0):.0f}%"),
              ("Fields with errors", str(failed)),
-             ("Drift", "no drift monitor configured for this run"),
+             ("Drift", _drift_fact(drift)),
              ("cellrt", html.escape(summary["cellrt"]))]
     if summary.get("resumed_wells"):
         facts.append(("Resumed", f"{len(summary['resumed_wells'])} wells were already done and kept"))
@@ -211,6 +232,20 @@ def write_plate_report(out_dir) -> Path:
     path = report / "index.html"
     write_text(path, "\n".join(parts))
     return path
+
+
+def _drift_fact(drift: dict) -> str:
+    if not drift.get("monitored"):
+        return html.escape("not monitored: " + drift.get("note", "no drift reference given for this run"))
+    if drift["alarms"]:
+        first = drift["first_alarm"]
+        text = (f"<b style='color:#d7191c'>ALARM</b>: {drift['alarms']} of {drift['fields']} fields above the "
+                f"threshold, in wells {', '.join(drift['wells_with_alarms'][:12])}"
+                f"{'…' if len(drift['wells_with_alarms']) > 12 else ''} (first: {first['well']}, field "
+                f"{first['field']})")
+    else:
+        text = f"no alarm over {drift['fields']} fields"
+    return text + "; against " + html.escape(drift["note"])
 
 
 def _thumbnail_key(stem: str) -> tuple[str, int]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..drift import DriftMonitor
 from ..io.plate import FieldSource, Plate, format_well, well_position
 from .engine import EngineError, FieldEngine
 from .plate import PlateOptions, PlateRun, PlateRunError
@@ -38,7 +39,11 @@ class _Frames:
 
 class LiveRun(PlateRun):
     def __init__(self, model, out, *, channels, plate_name: str = "live", fields_per_well: int | None = None,
-                 options: PlateOptions | None = None):
+                 options: PlateOptions | None = None, on_drift=None):
+        """``on_drift(well, field, step)`` is called (from the collector thread) with each field's
+        :class:`cellrt.drift.DriftStep`, in the order fields were completed by ``submit`` - the acquisition
+        order - as soon as that field and every one before it are processed; ``step.alarm`` is the moment
+        to pause the plate and look."""
         channels = [str(c) for c in channels]
         if not channels or len(set(channels)) != len(channels):
             raise ValueError(f"LiveRun: channels should be distinct plate channel names, got {channels}")
@@ -66,6 +71,12 @@ class LiveRun(PlateRun):
         self._failure: BaseException | None = None
         self._started = time.perf_counter()
         self._closed = False
+        self._order: list = []          # (well, field) as their last channel arrived: the acquisition order
+        self._settled: dict = {}        # (well, field) -> embedding, or None for a field without one
+        self._drift_cursor = 0
+        self._monitor = DriftMonitor(self.drift) if self.drift is not None else None
+        self.on_drift = on_drift
+        self.drift_steps: list = []     # ((well, field), DriftStep) in acquisition order
         self._collector = threading.Thread(target=self._collect, name="cellrt-live-collect", daemon=True)
         self._collector.start()
 
@@ -103,6 +114,7 @@ class LiveRun(PlateRun):
                 source = FieldSource(well, int(field), {c: Path(f"live:{well}/{field}/{c}") for c in frames},
                                      reader=_Frames(frames))
                 self.plate.fields.append(source)
+                self._order.append(key)
                 self._submitted += 1
         if complete and not self._engine.put(source):
             raise PlateRunError("the live run stopped") from self._failure
@@ -131,6 +143,7 @@ class LiveRun(PlateRun):
             else:
                 future.set_result(outcome)
             try:
+                self._advance_drift(key, None if isinstance(outcome, Exception) else outcome.embedding)
                 self._bucket(self._buckets, state, outcome)
                 with self._lock:
                     self._finished += 1
@@ -139,6 +152,29 @@ class LiveRun(PlateRun):
             except Exception as error:  # noqa: BLE001 - a failed field without skip_bad, or a write error
                 self._fail(error)
                 return
+
+    def _advance_drift(self, key, embedding) -> None:
+        """Feed the monitor every field up to the first one still in flight, in acquisition order."""
+        if self._monitor is None:
+            return
+        self._settled[key] = embedding
+        while True:
+            with self._lock:
+                if self._drift_cursor >= len(self._order) or self._order[self._drift_cursor] not in self._settled:
+                    return
+                ready = self._order[self._drift_cursor]
+                self._drift_cursor += 1
+            vector = self._settled.pop(ready)
+            if vector is None:
+                continue
+            step = self._monitor.update(vector)
+            self.drift_steps.append((ready, step))
+            if self.on_drift is not None:
+                self.on_drift(ready[0], ready[1], step)
+
+    def _acquisition_order(self, wells: list[str]) -> list[tuple[str, int]]:
+        chosen = set(wells)
+        return [key for key in self._order if key[0] in chosen]
 
     def _fail(self, error: BaseException) -> None:
         self._failure = error

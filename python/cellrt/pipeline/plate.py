@@ -337,6 +337,12 @@ class PlateRun:
         write_text(self.out / "run.json", json.dumps(summary, indent=2, default=_json_default))
         return summary
 
+    def _acquisition_order(self, wells: list[str]) -> list[tuple[str, int]]:
+        """(well, field) in the order the plate was imaged: its wells as the source lists them, fields ascending."""
+        chosen = set(wells)
+        return sorted(((f.well, f.field) for f in self.plate.fields if f.well in chosen),
+                      key=lambda key: (wells.index(key[0]), key[1]))
+
     def _drift(self, wells: list[str], records: dict) -> tuple[list[dict], dict]:
         """The drift monitor over every field with an embedding, in plate order (wells as the plate lists
         them, fields ascending: acquisition order), from the well records - so a resumed run gives the
@@ -344,11 +350,11 @@ class PlateRun:
         if self.drift is None:
             return [], {"monitored": False, "note": self.drift_note}
         keys, vectors = [], []
-        for well in wells:
-            embeddings = records[well].get("field_embeddings") or {}
-            for field_no in sorted(embeddings, key=int):
-                keys.append((well, int(field_no)))
-                vectors.append(embeddings[field_no])
+        for well, field_no in self._acquisition_order(wells):
+            embedding = (records[well].get("field_embeddings") or {}).get(str(field_no))
+            if embedding is not None:
+                keys.append((well, field_no))
+                vectors.append(embedding)
         steps = monitor_stream(self.drift, np.asarray(vectors, np.float32)) if vectors else []
         rows = [{"Metadata_Well": well, "Metadata_Field": field_no, "Drift_Step": step.index,
                  "Drift_Statistic": step.statistic, "Drift_Threshold": step.threshold, "Drift_Ratio": step.ratio,

@@ -223,6 +223,14 @@ cellrt_status_t cellrt_histogram(const cellrt_tensor_t* image, const cellrt_tens
       [&] { cellrt::histogram(to_view(image, "image"), to_view(counts, "counts"), num_threads, cuda_stream); });
 }
 
+cellrt_status_t cellrt_rbf_kernel(const cellrt_tensor_t* queries, const cellrt_tensor_t* points, double sigma,
+                                  const cellrt_tensor_t* out, int32_t num_threads, void* cuda_stream) {
+  return translate_exceptions([&] {
+    cellrt::rbf_kernel(to_view(queries, "queries"), to_view(points, "points"), sigma, to_view(out, "out"),
+                       num_threads, cuda_stream);
+  });
+}
+
 cellrt_status_t cellrt_gaussian_blur(const cellrt_tensor_t* image, const cellrt_tensor_t* out, double sigma,
                                      double truncate, const cellrt_filter_options_t* options, void* cuda_stream) {
   return translate_exceptions([&] {

@@ -234,6 +234,27 @@ int main(void) {
            points[1]);
   }
 
+  /* C API 3: RBF kernel sums and values (the drift monitor's arithmetic). */
+  {
+    static float queries[2 * 2] = {0.0f, 0.0f, 3.0f, 4.0f}, points[2 * 2] = {0.0f, 0.0f, 3.0f, 4.0f};
+    static double sums[2], values[2 * 2];
+    const int64_t pair_shape[2] = {2, 2}, two[1] = {2};
+    cellrt_tensor_t queries_view, points_view, sums_view, values_view;
+    view(&queries_view, queries, CELLRT_DTYPE_FLOAT32, 2, pair_shape);
+    view(&points_view, points, CELLRT_DTYPE_FLOAT32, 2, pair_shape);
+    view(&sums_view, sums, CELLRT_DTYPE_FLOAT64, 1, two);
+    view(&values_view, values, CELLRT_DTYPE_FLOAT64, 2, pair_shape);
+    EXPECT(cellrt_c_api_version() >= 3, "C API 3 functions need version 3");
+    status = cellrt_rbf_kernel(&queries_view, &points_view, 5.0, &values_view, 0, NULL);
+    EXPECT(status == CELLRT_STATUS_OK && values[0] == 1.0 && fabs(values[1] - exp(-0.5)) < 1e-15,
+           "rbf values %g %g: %s", values[0], values[1], cellrt_last_error());
+    status = cellrt_rbf_kernel(&queries_view, &points_view, 5.0, &sums_view, 0, NULL);
+    EXPECT(status == CELLRT_STATUS_OK && fabs(sums[1] - (1.0 + exp(-0.5))) < 1e-15, "rbf sums %g", sums[1]);
+    status = cellrt_rbf_kernel(&queries_view, &points_view, 0.0, &sums_view, 0, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "sigma") != NULL,
+           "bad sigma: %s", cellrt_last_error());
+  }
+
   if (failures) return 1;
   printf("ok\n");
   return 0;

@@ -29,7 +29,7 @@
 extern "C" {
 #endif
 
-#define CELLRT_C_API_VERSION 2
+#define CELLRT_C_API_VERSION 3
 
 typedef enum cellrt_status_t {
   CELLRT_STATUS_OK = 0,
@@ -202,6 +202,13 @@ typedef struct cellrt_morphology_options_t {
 /* Defaults: reflect border / disk footprint, all threads. */
 CELLRT_EXPORT void cellrt_filter_options_init(cellrt_filter_options_t* options);
 CELLRT_EXPORT void cellrt_morphology_options_init(cellrt_morphology_options_t* options);
+
+/* See cellrt/mmd.h (C API 3): queries [M,D] and points [N,D] float32 ->
+ * out float64, [M] kernel sums over the points or [M,N] kernel values, on
+ * one device; the arithmetic of the streaming MMD drift monitor. */
+CELLRT_EXPORT cellrt_status_t cellrt_rbf_kernel(const cellrt_tensor_t* queries, const cellrt_tensor_t* points,
+                                                double sigma, const cellrt_tensor_t* out, int32_t num_threads,
+                                                void* cuda_stream);
 
 /* See cellrt/histogram.h: image uint8/uint16 (1-4 dims) -> counts [256 or
  * 65536] int64, on one device. */

@@ -36,12 +36,19 @@ def _embeddings(values, what: str) -> np.ndarray:
     return array
 
 
+MEDIAN_POINTS = 1000
+
+
 def median_distance(points: np.ndarray) -> float:
-    """Median Euclidean distance between distinct points (the usual RBF width heuristic)."""
-    diff = points[:, None, :].astype(np.float64) - points[None, :, :].astype(np.float64)
-    dist = np.sqrt((diff * diff).sum(-1))[np.triu_indices(len(points), 1)]
-    positive = dist[dist > 0]
-    return float(np.median(positive)) if positive.size else 0.0
+    """Median Euclidean distance between distinct points (the usual RBF width heuristic), over at most
+    MEDIAN_POINTS evenly spaced ones: a width needs no more, and memory stays O(MEDIAN_POINTS^2)."""
+    if len(points) > MEDIAN_POINTS:
+        points = points[np.linspace(0, len(points) - 1, MEDIAN_POINTS).astype(int)]
+    x = points.astype(np.float64)
+    squared = (x * x).sum(1)
+    d2 = np.maximum(squared[:, None] + squared[None, :] - 2.0 * (x @ x.T), 0.0)[np.triu_indices(len(x), 1)]
+    positive = d2[d2 > 0]
+    return float(np.sqrt(np.median(positive))) if positive.size else 0.0
 
 
 def _mean_off_diagonal(kernel_sum: float, count: int) -> float:
@@ -207,20 +214,26 @@ class DriftStep:
 class DriftMonitor:
     """Sliding-window MMD^2 between incoming embeddings and a reference.
 
-    Per field: the kernel sum of the new vector against the reference
-    (O(N D)) and its kernel values against the window (O(W D)); the
-    statistic then comes from stored sums in O(W^2), exactly (no running
-    subtraction that would accumulate rounding over a long run).
+    Per field: one kernel row of the new vector against the reference and
+    the window together (O((N + W) D), one call into the kernel backend on
+    buffers kept across fields); the statistic then comes from stored sums
+    in O(W^2), exactly (no running subtraction that would accumulate
+    rounding over a long run).
     """
 
     def __init__(self, reference: DriftReference, *, backend: str = "auto"):
+        from ..kernels import _backend  # noqa: PLC0415
+
         self.reference = reference
-        self.backend = backend
+        self.backend = _backend.resolve("drift monitor", backend, False)
         ref = reference.embeddings
-        n = len(ref)
+        n, w = len(ref), reference.window
+        self._n = n
         self._xx = _mean_off_diagonal(float(rbf_kernel_sums(ref, ref, reference.sigma, backend=backend).sum()), n)
-        w = reference.window
-        self._vectors = np.zeros((w, reference.dims), np.float32)
+        # The reference, then the window's vectors in their ring slots: one kernel row per field covers both.
+        self._points = np.zeros((n + w, reference.dims), np.float32)
+        self._points[:n] = ref
+        self._row = np.zeros((1, n + w))
         self._cross = np.zeros(w)           # sum over the reference of k(window vector, x)
         self._pairs = np.eye(w)             # k between window vectors (diagonal 1)
         self.count = 0
@@ -230,26 +243,37 @@ class DriftMonitor:
         self._cross[...] = 0.0
         self.count = 0
 
+    def _kernel_row(self, vector: np.ndarray, columns: int) -> np.ndarray:
+        out = self._row[:, :columns]
+        points = self._points[:columns]
+        if self.backend == "cpu":
+            from .._build import _core  # noqa: PLC0415
+
+            _core.rbf_kernel(vector[None], points, self.reference.sigma, out, 1)
+        else:
+            from ..kernels import _mmd_numba  # noqa: PLC0415
+
+            out[...] = _mmd_numba.rbf_kernel(vector[None], points, self.reference.sigma, False)
+        return out[0]
+
     def update(self, embedding) -> DriftStep:
         ref = self.reference
-        vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        vector = np.ascontiguousarray(np.asarray(embedding, dtype=np.float32).reshape(-1))
         if vector.shape[0] != ref.dims:
             raise ValueError(f"drift monitor: an embedding should have {ref.dims} values, got {vector.shape[0]}")
         if not np.isfinite(vector).all():
             raise ValueError("drift monitor: the embedding holds NaN or inf")
-        w = ref.window
+        n, w = self._n, ref.window
         slot = self.count % w
-        filled_before = min(self.count, w)
-        others = [s for s in range(filled_before) if s != slot]
-        self._cross[slot] = rbf_kernel_sums(vector[None], ref.embeddings, ref.sigma, backend=self.backend)[0]
-        if others:
-            values = rbf_kernel_matrix(vector[None], self._vectors[others], ref.sigma, backend=self.backend)[0]
-            self._pairs[slot, others] = values
-            self._pairs[others, slot] = values
-        self._vectors[slot] = vector
+        m = min(self.count + 1, w)            # occupied slots after this field: 0 .. m-1
+        self._points[n + slot] = vector
+        row = self._kernel_row(vector, n + m)
+        self._cross[slot] = row[:n].sum()
+        self._pairs[slot, :m] = row[n:n + m]
+        self._pairs[:m, slot] = row[n:n + m]
+        self._pairs[slot, slot] = 1.0
         self.count += 1
-        m = min(self.count, w)
-        cross = self._cross[:m].sum() / (len(ref.embeddings) * m)
+        cross = self._cross[:m].sum() / (n * m)
         within = _mean_off_diagonal(float(self._pairs[:m, :m].sum()), m) if m >= 2 else 1.0
         statistic = float(self._xx + within - 2.0 * cross)
         full = self.count >= w

@@ -259,6 +259,43 @@ def test_rbf_kernel_sums_and_values_on_device_arrays(fake_device, rng):
         rbf_kernel_sums(cp.asarray(queries), points, 3.0)
 
 
+def test_segment_runs_on_device_arrays_and_equals_the_host_chain(fake_device, dsb_dir, isl_dir):
+    """segment() written once for numpy and cupy: percentile normalisation, the float-image Otsu
+    threshold (histogram on the device), local threshold, fill, opening, blur, label, size filter."""
+    from cellrt.kernels import segment, threshold
+    from cellrt.training import data as training_data
+
+    cp = fake_device
+    images = [tifffile.imread(dsb_dir / "images" / f"{i}.tif") for i in training_data.dsb_ids(dsb_dir, held_out=True)[:3]]
+    images.append(tifffile.imread(isl_dir / "dapi.tif")[:400, :300])
+    for image in images:
+        image = image if image.ndim == 2 else image[..., 0]
+        host, host_count = segment(image)
+        device, device_count = segment(cp.asarray(image))
+        assert isinstance(device, DeviceArray) and device_count == host_count
+        np.testing.assert_array_equal(device.get(), host)
+        as_float = image.astype(np.float32) / 7.0
+        for method in ("otsu", "li", "triangle", "mean"):
+            assert threshold(cp.asarray(as_float), method) == threshold(as_float, method), method
+        assert threshold(cp.asarray(as_float), "otsu", smoothing=1.5) == threshold(as_float, "otsu", smoothing=1.5)
+    with pytest.raises(ValueError, match="histogram: image holds 1 NaN/inf values"):
+        threshold(cp.asarray(np.array([[0.0, np.nan], [1.0, 2.0]], np.float32)))
+
+
+def test_image2image_model_post_processes_on_the_device(fake_device, isl_dir):
+    """The isl-dapi model (predicted DAPI from phase planes) on the GPU path: segment() of the prediction
+    on the device, the same nuclei and table as on the host."""
+    host_model = cellrt.load_model("isl-dapi", backend="ort", threads=2)
+    device_model = cellrt.load_model("isl-dapi", backend="ort", threads=2)
+    device_model._cupy = fake_device
+    field = np.stack([tifffile.imread(isl_dir / f"phase_z{z:02d}.tif")[:320, :384] for z in (3, 6, 9)])
+    expected, result = host_model.run(field), device_model.run(field)
+    assert type(result.labels) is np.ndarray and result.count == expected.count > 0
+    np.testing.assert_array_equal(result.labels, expected.labels)
+    for column, values in expected.objects.items():
+        np.testing.assert_allclose(np.asarray(result.objects[column]), values, rtol=1e-6, err_msg=column)
+
+
 def test_semantic_post_processing_stays_on_the_device(fake_device, dsb_dir):
     from cellrt.kernels import instances_from_probability
     from cellrt.training import data as training_data

@@ -156,6 +156,8 @@ def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_me
     (tools/eval_segmentation.py): Otsu instead of the published mean
     threshold raises F1 at IoU 0.5 there from 0.72 to 0.85.
 
+    A cupy ``image`` runs every step on the GPU and returns cupy labels.
+
     Returns
     -------
     labels : (H, W) int32 ndarray, 1..N in raster order
@@ -165,24 +167,26 @@ def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_me
     from .stitch import percentile_normalization  # noqa: PLC0415
     from .threshold import threshold  # noqa: PLC0415
 
-    image = np.asarray(image)
+    xp = array_module(image)   # a device (cupy) image stays on the device through every step
+    image = xp.asarray(image)
     if image.ndim != 2:
-        raise ValueError(f"segment: image should have shape (H, W), got {image.shape}")
-    work = np.ascontiguousarray(image, dtype=np.float32)
-    if not np.all(np.isfinite(work)):
-        raise ValueError(f"segment: image holds {int(np.count_nonzero(~np.isfinite(work)))} NaN/inf values")
+        raise ValueError(f"segment: image should have shape (H, W), got {tuple(image.shape)}")
+    work = xp.ascontiguousarray(image, dtype=xp.float32)
+    finite = xp.isfinite(work)
+    if not bool(finite.all()):
+        raise ValueError(f"segment: image holds {int(work.size - int(finite.sum()))} NaN/inf values")
     if normalize:
         scale, offset = percentile_normalization(image[None] if image.dtype.kind == "u" else work[None], percentiles)
-        work = (work - offset[0]) * scale[0]
+        work = (work - np.float32(offset[0])) * np.float32(scale[0])
     mask = work > threshold(work, global_method, correction=global_correction)
-    masked = np.where(mask, work, np.float32(0))
+    masked = xp.where(mask, work, xp.float32(0))
     mask &= masked > threshold_local(masked, block_size, local_method, offset=local_offset, backend=backend)
     if fill:
         mask = fill_holes(mask, connectivity, backend=backend)
     if opening_radius > 0:
         mask = binary_opening(mask, opening_radius, "disk")
     if blur_sigma > 0:
-        mask = gaussian_blur(mask.astype(np.float32), blur_sigma, backend=backend) > 0.5
+        mask = gaussian_blur(mask.astype(xp.float32), blur_sigma, backend=backend) > 0.5
     return instances_from_mask(mask, min_area=min_area, fill=False, connectivity=connectivity, backend=backend)
 
 

@@ -3,8 +3,8 @@
 Integer images (8/16-bit) use one bin per grey value, so Otsu's threshold is
 exact; float images use ``nbins`` equal bins between their min and max,
 with thresholds at bin centres (scikit-image's convention, so results agree
-on the same histogram). 8/16-bit histograms come from cellrt's C++ kernel,
-float ones from numpy.histogram.
+on the same histogram). 8/16-bit histograms come from cellrt's C++ or CUDA
+kernel, float ones from numpy.histogram (cupy.histogram for device images).
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ def histogram(image, nbins: int = 256) -> tuple[np.ndarray, np.ndarray]:
     from . import _backend  # noqa: PLC0415
 
     if _backend.is_device_array(image):   # cupy: counted on the GPU, only the counts come back
-        if image.dtype not in (np.uint8, np.uint16) or image.size == 0:
-            raise ValueError(f"histogram: device images should be non-empty uint8 or uint16, got {image.dtype} "
-                             f"of size {image.size}; copy others to the host")
+        if image.size == 0 or not (image.dtype in (np.uint8, np.uint16) or image.dtype.kind == "f"):
+            raise ValueError(f"histogram: device images should be non-empty uint8, uint16 or float, got "
+                             f"{image.dtype} of size {image.size}; copy others to the host")
         _backend.resolve("histogram", "cuda", True)
+        if image.dtype.kind == "f":
+            return _device_float_histogram(image, nbins)
         from . import _cuda  # noqa: PLC0415 - needs cupy
 
         counts = _cuda.value_counts(image)
@@ -63,6 +65,23 @@ def histogram(image, nbins: int = 256) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(nbins, bool) or not isinstance(nbins, (int, np.integer)) or nbins < 2:
         raise ValueError(f"histogram: nbins should be an int >= 2, got {nbins!r}")
     counts, edges = np.histogram(image, bins=int(nbins), range=(float(image.min()), float(image.max())))
+    return counts, (edges[:-1] + edges[1:]) / 2
+
+
+def _device_float_histogram(image, nbins) -> tuple[np.ndarray, np.ndarray]:
+    """``nbins`` equal bins between a device image's min and max, counted on the GPU (cupy.histogram);
+    only the counts and the extremes come to the host. Bin centres as numpy.histogram's."""
+    import cupy  # noqa: PLC0415
+
+    if not bool(cupy.isfinite(image).all()):
+        raise ValueError(f"histogram: image holds {int((~cupy.isfinite(image)).sum())} NaN/inf values")
+    if isinstance(nbins, bool) or not isinstance(nbins, (int, np.integer)) or nbins < 2:
+        raise ValueError(f"histogram: nbins should be an int >= 2, got {nbins!r}")
+    lo, hi = float(image.min()), float(image.max())
+    counts = cupy.histogram(image, bins=int(nbins), range=(lo, hi))[0]
+    counts = counts.get() if hasattr(counts, "get") else np.asarray(counts)
+    # numpy makes the edges in the image's float type: the same edges here, so the same centres.
+    edges = np.histogram_bin_edges(np.array([lo, hi], np.dtype(image.dtype)), bins=int(nbins), range=(lo, hi))
     return counts, (edges[:-1] + edges[1:]) / 2
 
 
@@ -193,11 +212,15 @@ def threshold(image, method: str = "otsu", *, value=None, nbins: int = 256, corr
         return float(value) * correction
     from . import _backend  # noqa: PLC0415
 
-    if _backend.is_device_array(image):   # cupy: the histogram is counted on the GPU
-        if image.dtype not in (np.uint8, np.uint16) or image.size == 0 or smoothing:
-            raise ValueError(f"threshold: device images should be non-empty uint8 or uint16 without smoothing, got "
-                             f"{image.dtype} of size {image.size}, smoothing={smoothing!r}; blur with "
-                             f"gaussian_blur and threshold the result on the host, or copy the image to the host")
+    device = _backend.is_device_array(image)
+    if device:   # cupy: the histogram is counted on the GPU; counts and extremes come back
+        if image.size == 0 or not (image.dtype in (np.uint8, np.uint16) or image.dtype.kind == "f"):
+            raise ValueError(f"threshold: device images should be non-empty uint8, uint16 or float, got "
+                             f"{image.dtype} of size {image.size}; copy others to the host")
+        if smoothing:
+            from .filters import gaussian_blur  # noqa: PLC0415
+
+            image = gaussian_blur(image, smoothing)
     else:
         image = np.asarray(image)
         if image.size == 0:
@@ -216,8 +239,10 @@ def threshold(image, method: str = "otsu", *, value=None, nbins: int = 256, corr
     if method == "li":
         if image.dtype.kind == "f":
             # Li iterates on the values themselves, not on bins.
-            flat = np.sort(image.ravel().astype(np.float64))
-            values, counts = np.unique(flat, return_counts=True)
+            xp = _backend.array_module(image)
+            values, counts = xp.unique(image.ravel().astype(xp.float64), return_counts=True)
+            if device:
+                values, counts = values.get(), counts.get()
             return li_from_histogram(counts, values) * correction
         return li_from_histogram(counts, centres) * correction
     if method == "triangle":

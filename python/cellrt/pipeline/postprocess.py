@@ -52,8 +52,8 @@ def semantic(manifest, image: np.ndarray, dense: np.ndarray, params: dict):
 @register_postprocessor("image2image")
 def image2image(manifest, image: np.ndarray, dense: np.ndarray, params: dict):
     """Predicted fluorescence -> nuclei (or other objects) by :func:`segment`
-    on the first predicted channel, as published for in-silico labeling
-    (on the host: segment's chain has no device version yet)."""
-    channel = dense[0].get() if hasattr(dense, "get") else dense[0]
-    labels, count = segment(channel, **params)
+    on the first predicted channel, as published for in-silico labeling (on
+    the device when the prediction is)."""
+    xp = array_module(dense)
+    labels, count = segment(xp.ascontiguousarray(dense[0]), **params)
     return labels, count, {}

@@ -29,11 +29,10 @@ WINDOW, ERT, SEED = 4, 500.0, 0
 def main() -> int:
     import cellrt
     from cellrt.drift import DriftReference, monitor_stream
-    from cellrt.pipeline.model import model_folder
     from cellrt.pipeline.plate import model_drift_reference
     from cellrt.training.data import dsb_ids
 
-    folder = model_folder("nuclei")
+    folder = ROOT / "python" / "cellrt" / "data" / "models" / "nuclei"   # the source tree, not an installed copy
     demo = ROOT / "python" / "cellrt" / "data" / "demo" / "plate"
     on_plate = {line.split("\t")[1] for line in (demo / "SOURCES.tsv").read_text().splitlines()[1:]}
     ids = [i for i in dsb_ids(DATA, held_out=True) if i not in on_plate]

@@ -50,7 +50,7 @@ constexpr int32_t kPrefetchRows = 4;
 struct SpanScratch {
   std::vector<float> acc;      // [C, max_span]
   std::vector<float> den;      // [max_span]
-  std::vector<float> convert;  // [tile_w]
+  std::vector<float> convert;  // [4, tile_w]
   std::vector<int64_t> best;   // [tile_w], crop()
   std::vector<int32_t> owner;  // [tile_w], crop()
   std::vector<float> pixel;    // [C], softmax / argmax
@@ -87,6 +87,14 @@ class SpanStitcher {
       copy_single(y, x0, len, *first, s, counts);
       return;
     }
+    if (o_.activation == Activation::kNone && !o_.argmax && o_.blend != Blend::kCrop) {
+      switch (last - first) {  // the overlaps of a tile grid: 2 tiles on edges, 4 at corners
+        case 2: return blend_fused<2>(y, x0, len, first, s, counts);
+        case 3: return blend_fused<3>(y, x0, len, first, s, counts);
+        case 4: return blend_fused<4>(y, x0, len, first, s, counts);
+        default: break;
+      }
+    }
     if (first == last) {
       std::fill(s.den.begin(), s.den.begin() + len, 0.0f);
     } else if (last - first == 1 || o_.blend == Blend::kCrop) {
@@ -110,6 +118,55 @@ class SpanStitcher {
       for (int32_t i = 0; i < len; ++i) bad += is_finite_value(v[i]) ? 0 : 1;
       counts.nonfinite += bad;
       stream_copy(static_cast<float*>(out_.data) + c * plane + int64_t{y} * p_.width + x0, v, len);
+    }
+  }
+
+  // blend() and finalize_span() in one pass for a span covered by N tiles
+  // (N known at compile time: the loop over tiles unrolls and the pixel loop
+  // vectorises): the same operations in the same order per pixel, so the
+  // same bits, without storing and reloading the numerator and denominator
+  // buffers between passes.
+  template <int N>
+  void blend_fused(int32_t y, int32_t x0, int32_t len, const int32_t* first, SpanScratch& s, Counts& counts) const {
+    const int32_t TW = p_.tile_w;
+    const int64_t plane = int64_t{p_.height} * p_.width;
+    float wy[N];
+    const float* wx[N];
+    int32_t ty[N], tx[N];
+    for (int t = 0; t < N; ++t) {
+      const int64_t k = first[t];
+      ty[t] = y - p_.origin_y[k];
+      tx[t] = x0 - p_.origin_x[k];
+      wy[t] = p_.window_y[k * p_.tile_h + ty[t]];
+      wx[t] = p_.window_x.data() + k * TW + tx[t];
+    }
+    const float fill = o_.fill_value;
+    for (int32_t c = 0; c < p_.channels; ++c) {
+      const float* v[N];
+      for (int t = 0; t < N; ++t) {
+        const int64_t k = first[t];
+        if (ty[t] + kPrefetchRows < p_.tile_h) prefetch_run(tile_row(k, c, ty[t] + kPrefetchRows) + tx[t], len);
+        v[t] = row_as_float(tile_row(k, c, ty[t]) + tx[t], len, s.convert.data() + t * TW);
+      }
+      float* q = s.acc.data();
+      int32_t bad = 0, uncovered = 0;  // uncovered: all N weights underflowed (a tiny gaussian sigma)
+      for (int32_t i = 0; i < len; ++i) {
+        float den = tile_weight(wy[0], wx[0][i]);
+        float num = den * v[0][i];
+        for (int t = 1; t < N; ++t) {
+          const float w = tile_weight(wy[t], wx[t][i]);
+          accumulate(den, 1.0f, w);
+          accumulate(num, v[t][i], w);
+        }
+        const float value = finalize(num, den, fill);
+        q[i] = value;
+        const int32_t covered = den > 0.0f;
+        uncovered += 1 - covered;
+        bad += covered & static_cast<int32_t>(!is_finite_value(value));
+      }
+      counts.nonfinite += bad;
+      if (c == 0) counts.uncovered += uncovered;
+      stream_copy(static_cast<float*>(out_.data) + c * plane + int64_t{y} * p_.width + x0, q, len);
     }
   }
 
@@ -236,7 +293,7 @@ StitchResult run(const TensorView& tiles, const StitchPlan& plan, const TensorVi
       SpanScratch s;
       s.acc.resize(plan.channels * plan.max_span);
       s.den.resize(plan.max_span);
-      s.convert.resize(plan.tile_w);
+      s.convert.resize(4 * static_cast<size_t>(plan.tile_w));  // blend_fused<4> converts four rows
       s.pixel.resize(plan.channels);
       s.best.resize(plan.tile_w);  // crop() also serves single-tile spans
       s.owner.resize(plan.tile_w);

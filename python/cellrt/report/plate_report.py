@@ -242,7 +242,8 @@ def _drift_fact(drift: dict) -> str:
         text = (f"<b style='color:#d7191c'>ALARM</b>: {drift['alarms']} of {drift['fields']} fields above the "
                 f"threshold, in wells {', '.join(drift['wells_with_alarms'][:12])}"
                 f"{'…' if len(drift['wells_with_alarms']) > 12 else ''} (first: {first['well']}, field "
-                f"{first['field']})")
+                f"{first['field']}): their images look unlike the reference's to the model - check focus, "
+                f"illumination and staining there; drift.csv has every field")
     else:
         text = f"no alarm over {drift['fields']} fields"
     return text + "; against " + html.escape(drift["note"])

@@ -278,7 +278,7 @@ def test_segment_runs_on_device_arrays_and_equals_the_host_chain(fake_device, ds
         for method in ("otsu", "li", "triangle", "mean"):
             assert threshold(cp.asarray(as_float), method) == threshold(as_float, method), method
         assert threshold(cp.asarray(as_float), "otsu", smoothing=1.5) == threshold(as_float, "otsu", smoothing=1.5)
-    with pytest.raises(ValueError, match="histogram: image holds 1 NaN/inf values"):
+    with pytest.raises(ValueError, match="threshold: image holds 1 NaN/inf values"):
         threshold(cp.asarray(np.array([[0.0, np.nan], [1.0, 2.0]], np.float32)))
 
 

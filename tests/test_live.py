@@ -100,3 +100,18 @@ def test_live_drift_steps_arrive_in_acquisition_order_and_match_the_final_table(
                   for w, f in order]
     replay = monitor_stream(run.drift, np.asarray(embeddings, np.float32))
     assert [s.alarm for s in replay] == [step.alarm for _, step in seen]
+
+
+def test_a_failing_drift_callback_is_recorded_and_the_run_goes_on(tmp_path, nuclei):
+    plate = open_plate(DEMO)
+
+    def broken(well, field, step):
+        raise RuntimeError(f"display for {well} is gone")
+
+    run = LiveRun(nuclei, tmp_path / "live", channels=["1"], fields_per_well=2, on_drift=broken)
+    for source in plate.fields[:8]:
+        run.submit(tifffile.imread(source.files["1"]), well=source.well, field=source.field, channel="1")
+    summary = run.close(report=False)
+    assert summary["fields_processed"] == 8
+    assert len(summary["callback_errors"]) == 8
+    assert summary["callback_errors"][0] == "on_drift(well A01, field 1): RuntimeError: display for A01 is gone"

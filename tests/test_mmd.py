@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tifffile
@@ -143,7 +145,8 @@ def test_reference_round_trips_through_a_file_and_refuses_other_embeddings(tmp_p
 
 
 def test_reference_rejects_too_few_fields_and_bad_arguments(rng):
-    with pytest.raises(DriftReferenceError, match="30 reference fields are too few for a window of 16: .* at least 64"):
+    with pytest.raises(DriftReferenceError, match="30 reference fields are too few for a window of 16: calibration "
+                                                  r"needs at least 80 held-out fields .* at least 160"):
         DriftReference.build(rng.normal(size=(30, 4)), window=16)
     with pytest.raises(DriftReferenceError, match="window should be an int >= 2"):
         DriftReference.build(rng.normal(size=(30, 4)), window=1)
@@ -174,7 +177,7 @@ def test_real_embeddings_flag_uneven_illumination(dsb_dir):
     def embed(fields):
         return np.stack([model.run(f[None].astype(np.float32)).embedding for f in fields])
 
-    reference = DriftReference.build(embed(images[:-16]), window=6, ert=200, seed=1,
+    reference = DriftReference.build(embed(images[:-16]), window=5, ert=200, seed=1,
                                      metadata={"model": model.name, "precision": model.precision})
     fresh = embed(images[-16:])
     assert not any(s.alarm for s in monitor_stream(reference, fresh))
@@ -183,3 +186,45 @@ def test_real_embeddings_flag_uneven_illumination(dsb_dir):
     steps = monitor_stream(reference, np.vstack([fresh, uneven]))
     assert not any(s.alarm for s in steps[:16])
     assert sum(s.alarm for s in steps[16:]) >= 8, [round(s.ratio, 2) for s in steps]
+
+
+def test_groups_keep_wells_on_one_side_and_small_pools_are_refused(rng):
+    """Fields of one well never land on both sides of the reference/calibration split; a split whose
+    calibration pool is under five windows' worth is refused (its threshold would be far too low)."""
+    wells = np.repeat([f"W{i:02d}" for i in range(40)], 4)
+    vectors = rng.normal(size=(160, 6)) + np.repeat(rng.normal(size=(40, 6)), 4, axis=0)
+    reference = DriftReference.build(vectors, window=4, ert=100, groups=wells, bootstraps=1000, seed=2)
+    held_out = {tuple(v) for v in reference.calibration.tolist()}
+    for well in np.unique(wells):
+        sides = {tuple(v) in held_out for v in vectors[wells == well].astype(np.float32).tolist()}
+        assert len(sides) == 1, well
+    assert reference.metadata["split_by_groups"] and reference.metadata["calibration_pool"] == len(held_out)
+    with pytest.raises(DriftReferenceError, match="groups should give one label per field"):
+        DriftReference.build(vectors, window=4, groups=wells[:-1])
+    with pytest.raises(DriftReferenceError, match="needs at least 20 held-out fields"):
+        DriftReference.build(rng.normal(size=(30, 6)), window=4)
+
+
+def test_damaged_reference_files_are_named(tmp_path, rng):
+    reference = DriftReference.build(rng.normal(size=(80, 5)), window=4, ert=50, bootstraps=500)
+    good = reference.save(tmp_path / "ref.npz")
+    (tmp_path / "truncated.npz").write_bytes(good.read_bytes()[:200])
+    with pytest.raises(DriftReferenceError, match="truncated.npz: not a cellrt drift reference"):
+        DriftReference.load(tmp_path / "truncated.npz")
+    with np.load(good) as data:
+        header = json.loads(bytes(data["header"]).decode())
+    header.pop("sigma")
+    np.savez(tmp_path / "nosigma.npz", embeddings=reference.embeddings, calibration=reference.calibration,
+             header=np.frombuffer(json.dumps(header).encode(), np.uint8))
+    with pytest.raises(DriftReferenceError, match="nosigma.npz: not a cellrt drift reference .KeyError"):
+        DriftReference.load(tmp_path / "nosigma.npz")
+    header["sigma"] = -1.0
+    np.savez(tmp_path / "negative.npz", embeddings=reference.embeddings, calibration=reference.calibration,
+             header=np.frombuffer(json.dumps(header).encode(), np.uint8))
+    with pytest.raises(DriftReferenceError, match="negative.npz: inconsistent header"):
+        DriftReference.load(tmp_path / "negative.npz")
+    with pytest.raises(DriftReferenceError, match="made with other weights"):
+        reference.__class__(**{**reference.__dict__, "metadata": {"weights_sha256": "a" * 64}}).check_compatible(
+            dims=5, weights_sha256="b" * 64)
+    with pytest.raises(ValueError, match="DriftMonitor: backend should be 'auto', 'cpu' or 'numba'"):
+        DriftMonitor(reference, backend="cuda")

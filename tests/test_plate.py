@@ -496,14 +496,16 @@ def test_drift_reference_from_a_run_and_the_refusals(tmp_path, nuclei):
     assert json.loads((run_dir / "run.json").read_text())["drift"] == {
         "monitored": False, "note": "no drift reference given for this run"}
     assert not (run_dir / "drift.csv").exists()
-    controls = ",".join(format_well(0, c) for c in range(12))
     ref = tmp_path / "controls.npz"
-    made = run_cli("drift-reference", str(run_dir), "--out", str(ref), "--wells", controls, "--window", "4")
+    made = run_cli("drift-reference", str(run_dir), "--out", str(ref), "--window", "4")
     assert made.returncode == 0, made.stderr
-    assert "24 fields of 12 wells" in made.stdout
+    assert "48 fields of 24 wells (24 reference, 24 calibration)" in made.stdout  # whole wells on each side
     summary = PlateRun(nuclei, open_plate(DEMO), tmp_path / "checked", PlateOptions(drift_reference=str(ref))).run()
     assert summary["drift"]["monitored"] and summary["drift"]["reference"] == str(ref)
-    assert "controls.npz reference (12 fields, window 4 fields" in summary["drift"]["note"]
+    assert "controls.npz reference (24 fields, window 4 fields" in summary["drift"]["note"]
+    half = ",".join(format_well(0, c) for c in range(12))
+    few = run_cli("drift-reference", str(run_dir), "--out", str(tmp_path / "x.npz"), "--wells", half, "--window", "4")
+    assert few.returncode == 1 and "needs at least 20 held-out fields" in few.stderr
 
     too_few = run_cli("drift-reference", str(run_dir), "--out", str(tmp_path / "x.npz"), "--wells", "A01,A02")
     assert too_few.returncode == 1 and "4 reference fields are too few for a window of 16" in too_few.stderr
@@ -516,3 +518,19 @@ def test_drift_reference_from_a_run_and_the_refusals(tmp_path, nuclei):
     assert auto.drift is not None and auto.drift.metadata["precision"] == "int8"
     with pytest.raises(PlateRunError, match="missing.npz: no such drift reference file"):
         PlateRun(nuclei, open_plate(DEMO), tmp_path / "y", PlateOptions(drift_reference=str(tmp_path / "missing.npz")))
+
+
+def test_a_field_without_a_finite_embedding_is_left_out_of_drift_not_fatal(tmp_path, nuclei):
+    """A broken embedding (here written into a finished well's record, then the run resumed) must not stop
+    the plate at its last step: the field is named in run.json and the monitor runs over the others."""
+    out = tmp_path / "run"
+    PlateRun(nuclei, open_plate(DEMO), out).run()
+    record_path = out / "wells" / "A03.json"
+    record = json.loads(record_path.read_text())
+    record["field_embeddings"]["1"] = [float("nan")] * len(record["field_embeddings"]["1"])
+    record_path.write_text(json.dumps(record))
+    summary = PlateRun(nuclei, open_plate(DEMO), out).run(resume=True)
+    assert summary["drift"]["fields_without_finite_embedding"] == [{"well": "A03", "field": 1}]
+    drift = read_table(out / "drift.csv")
+    assert len(drift["Metadata_Well"]) == 47
+    assert ("A03", 1) not in set(zip(drift["Metadata_Well"].tolist(), drift["Metadata_Field"].tolist()))

@@ -96,6 +96,8 @@ TileResult tile_cuda(const TensorView& image, const TileArgs& args, const Tensor
 
   CELLRT_CHECK(n * c < std::numeric_limits<int32_t>::max(), "tile: ", n, " tiles x ", c,
                " channels is more planes than one call takes; tile in batches");
+  CELLRT_CHECK(args.tile_h <= 8 * 65535, "tile: tiles of ", args.tile_h, " rows are taller than the CUDA tiler "
+               "takes (", 8 * 65535, ")");
   DeviceTileArgs a{static_cast<int32_t>(n * c), args.channels, args.height, args.width, args.tile_h,
                    args.tile_w, image.strides[0], image.strides[1], image.strides[2], origin_y, origin_x,
                    scale, offset};

@@ -78,10 +78,12 @@ def run_drift_reference(run_dir: str, out: str, *, wells: str = "", window: int 
         print(f"cellrt drift-reference: {folder}: no results for wells {missing} (it has {sorted(records)[:8]}"
               f"{'…' if len(records) > 8 else ''})", file=sys.stderr)
         return 1
-    vectors = []
+    vectors, groups = [], []
     for well in chosen:
         record = json.loads(records[well].read_text())
-        vectors += [record["field_embeddings"][f] for f in sorted(record.get("field_embeddings") or {}, key=int)]
+        for field_no in sorted(record.get("field_embeddings") or {}, key=int):
+            vectors.append(record["field_embeddings"][field_no])
+            groups.append(well)
     if not vectors:
         print(f"cellrt drift-reference: {folder}: the wells hold no field embeddings (the model "
               f"{summary['model']['name']!r} has no embedding output, or the run predates them)", file=sys.stderr)
@@ -92,7 +94,7 @@ def run_drift_reference(run_dir: str, out: str, *, wells: str = "", window: int 
                 "plate": summary["plate"]["name"], "wells": chosen}
     try:
         reference = DriftReference.build(np.asarray(vectors, np.float32), window=window, ert=ert, seed=seed,
-                                         metadata=metadata)
+                                         groups=groups, metadata=metadata)  # wells stay on one side of the split
     except DriftReferenceError as error:
         print(f"cellrt drift-reference: {error}", file=sys.stderr)
         return 1
@@ -170,5 +172,5 @@ def _clear_previous_demo(out_dir: Path) -> None:
     for name in ("wells", "report", "labels", "predictions", "images.ome.zarr", "thumbnails"):
         shutil.rmtree(out_dir / name, ignore_errors=True)
     for name in ("objects.parquet", "objects.csv", "fields.csv", "wells.csv", "errors.csv", "timings.csv",
-                 "run.json", "run-config.json"):
+                 "drift.csv", "run.json", "run-config.json"):
         (out_dir / name).unlink(missing_ok=True)

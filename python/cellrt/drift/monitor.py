@@ -14,6 +14,13 @@ from ..kernels.mmd import rbf_kernel_matrix, rbf_kernel_sums
 
 FORMAT = "cellrt-drift-reference/1"
 MIN_BOOTSTRAPS = 10_000
+# Held-out fields per window field at least: random windows drawn from a pool of only ~2 windows' worth
+# overlap so much that the statistic's spread is underestimated (a threshold for 1 % false alarms gave
+# 21 % with a pool of 2 windows; 5 windows and more gave 0.5-1.5 % in simulation).
+MIN_POOL_PER_WINDOW = 5
+# The bootstrap keeps a pool x pool kernel matrix: beyond this many held-out fields a random subset
+# calibrates (the finite-pool effect is long gone by then; memory stays ~128 MB).
+MAX_CALIBRATION_POOL = 4_000
 MAX_BOOTSTRAPS = 200_000
 BOOTSTRAP_CHUNK = 4_096
 
@@ -87,12 +94,18 @@ class DriftReference:
 
     @classmethod
     def build(cls, embeddings, *, window: int = 16, ert: float = 1000.0, sigma: float | None = None,
-              calibration_fraction: float = 0.5, bootstraps: int | None = None, seed: int = 0,
+              calibration_fraction: float = 0.5, groups=None, bootstraps: int | None = None, seed: int = 0,
               metadata: dict | None = None) -> DriftReference:
         """Split ``embeddings`` (reference fields, e.g. control wells) into the
         reference set and a held-out calibration set, pick the kernel width
         (the median distance of the reference set unless ``sigma`` is given)
-        and calibrate the threshold for ``ert`` fields between false alarms."""
+        and calibrate the threshold for ``ert`` fields between false alarms.
+
+        ``groups`` (one label per field, e.g. its well) keeps each group on
+        one side of the split: fields of one well resemble each other more
+        than fields of a new plate resemble the reference, and a calibration
+        set sharing wells with the reference would set the threshold too low.
+        """
         vectors = _embeddings(embeddings, "drift reference embeddings")
         if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 2:
             raise DriftReferenceError(f"drift reference: window should be an int >= 2 (fields), got {window!r}")
@@ -103,27 +116,34 @@ class DriftReference:
             raise DriftReferenceError(f"drift reference: calibration_fraction should be in (0, 1), got "
                                       f"{calibration_fraction!r}")
         total = len(vectors)
-        held_out = int(round(total * calibration_fraction))
-        if held_out < 2 * window or total - held_out < window:
-            need = max(math.ceil(2 * window / calibration_fraction), math.ceil(window / (1 - calibration_fraction)))
+        rng = np.random.default_rng(seed)
+        held_out_mask = _split(total, calibration_fraction, groups, rng)
+        held_out = int(held_out_mask.sum())
+        pool_needed = MIN_POOL_PER_WINDOW * window
+        if held_out < pool_needed or total - held_out < window:
+            need = max(math.ceil(pool_needed / calibration_fraction), math.ceil(window / (1 - calibration_fraction)))
             raise DriftReferenceError(
                 f"drift reference: {total} reference fields are too few for a window of {window}: calibration "
-                f"needs at least {2 * window} held-out fields and the reference {window}; give at least {need} "
-                f"fields (more wells) or a smaller window")
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(total)
-        reference, calibration = vectors[order[held_out:]], vectors[order[:held_out]]
+                f"needs at least {pool_needed} held-out fields ({MIN_POOL_PER_WINDOW} windows' worth; this "
+                f"split holds out {held_out}) and the reference {window}; give at least {need} fields (more "
+                f"wells) or a smaller window")
+        reference, calibration = vectors[~held_out_mask], vectors[held_out_mask]
         if sigma is None:
             sigma = median_distance(reference)
             if sigma <= 0:
                 raise DriftReferenceError("drift reference: all reference embeddings are identical; "
                                           "an RBF width cannot be chosen (pass sigma=)")
         bootstraps = int(bootstraps or min(MAX_BOOTSTRAPS, max(MIN_BOOTSTRAPS, int(20 * ert))))
-        stats = _null_statistics(reference, calibration, float(sigma), int(window), bootstraps, rng)
+        pool = calibration if len(calibration) <= MAX_CALIBRATION_POOL else \
+            calibration[np.sort(rng.choice(len(calibration), MAX_CALIBRATION_POOL, replace=False))]
+        stats = _null_statistics(reference, pool, float(sigma), int(window), bootstraps, rng)
         threshold = float(np.quantile(stats, 1.0 - 1.0 / float(ert), method="higher"))
+        metadata = dict(metadata or {})
+        metadata.setdefault("calibration_pool", len(pool))
+        metadata.setdefault("split_by_groups", groups is not None)
         return cls(embeddings=reference, calibration=calibration, sigma=float(sigma), window=int(window),
                    ert=float(ert), threshold=threshold, null_mean=float(stats.mean()), null_std=float(stats.std()),
-                   bootstraps=bootstraps, seed=int(seed), metadata=dict(metadata or {}))
+                   bootstraps=bootstraps, seed=int(seed), metadata=metadata)
 
     # -- files ---------------------------------------------------------------------------------------------------
     def save(self, path) -> Path:
@@ -139,29 +159,40 @@ class DriftReference:
 
     @classmethod
     def load(cls, path) -> DriftReference:
+        import zipfile  # noqa: PLC0415
+
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
+            # Our own handle: numpy leaves the file open when the archive is damaged.
+            with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
                 header = json.loads(bytes(data["header"]).decode())
                 embeddings, calibration = data["embeddings"], data["calibration"]
+            if header.get("format") != FORMAT:
+                raise DriftReferenceError(f"{path}: format {header.get('format')!r}, expected {FORMAT!r}")
+            reference = cls(embeddings=_embeddings(embeddings, f"{path}: embeddings"),
+                            calibration=_embeddings(calibration, f"{path}: calibration"),
+                            sigma=float(header["sigma"]), window=int(header["window"]), ert=float(header["ert"]),
+                            threshold=float(header["threshold"]), null_mean=float(header["null_mean"]),
+                            null_std=float(header["null_std"]), bootstraps=int(header["bootstraps"]),
+                            seed=int(header["seed"]), metadata=dict(header.get("metadata", {})))
         except FileNotFoundError:
             raise DriftReferenceError(f"{path}: no such drift reference file") from None
-        except (OSError, ValueError, KeyError) as exc:
-            raise DriftReferenceError(f"{path}: not a cellrt drift reference ({exc})") from exc
-        if header.get("format") != FORMAT:
-            raise DriftReferenceError(f"{path}: format {header.get('format')!r}, expected {FORMAT!r}")
-        reference = cls(embeddings=_embeddings(embeddings, f"{path}: embeddings"),
-                        calibration=_embeddings(calibration, f"{path}: calibration"),
-                        sigma=float(header["sigma"]), window=int(header["window"]), ert=float(header["ert"]),
-                        threshold=float(header["threshold"]), null_mean=float(header["null_mean"]),
-                        null_std=float(header["null_std"]), bootstraps=int(header["bootstraps"]),
-                        seed=int(header["seed"]), metadata=dict(header.get("metadata", {})))
+        except DriftReferenceError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as exc:
+            raise DriftReferenceError(f"{path}: not a cellrt drift reference ({type(exc).__name__}: {exc})") from exc
         if reference.embeddings.shape[1] != reference.calibration.shape[1]:
             raise DriftReferenceError(f"{path}: embeddings and calibration vectors differ in length")
+        if not (reference.window >= 2 and math.isfinite(reference.sigma) and reference.sigma > 0
+                and math.isfinite(reference.threshold) and reference.ert > 1
+                and len(reference.embeddings) >= reference.window):
+            raise DriftReferenceError(f"{path}: inconsistent header (window {reference.window}, sigma "
+                                      f"{reference.sigma}, threshold {reference.threshold}, ert {reference.ert}, "
+                                      f"{len(reference.embeddings)} reference fields)")
         return reference
 
     def check_compatible(self, *, dims: int, precision: str | None = None, model: str | None = None,
-                         source: str = "drift reference") -> None:
+                         weights_sha256: str | None = None, source: str = "drift reference") -> None:
         """Refuse a reference made from other embeddings: another length, model or precision
         (INT8 and FP16 engines move embeddings by several percent of their spread)."""
         if dims != self.dims:
@@ -174,6 +205,33 @@ class DriftReference:
             raise DriftReferenceError(
                 f"{source}: made from {ref_precision} embeddings, this run computes {precision} ones; make a "
                 f"reference at {precision} (cellrt drift-reference on a run with --precision {precision})")
+        ref_weights = self.metadata.get("weights_sha256")
+        if weights_sha256 is not None and ref_weights is not None and ref_weights != weights_sha256:
+            raise DriftReferenceError(f"{source}: made with other weights of model {ref_model or model!r} "
+                                      f"(SHA-256 {ref_weights[:12]}…, this run {weights_sha256[:12]}…): the "
+                                      f"embeddings differ; make a reference with this model")
+
+
+def _split(total: int, fraction: float, groups, rng: np.random.Generator) -> np.ndarray:
+    """Which fields are held out for calibration: a random ``fraction`` of them, or of the groups."""
+    if groups is None:
+        held_out = np.zeros(total, bool)
+        held_out[rng.permutation(total)[:int(round(total * fraction))]] = True
+        return held_out
+    labels = np.asarray(groups)
+    if labels.shape != (total,):
+        raise DriftReferenceError(f"drift reference: groups should give one label per field ({total}), got "
+                                  f"shape {labels.shape}")
+    names, index = np.unique(labels, return_inverse=True)
+    sizes = np.bincount(index)
+    held_out_groups = np.zeros(len(names), bool)
+    taken = 0
+    for g in rng.permutation(len(names)):   # whole groups until the fraction is reached
+        if taken >= fraction * total:
+            break
+        held_out_groups[g] = True
+        taken += sizes[g]
+    return held_out_groups[index]
 
 
 def _null_statistics(reference: np.ndarray, calibration: np.ndarray, sigma: float, window: int,
@@ -184,8 +242,9 @@ def _null_statistics(reference: np.ndarray, calibration: np.ndarray, sigma: floa
     cal_cal = rbf_kernel_matrix(calibration, calibration, sigma)
     cal_ref = rbf_kernel_sums(calibration, reference, sigma)
     stats = np.empty(bootstraps)
-    for start in range(0, bootstraps, BOOTSTRAP_CHUNK):
-        count = min(BOOTSTRAP_CHUNK, bootstraps - start)
+    chunk_size = max(1, min(BOOTSTRAP_CHUNK, (1 << 22) // len(calibration)))   # random keys <= 32 MB a chunk
+    for start in range(0, bootstraps, chunk_size):
+        count = min(chunk_size, bootstraps - start)
         idx = np.argpartition(rng.random((count, len(calibration))), window - 1, axis=1)[:, :window]
         yy = cal_cal[idx[:, :, None], idx[:, None, :]].sum(axis=(1, 2))
         stats[start:start + count] = xx + (yy - window) / (window * (window - 1)) \
@@ -224,6 +283,9 @@ class DriftMonitor:
     def __init__(self, reference: DriftReference, *, backend: str = "auto"):
         from ..kernels import _backend  # noqa: PLC0415
 
+        if backend not in ("auto", "cpu", "numba"):
+            raise ValueError(f"DriftMonitor: backend should be 'auto', 'cpu' or 'numba' (embeddings arrive on "
+                             f"the host, one vector per field), got {backend!r}")
         self.reference = reference
         self.backend = _backend.resolve("drift monitor", backend, False)
         ref = reference.embeddings

@@ -35,12 +35,13 @@ def _prepare(queries, points, sigma, op: str):
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)) \
             or not math.isfinite(sigma) or sigma <= 0:
         raise ValueError(f"{op}: sigma should be a positive number, got {sigma!r}")
-    if not device:
-        queries = np.ascontiguousarray(queries, np.float32)
-        points = np.ascontiguousarray(points, np.float32)
-        for name, a in (("queries", queries), ("points", points)):
-            if not np.isfinite(a).all():
-                raise ValueError(f"{op}: {name} holds NaN or inf (row {int(np.argwhere(~np.isfinite(a))[0, 0])})")
+    xp = _backend.array_module(queries)
+    queries = xp.ascontiguousarray(queries, dtype=xp.float32)
+    points = xp.ascontiguousarray(points, dtype=xp.float32)
+    for name, a in (("queries", queries), ("points", points)):
+        bad = ~xp.isfinite(a)
+        if bool(bad.any()):
+            raise ValueError(f"{op}: {name} holds NaN or inf (row {int(xp.argwhere(bad)[0, 0])})")
     return queries, points, device
 
 

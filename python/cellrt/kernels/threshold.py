@@ -217,6 +217,12 @@ def threshold(image, method: str = "otsu", *, value=None, nbins: int = 256, corr
         if image.size == 0 or not (image.dtype in (np.uint8, np.uint16) or image.dtype.kind == "f"):
             raise ValueError(f"threshold: device images should be non-empty uint8, uint16 or float, got "
                              f"{image.dtype} of size {image.size}; copy others to the host")
+        if image.dtype.kind == "f":
+            import cupy  # noqa: PLC0415
+
+            finite = cupy.isfinite(image)
+            if not bool(finite.all()):
+                raise ValueError(f"threshold: image holds {int(image.size - int(finite.sum()))} NaN/inf values")
         if smoothing:
             from .filters import gaussian_blur  # noqa: PLC0415
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +77,8 @@ class LiveRun(PlateRun):
         self._monitor = DriftMonitor(self.drift) if self.drift is not None else None
         self.on_drift = on_drift
         self.drift_steps: list = []     # ((well, field), DriftStep) in acquisition order
+        self.callback_errors: list[str] = []
+        self._callbacks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellrt-live-drift")
         self._collector = threading.Thread(target=self._collect, name="cellrt-live-collect", daemon=True)
         self._collector.start()
 
@@ -143,8 +145,8 @@ class LiveRun(PlateRun):
             else:
                 future.set_result(outcome)
             try:
-                self._advance_drift(key, None if isinstance(outcome, Exception) else outcome.embedding)
                 self._bucket(self._buckets, state, outcome)
+                self._advance_drift(key, None if isinstance(outcome, Exception) else outcome.embedding)
                 with self._lock:
                     self._finished += 1
                 if self.fields_per_well and len(self._buckets[source.well]) == self.fields_per_well:
@@ -165,12 +167,20 @@ class LiveRun(PlateRun):
                 ready = self._order[self._drift_cursor]
                 self._drift_cursor += 1
             vector = self._settled.pop(ready)
-            if vector is None:
+            if vector is None or not np.isfinite(vector).all():   # failed field, or a broken embedding
                 continue
             step = self._monitor.update(vector)
             self.drift_steps.append((ready, step))
             if self.on_drift is not None:
-                self.on_drift(ready[0], ready[1], step)
+                # On their own thread, in order: a slow callback, one that raises, or one that submits
+                # the next field never blocks or stops the collector.
+                self._callbacks.submit(self._call_on_drift, ready, step)
+
+    def _call_on_drift(self, key, step) -> None:
+        try:
+            self.on_drift(key[0], key[1], step)
+        except Exception as error:  # noqa: BLE001 - user code: recorded, the run carries on
+            self.callback_errors.append(f"on_drift(well {key[0]}, field {key[1]}): {type(error).__name__}: {error}")
 
     def _acquisition_order(self, wells: list[str]) -> list[tuple[str, int]]:
         chosen = set(wells)
@@ -191,12 +201,14 @@ class LiveRun(PlateRun):
         self._engine.close_input()
         self._collector.join()
         self._engine.shutdown()
+        self._callbacks.shutdown(wait=True)
         if self._failure is not None:
             raise PlateRunError(f"the live run stopped: {self._failure}") from self._failure
         for well in list(self._buckets):
             self._records[well] = self._write_well(well, self._buckets.pop(well))
         summary = self._finalise(self._records, set(), time.perf_counter() - self._started, self._submitted)
         summary["incomplete_fields"] = [{"well": w, "field": f} for w, f in incomplete]
+        summary["callback_errors"] = list(self.callback_errors)
         if report:
             from ..report import write_plate_report  # noqa: PLC0415
             write_plate_report(self.out)
@@ -210,3 +222,4 @@ class LiveRun(PlateRun):
             self.close()
         else:
             self._engine.shutdown()
+            self._callbacks.shutdown(wait=False)

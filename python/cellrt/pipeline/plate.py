@@ -119,7 +119,10 @@ class PlateRun:
         spec = self.model.manifest.output("embedding")
         if choice == "auto":
             path = model_drift_reference(self.model.manifest.folder, self.model.precision)
-            if spec is None or not path.is_file():
+            if spec is None:
+                return None, None, (f"model {self.model.name!r} has no embedding output, which drift monitoring "
+                                    "compares")
+            if not path.is_file():
                 return None, None, (f"model {self.model.name!r} brings no drift reference for "
                                     f"{self.model.precision} runs (pass --drift-reference)")
         else:
@@ -130,7 +133,7 @@ class PlateRun:
         try:
             reference = DriftReference.load(path)
             reference.check_compatible(dims=spec.size, precision=self.model.precision, model=self.model.name,
-                                       source=f"drift reference {path}")
+                                       weights_sha256=self.model.weights_sha256, source=f"drift reference {path}")
         except DriftReferenceError as error:
             if choice == "auto":
                 return None, None, f"the model's drift reference does not apply: {error}"
@@ -146,9 +149,9 @@ class PlateRun:
                "weights_sha256": self.model.weights_sha256,
                "postprocess": manifest.postprocess, "inputs": self.inputs, "extras": self.extras,
                "tile_size": self.model.tile_size,
-               "plate": self.plate.name, "layout": self.plate.layout, **self.options.fingerprint_fields(),
-               "drift": None if self.drift_source is None else
-               hashlib.sha256(self.drift_source.read_bytes()).hexdigest()}
+               "plate": self.plate.name, "layout": self.plate.layout, **self.options.fingerprint_fields()}
+        # The drift reference is not part of it: the well files hold the embeddings, and the drift tables
+        # are recomputed from them at the end of every run, so a resumed run may use another reference.
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
     def _well_paths(self, well: str) -> tuple[Path, Path]:
@@ -349,12 +352,16 @@ class PlateRun:
         same statistic as an uninterrupted one."""
         if self.drift is None:
             return [], {"monitored": False, "note": self.drift_note}
-        keys, vectors = [], []
+        keys, vectors, unusable = [], [], []
         for well, field_no in self._acquisition_order(wells):
             embedding = (records[well].get("field_embeddings") or {}).get(str(field_no))
-            if embedding is not None:
-                keys.append((well, field_no))
-                vectors.append(embedding)
+            if embedding is None:
+                continue
+            if not np.isfinite(np.asarray(embedding, np.float64)).all():   # a broken field must not stop the plate
+                unusable.append({"well": well, "field": field_no})
+                continue
+            keys.append((well, field_no))
+            vectors.append(embedding)
         steps = monitor_stream(self.drift, np.asarray(vectors, np.float32)) if vectors else []
         rows = [{"Metadata_Well": well, "Metadata_Field": field_no, "Drift_Step": step.index,
                  "Drift_Statistic": step.statistic, "Drift_Threshold": step.threshold, "Drift_Ratio": step.ratio,
@@ -363,6 +370,8 @@ class PlateRun:
         alarms = [r for r in rows if r["Drift_Alarm"]]
         ref = self.drift
         return rows, {"monitored": True, "note": self.drift_note, "reference": str(self.drift_source),
+                      "reference_sha256": hashlib.sha256(self.drift_source.read_bytes()).hexdigest(),
+                      "fields_without_finite_embedding": unusable,
                       "window": ref.window, "ert": ref.ert, "threshold": ref.threshold, "sigma": ref.sigma,
                       "fields": len(rows), "alarms": len(alarms),
                       "wells_with_alarms": sorted({r["Metadata_Well"] for r in alarms}, key=wells.index),

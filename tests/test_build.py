@@ -157,3 +157,19 @@ raise SystemExit(os.waitstatus_to_exitcode(status))
 """
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_extension_keeps_its_own_pybind11_state():
+    """cellrt._core registers its pybind11 internals under a key of its own, so an extension built with
+    another pybind11 release (onnxruntime's, torch's) never reads cellrt's state as its own layout - one
+    GPU image crashed in `import onnxruntime` after cellrt._core. Then both still load in one process."""
+    import re
+
+    from cellrt._build import _core
+
+    binary = Path(_core.__file__).read_bytes()
+    keys = set(re.findall(rb"__pybind11_internals_v\d+[A-Za-z0-9_]*__", binary))
+    assert keys and all(b"_cellrt" in key for key in keys), keys
+    probe = subprocess.run([sys.executable, "-c", "from cellrt._build import _core; import onnxruntime; "
+                            "import numpy; print(_core.version())"], capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr

@@ -27,6 +27,9 @@ status=$?
 echo "build for sm_$arch: exit $status in $(( $(date +%s) - start )) s"
 if [ $status -ne 0 ]; then tail -60 "$OUT/build.log"; exit 1; fi
 (cd /tmp && "$PY" -X faulthandler -m cellrt doctor)
+# Once crashed on the H200 image (onnxruntime 1.30) before _core got a pybind11 state of its own:
+(cd /tmp && "$PY" -c "from cellrt._build import _core; import onnxruntime" && echo "_core then onnxruntime: ok") \
+    || echo "_core then onnxruntime: CRASHED"
 
 # Only the files holding CUDA tests: the rest need packages a GPU image may lack.
 timeout 300 "$PY" -m pytest -q -rs -m cuda -p no:cacheprovider -p no:logging \

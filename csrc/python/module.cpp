@@ -9,6 +9,7 @@ namespace cellrt::python {
 void register_stitch(py::module_& m);
 void register_segment(py::module_& m);
 void register_mmd(py::module_& m);
+void register_nms(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -36,4 +37,5 @@ PYBIND11_MODULE(_core, m) {
   cellrt::python::register_stitch(m);
   cellrt::python::register_segment(m);
   cellrt::python::register_mmd(m);
+  cellrt::python::register_nms(m);
 }

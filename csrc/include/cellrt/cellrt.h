@@ -9,6 +9,7 @@
 #include "cellrt/label.h"
 #include "cellrt/measure.h"
 #include "cellrt/mmd.h"
+#include "cellrt/nms.h"
 #include "cellrt/morphology.h"
 #include "cellrt/stitch.h"
 #include "cellrt/tile.h"

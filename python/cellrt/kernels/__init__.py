@@ -21,6 +21,7 @@ from .objects import (fill_holes, grow_labels, instances_from_mask, instances_fr
                       remove_small_objects, segment)
 from .labeling import ContourList, contours, feature_names, label, measure
 from .mmd import rbf_kernel_matrix, rbf_kernel_sums
+from .nms import instances_from_labels, mask_nms, matrix_nms, pack_masks
 from .stitch import BLEND_MODES, TileBatch, stitch, tile, tile_origins
 from .threshold import histogram, threshold
 
@@ -41,11 +42,15 @@ __all__ = [
     "gaussian_blur",
     "grow_labels",
     "histogram",
+    "instances_from_labels",
     "instances_from_mask",
     "instances_from_probability",
     "label",
+    "mask_nms",
     "match_instances",
+    "matrix_nms",
     "measure",
+    "pack_masks",
     "rbf_kernel_matrix",
     "rbf_kernel_sums",
     "remove_small_objects",

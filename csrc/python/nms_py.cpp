@@ -1,0 +1,44 @@
+// Bindings of mask_nms.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include "cellrt/nms.h"
+#include "python/array_view.h"
+
+namespace py = pybind11;
+
+namespace cellrt::python {
+
+namespace {
+
+int64_t mask_nms_host(const py::array& boxes, const py::array& scores, const py::object& classes,
+                      const py::array& mask_offsets, const py::array& mask_data, py::array& keep, float iou_threshold,
+                      float ios_threshold, bool class_aware, int num_threads) {
+  const TensorView b = host_view(boxes, "boxes", false);
+  const TensorView s = host_view(scores, "scores", false);
+  TensorView c;
+  c.data = nullptr;
+  if (!classes.is_none()) c = host_view(classes.cast<py::array>(), "classes", false);
+  const TensorView o = host_view(mask_offsets, "mask_offsets", false);
+  const TensorView d = host_view(mask_data, "mask_data", false);
+  const TensorView k = host_view(keep, "keep", true);
+  MaskNmsOptions options;
+  options.iou_threshold = iou_threshold;
+  options.ios_threshold = ios_threshold;
+  options.class_aware = class_aware;
+  options.num_threads = num_threads;
+  py::gil_scoped_release release;
+  return mask_nms(b, s, c, o, d, k, options);
+}
+
+}  // namespace
+
+void register_nms(py::module_& m) {
+  m.def("mask_nms", &mask_nms_host, py::arg("boxes"), py::arg("scores"), py::arg("classes"),
+        py::arg("mask_offsets"), py::arg("mask_data"), py::arg("keep"), py::arg("iou_threshold"),
+        py::arg("ios_threshold"), py::arg("class_aware"), py::arg("num_threads") = 0,
+        "Greedy mask NMS over boxes[N,4] int32, scores[N] float32, classes[N] int32 or None and the masks' CSR "
+        "(offsets[N+1] int64, data uint8); fills keep[N] uint8, returns the number kept.");
+}
+
+}  // namespace cellrt::python

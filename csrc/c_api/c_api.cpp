@@ -210,6 +210,35 @@ void cellrt_filter_options_init(cellrt_filter_options_t* options) {
   *options = cellrt_filter_options_t{sizeof(cellrt_filter_options_t), static_cast<int32_t>(d.border), d.num_threads};
 }
 
+void cellrt_mask_nms_options_init(cellrt_mask_nms_options_t* options) {
+  if (options == nullptr) return;
+  const cellrt::MaskNmsOptions d;
+  *options = cellrt_mask_nms_options_t{sizeof(cellrt_mask_nms_options_t), d.iou_threshold, d.ios_threshold,
+                                       d.class_aware ? 1 : 0, d.num_threads};
+}
+
+cellrt_status_t cellrt_mask_nms(const cellrt_tensor_t* boxes, const cellrt_tensor_t* scores,
+                                const cellrt_tensor_t* classes, const cellrt_tensor_t* mask_offsets,
+                                const cellrt_tensor_t* mask_data, const cellrt_tensor_t* keep,
+                                const cellrt_mask_nms_options_t* options, int64_t* num_kept) {
+  return translate_exceptions([&] {
+    cellrt_mask_nms_options_t defaults;
+    cellrt_mask_nms_options_init(&defaults);
+    const cellrt_mask_nms_options_t o = versioned_copy(options, defaults, "cellrt_mask_nms_options_t");
+    cellrt::MaskNmsOptions opts;
+    opts.iou_threshold = o.iou_threshold;
+    opts.ios_threshold = o.ios_threshold;
+    opts.class_aware = o.class_aware != 0;
+    opts.num_threads = o.num_threads;
+    cellrt::TensorView no_classes;
+    const int64_t kept = cellrt::mask_nms(to_view(boxes, "boxes"), to_view(scores, "scores"),
+                                          classes != nullptr ? to_view(classes, "classes") : no_classes,
+                                          to_view(mask_offsets, "mask_offsets"), to_view(mask_data, "mask_data"),
+                                          to_view(keep, "keep"), opts);
+    if (num_kept != nullptr) *num_kept = kept;
+  });
+}
+
 void cellrt_morphology_options_init(cellrt_morphology_options_t* options) {
   if (options == nullptr) return;
   const cellrt::MorphologyOptions d;

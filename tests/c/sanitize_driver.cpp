@@ -174,6 +174,51 @@ int main() {
       }
     }
   }
+  // RBF kernel sums and values (the drift monitor's): empty and one-dimensional sets, several threads.
+  for (int64_t m : {0, 1, 37}) {
+    for (int64_t n : {0, 1, 300}) {
+      for (int64_t d : {1, 5, 128}) {
+        std::vector<float> q(m * d), pts(n * d);
+        for (size_t i = 0; i < q.size(); ++i) q[i] = static_cast<float>(i % 7) * 0.1f;
+        for (size_t i = 0; i < pts.size(); ++i) pts[i] = static_cast<float>(i % 5) * 0.2f;
+        std::vector<double> sums(m), values(m * n);
+        rbf_kernel(make_view(q.data(), DType::kFloat32, {m, d}), make_view(pts.data(), DType::kFloat32, {n, d}), 1.5,
+                   make_view(sums.data(), DType::kFloat64, {m}), 3);
+        rbf_kernel(make_view(q.data(), DType::kFloat32, {m, d}), make_view(pts.data(), DType::kFloat32, {n, d}), 1.5,
+                   make_view(values.data(), DType::kFloat64, {m, n}), 3);
+        calls += 2;
+      }
+    }
+  }
+  // Mask NMS: boxes at the image origin, one-pixel boxes, exact duplicates, large overlapping groups.
+  for (int32_t count : {0, 1, 2, 200}) {
+    std::vector<int32_t> boxes(4 * count), classes(count);
+    std::vector<float> scores(count);
+    std::vector<int64_t> offsets(count + 1, 0);
+    for (int32_t i = 0; i < count; ++i) {
+      const int32_t y = (i * 7) % 50, x = (i * 13) % 60, hh = 1 + i % 9, ww = 1 + (i * 3) % 11;
+      boxes[4 * i] = y;
+      boxes[4 * i + 1] = x;
+      boxes[4 * i + 2] = y + hh;
+      boxes[4 * i + 3] = x + ww;
+      scores[i] = static_cast<float>(i % 10) * 0.1f;
+      classes[i] = i % 3;
+      offsets[i + 1] = offsets[i] + int64_t{hh} * ww;
+    }
+    std::vector<uint8_t> masks(offsets[count]), keep(count);
+    for (size_t i = 0; i < masks.size(); ++i) masks[i] = static_cast<uint8_t>((i * 7) % 3 != 0);
+    for (bool aware : {false, true}) {
+      MaskNmsOptions nms;
+      nms.class_aware = aware;
+      nms.ios_threshold = 0.7f;
+      nms.num_threads = 3;
+      mask_nms(make_view(boxes.data(), DType::kInt32, {count, 4}), make_view(scores.data(), DType::kFloat32, {count}),
+               make_view(classes.data(), DType::kInt32, {count}), make_view(offsets.data(), DType::kInt64, {count + 1}),
+               make_view(masks.data(), DType::kUInt8, {static_cast<int64_t>(masks.size())}),
+               make_view(keep.data(), DType::kUInt8, {count}), nms);
+      ++calls;
+    }
+  }
   std::printf("%d calls\nok\n", calls);
   return 0;
 }

@@ -255,6 +255,34 @@ int main(void) {
            "bad sigma: %s", cellrt_last_error());
   }
 
+  /* C API 3: mask NMS - two 2 x 2 squares sharing a column (IoU 1/3), a duplicate of the first, one far away. */
+  {
+    static int32_t boxes[4 * 4] = {0, 0, 2, 2, 0, 1, 2, 3, 0, 0, 2, 2, 5, 5, 7, 7};
+    static float scores[4] = {0.9f, 0.8f, 0.7f, 0.6f};
+    static int64_t offsets[5] = {0, 4, 8, 12, 16};
+    static uint8_t masks[16], keep[4];
+    const int64_t box_shape[2] = {4, 4}, four[1] = {4}, five[1] = {5}, sixteen[1] = {16};
+    cellrt_tensor_t boxes_view, scores_view, offsets_view, masks_view, keep_view;
+    cellrt_mask_nms_options_t nms;
+    int64_t kept = -1, i;
+    for (i = 0; i < 16; ++i) masks[i] = 1;
+    view(&boxes_view, boxes, CELLRT_DTYPE_INT32, 2, box_shape);
+    view(&scores_view, scores, CELLRT_DTYPE_FLOAT32, 1, four);
+    view(&offsets_view, offsets, CELLRT_DTYPE_INT64, 1, five);
+    view(&masks_view, masks, CELLRT_DTYPE_UINT8, 1, sixteen);
+    view(&keep_view, keep, CELLRT_DTYPE_UINT8, 1, four);
+    cellrt_mask_nms_options_init(&nms);
+    nms.class_aware = 0;
+    status = cellrt_mask_nms(&boxes_view, &scores_view, NULL, &offsets_view, &masks_view, &keep_view, &nms, &kept);
+    EXPECT(status == CELLRT_STATUS_OK && kept == 3 && keep[0] && keep[1] && !keep[2] && keep[3],
+           "mask_nms kept %lld: %d %d %d %d (%s)", (long long)kept, keep[0], keep[1], keep[2], keep[3],
+           cellrt_last_error());
+    nms.class_aware = 1;
+    status = cellrt_mask_nms(&boxes_view, &scores_view, NULL, &offsets_view, &masks_view, &keep_view, &nms, &kept);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "class_aware needs classes"),
+           "class-aware without classes: %s", cellrt_last_error());
+  }
+
   if (failures) return 1;
   printf("ok\n");
   return 0;

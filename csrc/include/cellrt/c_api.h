@@ -199,6 +199,27 @@ typedef struct cellrt_morphology_options_t {
   int32_t num_threads;
 } cellrt_morphology_options_t;
 
+typedef struct cellrt_mask_nms_options_t {
+  size_t struct_size;
+  float iou_threshold; /* suppress above this mask IoU */
+  float ios_threshold; /* ... or above this intersection over the smaller mask (> 1: off) */
+  int32_t class_aware; /* 0 / 1: only same-class instances suppress each other (needs classes) */
+  int32_t num_threads;
+} cellrt_mask_nms_options_t;
+
+/* Defaults: reflect border / disk footprint, all threads; mask NMS: IoU
+ * 0.5, intersection over the smaller off, class-aware. */
+CELLRT_EXPORT void cellrt_mask_nms_options_init(cellrt_mask_nms_options_t* options);
+
+/* See cellrt/nms.h (C API 3): greedy mask NMS on host memory. boxes [N,4]
+ * int32 [y0, x0, y1, x1), scores [N] float32, classes [N] int32 or NULL,
+ * mask_offsets [N+1] int64 and mask_data uint8 (instance i's box-sized mask
+ * at mask_data[mask_offsets[i]]), keep [N] uint8 written; *num_kept set. */
+CELLRT_EXPORT cellrt_status_t cellrt_mask_nms(const cellrt_tensor_t* boxes, const cellrt_tensor_t* scores,
+                                              const cellrt_tensor_t* classes, const cellrt_tensor_t* mask_offsets,
+                                              const cellrt_tensor_t* mask_data, const cellrt_tensor_t* keep,
+                                              const cellrt_mask_nms_options_t* options, int64_t* num_kept);
+
 /* Defaults: reflect border / disk footprint, all threads. */
 CELLRT_EXPORT void cellrt_filter_options_init(cellrt_filter_options_t* options);
 CELLRT_EXPORT void cellrt_morphology_options_init(cellrt_morphology_options_t* options);

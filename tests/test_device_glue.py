@@ -150,9 +150,16 @@ def _stand_ins() -> dict:
         _core.rbf_kernel(_view(queries, np.float32, queries_shape), _view(points, np.float32, points_shape), sigma,
                          _view(out, np.float64, out_shape))
 
+    def mask_nms_cuda(boxes, scores, classes, mask_offsets, mask_data, mask_size, keep, n, iou_threshold,
+                      ios_threshold, class_aware):
+        return _core.mask_nms(_view(boxes, np.int32, (n, 4)), _view(scores, np.float32, (n,)),
+                              None if classes == 0 else _view(classes, np.int32, (n,)),
+                              _view(mask_offsets, np.int64, (n + 1,)), _view(mask_data, np.uint8, (mask_size,)),
+                              _view(keep, np.uint8, (n,)), iou_threshold, ios_threshold, class_aware)
+
     return {f.__name__: f for f in (label_cuda, measure_cuda, binary_morphology_cuda, filter_cuda, fill_holes_cuda,
                                     histogram_cuda, contours_cuda, hole_contours_cuda, tile_cuda, stitch_cuda,
-                                    rbf_kernel_cuda)}
+                                    rbf_kernel_cuda, mask_nms_cuda)}
 
 
 def _pyi_signatures() -> dict[str, list[str]]:
@@ -338,3 +345,28 @@ def test_model_gpu_path_keeps_tiles_outputs_and_post_processing_on_the_device(fa
         np.testing.assert_allclose(result.prediction, expected.prediction, rtol=0, atol=1e-6)
         for column, values in expected.objects.items():
             np.testing.assert_array_equal(np.asarray(result.objects[column]), values, err_msg=column)
+
+
+def test_mask_nms_on_device_instances(fake_device, rng):
+    """Device instances (packed masks on the device) through the cuda binding's marshalling: the same
+    instances kept as on the host, returned as a device array."""
+    from cellrt.kernels import mask_nms, pack_masks
+
+    cp = fake_device
+    boxes, masks = [], []
+    for _ in range(60):
+        h, w = rng.integers(3, 15, size=2)
+        y, x = rng.integers(0, 80, size=2)
+        boxes.append([y, x, y + h, x + w])
+        masks.append(rng.random((h, w)) > 0.3)
+    boxes = np.asarray(boxes, np.int32)
+    scores = rng.random(len(boxes)).astype(np.float32)
+    classes = rng.integers(0, 2, len(boxes)).astype(np.int32)
+    offsets, data = pack_masks(boxes, masks)
+    want = mask_nms(boxes, scores, masks, classes=classes, iou_threshold=0.3, ios_threshold=0.6, backend="cpu")
+    got = mask_nms(cp.asarray(boxes), cp.asarray(scores), (cp.asarray(offsets), cp.asarray(data)),
+                   classes=cp.asarray(classes), iou_threshold=0.3, ios_threshold=0.6)
+    assert isinstance(got, DeviceArray)
+    np.testing.assert_array_equal(got.get(), want)
+    with pytest.raises(ValueError, match="masks packed on the device"):
+        mask_nms(cp.asarray(boxes), cp.asarray(scores), masks)

@@ -166,3 +166,21 @@ def test_bad_instances_are_named():
     with pytest.raises(ValueError, match="boxes should be an integer"):
         mask_nms(np.zeros((1, 4), np.float32), [0.5], [square])
     assert mask_nms(np.zeros((0, 4), np.int32), np.zeros(0, np.float32), []).tolist() == []
+
+
+from .conftest import needs_cuda  # noqa: E402
+
+
+@needs_cuda
+def test_cuda_mask_nms_matches_cpu(rng):
+    import cupy as cp
+
+    for trial in range(3):
+        boxes, scores, masks, classes = random_instances(rng, 100 + 100 * trial, side=300)
+        offsets, data = pack_masks(boxes, masks)
+        for aware in (False, True):
+            want = mask_nms(boxes, scores, masks, classes=classes if aware else None, iou_threshold=0.4,
+                            ios_threshold=0.7, backend="cpu")
+            got = mask_nms(cp.asarray(boxes), cp.asarray(scores), (cp.asarray(offsets), cp.asarray(data)),
+                           classes=cp.asarray(classes) if aware else None, iou_threshold=0.4, ios_threshold=0.7)
+            np.testing.assert_array_equal(cp.asnumpy(got), want)

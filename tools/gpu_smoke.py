@@ -10,7 +10,8 @@ import cupy as cp
 import numpy as np
 
 from cellrt.kernels import (binary_closing, binary_opening, box_mean, contours, fill_holes, gaussian_blur,
-                            histogram, instances_from_probability, label, measure, stitch, threshold, tile)
+                            histogram, instances_from_labels, instances_from_probability, label, mask_nms, measure,
+                            pack_masks, rbf_kernel_matrix, rbf_kernel_sums, segment, stitch, threshold, tile)
 
 
 def same(name, device, host, tol=0.0):
@@ -71,6 +72,23 @@ def main() -> int:
     host_inst, _ = instances_from_probability(prob, min_area=3)
     dev_inst, _ = instances_from_probability(cp.asarray(prob), min_area=3)
     checks.append(same("instances_from_probability", dev_inst, host_inst))
+    segmented, _ = segment(plane)
+    device_segmented, _ = segment(dplane)
+    checks.append(same("segment", device_segmented, segmented))
+    queries, points = rng.random((9, 33)).astype(np.float32), rng.random((70, 33)).astype(np.float32)
+    checks.append(same("rbf_kernel_sums", rbf_kernel_sums(cp.asarray(queries), cp.asarray(points), 1.3),
+                       rbf_kernel_sums(queries, points, 1.3, backend="cpu"), 1e-12))
+    checks.append(same("rbf_kernel_matrix", rbf_kernel_matrix(cp.asarray(queries), cp.asarray(points), 1.3),
+                       rbf_kernel_matrix(queries, points, 1.3, backend="cpu"), 1e-12))
+    labels, _ = label(mask, 8, backend="cpu")
+    boxes, masks = instances_from_labels(labels)
+    boxes = np.concatenate([boxes, boxes + 1])
+    masks = masks + masks
+    scores = rng.random(len(boxes)).astype(np.float32)
+    offsets, data = pack_masks(boxes, masks)
+    want = mask_nms(boxes, scores, masks, iou_threshold=0.3, backend="cpu")
+    got = mask_nms(cp.asarray(boxes), cp.asarray(scores), (cp.asarray(offsets), cp.asarray(data)), iou_threshold=0.3)
+    checks.append(same("mask_nms", got, want))
     cp.cuda.Device().synchronize()
     failed = len(checks) - sum(bool(c) for c in checks)
     print(f"{len(checks)} checks, {failed} differ")

@@ -12,6 +12,7 @@
 #include "core/parallel.h"
 #include "core/validate.h"
 #include "nms/nms_kernel.h"
+#include "nms/nms_ops.h"
 
 namespace cellrt {
 
@@ -68,6 +69,30 @@ std::vector<Pair> candidate_pairs(const std::vector<InstanceBox>& ranked, const 
   return pairs;
 }
 
+
+// The pairs' suppression tests on the host: areas per instance, then one
+// intersection per pair, both in parallel.
+void evaluate_pairs_cpu(const std::vector<InstanceBox>& ranked, const std::vector<int32_t>& order,
+                        const int64_t* offsets, const uint8_t* data, const std::vector<Pair>& pairs,
+                        const MaskNmsOptions& options, int workers, std::vector<uint8_t>& hit) {
+  const int64_t n = static_cast<int64_t>(ranked.size());
+  std::vector<int64_t> area(n);
+  detail::parallel_for(n, workers, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int32_t i = order[r];
+      area[r] = detail::mask_area(data + offsets[i], offsets[i + 1] - offsets[i]);
+    }
+  });
+  detail::parallel_for(static_cast<int64_t>(pairs.size()), workers, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int32_t a = pairs[p].kept, b = pairs[p].other;
+      const int64_t both = detail::mask_intersection(ranked[a], data + offsets[order[a]], ranked[b],
+                                                     data + offsets[order[b]]);
+      hit[p] = detail::suppresses(both, area[a], area[b], options.iou_threshold, options.ios_threshold);
+    }
+  });
+}
+
 }  // namespace
 
 int64_t mask_nms(const TensorView& boxes, const TensorView& scores, const TensorView& classes,
@@ -99,16 +124,44 @@ int64_t mask_nms(const TensorView& boxes, const TensorView& scores, const Tensor
   detail::check_view("mask_nms", "keep", keep, 1, "(N,)", true);
   CELLRT_CHECK(keep.dtype == DType::kUInt8 && keep.shape[0] == n, "mask_nms: keep should be (", n,
                ",) uint8, got ", dtype_name(keep.dtype), " ", detail::shape_string(keep));
-  for (const TensorView* v : {&boxes, &scores, &mask_offsets, &mask_data, &keep})
-    CELLRT_CHECK(v->device == Device::kCPU, "mask_nms: instances should be in host memory");
+  const bool device = boxes.device == Device::kCUDA;
+  for (const TensorView* v : {&scores, &mask_offsets, &mask_data, &keep})
+    CELLRT_CHECK(v->device == boxes.device, "mask_nms: boxes, scores, masks and keep should be on one device");
+  CELLRT_CHECK(!has_classes || classes.device == boxes.device, "mask_nms: classes should be on the boxes' device");
+#if !CELLRT_WITH_CUDA
+  if (device) throw NotCompiledError("mask_nms: cellrt was built without CUDA support; pass host arrays");
+#endif
   CELLRT_CHECK(std::isfinite(options.iou_threshold) && options.iou_threshold >= 0.0f && options.iou_threshold <= 1.0f,
                "mask_nms: iou_threshold should be in [0, 1], got ", options.iou_threshold);
   CELLRT_CHECK(std::isfinite(options.ios_threshold) && options.ios_threshold >= 0.0f,
                "mask_nms: ios_threshold should be >= 0 (above 1: off), got ", options.ios_threshold);
 
+  // The instance tables are small: on the GPU path they come to the host (the masks stay on the device).
+  std::vector<int32_t> box_copy, class_copy;
+  std::vector<float> score_copy;
+  std::vector<int64_t> offset_copy;
   const auto* box = static_cast<const int32_t*>(boxes.data);
   const auto* score = static_cast<const float*>(scores.data);
   const auto* offsets = static_cast<const int64_t*>(mask_offsets.data);
+  const auto* cls = static_cast<const int32_t*>(classes.data);
+#if CELLRT_WITH_CUDA
+  if (device) {
+    box_copy.resize(4 * n);
+    score_copy.resize(n);
+    offset_copy.resize(n + 1);
+    detail::copy_to_host(box_copy.data(), box, box_copy.size() * sizeof(int32_t));
+    detail::copy_to_host(score_copy.data(), score, score_copy.size() * sizeof(float));
+    detail::copy_to_host(offset_copy.data(), offsets, offset_copy.size() * sizeof(int64_t));
+    box = box_copy.data();
+    score = score_copy.data();
+    offsets = offset_copy.data();
+    if (has_classes) {
+      class_copy.resize(n);
+      detail::copy_to_host(class_copy.data(), cls, class_copy.size() * sizeof(int32_t));
+      cls = class_copy.data();
+    }
+  }
+#endif
   const auto* data = static_cast<const uint8_t*>(mask_data.data);
   CELLRT_CHECK(offsets[0] == 0, "mask_nms: mask_offsets[0] should be 0, got ", offsets[0]);
   for (int64_t i = 0; i < n; ++i) {
@@ -122,7 +175,6 @@ int64_t mask_nms(const TensorView& boxes, const TensorView& scores, const Tensor
   }
   CELLRT_CHECK(offsets[n] <= mask_data.shape[0], "mask_nms: mask_offsets end at ", offsets[n],
                " but mask_data has ", mask_data.shape[0], " values");
-  auto* kept = static_cast<uint8_t*>(keep.data);
   if (n == 0) return 0;
 
   // Rank: descending score, ties by index (stable).
@@ -131,43 +183,46 @@ int64_t mask_nms(const TensorView& boxes, const TensorView& scores, const Tensor
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return score[a] > score[b]; });
   std::vector<InstanceBox> ranked(n);
   std::vector<int32_t> classes_ranked(n, 0);
-  const auto* cls = static_cast<const int32_t*>(classes.data);
   for (int64_t r = 0; r < n; ++r) {
     const int32_t i = order[r];
     ranked[r] = InstanceBox{box[4 * i], box[4 * i + 1], box[4 * i + 2], box[4 * i + 3]};
     if (has_classes) classes_ranked[r] = cls[i];
   }
   const int workers = detail::resolve_threads(options.num_threads);
-  std::vector<int64_t> area(n);
-  detail::parallel_for(n, workers, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int32_t i = order[r];
-      int64_t on = 0;
-      for (int64_t p = offsets[i]; p < offsets[i + 1]; ++p) on += data[p] != 0;
-      area[r] = on;
-    }
-  });
-
   const std::vector<Pair> pairs = candidate_pairs(ranked, classes_ranked, options.class_aware && has_classes);
   std::vector<uint8_t> hit(pairs.size(), 0);
-  if (!pairs.empty()) detail::parallel_for(static_cast<int64_t>(pairs.size()), workers, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int32_t a = pairs[p].kept, b = pairs[p].other;
-      const int64_t both = detail::mask_intersection(ranked[a], data + offsets[order[a]], ranked[b],
-                                                     data + offsets[order[b]]);
-      hit[p] = detail::suppresses(both, area[a], area[b], options.iou_threshold, options.ios_threshold);
+  if (device) {
+#if CELLRT_WITH_CUDA
+    std::vector<int32_t> pair_index(2 * pairs.size());
+    for (size_t p = 0; p < pairs.size(); ++p) {
+      pair_index[2 * p] = order[pairs[p].kept];
+      pair_index[2 * p + 1] = order[pairs[p].other];
     }
-  });
-
-  std::vector<uint8_t> suppressed(n, 0);
+    detail::mask_nms_hits_cuda(static_cast<const int32_t*>(boxes.data), static_cast<const int64_t*>(mask_offsets.data),
+                               data, n, pair_index, options.iou_threshold, options.ios_threshold, hit);
+#endif
+  } else {
+    evaluate_pairs_cpu(ranked, order, offsets, data, pairs, options, workers, hit);
+  }
+  std::vector<uint8_t> kept(n, 0);
   int64_t count = 0;
-  size_t p = 0;
-  for (int64_t r = 0; r < n; ++r) {
-    const bool alive = !suppressed[r];
-    kept[order[r]] = alive ? 1 : 0;
-    count += alive;
-    for (; p < pairs.size() && pairs[p].kept == r; ++p)
-      if (alive && hit[p]) suppressed[pairs[p].other] = 1;
+  {
+    std::vector<uint8_t> suppressed(n, 0);
+    size_t p = 0;
+    for (int64_t r = 0; r < n; ++r) {
+      const bool alive = !suppressed[r];
+      kept[order[r]] = alive ? 1 : 0;
+      count += alive;
+      for (; p < pairs.size() && pairs[p].kept == r; ++p)
+        if (alive && hit[p]) suppressed[pairs[p].other] = 1;
+    }
+  }
+  if (device) {
+#if CELLRT_WITH_CUDA
+    detail::copy_to_device(keep.data, kept.data(), kept.size());
+#endif
+  } else {
+    std::copy(kept.begin(), kept.end(), static_cast<uint8_t*>(keep.data));
   }
   return count;
 }

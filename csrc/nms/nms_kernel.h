@@ -32,6 +32,13 @@ CELLRT_HOST_DEVICE inline int64_t mask_intersection(const InstanceBox& a, const 
   return both;
 }
 
+// Pixels inside one mask.
+CELLRT_HOST_DEVICE inline int64_t mask_area(const uint8_t* mask, int64_t size) {
+  int64_t on = 0;
+  for (int64_t p = 0; p < size; ++p) on += mask[p] != 0;
+  return on;
+}
+
 // Whether an instance of area `area_kept` suppresses one of area
 // `area_other` that it meets in `both` pixels. Written as products (no
 // division), so every backend decides the same way.

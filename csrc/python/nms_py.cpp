@@ -31,6 +31,27 @@ int64_t mask_nms_host(const py::array& boxes, const py::array& scores, const py:
   return mask_nms(b, s, c, o, d, k, options);
 }
 
+int64_t mask_nms_device(uintptr_t boxes, uintptr_t scores, uintptr_t classes, uintptr_t mask_offsets,
+                        uintptr_t mask_data, int64_t mask_size, uintptr_t keep, int64_t n, float iou_threshold,
+                        float ios_threshold, bool class_aware) {
+  const TensorView b = contiguous_device_view(boxes, static_cast<int32_t>(DType::kInt32), {n, 4}, "boxes");
+  const TensorView s = contiguous_device_view(scores, static_cast<int32_t>(DType::kFloat32), {n}, "scores");
+  TensorView c;
+  c.data = nullptr;
+  if (classes != 0) c = contiguous_device_view(classes, static_cast<int32_t>(DType::kInt32), {n}, "classes");
+  const TensorView o = contiguous_device_view(mask_offsets, static_cast<int32_t>(DType::kInt64), {n + 1},
+                                              "mask_offsets");
+  const TensorView d = contiguous_device_view(mask_data, static_cast<int32_t>(DType::kUInt8), {mask_size},
+                                              "mask_data");
+  const TensorView k = contiguous_device_view(keep, static_cast<int32_t>(DType::kUInt8), {n}, "keep");
+  MaskNmsOptions options;
+  options.iou_threshold = iou_threshold;
+  options.ios_threshold = ios_threshold;
+  options.class_aware = class_aware;
+  py::gil_scoped_release release;
+  return mask_nms(b, s, c, o, d, k, options);
+}
+
 }  // namespace
 
 void register_nms(py::module_& m) {
@@ -39,6 +60,10 @@ void register_nms(py::module_& m) {
         py::arg("ios_threshold"), py::arg("class_aware"), py::arg("num_threads") = 0,
         "Greedy mask NMS over boxes[N,4] int32, scores[N] float32, classes[N] int32 or None and the masks' CSR "
         "(offsets[N+1] int64, data uint8); fills keep[N] uint8, returns the number kept.");
+  m.def("mask_nms_cuda", &mask_nms_device, py::arg("boxes"), py::arg("scores"), py::arg("classes"),
+        py::arg("mask_offsets"), py::arg("mask_data"), py::arg("mask_size"), py::arg("keep"), py::arg("n"),
+        py::arg("iou_threshold"), py::arg("ios_threshold"), py::arg("class_aware"),
+        "mask_nms on contiguous device buffers (classes 0: none); synchronises.");
 }
 
 }  // namespace cellrt::python

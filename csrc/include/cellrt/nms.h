@@ -25,7 +25,10 @@ struct MaskNmsOptions {
 // half-open; scores (N,) float32; classes (N,) int32, or a view with
 // data == nullptr when classes are not given; masks as one buffer:
 // instance i's mask is the (y1 - y0) x (x1 - x0) row-major uint8 block at
-// mask_data[mask_offsets[i]] (non-zero = inside). Host memory.
+// mask_data[mask_offsets[i]] (non-zero = inside). All host memory, or all
+// CUDA memory: then the masks' areas and the pairs' overlaps are computed on
+// the GPU and the small tables (boxes, scores, offsets) read back; the call
+// synchronises.
 //
 // Greedy, by descending score (ties: lower index first): each instance not
 // yet suppressed is kept and suppresses the overlapping lower-ranked ones.

@@ -146,3 +146,16 @@ def rbf_kernel(queries, points, sigma, sums):
     _core.rbf_kernel_cuda(_pointer(queries), list(queries.shape), _pointer(points), list(points.shape),
                           float(sigma), _pointer(out), list(out.shape), _stream())
     return out
+
+
+def mask_nms(boxes, scores, classes, offsets, data, iou_threshold, ios_threshold, class_aware):
+    boxes = cp.ascontiguousarray(boxes, dtype=cp.int32)
+    scores = cp.ascontiguousarray(scores, dtype=cp.float32)
+    offsets = cp.ascontiguousarray(offsets, dtype=cp.int64)
+    data = cp.ascontiguousarray(data, dtype=cp.uint8)
+    classes = None if classes is None else cp.ascontiguousarray(classes, dtype=cp.int32)
+    keep = cp.empty(len(boxes), cp.uint8)
+    _core.mask_nms_cuda(_pointer(boxes), _pointer(scores), 0 if classes is None else _pointer(classes),
+                        _pointer(offsets), _pointer(data), int(data.size), _pointer(keep), len(boxes),
+                        float(iou_threshold), float(ios_threshold), bool(class_aware))
+    return keep

@@ -137,11 +137,11 @@ def mask_nms(boxes, scores, masks, *, classes=None, iou_threshold: float = 0.5, 
     aware = classes is not None if class_aware is None else bool(class_aware)
     if aware and classes is None:
         raise ValueError("mask_nms: class_aware=True needs classes=")
-    boxes, scores, classes, offsets, data, order = _instances(boxes, scores, masks, classes, "mask_nms")
     ios = 2.0 if ios_threshold is None else float(ios_threshold)
+    if _backend.is_device_array(boxes):
+        return _mask_nms_device(boxes, scores, masks, classes, float(iou_threshold), ios, aware, backend)
+    boxes, scores, classes, offsets, data, order = _instances(boxes, scores, masks, classes, "mask_nms")
     chosen = _backend.resolve("mask_nms", backend, False)
-    if chosen == "cuda":
-        raise _backend.BackendUnavailableError("mask_nms: no CUDA backend yet; pass host arrays (backend='cpu')")
     keep = np.zeros(len(boxes), np.uint8)
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
@@ -155,6 +155,33 @@ def mask_nms(boxes, scores, masks, *, classes=None, iou_threshold: float = 0.5, 
 
         keep = _nms_numba.mask_nms(order, boxes, classes if aware else None, offsets, data, iou_threshold, ios)
     return order[keep[order] != 0].astype(np.int64)
+
+
+def _mask_nms_device(boxes, scores, masks, classes, iou_threshold, ios_threshold, aware, backend):
+    """Device (cupy) instances: masks packed as (offsets, data) device arrays; the masks' areas and the
+    pairs' overlaps run on the GPU, the instance tables are checked and scanned on the host."""
+    _backend.resolve("mask_nms", backend, True)
+    if not (isinstance(masks, tuple) and len(masks) == 2 and all(_backend.is_device_array(m) for m in masks)):
+        raise ValueError("mask_nms: device boxes need their masks packed on the device, (offsets, data) as "
+                         "pack_masks makes them, moved with cupy.asarray")
+    for name, value in (("scores", scores), ("classes", classes)):
+        if value is not None and not _backend.is_device_array(value):
+            raise ValueError(f"mask_nms: {name} should be on the device like the boxes")
+    from . import _cuda  # noqa: PLC0415 - needs cupy
+
+    n = int(boxes.shape[0]) if boxes.ndim == 2 else -1
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or tuple(scores.shape) != (n,) or tuple(masks[0].shape) != (n + 1,):
+        raise ValueError(f"mask_nms: device instances should be boxes (N, 4), scores (N,) and mask offsets "
+                         f"(N + 1,), got {tuple(boxes.shape)}, {tuple(scores.shape)}, {tuple(masks[0].shape)}")
+    host_scores = scores.get() if hasattr(scores, "get") else np.asarray(scores)
+    # The kernel checks boxes, scores, classes and offsets in full (on its host copies) before any work.
+    keep = _cuda.mask_nms(boxes, scores, classes if aware else None, masks[0], masks[1], iou_threshold,
+                          ios_threshold, aware)
+    order = np.argsort(-np.asarray(host_scores, np.float32), kind="stable")
+    host_keep = keep.get() if hasattr(keep, "get") else np.asarray(keep)
+    import cupy  # noqa: PLC0415
+
+    return cupy.asarray(order[host_keep[order] != 0].astype(np.int64))
 
 
 def matrix_nms(boxes, scores, masks, *, classes=None, kernel: str = "gaussian", sigma: float = 2.0,

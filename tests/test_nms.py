@@ -184,3 +184,16 @@ def test_cuda_mask_nms_matches_cpu(rng):
             got = mask_nms(cp.asarray(boxes), cp.asarray(scores), (cp.asarray(offsets), cp.asarray(data)),
                            classes=cp.asarray(classes) if aware else None, iou_threshold=0.4, ios_threshold=0.7)
             np.testing.assert_array_equal(cp.asnumpy(got), want)
+
+
+def test_far_apart_boxes_use_a_coarse_grid(rng):
+    """Boxes in mosaic coordinates (far from the origin, half of them far from the others) build no grid
+    of their extent (that would be ~10^16 cells); the C++ result equals the numba reference's, which was
+    held to brute force above."""
+    boxes, scores, masks, _ = random_instances(rng, 30)
+    far = boxes.copy()
+    far[:, [0, 2]] += 1_500_000_000
+    far[::2, [1, 3]] += 900_000_000
+    cpu = mask_nms(far, scores, masks, iou_threshold=0.3, backend="cpu")
+    assert cpu.tolist() == mask_nms(far, scores, masks, iou_threshold=0.3, backend="numba").tolist()
+    assert len(cpu) > len(mask_nms(boxes, scores, masks, iou_threshold=0.3, backend="cpu")) - len(boxes) // 2

@@ -4,6 +4,7 @@
 #include "cellrt/nms.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <numeric>
 #include <vector>
@@ -31,18 +32,24 @@ std::vector<Pair> candidate_pairs(const std::vector<InstanceBox>& ranked, const 
                                   bool class_aware) {
   const int64_t n = static_cast<int64_t>(ranked.size());
   if (n < 2) return {};
-  int64_t height = 0, width = 0, side_sum = 0;
+  int64_t top = INT64_MAX, left = INT64_MAX, bottom = 0, right = 0, side_sum = 0;
   for (const InstanceBox& b : ranked) {
-    height = std::max<int64_t>(height, b.y1);
-    width = std::max<int64_t>(width, b.x1);
+    top = std::min<int64_t>(top, b.y0);
+    left = std::min<int64_t>(left, b.x0);
+    bottom = std::max<int64_t>(bottom, b.y1);
+    right = std::max<int64_t>(right, b.x1);
     side_sum += std::max(b.y1 - b.y0, b.x1 - b.x0);
   }
-  const int64_t cell = std::clamp<int64_t>(side_sum / n, 8, 1024);
-  const int64_t rows = (height + cell - 1) / cell, cols = (width + cell - 1) / cell;
+  // Cells about a typical box wide over the boxes' extent, coarser when the boxes are few and far apart
+  // (a mosaic's coordinates): the grid never has more than max(2^16, 4N) cells.
+  int64_t cell = std::clamp<int64_t>(side_sum / n, 8, 1024);
+  const int64_t max_cells = std::max<int64_t>(int64_t{1} << 16, 4 * n);
+  while (((bottom - top + cell - 1) / cell) * ((right - left + cell - 1) / cell) > max_cells) cell *= 2;
+  const int64_t rows = (bottom - top + cell - 1) / cell, cols = (right - left + cell - 1) / cell;
   std::vector<int64_t> start(rows * cols + 1, 0);
   auto for_cells = [&](const InstanceBox& b, auto&& fn) {
-    for (int64_t r = b.y0 / cell; r <= (b.y1 - 1) / cell; ++r)
-      for (int64_t c = b.x0 / cell; c <= (b.x1 - 1) / cell; ++c) fn(r * cols + c);
+    for (int64_t r = (b.y0 - top) / cell; r <= (b.y1 - 1 - top) / cell; ++r)
+      for (int64_t c = (b.x0 - left) / cell; c <= (b.x1 - 1 - left) / cell; ++c) fn(r * cols + c);
   };
   for (const InstanceBox& b : ranked) for_cells(b, [&](int64_t g) { ++start[g + 1]; });
   std::partial_sum(start.begin(), start.end(), start.begin());
@@ -59,7 +66,8 @@ std::vector<Pair> candidate_pairs(const std::vector<InstanceBox>& ranked, const 
         const InstanceBox &p = ranked[i], &q = ranked[j];
         if (!detail::boxes_overlap(p, q)) continue;
         if (class_aware && classes_ranked[i] != classes_ranked[j]) continue;
-        if (std::max(p.y0, q.y0) / cell != r || std::max(p.x0, q.x0) / cell != c) continue;  // counted elsewhere
+        if ((std::max(p.y0, q.y0) - top) / cell != r || (std::max(p.x0, q.x0) - left) / cell != c)
+          continue;  // counted in the cell of the overlap's top-left corner
         pairs.push_back(Pair{i, j});
       }
     }

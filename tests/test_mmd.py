@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,3 +229,52 @@ def test_damaged_reference_files_are_named(tmp_path, rng):
             dims=5, weights_sha256="b" * 64)
     with pytest.raises(ValueError, match="DriftMonitor: backend should be 'auto', 'cpu' or 'numba'"):
         DriftMonitor(reference, backend="cuda")
+
+
+def test_c_abi_drift_monitor_equals_the_python_monitor(tmp_path, rng):
+    """The C++ DriftMonitor behind the C ABI (what acquisition software links), fed from the raw export of
+    a DriftReference, gives the Python monitor's statistics and alarms field for field."""
+    import ctypes
+
+    import cellrt
+
+    reference = DriftReference.build(rng.normal(size=(120, 24)), window=6, ert=50, bootstraps=2000, seed=4)
+    folder = reference.save_raw(tmp_path / "raw")
+    header = json.loads((folder / "reference.json").read_text())
+    embeddings = np.fromfile(folder / "reference.f32", "<f4").reshape(header["count"], header["dims"])
+    np.testing.assert_array_equal(embeddings, reference.embeddings)
+
+    lib = ctypes.CDLL(str(Path(cellrt.cmake_dir()).parents[1] / "libcellrt_c.so"))
+
+    class Tensor(ctypes.Structure):
+        _fields_ = [("struct_size", ctypes.c_size_t), ("data", ctypes.c_void_p), ("dtype", ctypes.c_int32),
+                    ("device", ctypes.c_int32), ("ndim", ctypes.c_int32), ("shape", ctypes.c_int64 * 4),
+                    ("strides", ctypes.c_int64 * 4)]
+
+    class Step(ctypes.Structure):
+        _fields_ = [("struct_size", ctypes.c_size_t), ("index", ctypes.c_int64), ("statistic", ctypes.c_double),
+                    ("threshold", ctypes.c_double), ("window_full", ctypes.c_int32), ("alarm", ctypes.c_int32)]
+
+    ref = np.ascontiguousarray(embeddings, np.float32)
+    view = Tensor(ctypes.sizeof(Tensor), ref.ctypes.data, 3, 0, 2, (ctypes.c_int64 * 4)(*ref.shape, 0, 0),
+                  (ctypes.c_int64 * 4)(ref.shape[1], 1, 0, 0))
+    monitor = ctypes.c_void_p()
+    lib.cellrt_drift_monitor_create.argtypes = [ctypes.POINTER(Tensor), ctypes.c_double, ctypes.c_int32,
+                                                ctypes.c_double, ctypes.POINTER(ctypes.c_void_p)]
+    lib.cellrt_drift_monitor_update.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                                ctypes.POINTER(Step)]
+    lib.cellrt_drift_monitor_destroy.argtypes = [ctypes.c_void_p]
+    assert lib.cellrt_drift_monitor_create(ctypes.byref(view), header["sigma"], header["window"],
+                                           header["threshold"], ctypes.byref(monitor)) == 0
+    stream = rng.normal(size=(60, 24)).astype(np.float32)
+    stream[30:] += 0.7
+    try:
+        for field, want in zip(stream, monitor_stream(reference, stream)):
+            step = Step(ctypes.sizeof(Step))
+            assert lib.cellrt_drift_monitor_update(monitor, field.ctypes.data, 24, ctypes.byref(step)) == 0
+            assert step.index == want.index
+            assert step.statistic == pytest.approx(want.statistic, rel=1e-10, abs=1e-13)
+            assert bool(step.alarm) == want.alarm and bool(step.window_full) == want.window_full
+    finally:
+        lib.cellrt_drift_monitor_destroy(monitor)
+    assert any(s.alarm for s in monitor_stream(reference, stream))

@@ -239,6 +239,47 @@ cellrt_status_t cellrt_mask_nms(const cellrt_tensor_t* boxes, const cellrt_tenso
   });
 }
 
+struct cellrt_drift_monitor {
+  cellrt::DriftMonitor monitor;
+};
+
+cellrt_status_t cellrt_drift_monitor_create(const cellrt_tensor_t* reference, double sigma, int32_t window,
+                                            double threshold, cellrt_drift_monitor_t** monitor) {
+  return translate_exceptions([&] {
+    CELLRT_CHECK(monitor != nullptr, "cellrt_drift_monitor_create: monitor (the output pointer) is NULL");
+    *monitor = nullptr;
+    *monitor = new cellrt_drift_monitor{cellrt::DriftMonitor(to_view(reference, "reference"), sigma, window,
+                                                             threshold)};
+  });
+}
+
+cellrt_status_t cellrt_drift_monitor_update(cellrt_drift_monitor_t* monitor, const float* embedding, int64_t dims,
+                                            cellrt_drift_step_t* step) {
+  return translate_exceptions([&] {
+    CELLRT_CHECK(monitor != nullptr, "cellrt_drift_monitor_update: monitor is NULL");
+    CELLRT_CHECK(step == nullptr || step->struct_size >= sizeof(cellrt_drift_step_t),
+                 "cellrt_drift_monitor_update: step.struct_size should be ", sizeof(cellrt_drift_step_t), ", got ",
+                 step == nullptr ? 0 : step->struct_size);
+    const cellrt::DriftStep s = monitor->monitor.update(embedding, dims);
+    if (step != nullptr) {
+      step->index = s.index;
+      step->statistic = s.statistic;
+      step->threshold = s.threshold;
+      step->window_full = s.window_full ? 1 : 0;
+      step->alarm = s.alarm ? 1 : 0;
+    }
+  });
+}
+
+cellrt_status_t cellrt_drift_monitor_reset(cellrt_drift_monitor_t* monitor) {
+  return translate_exceptions([&] {
+    CELLRT_CHECK(monitor != nullptr, "cellrt_drift_monitor_reset: monitor is NULL");
+    monitor->monitor.reset();
+  });
+}
+
+void cellrt_drift_monitor_destroy(cellrt_drift_monitor_t* monitor) { delete monitor; }
+
 void cellrt_morphology_options_init(cellrt_morphology_options_t* options) {
   if (options == nullptr) return;
   const cellrt::MorphologyOptions d;

@@ -283,6 +283,40 @@ int main(void) {
            "class-aware without classes: %s", cellrt_last_error());
   }
 
+  /* C API 3: the drift monitor - a reference of four 2-D points, window 2; a far-away field alarms. */
+  {
+    static float reference[4 * 2] = {0.0f, 0.0f, 1.0f, 0.0f, 0.0f, 1.0f, 1.0f, 1.0f};
+    static const float near_field[2] = {0.5f, 0.5f}, far_field[2] = {40.0f, 40.0f};
+    const int64_t ref_shape[2] = {4, 2};
+    cellrt_tensor_t ref_view;
+    cellrt_drift_monitor_t* monitor = NULL;
+    cellrt_drift_step_t step;
+    memset(&step, 0, sizeof step);
+    step.struct_size = sizeof step;
+    view(&ref_view, reference, CELLRT_DTYPE_FLOAT32, 2, ref_shape);
+    status = cellrt_drift_monitor_create(&ref_view, 1.0, 2, 0.5, &monitor);
+    EXPECT(status == CELLRT_STATUS_OK && monitor != NULL, "drift monitor create: %s", cellrt_last_error());
+    status = cellrt_drift_monitor_update(monitor, near_field, 2, &step);
+    EXPECT(status == CELLRT_STATUS_OK && step.index == 0 && !step.window_full && !step.alarm, "first field");
+    status = cellrt_drift_monitor_update(monitor, near_field, 2, &step);
+    EXPECT(status == CELLRT_STATUS_OK && step.window_full && !step.alarm && step.statistic < 0.5,
+           "near fields: statistic %g", step.statistic);
+    cellrt_drift_monitor_update(monitor, far_field, 2, &step);
+    status = cellrt_drift_monitor_update(monitor, far_field, 2, &step);
+    EXPECT(status == CELLRT_STATUS_OK && step.index == 3 && step.alarm && step.statistic > 0.5,
+           "far fields: statistic %g alarm %d", step.statistic, (int)step.alarm);
+    status = cellrt_drift_monitor_update(monitor, far_field, 3, &step);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "should have 2 values"),
+           "wrong dims: %s", cellrt_last_error());
+    EXPECT(cellrt_drift_monitor_reset(monitor) == CELLRT_STATUS_OK, "reset");
+    cellrt_drift_monitor_update(monitor, near_field, 2, &step);
+    EXPECT(step.index == 0, "index after reset %lld", (long long)step.index);
+    cellrt_drift_monitor_destroy(monitor);
+    status = cellrt_drift_monitor_create(&ref_view, -1.0, 2, 0.5, &monitor);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && monitor == NULL && strstr(cellrt_last_error(), "sigma"),
+           "bad sigma: %s", cellrt_last_error());
+  }
+
   if (failures) return 1;
   printf("ok\n");
   return 0;

@@ -231,6 +231,29 @@ CELLRT_EXPORT cellrt_status_t cellrt_rbf_kernel(const cellrt_tensor_t* queries, 
                                                 double sigma, const cellrt_tensor_t* out, int32_t num_threads,
                                                 void* cuda_stream);
 
+/* See cellrt/drift.h (C API 3): the streaming MMD drift monitor. The
+ * reference (embeddings [N,D] float32 host, sigma, window, threshold) comes
+ * from cellrt.drift.DriftReference.save_raw(); the monitor copies it. */
+typedef struct cellrt_drift_monitor cellrt_drift_monitor_t;
+
+typedef struct cellrt_drift_step_t {
+  size_t struct_size;
+  int64_t index;        /* fields seen before this one */
+  double statistic;     /* MMD^2 over the current window */
+  double threshold;
+  int32_t window_full;  /* 0 / 1 */
+  int32_t alarm;        /* 0 / 1: window full and statistic > threshold */
+} cellrt_drift_step_t;
+
+CELLRT_EXPORT cellrt_status_t cellrt_drift_monitor_create(const cellrt_tensor_t* reference, double sigma,
+                                                          int32_t window, double threshold,
+                                                          cellrt_drift_monitor_t** monitor);
+/* One field's embedding (dims float32 values), in acquisition order. */
+CELLRT_EXPORT cellrt_status_t cellrt_drift_monitor_update(cellrt_drift_monitor_t* monitor, const float* embedding,
+                                                          int64_t dims, cellrt_drift_step_t* step);
+CELLRT_EXPORT cellrt_status_t cellrt_drift_monitor_reset(cellrt_drift_monitor_t* monitor);
+CELLRT_EXPORT void cellrt_drift_monitor_destroy(cellrt_drift_monitor_t* monitor);
+
 /* See cellrt/histogram.h: image uint8/uint16 (1-4 dims) -> counts [256 or
  * 65536] int64, on one device. */
 CELLRT_EXPORT cellrt_status_t cellrt_histogram(const cellrt_tensor_t* image, const cellrt_tensor_t* counts,

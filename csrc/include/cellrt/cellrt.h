@@ -2,6 +2,7 @@
 #pragma once
 
 #include "cellrt/contour.h"
+#include "cellrt/drift.h"
 #include "cellrt/fill_holes.h"
 #include "cellrt/filter.h"
 #include "cellrt/grow.h"

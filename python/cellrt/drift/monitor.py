@@ -157,6 +157,21 @@ class DriftReference:
                      header=np.frombuffer(json.dumps(header).encode(), np.uint8))
         return path
 
+    def save_raw(self, folder) -> Path:
+        """For C/C++ software (``cellrt::DriftMonitor``, ``cellrt_drift_monitor_create``): the reference
+        embeddings as raw little-endian float32 (``reference.f32``, N x D row-major) and ``reference.json``
+        (count, dims, sigma, window, threshold, ert, metadata). Written atomically, file by file."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / "reference.f32") as tmp:
+            tmp.write_bytes(np.ascontiguousarray(self.embeddings, "<f4").tobytes())
+        header = {"format": "cellrt-drift-reference-raw/1", "count": int(self.embeddings.shape[0]),
+                  "dims": self.dims, "dtype": "float32 little-endian, row-major", "sigma": self.sigma,
+                  "window": self.window, "threshold": self.threshold, "ert": self.ert, "metadata": self.metadata}
+        with atomic_path(folder / "reference.json") as tmp:
+            tmp.write_text(json.dumps(header, indent=2))
+        return folder
+
     @classmethod
     def load(cls, path) -> DriftReference:
         import zipfile  # noqa: PLC0415

@@ -197,3 +197,31 @@ def test_far_apart_boxes_use_a_coarse_grid(rng):
     cpu = mask_nms(far, scores, masks, iou_threshold=0.3, backend="cpu")
     assert cpu.tolist() == mask_nms(far, scores, masks, iou_threshold=0.3, backend="numba").tolist()
     assert len(cpu) > len(mask_nms(boxes, scores, masks, iou_threshold=0.3, backend="cpu")) - len(boxes) // 2
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), count=st.integers(0, 40), iou=st.floats(0.0, 1.0),
+       ios=st.one_of(st.none(), st.floats(0.0, 1.5)), aware=st.booleans())
+def test_cpu_equals_numba_on_any_instances(seed, count, iou, ios, aware):
+    """Property: for any instance set (boxes anywhere, masks of any density - empty ones too - and tied
+    scores) both backends keep the same instances, those the brute-force full-frame greedy keeps."""
+    rng = np.random.default_rng(seed)
+    boxes, masks = [], []
+    for _ in range(count):
+        h, w = rng.integers(1, 12, size=2)
+        y, x = rng.integers(0, 40, size=2)
+        boxes.append([y, x, y + h, x + w])
+        masks.append(rng.random((h, w)) < rng.random())
+    boxes = np.asarray(boxes, np.int32).reshape(-1, 4)
+    scores = rng.integers(0, 5, count).astype(np.float32)
+    classes = rng.integers(0, 2, count).astype(np.int32)
+    kw = dict(classes=classes if aware else None, iou_threshold=iou, ios_threshold=ios)
+    results = [mask_nms(boxes, scores, masks, backend=b, **kw) for b in HOST_BACKENDS]
+    assert all(r.tolist() == results[0].tolist() for r in results)
+    if count and "cpu" in HOST_BACKENDS:
+        assert results[0].tolist() == brute_force_nms(boxes, scores, masks, classes, iou,
+                                                      2.0 if ios is None else ios, aware, side=60)

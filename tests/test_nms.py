@@ -33,12 +33,18 @@ def random_instances(rng, n, side=96, classes=3):
     return np.asarray(boxes, np.int32), scores, masks, rng.integers(0, classes, count).astype(np.int32)
 
 
-def brute_force_nms(boxes, scores, masks, classes, iou, ios, aware, side=200):
-    full = []
+def full_frames(boxes, masks, side):
+    """Each instance's mask pasted into a field of its own."""
+    frames = []
     for (y0, x0, y1, x1), mask in zip(boxes, masks):
         canvas = np.zeros((side, side), bool)
         canvas[y0:y1, x0:x1] = mask
-        full.append(canvas)
+        frames.append(canvas)
+    return frames
+
+
+def brute_force_nms(boxes, scores, masks, classes, iou, ios, aware, side=200):
+    full = full_frames(boxes, masks, side)
     order = sorted(range(len(boxes)), key=lambda i: (-float(scores[i]), i))
     kept, gone = [], set()
     for i in order:
@@ -114,11 +120,7 @@ def test_tile_seam_duplicates_of_real_nuclei_are_merged(dsb_dir):
 
 
 def brute_force_matrix(boxes, scores, masks, sigma, side=200):
-    full = []
-    for (y0, x0, y1, x1), mask in zip(boxes, masks):
-        canvas = np.zeros((side, side), bool)
-        canvas[y0:y1, x0:x1] = mask
-        full.append(canvas)
+    full = full_frames(boxes, masks, side)
     order = sorted(range(len(boxes)), key=lambda i: (-float(scores[i]), i))
     n = len(order)
     iou = np.zeros((n, n))

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "core/block_reduce.cuh"
 #include "core/cuda_check.h"
 #include "mmd/mmd_kernel.h"
 #include "mmd/mmd_ops.h"
@@ -25,14 +26,8 @@ __global__ void rbf_sums_kernel(const float* __restrict__ queries, const float* 
     const float* q = queries + i * dims;
     double sum = 0.0;
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) sum += rbf_value(q, points + j * dims, dims, inv_two_sigma2);
-    partial[threadIdx.x] = sum;
-    __syncthreads();
-    for (int half = kThreads / 2; half > 0; half /= 2) {
-      if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-      __syncthreads();
-    }
-    if (threadIdx.x == 0) out[i] = partial[0];
-    __syncthreads();  // partial[] is reused by the next query
+    const double total = block_sum<kThreads>(sum, partial);
+    if (threadIdx.x == 0) out[i] = total;
   }
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/block_reduce.cuh"
 #include "core/cuda_check.h"
 #include "nms/nms_kernel.h"
 #include "nms/nms_ops.h"
@@ -25,14 +26,8 @@ __global__ void area_kernel(const int64_t* __restrict__ offsets, const uint8_t* 
   for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
     int64_t on = 0;
     for (int64_t p = offsets[i] + threadIdx.x; p < offsets[i + 1]; p += blockDim.x) on += data[p] != 0;
-    partial[threadIdx.x] = on;
-    __syncthreads();
-    for (int half = kThreads / 2; half > 0; half /= 2) {
-      if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-      __syncthreads();
-    }
-    if (threadIdx.x == 0) area[i] = partial[0];
-    __syncthreads();
+    const int64_t total = block_sum<kThreads>(on, partial);
+    if (threadIdx.x == 0) area[i] = total;
   }
 }
 

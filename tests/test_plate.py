@@ -503,8 +503,8 @@ def test_drift_reference_from_a_run_and_the_refusals(tmp_path, nuclei):
     summary = PlateRun(nuclei, open_plate(DEMO), tmp_path / "checked", PlateOptions(drift_reference=str(ref))).run()
     assert summary["drift"]["monitored"] and summary["drift"]["reference"] == str(ref)
     assert "controls.npz reference (24 fields, window 4 fields" in summary["drift"]["note"]
-    half = ",".join(format_well(0, c) for c in range(12))
-    few = run_cli("drift-reference", str(run_dir), "--out", str(tmp_path / "x.npz"), "--wells", half, "--window", "4")
+    few = run_cli("drift-reference", str(run_dir), "--out", str(tmp_path / "x.npz"), "--wells", "A01-A12",
+                  "--window", "4")
     assert few.returncode == 1 and "needs at least 20 held-out fields" in few.stderr
 
     too_few = run_cli("drift-reference", str(run_dir), "--out", str(tmp_path / "x.npz"), "--wells", "A01,A02")
@@ -534,3 +534,15 @@ def test_a_field_without_a_finite_embedding_is_left_out_of_drift_not_fatal(tmp_p
     drift = read_table(out / "drift.csv")
     assert len(drift["Metadata_Well"]) == 47
     assert ("A03", 1) not in set(zip(drift["Metadata_Well"].tolist(), drift["Metadata_Field"].tolist()))
+
+
+def test_well_selections_parse_lists_and_rectangles():
+    from cellrt.io.plate import parse_wells
+
+    assert parse_wells("A01-B02") == ["A01", "A02", "B01", "B02"]
+    assert parse_wells("b3, A01-A02 ,A02") == ["B03", "A01", "A02"]
+    assert parse_wells("H12-G11") == ["G11", "G12", "H11", "H12"]
+    assert len(parse_wells("A01-P02,A23-P24")) == 64
+    assert parse_wells("") == []
+    with pytest.raises(ValueError, match="'A01-Q' should be a well like 'B03' or a range like 'A01-H02'"):
+        parse_wells("A01-Q")

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    "(e.g. a reference plate, or its control wells)")
     drift.add_argument("run_dir", help="output folder of a `cellrt run` (its wells/*.json hold the embeddings)")
     drift.add_argument("--out", required=True, help="the reference file to write (.npz)")
-    drift.add_argument("--wells", default="", help="comma-separated wells to take (default: every well)")
+    drift.add_argument("--wells", default="", help="wells to take: 'A01,B03' or ranges such as 'A01-H02' (rows A-H "
+                                                   "of columns 1-2), comma-separated (default: every well)")
     drift.add_argument("--window", type=int, default=16, help="fields in the sliding window (default 16)")
     drift.add_argument("--ert", type=float, default=1000.0,
                        help="fields expected between false alarms on a plate without drift (default 1000)")

@@ -71,8 +71,15 @@ def run_drift_reference(run_dir: str, out: str, *, wells: str = "", window: int 
     except FileNotFoundError:
         print(f"cellrt drift-reference: {folder}: no run.json (not a finished `cellrt run` output)", file=sys.stderr)
         return 1
+    from ..io.plate import format_well, parse_wells, well_position  # noqa: PLC0415
+
     records = {p.stem: p for p in sorted((folder / "wells").glob("*.json"))}
-    chosen = [w.strip() for w in wells.split(",") if w.strip()] or sorted(records)
+    try:
+        chosen = parse_wells(wells) or sorted(records)
+    except ValueError as error:
+        print(f"cellrt drift-reference: --wells: {error}", file=sys.stderr)
+        return 2
+    chosen = [format_well(*well_position(w)) for w in chosen]
     missing = [w for w in chosen if w not in records]
     if missing:
         print(f"cellrt drift-reference: {folder}: no results for wells {missing} (it has {sorted(records)[:8]}"

@@ -126,6 +126,26 @@ def format_well(row: int, column: int) -> str:
     return f"{row_name(row)}{column + 1:02d}"
 
 
+def parse_wells(spec: str) -> list[str]:
+    """'A01,B03' or rectangles 'A01-H02' (rows A..H x columns 1..2, row by row), comma-separated:
+    the well selections screens use for controls ('A01-P02,A23-P24' = the outer columns of a 384)."""
+    wells: list[str] = []
+    for token in (t.strip() for t in spec.split(",")):
+        if not token:
+            continue
+        first, dash, last = token.partition("-")
+        corners = [well_position(first.strip())] + ([well_position(last.strip())] if dash else [])
+        if any(c is None for c in corners):
+            raise ValueError(f"wells: {token!r} should be a well like 'B03' or a range like 'A01-H02'")
+        (r0, c0), (r1, c1) = corners[0], corners[-1]
+        for row in range(min(r0, r1), max(r0, r1) + 1):
+            for column in range(min(c0, c1), max(c0, c1) + 1):
+                name = format_well(row, column)
+                if name not in wells:
+                    wells.append(name)
+    return wells
+
+
 def pattern_regex(pattern: str) -> re.Pattern:
     """A preset name, a regular expression with named groups (starts with
     '^' or contains '(?P<'), or a pattern with {placeholders}."""

@@ -486,7 +486,7 @@ def test_drift_monitor_runs_over_the_plate_in_acquisition_order(tmp_path, nuclei
     assert info["alarms"] == sum(s.alarm for s in steps)
     assert info["wells_with_alarms"] == sorted({w for (w, _), s in zip(order, steps) if s.alarm})
     html = write_plate_report(out).read_text()
-    assert (out / "report" / "drift.png").is_file()
+    assert (out / "report" / "drift.png").is_file() and (out / "report" / "drift_course.png").is_file()
     assert "<tr><th>Drift</th><td>" in html and "the model&#x27;s own reference" in html
 
 

@@ -91,6 +91,33 @@ def _stage_chart(stage_seconds: dict, wall: float):
     return png
 
 
+def _drift_course(drift: dict):
+    """The drift statistic field by field in acquisition order, against the alarm line."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    ratio = np.asarray(drift["Drift_Ratio"], float)
+    full = np.asarray(drift["Drift_WindowFull"]).astype(str) == "True"
+    alarm = np.asarray(drift["Drift_Alarm"]).astype(str) == "True"
+    wells = [str(w) for w in drift["Metadata_Well"]]
+    steps = np.arange(len(ratio))
+    fig, ax = plt.subplots(figsize=(7.5, 2.4))
+    ax.plot(steps[full], ratio[full], color="#4575b4", linewidth=1.0, marker=".", markersize=3)
+    ax.plot(steps[~full], ratio[~full], color="#bbbbbb", linewidth=1.0, marker=".", markersize=3,
+            label="window filling")
+    ax.scatter(steps[alarm], ratio[alarm], color="#d7191c", s=14, zorder=3, label="alarm")
+    ax.axhline(1.0, color="#d7191c", linewidth=0.8, linestyle="--")
+    starts = [i for i in range(len(wells)) if i == 0 or wells[i] != wells[i - 1]]
+    every = max(1, len(starts) // 16)
+    ax.set_xticks([starts[i] for i in range(0, len(starts), every)],
+                  [wells[starts[i]] for i in range(0, len(starts), every)], fontsize=7, rotation=90)
+    ax.set_ylabel("statistic / threshold", fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(fontsize=7, frameon=False, ncol=2, loc="lower right", bbox_to_anchor=(1.0, 1.0))
+    png = _figure_png(fig)
+    plt.close(fig)
+    return png
+
+
 def _latency_histogram(latencies: np.ndarray):
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
@@ -151,6 +178,13 @@ def write_plate_report(out_dir) -> Path:
                                        "× threshold", "RdYlBu_r", vmin=0.0, vmax=max(2.0, float(np.nanmax(
                                            np.asarray(wells["Drift_MaxRatio"], float), initial=0.0))),
                                        outlined=alarmed)))
+        if (out_dir / "drift.csv").is_file():
+            course = read_table(out_dir / "drift.csv")
+            if len(course.get("Drift_Ratio", [])):
+                figures.append(("drift_course.png", "Drift over the plate",
+                                "The drift statistic after each field, in acquisition order (wells labelled where "
+                                "they start), as a multiple of the alarm threshold (dashed).",
+                                _drift_course(course)))
     if len(timings.get("latency", [])):
         figures.append(("stages.png", "Where the time goes",
                         "Per-stage time summed over all fields of this run.",

@@ -139,17 +139,24 @@ def brute_force_matrix(boxes, scores, masks, sigma, side=200):
     return scores * out
 
 
-def test_matrix_nms_decays_duplicates_and_leaves_lone_instances(rng):
-    boxes, scores, masks, _ = random_instances(rng, 30)
-    decayed = matrix_nms(boxes, scores, masks, sigma=2.0)
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_matrix_nms_decays_duplicates_and_leaves_lone_instances(backend, rng):
+    boxes, scores, masks, classes = random_instances(rng, 30)
+    decayed = matrix_nms(boxes, scores, masks, sigma=2.0, backend=backend)
     np.testing.assert_allclose(decayed, brute_force_matrix(boxes, scores, masks, 2.0), rtol=1e-6)
+    big_boxes, big_scores, big_masks, big_classes = random_instances(rng, 300, side=400)
+    for kernel in ("gaussian", "linear"):
+        results = [matrix_nms(big_boxes, big_scores, big_masks, classes=big_classes, kernel=kernel, backend=b)
+                   for b in HOST_BACKENDS]
+        for other in results[1:]:
+            np.testing.assert_allclose(other, results[0], rtol=1e-6)
     square = np.ones((6, 6), bool)
     lone = matrix_nms([[0, 0, 6, 6], [0, 0, 6, 6], [30, 30, 36, 36]], np.array([0.9, 0.8, 0.7], np.float32),
-                      [square] * 3)
+                      [square] * 3, backend=backend)
     assert lone[0] == pytest.approx(0.9) and lone[2] == pytest.approx(0.7)
     assert lone[1] == pytest.approx(0.8 * np.exp(-2.0))   # an exact duplicate: IoU 1
     linear = matrix_nms([[0, 0, 6, 6], [0, 0, 6, 6]], np.array([0.9, 0.8], np.float32), [square] * 2,
-                        kernel="linear")
+                        kernel="linear", backend=backend)
     assert linear[1] == 0.0
 
 

@@ -52,6 +52,26 @@ int64_t mask_nms_device(uintptr_t boxes, uintptr_t scores, uintptr_t classes, ui
   return mask_nms(b, s, c, o, d, k, options);
 }
 
+void matrix_nms_host(const py::array& boxes, const py::array& scores, const py::object& classes,
+                     const py::array& mask_offsets, const py::array& mask_data, py::array& decayed, int kernel,
+                     double sigma, bool class_aware, int num_threads) {
+  const TensorView b = host_view(boxes, "boxes", false);
+  const TensorView s = host_view(scores, "scores", false);
+  TensorView c;
+  c.data = nullptr;
+  if (!classes.is_none()) c = host_view(classes.cast<py::array>(), "classes", false);
+  const TensorView o = host_view(mask_offsets, "mask_offsets", false);
+  const TensorView d = host_view(mask_data, "mask_data", false);
+  const TensorView out = host_view(decayed, "decayed", true);
+  MatrixNmsOptions options;
+  options.kernel = static_cast<MatrixNmsKernel>(kernel);
+  options.sigma = sigma;
+  options.class_aware = class_aware;
+  options.num_threads = num_threads;
+  py::gil_scoped_release release;
+  matrix_nms(b, s, c, o, d, out, options);
+}
+
 }  // namespace
 
 void register_nms(py::module_& m) {
@@ -60,6 +80,10 @@ void register_nms(py::module_& m) {
         py::arg("ios_threshold"), py::arg("class_aware"), py::arg("num_threads") = 0,
         "Greedy mask NMS over boxes[N,4] int32, scores[N] float32, classes[N] int32 or None and the masks' CSR "
         "(offsets[N+1] int64, data uint8); fills keep[N] uint8, returns the number kept.");
+  m.def("matrix_nms", &matrix_nms_host, py::arg("boxes"), py::arg("scores"), py::arg("classes"),
+        py::arg("mask_offsets"), py::arg("mask_data"), py::arg("decayed"), py::arg("kernel"), py::arg("sigma"),
+        py::arg("class_aware"), py::arg("num_threads") = 0,
+        "Matrix NMS: decayed[N] float32 scores (kernel 0 gaussian, 1 linear).");
   m.def("mask_nms_cuda", &mask_nms_device, py::arg("boxes"), py::arg("scores"), py::arg("classes"),
         py::arg("mask_offsets"), py::arg("mask_data"), py::arg("mask_size"), py::arg("keep"), py::arg("n"),
         py::arg("iou_threshold"), py::arg("ios_threshold"), py::arg("class_aware"),

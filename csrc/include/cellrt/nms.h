@@ -39,4 +39,23 @@ int64_t mask_nms(const TensorView& boxes, const TensorView& scores, const Tensor
                  const TensorView& mask_offsets, const TensorView& mask_data, const TensorView& keep,
                  const MaskNmsOptions& options);
 
+enum class MatrixNmsKernel : int32_t { kGaussian = 0, kLinear = 1 };
+
+struct MatrixNmsOptions {
+  MatrixNmsKernel kernel = MatrixNmsKernel::kGaussian;
+  double sigma = 2.0;       // gaussian: f(iou) = exp(-sigma iou^2)
+  bool class_aware = true;
+  int32_t num_threads = 0;
+};
+
+// Matrix NMS (SOLOv2), the parallel variant: nothing is removed; every
+// score decays by its overlap with higher-scored instances,
+// decayed[j] = score[j] * min over higher-ranked i of f(iou_ij) / f(comp_i)
+// (comp_i: i's own largest IoU with a higher-ranked instance; f as in
+// options, 1 - iou for kLinear). Same instance layout as mask_nms; host
+// memory; decayed (N,) float32 is written. Threshold it to keep instances.
+void matrix_nms(const TensorView& boxes, const TensorView& scores, const TensorView& classes,
+                const TensorView& mask_offsets, const TensorView& mask_data, const TensorView& decayed,
+                const MatrixNmsOptions& options);
+
 }  // namespace cellrt

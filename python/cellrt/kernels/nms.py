@@ -185,15 +185,18 @@ def _mask_nms_device(boxes, scores, masks, classes, iou_threshold, ios_threshold
 
 
 def matrix_nms(boxes, scores, masks, *, classes=None, kernel: str = "gaussian", sigma: float = 2.0,
-               class_aware: bool | None = None) -> np.ndarray:
+               class_aware: bool | None = None, backend: str = "auto", num_threads: int = 0) -> np.ndarray:
     """Matrix NMS (SOLOv2): the decayed scores ``(N,)`` float32, nothing removed.
 
     Each instance's score is multiplied by the smallest, over the
     higher-scored instances ``i`` it overlaps, of ``f(iou) / f(comp_i)``,
     ``comp_i`` being ``i``'s own largest IoU with a higher-scored instance;
     ``f(x) = exp(-sigma x^2)`` ('gaussian') or ``1 - x`` ('linear'). Keep
-    the instances whose decayed score passes a threshold. All pairs are
-    independent, which suits a GPU; here it runs in numba.
+    the instances whose decayed score passes a threshold. The C++ backend
+    takes only the overlapping pairs (from the same grid as ``mask_nms``):
+    a pair that does not overlap has IoU 0, whose term is never the
+    minimum, so the result is the dense matrix's. numba is the dense
+    reference.
     """
     if kernel not in ("gaussian", "linear"):
         raise ValueError(f"matrix_nms: kernel should be 'gaussian' or 'linear', got {kernel!r}")
@@ -203,9 +206,17 @@ def matrix_nms(boxes, scores, masks, *, classes=None, kernel: str = "gaussian", 
     if aware and classes is None:
         raise ValueError("matrix_nms: class_aware=True needs classes=")
     boxes, scores, classes, offsets, data, order = _instances(boxes, scores, masks, classes, "matrix_nms")
+    chosen = _backend.resolve("matrix_nms", backend, False)
     if len(boxes) == 0:
         return np.zeros(0, np.float32)
+    if chosen == "cpu":
+        from .._build import _core  # noqa: PLC0415
+
+        decayed = np.empty(len(boxes), np.float32)
+        _core.matrix_nms(boxes, scores, classes if aware else None, offsets, data, decayed,
+                         0 if kernel == "gaussian" else 1, float(sigma), aware, int(num_threads))
+        return decayed
     from . import _nms_numba  # noqa: PLC0415
 
     decay = _nms_numba.matrix_decay(order, boxes, classes if aware else None, offsets, data, kernel, sigma)
-    return (scores * decay).astype(np.float32)
+    return (scores.astype(np.float64) * decay).astype(np.float32)

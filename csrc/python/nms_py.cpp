@@ -1,4 +1,4 @@
-// Bindings of mask_nms.
+// Bindings of mask_nms and matrix_nms.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -11,16 +11,27 @@ namespace cellrt::python {
 
 namespace {
 
+// The instance arrays of a host call; classes may be None (data == nullptr).
+struct HostInstances {
+  TensorView boxes, scores, classes, offsets, data;
+};
+
+HostInstances host_instances(const py::array& boxes, const py::array& scores, const py::object& classes,
+                             const py::array& mask_offsets, const py::array& mask_data) {
+  HostInstances v;
+  v.boxes = host_view(boxes, "boxes", false);
+  v.scores = host_view(scores, "scores", false);
+  v.classes.data = nullptr;
+  if (!classes.is_none()) v.classes = host_view(classes.cast<py::array>(), "classes", false);
+  v.offsets = host_view(mask_offsets, "mask_offsets", false);
+  v.data = host_view(mask_data, "mask_data", false);
+  return v;
+}
+
 int64_t mask_nms_host(const py::array& boxes, const py::array& scores, const py::object& classes,
                       const py::array& mask_offsets, const py::array& mask_data, py::array& keep, float iou_threshold,
                       float ios_threshold, bool class_aware, int num_threads) {
-  const TensorView b = host_view(boxes, "boxes", false);
-  const TensorView s = host_view(scores, "scores", false);
-  TensorView c;
-  c.data = nullptr;
-  if (!classes.is_none()) c = host_view(classes.cast<py::array>(), "classes", false);
-  const TensorView o = host_view(mask_offsets, "mask_offsets", false);
-  const TensorView d = host_view(mask_data, "mask_data", false);
+  const HostInstances v = host_instances(boxes, scores, classes, mask_offsets, mask_data);
   const TensorView k = host_view(keep, "keep", true);
   MaskNmsOptions options;
   options.iou_threshold = iou_threshold;
@@ -28,7 +39,7 @@ int64_t mask_nms_host(const py::array& boxes, const py::array& scores, const py:
   options.class_aware = class_aware;
   options.num_threads = num_threads;
   py::gil_scoped_release release;
-  return mask_nms(b, s, c, o, d, k, options);
+  return mask_nms(v.boxes, v.scores, v.classes, v.offsets, v.data, k, options);
 }
 
 int64_t mask_nms_device(uintptr_t boxes, uintptr_t scores, uintptr_t classes, uintptr_t mask_offsets,
@@ -55,13 +66,7 @@ int64_t mask_nms_device(uintptr_t boxes, uintptr_t scores, uintptr_t classes, ui
 void matrix_nms_host(const py::array& boxes, const py::array& scores, const py::object& classes,
                      const py::array& mask_offsets, const py::array& mask_data, py::array& decayed, int kernel,
                      double sigma, bool class_aware, int num_threads) {
-  const TensorView b = host_view(boxes, "boxes", false);
-  const TensorView s = host_view(scores, "scores", false);
-  TensorView c;
-  c.data = nullptr;
-  if (!classes.is_none()) c = host_view(classes.cast<py::array>(), "classes", false);
-  const TensorView o = host_view(mask_offsets, "mask_offsets", false);
-  const TensorView d = host_view(mask_data, "mask_data", false);
+  const HostInstances v = host_instances(boxes, scores, classes, mask_offsets, mask_data);
   const TensorView out = host_view(decayed, "decayed", true);
   MatrixNmsOptions options;
   options.kernel = static_cast<MatrixNmsKernel>(kernel);
@@ -69,7 +74,7 @@ void matrix_nms_host(const py::array& boxes, const py::array& scores, const py::
   options.class_aware = class_aware;
   options.num_threads = num_threads;
   py::gil_scoped_release release;
-  matrix_nms(b, s, c, o, d, out, options);
+  matrix_nms(v.boxes, v.scores, v.classes, v.offsets, v.data, out, options);
 }
 
 }  // namespace

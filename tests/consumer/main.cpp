@@ -64,6 +64,27 @@ int main() {
               cellrt_version(), static_cast<long long>(n), static_cast<long long>(r.uncovered), worst);
   // float32 weighted means of equal values: a few ulp of the 16-bit range.
   if (r.uncovered != 0 || worst > 65535 * 1e-6 || !threw) return 1;
+
+  // The drift monitor as acquisition software runs it: a reference of 20 fields of 3 values, window 3; a
+  // stream that moves away from the reference raises the alarm once the window holds the moved fields.
+  std::vector<float> reference(20 * 3);
+  for (int64_t i = 0; i < 20 * 3; ++i) reference[i] = static_cast<float>((i * 37) % 11) * 0.1f;
+  cellrt::TensorView ref;
+  ref.data = reference.data();
+  ref.ndim = 2;
+  ref.shape[0] = 20, ref.shape[1] = 3;
+  ref.strides[0] = 3, ref.strides[1] = 1;
+  cellrt::DriftMonitor monitor(ref, 0.5, 3, 0.8);
+  bool quiet = true, alarmed = false;
+  const float far_field[3] = {9.0f, 9.0f, 9.0f};
+  for (int field = 0; field < 6; ++field) {
+    // Three fields like the reference's (its rows 5, 11, 17), then three far away.
+    const cellrt::DriftStep step = monitor.update(field < 3 ? &reference[3 * (5 + 6 * field)] : far_field, 3);
+    if (field < 3) quiet = quiet && !step.alarm;
+    if (field == 5) alarmed = step.alarm;
+  }
+  std::printf("drift: quiet %d, alarmed %d\n", quiet, alarmed);
+  if (!quiet || !alarmed) return 1;
   std::printf("ok\n");
   return 0;
 }

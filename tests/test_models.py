@@ -93,6 +93,8 @@ def test_each_bundled_model_builds_a_tensorrt_rtx_engine(name, tmp_path):
 def test_cli_models_and_predict(tmp_path, dsb_dir):
     listing = json.loads(run_cli("models", "--json").stdout)
     assert [row["name"] for row in listing] == list(BUNDLED)
+    assert {row["name"]: row["drift_references"] for row in listing} == {"isl-dapi": [], "nuclei": ["fp32", "int8"]}
+    assert "drift references: fp32, int8" in run_cli("models").stdout
     image_id = training_data.dsb_ids(dsb_dir, held_out=True)[0]
     result = run_cli("predict", "nuclei", str(dsb_dir / "images" / f"{image_id}.tif"), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr

@@ -14,6 +14,7 @@ from .._atomic import atomic_path
 
 def run_models(as_json: bool = False) -> int:
     from ..pipeline.model import _bundled_root, available_models  # noqa: PLC0415
+    from ..pipeline.plate import model_drift_reference  # noqa: PLC0415
     from ..runtime.manifest import load_manifest  # noqa: PLC0415
 
     rows = []
@@ -26,7 +27,9 @@ def run_models(as_json: bool = False) -> int:
                      "description": manifest.description, "metrics": metrics,
                      "precisions": ["fp32"] + [name for name, section in (("fp16", manifest.fp16),
                                                                            ("int8", manifest.int8)) if section],
-                     "int8_metrics": (manifest.int8 or {}).get("metrics", {})})
+                     "int8_metrics": (manifest.int8 or {}).get("metrics", {}),
+                     "drift_references": [precision for precision in ("fp32", "fp16", "int8")
+                                          if model_drift_reference(manifest.folder, precision).is_file()]})
     if as_json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -40,7 +43,8 @@ def run_models(as_json: bool = False) -> int:
         if row["int8_metrics"]:
             shown = {k: v for k, v in row["int8_metrics"].items() if not isinstance(v, dict)}
             print("    INT8 (--precision int8): " + ", ".join(f"{k}={v}" for k, v in shown.items()))
-        print(f"    precisions: {', '.join(row['precisions'])}; {row['folder']}")
+        print(f"    precisions: {', '.join(row['precisions'])}; drift references: "
+              f"{', '.join(row['drift_references']) or 'none'}; {row['folder']}")
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path
-from ..kernels.mmd import rbf_kernel_matrix, rbf_kernel_sums
+from ..kernels.mmd import host_rbf_into, rbf_kernel_matrix, rbf_kernel_sums
 
 FORMAT = "cellrt-drift-reference/1"
 MIN_BOOTSTRAPS = 10_000
@@ -320,19 +320,6 @@ class DriftMonitor:
         self._cross[...] = 0.0
         self.count = 0
 
-    def _kernel_row(self, vector: np.ndarray, columns: int) -> np.ndarray:
-        out = self._row[:, :columns]
-        points = self._points[:columns]
-        if self.backend == "cpu":
-            from .._build import _core  # noqa: PLC0415
-
-            _core.rbf_kernel(vector[None], points, self.reference.sigma, out, 1)
-        else:
-            from ..kernels import _mmd_numba  # noqa: PLC0415
-
-            out[...] = _mmd_numba.rbf_kernel(vector[None], points, self.reference.sigma, False)
-        return out[0]
-
     def update(self, embedding) -> DriftStep:
         ref = self.reference
         vector = np.ascontiguousarray(np.asarray(embedding, dtype=np.float32).reshape(-1))
@@ -344,7 +331,7 @@ class DriftMonitor:
         slot = self.count % w
         m = min(self.count + 1, w)            # occupied slots after this field: 0 .. m-1
         self._points[n + slot] = vector
-        row = self._kernel_row(vector, n + m)
+        row = host_rbf_into(vector[None], self._points[:n + m], ref.sigma, self._row[:, :n + m], self.backend, 1)[0]
         self._cross[slot] = row[:n].sum()
         self._pairs[slot, :m] = row[n:n + m]
         self._pairs[:m, slot] = row[n:n + m]

@@ -45,6 +45,21 @@ def _prepare(queries, points, sigma, op: str):
     return queries, points, device
 
 
+def host_rbf_into(queries, points, sigma: float, out: np.ndarray, backend: str, num_threads: int = 0) -> np.ndarray:
+    """The host backends ('cpu' or 'numba', already resolved) into ``out``: (M,) float64 for sums, (M, N)
+    for values. No checks: for callers that validated their arrays once and call per field (the drift
+    monitor)."""
+    if backend == "cpu":
+        from .._build import _core  # noqa: PLC0415
+
+        _core.rbf_kernel(queries, points, float(sigma), out, int(num_threads))
+    else:
+        from . import _mmd_numba  # noqa: PLC0415
+
+        out[...] = _mmd_numba.rbf_kernel(queries, points, sigma, out.ndim == 1)
+    return out
+
+
 def _rbf(queries, points, sigma, sums: bool, backend: str, num_threads: int, op: str):
     queries, points, device = _prepare(queries, points, sigma, op)
     chosen = _backend.resolve(op, backend, device)
@@ -52,15 +67,8 @@ def _rbf(queries, points, sigma, sums: bool, backend: str, num_threads: int, op:
         from . import _cuda  # noqa: PLC0415 - needs cupy
 
         return _cuda.rbf_kernel(queries, points, sigma, sums)
-    if chosen == "cpu":
-        from .._build import _core  # noqa: PLC0415
-
-        out = np.empty((len(queries),) if sums else (len(queries), len(points)), np.float64)
-        _core.rbf_kernel(queries, points, float(sigma), out, int(num_threads))
-        return out
-    from . import _mmd_numba  # noqa: PLC0415
-
-    return _mmd_numba.rbf_kernel(queries, points, sigma, sums)
+    out = np.empty((len(queries),) if sums else (len(queries), len(points)), np.float64)
+    return host_rbf_into(queries, points, sigma, out, chosen, num_threads)
 
 
 def rbf_kernel_sums(queries, points, sigma: float, *, backend: str = "auto", num_threads: int = 0):

@@ -322,8 +322,11 @@ class PlateRun:
         drift_rows, drift_summary = self._drift(wells, records)
         well_rows = [_well_summary(w, records[w]["fields"], objects) for w in wells]
         if self.drift is not None:
+            per_well = defaultdict(list)
+            for d in drift_rows:
+                per_well[d["Metadata_Well"]].append(d)
             for row in well_rows:
-                mine = [d for d in drift_rows if d["Metadata_Well"] == row["Metadata_Well"]]
+                mine = per_well[row["Metadata_Well"]]
                 full = [d["Drift_Ratio"] for d in mine if d["Drift_WindowFull"]]
                 row["Drift_MaxRatio"] = max(full) if full else float("nan")
                 row["Drift_Alarms"] = sum(d["Drift_Alarm"] for d in mine)
@@ -342,9 +345,9 @@ class PlateRun:
 
     def _acquisition_order(self, wells: list[str]) -> list[tuple[str, int]]:
         """(well, field) in the order the plate was imaged: its wells as the source lists them, fields ascending."""
-        chosen = set(wells)
-        return sorted(((f.well, f.field) for f in self.plate.fields if f.well in chosen),
-                      key=lambda key: (wells.index(key[0]), key[1]))
+        position = {well: i for i, well in enumerate(wells)}
+        return sorted(((f.well, f.field) for f in self.plate.fields if f.well in position),
+                      key=lambda key: (position[key[0]], key[1]))
 
     def _drift(self, wells: list[str], records: dict) -> tuple[list[dict], dict]:
         """The drift monitor over every field with an embedding, in plate order (wells as the plate lists
@@ -374,7 +377,8 @@ class PlateRun:
                       "fields_without_finite_embedding": unusable,
                       "window": ref.window, "ert": ref.ert, "threshold": ref.threshold, "sigma": ref.sigma,
                       "fields": len(rows), "alarms": len(alarms),
-                      "wells_with_alarms": sorted({r["Metadata_Well"] for r in alarms}, key=wells.index),
+                      "wells_with_alarms": sorted({r["Metadata_Well"] for r in alarms},
+                                                  key={w: i for i, w in enumerate(wells)}.get),
                       "first_alarm": None if not alarms else
                       {"well": alarms[0]["Metadata_Well"], "field": alarms[0]["Metadata_Field"]}}
 

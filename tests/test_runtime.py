@@ -91,7 +91,7 @@ def test_export_round_trip_matches_torch_on_real_tiles(tiny_model, dsb_dir):
 
 
 def test_export_writes_a_valid_manifest_and_fp16_model(tiny_model):
-    folder, _, report = tiny_model
+    folder, module, report = tiny_model
     manifest = load_manifest(folder)
     assert manifest.kind == "semantic" and manifest.object_classes == ("nucleus",)
     assert manifest.fp16 is not None and manifest.fp16_path.is_file()
@@ -100,6 +100,13 @@ def test_export_writes_a_valid_manifest_and_fp16_model(tiny_model):
     assert all(o.type == "tensor(float)" for o in half.outputs)
     assert max(report.fp16_error.values()) < manifest.fp16["tolerance"]
     assert (folder / "cellrt.json").stat().st_mode & 0o044 == 0o044  # readable by others, like any export
+    # The decoder's skip joins were rewritten as sums of convolutions (cellrt.export.graph_passes), in both files.
+    import onnx  # noqa: PLC0415
+    for path in (manifest.onnx_path, manifest.fp16_path):
+        graph = onnx.load(str(path))
+        assert "Concat" not in {n.op_type for n in graph.graph.node}, path
+    passes = {p.key: p.value for p in onnx.load(str(manifest.onnx_path)).metadata_props}["cellrt.graph_passes"]
+    assert passes == f"split_concat_convs:{module.config['depth']}"
 
 
 def test_export_refuses_a_module_whose_outputs_disagree_with_the_manifest(tmp_path):

@@ -82,6 +82,7 @@ def quantize_int8(folder, calibration: np.ndarray, *, check: np.ndarray | None =
 
     from .._atomic import atomic_path  # noqa: PLC0415
     from ..runtime.manifest import load_manifest, sha256_file, write_manifest  # noqa: PLC0415
+    from .graph_passes import optimize_file  # noqa: PLC0415
 
     folder = Path(folder)
     manifest = load_manifest(folder)
@@ -106,7 +107,12 @@ def quantize_int8(folder, calibration: np.ndarray, *, check: np.ndarray | None =
         prepared, quantised = Path(tmp) / "prepared.onnx", Path(tmp) / INT8_FILE
         # Symbolic shape inference cannot follow the dynamic height/width expressions; the
         # graph optimisations and ONNX shape inference it also does are what matter here.
-        quant_pre_process(str(manifest.onnx_path), str(prepared), skip_symbolic_shape=True)
+        # The same exact rewrites as an export, so a graph exported before them (or elsewhere)
+        # is quantised without the channel concatenations ONNX Runtime would transpose around.
+        optimized = Path(tmp) / "optimized.onnx"
+        shutil.copyfile(manifest.onnx_path, optimized)
+        optimize_file(optimized)
+        quant_pre_process(str(optimized), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(quantised), Tiles(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         errors = int8_error(manifest, quantised, calibration if check is None else check)

@@ -10,6 +10,7 @@ import numpy as np
 from .._atomic import atomic_path
 from ..runtime.manifest import Manifest, OutputSpec, sha256_file, write_manifest
 from .fp16 import convert_to_fp16, fp16_error
+from .graph_passes import optimize_file
 
 
 @dataclass
@@ -39,6 +40,7 @@ def _export_graph(module, path: Path, example, input_name: str, output_names: li
                                     input_names=[input_name], output_names=output_names,
                                     dynamic_shapes={arg: {0: batch, 2: height, 3: width}}, verbose=False)
         program.save(str(tmp))
+        optimize_file(tmp)
 
 
 def to_onnx(module, folder, *, name: str, kind: str, input_channels, outputs: list[OutputSpec], tile_size: int,

@@ -35,13 +35,22 @@ def _calibration_tiles(images: list[np.ndarray], size: int, count: int, seed: in
     return tiles
 
 
+def verify_tiles(name: str, data_dir: Path) -> np.ndarray:
+    """The real tiles an export checks ONNX against torch and FP16 against FP32 on
+    (nuclei: 8 crops of 16 held-out dsb2018 images; isl-dapi: 8 crops of the field)."""
+    if name == "nuclei":
+        held_out = data.dsb_ids(data_dir / "dsb2018_fluo", held_out=True)
+        images = [s.image for s in data.load_dsb(data_dir / "dsb2018_fluo", held_out[:16])]
+    else:
+        images = [data.load_isl(data_dir / "isl_phase_fluo")[0]]
+    return _calibration_tiles(images, 256, 8, seed=1)
+
+
 def export_nuclei(checkpoint: Path, data_dir: Path, out: Path, training: dict):
     from ..export import to_onnx  # noqa: PLC0415
 
     model, info = load_checkpoint(checkpoint)
-    held_out = data.dsb_ids(data_dir / "dsb2018_fluo", held_out=True)
-    calibration = _calibration_tiles([s.image for s in data.load_dsb(data_dir / "dsb2018_fluo", held_out[:16])],
-                                     256, 8, seed=1)
+    calibration = verify_tiles("nuclei", data_dir)
     depth = model.config["depth"]
     return to_onnx(
         model, out, name="nuclei", kind="semantic", input_channels=["DNA"],
@@ -59,8 +68,7 @@ def export_isl(checkpoint: Path, data_dir: Path, out: Path, training: dict):
     from ..export import to_onnx  # noqa: PLC0415
 
     model, info = load_checkpoint(checkpoint)
-    phase, _ = data.load_isl(data_dir / "isl_phase_fluo")
-    calibration = _calibration_tiles([phase], 256, 8, seed=1)
+    calibration = verify_tiles("isl-dapi", data_dir)
     depth = model.config["depth"]
     return to_onnx(
         model, out, name="isl-dapi", kind="image2image", input_channels=list(data.ISL_PHASE_PLANES),

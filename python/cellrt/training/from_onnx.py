@@ -22,6 +22,13 @@ def unet_from_onnx(onnx_path: Path) -> UNet:
 
     model = onnx.load(str(onnx_path))
     weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    # cellrt.export.graph_passes split each skip join's convolution by input channels: join them again.
+    parts: dict[str, dict[int, np.ndarray]] = {}
+    for name in [n for n in weights if ".concat_part" in n]:
+        whole, index = name.rsplit(".concat_part", 1)
+        parts.setdefault(whole, {})[int(index)] = weights.pop(name)
+    for whole, pieces in parts.items():
+        weights[whole] = np.concatenate([pieces[i] for i in sorted(pieces)], axis=1)
     depth = sum(1 for name in weights if name.startswith("encoders.") and name.endswith(".0.weight"))
     base = weights["encoders.0.0.weight"].shape[0]
     activation = "elu" if any(n.op_type == "Elu" for n in model.graph.node) else "relu"

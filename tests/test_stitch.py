@@ -83,6 +83,51 @@ def test_tile_reads_strided_images(backend, rng):
     np.testing.assert_array_equal(batch.tiles, expected.astype(np.float32))
 
 
+def _tile_with_origins(backend, image, origins, th, tw, dtype):
+    """(tiles, nonfinite) for caller-chosen origins, as the C++ API and C ABI take them."""
+    scale, offset = np.ones(image.shape[0], np.float32), np.zeros(image.shape[0], np.float32)
+    if backend == "cpu":
+        from cellrt._build import _core  # noqa: PLC0415
+
+        out = np.empty((len(origins), image.shape[0], th, tw), dtype)
+        return out, _core.tile(image, origins, out, scale, offset, 2)
+    from cellrt.kernels import _stitch_numba  # noqa: PLC0415
+
+    return _stitch_numba.tile(image, origins, th, tw, scale, offset, dtype)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_tile_takes_any_origins_in_any_order(backend, dtype, rng):
+    """Origins off any grid, rows shared by tiles listed far apart, tiles running past the
+    right and bottom borders (mirrored), and an image narrower than a tile."""
+    for shape, (th, tw) in (((2, 90, 70), (32, 24)), ((1, 50, 20), (16, 40))):
+        image = rng.normal(size=shape).astype(np.float32)
+        ys = rng.integers(0, shape[1], 40)
+        ys[::3] = ys[0]   # one row origin shared by tiles scattered through the list
+        origins = np.stack([ys, rng.integers(0, shape[2], 40)], axis=1).astype(np.int64)
+        tiles, bad = _tile_with_origins(backend, image, origins, th, tw, dtype)
+        expected = tile_reference(image, origins, th, tw).astype(np.float32)
+        np.testing.assert_array_equal(tiles, expected.astype(dtype))
+        assert bad == 0
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_tile_counts_every_tile_value_that_overflows_float16(backend, rng):
+    """The count is of tile values (a pixel in an overlap, or mirrored, counts in every tile
+    that holds it), the same on every backend: it is what the overflow error reports."""
+    image = rng.uniform(0, 60000, (2, 70, 25)).astype(np.float32)   # narrower than a tile: mirrored
+    image[0, 30:34, 2:6] = 70000.0      # in the overlap of two tiles
+    image[1, 50, 20] = 65520.0          # rounds to a float16 infinity; also mirrored into column 28
+    image[1, 5, 5] = np.inf
+    origins = tile_origins(image.shape, 32, 12)
+    tiles, bad = _tile_with_origins(backend, image, origins, 32, 32, np.float16)
+    reference = tile_reference(image, origins, 32, 32)
+    assert bad == int(np.count_nonzero(~(np.abs(reference) < 65520.0))) > 24
+    assert np.count_nonzero(np.isinf(tiles[:, 1, :, 28])) >= 1   # the mirrored copy is there, and counted
+    assert np.count_nonzero(np.isinf(tiles)) == bad
+
+
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
 def test_tile_fixed_normalisation_and_float16_cast(backend, rng):
     image = rng.integers(0, 65535, (2, 130, 90)).astype(np.uint16)

@@ -47,6 +47,17 @@ inline void stream_copy(float* dst, const float* src, int64_t n) {
   if (i < n) std::memcpy(dst + i, src + i, sizeof(float) * (n - i));
 }
 
+// dst[0:n] = src[0:n] for float16 values already converted.
+inline void stream_copy(Half* dst, const Half* src, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX__)
+  for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 15u) != 0; ++i) dst[i] = src[i];
+  for (; i + 8 <= n; i += 8)
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+#endif
+  if (i < n) std::memcpy(dst + i, src + i, sizeof(Half) * (n - i));
+}
+
 // dst[0:n] = float16(src[0:n]), round to nearest even.
 inline void stream_copy(Half* dst, const float* src, int64_t n) {
   int64_t i = 0;

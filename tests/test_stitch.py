@@ -401,10 +401,14 @@ def test_tile_reports_float16_overflow(backend):
 
 
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
-def test_stitch_nan_policy(backend):
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("where", ["single_tile_span", "overlap_span"])
+def test_stitch_nan_policy(backend, dtype, where):
     origins = tile_origins((40, 40), 24, 8)
-    tiles = np.ones((len(origins), 1, 24, 24), np.float32)
-    tiles[2, 0, 5, 5] = np.nan
+    tiles = np.ones((len(origins), 1, 24, 24), dtype)
+    # Tile 2 sits at (16, 0): its (12, 5) is image pixel (28, 5), covered by it alone; its (5, 5) is
+    # (21, 5), where tile 0 overlaps it.
+    tiles[2, 0, 12 if where == "single_tile_span" else 5, 5] = np.nan
     with pytest.raises(ValueError, match=r"blended values are NaN or inf \(tiles with non-finite values: \[2\]\)"):
         stitch(tiles, origins, (40, 40), backend=backend)
     out = stitch(tiles, origins, (40, 40), nan_policy="propagate", backend=backend)

@@ -1,16 +1,17 @@
-// CPU tiler. Work partition: tiles that share a row origin form a band and
-// read the same image rows; threads take disjoint blocks of (band, channel,
-// tile row). Each block stages its image row once - read sequentially,
-// normalised, checked and converted to the tile type - and copies it into
-// every tile of the band with non-temporal stores (core/host_memory.h). So
-// an image pixel is read and converted once per band instead of once per
-// tile that holds it (1.8x at 25% overlap), and the reads are whole rows
-// the hardware prefetchers follow, not tile-wide runs an image row apart.
+// CPU tiler. Work partition: threads take disjoint blocks of (channel, image
+// row). Each row is staged once - read sequentially, normalised, checked
+// and converted to the tile type - and copied with non-temporal stores
+// (core/host_memory.h) into every tile row it becomes: tiles sharing a row
+// origin form a band, and a row belongs to one band or to two where they
+// overlap. So an image pixel is read and converted once, not once per tile
+// that holds it (1.8x at 25% overlap), and the reads are whole rows the
+// hardware prefetchers follow, not tile-wide runs an image row apart.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/half.h"
@@ -56,29 +57,51 @@ inline const Half* as_tile_type(const float* row, int64_t n, Half* out) {
   return out;
 }
 
-// Tiles grouped by row origin, in the order of first appearance: band b is
-// order[band_start[b] .. band_start[b + 1]).
-struct Bands {
-  std::vector<int64_t> order, band_start;
-  std::vector<uint8_t> needs_whole_row;  // a tile of the band reaches past the right border
+// Tiles grouped by row origin: band b is order[band_start[b] .. band_start[b + 1]),
+// reading columns [lo[b], hi[b]). Image row y is row ty of band b for each
+// (b, ty) in uses[use_start[y] .. use_start[y + 1]) - one band or two where
+// bands overlap, more where a tile taller than the image mirrors rows.
+struct RowPlan {
+  std::vector<int64_t> order, band_start, lo, hi;
+  std::vector<int64_t> use_start;
+  std::vector<std::pair<int64_t, int32_t>> uses;
 };
 
-Bands make_bands(const TileArgs& a) {
-  Bands out;
-  out.order.resize(a.num_tiles);
-  std::iota(out.order.begin(), out.order.end(), int64_t{0});
-  std::stable_sort(out.order.begin(), out.order.end(),
-                   [&](int64_t p, int64_t q) { return a.origin_y[p] < a.origin_y[q]; });
+RowPlan make_row_plan(const TileArgs& a) {
+  RowPlan p;
+  p.order.resize(a.num_tiles);
+  std::iota(p.order.begin(), p.order.end(), int64_t{0});
+  std::stable_sort(p.order.begin(), p.order.end(),
+                   [&](int64_t u, int64_t v) { return a.origin_y[u] < a.origin_y[v]; });
   for (int64_t i = 0; i < a.num_tiles; ++i) {
-    const int64_t k = out.order[i];
-    if (i == 0 || a.origin_y[k] != a.origin_y[out.order[i - 1]]) {
-      out.band_start.push_back(i);
-      out.needs_whole_row.push_back(0);
+    const int64_t k = p.order[i], ox = a.origin_x[k];
+    if (i == 0 || a.origin_y[k] != a.origin_y[p.order[i - 1]]) {
+      p.band_start.push_back(i);
+      p.lo.push_back(ox);
+      p.hi.push_back(0);
     }
-    if (int64_t{a.origin_x[k]} + a.tile_w > a.width) out.needs_whole_row.back() = 1;
+    p.lo.back() = std::min(p.lo.back(), ox);
+    p.hi.back() = std::max(p.hi.back(), ox + a.tile_w);
   }
-  out.band_start.push_back(a.num_tiles);
-  return out;
+  p.band_start.push_back(a.num_tiles);
+  const int64_t bands = static_cast<int64_t>(p.lo.size());
+  for (int64_t b = 0; b < bands; ++b)
+    if (p.hi[b] > a.width) {  // a tile mirrors past the right border: it may read any column
+      p.lo[b] = 0;
+      p.hi[b] = a.width;
+    }
+  p.use_start.assign(static_cast<size_t>(a.height) + 1, 0);
+  auto source_row = [&](int64_t b, int32_t ty) {
+    return reflect_index(int64_t{a.origin_y[p.order[p.band_start[b]]]} + ty, a.height);
+  };
+  for (int64_t b = 0; b < bands; ++b)
+    for (int32_t ty = 0; ty < a.tile_h; ++ty) ++p.use_start[source_row(b, ty) + 1];
+  for (int64_t y = 0; y < a.height; ++y) p.use_start[y + 1] += p.use_start[y];
+  p.uses.resize(static_cast<size_t>(p.use_start[a.height]));
+  std::vector<int64_t> fill(p.use_start.begin(), p.use_start.end() - 1);
+  for (int64_t b = 0; b < bands; ++b)
+    for (int32_t ty = 0; ty < a.tile_h; ++ty) p.uses[fill[source_row(b, ty)]++] = {b, ty};
+  return p;
 }
 
 template <typename In, typename Out>
@@ -86,33 +109,26 @@ TileResult run(const TensorView& image, const TileArgs& a, const TensorView& til
   const In* src = static_cast<const In*>(image.data);
   Out* dst = static_cast<Out*>(tiles.data);
   const int64_t sc = image.strides[0], sy = image.strides[1], sx = image.strides[2];
-  const Bands bands = make_bands(a);
-  const int64_t num_bands = static_cast<int64_t>(bands.band_start.size()) - 1;
-  const int64_t blocks = num_bands * a.channels * a.tile_h;
-  const int workers = static_cast<int>(std::min<int64_t>(resolve_threads(num_threads), blocks));
+  const RowPlan plan = make_row_plan(a);
+  const int64_t items = int64_t{a.channels} * a.height;  // (channel, image row)
+  const int workers = static_cast<int>(std::min<int64_t>(resolve_threads(num_threads), items));
   std::vector<int64_t> bad(workers, 0);
   parallel_for(workers, workers, [&](int64_t wb, int64_t we) {
     std::vector<float> staged(a.width);
     std::vector<Out> converted(std::is_same_v<Out, float> ? 0 : a.width);
     for (int64_t wi = wb; wi < we; ++wi) {
-      const int64_t r0 = blocks * wi / workers, r1 = blocks * (wi + 1) / workers;
-      for (int64_t block = r0; block < r1; ++block) {
-        const int64_t band = block / (int64_t{a.channels} * a.tile_h);
-        const int32_t c = static_cast<int32_t>((block / a.tile_h) % a.channels);
-        const int32_t ty = static_cast<int32_t>(block % a.tile_h);
-        const int64_t* first = bands.order.data() + bands.band_start[band];
-        const int64_t* last = bands.order.data() + bands.band_start[band + 1];
-        // The columns the band's tiles read: all of them when a tile mirrors past the border.
-        int64_t lo = 0, hi = a.width;
-        if (!bands.needs_whole_row[band]) {
-          lo = a.width;
-          hi = 0;
-          for (const int64_t* t = first; t != last; ++t) {
-            lo = std::min<int64_t>(lo, a.origin_x[*t]);
-            hi = std::max<int64_t>(hi, int64_t{a.origin_x[*t]} + a.tile_w);
-          }
+      const int64_t r0 = items * wi / workers, r1 = items * (wi + 1) / workers;
+      for (int64_t item = r0; item < r1; ++item) {
+        const int32_t c = static_cast<int32_t>(item / a.height);
+        const int64_t y = item % a.height;
+        const auto* first_use = plan.uses.data() + plan.use_start[y];
+        const auto* last_use = plan.uses.data() + plan.use_start[y + 1];
+        if (first_use == last_use) continue;  // no tile reads this row
+        int64_t lo = a.width, hi = 0;
+        for (const auto* u = first_use; u != last_use; ++u) {
+          lo = std::min(lo, plan.lo[u->first]);
+          hi = std::max(hi, plan.hi[u->first]);
         }
-        const int64_t y = reflect_index(int64_t{a.origin_y[*first]} + ty, a.height);
         const In* line = src + c * sc + y * sy;
         const float scale = a.scale[c], offset = a.offset[c];
         float* row = staged.data();
@@ -128,16 +144,21 @@ TileResult run(const TensorView& image, const TileArgs& a, const TensorView& til
         } else {
           values = as_tile_type(row + lo, hi - lo, converted.data() + lo) - lo;
         }
-        for (const int64_t* t = first; t != last; ++t) {
-          const int64_t k = *t, ox = a.origin_x[k];
-          const int64_t inside = std::min<int64_t>(a.tile_w, a.width - ox);
-          Out* out = dst + ((k * a.channels + c) * a.tile_h + ty) * a.tile_w;
-          stream_copy(out, values + ox, inside);
-          for (int64_t i = inside; i < a.tile_w; ++i) out[i] = values[reflect_index(ox + i, a.width)];
-          if (row_has_bad) {  // counted per tile value, as the other backends do
-            bad[wi] += count_nonfinite(row + ox, dst, inside);
-            for (int64_t i = inside; i < a.tile_w; ++i)
-              bad[wi] += count_nonfinite(row + reflect_index(ox + i, a.width), dst, 1);
+        for (const auto* u = first_use; u != last_use; ++u) {
+          const int32_t ty = u->second;
+          const int64_t* first = plan.order.data() + plan.band_start[u->first];
+          const int64_t* last = plan.order.data() + plan.band_start[u->first + 1];
+          for (const int64_t* t = first; t != last; ++t) {
+            const int64_t k = *t, ox = a.origin_x[k];
+            const int64_t inside = std::min<int64_t>(a.tile_w, a.width - ox);
+            Out* out = dst + ((k * a.channels + c) * a.tile_h + ty) * a.tile_w;
+            stream_copy(out, values + ox, inside);
+            for (int64_t i = inside; i < a.tile_w; ++i) out[i] = values[reflect_index(ox + i, a.width)];
+            if (row_has_bad) {  // counted per tile value, as the other backends do
+              bad[wi] += count_nonfinite(row + ox, dst, inside);
+              for (int64_t i = inside; i < a.tile_w; ++i)
+                bad[wi] += count_nonfinite(row + reflect_index(ox + i, a.width), dst, 1);
+            }
           }
         }
       }

@@ -134,11 +134,134 @@ def main() -> int:
     table = markdown_table(["backend", "batch", "tiles/s", "p50 ms", "p99 ms", "raw run() p50 ms",
                             "overhead vs raw", "GFLOP/s", "of matmul peak"], rows)
     print(table)
+    pass_records, pass_table = graph_pass_rows(manifest, args.threads, args.repeats)
+    if pass_table:
+        print(pass_table)
     write_record("bench_infer", {"machine": machine(), "model": manifest.name, "tile": tile,
                                  "flops_per_tile": flops_per_tile, "matmul_peak_flops": peak,
                                  "nominal_peak_flops": nominal, "nominal_peak_basis": nominal_how,
-                                 "threads": args.threads, "results": records, "table": table})
+                                 "threads": args.threads, "results": records, "table": table,
+                                 "graph_passes": pass_records, "graph_pass_table": pass_table})
     return 0
+
+
+def rejoin_split_convs(model) -> int:
+    """Undo ``cellrt.export.graph_passes.split_concat_convs`` in place: the
+    graph as torch's exporter wrote it (Concat -> one Conv). Returns how many
+    joins were rebuilt."""
+    from onnx import helper, numpy_helper  # noqa: PLC0415
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    parts: dict[str, dict[int, object]] = {}
+    sums: dict[str, list] = {}
+    for node in graph.node:
+        label, _, tail = node.name.rpartition("/concat_")
+        if node.op_type == "Conv" and tail.startswith("part"):
+            parts.setdefault(label, {})[int(tail[4:])] = node
+        elif node.op_type == "Add" and tail.startswith("sum"):
+            sums.setdefault(label, []).append(node)
+    replaced, drop = {}, set()
+    for label, pieces in parts.items():
+        ordered = [pieces[i] for i in sorted(pieces)]
+        weights = [numpy_helper.to_array(inits[p.input[1]]) for p in ordered]
+        whole = ordered[0].input[1].rsplit(".concat_part", 1)[0]
+        graph.initializer.append(numpy_helper.from_array(np.concatenate(weights, axis=1), whole))
+        last = max(sums[label], key=lambda n: int(n.name.rpartition("/concat_sum")[2]))
+        merged = f"{label}/rejoined"
+        concat = helper.make_node("Concat", [p.input[0] for p in ordered], [merged], axis=1, name=merged)
+        attrs = {a.name: helper.get_attribute_value(a) for a in ordered[0].attribute}
+        conv = helper.make_node("Conv", [merged, whole, *ordered[0].input[2:]], [last.output[0]], name=label, **attrs)
+        replaced[id(ordered[0])] = [concat, conv]
+        drop |= {id(n) for n in ordered[1:]} | {id(n) for n in sums[label]}
+    nodes = []
+    for node in graph.node:
+        if id(node) not in drop:
+            nodes.extend(replaced.get(id(node), [node]))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in graph.node for name in node.input}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
+    return len(parts)
+
+
+def graph_pass_rows(manifest, threads: int, repeats: int):
+    """The shipped graph (export passes applied) against the same weights as
+    torch's exporter wrote them, with ONNX Runtime's run(), interleaved; for
+    INT8 the exporter's graph is quantised the same way (same calibration
+    tiles) so both sides are what `cellrt quantize` would make."""
+    try:
+        import onnx  # noqa: PLC0415
+    except ImportError:
+        note("onnx not installed: graph pass comparison left out")
+        return [], ""
+    import tempfile  # noqa: PLC0415
+
+    import onnxruntime as ort  # noqa: PLC0415
+
+    shipped = onnx.load(str(manifest.onnx_path))
+    exporter = onnx.load(str(manifest.onnx_path))
+    if rejoin_split_convs(exporter) == 0:
+        note(f"{manifest.name}: no graph pass rewrites in the shipped graph; comparison left out")
+        return [], ""
+    onnx.checker.check_model(exporter)
+    channels = len(manifest.input_channels)
+    rng = np.random.default_rng(1)
+    tmp = Path(tempfile.mkdtemp(prefix="cellrt-bench-passes-"))
+    files = {("fp32", "shipped"): manifest.onnx_path, ("fp32", "as exported"): tmp / "exported.onnx"}
+    onnx.save(exporter, str(files[("fp32", "as exported")]))
+    if manifest.int8:
+        from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,  # noqa: PLC0415
+                                              quantize_static)
+        from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: PLC0415
+
+        calibration = [rng.lognormal(-1.0, 0.8, (1, channels, manifest.tile_size, manifest.tile_size))
+                       .astype(np.float32) for _ in range(8)]
+
+        class Tiles(CalibrationDataReader):
+            def __init__(self):
+                self._it = iter(calibration)
+
+            def get_next(self):
+                tile = next(self._it, None)
+                return None if tile is None else {manifest.input_name: tile}
+
+        for kind in ("shipped", "as exported"):
+            prepared, quantised = tmp / f"{kind}.prep.onnx", tmp / f"{kind}.int8.onnx".replace(" ", "_")
+            quant_pre_process(str(files[("fp32", kind)]), str(prepared), skip_symbolic_shape=True)
+            quantize_static(str(prepared), str(quantised), Tiles(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+            files[("int8", kind)] = quantised
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sessions = {key: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                for key, path in files.items()}
+    side = 536 if manifest.tile_size == 256 else manifest.tile_size   # the plate's auto tile for a 1024^2 field
+    records, rows = [], []
+    for batch_size, size in ((1, side), (4, side)):
+        batch = rng.lognormal(-1.0, 0.8, (batch_size, channels, size, size)).astype(np.float32)
+        for precision in ("fp32", "int8"):
+            if (precision, "shipped") not in sessions:
+                continue
+            pair = {kind: (lambda s=sessions[(precision, kind)]: s.run(None, {manifest.input_name: batch}))
+                    for kind in ("shipped", "as exported")}
+            times = time_pair(pair, max(5, repeats // 2))
+            change = None
+            if precision == "fp32":   # two INT8 files are two calibrations: their outputs differ by design
+                a, b = (sessions[(precision, k)].run(None, {manifest.input_name: batch})[0] for k in pair)
+                change = float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) or 1.0))
+            ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+            record = {"precision": precision, "batch": batch_size, "tile": size, "shipped_ms": ms["shipped"],
+                      "as_exported_ms": ms["as exported"], "speedup": ms["as exported"] / ms["shipped"],
+                      "max_relative_change_first_output": change}
+            records.append(record)
+            rows.append([precision, f"{batch_size} x {size}^2", ms["as exported"], ms["shipped"],
+                         f"{record['speedup']:.2f}x", "-" if change is None else f"{change:.1e}"])
+    table = markdown_table(["precision", "batch", "as exported ms", "with graph passes ms", "speed-up",
+                            "max change (rel.)"], rows)
+    return records, table
 
 
 def _tensorrt_rows(manifest, batches, repeats, flops_per_tile, rows) -> list:

@@ -54,6 +54,17 @@ def _skip_graph(channels=(3, 5), *, axis=1, group=1, bias=True, extra_concat_use
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def _rewritten_matches(model, feeds, count=1):
+    expected = _run(model, feeds)
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    assert split_concat_convs(rewritten) == count
+    onnx.checker.check_model(rewritten)   # (and ONNX Runtime loads and runs it below)
+    for got, want in zip(_run(rewritten, feeds), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    return rewritten
+
+
 def _run(model, feeds):
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, feeds)
@@ -122,3 +133,75 @@ def test_bundled_int8_model_was_quantised_without_concatenations():
     manifest = cellrt.load_model("nuclei", backend="ort", precision="int8").manifest
     ops = {n.op_type for n in onnx.load(str(manifest.folder / manifest.int8["file"])).graph.node}
     assert "Concat" not in ops and "Add" in ops and "QuantizeLinear" in ops
+
+
+def test_negative_axis_and_auto_pad_are_rewritten_exactly():
+    model = _skip_graph((3, 5))
+    join = next(n for n in model.graph.node if n.op_type == "Concat")
+    join.attribute[0].i = -3
+    fuse = next(n for n in model.graph.node if n.name == "fuse")
+    del fuse.attribute[:]
+    fuse.attribute.extend([helper.make_attribute("kernel_shape", [3, 3]), helper.make_attribute("strides", [2, 2]),
+                           helper.make_attribute("auto_pad", "SAME_UPPER")])
+    model.graph.output[0].CopyFrom(   # stride 2: another output size
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, "out_h", "out_w"]))
+    del model.graph.value_info[-1]
+    _rewritten_matches(model, {"x": RNG.standard_normal((1, 2, 17, 12)).astype(np.float32)})
+
+
+def test_a_weight_shared_by_two_joins_is_split_for_each_and_kept_nowhere_else():
+    """Two decoder joins reading the same weight: each gets its own split copies, and the
+    original goes once neither uses it."""
+    model = _skip_graph((3, 5))
+    graph = model.graph
+    graph.node.append(helper.make_node("Concat", ["a1", "a0"], ["cat2"], axis=1, name="join2"))
+    graph.node.append(helper.make_node("Conv", ["cat2", "W", "B"], ["y2"], kernel_shape=[3, 3], pads=[1] * 4,
+                                       name="fuse2"))
+    graph.output.append(helper.make_tensor_value_info("y2", TensorProto.FLOAT, ["n", 4, "h", "w"]))
+    rewritten = _rewritten_matches(model, {"x": RNG.standard_normal((1, 2, 9, 9)).astype(np.float32)}, count=2)
+    assert "W" not in {i.name for i in rewritten.graph.initializer}
+
+
+def test_weights_that_are_also_graph_inputs_stay_overridable():
+    """Older (IR < 4) exports list initializers as inputs too: a caller may feed other weights,
+    so baking a split of the default in would change the model."""
+    model = _skip_graph((3, 5))
+    for init in model.graph.initializer:
+        model.graph.input.append(helper.make_tensor_value_info(init.name, TensorProto.FLOAT, list(init.dims)))
+    before = model.SerializeToString()
+    assert split_concat_convs(model) == 0
+    assert model.SerializeToString() == before
+
+
+def test_tensors_read_inside_subgraphs_are_kept():
+    """An If branch reading the joined tensor keeps the join; one reading an outer
+    initializer keeps that initializer while the join itself is rewritten."""
+    for read in ("cat", "k"):
+        model = _skip_graph((3, 5))
+        graph = model.graph
+        graph.initializer.append(numpy_helper.from_array(np.float32(2.0), "k"))
+        graph.initializer.append(numpy_helper.from_array(np.array(True), "flag"))
+        branch = helper.make_graph([helper.make_node("ReduceSum", [read], ["s"], keepdims=0)], "then", [],
+                                   [helper.make_tensor_value_info("s", TensorProto.FLOAT, [])])
+        other = helper.make_graph([helper.make_node("Identity", ["k"], ["t"])], "else", [],
+                                  [helper.make_tensor_value_info("t", TensorProto.FLOAT, [])])
+        graph.node.append(helper.make_node("If", ["flag"], ["branch_out"], then_branch=branch, else_branch=other))
+        graph.output.append(helper.make_tensor_value_info("branch_out", TensorProto.FLOAT, []))
+        feeds = {"x": RNG.standard_normal((1, 2, 8, 8)).astype(np.float32)}
+        if read == "cat":
+            before = model.SerializeToString()
+            assert split_concat_convs(model) == 0
+            assert model.SerializeToString() == before
+        else:
+            rewritten = _rewritten_matches(model, feeds)
+            assert "k" in {i.name for i in rewritten.graph.initializer}
+
+
+def test_a_graph_without_shape_annotations_is_only_annotated_when_rewritten():
+    model = _skip_graph((3, 5))
+    del model.graph.value_info[:]
+    rewritten = _rewritten_matches(model, {"x": RNG.standard_normal((1, 2, 8, 8)).astype(np.float32)})
+    assert any(".concat_part" in info.name for info in rewritten.graph.value_info)
+    untouched = _skip_graph((3, 5), extra_concat_user=True)
+    del untouched.graph.value_info[:]
+    assert split_concat_convs(untouched) == 0 and not untouched.graph.value_info

@@ -100,8 +100,8 @@ def _tile_with_origins(backend, image, origins, th, tw, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_tile_takes_any_origins_in_any_order(backend, dtype, rng):
     """Origins off any grid, rows shared by tiles listed far apart, tiles running past the
-    right and bottom borders (mirrored), and an image narrower than a tile."""
-    for shape, (th, tw) in (((2, 90, 70), (32, 24)), ((1, 50, 20), (16, 40))):
+    right and bottom borders (mirrored), images narrower and shorter than a tile."""
+    for shape, (th, tw) in (((2, 90, 70), (32, 24)), ((1, 50, 20), (16, 40)), ((1, 10, 30), (24, 8))):
         image = rng.normal(size=shape).astype(np.float32)
         ys = rng.integers(0, shape[1], 40)
         ys[::3] = ys[0]   # one row origin shared by tiles scattered through the list

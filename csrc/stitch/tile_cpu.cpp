@@ -2,8 +2,8 @@
 // row). Each row is staged once - read sequentially, normalised, checked
 // and converted to the tile type - and copied with non-temporal stores
 // (core/host_memory.h) into every tile row it becomes: tiles sharing a row
-// origin form a band, and a row belongs to one band or to two where they
-// overlap. So an image pixel is read and converted once, not once per tile
+// origin form a band, and a row belongs to every band that covers it (one,
+// or two at an overlap below half a tile). So an image pixel is read and converted once, not once per tile
 // that holds it (1.8x at 25% overlap), and the reads are whole rows the
 // hardware prefetchers follow, not tile-wide runs an image row apart.
 #include <algorithm>
@@ -110,7 +110,13 @@ TileResult run(const TensorView& image, const TileArgs& a, const TensorView& til
   Out* dst = static_cast<Out*>(tiles.data);
   const int64_t sc = image.strides[0], sy = image.strides[1], sx = image.strides[2];
   const RowPlan plan = make_row_plan(a);
-  const int64_t items = int64_t{a.channels} * a.height;  // (channel, image row)
+  // Work items: (channel, image row that some tile reads), so threads share the rows that
+  // matter evenly even when the tiles cover part of the image.
+  std::vector<int32_t> rows_read;
+  for (int32_t y = 0; y < a.height; ++y)
+    if (plan.use_start[y + 1] > plan.use_start[y]) rows_read.push_back(y);
+  const int64_t read = static_cast<int64_t>(rows_read.size());
+  const int64_t items = int64_t{a.channels} * read;
   const int workers = static_cast<int>(std::min<int64_t>(resolve_threads(num_threads), items));
   std::vector<int64_t> bad(workers, 0);
   parallel_for(workers, workers, [&](int64_t wb, int64_t we) {
@@ -119,11 +125,10 @@ TileResult run(const TensorView& image, const TileArgs& a, const TensorView& til
     for (int64_t wi = wb; wi < we; ++wi) {
       const int64_t r0 = items * wi / workers, r1 = items * (wi + 1) / workers;
       for (int64_t item = r0; item < r1; ++item) {
-        const int32_t c = static_cast<int32_t>(item / a.height);
-        const int64_t y = item % a.height;
+        const int32_t c = static_cast<int32_t>(item / read);
+        const int64_t y = rows_read[item % read];
         const auto* first_use = plan.uses.data() + plan.use_start[y];
         const auto* last_use = plan.uses.data() + plan.use_start[y + 1];
-        if (first_use == last_use) continue;  // no tile reads this row
         int64_t lo = a.width, hi = 0;
         for (const auto* u = first_use; u != last_use; ++u) {
           lo = std::min(lo, plan.lo[u->first]);

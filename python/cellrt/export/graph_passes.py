@@ -16,13 +16,18 @@ each partial sum. INT8 graphs quantised after the pass run the ``Add`` as
 ``QLinearAdd`` in NHWC, with no transposes around it.
 
 The results differ from the original graph only by the order of floating
-point summation (measured: 2e-6 of the logits' range on the bundled
-nuclei UNet). TensorRT fuses concatenations itself; the rewritten graph
-costs it nothing either.
+point summation in FP32 (2.6e-7 of the logits' range on the bundled
+nuclei UNet). In FP16 each partial sum is rounded once more, and an INT8
+graph quantised after the pass quantises each partial convolution's
+output on its own: the bundled nuclei INT8 model's argmax disagreement
+with FP32 went from 0.31 % to 0.35 % of pixels (held-out F1 0.8472 ->
+0.8471). ``quantize_int8(graph_passes=False)`` quantises the graph as
+exported.
 """
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 
@@ -36,23 +41,55 @@ def _attributes(node) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _channel_counts(model, names: list[str]) -> list[int] | None:
+def _shapes(model) -> dict:
+    """name -> ValueInfoProto for every tensor whose type the graph states, or
+    ONNX shape inference finds (on a copy: the model is not annotated unless
+    it is rewritten)."""
+    import onnx  # noqa: PLC0415
+
+    graph = model.graph
+    infos = list(graph.value_info) + list(graph.input) + list(graph.output)
+    if not graph.value_info:
+        infos += list(onnx.shape_inference.infer_shapes(model).graph.value_info)
+    return {info.name: info for info in infos if info.type.tensor_type.HasField("shape")}
+
+
+def _channel_counts(shapes: dict, names: list[str]) -> list[int] | None:
     """Static channel dimension (axis 1) of each named tensor, or None when any is unknown."""
-    shapes = {}
-    for info in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
-        dims = info.type.tensor_type.shape.dim
-        if len(dims) >= 2 and dims[1].HasField("dim_value"):
-            shapes[info.name] = (len(dims), dims[1].dim_value)
-    if not all(name in shapes for name in names):
-        return None
-    return [shapes[name][1] for name in names]
+    counts = []
+    for name in names:
+        dims = shapes[name].type.tensor_type.shape.dim if name in shapes else []
+        if len(dims) < 2 or not dims[1].HasField("dim_value"):
+            return None
+        counts.append(dims[1].dim_value)
+    return counts
 
 
-def _rank(model, name: str) -> int | None:
-    for info in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
-        if info.name == name and info.type.tensor_type.HasField("shape"):
-            return len(info.type.tensor_type.shape.dim)
-    return None
+def _subgraph_references(graph) -> set[str]:
+    """Every tensor name read inside the subgraphs (If/Loop/Scan bodies) of ``graph``'s nodes."""
+    names: set[str] = set()
+
+    def walk(body):
+        for node in body.node:
+            names.update(node.input)
+            for attribute in node.attribute:
+                for sub in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                    walk(sub)
+
+    for node in graph.node:
+        for attribute in node.attribute:
+            for sub in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                walk(sub)
+    return names
+
+
+def _renamed(info, name: str) -> list:
+    """[a copy of ``info`` for tensor ``name``], or [] when the shape is unknown."""
+    if info is None:
+        return []
+    out = copy.deepcopy(info)
+    out.name = name
+    return [out]
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -69,71 +106,72 @@ def split_concat_convs(model) -> int:
 
     Applies only where the rewrite is exact and self-contained: the
     concatenation is along channels (axis 1), feeds exactly one node - a
-    ``Conv`` with ``group=1`` whose weight (and bias) are initializers - and
-    is not a graph output, and every operand's channel count is known
-    statically and adds up to the weight's input channels. The bias goes to
-    the first partial convolution only. Anything else is left as it was.
+    ``Conv`` with ``group=1`` whose weight (and bias) are initializers that
+    are not also graph inputs (overridable defaults) - is not a graph output
+    and is not read inside a subgraph, and every operand's channel count is
+    known statically and adds up to the weight's input channels. The bias
+    goes to the first partial convolution only. Anything else is left as it
+    was; a graph with nothing to rewrite is not touched at all.
     """
-    import onnx  # noqa: PLC0415
     from onnx import helper, numpy_helper  # noqa: PLC0415
 
-    if not model.graph.value_info:
-        inferred = onnx.shape_inference.infer_shapes(model)
-        model.graph.value_info.extend(inferred.graph.value_info)
     graph = model.graph
+    shapes = _shapes(model)
     initializers = {init.name: init for init in graph.initializer}
     consumers: dict[str, list] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    graph_outputs = {out.name for out in graph.output}
+    graph_inputs = {info.name for info in graph.input}
+    graph_outputs = {info.name for info in graph.output}
+    in_subgraphs = _subgraph_references(graph)
     taken = {name for node in graph.node for name in (*node.input, *node.output)} | set(initializers)
-    taken |= {node.name for node in graph.node}
-    value_info = {info.name: info for info in graph.value_info}
+    taken |= {node.name for node in graph.node} | set(shapes)
+
+    def constant(name: str) -> bool:
+        return name in initializers and name not in graph_inputs
 
     rewrites = {}   # id(conv) -> the nodes replacing it; its concatenation is dropped
-    dropped = set()
+    dropped, replaced_weights, new_infos = set(), set(), []
     for concat in graph.node:
         if concat.op_type != "Concat" or concat.domain not in ("", "ai.onnx") or len(concat.input) < 2:
             continue
         merged = concat.output[0]
         users = consumers.get(merged, [])
-        if merged in graph_outputs or len(users) != 1:
+        if merged in graph_outputs or merged in in_subgraphs or len(users) != 1:
             continue
         conv = users[0]
         if conv.op_type != "Conv" or conv.domain not in ("", "ai.onnx") or list(conv.input).index(merged) != 0:
             continue
-        rank = _rank(model, merged) or _rank(model, concat.input[0])
+        info = shapes.get(merged) or shapes.get(concat.input[0])
+        rank = len(info.type.tensor_type.shape.dim) if info is not None else None
         axis = _attributes(concat).get("axis")
-        if rank is None or axis is None or axis % rank != 1:
+        if not rank or axis is None or axis % rank != 1:
             continue
         attributes = _attributes(conv)
-        if attributes.get("group", 1) != 1 or conv.input[1] not in initializers:
+        bias = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
+        if attributes.get("group", 1) != 1 or not constant(conv.input[1]) or (bias and not constant(bias)):
             continue
-        if len(conv.input) > 2 and conv.input[2] and conv.input[2] not in initializers:
-            continue
-        counts = _channel_counts(model, list(concat.input))
+        counts = _channel_counts(shapes, list(concat.input))
         weight = numpy_helper.to_array(initializers[conv.input[1]])
         if counts is None or sum(counts) != weight.shape[1]:
             continue
 
         label = conv.name or conv.output[0]
+        whole = shapes.get(conv.output[0])   # the partial sums have its shape: lets ORT fuse the Add
+        if whole is not None and len(whole.type.tensor_type.shape.dim) != rank:
+            whole = None
         partials, start = [], 0
         for index, (operand, count) in enumerate(zip(concat.input, counts)):
             weight_name = _unique(f"{conv.input[1]}.concat_part{index}", taken)
             graph.initializer.append(numpy_helper.from_array(
                 np.ascontiguousarray(weight[:, start:start + count]), weight_name))
             start += count
-            inputs = [operand, weight_name]
-            if index == 0 and len(conv.input) > 2 and conv.input[2]:
-                inputs.append(conv.input[2])
+            inputs = [operand, weight_name] + ([bias] if index == 0 and bias else [])
             output = _unique(f"{conv.output[0]}.concat_part{index}", taken)
             partials.append(helper.make_node("Conv", inputs, [output], name=_unique(f"{label}/concat_part{index}", taken),
                                              **attributes))
-            if conv.output[0] in value_info:   # same shape as the whole convolution: lets ORT fuse the sum
-                info = copy.deepcopy(value_info[conv.output[0]])
-                info.name = output
-                graph.value_info.append(info)
+            new_infos += _renamed(whole, output)
         nodes, total = list(partials), partials[0].output[0]
         for index, partial in enumerate(partials[1:], start=1):
             last = index == len(partials) - 1
@@ -141,29 +179,29 @@ def split_concat_convs(model) -> int:
             nodes.append(helper.make_node("Add", [total, partial.output[0]], [output],
                                           name=_unique(f"{label}/concat_sum{index}", taken)))
             total = output
-            if not last and conv.output[0] in value_info:
-                info = copy.deepcopy(value_info[conv.output[0]])
-                info.name = output
-                graph.value_info.append(info)
+            if not last:
+                new_infos += _renamed(whole, output)
         rewrites[id(conv)] = nodes
         dropped.add(id(concat))
+        replaced_weights.add(conv.input[1])
 
     if not rewrites:
         return 0
     new_nodes = []
+    dropped_outputs = set()
     for node in graph.node:
         if id(node) in dropped:
+            dropped_outputs.update(node.output)
             continue
         new_nodes.extend(rewrites.get(id(node), [node]))
     del graph.node[:]
     graph.node.extend(new_nodes)
-    still_used = {name for node in graph.node for name in node.input}
-    unused = [init for init in graph.initializer if init.name not in still_used]
-    for init in unused:
+    still_used = {name for node in graph.node for name in node.input} | in_subgraphs | graph_outputs
+    for init in [init for init in graph.initializer if init.name in replaced_weights - still_used]:
         graph.initializer.remove(init)
-    produced = {name for node in graph.node for name in node.output}
-    for info in [info for info in graph.value_info if info.name not in produced]:
-        graph.value_info.remove(info)   # the dropped concatenations' outputs
+    for info in [info for info in graph.value_info if info.name in dropped_outputs]:
+        graph.value_info.remove(info)
+    graph.value_info.extend(new_infos)
     _record(model, f"split_concat_convs:{len(rewrites)}")
     return len(rewrites)
 
@@ -181,17 +219,28 @@ def optimize_for_inference(model) -> dict[str, int]:
     return {"split_concat_convs": split_concat_convs(model)}
 
 
-def optimize_file(path) -> dict[str, int]:
-    """:func:`optimize_for_inference` on an ONNX file, rewritten in place
-    (atomically) when any pass changed the graph."""
+def optimize_file(path, destination=None) -> dict[str, int]:
+    """:func:`optimize_for_inference` on an ONNX file, written to
+    ``destination`` (default: ``path`` itself, rewritten atomically when any
+    pass changed the graph; a separate destination is always written).
+    Weights stored as external data are read from beside ``path``; a model
+    too large for one protobuf is written with its weights beside
+    ``destination``."""
     import onnx  # noqa: PLC0415
 
     from .._atomic import atomic_path  # noqa: PLC0415
 
     model = onnx.load(str(path))
     done = optimize_for_inference(model)
-    if any(done.values()):
-        onnx.checker.check_model(model)
-        with atomic_path(path) as tmp:
-            onnx.save(model, str(tmp))
+    if destination is None and not any(done.values()):
+        return done
+    target = Path(destination if destination is not None else path)
+    large = model.ByteSize() > (1 << 31) - (1 << 26)
+    if large:   # protobuf's 2 GiB limit: the checker and the file take the weights from beside it
+        onnx.save(model, str(target), save_as_external_data=True, location=target.name + ".data")
+        onnx.checker.check_model(str(target))
+        return done
+    onnx.checker.check_model(model)
+    with atomic_path(target) as tmp:
+        onnx.save(model, str(tmp))
     return done

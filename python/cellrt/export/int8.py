@@ -53,7 +53,7 @@ def int8_error(manifest, int8_path: Path, tiles: np.ndarray) -> dict[str, float]
 
 def quantize_int8(folder, calibration: np.ndarray, *, check: np.ndarray | None = None,
                   tolerance: float = DEFAULT_TOLERANCE, embedding_tolerance: float = DEFAULT_EMBEDDING_TOLERANCE,
-                  record: dict | None = None) -> dict:
+                  record: dict | None = None, graph_passes: bool = True) -> dict:
     """Write ``model.int8.onnx`` for the model folder and add it to the manifest.
 
     Parameters
@@ -72,6 +72,10 @@ def quantize_int8(folder, calibration: np.ndarray, *, check: np.ndarray | None =
         compared with (the plate run's fingerprint includes the precision).
     record : extra facts for the manifest's ``int8`` section (e.g. where
         the calibration tiles came from, held-out metrics).
+    graph_passes : first apply ``cellrt.export.graph_passes`` (what an export
+        does) to the FP32 graph, so a graph exported without them quantises
+        without the channel concatenations ONNX Runtime transposes around;
+        each partial convolution is then quantised on its own.
 
     Returns the manifest's new ``int8`` section. Raises
     :class:`QuantizationError` (and leaves the folder as it was) when the
@@ -110,9 +114,10 @@ def quantize_int8(folder, calibration: np.ndarray, *, check: np.ndarray | None =
         # The same exact rewrites as an export, so a graph exported before them (or elsewhere)
         # is quantised without the channel concatenations ONNX Runtime would transpose around.
         optimized = Path(tmp) / "optimized.onnx"
-        shutil.copyfile(manifest.onnx_path, optimized)
-        optimize_file(optimized)
-        quant_pre_process(str(optimized), str(prepared), skip_symbolic_shape=True)
+        if graph_passes:
+            optimize_file(manifest.onnx_path, optimized)
+        quant_pre_process(str(optimized if graph_passes else manifest.onnx_path), str(prepared),
+                          skip_symbolic_shape=True)
         quantize_static(str(prepared), str(quantised), Tiles(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         errors = int8_error(manifest, quantised, calibration if check is None else check)

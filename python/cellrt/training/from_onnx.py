@@ -8,6 +8,7 @@ tests.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,10 @@ def unet_from_onnx(onnx_path: Path) -> UNet:
     weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     # cellrt.export.graph_passes split each skip join's convolution by input channels: join them again.
     parts: dict[str, dict[int, np.ndarray]] = {}
-    for name in [n for n in weights if ".concat_part" in n]:
-        whole, index = name.rsplit(".concat_part", 1)
-        parts.setdefault(whole, {})[int(index)] = weights.pop(name)
+    for name in list(weights):
+        split = re.fullmatch(r"(.+)\.concat_part(\d+)", name)
+        if split:
+            parts.setdefault(split.group(1), {})[int(split.group(2))] = weights.pop(name)
     for whole, pieces in parts.items():
         weights[whole] = np.concatenate([pieces[i] for i in sorted(pieces)], axis=1)
     depth = sum(1 for name in weights if name.startswith("encoders.") and name.endswith(".0.weight"))

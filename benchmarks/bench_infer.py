@@ -236,6 +236,8 @@ def graph_pass_rows(manifest, threads: int, repeats: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Four sessions take turns: a pool left spinning after its run would steal the cores of the next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sessions = {key: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
                 for key, path in files.items()}
     side = 536 if manifest.tile_size == 256 else manifest.tile_size   # the plate's auto tile for a 1024^2 field

@@ -102,6 +102,7 @@ def main() -> int:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")   # as OrtBackend sets it
     raw = ort.InferenceSession(str(manifest.onnx_path), options, providers=["CPUExecutionProvider"])
     backend = OrtBackend(manifest.onnx_path, manifest, threads=args.threads)
     rng = np.random.default_rng(0)

@@ -193,6 +193,11 @@ def test_ort_backend_binds_outputs_into_caller_buffers_and_reuses_its_own(tiny_m
         backend.infer(tiles.astype(np.float64))
     with pytest.raises(ValueError, match="not available"):
         OrtBackend(manifest.onnx_path, manifest, providers=["NoSuchExecutionProvider"])
+    # Worker threads sleep between parallel sections unless asked to spin (the pipeline's other threads need the cores).
+    spinning = "session.intra_op.allow_spinning"
+    assert backend.session.get_session_options().get_session_config_entry(spinning) == "0"
+    spinner = OrtBackend(manifest.onnx_path, manifest, threads=1, spin=True)
+    assert spinner.session.get_session_options().get_session_config_entry(spinning) == "1"
 
 
 # -- TensorRT: engine keys and the TensorRT-RTX build path ------------------------------------------------------

@@ -256,6 +256,43 @@ def test_fused_activation_matches_reference(backend, activation, rng):
 
 
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_activations_hold_over_the_whole_float_range(backend, rng):
+    """Sigmoid and softmax of logits from -110 to 110 (exp over- and underflows), NaN and
+    infinities, spans of every length modulo 8 (vector body and tail) and uncovered pixels
+    (fill value): within a few ulp of float64 where the result is a normal float, and the
+    IEEE answer for the special values."""
+    values = np.concatenate([rng.uniform(-110, 110, 3000), rng.uniform(-6, 6, 3000)]).astype(np.float32)
+    width = 37
+    tiles = values[: 2 * 3 * 27 * width].reshape(2, 3, 27, width).copy()
+    tiles[0, :, 0, :3] = [[np.inf, -np.inf, np.nan]] * 3
+    origins = [[0, 0], [0, 30]]   # 30 .. 36 overlap; columns 67 .. 69 are covered by no tile
+    kwargs = dict(overlap=7, blend="cosine", nan_policy="propagate", fill_value=-1.0, backend=backend)
+    plain = stitch(tiles, origins, (27, 70), **kwargs).astype(np.float64)[:, :, :67]
+    got = stitch(tiles, origins, (27, 70), activation="sigmoid", **kwargs)
+    assert np.all(got[:, :, 67:] == -1.0)
+    got = got[:, :, :67]
+    want = 1 / (1 + np.exp(-plain))
+    finite = np.isfinite(plain)
+    ulp = np.abs(got - want) / np.spacing(np.maximum(want, 2.0**-126).astype(np.float32))
+    assert ulp[finite & (want > 2.0**-126)].max() <= 4
+    assert np.all(got[~finite & (plain > 0)] == 1) and np.all(got[~finite & (plain < 0)] == 0)
+    assert np.all(np.isnan(got[np.isnan(plain)]))
+    got = stitch(tiles, origins, (27, 70), activation="softmax", **kwargs)
+    assert np.all(got[:, :, 67:] == -1.0)
+    got = got[:, :, :67]
+    with np.errstate(invalid="ignore"):   # inf - inf in the columns with infinities
+        shifted = plain - plain.max(axis=0)
+        want = np.exp(shifted) / np.exp(shifted).sum(axis=0)
+    rows = np.all(np.isfinite(plain), axis=0)
+    normal = rows[None] & (want > 2.0**-126)
+    # float32 logits lose digits in x - max before exp: numba's scalar float32 formula meets the same bound.
+    ulp = np.abs(got - want) / np.spacing(want.astype(np.float32))
+    assert ulp[normal].max() <= 128
+    np.testing.assert_allclose(got[:, rows].sum(axis=0), 1.0, atol=4e-7)
+    assert np.all(np.isnan(got[:, np.isnan(plain).any(axis=0)]))
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
 def test_argmax_matches_argmax_of_blended_values(backend, rng):
     origins = tile_origins((140, 90), 40, 10)
     tiles = rng.normal(size=(len(origins), 5, 40, 40)).astype(np.float32)

@@ -201,7 +201,6 @@ def graph_pass_rows(manifest, threads: int, repeats: int):
 
     import onnxruntime as ort  # noqa: PLC0415
 
-    shipped = onnx.load(str(manifest.onnx_path))
     exporter = onnx.load(str(manifest.onnx_path))
     if rejoin_split_convs(exporter) == 0:
         note(f"{manifest.name}: no graph pass rewrites in the shipped graph; comparison left out")

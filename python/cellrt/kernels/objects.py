@@ -73,15 +73,18 @@ def remove_small_objects(labels, min_area: int) -> tuple[np.ndarray, int]:
     if labels.ndim != 2 or labels.dtype.kind not in "iu":
         raise ValueError(f"remove_small_objects: labels should be a 2-D integer array, got {labels.dtype} "
                          f"{labels.shape}")
-    if labels.size and int(labels.min()) < 0:
-        raise ValueError("remove_small_objects: labels should be >= 0")
     if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 0:
         raise ValueError(f"remove_small_objects: min_area should be a non-negative int, got {min_area!r}")
+    if labels.dtype.kind == "i" and labels.size and int(labels.min()) < 0:
+        raise ValueError("remove_small_objects: labels should be >= 0")
     areas = xp.bincount(labels.ravel())
     keep = areas >= min_area
     keep[0] = False
+    count = int(keep.sum())
+    if count == len(keep) - 1:   # nothing to drop and no label missing: already numbered 1..N
+        return labels.astype(xp.int32, copy=False), count
     new_ids = xp.cumsum(keep, dtype=xp.int32) * keep
-    return new_ids[labels].astype(xp.int32), int(keep.sum())
+    return new_ids[labels], count
 
 
 def instances_from_mask(mask, *, min_area: int = 0, fill: bool = True, connectivity: int = 8,

@@ -29,13 +29,34 @@ struct BorderTrace {
   double length;   // closed contour length: axis steps 1, diagonal sqrt(2)
 };
 
-CELLRT_HOST_DEVICE inline double step_length(int k) { return (k & 1) ? 1.4142135623730951 : 1.0; }
-
 // Direction of the background pixel a border is entered from (Suzuki-Abe's
 // (i2, j2)): west of an outer border's first pixel, east of the pixel left
 // of a hole's first pixel.
 constexpr int kOuterBorderEntry = 4;
 constexpr int kHoleBorderEntry = 0;
+
+// Direction of the first object pixel among the neighbours of (y, x),
+// trying `count` directions from `start` in steps of `step` (+1 clockwise,
+// -1 counter-clockwise); -1 when none is. Away from the image's edge the
+// neighbours are read without bounds checks (a trace spends its time here).
+// `offset[k]` is neighbour k's distance in the label array (dir_y(k) * width + dir_x(k)).
+CELLRT_HOST_DEVICE inline int first_object_neighbour(const int32_t* labels, int32_t height, int32_t width,
+                                                     int32_t label, int32_t y, int32_t x, int start, int step,
+                                                     int count, const int64_t* offset) {
+  if (y > 0 && y < height - 1 && x > 0 && x < width - 1) {
+    const int32_t* centre = labels + int64_t{y} * width + x;
+    for (int i = 0; i < count; ++i) {
+      const int k = (start + step * i) & 7;
+      if (centre[offset[k]] == label) return k;
+    }
+    return -1;
+  }
+  for (int i = 0; i < count; ++i) {
+    const int k = (start + step * i) & 7;
+    if (is_object(labels, height, width, y + dir_y(k), x + dir_x(k), label)) return k;
+  }
+  return -1;
+}
 
 // Follows the border of `label` that starts at object pixel (sy, sx), entered
 // from its background neighbour in direction `entry`, calling emit(x, y) for
@@ -45,46 +66,33 @@ template <typename Emit>
 CELLRT_HOST_DEVICE BorderTrace trace_border(const int32_t* labels, int32_t height, int32_t width, int32_t label,
                                             int32_t sy, int32_t sx, int entry, Emit&& emit) {
   emit(sx, sy);
+  int64_t offset[8];
+  for (int k = 0; k < 8; ++k) offset[k] = dir_y(k) * int64_t{width} + dir_x(k);
   // 3.1: clockwise from the entry neighbour (background) to the first
   // object pixel i1.
-  int k1 = -1;
-  for (int i = 0; i < 8; ++i) {
-    const int k = (entry + i) & 7;
-    if (is_object(labels, height, width, sy + dir_y(k), sx + dir_x(k), label)) {
-      k1 = k;
-      break;
-    }
-  }
+  const int k1 = first_object_neighbour(labels, height, width, label, sy, sx, entry, 1, 8, offset);
   if (k1 < 0) return BorderTrace{1, 0.0};  // isolated pixel
   const int32_t y1 = sy + dir_y(k1), x1 = sx + dir_x(k1);
   // 3.2: i2 = i1, i3 = s. k_back is the direction from i3 to i2.
   int32_t y3 = sy, x3 = sx;
   int k_back = k1;
-  BorderTrace trace{1, 0.0};
+  int64_t points = 1, axis_steps = 0, diagonal_steps = 0;
   for (;;) {
-    // 3.3: counter-clockwise from the element after i2 to the first object pixel i4.
-    int k4 = k_back;
-    for (int i = 1; i <= 8; ++i) {
-      const int k = (k_back - i + 8) & 7;
-      if (is_object(labels, height, width, y3 + dir_y(k), x3 + dir_x(k), label)) {
-        k4 = k;
-        break;
-      }
-    }
+    // 3.3: counter-clockwise from the element after i2 to the first object
+    // pixel i4 (i2 itself, the eighth tried, always is one).
+    const int k4 = first_object_neighbour(labels, height, width, label, y3, x3, k_back - 1, -1, 8, offset);
     const int32_t y4 = y3 + dir_y(k4), x4 = x3 + dir_x(k4);
-    // 3.5: back at the start, about to repeat the first move: done.
-    if (y4 == sy && x4 == sx && y3 == y1 && x3 == x1) {
-      trace.length += step_length(k4);  // closing step i1 -> s
-      break;
-    }
+    diagonal_steps += k4 & 1;
+    axis_steps += 1 - (k4 & 1);
+    // 3.5: back at the start, about to repeat the first move: done (that step closes the contour).
+    if (y4 == sy && x4 == sx && y3 == y1 && x3 == x1) break;
     emit(x4, y4);
-    ++trace.points;
-    trace.length += step_length(k4);
+    ++points;
     k_back = (k4 + 4) & 7;  // from i4 back to i3
     y3 = y4;
     x3 = x4;
   }
-  return trace;
+  return BorderTrace{points, static_cast<double>(axis_steps) + 1.4142135623730951 * static_cast<double>(diagonal_steps)};
 }
 
 // The outer border of `label` from its first pixel in raster order (sy, sx).

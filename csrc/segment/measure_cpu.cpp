@@ -57,9 +57,12 @@ void accumulate_strip(const int32_t* labels, int32_t y0, int32_t y1, int32_t wid
       } else {
         add_run(s.objects[l], x, end, y);
         for (int64_t k = 0; k < channels; ++k) {
-          IntensitySums& acc = s.intensity[k * stride_k + l];
+          // The run's values in a local accumulator (registers): through the object's entry
+          // every add waited on the previous store. Same additions in the same order.
+          IntensitySums run = s.intensity[k * stride_k + l];
           const In* src = base + k * sc + y * sy;
-          for (int32_t i = x; i < end; ++i) add_value(acc, to_float(src[i * sx]));
+          for (int32_t i = x; i < end; ++i) add_value(run, to_float(src[i * sx]));
+          s.intensity[k * stride_k + l] = run;
         }
       }
       x = end;

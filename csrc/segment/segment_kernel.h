@@ -77,6 +77,9 @@ CELLRT_HOST_DEVICE inline void add_run(ObjectSums& s, int64_t x0, int64_t x1, in
   using wide = int64_t;  // exact for widths below ~2^20
 #endif
   auto squares_below = [](int64_t m) {  // 0^2 + ... + (m - 1)^2
+    // 64 bits hold (m - 1) m (2m - 1) below m = 2^20 (any real image width), where dividing by
+    // the constant 6 is a multiply; the 128-bit division is a library call per run.
+    if (m < (int64_t{1} << 20)) return (m - 1) * m * (2 * m - 1) / 6;
     return static_cast<int64_t>(wide{m - 1} * m * (2 * m - 1) / 6);
   };
   s.area += n;

@@ -158,6 +158,27 @@ def test_cpu_and_numba_measure_agree(rng):
         np.testing.assert_allclose(a[key], b[key], rtol=1e-9, atol=1e-7, err_msg=key)
 
 
+def test_measure_moments_hold_across_the_64_bit_fast_path_limit():
+    """Row runs sum x^2 in closed form, in 64 bits below x = 2^20 and 128 bits beyond (the
+    64-bit product overflows from x ~ 1.66e6 on): objects on both sides of that column, one
+    across it and one past x = 2.09e6 give the moments of their pixels."""
+    width = 2_100_000
+    labels = np.zeros((3, width), np.int32)
+    labels[0, 1048570:1048590] = 1
+    labels[1, 1048560:1048600] = 1
+    labels[2, 1048575:1048580] = 1
+    labels[0, 5:9] = 2
+    labels[2, width - 10:] = 3
+    table = measure(labels, backend="cpu")
+    for index in range(3):
+        ys, xs = np.nonzero(labels == index + 1)
+        cov = np.cov(np.stack([xs, ys]).astype(np.float64), bias=True)
+        major = 4 * np.sqrt(np.linalg.eigvalsh(cov).max())   # as scikit-image's axis_major_length
+        assert table["AreaShape_Area"][index] == len(xs)
+        assert table["Location_Center_X"][index] == pytest.approx(xs.mean(), rel=1e-12)
+        assert table["AreaShape_MajorAxisLength"][index] == pytest.approx(major, rel=1e-9)
+
+
 def test_measure_handles_missing_labels_and_no_intensities():
     labels = np.zeros((10, 10), np.int32)
     labels[2:4, 2:5] = 3

@@ -312,34 +312,22 @@ class SpanStitcher {
     for (int32_t c = 0; c < p_.channels; ++c) {
       float* q = s.acc.data();
       int32_t bad = 0, uncovered = 0;  // uncovered: all N weights underflowed (a tiny gaussian sigma)
-      int32_t start = 0;
-      const float* v[N];
-#if CELLRT_STITCH_X86_V3
-      // float32 tiles keep the compiler's vectorisation of the scalar loop: measured faster for them.
-      if constexpr (std::is_same_v<T, Half>) {
       const T* raw[N];
       for (int t = 0; t < N; ++t) {
         const int64_t k = first[t];
         if (ty[t] + kPrefetchRows < p_.tile_h) prefetch_run(tile_row(k, c, ty[t] + kPrefetchRows) + tx[t], len);
         raw[t] = tile_row(k, c, ty[t]) + tx[t];
       }
-      start = blend_fused_vector<N>(raw, wy, wx, len, fill, q, bad, uncovered);
-      for (int t = 0; t < N; ++t)  // the scalar tail reads v[t][start:len]: converted in place
-        v[t] = row_as_float(raw[t] + start, len - start, s.convert.data() + t * TW + start) - start;
-      } else {
-        for (int t = 0; t < N; ++t) {
-          const int64_t k = first[t];
-          if (ty[t] + kPrefetchRows < p_.tile_h) prefetch_run(tile_row(k, c, ty[t] + kPrefetchRows) + tx[t], len);
-          v[t] = tile_row(k, c, ty[t]) + tx[t];
-        }
-      }
-#else
-      for (int t = 0; t < N; ++t) {
-        const int64_t k = first[t];
-        if (ty[t] + kPrefetchRows < p_.tile_h) prefetch_run(tile_row(k, c, ty[t] + kPrefetchRows) + tx[t], len);
-        v[t] = row_as_float(tile_row(k, c, ty[t]) + tx[t], len, s.convert.data() + t * TW);
-      }
+      int32_t start = 0;
+#if CELLRT_STITCH_X86_V3
+      // float16 rows through registers; float32 keeps the compiler's vectorisation of the
+      // scalar loop below, measured faster for it.
+      if constexpr (std::is_same_v<T, Half>) start = blend_fused_vector<N>(raw, wy, wx, len, fill, q, bad, uncovered);
 #endif
+      // The scalar loop reads v[t][start:len]: float rows in place, float16 ones converted.
+      const float* v[N];
+      for (int t = 0; t < N; ++t)
+        v[t] = row_as_float(raw[t] + start, len - start, s.convert.data() + t * TW + start) - start;
       for (int32_t i = start; i < len; ++i) {
         float den = tile_weight(wy[0], wx[0][i]);
         float num = den * v[0][i];

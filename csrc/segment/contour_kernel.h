@@ -35,23 +35,23 @@ struct BorderTrace {
 constexpr int kOuterBorderEntry = 4;
 constexpr int kHoleBorderEntry = 0;
 
-// Direction of the first object pixel among the neighbours of (y, x),
-// trying `count` directions from `start` in steps of `step` (+1 clockwise,
-// -1 counter-clockwise); -1 when none is. Away from the image's edge the
-// neighbours are read without bounds checks (a trace spends its time here).
-// `offset[k]` is neighbour k's distance in the label array (dir_y(k) * width + dir_x(k)).
+// Direction of the first object pixel among the eight neighbours of (y, x),
+// trying directions from `start` in steps of `step` (+1 clockwise, -1
+// counter-clockwise); -1 when none is. Away from the image's edge the
+// neighbours are read without bounds checks through `offset[k]`, neighbour
+// k's distance in the label array (a trace spends its time here).
 CELLRT_HOST_DEVICE inline int first_object_neighbour(const int32_t* labels, int32_t height, int32_t width,
                                                      int32_t label, int32_t y, int32_t x, int start, int step,
-                                                     int count, const int64_t* offset) {
+                                                     const int64_t* offset) {
   if (y > 0 && y < height - 1 && x > 0 && x < width - 1) {
     const int32_t* centre = labels + int64_t{y} * width + x;
-    for (int i = 0; i < count; ++i) {
+    for (int i = 0; i < 8; ++i) {
       const int k = (start + step * i) & 7;
       if (centre[offset[k]] == label) return k;
     }
     return -1;
   }
-  for (int i = 0; i < count; ++i) {
+  for (int i = 0; i < 8; ++i) {
     const int k = (start + step * i) & 7;
     if (is_object(labels, height, width, y + dir_y(k), x + dir_x(k), label)) return k;
   }
@@ -70,7 +70,7 @@ CELLRT_HOST_DEVICE BorderTrace trace_border(const int32_t* labels, int32_t heigh
   for (int k = 0; k < 8; ++k) offset[k] = dir_y(k) * int64_t{width} + dir_x(k);
   // 3.1: clockwise from the entry neighbour (background) to the first
   // object pixel i1.
-  const int k1 = first_object_neighbour(labels, height, width, label, sy, sx, entry, 1, 8, offset);
+  const int k1 = first_object_neighbour(labels, height, width, label, sy, sx, entry, 1, offset);
   if (k1 < 0) return BorderTrace{1, 0.0};  // isolated pixel
   const int32_t y1 = sy + dir_y(k1), x1 = sx + dir_x(k1);
   // 3.2: i2 = i1, i3 = s. k_back is the direction from i3 to i2.
@@ -80,7 +80,7 @@ CELLRT_HOST_DEVICE BorderTrace trace_border(const int32_t* labels, int32_t heigh
   for (;;) {
     // 3.3: counter-clockwise from the element after i2 to the first object
     // pixel i4 (i2 itself, the eighth tried, always is one).
-    const int k4 = first_object_neighbour(labels, height, width, label, y3, x3, k_back - 1, -1, 8, offset);
+    const int k4 = first_object_neighbour(labels, height, width, label, y3, x3, k_back - 1, -1, offset);
     const int32_t y4 = y3 + dir_y(k4), x4 = x3 + dir_x(k4);
     diagonal_steps += k4 & 1;
     axis_steps += 1 - (k4 & 1);

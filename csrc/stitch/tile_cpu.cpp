@@ -3,9 +3,10 @@
 // and converted to the tile type - and copied with non-temporal stores
 // (core/host_memory.h) into every tile row it becomes: tiles sharing a row
 // origin form a band, and a row belongs to every band that covers it (one,
-// or two at an overlap below half a tile). So an image pixel is read and converted once, not once per tile
-// that holds it (1.8x at 25% overlap), and the reads are whole rows the
-// hardware prefetchers follow, not tile-wide runs an image row apart.
+// or two at an overlap below half a tile). So an image pixel is read and
+// converted once, not once per tile that holds it (1.8x at 25% overlap),
+// and the reads are whole rows the hardware prefetchers follow, not
+// tile-wide runs an image row apart.
 #include <algorithm>
 #include <cmath>
 #include <limits>

@@ -28,16 +28,21 @@ HostInstances host_instances(const py::array& boxes, const py::array& scores, co
   return v;
 }
 
-int64_t mask_nms_host(const py::array& boxes, const py::array& scores, const py::object& classes,
-                      const py::array& mask_offsets, const py::array& mask_data, py::array& keep, float iou_threshold,
-                      float ios_threshold, bool class_aware, int num_threads) {
-  const HostInstances v = host_instances(boxes, scores, classes, mask_offsets, mask_data);
-  const TensorView k = host_view(keep, "keep", true);
+MaskNmsOptions mask_nms_options(float iou_threshold, float ios_threshold, bool class_aware, int num_threads) {
   MaskNmsOptions options;
   options.iou_threshold = iou_threshold;
   options.ios_threshold = ios_threshold;
   options.class_aware = class_aware;
   options.num_threads = num_threads;
+  return options;
+}
+
+int64_t mask_nms_host(const py::array& boxes, const py::array& scores, const py::object& classes,
+                      const py::array& mask_offsets, const py::array& mask_data, py::array& keep, float iou_threshold,
+                      float ios_threshold, bool class_aware, int num_threads) {
+  const HostInstances v = host_instances(boxes, scores, classes, mask_offsets, mask_data);
+  const TensorView k = host_view(keep, "keep", true);
+  const MaskNmsOptions options = mask_nms_options(iou_threshold, ios_threshold, class_aware, num_threads);
   py::gil_scoped_release release;
   return mask_nms(v.boxes, v.scores, v.classes, v.offsets, v.data, k, options);
 }
@@ -55,10 +60,7 @@ int64_t mask_nms_device(uintptr_t boxes, uintptr_t scores, uintptr_t classes, ui
   const TensorView d = contiguous_device_view(mask_data, static_cast<int32_t>(DType::kUInt8), {mask_size},
                                               "mask_data");
   const TensorView k = contiguous_device_view(keep, static_cast<int32_t>(DType::kUInt8), {n}, "keep");
-  MaskNmsOptions options;
-  options.iou_threshold = iou_threshold;
-  options.ios_threshold = ios_threshold;
-  options.class_aware = class_aware;
+  const MaskNmsOptions options = mask_nms_options(iou_threshold, ios_threshold, class_aware, /*num_threads=*/0);
   py::gil_scoped_release release;
   return mask_nms(b, s, c, o, d, k, options);
 }

@@ -111,13 +111,11 @@ def quantize_int8(folder, calibration: np.ndarray, *, check: np.ndarray | None =
         prepared, quantised = Path(tmp) / "prepared.onnx", Path(tmp) / INT8_FILE
         # Symbolic shape inference cannot follow the dynamic height/width expressions; the
         # graph optimisations and ONNX shape inference it also does are what matter here.
-        # The same exact rewrites as an export, so a graph exported before them (or elsewhere)
-        # is quantised without the channel concatenations ONNX Runtime would transpose around.
-        optimized = Path(tmp) / "optimized.onnx"
-        if graph_passes:
-            optimize_file(manifest.onnx_path, optimized)
-        quant_pre_process(str(optimized if graph_passes else manifest.onnx_path), str(prepared),
-                          skip_symbolic_shape=True)
+        source = manifest.onnx_path
+        if graph_passes:   # the export's exact rewrites, for graphs exported before them or elsewhere
+            source = Path(tmp) / "optimized.onnx"
+            optimize_file(manifest.onnx_path, source)
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(quantised), Tiles(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         errors = int8_error(manifest, quantised, calibration if check is None else check)

@@ -29,9 +29,9 @@ from .conftest import needs_cuda  # noqa: E402
 CLASSES = ("background", "nucleus", "boundary")
 
 
-def _tiny_unet(seed: int = 0) -> UNet:
+def _tiny_unet(seed: int = 0, upsampling: str = "transpose") -> UNet:
     torch.manual_seed(seed)
-    model = UNet(1, 3, base=4, depth=2)
+    model = UNet(1, 3, base=4, depth=2, upsampling=upsampling)
     # Non-trivial BatchNorm statistics, as a trained model has.
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
@@ -398,6 +398,101 @@ def test_graph_flops_equal_the_modules_multiply_adds(tiny_model):
     for handle in handles:
         handle.remove()
     assert count_flops(folder / "model.onnx", (2, 1, 64, 96))["matrix"] == expected
+
+
+# -- the bilinear decoder (the bundled nuclei model's) ----------------------------------------------------------
+
+@pytest.mark.parametrize("upsampling", ["transpose", "bilinear"])
+@pytest.mark.parametrize("depth", [2, 3])
+def test_receptive_field_is_how_far_one_input_pixel_reaches(upsampling, depth):
+    torch.manual_seed(depth)
+    module = UNet(1, 2, base=4, depth=depth, upsampling=upsampling).double().eval()
+    size, reach = 192, 0
+    image = torch.rand(1, 1, size, size, dtype=torch.float64)
+    with torch.no_grad():
+        before = module(image)[0]
+        for position in range(88, 88 + 2 ** depth):   # every alignment to the pooling grid
+            poked = image.clone()
+            poked[0, 0, position, position] += 1.0
+            ys, xs = np.nonzero((module(poked)[0] != before).any(1)[0].numpy())
+            reach = max(reach, int(np.abs(ys - position).max()), int(np.abs(xs - position).max()))
+    assert receptive_field(depth, upsampling) == 2 * reach + 1
+
+
+@pytest.mark.parametrize("scales_source", ["initializer", "shared initializer", "computed"])
+def test_fp16_conversion_keeps_resize_scales_in_fp32(scales_source, tmp_path):
+    """ONNX types Resize's scales as float only; the FP16 copy must still load and match."""
+    import onnx  # noqa: PLC0415
+    import onnxruntime as ort  # noqa: PLC0415
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+
+    from cellrt.export import convert_to_fp16  # noqa: PLC0415
+
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    nodes, initializers, outputs = [], [scales], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if scales_source == "computed":
+        initializers = []
+        nodes.append(helper.make_node("Constant", [], ["scales_const"], value=scales, name="const"))
+        nodes.append(helper.make_node("Identity", ["scales_const"], ["scales"], name="identity"))
+    # Named nodes, as exported graphs have (the converter names its casts after them).
+    nodes.append(helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="linear", name="linear"))
+    nodes.append(helper.make_node("Resize", ["x", "", "scales"], ["y2"], mode="nearest", name="nearest"))
+    outputs.append(helper.make_tensor_value_info("y2", TensorProto.FLOAT, None))
+    if scales_source == "shared initializer":   # also read as data: that reader keeps its FP16 copy
+        nodes.append(helper.make_node("Mul", ["x", "scales"], ["z"], name="mul"))
+        outputs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
+                              outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.save(model, tmp_path / "fp32.onnx")
+    convert_to_fp16(tmp_path / "fp32.onnx", tmp_path / "fp16.onnx")
+    x = {"x": np.random.default_rng(0).random((1, 2, 3, 4), dtype=np.float32)}
+    expected = ort.InferenceSession(tmp_path / "fp32.onnx", providers=["CPUExecutionProvider"]).run(None, x)
+    got = ort.InferenceSession(tmp_path / "fp16.onnx", providers=["CPUExecutionProvider"]).run(None, x)
+    for a, b in zip(expected, got):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=2e-3)
+
+
+def test_bilinear_unet_exports_in_fp16_rebuilds_in_torch_and_quantises_to_8_bit_upsampling(dsb_dir, tmp_path):
+    import onnx  # noqa: PLC0415
+
+    from cellrt.export.int8 import quantize_int8  # noqa: PLC0415
+    from cellrt.training.from_onnx import unet_from_onnx  # noqa: PLC0415
+
+    module = _tiny_unet(upsampling="bilinear")
+    folder = tmp_path / "bilinear"
+    report = to_onnx(module, folder, name="tiny-bilinear", kind="semantic", input_channels=["DNA"],
+                     outputs=[OutputSpec("logits", "class_logits", CLASSES, activation="softmax"),
+                              OutputSpec("embedding", "embedding", size=module.embedding_size)],
+                     tile_size=64, overlap=16, size_multiple=module.size_multiple,
+                     receptive_field=receptive_field(2, "bilinear"),
+                     normalization={"mode": "percentile", "percentiles": [1.0, 99.8]},
+                     boundary_class="boundary", verify_tiles=_dsb_tiles(dsb_dir))
+    assert max(report.max_abs_error.values()) < 1e-5 and max(report.fp16_error.values()) < 0.02
+    manifest = load_manifest(folder)
+    half = onnx.load(str(manifest.fp16_path))
+    scales = {i.name: i.data_type for i in half.graph.initializer}
+    resizes = [n for n in half.graph.node if n.op_type == "Resize"]
+    assert len(resizes) == 2 and all(scales[n.input[2]] == onnx.TensorProto.FLOAT for n in resizes)
+    # The torch module rebuilt from the ONNX weights (the plate benchmark's naive stack) is the same network.
+    tiles = _dsb_tiles(dsb_dir, count=2, size=96)
+    expected = OrtBackend(manifest.onnx_path, manifest).infer(tiles)
+    with torch.no_grad():
+        rebuilt = unet_from_onnx(manifest.onnx_path)(torch.from_numpy(tiles))
+    assert isinstance(unet_from_onnx(manifest.onnx_path).upsamplers[0][1], torch.nn.Upsample)
+    np.testing.assert_allclose(rebuilt[0].numpy(), expected["logits"], rtol=1e-4, atol=1e-4)
+    # INT8: every Resize sits between DequantizeLinear and QuantizeLinear, which ONNX Runtime runs in 8 bits.
+    quantize_int8(folder, _training_tiles(dsb_dir), check=_dsb_tiles(dsb_dir))
+    graph = onnx.load(str(load_manifest(folder).int8_path)).graph
+    producer = {out: n.op_type for n in graph.node for out in n.output}
+    readers = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node.op_type)
+    for node in (n for n in graph.node if n.op_type == "Resize"):
+        assert producer[node.input[0]] == "DequantizeLinear" and readers[node.output[0]] == ["QuantizeLinear"]
+    assert "ConvTranspose" not in producer.values()
 
 
 # -- training and export of the bundled models, as CI can afford --------------------------------------------------

@@ -30,6 +30,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (results depend on it)")
+    parser.add_argument("--upsampling", choices=["bilinear", "transpose"], default="bilinear",
+                        help="decoder upsampling (bilinear keeps ONNX Runtime's INT8 graph in 8 bits; "
+                             "transpose: the bundled models before 2026-11-28)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "training")
     parser.add_argument("--out", type=Path, default=None,
@@ -44,16 +47,17 @@ def main(argv=None) -> int:
     from cellrt.training import train  # noqa: PLC0415
 
     torch.set_num_threads(args.threads)
-    checkpoint = args.work / f"{args.model}-seed{args.seed}-steps{args.steps}.pt"
+    checkpoint = args.work / f"{args.model}-{args.upsampling}-seed{args.seed}-steps{args.steps}.pt"
     if checkpoint.exists():
         print(f"reusing checkpoint {checkpoint}")
     else:
         started = time.perf_counter()
         if args.model == "nuclei":
             model, info = train.train_nuclei(args.data / "dsb2018_fluo", steps=args.steps, seed=args.seed,
-                                             max_images=args.max_images)
+                                             upsampling=args.upsampling, max_images=args.max_images)
         else:
-            model, info = train.train_isl(args.data / "isl_phase_fluo", steps=args.steps, seed=args.seed)
+            model, info = train.train_isl(args.data / "isl_phase_fluo", steps=args.steps, seed=args.seed,
+                                          upsampling=args.upsampling)
         info["train_seconds"] = round(time.perf_counter() - started, 1)
         train.save_checkpoint(checkpoint, model, info)
         print(f"saved checkpoint {checkpoint}: {info}")

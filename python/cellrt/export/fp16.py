@@ -36,9 +36,59 @@ def convert_to_fp16(fp32_path: Path, fp16_path: Path, blocked_ops=FP16_BLOCKED_O
         warnings.filterwarnings("ignore", message="the float32 number", category=UserWarning)
         converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(blocked_ops))
     _restore_float_outputs(converted, float_outputs)
+    _restore_resize_scales(converted)
     onnx.checker.check_model(converted)
     with atomic_path(fp16_path) as tmp:
         onnx.save(converted, str(tmp))
+
+
+def _restore_resize_scales(model) -> None:
+    """Give every Resize its ``scales`` in FP32 again.
+
+    ONNX types Resize's ``scales`` as tensor(float) only, but the converter
+    casts every float initializer to FP16 once Resize is not in its block
+    list (keeping Resize in FP16 keeps the decoder's upsampling in FP16 for
+    TensorRT). A constant ``scales`` is stored back as FP32; a computed one
+    gets a Cast.
+    """
+    import onnx  # noqa: PLC0415
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    resizes = [node for node in model.graph.node if node.op_type == "Resize" and len(node.input) > 2 and node.input[2]]
+    as_scales = {node.input[2] for node in resizes}
+    other_readers = {name for node in model.graph.node for i, name in enumerate(node.input)
+                     if name in as_scales and not (node.op_type == "Resize" and i == 2)}
+    casts = {}
+    for node in resizes:
+        scales = node.input[2]
+        tensor = initializers.get(scales)
+        if tensor is None:
+            node.input[2] = scales + "_fp32"
+            casts.setdefault(node.input[2], helper.make_node("Cast", [scales], [node.input[2]], to=TensorProto.FLOAT,
+                                                             name=node.input[2] + "_cast"))
+            continue
+        if tensor.data_type == TensorProto.FLOAT:
+            continue
+        values = numpy_helper.to_array(tensor).astype("float32")
+        if scales not in other_readers:   # read only as scales: retype in place
+            tensor.CopyFrom(numpy_helper.from_array(values, scales))
+            continue
+        copy = scales + "_fp32"
+        if copy not in initializers:
+            initializers[copy] = numpy_helper.from_array(values, copy)
+            model.graph.initializer.append(initializers[copy])
+        node.input[2] = copy
+    if casts:   # nodes stay in topological order: each cast goes right before the first Resize reading it
+        order = []
+        pending = dict(casts)
+        for node in model.graph.node:
+            if node.op_type == "Resize" and len(node.input) > 2 and node.input[2] in pending:
+                order.append(pending.pop(node.input[2]))
+            order.append(node)
+        del model.graph.node[:]
+        model.graph.node.extend(order)
+    onnx.checker.check_model(model)
 
 
 def _restore_float_outputs(model, names: set[str]) -> None:

@@ -55,7 +55,8 @@ def _loop(model, batches, loss_fn, steps: int, lr: float, log_every: int, log) -
 
 
 def train_nuclei(data_dir: Path, *, steps: int, seed: int = 0, batch: int = 8, crop: int = 128, lr: float = 2e-3,
-                 base: int = 16, depth: int = 3, max_images: int | None = None, log=print, log_every: int = 100):
+                 base: int = 16, depth: int = 3, upsampling: str = "bilinear", max_images: int | None = None, log=print,
+                 log_every: int = 100):
     """The ``nuclei`` model: background / interior / boundary on dsb2018_fluo's training split."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -63,7 +64,7 @@ def train_nuclei(data_dir: Path, *, steps: int, seed: int = 0, batch: int = 8, c
     samples = data.load_dsb(data_dir, ids)
     if log:
         log(f"nuclei: {len(samples)} training images")
-    model = UNet(1, len(data.NUCLEI_CLASSES), base=base, depth=depth, activation="relu")
+    model = UNet(1, len(data.NUCLEI_CLASSES), base=base, depth=depth, activation="relu", upsampling=upsampling)
     weights = torch.tensor(NUCLEI_CLASS_WEIGHTS)
 
     def batches():
@@ -77,13 +78,14 @@ def train_nuclei(data_dir: Path, *, steps: int, seed: int = 0, batch: int = 8, c
 
 
 def train_isl(data_dir: Path, *, steps: int, seed: int = 0, batch: int = 8, crop: int = 128, lr: float = 2e-3,
-              base: int = 16, depth: int = 3, holdout_x: int = 768, log=print, log_every: int = 100):
+              base: int = 16, depth: int = 3, upsampling: str = "bilinear", holdout_x: int = 768, log=print,
+              log_every: int = 100):
     """The ``isl-dapi`` model: DAPI from phase planes, trained left of column ``holdout_x``."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     phase, dapi = data.load_isl(data_dir)
     field = [data.Sample(phase, dapi)]
-    model = UNet(phase.shape[0], 1, base=base, depth=depth, activation="elu")
+    model = UNet(phase.shape[0], 1, base=base, depth=depth, activation="elu", upsampling=upsampling)
 
     def batches():
         return data.random_crops(rng, field, batch, crop, x_limit=holdout_x)

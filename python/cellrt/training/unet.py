@@ -11,6 +11,18 @@ import torch
 from torch import nn
 
 _ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU}
+UPSAMPLING = ("bilinear", "transpose")
+
+
+def _upsampler(in_channels: int, out_channels: int, kind: str) -> nn.Module:
+    if kind == "transpose":
+        return nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
+    # The 1x1 convolution runs before the interpolation, at a quarter of the pixels: both are
+    # linear and bilinear weights sum to one, so the order does not change the result.
+    # Unlike ConvTranspose, both ops have 8-bit NHWC kernels in ONNX Runtime's CPU provider,
+    # so an INT8 graph stays in 8 bits through the decoder.
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1),
+                         nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
 
 
 def _conv_block(in_channels: int, out_channels: int, activation: str) -> nn.Sequential:
@@ -29,16 +41,21 @@ class UNet(nn.Module):
     """UNet (Ronneberger et al. 2015) with ``depth`` poolings and ``base`` channels at full resolution.
 
     Input height and width must be multiples of ``2**depth``
-    (:attr:`size_multiple`).
+    (:attr:`size_multiple`). ``upsampling`` is how the decoder doubles the
+    resolution: ``"bilinear"`` (a 1x1 convolution, then bilinear
+    interpolation) or ``"transpose"`` (a 2x2 transposed convolution, stride
+    2, as in the original UNet).
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, base: int = 16, depth: int = 3,
-                 activation: str = "relu"):
+                 activation: str = "relu", upsampling: str = "transpose"):
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"UNet: activation should be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"UNet: upsampling should be one of {list(UPSAMPLING)}, got {upsampling!r}")
         self.config = {"in_channels": in_channels, "out_channels": out_channels, "base": base, "depth": depth,
-                       "activation": activation}
+                       "activation": activation, "upsampling": upsampling}
         widths = [base * 2 ** level for level in range(depth + 1)]
         self.encoders = nn.ModuleList()
         channels = in_channels
@@ -50,7 +67,7 @@ class UNet(nn.Module):
         self.upsamplers = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for width in reversed(widths[:-1]):
-            self.upsamplers.append(nn.ConvTranspose2d(width * 2, width, 2, stride=2))
+            self.upsamplers.append(_upsampler(width * 2, width, upsampling))
             self.decoders.append(_conv_block(width * 2, width, activation))
         self.head = nn.Conv2d(base, out_channels, 1)
         self.embedding_size = widths[-1]
@@ -69,16 +86,17 @@ class UNet(nn.Module):
         return self.head(x), embedding
 
 
-def receptive_field(depth: int) -> int:
-    """Receptive field (pixels) of :class:`UNet` with ``depth`` levels: two 3×3
-    convolutions per level, pooling by 2 between levels."""
-    field, step = 1, 1
-    for _ in range(depth):
-        field += 4 * step  # two 3x3 convs
-        field += step      # 2x2 max pool
-        step *= 2
-    field += 4 * step      # bottleneck
-    for _ in range(depth):
-        step //= 2
-        field += 4 * step  # decoder convs (transpose conv adds no context)
-    return field
+def receptive_field(depth: int, upsampling: str = "transpose") -> int:
+    """Receptive field (pixels, a square's side) of :class:`UNet` with ``depth``
+    levels: ``2 * reach + 1``, where ``reach`` is how far from an input pixel
+    the outputs it changes can lie.
+
+    At level ``l`` (pixel step ``s = 2**l``) the two encoder and two decoder
+    3x3 convolutions each reach ``s`` further; pooling and the matching 2x
+    upsampling together add ``s`` (a pixel's partner in its 2x2 cell);
+    bilinear upsampling also reads the next coarse pixel (``s`` more). The
+    bottleneck's two convolutions reach ``2**depth`` each.
+    """
+    steps = sum(2 ** level for level in range(depth))
+    reach = 5 * steps + 2 * 2 ** depth + (steps if upsampling == "bilinear" else 0)
+    return 2 * reach + 1

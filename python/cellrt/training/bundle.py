@@ -61,7 +61,7 @@ def export_nuclei(checkpoint: Path, data_dir: Path, out: Path, training: dict):
         object_classes=["nucleus"], boundary_class="boundary", postprocess=NUCLEI_POSTPROCESS,
         description="Nuclei in fluorescence images (DNA stain): background / nucleus interior / boundary, "
                     "a UNet trained on the dsb2018 stage-1 fluorescence images (BBBC038, CC0).",
-        training={**training, **info}, verify_tiles=calibration)
+        training={**training, **info, "architecture": model.config}, verify_tiles=calibration)
 
 
 def export_isl(checkpoint: Path, data_dir: Path, out: Path, training: dict):
@@ -80,7 +80,7 @@ def export_isl(checkpoint: Path, data_dir: Path, out: Path, training: dict):
         description="In-silico labeling: DAPI (nuclei) predicted from three phase-contrast planes (z03, z06, z09) "
                     "of a z-stack; UNet with ELU trained with the Pearson-correlation loss on the "
                     "in-silico-labeling data of Christiansen et al. 2018 (Apache-2.0).",
-        training={**training, **info}, verify_tiles=calibration)
+        training={**training, **info, "architecture": model.config}, verify_tiles=calibration)
 
 
 def evaluate_nuclei(folder: Path, data_dir: Path, max_images: int | None = None, precision: str = "auto") -> dict:

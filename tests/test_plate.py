@@ -459,6 +459,38 @@ def test_thumbnail_outlines_follow_the_labels(tmp_path):
     np.testing.assert_array_equal(yellow, outline)
 
 
+def test_thumbnail_of_a_large_field_is_block_means_with_any_outline_per_block(tmp_path, dsb_dir):
+    """Fields above THUMBNAIL_SIDE are reduced by an integer step: each thumbnail pixel is the mean of
+    its block of normalised, clipped pixels, yellow if any pixel of the block is on an outline."""
+    import matplotlib.image
+    import tifffile
+
+    from cellrt.kernels import label
+    from cellrt.kernels.stitch import percentile_normalization
+    from cellrt.pipeline.plate import THUMBNAIL_SIDE, write_thumbnail
+
+    nuclei = tifffile.imread(sorted((dsb_dir / "images").glob("*.tif"))[3])
+    image = np.tile(nuclei, (5, 4))[:1001, :703].astype(np.uint16) * 257   # not a multiple of the step
+    labels, _ = label(image > np.percentile(image, 80))
+    write_thumbnail(tmp_path / "t.png", image, labels)
+    rgb = matplotlib.image.imread(tmp_path / "t.png")[..., :3]
+    step = -(-1001 // THUMBNAIL_SIDE)
+    h, w = 1001 // step, 703 // step
+    assert rgb.shape == (h, w, 3)
+    scale, offset = percentile_normalization(image[None], (1.0, 99.8))
+    grey = np.clip((image.astype(np.float64) - offset[0]) * scale[0], 0, 1)[:h * step, :w * step]
+    expected_grey = grey.reshape(h, step, w, step).mean(axis=(1, 3))
+    padded = np.pad(labels, 1, mode="edge")
+    centre = padded[1:-1, 1:-1]
+    on_outline = (centre > 0) & ((padded[:-2, 1:-1] != centre) | (padded[2:, 1:-1] != centre) |
+                                 (padded[1:-1, :-2] != centre) | (padded[1:-1, 2:] != centre))
+    expected_yellow = on_outline[:h * step, :w * step].reshape(h, step, w, step).any(axis=(1, 3))
+    yellow = (rgb[..., 0] > 0.99) & (rgb[..., 1] > 0.84) & (rgb[..., 1] < 0.86) & (rgb[..., 2] < 0.01)
+    assert expected_yellow.any() and not expected_yellow.all()
+    np.testing.assert_array_equal(yellow, expected_yellow)
+    np.testing.assert_allclose(rgb[~expected_yellow, 2], expected_grey[~expected_yellow], atol=1 / 255 + 1e-6)
+
+
 def test_drift_monitor_runs_over_the_plate_in_acquisition_order(tmp_path, nuclei):
     """The model's own reference (auto) over the demo plate: one step per field in plate order, the statistic
     the monitor gives on the embeddings the wells recorded, per-well maxima and alarms in wells.csv, a

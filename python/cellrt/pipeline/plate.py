@@ -429,7 +429,12 @@ def write_thumbnail(path: Path, image: np.ndarray, labels: np.ndarray) -> None:
     from ..kernels.stitch import percentile_normalization  # noqa: PLC0415
 
     scale, offset = percentile_normalization(np.asarray(image)[None], (1.0, 99.8))
-    grey = np.clip((np.asarray(image, np.float32) - offset[0]) * scale[0], 0, 1)
+    step = max(1, -(-max(labels.shape) // THUMBNAIL_SIDE))
+    h, w = (labels.shape[0] // step) * step, (labels.shape[1] // step) * step
+    grey = np.subtract(np.asarray(image)[:h, :w], offset[0], dtype=np.float32)
+    grey *= scale[0]
+    np.clip(grey, 0, 1, out=grey)
+    labels = np.asarray(labels)
     # An object pixel with a 4-neighbour of another label (or background) is on its outline.
     edge = np.zeros(labels.shape, bool)
     across = labels[:, 1:] != labels[:, :-1]
@@ -439,15 +444,16 @@ def write_thumbnail(path: Path, image: np.ndarray, labels: np.ndarray) -> None:
     edge[1:, :] |= down
     edge[:-1, :] |= down
     edge &= labels > 0
-    step = max(1, -(-max(labels.shape) // THUMBNAIL_SIDE))
-    h, w = (labels.shape[0] // step) * step, (labels.shape[1] // step) * step
-    if step > 1:
-        grey = grey[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
-        edge = edge[:h, :w].reshape(h // step, step, w // step, step).any(axis=(1, 3))
+    edge = edge[:h, :w]
+    if step > 1:   # blocks: reduce each band of ``step`` rows first (contiguous rows, vectorised), then columns
+        grey = grey.reshape(h // step, step, w).sum(axis=1).reshape(h // step, w // step, step).sum(axis=2)
+        grey *= 1.0 / (step * step)
+        edge = edge.reshape(h // step, step, w).any(axis=1).reshape(h // step, w // step, step).any(axis=2)
     rgb = np.repeat(grey[..., None], 3, axis=2)
     rgb[edge] = (1.0, 0.85, 0.0)
     with atomic_path(path) as tmp:
-        matplotlib.image.imsave(tmp, rgb, format="png")
+        # zlib level 3: as small as the default here (~26 kB for a 320² field) at a quarter of its time
+        matplotlib.image.imsave(tmp, rgb, format="png", pil_kwargs={"compress_level": 3})
 
 
 def _well_embedding(entries) -> list | None:

@@ -419,6 +419,19 @@ def test_receptive_field_is_how_far_one_input_pixel_reaches(upsampling, depth):
     assert receptive_field(depth, upsampling) == 2 * reach + 1
 
 
+def test_unet_rebuilt_from_onnx_weights_with_a_transposed_decoder(tiny_model, dsb_dir):
+    """The bundled models are bilinear now; models exported before keep the ConvTranspose decoder."""
+    from cellrt.training.from_onnx import unet_from_onnx  # noqa: PLC0415
+
+    folder, module, _ = tiny_model
+    rebuilt = unet_from_onnx(folder / "model.onnx")
+    assert isinstance(rebuilt.upsamplers[0], torch.nn.ConvTranspose2d)
+    tiles = _dsb_tiles(dsb_dir, count=2, size=96)
+    with torch.no_grad():
+        np.testing.assert_allclose(rebuilt(torch.from_numpy(tiles))[0].numpy(),
+                                   module(torch.from_numpy(tiles))[0].numpy(), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("scales_source", ["initializer", "shared initializer", "computed"])
 def test_fp16_conversion_keeps_resize_scales_in_fp32(scales_source, tmp_path):
     """ONNX types Resize's scales as float only; the FP16 copy must still load and match."""

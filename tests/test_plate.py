@@ -489,6 +489,9 @@ def test_thumbnail_of_a_large_field_is_block_means_with_any_outline_per_block(tm
     assert expected_yellow.any() and not expected_yellow.all()
     np.testing.assert_array_equal(yellow, expected_yellow)
     np.testing.assert_allclose(rgb[~expected_yellow, 2], expected_grey[~expected_yellow], atol=1 / 255 + 1e-6)
+    # A strip thinner than the step: reduced by its short side at most, never to nothing.
+    write_thumbnail(tmp_path / "strip.png", image[:, :3], labels[:, :3])
+    assert matplotlib.image.imread(tmp_path / "strip.png").shape[:2] == (333, 1)
 
 
 def test_drift_monitor_runs_over_the_plate_in_acquisition_order(tmp_path, nuclei):

@@ -14,11 +14,15 @@ import numpy as np
 
 # Ops whose FP16 evaluation overflows or loses too much: normalisations
 # (variance sums), exponentials, reductions over whole tiles (the embedding's
-# spatial mean of 16k+ values), divisions and powers.
+# spatial mean of 16k+ values), divisions and powers. Resize/Upsample (as in
+# onnxconverter-common's own default list, which this one replaces): their
+# ``scales`` input is float-only in ONNX, and converting it would also round
+# a scale like 4/3 and change the output size.
 FP16_BLOCKED_OPS = (
     "BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
     "Softmax", "LogSoftmax", "Exp", "Log", "Pow", "Sqrt", "Div", "Erf",
     "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "GlobalAveragePool",
+    "Resize", "Upsample",
 )
 
 
@@ -31,64 +35,115 @@ def convert_to_fp16(fp32_path: Path, fp16_path: Path, blocked_ops=FP16_BLOCKED_O
 
     model = onnx.load(str(fp32_path))
     float_outputs = {o.name for o in model.graph.output if o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    _own_resize_parameters(model)
     with warnings.catch_warnings():
         # Weights below FP16's range are flushed (reported per value); the accuracy gate measures the effect.
         warnings.filterwarnings("ignore", message="the float32 number", category=UserWarning)
-        converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(blocked_ops))
+        converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(blocked_ops),
+                                                     node_block_list=_resize_parameter_producers(model))
     _restore_float_outputs(converted, float_outputs)
-    _restore_resize_scales(converted)
-    onnx.checker.check_model(converted)
+    _drop_fp16_round_trips(converted)
+    onnx.checker.check_model(converted, full_check=True)   # full: types too, which the plain check skips
     with atomic_path(fp16_path) as tmp:
         onnx.save(converted, str(tmp))
 
 
-def _restore_resize_scales(model) -> None:
-    """Give every Resize its ``scales`` in FP32 again.
+_RESIZE_OPS = ("Resize", "Upsample")
 
-    ONNX types Resize's ``scales`` as tensor(float) only, but the converter
-    casts every float initializer to FP16 once Resize is not in its block
-    list (keeping Resize in FP16 keeps the decoder's upsampling in FP16 for
-    TensorRT). A constant ``scales`` is stored back as FP32; a computed one
-    gets a Cast.
+
+def _own_resize_parameters(model) -> None:
+    """Give each Resize its own copy of its float initializer parameters (roi, scales).
+
+    onnxconverter-common converts an initializer that several nodes read to
+    FP16 even when all of them are blocked (casting it back for them: a scale
+    of 4/3 then gives 399 pixels instead of 400), and leaves it FP32 where a
+    blocked op shares it with a converted one (an invalid graph). An
+    initializer read by one blocked op only stays FP32.
     """
-    import onnx  # noqa: PLC0415
-    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+    from onnx import TensorProto, numpy_helper  # noqa: PLC0415
 
     initializers = {tensor.name: tensor for tensor in model.graph.initializer}
-    resizes = [node for node in model.graph.node if node.op_type == "Resize" and len(node.input) > 2 and node.input[2]]
-    as_scales = {node.input[2] for node in resizes}
-    other_readers = {name for node in model.graph.node for i, name in enumerate(node.input)
-                     if name in as_scales and not (node.op_type == "Resize" and i == 2)}
-    casts = {}
-    for node in resizes:
-        scales = node.input[2]
-        tensor = initializers.get(scales)
-        if tensor is None:
-            node.input[2] = scales + "_fp32"
-            casts.setdefault(node.input[2], helper.make_node("Cast", [scales], [node.input[2]], to=TensorProto.FLOAT,
-                                                             name=node.input[2] + "_cast"))
+    for index, node in enumerate(model.graph.node):
+        if node.op_type not in _RESIZE_OPS:
             continue
-        if tensor.data_type == TensorProto.FLOAT:
-            continue
-        values = numpy_helper.to_array(tensor).astype("float32")
-        if scales not in other_readers:   # read only as scales: retype in place
-            tensor.CopyFrom(numpy_helper.from_array(values, scales))
-            continue
-        copy = scales + "_fp32"
-        if copy not in initializers:
-            initializers[copy] = numpy_helper.from_array(values, copy)
-            model.graph.initializer.append(initializers[copy])
-        node.input[2] = copy
-    if casts:   # nodes stay in topological order: each cast goes right before the first Resize reading it
-        order = []
-        pending = dict(casts)
-        for node in model.graph.node:
-            if node.op_type == "Resize" and len(node.input) > 2 and node.input[2] in pending:
-                order.append(pending.pop(node.input[2]))
-            order.append(node)
-        del model.graph.node[:]
-        model.graph.node.extend(order)
-    onnx.checker.check_model(model)
+        for slot in range(1, len(node.input)):
+            tensor = initializers.get(node.input[slot])
+            if tensor is None or tensor.data_type != TensorProto.FLOAT:
+                continue
+            name = f"{node.input[slot]}__{node.name or index}_{slot}_fp32"
+            model.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(tensor), name))
+            node.input[slot] = name
+
+
+def _resize_parameter_producers(model) -> list[str]:
+    """The nodes that compute Resize parameters (e.g. scales from a Constant): kept in FP32, so the
+    values are not rounded on their way to the (FP32) Resize. Unnamed ones get a name to be listed by."""
+    producers = {}
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{index}"
+        for out in node.output:
+            producers[out] = node
+    names: set[str] = set()
+    pending = [name for node in model.graph.node if node.op_type in _RESIZE_OPS for name in node.input[1:] if name]
+    while pending:
+        node = producers.get(pending.pop())
+        if node is not None and node.name not in names:
+            names.add(node.name)
+            pending.extend(name for name in node.input if name)
+    return sorted(names)
+
+
+def _drop_fp16_round_trips(model) -> None:
+    """Read x where the converter wrote Cast(Cast(x, FLOAT16), FLOAT) for an FP32 x.
+
+    It brackets every blocked node with casts, also between two blocked
+    nodes (e.g. a Constant kept in FP32 feeding a Resize's scales), which
+    rounds the value for nothing.
+    """
+    import onnx  # noqa: PLC0415
+    from onnx import TensorProto  # noqa: PLC0415
+
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    types.update({v.name: v.type.tensor_type.elem_type for v in model.graph.input})
+    producers = {out: node for node in model.graph.node for out in node.output}
+
+    def cast_to(node, elem_type) -> bool:
+        return node is not None and node.op_type == "Cast" and any(
+            a.name == "to" and a.i == elem_type for a in node.attribute)
+
+    for node in model.graph.node:
+        for slot, name in enumerate(node.input):
+            up = producers.get(name)
+            if not cast_to(up, TensorProto.FLOAT):
+                continue
+            down = producers.get(up.input[0])
+            if cast_to(down, TensorProto.FLOAT16) and types.get(down.input[0]) == TensorProto.FLOAT:
+                node.input[slot] = down.input[0]
+    while True:   # casts nobody reads any more (subgraphs' reads of outer names count)
+        read = _names_read(model.graph) | {o.name for o in model.graph.output}
+        dead = [n for n in model.graph.node if n.op_type == "Cast" and not any(out in read for out in n.output)]
+        if not dead:
+            return
+        for node in dead:
+            model.graph.node.remove(node)
+
+
+def _names_read(graph) -> set[str]:
+    from onnx import AttributeProto  # noqa: PLC0415
+
+    names = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attribute in node.attribute:
+            if attribute.type == AttributeProto.GRAPH:
+                names |= _names_read(attribute.g)
+            elif attribute.type == AttributeProto.GRAPHS:
+                for sub in attribute.graphs:
+                    names |= _names_read(sub)
+    return names
 
 
 def _restore_float_outputs(model, names: set[str]) -> None:

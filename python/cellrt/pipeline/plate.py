@@ -429,7 +429,8 @@ def write_thumbnail(path: Path, image: np.ndarray, labels: np.ndarray) -> None:
     from ..kernels.stitch import percentile_normalization  # noqa: PLC0415
 
     scale, offset = percentile_normalization(np.asarray(image)[None], (1.0, 99.8))
-    step = max(1, -(-max(labels.shape) // THUMBNAIL_SIDE))
+    # No coarser than the field's short side allows (a 5000 x 3 strip stays 1 pixel wide).
+    step = max(1, min(-(-max(labels.shape) // THUMBNAIL_SIDE), min(labels.shape)))
     h, w = (labels.shape[0] // step) * step, (labels.shape[1] // step) * step
     grey = np.subtract(np.asarray(image)[:h, :w], offset[0], dtype=np.float32)
     grey *= scale[0]

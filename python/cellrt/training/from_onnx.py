@@ -33,9 +33,9 @@ def unet_from_onnx(onnx_path: Path) -> UNet:
         weights[whole] = np.concatenate([pieces[i] for i in sorted(pieces)], axis=1)
     depth = sum(1 for name in weights if name.startswith("encoders.") and name.endswith(".0.weight"))
     base = weights["encoders.0.0.weight"].shape[0]
-    ops = {node.op_type for node in model.graph.node}
-    activation = "elu" if "Elu" in ops else "relu"
-    upsampling = "bilinear" if "Resize" in ops else "transpose"
+    activation = "elu" if any(node.op_type == "Elu" for node in model.graph.node) else "relu"
+    # nn.Sequential(Conv2d, Upsample) names its convolution upsamplers.<i>.0; a ConvTranspose2d is upsamplers.<i>.
+    upsampling = "bilinear" if "upsamplers.0.0.weight" in weights else "transpose"
     unet = UNet(weights["encoders.0.0.weight"].shape[1], weights["head.weight"].shape[0], base=base, depth=depth,
                 activation=activation, upsampling=upsampling)
     state = unet.state_dict()

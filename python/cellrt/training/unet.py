@@ -19,8 +19,9 @@ def _upsampler(in_channels: int, out_channels: int, kind: str) -> nn.Module:
         return nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
     # The 1x1 convolution runs before the interpolation, at a quarter of the pixels: both are
     # linear and bilinear weights sum to one, so the order does not change the result.
-    # Unlike ConvTranspose, both ops have 8-bit NHWC kernels in ONNX Runtime's CPU provider,
-    # so an INT8 graph stays in 8 bits through the decoder.
+    # In ONNX Runtime's CPU provider the INT8 graph then keeps every convolution in 8 bits (it has
+    # no INT8 ConvTranspose) and NHWC throughout: the Resize runs in FP32 on NHWC data between a
+    # dequantise and a quantise, with no layout transposes around it.
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1),
                          nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
 

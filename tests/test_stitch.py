@@ -416,6 +416,29 @@ def test_out_is_filled_in_place(rng):
         stitch(tiles, origins, (64, 64), out=np.empty((1, 64, 63), np.float32), backend="cpu")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_out_at_every_offset_from_a_cache_line_gets_the_same_values(dtype, rng):
+    """Spans start anywhere relative to a cache line when the caller's buffer does (numpy's are 16 bytes
+    past one): the streamed edges of each span must land exactly as the aligned middle does."""
+    image_shape = (70, 150)
+    origins = tile_origins(image_shape, 40, 12)
+    tiles = rng.random((len(origins), 2, 40, 40), dtype=np.float32).astype(dtype)
+    tiles[0, 1, 5, 7] = np.inf   # counted the same from a streamed edge value
+    reference = stitch(tiles, origins, image_shape, backend="numba", nan_policy="propagate")
+    size = 2 * image_shape[0] * image_shape[1]
+    storage = np.full(size + 32, -1.0, np.float32)
+    results = []
+    for offset in range(16):   # floats: every 4-byte position in a 64-byte line
+        storage[:] = -1.0
+        out = storage[offset:offset + size].reshape(2, *image_shape)
+        results.append(stitch(tiles, origins, image_shape, out=out, backend="cpu", nan_policy="propagate").copy())
+        np.testing.assert_array_equal(results[-1], results[0])
+        np.testing.assert_allclose(results[-1], reference, rtol=1e-6)
+        assert np.all(storage[:offset] == -1.0) and np.all(storage[offset + size:] == -1.0)   # nothing outside
+    with pytest.raises(ValueError, match="non-finite"):
+        stitch(tiles, origins, image_shape, out=storage[3:3 + size].reshape(2, *image_shape), backend="cpu")
+
+
 # --- non-finite values ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", HOST_BACKENDS)

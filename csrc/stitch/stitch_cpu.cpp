@@ -53,15 +53,16 @@ inline const float* row_as_float(const Half* src, int64_t n, float* scratch) {
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 load8(const Half* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 
-// dst[0:n] = float(src[0:n]) with non-temporal stores, in one pass with the
+// dst[0:n] = float(src[0:n]) with streaming stores only (see stream_store), in one pass with the
 // count of non-finite values (single-tile spans of float16 tiles).
 int32_t stream_copy_counting(float* dst, const Half* src, int64_t n) {
   const __m256i exponent = _mm256_set1_epi32(0x7f800000);
   int32_t bad = 0;
   int64_t i = 0;
   for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 31u) != 0; ++i) {
-    dst[i] = to_float(src[i]);
-    bad += is_finite_value(dst[i]) ? 0 : 1;
+    const float value = to_float(src[i]);
+    stream_store(dst + i, value);
+    bad += is_finite_value(value) ? 0 : 1;
   }
   for (; i + 8 <= n; i += 8) {
     const __m256 x = load8(src + i);
@@ -70,8 +71,9 @@ int32_t stream_copy_counting(float* dst, const Half* src, int64_t n) {
     _mm256_stream_ps(dst + i, x);
   }
   for (; i < n; ++i) {
-    dst[i] = to_float(src[i]);
-    bad += is_finite_value(dst[i]) ? 0 : 1;
+    const float value = to_float(src[i]);
+    stream_store(dst + i, value);
+    bad += is_finite_value(value) ? 0 : 1;
   }
   return bad;
 }

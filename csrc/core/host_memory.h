@@ -67,6 +67,12 @@ inline void stream_copy(Half* dst, const Half* src, int64_t n) {
   int64_t i = 0;
 #if defined(__AVX__)
   for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 15u) != 0; ++i) dst[i] = src[i];
+  if (i + 8 <= n && (reinterpret_cast<uintptr_t>(dst + i) & 31u) != 0) {
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+    i += 8;
+  }
+  for (; i + 16 <= n; i += 16)
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
   for (; i + 8 <= n; i += 8)
     _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
 #endif

@@ -461,6 +461,8 @@ def test_fp16_conversion_keeps_resize_in_fp32_with_its_exact_scales(scales_sourc
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     onnx.save(model, tmp_path / "fp32.onnx")
     convert_to_fp16(tmp_path / "fp32.onnx", tmp_path / "fp16.onnx")
+    half = onnx.load(str(tmp_path / "fp16.onnx")).graph
+    assert {t.name for t in half.initializer} <= {name for node in half.node for name in node.input}   # none left over
     x = {"x": np.random.default_rng(0).random((1, 2, 30, 4), dtype=np.float32)}
     expected = ort.InferenceSession(tmp_path / "fp32.onnx", providers=["CPUExecutionProvider"]).run(None, x)
     got = ort.InferenceSession(tmp_path / "fp16.onnx", providers=["CPUExecutionProvider"]).run(None, x)

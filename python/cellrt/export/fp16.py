@@ -63,6 +63,7 @@ def _own_resize_parameters(model) -> None:
     from onnx import TensorProto, numpy_helper  # noqa: PLC0415
 
     initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    replaced = set()
     for index, node in enumerate(model.graph.node):
         if node.op_type not in _RESIZE_OPS:
             continue
@@ -72,7 +73,11 @@ def _own_resize_parameters(model) -> None:
                 continue
             name = f"{node.input[slot]}__{node.name or index}_{slot}_fp32"
             model.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(tensor), name))
+            replaced.add(node.input[slot])
             node.input[slot] = name
+    still_read = _names_read(model.graph) | {output.name for output in model.graph.output}
+    for name in replaced - still_read:
+        model.graph.initializer.remove(initializers[name])
 
 
 def _resize_parameter_producers(model) -> list[str]:

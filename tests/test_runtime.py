@@ -472,6 +472,34 @@ def test_fp16_conversion_keeps_resize_in_fp32_with_its_exact_scales(scales_sourc
         np.testing.assert_allclose(a, b, atol=2e-3)
 
 
+def test_fp16_conversion_keeps_scales_computed_from_the_data_shape_exact_and_the_data_in_fp16(tmp_path):
+    """Scales = target size / Shape(feature map): the chain stays FP32, the convolution it measures does not."""
+    import onnx  # noqa: PLC0415
+    import onnxruntime as ort  # noqa: PLC0415
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+
+    from cellrt.export import convert_to_fp16  # noqa: PLC0415
+
+    weight = numpy_helper.from_array(np.random.default_rng(1).random((2, 2, 3, 3), dtype=np.float32), "W")
+    target = numpy_helper.from_array(np.array([1, 2, 40, 5], np.float32), "target")
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Shape", ["c"], ["s"], name="shape"),
+             helper.make_node("Cast", ["s"], ["sf"], to=TensorProto.FLOAT, name="to_float"),
+             helper.make_node("Div", ["target", "sf"], ["scales"], name="div"),
+             helper.make_node("Resize", ["c", "", "scales"], ["y"], mode="linear", name="resize")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 30, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight, target])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tmp_path / "fp32.onnx")
+    convert_to_fp16(tmp_path / "fp32.onnx", tmp_path / "fp16.onnx")
+    half = onnx.load(str(tmp_path / "fp16.onnx")).graph
+    assert {t.name: t.data_type for t in half.initializer}["W"] == TensorProto.FLOAT16
+    x = {"x": np.random.default_rng(0).random((1, 2, 30, 4), dtype=np.float32)}
+    expected = ort.InferenceSession(tmp_path / "fp32.onnx", providers=["CPUExecutionProvider"]).run(None, x)[0]
+    got = ort.InferenceSession(tmp_path / "fp16.onnx", providers=["CPUExecutionProvider"]).run(None, x)[0]
+    assert got.shape == expected.shape == (1, 2, 40, 5)
+    np.testing.assert_allclose(got, expected, atol=2e-3)
+
+
 def test_bilinear_unet_exports_in_fp16_rebuilds_in_torch_and_quantises_to_8_bit_convolutions(tiny_model, dsb_dir,
                                                                                               tmp_path):
     import onnx  # noqa: PLC0415

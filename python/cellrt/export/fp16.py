@@ -95,7 +95,8 @@ def _resize_parameter_producers(model) -> list[str]:
         node = producers.get(pending.pop())
         if node is not None and node.name not in names:
             names.add(node.name)
-            pending.extend(name for name in node.input if name)
+            if node.op_type not in ("Shape", "Size"):   # these read only the metadata of the image data
+                pending.extend(name for name in node.input if name)
     return sorted(names)
 
 

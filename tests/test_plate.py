@@ -220,6 +220,14 @@ def test_cellrt_run_cli_with_channel_map_and_errors(tmp_path, operetta_plate):
     assert (out / "objects.csv").is_file()
     assert len(open_plate(out / "images.ome.zarr").fields) == 12
     assert "fields/s" in result.stdout and "p99" in result.stdout
+    # FP32 on the CPU for a model with a gated INT8 file: the summary says so, with the manifest's held-out numbers.
+    manifest = cellrt.load_model("nuclei", backend="ort").manifest
+    assert (f"tip: nuclei also ships an INT8 network checked against this one (held-out f1_iou50 "
+            f"{manifest.int8['metrics']['f1_iou50']} vs {manifest.training['metrics']['f1_iou50']} in FP32): "
+            "`cellrt run ... --precision int8`") in result.stdout
+    int8 = run_cli("run", str(operetta_plate), "--model", "nuclei", "--out", str(tmp_path / "int8"), "--channel",
+                   "DNA=1", "--precision", "int8")
+    assert int8.returncode == 0 and "(ort, int8)" in int8.stdout and "tip:" not in int8.stdout
     again = run_cli("run", str(operetta_plate), "--model", "nuclei", "--out", str(out), "--channel", "DNA=1",
                     "--format", "csv")
     assert again.returncode == 1 and "pass --resume" in again.stderr

@@ -147,7 +147,23 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
         return 1
     report = write_plate_report(out)
     _print_summary(summary, Path(out), report)
+    hint = _int8_hint(model)
+    if hint:
+        print(hint)
     return 0
+
+
+def _int8_hint(model) -> str | None:
+    """A CPU run in FP32 of a model that ships a gated INT8 file: say so, with both held-out results."""
+    manifest = model.manifest
+    if model.precision != "fp32" or model.backend.name != "ort" or not manifest.int8:
+        return None
+    held_out = (manifest.training or {}).get("metrics", {})
+    int8 = manifest.int8.get("metrics", {})
+    shared = [k for k, v in int8.items() if k in held_out and isinstance(v, (int, float)) and not k.endswith("images")]
+    detail = f" (held-out {shared[0]} {int8[shared[0]]} vs {held_out[shared[0]]} in FP32)" if shared else ""
+    return (f"tip: {manifest.name} also ships an INT8 network checked against this one{detail}: "
+            "`cellrt run ... --precision int8` runs it in 8-bit arithmetic, faster on CPUs")
 
 
 def run_demo(out: str) -> int:

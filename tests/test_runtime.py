@@ -432,15 +432,30 @@ def test_unet_rebuilt_from_onnx_weights_with_a_transposed_decoder(tiny_model, ds
                                    module(torch.from_numpy(tiles))[0].numpy(), rtol=1e-4, atol=1e-4)
 
 
+def _fp16_round_trip(nodes, initializers, outputs, tmp_path):
+    """Save the graph (input x: 1x2x30x4), convert it to FP16, run both on the same random x:
+    (the FP16 graph, the FP32 outputs, the FP16 outputs)."""
+    import onnx  # noqa: PLC0415
+    import onnxruntime as ort  # noqa: PLC0415
+    from onnx import TensorProto, helper  # noqa: PLC0415
+
+    from cellrt.export import convert_to_fp16  # noqa: PLC0415
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 30, 4])],
+                              outputs, initializers)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tmp_path / "fp32.onnx")
+    convert_to_fp16(tmp_path / "fp32.onnx", tmp_path / "fp16.onnx")
+    x = {"x": np.random.default_rng(0).random((1, 2, 30, 4), dtype=np.float32)}
+    expected, got = (ort.InferenceSession(tmp_path / name, providers=["CPUExecutionProvider"]).run(None, x)
+                     for name in ("fp32.onnx", "fp16.onnx"))
+    return onnx.load(str(tmp_path / "fp16.onnx")).graph, expected, got
+
+
 @pytest.mark.parametrize("scales_source", ["initializer", "shared initializer", "computed"])
 def test_fp16_conversion_keeps_resize_in_fp32_with_its_exact_scales(scales_source, tmp_path):
     """ONNX types Resize's scales as float only; the FP16 copy must load, and a scale FP16 cannot hold
     (4/3) must still give the FP32 model's output size and values."""
-    import onnx  # noqa: PLC0415
-    import onnxruntime as ort  # noqa: PLC0415
     from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
-
-    from cellrt.export import convert_to_fp16  # noqa: PLC0415
 
     scales = numpy_helper.from_array(np.array([1, 1, 4 / 3, 4 / 3], np.float32), "scales")
     nodes, initializers, outputs = [], [scales], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
@@ -456,16 +471,8 @@ def test_fp16_conversion_keeps_resize_in_fp32_with_its_exact_scales(scales_sourc
     if scales_source == "shared initializer":   # also read as data
         nodes.append(helper.make_node("Mul", ["x", "scales"], ["z"], name="mul"))
         outputs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, None))
-    graph = helper.make_graph(nodes, "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 30, 4])],
-                              outputs, initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    onnx.save(model, tmp_path / "fp32.onnx")
-    convert_to_fp16(tmp_path / "fp32.onnx", tmp_path / "fp16.onnx")
-    half = onnx.load(str(tmp_path / "fp16.onnx")).graph
+    half, expected, got = _fp16_round_trip(nodes, initializers, outputs, tmp_path)
     assert {t.name for t in half.initializer} <= {name for node in half.node for name in node.input}   # none left over
-    x = {"x": np.random.default_rng(0).random((1, 2, 30, 4), dtype=np.float32)}
-    expected = ort.InferenceSession(tmp_path / "fp32.onnx", providers=["CPUExecutionProvider"]).run(None, x)
-    got = ort.InferenceSession(tmp_path / "fp16.onnx", providers=["CPUExecutionProvider"]).run(None, x)
     assert expected[0].shape == (1, 2, 40, 5)
     for a, b in zip(expected, got):
         assert a.shape == b.shape
@@ -474,11 +481,7 @@ def test_fp16_conversion_keeps_resize_in_fp32_with_its_exact_scales(scales_sourc
 
 def test_fp16_conversion_keeps_scales_computed_from_the_data_shape_exact_and_the_data_in_fp16(tmp_path):
     """Scales = target size / Shape(feature map): the chain stays FP32, the convolution it measures does not."""
-    import onnx  # noqa: PLC0415
-    import onnxruntime as ort  # noqa: PLC0415
     from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
-
-    from cellrt.export import convert_to_fp16  # noqa: PLC0415
 
     weight = numpy_helper.from_array(np.random.default_rng(1).random((2, 2, 3, 3), dtype=np.float32), "W")
     target = numpy_helper.from_array(np.array([1, 2, 40, 5], np.float32), "target")
@@ -487,15 +490,9 @@ def test_fp16_conversion_keeps_scales_computed_from_the_data_shape_exact_and_the
              helper.make_node("Cast", ["s"], ["sf"], to=TensorProto.FLOAT, name="to_float"),
              helper.make_node("Div", ["target", "sf"], ["scales"], name="div"),
              helper.make_node("Resize", ["c", "", "scales"], ["y"], mode="linear", name="resize")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 30, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight, target])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tmp_path / "fp32.onnx")
-    convert_to_fp16(tmp_path / "fp32.onnx", tmp_path / "fp16.onnx")
-    half = onnx.load(str(tmp_path / "fp16.onnx")).graph
+    half, (expected,), (got,) = _fp16_round_trip(nodes, [weight, target],
+                                                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], tmp_path)
     assert {t.name: t.data_type for t in half.initializer}["W"] == TensorProto.FLOAT16
-    x = {"x": np.random.default_rng(0).random((1, 2, 30, 4), dtype=np.float32)}
-    expected = ort.InferenceSession(tmp_path / "fp32.onnx", providers=["CPUExecutionProvider"]).run(None, x)[0]
-    got = ort.InferenceSession(tmp_path / "fp16.onnx", providers=["CPUExecutionProvider"]).run(None, x)[0]
     assert got.shape == expected.shape == (1, 2, 40, 5)
     np.testing.assert_allclose(got, expected, atol=2e-3)
 

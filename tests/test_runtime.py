@@ -55,7 +55,7 @@ def tiny_model(tmp_path_factory, dsb_dir):
                      outputs=[OutputSpec("logits", "class_logits", CLASSES, activation="softmax"),
                               OutputSpec("embedding", "embedding", size=module.embedding_size)],
                      tile_size=64, overlap=16, size_multiple=module.size_multiple,
-                     receptive_field=receptive_field(2),
+                     receptive_field=module.receptive_field,
                      normalization={"mode": "percentile", "percentiles": [1.0, 99.8]},
                      boundary_class="boundary", verify_tiles=_dsb_tiles(dsb_dir))
     return folder, module, report
@@ -416,7 +416,7 @@ def test_receptive_field_is_how_far_one_input_pixel_reaches(upsampling, depth):
             poked[0, 0, position, position] += 1.0
             ys, xs = np.nonzero((module(poked)[0] != before).any(1)[0].numpy())
             reach = max(reach, int(np.abs(ys - position).max()), int(np.abs(xs - position).max()))
-    assert receptive_field(depth, upsampling) == 2 * reach + 1
+    assert module.receptive_field == receptive_field(depth, upsampling) == 2 * reach + 1
 
 
 def test_unet_rebuilt_from_onnx_weights_with_a_transposed_decoder(tiny_model, dsb_dir):
@@ -511,7 +511,7 @@ def test_bilinear_unet_exports_in_fp16_rebuilds_in_torch_and_quantises_to_8_bit_
                      outputs=[OutputSpec("logits", "class_logits", CLASSES, activation="softmax"),
                               OutputSpec("embedding", "embedding", size=module.embedding_size)],
                      tile_size=64, overlap=16, size_multiple=module.size_multiple,
-                     receptive_field=receptive_field(2, "bilinear"),
+                     receptive_field=module.receptive_field,
                      normalization={"mode": "percentile", "percentiles": [1.0, 99.8]},
                      boundary_class="boundary", verify_tiles=_dsb_tiles(dsb_dir))
     assert max(report.max_abs_error.values()) < 1e-5 and max(report.fp16_error.values()) < 0.02

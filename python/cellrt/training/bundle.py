@@ -11,7 +11,6 @@ import tifffile
 from ..runtime.manifest import OutputSpec, load_manifest, write_manifest
 from . import data
 from .train import load_checkpoint
-from .unet import receptive_field
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "models"
 
@@ -51,12 +50,11 @@ def export_nuclei(checkpoint: Path, data_dir: Path, out: Path, training: dict):
 
     model, info = load_checkpoint(checkpoint)
     calibration = verify_tiles("nuclei", data_dir)
-    receptive = receptive_field(model.config["depth"], model.config.get("upsampling", "transpose"))
     return to_onnx(
         model, out, name="nuclei", kind="semantic", input_channels=["DNA"],
         outputs=[OutputSpec("logits", "class_logits", data.NUCLEI_CLASSES, activation="softmax"),
                  OutputSpec("embedding", "embedding", size=model.embedding_size)],
-        tile_size=256, overlap=48, size_multiple=model.size_multiple, receptive_field=receptive,
+        tile_size=256, overlap=48, size_multiple=model.size_multiple, receptive_field=model.receptive_field,
         normalization={"mode": "percentile", "percentiles": list(data.PERCENTILES)},
         object_classes=["nucleus"], boundary_class="boundary", postprocess=NUCLEI_POSTPROCESS,
         description="Nuclei in fluorescence images (DNA stain): background / nucleus interior / boundary, "
@@ -69,12 +67,11 @@ def export_isl(checkpoint: Path, data_dir: Path, out: Path, training: dict):
 
     model, info = load_checkpoint(checkpoint)
     calibration = verify_tiles("isl-dapi", data_dir)
-    receptive = receptive_field(model.config["depth"], model.config.get("upsampling", "transpose"))
     return to_onnx(
         model, out, name="isl-dapi", kind="image2image", input_channels=list(data.ISL_PHASE_PLANES),
         outputs=[OutputSpec("prediction", "image", ("DAPI",)),
                  OutputSpec("embedding", "embedding", size=model.embedding_size)],
-        tile_size=256, overlap=48, size_multiple=model.size_multiple, receptive_field=receptive,
+        tile_size=256, overlap=48, size_multiple=model.size_multiple, receptive_field=model.receptive_field,
         normalization={"mode": "percentile", "percentiles": list(data.PERCENTILES)},
         postprocess=ISL_POSTPROCESS,
         description="In-silico labeling: DAPI (nuclei) predicted from three phase-contrast planes (z03, z06, z09) "

@@ -42,10 +42,11 @@ class UNet(nn.Module):
     """UNet (Ronneberger et al. 2015) with ``depth`` poolings and ``base`` channels at full resolution.
 
     Input height and width must be multiples of ``2**depth``
-    (:attr:`size_multiple`). ``upsampling`` is how the decoder doubles the
-    resolution: ``"bilinear"`` (a 1x1 convolution, then bilinear
-    interpolation) or ``"transpose"`` (a 2x2 transposed convolution, stride
-    2, as in the original UNet).
+    (:attr:`size_multiple`); :attr:`receptive_field` is the side of the
+    input square one output pixel depends on. ``upsampling`` is how the
+    decoder doubles the resolution: ``"bilinear"`` (a 1x1 convolution, then
+    bilinear interpolation) or ``"transpose"`` (a 2x2 transposed
+    convolution, stride 2, as in the original UNet).
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, base: int = 16, depth: int = 3,
@@ -73,6 +74,7 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(base, out_channels, 1)
         self.embedding_size = widths[-1]
         self.size_multiple = 2 ** depth
+        self.receptive_field = receptive_field(depth, upsampling)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         skips = []

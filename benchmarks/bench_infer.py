@@ -113,7 +113,8 @@ def main() -> int:
     peak, peak_how = measured_matmul_peak(args.threads)
     nominal, nominal_how = nominal_peak(args.threads)
     note(f"{manifest.name}: {flops_per_tile / 1e9:.2f} GFLOP per {tile}x{tile} tile; matmul peak "
-         f"{peak / 1e9:.0f} GFLOP/s ({peak_how}), nominal {nominal / 1e9 if nominal else float('nan'):.0f} GFLOP/s ({nominal_how})")
+         f"{peak / 1e9:.0f} GFLOP/s ({peak_how}), "
+         f"nominal {nominal / 1e9 if nominal else float('nan'):.0f} GFLOP/s ({nominal_how})")
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
@@ -157,7 +158,8 @@ def main() -> int:
     if pass_table:
         print(pass_table)
     write_record("bench_infer", {"machine": machine(), "model": manifest.name, "tile": tile,
-                                 "flops_per_tile": flops_per_tile, "matmul_peak_flops": peak, "matmul_peak_basis": peak_how,
+                                 "flops_per_tile": flops_per_tile, "matmul_peak_flops": peak,
+                                 "matmul_peak_basis": peak_how,
                                  "nominal_peak_flops": nominal, "nominal_peak_basis": nominal_how,
                                  "threads": args.threads, "results": records, "table": table,
                                  "graph_passes": pass_records, "graph_pass_table": pass_table})

@@ -490,8 +490,8 @@ def test_fp16_conversion_keeps_scales_computed_from_the_data_shape_exact_and_the
              helper.make_node("Cast", ["s"], ["sf"], to=TensorProto.FLOAT, name="to_float"),
              helper.make_node("Div", ["target", "sf"], ["scales"], name="div"),
              helper.make_node("Resize", ["c", "", "scales"], ["y"], mode="linear", name="resize")]
-    half, (expected,), (got,) = _fp16_round_trip(nodes, [weight, target],
-                                                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], tmp_path)
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    half, (expected,), (got,) = _fp16_round_trip(nodes, [weight, target], outputs, tmp_path)
     assert {t.name: t.data_type for t in half.initializer}["W"] == TensorProto.FLOAT16
     assert got.shape == expected.shape == (1, 2, 40, 5)
     np.testing.assert_allclose(got, expected, atol=2e-3)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .graph_passes import _subgraph_references, _unique
+
 # Ops whose FP16 evaluation overflows or loses too much: normalisations
 # (variance sums), exponentials, reductions over whole tiles (the embedding's
 # spatial mean of 16k+ values), divisions and powers. Resize/Upsample (as in
@@ -63,6 +65,7 @@ def _own_resize_parameters(model) -> None:
     from onnx import TensorProto, numpy_helper  # noqa: PLC0415
 
     initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    taken = set(initializers) | {v.name for v in model.graph.input} | {o for n in model.graph.node for o in n.output}
     replaced = set()
     for index, node in enumerate(model.graph.node):
         if node.op_type not in _RESIZE_OPS:
@@ -71,7 +74,7 @@ def _own_resize_parameters(model) -> None:
             tensor = initializers.get(node.input[slot])
             if tensor is None or tensor.data_type != TensorProto.FLOAT:
                 continue
-            name = f"{node.input[slot]}__{node.name or index}_{slot}_fp32"
+            name = _unique(f"{node.input[slot]}__{node.name or index}_{slot}_fp32", taken)
             model.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(tensor), name))
             replaced.add(node.input[slot])
             node.input[slot] = name
@@ -138,18 +141,7 @@ def _drop_fp16_round_trips(model) -> None:
 
 
 def _names_read(graph) -> set[str]:
-    from onnx import AttributeProto  # noqa: PLC0415
-
-    names = set()
-    for node in graph.node:
-        names.update(node.input)
-        for attribute in node.attribute:
-            if attribute.type == AttributeProto.GRAPH:
-                names |= _names_read(attribute.g)
-            elif attribute.type == AttributeProto.GRAPHS:
-                for sub in attribute.graphs:
-                    names |= _names_read(sub)
-    return names
+    return {name for node in graph.node for name in node.input} | _subgraph_references(graph)
 
 
 def _restore_float_outputs(model, names: set[str]) -> None:

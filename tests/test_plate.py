@@ -192,6 +192,81 @@ def test_a_field_of_another_size_is_named(tmp_path, nuclei):
         PlateRun(nuclei, open_plate(plate_dir), tmp_path / "out", PlateOptions(readers=1)).run()
 
 
+def test_the_odd_sized_field_is_the_one_named_even_when_read_first(tmp_path, nuclei):
+    """The plate's field shape is that of most fields (from the TIFF headers), not of whichever
+    field a reader thread happens to finish first."""
+    plate_dir = _copy_demo(tmp_path, 8)
+    tifffile.imwrite(plate_dir / "demo_A01_s1_w1.tif", np.zeros((200, 180), np.uint8))  # first in plate order
+    plate = open_plate(plate_dir)
+    assert plate.typical_field_shape() == (256, 256)
+    with pytest.raises(PlateRunError, match=r"well A01, field 1: .*demo_A01_s1_w1.tif: shape \(200, 180\), but "
+                                            r"the plate's fields are \(256, 256\)"):
+        PlateRun(nuclei, plate, tmp_path / "strict", PlateOptions(readers=2)).run()
+    PlateRun(nuclei, plate, tmp_path / "lenient", PlateOptions(readers=2, skip_bad=True)).run()
+    errors = read_table(tmp_path / "lenient" / "errors.csv", as_text=True)
+    assert list(zip(errors["Metadata_Well"], errors["Metadata_Field"])) == [("A01", "1")]
+
+
+def test_skip_bad_records_scan_time_rejections_like_run_time_failures(tmp_path, nuclei):
+    """A duplicate file and a field missing a channel are left out with --skip-bad, recorded in
+    errors.csv with the columns of fields that fail later, and counted as failed fields of their wells."""
+    plate_dir = _copy_demo(tmp_path, 4)   # A01 and A02, fields 1 and 2
+    shutil.copy(plate_dir / "demo_A01_s1_w1.tif", plate_dir / "demo_A01_s1_w1.tiff")    # two files, one channel
+    shutil.copy(plate_dir / "demo_A02_s1_w1.tif", plate_dir / "demo_A03_s1_w2.tif")     # A03: channel 2 only
+    shutil.copy(plate_dir / "demo_A02_s1_w1.tif", plate_dir / "demo_A02_s1_w2.tif")
+    shutil.copy(plate_dir / "demo_A02_s2_w1.tif", plate_dir / "demo_A02_s2_w2.tif")
+    with pytest.raises(PlateError, match=r"two files for well A01, field 1, channel 1"):
+        open_plate(plate_dir)
+    plate = open_plate(plate_dir, skip_bad=True)
+    assert sorted((f.well, f.field) for f in plate.fields) == [("A02", 1), ("A02", 2)]
+    out = tmp_path / "out"
+    PlateRun(nuclei, plate, out, PlateOptions(skip_bad=True, channel_map={"DNA": "1"})).run()
+    header = (out / "errors.csv").read_text().splitlines()[0]
+    assert header == "Metadata_Well,Metadata_Field,Files,Error"
+    errors = read_table(out / "errors.csv", as_text=True)
+    assert sorted(zip(errors["Metadata_Well"], errors["Metadata_Field"])) == [
+        ("A01", "1"), ("A01", "2"), ("A03", "1")]
+    duplicate = list(errors["Metadata_Well"]).index("A01")
+    assert "demo_A01_s1_w1.tif;" in errors["Files"][duplicate] and "two files" in errors["Error"][duplicate]
+    wells = read_table(out / "wells.csv", as_text=True)
+    assert list(wells["Metadata_Well"]) == ["A01", "A02", "A03"]
+    assert list(wells["FieldsFailed"]) == ["2", "0", "1"] and list(wells["Fields"]) == ["2", "2", "1"]
+    assert wells["Count"][0] == "0" and wells["MeanArea"][0] == ""   # missing, not 0 and not "nan"
+    fields = read_table(out / "fields.csv", as_text=True)
+    assert [(w, f) for w, f in zip(fields["Metadata_Well"], fields["Metadata_Field"])] == [
+        ("A01", "1"), ("A01", "2"), ("A02", "1"), ("A02", "2"), ("A03", "1")]
+
+
+def test_csv_tables_keep_identifiers_as_written(tmp_path, nuclei):
+    """A numeric plate barcode and integer ids stay as they were written when the wells' CSV tables
+    are joined into objects.csv (they used to come back as 20240101.0, 1.0)."""
+    plate_dir = tmp_path / "plate"
+    plate_dir.mkdir()
+    for path in sorted(DEMO.glob("*.tif"))[:4]:
+        shutil.copy(path, plate_dir / path.name.replace("demo_", "20240101_"))
+    out = tmp_path / "out"
+    PlateRun(nuclei, open_plate(plate_dir), out, PlateOptions(table_format="csv")).run()
+    objects = read_table(out / "objects.csv", as_text=True)
+    well_file = read_table(next((out / "wells").glob("A01.objects.csv")), as_text=True)
+    assert set(objects["Metadata_Plate"]) == {"20240101"} and set(objects["Metadata_Field"]) == {"1", "2"}
+    first = len(well_file["ObjectNumber"])
+    for column in well_file:
+        assert list(objects[column][:first]) == list(well_file[column]), column
+    assert objects["ObjectNumber"][0] == "1"
+
+
+def test_field_and_well_summaries_have_the_same_columns(tmp_path, nuclei):
+    plate_dir = _copy_demo(tmp_path, 4)
+    out = tmp_path / "out"
+    PlateRun(nuclei, open_plate(plate_dir), out).run()
+    fields, wells = read_table(out / "fields.csv"), read_table(out / "wells.csv")
+    summary = [c for c in wells if c.startswith(("Count_", "Fraction_", "Mean", "Median"))]
+    assert {"Fraction_nucleus", "MedianArea", "Median_Intensity_MeanIntensity_DNA"} <= set(summary)
+    assert set(summary) <= set(fields)
+    for name in ("nucleus",):
+        assert np.allclose(fields[f"Fraction_{name}"], fields[f"Count_{name}"] / fields["Count"])
+
+
 # -- report and CLI --------------------------------------------------------------------------------------------------
 
 def test_cellrt_demo_writes_tables_and_a_report(tmp_path):
@@ -233,6 +308,12 @@ def test_cellrt_run_cli_with_channel_map_and_errors(tmp_path, operetta_plate):
     assert again.returncode == 1 and "pass --resume" in again.stderr
     bad = run_cli("run", str(operetta_plate), "--model", "nuclei", "--out", str(tmp_path / "x"))
     assert bad.returncode == 1 and "--channel DNA=1" in bad.stderr
+    # Output folders that cannot be: a message naming the path, no traceback.
+    (tmp_path / "a-file").write_text("")
+    for place, why in ((tmp_path / "a-file", "is an existing file"), (tmp_path / "a-file" / "below", "cannot create")):
+        result = run_cli("run", str(operetta_plate), "--model", "nuclei", "--out", str(place), "--channel", "DNA=1")
+        assert result.returncode == 1 and f"{place}: " in result.stderr and why in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
 
 
 # -- OME-Zarr HCS ----------------------------------------------------------------------------------------------------

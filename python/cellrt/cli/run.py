@@ -145,6 +145,9 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
     except (PlateError, PlateRunError, ValueError) as error:
         print(f"cellrt run: {error}", file=sys.stderr)
         return 1
+    except OSError as error:   # the output disk: full, read-only, removed mid-run; the message names the path
+        print(f"cellrt run: {error}", file=sys.stderr)
+        return 1
     report = write_plate_report(out)
     _print_summary(summary, Path(out), report)
     hint = _int8_hint(model)

@@ -71,7 +71,7 @@ class Plate:
     layout: str
     channels: list[str]
     fields: list[FieldSource]
-    rejected: list[dict] = field(default_factory=list)   # files skipped with --skip-bad, and why
+    rejected: list[dict] = field(default_factory=list)   # files and fields skipped with --skip-bad (rejected_row)
 
     @property
     def wells(self) -> list[str]:
@@ -79,6 +79,30 @@ class Plate:
 
     def fields_of(self, well: str) -> list[FieldSource]:
         return [f for f in self.fields if f.well == well]
+
+    def typical_field_shape(self, sample: int = 16) -> tuple[int, int] | None:
+        """(H, W) of most of up to ``sample`` fields spread evenly over the plate, from the TIFF headers
+        (no pixels read); ties go to the field first in plate order. The run checks every field against
+        it, so one odd file is the one reported whichever field is read first. None when no header can
+        be read this way (plates read through a reader: their first field then sets the shape)."""
+        import tifffile  # noqa: PLC0415
+
+        chosen = self.fields if len(self.fields) <= sample else [
+            self.fields[round(i * (len(self.fields) - 1) / (sample - 1))] for i in range(sample)]
+        shapes: list[tuple[int, int]] = []
+        for source in chosen:
+            if source.reader is not None or not source.files:
+                continue
+            try:
+                with tifffile.TiffFile(next(iter(source.files.values()))) as tif:
+                    shape = tuple(d for d in tif.series[0].shape if d != 1)
+            except Exception:  # noqa: BLE001 - an unreadable file is reported when its field is read
+                continue
+            if len(shape) == 2:
+                shapes.append(shape)
+        if not shapes:
+            return None
+        return max(shapes, key=lambda shape: (shapes.count(shape), -shapes.index(shape)))
 
     def geometry(self) -> tuple[int, int] | None:
         """(rows, columns) of the standard plate (96 or 384 wells, or 6-1536)
@@ -211,6 +235,7 @@ def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad:
         return Plate(name or root.name, root, layout, ["1"], sources, rejected)
     regex = pattern_regex(layout)
     found: dict[FieldKey, dict[str, Path]] = {}
+    duplicates: dict[FieldKey, list] = {}
     unmatched = []
     plate_names = set()
     for path in files:
@@ -241,32 +266,48 @@ def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad:
         key = FieldKey(well, number)
         channels = found.setdefault(key, {})
         if channel in channels:
-            raise PlateError(f"{root}: two files for well {well}, field {number}, channel {channel}: "
-                             f"{channels[channel].name} and {path.name}")
+            message = (f"{root}: two files for well {well}, field {number}, channel {channel}: "
+                       f"{channels[channel].name} and {path.name}")
+            if not skip_bad:
+                raise PlateError(message)
+            # Which of the two is the field's image is unknowable: the field is skipped, both files named.
+            duplicates.setdefault(key, []).append((message, [channels[channel], path]))
+            continue
         channels[channel] = path
     if unmatched:
         message = (f"{root}: {len(unmatched)} file(s) do not match layout {layout!r} (or are z/time planes other "
                    f"than the first), e.g. {unmatched[0].name!r}")
         if not skip_bad:
             raise PlateError(message)
-        rejected += [{"file": str(p), "error": f"does not match layout {layout!r}"} for p in unmatched]
+        rejected += [rejected_row("", "", [p], f"does not match layout {layout!r}") for p in unmatched]
     if not found:
         raise PlateError(f"{root}: no file matches layout {layout!r}")
     all_channels = sorted({c for channels in found.values() for c in channels}, key=_channel_sort_key)
     sources = []
     for key in sorted(found, key=lambda k: (well_sort_key(k.well), k.field)):
         channels = found[key]
+        if key in duplicates:
+            for message, paths in duplicates[key]:
+                rejected.append(rejected_row(key.well, key.field, paths, message))
+            continue
         missing = [c for c in all_channels if c not in channels]
         if missing:
             message = (f"{root}: well {key.well}, field {key.field} has no file for channel(s) {missing} "
                        f"(has {sorted(channels)}: {', '.join(p.name for p in channels.values())})")
             if not skip_bad:
                 raise PlateError(message)
-            rejected.append({"well": key.well, "field": key.field, "error": message})
+            rejected.append(rejected_row(key.well, key.field, list(channels.values()), message))
             continue
         sources.append(FieldSource(key.well, key.field, {c: channels[c] for c in all_channels}))
     plate_name = name or (plate_names.pop() if len(plate_names) == 1 else root.name)
     return Plate(plate_name, root, layout, all_channels, sources, rejected)
+
+
+def rejected_row(well: str, field, files: list, error: str) -> dict:
+    """A row of the run's error table (errors.csv) for a file or field left out when the plate was
+    scanned: the same columns as the fields that fail while the run reads or processes them."""
+    return {"Metadata_Well": well, "Metadata_Field": field, "Files": ";".join(str(p) for p in files),
+            "Error": error}
 
 
 def _channel_sort_key(channel: str):

@@ -47,12 +47,15 @@ def write_table(path: Path, table: dict, table_format: str = "parquet") -> Path:
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
-        for row in zip(*(_plain(table[c]) for c in columns)):
+        for row in zip(*(_csv_cells(table[c]) for c in columns)):
             writer.writerow(row)
     return path
 
 
-def read_table(path: Path) -> dict:
+def read_table(path: Path, *, as_text: bool = False) -> dict:
+    """A table written by write_table. CSV cells become float64 columns where every cell parses as a
+    number or is empty (NaN, in a column with numbers), else text; ``as_text=True`` keeps every CSV cell as written (no type guessing: a numeric
+    plate barcode or an integer id is not turned into a float)."""
     path = Path(path)
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq  # noqa: PLC0415
@@ -65,8 +68,13 @@ def read_table(path: Path) -> dict:
     out = {}
     for index, name in enumerate(header):
         values = [r[index] for r in body]
+        if as_text:
+            out[name] = np.array(values, dtype=object)
+            continue
         try:
-            out[name] = np.array(values, dtype=np.float64)
+            if not any(values):
+                raise ValueError("no cell to tell the type by")
+            out[name] = np.array([v if v else "nan" for v in values], dtype=np.float64)
         except ValueError:
             out[name] = np.array(values, dtype=object)
     return out
@@ -77,3 +85,12 @@ def _plain(values):
     if array.dtype.kind in "OUS":
         return [str(v) for v in array.tolist()]
     return array
+
+
+def _csv_cells(values) -> list:
+    """Cells of one CSV column: missing numbers (NaN) as empty cells, the convention pandas and
+    spreadsheets read back as missing."""
+    array = np.asarray(values)
+    if array.dtype.kind == "f":
+        return ["" if v != v else str(v) for v in array]
+    return _plain(array)

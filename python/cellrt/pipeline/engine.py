@@ -43,7 +43,7 @@ class EngineError(RuntimeError):
 
 
 class FieldEngine:
-    def __init__(self, model, inputs: list[str], extras: list[str], options):
+    def __init__(self, model, inputs: list[str], extras: list[str], options, field_shape=None):
         self.model, self.inputs, self.extras, self.options = model, inputs, extras, options
         self._ready: queue.Queue = queue.Queue()
         self._results: queue.Queue = queue.Queue()
@@ -57,7 +57,7 @@ class FieldEngine:
         self._tiles_per_field = 1  # of the last field read: the guess for fields still being read
         self._batch_tiles = options.batch_size  # tiles per inference call, for the last field's tile shape
         self._submitted = 0
-        self._field_shape = None
+        self._field_shape = tuple(field_shape) if field_shape is not None else None   # else: the first field read
         self._readers = ThreadPoolExecutor(options.readers, thread_name_prefix="cellrt-read")
         self._workers = ThreadPoolExecutor(options.workers, thread_name_prefix="cellrt-post")
         self._inference = threading.Thread(target=self._infer_loop, name="cellrt-infer", daemon=True)

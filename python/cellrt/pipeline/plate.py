@@ -25,7 +25,7 @@ from .. import __version__
 from .._atomic import write_text
 from ..drift import DriftReference, DriftReferenceError, monitor_stream
 from ..io.images import IMAGE_FORMATS, FieldImageWriter
-from ..io.plate import FieldSource, Plate, PlateError
+from ..io.plate import FieldSource, Plate, PlateError, well_sort_key
 from ..io.tables import concat_tables, read_table, write_table
 from .engine import EngineError, FieldEngine, channel_column
 from .model import Model
@@ -173,7 +173,12 @@ class PlateRun:
     # -- the run -----------------------------------------------------------------------------------------------
     def run(self, *, resume: bool = False, progress=None) -> dict:
         """Process every field; returns the run summary (also written to run.json)."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.out.exists() and not self.out.is_dir():
+            raise PlateRunError(f"{self.out}: the output folder is an existing file; choose another --out")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise PlateRunError(f"{self.out}: cannot create the output folder: {error.strerror or error}") from error
         config_path = self.out / "run-config.json"
         if config_path.is_file():
             previous = json.loads(config_path.read_text())
@@ -197,7 +202,8 @@ class PlateRun:
         per_well = defaultdict(int)
         for source in todo:
             per_well[source.well] += 1
-        engine = FieldEngine(self.model, self.inputs, self.extras, self.options)
+        engine = FieldEngine(self.model, self.inputs, self.extras, self.options,
+                             field_shape=self.plate.typical_field_shape())
 
         def feed() -> None:
             for source in todo:
@@ -254,16 +260,14 @@ class PlateRun:
         row = {"Metadata_Plate": self.plate.name, "Metadata_Well": source.well, "Metadata_Field": source.field,
                "Count": 0 if result is None else int(result.count), "Error": error or ""}
         if result is not None:
-            area = result.objects["AreaShape_Area"]
-            row["MeanArea"] = float(np.mean(area)) if result.count else float("nan")
-            row["MedianArea"] = float(np.median(area)) if result.count else float("nan")
-            for name in result.class_names:
-                row[f"Count_{name}"] = int(np.sum(result.objects["Classify_ClassIndex"] ==
-                                                  result.class_names.index(name)))
-            for column, values in result.objects.items():
-                if column.startswith("Intensity_MeanIntensity_"):
-                    row[f"Mean_{column}"] = float(np.mean(values)) if result.count else float("nan")
+            classes = (np.asarray(result.class_names, dtype=object)[result.objects["Classify_ClassIndex"]]
+                       if result.class_names and result.count else np.empty(0, object))
+            row.update(_object_summary(result.objects, classes, self._class_names()))
         return row
+
+    def _class_names(self) -> list[str]:
+        manifest = self.model.manifest
+        return list(manifest.object_classes) if manifest.kind == "semantic" else []
 
     def _write_well(self, well: str, entries: list) -> dict:
         started = time.perf_counter()
@@ -313,14 +317,24 @@ class PlateRun:
     def _finalise(self, records: dict, skipped: set, wall: float, processed: int) -> dict:
         for well in skipped:
             records[well] = json.loads(self._well_paths(well)[1].read_text())
-        wells = [w for w in self.plate.wells if w in records]
+        # Fields left out when the plate was scanned (--skip-bad) count as failed fields of their wells.
+        scan_failed = defaultdict(list)
+        for row in self.plate.rejected:
+            if row["Metadata_Well"]:
+                scan_failed[row["Metadata_Well"]].append(
+                    {"Metadata_Plate": self.plate.name, "Metadata_Well": row["Metadata_Well"],
+                     "Metadata_Field": row["Metadata_Field"], "Count": 0, "Error": row["Error"]})
+        wells = sorted({w for w in self.plate.wells if w in records} | set(scan_failed), key=well_sort_key)
         fmt = self.options.table_format
-        objects = concat_tables([read_table(self._well_paths(w)[0]) for w in wells])
+        # CSV cells are joined as text, so identifiers stay as written (plate barcode 20240101, field 1).
+        objects = concat_tables([read_table(self._well_paths(w)[0], as_text=True) for w in wells if w in records])
         write_table(self.out / f"objects.{fmt}", objects, fmt)
-        fields = [row for w in wells for row in records[w]["fields"]]
+        well_fields = {w: sorted((records[w]["fields"] if w in records else []) + scan_failed[w],
+                                 key=lambda f: int(f["Metadata_Field"])) for w in wells}
+        fields = [row for w in wells for row in well_fields[w]]
         write_table(self.out / "fields.csv", _rows_to_table(fields), "csv")
-        drift_rows, drift_summary = self._drift(wells, records)
-        well_rows = [_well_summary(w, records[w]["fields"], objects) for w in wells]
+        drift_rows, drift_summary = self._drift([w for w in wells if w in records], records)
+        well_rows = [_well_summary(w, well_fields[w], objects, self._class_names()) for w in wells]
         if self.drift is not None:
             per_well = defaultdict(list)
             for d in drift_rows:
@@ -333,10 +347,10 @@ class PlateRun:
             write_table(self.out / "drift.csv", _rows_to_table(drift_rows) if drift_rows else
                         {"Metadata_Well": [], "Metadata_Field": []}, "csv")
         write_table(self.out / "wells.csv", _rows_to_table(well_rows), "csv")
-        errors = [row for w in wells for row in records[w]["errors"]] + self.plate.rejected
+        errors = [row for w in wells if w in records for row in records[w]["errors"]] + self.plate.rejected
         write_table(self.out / "errors.csv", _rows_to_table(errors) if errors else
                     {"Metadata_Well": [], "Metadata_Field": [], "Files": [], "Error": []}, "csv")
-        timings = [row for w in wells for row in records[w]["timings"]]
+        timings = [row for w in wells if w in records for row in records[w]["timings"]]
         write_table(self.out / "timings.csv", _rows_to_table(timings) if timings else {"latency": []}, "csv")
         summary = self._summary(timings, wall, processed, skipped)
         summary["drift"] = drift_summary
@@ -463,34 +477,45 @@ def _well_embedding(entries) -> list | None:
 
 
 def _rows_to_table(rows: list[dict]) -> dict:
+    """Rows (dicts) to columns; a row without a column gets '' in a text column and NaN in a numeric one."""
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
     table = {}
     for column in columns:
-        values = [row.get(column, "") for row in rows]
-        table[column] = np.array(values, dtype=object if any(isinstance(v, str) for v in values) else None)
+        text = any(isinstance(row.get(column), str) for row in rows)
+        values = [row.get(column, "" if text else float("nan")) for row in rows]
+        table[column] = np.array(values, dtype=object if text else None)
     return table
 
 
-def _well_summary(well: str, fields: list[dict], objects: dict) -> dict:
+def _object_summary(objects: dict, classes: np.ndarray, class_names: list[str]) -> dict:
+    """Per-field and per-well summary columns of some objects: count and fraction per class, mean and
+    median area and mean intensities (NaN with no objects, so every row has the same columns)."""
+    count = len(classes) if class_names else len(objects.get("AreaShape_Area", ()))
+    row = {}
+    for name in class_names:
+        n = int(np.sum(classes == name))
+        row[f"Count_{name}"] = n
+        row[f"Fraction_{name}"] = n / count if count else float("nan")
+    area = np.asarray(objects.get("AreaShape_Area", ()), dtype=np.float64)
+    row["MeanArea"] = float(np.mean(area)) if count else float("nan")
+    row["MedianArea"] = float(np.median(area)) if count else float("nan")
+    for column in objects:
+        if column.startswith("Intensity_MeanIntensity_"):
+            values = np.asarray(objects[column], dtype=np.float64)
+            row[f"Mean_{column}"] = float(np.mean(values)) if count else float("nan")
+            row[f"Median_{column}"] = float(np.median(values)) if count else float("nan")
+    return row
+
+
+def _well_summary(well: str, fields: list[dict], objects: dict, class_names: list[str]) -> dict:
     mask = objects["Metadata_Well"] == well if len(objects.get("Metadata_Well", [])) else np.zeros(0, bool)
     row = {"Metadata_Well": well, "Fields": len(fields), "FieldsFailed": sum(1 for f in fields if f["Error"]),
            "Count": int(sum(f["Count"] for f in fields))}
-    if "Classify_Class" in objects:
-        names = sorted(set(objects["Classify_Class"].tolist()))
-        for name in names:
-            n = int(np.sum(objects["Classify_Class"][mask] == name))
-            row[f"Count_{name}"] = n
-            row[f"Fraction_{name}"] = n / row["Count"] if row["Count"] else float("nan")
-    if row["Count"]:
-        area = objects["AreaShape_Area"][mask]
-        row["MeanArea"], row["MedianArea"] = float(np.mean(area)), float(np.median(area))
-        for column in objects:
-            if column.startswith("Intensity_MeanIntensity_"):
-                values = objects[column][mask].astype(np.float64)
-                row[f"Mean_{column}"] = float(np.mean(values))
-                row[f"Median_{column}"] = float(np.median(values))
+    mine = {column: values[mask] for column, values in objects.items()} if mask.any() else {}
+    classes = mine.get("Classify_Class", np.empty(0, object))
+    row.update(_object_summary(mine, classes, class_names))
     return row
 
 

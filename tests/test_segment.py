@@ -219,6 +219,26 @@ def test_label_and_measure_bad_input():
         measure(labels.astype(float))
     with pytest.raises(ValueError, match=r"measure: labels should lie in \[0, 2\^31\)"):
         measure(np.array([[-1, 0]], np.int64))
+    # A sparse id: a clear error, not an attempt at a 2e9-row table (a MemoryError of ~250 GiB before).
+    with pytest.raises(ValueError, match=r"measure: the largest label is 2000000000 but the image has 2 pixels"):
+        measure(np.array([[0, 2_000_000_000]], np.int32))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numba"])
+def test_measure_refuses_objects_on_non_finite_intensities(backend):
+    """Such an object's mean was NaN while its min/max skipped the value and its std read 0: no
+    statistic of it could be trusted. Non-finite pixels outside objects do not matter."""
+    labels = np.zeros((4, 4), np.int32)
+    labels[0, :2], labels[2:, 2:] = 1, 2
+    for bad in (np.nan, np.inf, -np.inf):
+        image = np.ones((2, 4, 4), np.float32)
+        image[1, 3, 3] = bad
+        with pytest.raises(ValueError, match=r"measure: 1 object\(s\) \(the first: object 2\) cover NaN or infinite "
+                                             r"pixels of intensity channel 'GFP'"):
+            measure(labels, image, channel_names=["DNA", "GFP"], backend=backend)
+        image[1, 3, 3], image[0, 3, 0] = 1.0, bad   # background pixel
+        table = measure(labels, image, channel_names=["DNA", "GFP"], backend=backend)
+        assert table["Intensity_StdIntensity_DNA"].tolist() == [0.0, 0.0]
 
 
 # --- thresholds -------------------------------------------------------------------------------
@@ -400,6 +420,8 @@ def test_segment_bad_input():
         segment(np.ones((2, 4, 4)))
     with pytest.raises(ValueError, match=r"segment: image holds 1 NaN/inf values"):
         segment(np.array([[1.0, np.nan], [0.0, 2.0]]))
+    with pytest.raises(ValueError, match=r"segment: image is empty \(shape \(0, 0\)\)"):
+        segment(np.zeros((0, 0), np.float32))
     with pytest.raises(ValueError, match=r"threshold_local: block_size should be an odd int >= 3, got 10"):
         segment(np.random.default_rng(0).random((32, 32)), block_size=10)
 

@@ -307,6 +307,7 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, b
     labels = _as_labels(labels, "measure")
     if num_objects is None:
         num_objects = int(labels.max()) if labels.size else 0
+        _check_table_size(num_objects, labels.size)
     if isinstance(num_objects, bool) or not isinstance(num_objects, (int, np.integer)) or num_objects < 0:
         raise ValueError(f"measure: num_objects should be a non-negative int, got {num_objects!r}")
     num_objects = int(num_objects)
@@ -344,7 +345,32 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, b
     for j, name in enumerate(feature_names(channel_names)):
         col = table[:, j]
         result[name] = col.astype(np.int64) if name in _INT_COLUMNS else np.ascontiguousarray(col)
+    if intensities is not None and intensities.dtype.kind == "f":
+        _check_finite_intensities(result, channel_names, np)
     return result
+
+
+def _check_table_size(num_objects: int, pixels: int) -> None:
+    """More objects than pixels (and a table past a million rows): labels are not numbered 1..N (one
+    sparse id of 2e9 would make 2e9 mostly empty rows, hundreds of GiB), so say so instead of failing
+    to allocate it. Small label images with gaps in their numbering stay accepted."""
+    if num_objects > max(pixels, 1 << 20):
+        raise ValueError(f"measure: the largest label is {num_objects} but the image has {pixels} pixels: labels "
+                         f"should be numbered 1..N (relabel them sequentially, e.g. with "
+                         f"skimage.segmentation.relabel_sequential) or pass num_objects")
+
+
+def _check_finite_intensities(table: dict, channel_names: list[str], xp) -> None:
+    """An object covering a NaN or infinite intensity has a non-finite integrated intensity: its mean
+    would be NaN while min/max skip the value and std reads 0, so no statistic of it is trustworthy."""
+    present = table["AreaShape_Area"] > 0
+    for name in channel_names:
+        bad = present & ~xp.isfinite(table[f"Intensity_IntegratedIntensity_{name}"])
+        count = int(bad.sum())
+        if count:
+            first = int(table["ObjectNumber"][bad][0])
+            raise ValueError(f"measure: {count} object(s) (the first: object {first}) cover NaN or infinite pixels "
+                             f"of intensity channel {name!r}; replace or mask them before measuring")
 
 
 def _measure_device(labels, intensities, channel_names, num_objects, backend):
@@ -359,6 +385,7 @@ def _measure_device(labels, intensities, channel_names, num_objects, backend):
         raise ValueError(f"measure: labels should have shape (H, W), got {tuple(labels.shape)}")
     if num_objects is None:
         num_objects = int(labels.max()) if labels.size else 0
+        _check_table_size(num_objects, labels.size)
     if intensities is not None:
         intensities = cp.asarray(intensities)
         if intensities.ndim == 2:
@@ -378,4 +405,6 @@ def _measure_device(labels, intensities, channel_names, num_objects, backend):
     for j, name in enumerate(names):
         col = table[:, j]
         result[name] = col.astype(cp.int64) if name in _INT_COLUMNS else cp.ascontiguousarray(col)
+    if intensities is not None and intensities.dtype.kind == "f":
+        _check_finite_intensities(result, channel_names, cp)
     return result

@@ -174,6 +174,8 @@ def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_me
     image = xp.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"segment: image should have shape (H, W), got {tuple(image.shape)}")
+    if image.size == 0:
+        raise ValueError(f"segment: image is empty (shape {tuple(image.shape)})")
     work = xp.ascontiguousarray(image, dtype=xp.float32)
     finite = xp.isfinite(work)
     if not bool(finite.all()):

@@ -178,6 +178,12 @@ class Model:
             image = image.astype(np.float32)
         if image.shape[1] < 1 or image.shape[2] < 1:
             raise ValueError(f"{self.name}: image is empty, shape {image.shape}")
+        if image.dtype.kind == "f":
+            for name, plane in zip(self.manifest.input_channels, image):
+                bad = plane.size - int(np.count_nonzero(np.isfinite(plane)))
+                if bad:
+                    raise ValueError(f"{self.name}: input channel {name!r} holds {bad} NaN or infinite pixel(s); "
+                                     f"the model takes finite values")
         return image
 
     def tile_shape(self, field_hw) -> tuple[int, int]:

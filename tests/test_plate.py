@@ -171,6 +171,48 @@ def test_resume_after_a_crash_gives_identical_tables(tmp_path, nuclei):
         other.run(resume=True)
 
 
+def test_resume_after_sigkill_gives_identical_tables(tmp_path):
+    """A real kill -9 of `cellrt run` mid-plate (not an exception the run could clean up after)."""
+    import signal
+    import time
+
+    clean = run_cli("run", str(DEMO), "--model", "nuclei", "--out", str(tmp_path / "clean"))
+    assert clean.returncode == 0, clean.stderr
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "cellrt", "run", str(DEMO), "--model", "nuclei", "--out",
+                                str(out), "--readers", "1", "--workers", "1", "--batch", "1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list((out / "wells").glob("*.json"))) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-plate"
+    assert not (out / "run.json").exists() and not (out / "objects.parquet").exists()
+    resumed = run_cli("run", str(DEMO), "--model", "nuclei", "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "wells were already complete" in resumed.stdout
+    for name in ("objects.parquet", "wells.csv", "fields.csv", "drift.csv"):
+        a, b = read_table(tmp_path / "clean" / name), read_table(out / name)
+        assert list(a) == list(b)
+        for column in a:
+            np.testing.assert_array_equal(a[column], b[column], err_msg=f"{name}:{column}")
+
+
+def test_resume_redoes_a_well_that_gained_fields(tmp_path, nuclei):
+    """A plate resumed while it is still being imaged: a written well with a new field is redone."""
+    plate_dir = _copy_demo(tmp_path, 3)          # A01 fields 1, 2 and A02 field 1
+    PlateRun(nuclei, open_plate(plate_dir), tmp_path / "out").run()
+    shutil.copy(DEMO / "demo_A02_s2_w1.tif", plate_dir)
+    summary = PlateRun(nuclei, open_plate(plate_dir), tmp_path / "out").run(resume=True)
+    assert summary["resumed_wells"] == ["A01"] and summary["redone_changed_wells"] == ["A02"]
+    wells = read_table(tmp_path / "out" / "wells.csv")
+    assert wells["Fields"].tolist() == [2, 2]
+    fresh = PlateRun(nuclei, open_plate(plate_dir), tmp_path / "fresh").run()
+    assert fresh["fields_processed"] == 4
+    np.testing.assert_array_equal(read_table(tmp_path / "fresh" / "wells.csv")["Count"], wells["Count"])
+
+
 def test_unreadable_field_stops_the_run_or_is_recorded_with_skip_bad(tmp_path, nuclei):
     plate_dir = _copy_demo(tmp_path, 8)
     broken = plate_dir / "demo_A02_s1_w1.tif"

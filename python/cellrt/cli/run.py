@@ -43,6 +43,10 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
     print(f"stage share: {shares}; inference {100 * (summary['infer_share_of_wall'] or 0):.0f}% of wall time")
     if summary["resumed_wells"]:
         print(f"resumed: {len(summary['resumed_wells'])} wells were already complete")
+    if summary.get("redone_changed_wells"):
+        changed = summary["redone_changed_wells"]
+        print(f"redone: {len(changed)} well(s) whose fields changed since they were written "
+              f"({', '.join(changed[:8])}{', ...' if len(changed) > 8 else ''})")
     images = [name for name in ("labels", "predictions", "images.ome.zarr") if (out / name).exists()]
     print(f"results in {out}: objects, fields.csv, wells.csv, errors.csv, timings.csv, run.json"
           + "".join(f", {name}/" for name in images))

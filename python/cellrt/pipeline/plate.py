@@ -108,6 +108,7 @@ class PlateRun:
         self.drift, self.drift_source, self.drift_note = self._drift_reference()
         self.fingerprint = self._fingerprint()
         self.images: FieldImageWriter | None = None
+        self.changed_wells: list[str] = []   # written before with other fields; redone on resume
         self.thumbnail_wells = _evenly_spaced(self.plate.wells, THUMBNAIL_WELLS)
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
@@ -159,15 +160,25 @@ class PlateRun:
         return folder / f"{well}.objects.{self.options.table_format}", folder / f"{well}.json"
 
     def completed_wells(self) -> set[str]:
+        """Wells written by a run with this fingerprint over the fields the plate has for them now; a
+        well that gained or lost fields since (a plate resumed while still being imaged) is redone and
+        listed in ``changed_wells``."""
         done = set()
+        self.changed_wells = []
         for well in self.plate.wells:
             objects, record = self._well_paths(well)
             if objects.is_file() and record.is_file():
                 try:
-                    if json.loads(record.read_text()).get("fingerprint") == self.fingerprint:
-                        done.add(well)
+                    written = json.loads(record.read_text())
                 except (OSError, json.JSONDecodeError):
-                    pass  # unreadable record: redo the well
+                    continue  # unreadable record: redo the well
+                if written.get("fingerprint") != self.fingerprint:
+                    continue
+                if {int(f["Metadata_Field"]) for f in written["fields"]} != {
+                        f.field for f in self.plate.fields_of(well)}:
+                    self.changed_wells.append(well)
+                    continue
+                done.add(well)
         return done
 
     # -- the run -----------------------------------------------------------------------------------------------
@@ -413,7 +424,8 @@ class PlateRun:
                       "fields": len(self.plate.fields), "geometry": self.plate.geometry()},
             "channels": {"model_inputs": dict(zip(manifest.input_channels, self.inputs)), "measured": self.extras},
             "options": asdict(self.options),
-            "resumed_wells": sorted(skipped), "fields_processed": processed,
+            "resumed_wells": sorted(skipped), "redone_changed_wells": list(self.changed_wells),
+            "fields_processed": processed,
             "wall_seconds": wall, "fields_per_second": processed / wall if wall > 0 else None,
             "latency_p50_s": float(np.percentile(latencies, 50)) if len(latencies) else None,
             "latency_p99_s": float(np.percentile(latencies, 99)) if len(latencies) else None,

@@ -70,6 +70,43 @@ def test_presets_and_patterns_parse_wells_fields_and_channels(operetta_plate):
         pattern_regex("{well}_{site}.tif")
 
 
+def test_instrument_exports_as_they_come(tmp_path, operetta_plate):
+    """MetaXpress names without _s (one site) or _w (one wavelength), its _thumb files beside the
+    images, Operetta z-stacks (a plane is chosen, the others left aside), channel names with '_'."""
+    image = tifffile.imread(sorted(DEMO.glob("*.tif"))[0])
+    single = tmp_path / "single_site"
+    single.mkdir()
+    for name in ("P1_A01_w1.tif", "P1_A01_w2{5AB6C3F4-0C0A-4E4D-9B0B-2B1D3C4E5F60}.tif", "P1_B02_w1.tif",
+                 "P1_B02_w2.tif", "P1_A01_w1_thumb{5AB6C3F4-0C0A-4E4D-9B0B-2B1D3C4E5F61}.tif"):
+        tifffile.imwrite(single / name, image)
+    plate = open_plate(single)
+    assert (plate.layout, plate.name, plate.wells, plate.channels) == ("imagexpress", "P1", ["A01", "B02"], ["1", "2"])
+    assert [f.field for f in plate.fields] == [1, 1]
+    one_wavelength = tmp_path / "one_wavelength"
+    one_wavelength.mkdir()
+    for name in ("P2_C03_s1.tif", "P2_C03_s2.tif"):
+        tifffile.imwrite(one_wavelength / name, image)
+    plate = open_plate(one_wavelength)
+    assert [(f.well, f.field) for f in plate.fields] == [("C03", 1), ("C03", 2)] and plate.channels == ["1"]
+
+    stack = tmp_path / "stack"
+    shutil.copytree(operetta_plate, stack)
+    for path in sorted(stack.glob("*p01-*.tiff")):
+        shutil.copy(path, path.with_name(path.name.replace("p01-", "p02-")))
+    first, second = open_plate(stack), open_plate(stack, z=2)
+    assert len(first.fields) == len(second.fields) == 12 and first.other_planes == second.other_planes == 24
+    assert {p.name[9:12] for f in second.fields for p in f.files.values()} == {"p02"}
+    with pytest.raises(PlateError, match=r"no file matches layout 'operetta' at z 3, time point 1 \(48 file"):
+        open_plate(stack, z=3)
+    with pytest.raises(PlateError, match=r"z should be a plane number >= 1, got 0"):
+        open_plate(stack, z=0)
+
+    regex = pattern_regex("{well}_{channel}_{field}.tif")
+    match = regex.fullmatch("B03_phase_z03_2.tif")
+    assert (match.group("well"), match.group("channel"), match.group("field")) == ("B03", "phase_z03", "2")
+    assert pattern_regex("{well}_s{field}_{channel}.tif").fullmatch("B3_s2_DAPI-488.tif").group("channel") == "DAPI-488"
+
+
 def test_custom_pattern_and_glob(tmp_path, dsb_dir):
     image = tifffile.imread(next((dsb_dir / "images").glob("*.tif")))
     for name in ("plateX-B3-f1-DAPI.tif", "plateX-B3-f1-GFP.tif", "plateX-B3-f2-DAPI.tif", "plateX-B3-f2-GFP.tif"):

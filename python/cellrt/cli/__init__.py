@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--layout", default="auto",
                      help="'imagexpress', 'operetta', 'glob', 'ome-zarr', 'ome-tiff', a pattern such as '{well}_s{field}_w{channel}.tif', "
                           "or a regular expression with named groups (default: detect a preset)")
+    run.add_argument("--z", type=int, default=1, metavar="N",
+                     help="z plane to read where the layout names {z} (Operetta p01, p02...; default 1)")
+    run.add_argument("--timepoint", type=int, default=1, metavar="N",
+                     help="time point to read where the layout names {timepoint} (default 1)")
     run.add_argument("--channel", action="append", default=[], metavar="MODEL=PLATE",
                      help="which plate channel feeds a model input, e.g. DNA=1 (repeatable)")
     run.add_argument("--backend", default="auto", choices=["auto", "ort", "tensorrt"])
@@ -146,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_plate(args.plate, args.model, args.out, backend=args.backend, batch=args.batch,
                          workers=args.workers, readers=args.readers, threads=args.threads, resume=args.resume,
-                         skip_bad=args.skip_bad, layout=args.layout, channels=args.channel, table_format=args.format,
+                         skip_bad=args.skip_bad, layout=args.layout, z=args.z, timepoint=args.timepoint,
+                         channels=args.channel, table_format=args.format,
                          save_labels=args.save_labels, save_predictions=args.save_predictions,
                          images_format=args.images_format, tile=args.tile, precision=args.precision,
                          drift_reference=None if args.drift_reference == "none" else args.drift_reference)

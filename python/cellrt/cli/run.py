@@ -118,7 +118,7 @@ def run_drift_reference(run_dir: str, out: str, *, wells: str = "", window: int 
 
 def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "auto", batch: int = 8,
               workers: int = 2, readers: int = 2, threads: int = 0, resume: bool = False, skip_bad: bool = False,
-              layout: str = "auto", channels=(), table_format: str = "parquet", save_labels: bool = False,
+              layout: str = "auto", z: int = 1, timepoint: int = 1, channels=(), table_format: str = "parquet", save_labels: bool = False,
               save_predictions: bool = False, images_format: str = "tiff", tile: str = "auto",
               precision: str = "auto", drift_reference: str | None = "auto") -> int:
     from ..io.plate import PlateError, open_plate  # noqa: PLC0415
@@ -134,7 +134,7 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
             return 2
         channel_map[model_channel] = plate_channel
     try:
-        plate = open_plate(plate_path, layout, skip_bad=skip_bad)
+        plate = open_plate(plate_path, layout, skip_bad=skip_bad, z=z, timepoint=timepoint)
         model = load_model(model_name, backend=backend, threads=threads, batch_size=batch, precision=precision,
                            tile_size=int(tile) if tile.isdigit() else tile)
         options = PlateOptions(batch_size=batch, readers=readers, workers=workers, skip_bad=skip_bad,
@@ -145,6 +145,9 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
         print(f"plate {plate.name}: {len(plate.fields)} fields in {len(plate.wells)} wells, channels "
               f"{plate.channels} ({plate.layout}); model {model.name} on {model.backend.name} ({model.precision})",
               file=sys.stderr)
+        if plate.other_planes:
+            print(f"plate {plate.name}: reading z plane {plate.plane[0]}, time point {plate.plane[1]}; "
+                  f"{plate.other_planes} file(s) of other planes left aside (--z, --timepoint)", file=sys.stderr)
         summary = run.run(resume=resume, progress=Progress(len(plate.fields), len(plate.wells)))
     except (PlateError, PlateRunError, ValueError) as error:
         print(f"cellrt run: {error}", file=sys.stderr)

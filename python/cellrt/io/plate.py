@@ -30,13 +30,16 @@ from pathlib import Path
 import numpy as np
 
 PRESETS = {
-    "imagexpress": r"(?P<plate>.+)_(?P<well>[A-Pa-p]\d{2})_s(?P<field>\d+)_w(?P<channel>\d+)(?:\{[0-9A-Fa-f-]+\})?"
-                   r"\.tiff?",
+    # MetaXpress leaves out _s<site> for one site a well and _w<n> for one wavelength.
+    "imagexpress": r"(?P<plate>.+)_(?P<well>[A-Pa-p]\d{2})(?:_s(?P<field>\d+))?(?:_w(?P<channel>\d+))?"
+                   r"(?:\{[0-9A-Fa-f-]+\})?\.tiff?",
     "operetta": r"r(?P<row>\d{2})c(?P<column>\d{2})f(?P<field>\d{2})p(?P<z>\d{2})-ch(?P<channel>\d+)"
                 r"sk(?P<timepoint>\d+)fk\d+fl\d+\.tiff?",
 }
+# Files an instrument writes beside the images, skipped when its preset reads the folder.
+PRESET_SIDECARS = {"imagexpress": r".+_thumb(?:\{[0-9A-Fa-f-]+\})?\.tiff?"}   # MetaXpress thumbnails
 _PLACEHOLDERS = {"well": r"[A-Za-z]{1,2}\d{1,2}", "row": r"[A-Za-z]{1,2}|\d{1,2}", "column": r"\d{1,2}",
-                 "field": r"\d+", "channel": r"[^_/.-]+", "z": r"\d+", "timepoint": r"\d+", "plate": r".+?",
+                 "field": r"\d+", "channel": r"[^/.]+?", "z": r"\d+", "timepoint": r"\d+", "plate": r".+?",
                  "any": r".*?"}
 ROW_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -72,6 +75,8 @@ class Plate:
     channels: list[str]
     fields: list[FieldSource]
     rejected: list[dict] = field(default_factory=list)   # files and fields skipped with --skip-bad (rejected_row)
+    other_planes: int = 0   # files of z planes / time points other than the one read
+    plane: tuple[int, int] = (1, 1)   # (z, timepoint) read where the layout names them
 
     @property
     def wells(self) -> list[str]:
@@ -193,34 +198,54 @@ def pattern_regex(pattern: str) -> re.Pattern:
     return re.compile("".join(parts))
 
 
-def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad: bool = False) -> Plate:
+def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad: bool = False, z: int = 1,
+               timepoint: int = 1) -> Plate:
     """Scan a plate folder (not the images: they are read lazily, field by field).
 
     ``layout``: a preset ('imagexpress', 'operetta', 'glob'), a pattern with
     placeholders, a regular expression with named groups, or 'auto' (the
     first preset that matches every TIFF in the folder, else an error
-    listing what was tried).
+    listing what was tried). A preset skips the files its instrument writes
+    beside the images (MetaXpress ``_thumb`` files).
+
+    ``z``, ``timepoint``: the plane and time point read where the layout
+    names ``{z}`` / ``{timepoint}`` (Operetta's ``p02``, ``sk2``); files of
+    other planes are left aside and counted in ``Plate.other_planes``.
     """
+    for option, value in (("z", z), ("timepoint", timepoint)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PlateError(f"{option} should be a plane number >= 1, got {value!r}")
     root = Path(root)
     from .ome_tiff import is_ome_tiff_name, open_ome_tiff_plate  # noqa: PLC0415
+
+    def ome(plate: Plate) -> Plate:
+        if (z, timepoint) != (1, 1):
+            raise PlateError(f"{root}: {plate.layout} plates are read at their first z plane and time point; "
+                             f"z={z}, timepoint={timepoint} cannot be chosen for them")
+        return plate
+
     if layout == "ome-tiff" or (layout == "auto" and root.is_file() and is_ome_tiff_name(root)):
-        return open_ome_tiff_plate(root, name=name)
+        return ome(open_ome_tiff_plate(root, name=name))
     if not root.is_dir():
         raise PlateError(f"{root}: plate folder does not exist" if not root.exists() else
                          f"{root}: not a folder (a file is a plate only as an OME-TIFF: .ome.tif, .companion.ome)")
     if layout in ("auto", "ome-zarr"):
         from .ome_zarr import is_ome_zarr_plate, open_ome_zarr_plate  # noqa: PLC0415
         if layout == "ome-zarr" or is_ome_zarr_plate(root):
-            return open_ome_zarr_plate(root, name=name)
+            return ome(open_ome_zarr_plate(root, name=name))
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".tif", ".tiff"))
     if not files:
         raise PlateError(f"{root}: no .tif/.tiff files")
     if layout == "auto" and all(is_ome_tiff_name(p) for p in files):
-        return open_ome_tiff_plate(root, name=name)
+        return ome(open_ome_tiff_plate(root, name=name))
+    def without_sidecars(preset: str) -> list[Path]:
+        sidecar = re.compile(PRESET_SIDECARS[preset]) if preset in PRESET_SIDECARS else None
+        return [p for p in files if sidecar is None or not sidecar.fullmatch(p.name)]
+
     if layout == "auto":
         for preset in PRESETS:
             regex = pattern_regex(preset)
-            if all(regex.fullmatch(p.name) for p in files):
+            if all(regex.fullmatch(p.name) for p in without_sidecars(preset)):
                 layout = preset
                 break
         else:
@@ -229,6 +254,8 @@ def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad:
             raise PlateError(f"{root}: file names match no preset ({', '.join(PRESETS)}), e.g. {odd.name!r}; "
                              f"pass the layout as a pattern such as '{{well}}_s{{field}}_w{{channel}}.tif', or "
                              f"'glob' to take every file as a field")
+    if layout in PRESETS:
+        files = without_sidecars(layout)
     rejected: list[dict] = []
     if layout == "glob":
         sources = [FieldSource(p.stem, 1, {"1": p}) for p in files]
@@ -237,6 +264,7 @@ def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad:
     found: dict[FieldKey, dict[str, Path]] = {}
     duplicates: dict[FieldKey, list] = {}
     unmatched = []
+    other_planes = 0
     plate_names = set()
     for path in files:
         match = regex.fullmatch(path.name)
@@ -259,9 +287,8 @@ def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad:
         number = int(groups.get("field") or 1)
         channel = str(int(groups["channel"])) if (groups.get("channel") or "").isdigit() else (
             groups.get("channel") or "1")
-        extra = [k for k in ("z", "timepoint") if groups.get(k) and int(groups[k]) != 1]
-        if extra:
-            unmatched.append(path)  # z-stacks and time series are not fields of a single-plane plate
+        if any(groups.get(k) and int(groups[k]) != wanted for k, wanted in (("z", z), ("timepoint", timepoint))):
+            other_planes += 1   # a field is one plane at one time point
             continue
         key = FieldKey(well, number)
         channels = found.setdefault(key, {})
@@ -275,13 +302,13 @@ def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad:
             continue
         channels[channel] = path
     if unmatched:
-        message = (f"{root}: {len(unmatched)} file(s) do not match layout {layout!r} (or are z/time planes other "
-                   f"than the first), e.g. {unmatched[0].name!r}")
+        message = f"{root}: {len(unmatched)} file(s) do not match layout {layout!r}, e.g. {unmatched[0].name!r}"
         if not skip_bad:
             raise PlateError(message)
         rejected += [rejected_row("", "", [p], f"does not match layout {layout!r}") for p in unmatched]
     if not found:
-        raise PlateError(f"{root}: no file matches layout {layout!r}")
+        planes = f" at z {z}, time point {timepoint} ({other_planes} file(s) of other planes)" if other_planes else ""
+        raise PlateError(f"{root}: no file matches layout {layout!r}{planes}")
     all_channels = sorted({c for channels in found.values() for c in channels}, key=_channel_sort_key)
     sources = []
     for key in sorted(found, key=lambda k: (well_sort_key(k.well), k.field)):
@@ -300,7 +327,7 @@ def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad:
             continue
         sources.append(FieldSource(key.well, key.field, {c: channels[c] for c in all_channels}))
     plate_name = name or (plate_names.pop() if len(plate_names) == 1 else root.name)
-    return Plate(plate_name, root, layout, all_channels, sources, rejected)
+    return Plate(plate_name, root, layout, all_channels, sources, rejected, other_planes, (z, timepoint))
 
 
 def rejected_row(well: str, field, files: list, error: str) -> dict:

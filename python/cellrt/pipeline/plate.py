@@ -151,6 +151,8 @@ class PlateRun:
                "postprocess": manifest.postprocess, "inputs": self.inputs, "extras": self.extras,
                "tile_size": self.model.tile_size,
                "plate": self.plate.name, "layout": self.plate.layout, **self.options.fingerprint_fields()}
+        if self.plate.plane != (1, 1):
+            doc["plane"] = list(self.plate.plane)
         # The drift reference is not part of it: the well files hold the embeddings, and the drift tables
         # are recomputed from them at the end of every run, so a resumed run may use another reference.
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, write_text
-from ..io.plate import row_name, well_position
+from ..io.plate import row_name, well_position, well_sort_key
 from ..io.tables import read_table
 
 STAGE_COLOURS = {"read": "#8da0cb", "tile": "#66c2a5", "infer": "#fc8d62", "stitch": "#e78ac3",
@@ -27,41 +27,109 @@ def _figure_png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _plate_heatmap(values: dict, geometry, title: str, unit: str, cmap: str = "viridis", *, vmin=None, vmax=None,
-                   outlined=()):
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+NO_DATA = "#eeeeee"      # a well with no row in the tables (or outside the imaged area): plain grey
+NO_VALUE_HATCH = "////"  # a well with a row but no value (no objects, every field failed): grey, hatched
+ALARM_FRAME = "black"    # drift alarm frame: a colour in none of the heatmaps' colormaps
 
+
+def _number(value) -> float:
+    """One table cell as a float; an empty or unparsable cell (a missing value) is NaN."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _column(table: dict, name: str) -> np.ndarray:
+    """A table column as floats, NaN where a cell is empty (wells.csv leaves means of a well without
+    objects empty, or writes nan); an absent column is empty."""
+    return np.array([_number(v) for v in table.get(name, [])], dtype=np.float64)
+
+
+def _cell_text(value: float, integer: bool = False) -> str:
+    if integer or abs(value) >= 10:
+        return f"{value:.0f}"
+    return f"{value:.2f}"
+
+
+def _plate_heatmap(values: dict, geometry, title: str, unit: str, cmap: str = "viridis", *, vmin=None, vmax=None,
+                   outlined=(), labels=None, nan_label="n/a", integer=False, marked=(), below_vmin=None):
+    """A plate map of ``values`` (well -> number). A well missing from ``values`` is plain grey (no data);
+    one present with NaN is grey and hatched, labelled ``labels[well]`` or ``nan_label``. ``outlined``
+    wells get the alarm frame, ``marked`` wells a dagger after their number; values below ``vmin`` are
+    written as ``below_vmin`` when given (they are coloured as vmin)."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.patches import Patch  # noqa: PLC0415
+
+    labels = labels or {}
     rows, columns = geometry
     grid = np.full((rows, columns), np.nan)
+    no_value = {}
     for well, value in values.items():
         position = well_position(well)
         if position is not None and position[0] < rows and position[1] < columns:
             grid[position] = value
+            if not np.isfinite(value):
+                no_value[position] = labels.get(well, nan_label)
     fig, ax = plt.subplots(figsize=(0.55 * columns + 1.8, 0.5 * rows + 1.0))
     masked = np.ma.masked_invalid(grid)
-    colours = plt.get_cmap(cmap).with_extremes(bad="#eeeeee")
+    colours = plt.get_cmap(cmap).with_extremes(bad=NO_DATA)
     image = ax.imshow(masked, cmap=colours, aspect="equal", vmin=vmin, vmax=vmax)
+    for (r, c) in no_value:
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch=NO_VALUE_HATCH,
+                                   edgecolor="#b0b0b0", linewidth=0.0))
+    framed = 0
     for well in outlined:
         position = well_position(well)
-        if position is not None:
-            ax.add_patch(plt.Rectangle((position[1] - 0.5, position[0] - 0.5), 1, 1, fill=False,
-                                       edgecolor="#d7191c", linewidth=2.0))
+        if position is not None and position[0] < rows and position[1] < columns:
+            # inset so that frames of neighbouring wells stay apart; black and white so it shows on any colour
+            ax.add_patch(plt.Rectangle((position[1] - 0.42, position[0] - 0.42), 0.84, 0.84, fill=False,
+                                       edgecolor=ALARM_FRAME, linewidth=2.6, zorder=4, gid="alarm"))
+            ax.add_patch(plt.Rectangle((position[1] - 0.30, position[0] - 0.30), 0.60, 0.60, fill=False,
+                                       edgecolor="white", linewidth=0.8, zorder=4))
+            framed += 1
     ax.set_xticks(range(columns), [str(c + 1) for c in range(columns)], fontsize=7)
     ax.set_yticks(range(rows), [row_name(r) for r in range(rows)], fontsize=7)
     ax.tick_params(length=0)
     ax.set_title(title, fontsize=10)
     finite = grid[np.isfinite(grid)]
-    if finite.size and columns <= 24:
-        low = np.nanmin(grid) if vmin is None else vmin
-        high = np.nanmax(grid) if vmax is None else vmax
+    marked_positions = {well_position(w) for w in marked}
+    outlined_positions = {well_position(w) for w in outlined}
+    if columns <= 24:
+        low = (finite.min() if finite.size else 0.0) if vmin is None else vmin
+        high = (finite.max() if finite.size else 1.0) if vmax is None else vmax
         middle = (low + high) / 2
         dark_ends = cmap in ("RdYlBu_r",)  # diverging: dark at both ends, light in the middle
         for (r, c), value in np.ndenumerate(grid):
-            if np.isfinite(value):
-                text = f"{value:.0f}" if abs(value) >= 10 else f"{value:.2f}"
-                light = abs(value - middle) < (high - low) / 4 if dark_ends else value > middle
-                ax.text(c, r, text, ha="center", va="center", fontsize=6, color="black" if light else "white")
+            if (r, c) in no_value:
+                ax.text(c, r, no_value[(r, c)], ha="center", va="center", fontsize=5.5, color="#444444")
+            elif np.isfinite(value):
+                if below_vmin is not None and vmin is not None and value < vmin:
+                    text, shown = below_vmin, vmin
+                else:
+                    text, shown = _cell_text(value, integer), value
+                if (r, c) in marked_positions:
+                    text += "\u2020"
+                light = abs(shown - middle) < (high - low) / 4 if dark_ends else shown > middle
+                ax.text(c, r, text, ha="center", va="center", fontsize=6, color="black" if light else "white",
+                        fontweight="bold" if (r, c) in outlined_positions else "normal",
+                        zorder=5)
+    handles = []
+    if framed:
+        handles.append(Patch(facecolor="none", edgecolor=ALARM_FRAME, linewidth=2.0, label="alarm"))
+    if no_value:
+        handles.append(Patch(facecolor=NO_DATA, edgecolor="#b0b0b0", hatch=NO_VALUE_HATCH, label="no value"))
+    if (~np.isfinite(grid)).sum() > len(no_value):
+        handles.append(Patch(facecolor=NO_DATA, edgecolor="#cccccc", label="no data"))
+    if handles:
+        ax.legend(handles=handles, fontsize=7, frameon=False, ncol=len(handles), loc="upper center",
+                  bbox_to_anchor=(0.5, -0.035 * 8 / max(rows, 1) - 0.02), handlelength=1.4)
     bar = fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
+    if integer:
+        from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+
+        bar.locator = MaxNLocator(integer=True)
+        bar.update_ticks()
     bar.set_label(unit, fontsize=8)
     bar.ax.tick_params(labelsize=7)
     png = _figure_png(fig)
@@ -95,10 +163,15 @@ def _drift_course(drift: dict):
     """The drift statistic field by field in acquisition order, against the alarm line."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    ratio = np.asarray(drift["Drift_Ratio"], float)
-    full = np.asarray(drift["Drift_WindowFull"]).astype(str) == "True"
-    alarm = np.asarray(drift["Drift_Alarm"]).astype(str) == "True"
-    wells = [str(w) for w in drift["Metadata_Well"]]
+    # The unbiased MMD estimate scatters around 0 without drift, so it can be negative; drawn at 0.
+    ratio = np.maximum(_column(drift, "Drift_Ratio"), 0.0)
+    full = np.asarray(drift.get("Drift_WindowFull", [])).astype(str) == "True"
+    alarm = np.asarray(drift.get("Drift_Alarm", [])).astype(str) == "True"
+    if len(full) != len(ratio):
+        full = np.ones(len(ratio), bool)
+    if len(alarm) != len(ratio):
+        alarm = ratio > 1.0
+    wells = [str(w) for w in drift.get("Metadata_Well", [""] * len(ratio))]
     steps = np.arange(len(ratio))
     fig, ax = plt.subplots(figsize=(7.5, 2.4))
     ax.plot(steps[full], ratio[full], color="#4575b4", linewidth=1.0, marker=".", markersize=3)
@@ -106,6 +179,8 @@ def _drift_course(drift: dict):
             label="window filling")
     ax.scatter(steps[alarm], ratio[alarm], color="#d7191c", s=14, zorder=3, label="alarm")
     ax.axhline(1.0, color="#d7191c", linewidth=0.8, linestyle="--")
+    finite = ratio[np.isfinite(ratio)]
+    ax.set_ylim(0.0, 1.08 * max(1.1, float(finite.max()) if finite.size else 0.0))
     starts = [i for i in range(len(wells)) if i == 0 or wells[i] != wells[i - 1]]
     every = max(1, len(starts) // 16)
     ax.set_xticks([starts[i] for i in range(0, len(starts), every)],
@@ -143,47 +218,64 @@ def write_plate_report(out_dir) -> Path:
     errors = read_table(out_dir / "errors.csv")
     geometry = summary["plate"]["geometry"] or (8, 12)
     names = [str(w) for w in wells.get("Metadata_Well", [])]
+    status = _well_status(wells, errors)
+    all_failed, no_objects = status["all_failed"], status["no_objects"]
+    # wells with results and wells that only appear in errors.csv (every field rejected when scanned)
+    listed = names + sorted(all_failed - set(names), key=well_sort_key)
 
     figures = []  # (file name, title, caption, png)
 
     def per_well(column):
-        return {w: float(v) for w, v in zip(names, wells[column])}
+        values = dict(zip(names, _column(wells, column)))
+        return {w: float("nan") if w in all_failed else values.get(w, float("nan")) for w in listed}
 
-    figures.append(("count.png", "Objects per well", "Number of objects (all classes) in all fields of the well.",
-                    _plate_heatmap(per_well("Count"), geometry, "Objects per well", "objects")))
+    mean_labels = {**{w: "none" for w in no_objects}, **{w: "failed" for w in all_failed}}
+    figures.append(("count.png", "Objects per well", "Number of objects (all classes) in all fields of the well"
+                    + ("; \u2020: some of its fields failed, counted over the others only" if status["some_failed"]
+                       else "") + ".",
+                    _plate_heatmap(per_well("Count"), geometry, "Objects per well", "objects",
+                                   labels={w: "failed" for w in all_failed}, integer=True,
+                                   marked=status["some_failed"])))
     for column in wells:
         if column.startswith("Fraction_") and len({c for c in wells if c.startswith("Fraction_")}) > 1:
             label = column[len("Fraction_"):]
             figures.append((f"fraction_{label}.png", f"Fraction {label}", f"Share of objects classed {label}.",
-                            _plate_heatmap(per_well(column), geometry, f"Fraction {label}", "fraction", "magma")))
+                            _plate_heatmap(per_well(column), geometry, f"Fraction {label}", "fraction", "magma",
+                                           labels=mean_labels)))
     if "MedianArea" in wells:
         figures.append(("area.png", "Median object area", "Median area of the well's objects, in pixels.",
-                        _plate_heatmap(per_well("MedianArea"), geometry, "Median area", "px", "cividis")))
+                        _plate_heatmap(per_well("MedianArea"), geometry, "Median area", "px", "cividis",
+                                       labels=mean_labels)))
     for column in wells:
         if column.startswith("Median_Intensity_MeanIntensity_"):
             channel = column[len("Median_Intensity_MeanIntensity_"):]
             figures.append((f"intensity_{channel}.png", f"Median of the mean {channel} intensity",
                             f"Per object mean {channel} intensity, median over the well.",
                             _plate_heatmap(per_well(column), geometry, f"Mean {channel} intensity (median)",
-                                           "intensity", "inferno")))
+                                           "intensity", "inferno", labels=mean_labels)))
     drift = summary.get("drift") or {}
     if drift.get("monitored") and "Drift_MaxRatio" in wells:
-        alarmed = {w for w, n in zip(names, wells["Drift_Alarms"]) if int(n) > 0}
+        alarmed = {w for w, n in zip(names, _column(wells, "Drift_Alarms")) if n > 0}
+        ratios = per_well("Drift_MaxRatio")
+        finite = [v for v in ratios.values() if np.isfinite(v)]
         figures.append(("drift.png", "Drift",
                         "Largest drift statistic over the well's fields, as a multiple of the alarm threshold "
                         "(MMD of the model's field embeddings against the reference over a sliding window of "
-                        f"{drift['window']} fields in acquisition order; above 1: alarm, red frame). Blank: "
-                        "the window was not yet full.",
-                        _plate_heatmap(per_well("Drift_MaxRatio"), geometry, "Drift (max statistic / threshold)",
-                                       "× threshold", "RdYlBu_r", vmin=0.0, vmax=max(2.0, float(np.nanmax(
-                                           np.asarray(wells["Drift_MaxRatio"], float), initial=0.0))),
-                                       outlined=alarmed)))
+                        f"{drift.get('window', '?')} fields in acquisition order). Above 1: alarm, black frame "
+                        "and bold number. \u201c<0\u201d: the estimate came out below zero, which happens by "
+                        "chance when the fields look like the reference (no drift). \u201cfilling\u201d: the "
+                        "window was not yet full.",
+                        _plate_heatmap(ratios, geometry, "Drift (max statistic / threshold)",
+                                       "\u00d7 threshold", "RdYlBu_r", vmin=0.0, vmax=max([2.0, *finite]),
+                                       outlined=alarmed, labels={w: "failed" for w in all_failed},
+                                       nan_label="filling", below_vmin="<0")))
         if (out_dir / "drift.csv").is_file():
             course = read_table(out_dir / "drift.csv")
             if len(course.get("Drift_Ratio", [])):
                 figures.append(("drift_course.png", "Drift over the plate",
                                 "The drift statistic after each field, in acquisition order (wells labelled where "
-                                "they start), as a multiple of the alarm threshold (dashed).",
+                                "they start), as a multiple of the alarm threshold (dashed); values below 0 "
+                                "(no drift) are drawn at 0.",
                                 _drift_course(course)))
     if len(timings.get("latency", [])):
         figures.append(("stages.png", "Where the time goes",
@@ -201,7 +293,7 @@ def write_plate_report(out_dir) -> Path:
     def fmt(value, digits=2):
         return "–" if value is None else f"{value:.{digits}f}"
 
-    total_objects = int(np.sum(wells["Count"])) if len(names) else 0
+    total_objects = int(np.nansum(_column(wells, "Count")))
     failed = len(errors.get("Error", []))
     model, plate = summary["model"], summary["plate"]
     facts = [("Plate", f"{html.escape(plate['name'])} ({plate['fields']} fields in {plate['wells']} wells, "
@@ -214,6 +306,7 @@ def write_plate_report(out_dir) -> Path:
                             f"{fmt(summary['latency_p50_s'])} s, p99 {fmt(summary['latency_p99_s'])} s"),
              ("Inference share of wall time", f"{100 * (summary['infer_share_of_wall'] or 0):.0f}%"),
              ("Fields with errors", str(failed)),
+             ("Wells to check", _wells_fact(status, names, plate.get("wells"))),
              ("Drift", _drift_fact(drift)),
              ("cellrt", html.escape(summary["cellrt"]))]
     if summary.get("resumed_wells"):
@@ -226,7 +319,10 @@ def write_plate_report(out_dir) -> Path:
              "figcaption{font-size:12px;color:#555;max-width:520px}h2{margin-top:28px}</style></head><body>",
              f"<h1>Plate {html.escape(plate['name'])}</h1><table>"]
     parts += [f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts]
-    parts.append("</table><h2>Plate layout</h2>")
+    parts.append("</table><h2>Plate layout</h2><p style='font-size:13px;color:#555'>In the plate maps, plain "
+                 "grey: no data for the well (not imaged, or no results); grey and hatched: the well has no value "
+                 "there (<i>none</i>: no objects were found, so there is no mean; <i>failed</i>: every field of "
+                 "the well failed, see Errors).</p>")
     for name, title, caption, png in figures:
         if name in ("stages.png", "latency.png"):
             continue
@@ -237,8 +333,9 @@ def write_plate_report(out_dir) -> Path:
         if (out_dir / "fields.csv").is_file():
             fields = read_table(out_dir / "fields.csv")
             counts = {(str(w), int(f)): int(c) for w, f, c in zip(fields.get("Metadata_Well", []),
-                                                                  fields.get("Metadata_Field", []),
-                                                                  fields.get("Count", []))}
+                                                                  _column(fields, "Metadata_Field"),
+                                                                  _column(fields, "Count"))
+                      if np.isfinite(f) and np.isfinite(c)}
         parts.append("<h2>Segmentation check</h2><p style='font-size:13px;color:#555'>Outlines of the objects "
                      "found (yellow) on the first field of wells spread over the plate; the field's first input "
                      "channel, 1&ndash;99.8 percentile contrast.</p>")
@@ -258,7 +355,7 @@ def write_plate_report(out_dir) -> Path:
         parts.append("<h2>Errors</h2><table><tr><th>Well</th><th>Field</th><th>Error</th></tr>")
         for well, field_no, error in zip(errors.get("Metadata_Well", []), errors.get("Metadata_Field", []),
                                          errors["Error"]):
-            parts.append(f"<tr><td>{html.escape(str(well))}</td><td>{html.escape(str(field_no))}</td>"
+            parts.append(f"<tr><td>{html.escape(str(well))}</td><td>{html.escape(_plain_cell(field_no))}</td>"
                          f"<td>{html.escape(str(error))}</td></tr>")
         parts.append("</table>")
     parts.append("<p style='font-size:12px;color:#777'>Tables: objects, fields.csv, wells.csv, errors.csv, "
@@ -274,13 +371,57 @@ def _drift_fact(drift: dict) -> str:
     if drift["alarms"]:
         first = drift["first_alarm"]
         text = (f"<b style='color:#d7191c'>ALARM</b>: {drift['alarms']} of {drift['fields']} fields above the "
-                f"threshold, in wells {', '.join(drift['wells_with_alarms'][:12])}"
-                f"{'…' if len(drift['wells_with_alarms']) > 12 else ''} (first: {first['well']}, field "
-                f"{first['field']}): their images look unlike the reference's to the model - check focus, "
+                f"threshold, in wells {html.escape(', '.join(drift['wells_with_alarms'][:12]))}"
+                f"{'…' if len(drift['wells_with_alarms']) > 12 else ''} (first: {html.escape(str(first['well']))}, "
+                f"field {first['field']}; black frames in the drift map): their images look unlike the "
+                f"reference's to the model - check focus, "
                 f"illumination and staining there; drift.csv has every field")
     else:
         text = f"no alarm over {drift['fields']} fields"
     return text + "; against " + html.escape(drift["note"])
+
+
+def _well_status(wells: dict, errors: dict) -> dict:
+    """Wells where every field failed (in wells.csv with FieldsFailed == Fields, or only in errors.csv),
+    wells where some did, and wells where no objects were found."""
+    names = [str(w) for w in wells.get("Metadata_Well", [])]
+    fields = dict(zip(names, _column(wells, "Fields")))
+    failed = dict(zip(names, _column(wells, "FieldsFailed")))
+    count = dict(zip(names, _column(wells, "Count")))
+    error_wells = {str(w) for w in errors.get("Metadata_Well", []) if str(w) and str(w) != "nan"}
+    all_failed = {w for w in names if fields.get(w, 0) > 0 and failed.get(w, 0) >= fields[w]}
+    all_failed |= error_wells - set(names)
+    some_failed = ({w for w in names if failed.get(w, 0) > 0} | (error_wells & set(names))) - all_failed
+    no_objects = {w for w in names if count.get(w) == 0} - all_failed
+    return {"all_failed": all_failed, "some_failed": some_failed, "no_objects": no_objects}
+
+
+def _wells_fact(status: dict, names: list, plate_wells) -> str:
+    def listing(wells):
+        ordered = sorted(wells, key=well_sort_key)
+        return html.escape(", ".join(ordered[:24]) + ("…" if len(ordered) > 24 else ""))
+
+    items = []
+    if status["no_objects"]:
+        items.append(f"no objects found in {len(status['no_objects'])}: {listing(status['no_objects'])}")
+    if status["all_failed"]:
+        items.append(f"every field failed in {len(status['all_failed'])}: {listing(status['all_failed'])}")
+    if status["some_failed"]:
+        items.append(f"some fields failed in {len(status['some_failed'])}: {listing(status['some_failed'])}")
+    missing = plate_wells - len(set(names) | status["all_failed"]) if isinstance(plate_wells, int) else 0
+    if missing > 0:
+        items.append(f"{missing} of the plate's {plate_wells} wells have no results (plain grey in the maps)")
+    return "; ".join(items) if items else "none"
+
+
+def _plain_cell(value) -> str:
+    """A table cell as written: 2.0 -> '2', nan -> ''."""
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            return ""
+        if float(value).is_integer():
+            return str(int(value))
+    return str(value)
 
 
 def _thumbnail_key(stem: str) -> tuple[str, int]:

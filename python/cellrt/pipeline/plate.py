@@ -27,7 +27,7 @@ from ..drift import DriftReference, DriftReferenceError, monitor_stream
 from ..io.images import IMAGE_FORMATS, FieldImageWriter
 from ..io.plate import FieldSource, Plate, PlateError, well_sort_key
 from ..io.tables import concat_tables, read_table, write_table
-from .engine import EngineError, FieldEngine, channel_column
+from .engine import EngineError, FieldEngine
 from .model import Model
 
 STAGES = ("read", "tile", "infer", "stitch", "postprocess", "measure", "write")

@@ -13,7 +13,7 @@ import cellrt
 from cellrt.io import open_plate
 from cellrt.io.tables import read_table
 from cellrt.pipeline.live import LiveRun
-from cellrt.pipeline.plate import PlateOptions, PlateRun
+from cellrt.pipeline.plate import PlateOptions, PlateRun, PlateRunError
 
 DEMO = Path(str(resources.files("cellrt") / "data" / "demo" / "plate"))
 
@@ -115,3 +115,124 @@ def test_a_failing_drift_callback_is_recorded_and_the_run_goes_on(tmp_path, nucl
     assert summary["fields_processed"] == 8
     assert len(summary["callback_errors"]) == 8
     assert summary["callback_errors"][0] == "on_drift(well A01, field 1): RuntimeError: display for A01 is gone"
+
+
+def test_a_resubmitted_frame_is_refused_whatever_the_state_of_the_first(tmp_path, nuclei):
+    """A (well, field, channel) sent twice - an acquisition retry, a double click - is refused at submit,
+    while its field waits for other channels, is being processed, is done or its well is written; the
+    first one's result and every later field are unaffected."""
+    plate = open_plate(DEMO)
+    images = [tifffile.imread(source.files["1"]) for source in plate.fields[:6]]
+    run = LiveRun(nuclei, tmp_path / "live", channels=["1", "2"], fields_per_well=2,
+                  options=PlateOptions(channel_map={"DNA": "1"}))
+    waiting = run.submit(images[0], well="A01", field=1, channel="1")
+    with pytest.raises(ValueError, match="well A01, field 1, channel 1 was already submitted"):
+        run.submit(images[0], well="A01", field=1, channel="1")      # its field waits for channel 2
+    run.submit(255 - images[0], well="A01", field=1, channel="2")
+    with pytest.raises(ValueError, match="well A01, field 1, channel 2 was already submitted"):
+        run.submit(images[0], well="A01", field=1, channel="2")      # at once: its field is being processed
+    assert waiting.result(timeout=60).count > 0
+    with pytest.raises(ValueError, match="well A01, field 1, channel 1 was already submitted"):
+        run.submit(images[0], well="A01", field=1, channel="1")      # done, its well still waits for field 2
+    run.submit(images[1], well="A01", field=2, channel="1")
+    run.submit(images[1], well="A01", field=2, channel="2").result(timeout=60)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "live" / "wells" / "A01.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with pytest.raises(ValueError, match="well A01, field 2, channel 2 was already submitted"):
+        run.submit(images[1], well="A01", field=2, channel="2")      # its well is written
+    later = []
+    for index, image in enumerate(images[2:]):
+        well, field = f"A0{2 + index // 2}", 1 + index % 2
+        later.append(run.submit(image, well=well, field=field, channel="1"))
+        run.submit(image, well=well, field=field, channel="2")
+        with pytest.raises(ValueError, match=f"well {well}, field {field}, channel 2 was already submitted"):
+            run.submit(image, well=well, field=field, channel="2")
+    assert all(future.result(timeout=60).count >= 0 for future in later)
+    summary = run.close(report=False)
+    assert summary["fields_processed"] == 6 and summary["incomplete_fields"] == []
+    fields = read_table(tmp_path / "live" / "fields.csv")
+    assert [(str(w), int(f)) for w, f in zip(fields["Metadata_Well"], fields["Metadata_Field"])] == [
+        ("A01", 1), ("A01", 2), ("A02", 1), ("A02", 2), ("A03", 1), ("A03", 2)]
+
+
+def test_an_error_in_the_collector_fails_the_futures_and_stops_the_run(tmp_path, nuclei):
+    """Anything unexpected in the thread that collects results reaches the caller - through the pending
+    futures, the next submit and close() - instead of leaving futures that never resolve."""
+    image = tifffile.imread(open_plate(DEMO).fields[0].files["1"])
+    run = LiveRun(nuclei, tmp_path / "live", channels=["1"])
+
+    receive = run._engine.next_result
+
+    def loses_track(timeout=None):
+        receive(timeout=timeout)   # the field's result arrives, then something unforeseen goes wrong
+        raise KeyError("lost track of a field")
+
+    run._engine.next_result = loses_track
+    time.sleep(0.3)   # the collector's wait already under way (0.1 s) ends: its next one goes through the patch
+    future = run.submit(image, well="A01", field=1, channel="1")
+    assert isinstance(future.exception(timeout=30), KeyError)
+    with pytest.raises(PlateRunError, match="the live run stopped: KeyError: 'lost track of a field'"):
+        run.submit(image, well="A01", field=2, channel="1")
+    with pytest.raises(PlateRunError, match="the live run stopped: KeyError: 'lost track of a field'"):
+        run.close()
+
+
+def test_leaving_the_with_block_on_an_error_fails_the_fields_in_flight(tmp_path, nuclei):
+    plate = open_plate(DEMO)
+    futures = []
+    with pytest.raises(RuntimeError, match="stage lost focus"):
+        with LiveRun(nuclei, tmp_path / "live", channels=["1"]) as run:
+            for source in plate.fields[:4]:
+                futures.append(run.submit(tifffile.imread(source.files["1"]), well=source.well,
+                                          field=source.field, channel="1"))
+            raise RuntimeError("stage lost focus")
+    for future in futures:   # each resolved: a result if it was done in time, else the reason it never will be
+        error = future.exception(timeout=30)
+        assert error is None or "the live run was left by RuntimeError: stage lost focus" in str(error)
+
+
+def test_a_field_beyond_fields_per_well_is_refused_and_the_written_well_kept(tmp_path, nuclei):
+    """Fields are numbered 1 to fields_per_well (as ImageXpress s1.., Operetta f01..): another field
+    would rewrite a well already written without it."""
+    plate = open_plate(DEMO)
+    images = [tifffile.imread(source.files["1"]) for source in plate.fields[:3]]
+    run = LiveRun(nuclei, tmp_path / "live", channels=["1"], fields_per_well=1)
+    count = run.submit(images[0], well="A01", field=1, channel="1").result(timeout=60).count
+    with pytest.raises(ValueError, match=r"well A01, field 2: .*fields_per_well=1.* already complete"):
+        run.submit(images[1], well="A01", field=2, channel="1")
+    with pytest.raises(ValueError, match=r"well A02, field 3: .*fields_per_well=1"):
+        run.submit(images[1], well="A02", field=3, channel="1")    # beyond it before the well has any field
+    run.submit(images[2], well="A02", field=1, channel="1")
+    summary = run.close(report=False)
+    assert summary["fields_processed"] == 2
+    wells = read_table(tmp_path / "live" / "wells.csv")
+    assert wells["Metadata_Well"].tolist() == ["A01", "A02"] and wells["Fields"].tolist() == [1, 1]
+    assert int(wells["Count"][0]) == count
+
+
+def test_live_latency_runs_from_the_complete_frame_to_its_result(tmp_path, nuclei):
+    """Without fields_per_well the wells are written at close(); a field's latency is still the time from
+    its last channel's submit to its future resolving, not to its well's write."""
+    plate = open_plate(DEMO)
+    run = LiveRun(nuclei, tmp_path / "live", channels=["1", "2"], options=PlateOptions(channel_map={"DNA": "1"}))
+    longest = {}
+    for source in plate.fields[:4]:
+        image = tifffile.imread(source.files["1"])
+        run.submit(image, well=source.well, field=source.field, channel="1")
+        time.sleep(0.2)   # waiting for the second channel is acquisition time, not the field's latency
+        started = time.perf_counter()
+        run.submit(255 - image, well=source.well, field=source.field, channel="2").result(timeout=60)
+        longest[(source.well, source.field)] = time.perf_counter() - started
+        time.sleep(0.3)   # the microscope moves on; fields finished earlier wait for close()
+    summary = run.close(report=False)
+    timings = read_table(tmp_path / "live" / "timings.csv")
+    latency = {(str(w), int(f)): t for w, f, t in zip(timings["Metadata_Well"], timings["Metadata_Field"],
+                                                      timings["latency"])}
+    assert latency.keys() == longest.keys()
+    for key, bound in longest.items():
+        assert 0 < latency[key] <= bound, key
+    assert summary["latency_p50_s"] == pytest.approx(float(np.median(list(latency.values()))))
+    import json
+    record = json.loads((tmp_path / "live" / "wells" / "A01.json").read_text())
+    assert [row["latency"] for row in record["timings"]] == [latency[("A01", 1)], latency[("A01", 2)]]

@@ -157,6 +157,9 @@ def test_plate_counts_equal_the_model_run_field_by_field(tmp_path, nuclei):
     assert set(summary["stage_seconds"]) == {"read", "tile", "infer", "stitch", "postprocess", "measure", "write"}
     timings = read_table(tmp_path / "out" / "timings.csv")
     assert len(timings["latency"]) == 48 and np.all(timings["infer"] > 0)
+    # A field's latency spans its own stages (read to measure), not its well's write.
+    own = sum(timings[stage] for stage in ("read", "tile", "stitch", "postprocess", "measure"))
+    assert np.all(timings["latency"] >= own)
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["model"]["onnx_sha256"] == nuclei.manifest.onnx_sha256 and run["options"]["batch_size"] == 5
 

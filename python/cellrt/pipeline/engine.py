@@ -36,6 +36,7 @@ class FieldState:
     done_tiles: int = 0
     infer_seconds: float = 0.0
     error: Exception | None = None
+    finished: float | None = None   # perf_counter when the run took its result (or error) from the engine
 
 
 class EngineError(RuntimeError):

@@ -9,10 +9,14 @@
 The same engine and outputs as ``cellrt run``: a well's tables are written
 atomically as soon as its ``fields_per_well``-th field is done (or at
 ``close()`` when the count is not known in advance), so results are on disk
-while the rest of the plate is still being imaged.
+while the rest of the plate is still being imaged. Fields are numbered 1 to
+``fields_per_well``; a (well, field, channel) is taken once. A field's
+latency (timings.csv, run.json) runs from the submit that completed it to
+its future resolving.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import defaultdict
@@ -21,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import write_text
 from ..drift import DriftMonitor
 from ..io.plate import FieldSource, Plate, format_well, well_position
-from .engine import EngineError, FieldEngine
+from .engine import FieldEngine
 from .plate import PlateOptions, PlateRun, PlateRunError
 
 
@@ -56,14 +61,15 @@ class LiveRun(PlateRun):
         self.out.mkdir(parents=True, exist_ok=True)
         if (self.out / "run-config.json").is_file():
             raise PlateRunError(f"{self.out}: holds a run already; choose another folder for a live run")
-        from .._atomic import write_text  # noqa: PLC0415
-        import json  # noqa: PLC0415
         write_text(self.out / "run-config.json", json.dumps({"fingerprint": self.fingerprint, "live": True,
                                                              "model": model.name}, indent=2))
         self._engine = FieldEngine(model, self.inputs, self.extras, self.options)
         self._lock = threading.Lock()
-        self._frames: dict = {}
+        self._frames: dict = {}         # (well, field) -> {channel: frame} while channels are missing
         self._futures: dict = {}
+        self._complete: dict = {}       # (well, field) -> perf_counter when its last channel was submitted
+        self._fields_complete: dict = defaultdict(int)   # well -> fields with every channel submitted
+        self._latencies: dict = {}      # (well, field) -> seconds from complete to its future resolving
         self._submitted = 0
         self._finished = 0
         self._buckets: dict = defaultdict(list)
@@ -71,6 +77,7 @@ class LiveRun(PlateRun):
         self._failure: BaseException | None = None
         self._started = time.perf_counter()
         self._closed = False
+        self._abandoned = False         # the with block raised: collect nothing more
         self._order: list = []          # (well, field) as their last channel arrived: the acquisition order
         self._settled: dict = {}        # (well, field) -> embedding, or None for a field without one
         self._drift_cursor = 0
@@ -86,8 +93,7 @@ class LiveRun(PlateRun):
         """Push one channel plane of one field; returns the field's future (the same for all its channels)."""
         if self._closed:
             raise PlateRunError("LiveRun.submit after close()")
-        if self._failure is not None:
-            raise PlateRunError(f"the live run stopped: {self._failure}") from self._failure
+        self._raise_if_stopped()
         position = well_position(str(well))
         if position is None:
             raise ValueError(f"LiveRun.submit: well should be named like 'B03', got {well!r}")
@@ -98,62 +104,111 @@ class LiveRun(PlateRun):
                              f"run's channels {self.plate.channels}")
         if isinstance(field, bool) or not isinstance(field, (int, np.integer)) or field < 1:
             raise ValueError(f"LiveRun.submit: well {well}: field should be a positive int, got {field!r}")
+        field = int(field)
         frame = np.array(frame, copy=True)  # the caller's buffer may be reused for the next frame
         if frame.ndim != 2:
             raise ValueError(f"LiveRun.submit: well {well}, field {field}, channel {channel}: frame should be 2-D, "
                              f"got shape {frame.shape}")
-        key = (well, int(field))
+        key = (well, field)
         with self._lock:
+            self._raise_if_stopped()   # again under the lock: no future is handed out after _fail failed them
+            self._refuse_taken(key, channel)
             frames = self._frames.setdefault(key, {})
-            if channel in frames or key in self._futures and self._futures[key].done():
-                raise ValueError(f"LiveRun.submit: well {well}, field {field}, channel {channel} was already "
-                                 f"submitted")
             frames[channel] = frame
             future = self._futures.setdefault(key, Future())
             complete = len(frames) == len(self.plate.channels)
             if complete:
                 del self._frames[key]
-                source = FieldSource(well, int(field), {c: Path(f"live:{well}/{field}/{c}") for c in frames},
+                self._complete[key] = time.perf_counter()
+                self._fields_complete[well] += 1
+                source = FieldSource(well, field, {c: Path(f"live:{well}/{field}/{c}") for c in frames},
                                      reader=_Frames(frames))
                 self.plate.fields.append(source)
                 self._order.append(key)
                 self._submitted += 1
-        if complete and not self._engine.put(source):
-            raise PlateRunError("the live run stopped") from self._failure
+        if complete:
+            try:
+                accepted = self._engine.put(source)
+            except RuntimeError:   # the run failed while this field was being handed over (its pools shut)
+                accepted = False
+            if not accepted:
+                self._raise_if_stopped()
+                raise PlateRunError(f"LiveRun.submit: well {well}, field {field}: the live run stopped")
         return future
 
+    def _refuse_taken(self, key, channel: str) -> None:
+        """ValueError for a (well, field, channel) taken already, or a field the well has no room for: a
+        second copy would resolve a future twice (stopping the run) or rewrite a well already written."""
+        well, field = key
+        waiting = self._frames.get(key, {})
+        if channel in waiting or key in self._complete:
+            if channel in waiting:
+                state = "its field waits for its other channels"
+            elif not self._futures[key].done():
+                state = "its field is being processed"
+            elif well in self._records:
+                state = f"its well {well} is written"
+            else:
+                state = "its field is done"
+            raise ValueError(f"LiveRun.submit: well {well}, field {field}, channel {channel} was already submitted "
+                             f"({state}); each is taken once")
+        if self.fields_per_well is not None and field > self.fields_per_well:
+            # Fields are numbered from 1, as the plate layouts name them (ImageXpress s1, Operetta f01).
+            if well in self._records:
+                state = f"; well {well} is already complete and written"
+            elif self._fields_complete[well] >= self.fields_per_well:
+                state = f"; well {well} is already complete"
+            else:
+                state = ""
+            raise ValueError(f"LiveRun.submit: well {well}, field {field}: the run has fields_per_well="
+                             f"{self.fields_per_well}, so fields 1 to {self.fields_per_well}{state}")
+
+    def _raise_if_stopped(self) -> None:
+        if self._failure is not None:
+            error = self._failure
+            described = str(error) if isinstance(error, PlateRunError) else f"{type(error).__name__}: {error}"
+            raise PlateRunError(f"the live run stopped: {described}") from error
+
     def _collect(self) -> None:
+        try:
+            self._collect_results()
+        except BaseException as error:  # noqa: BLE001 - a failed field without skip_bad, a write error, a bug:
+            self._fail(error)           # whatever it is reaches the futures, submit() and close()
+
+    def _collect_results(self) -> None:
         import queue  # noqa: PLC0415
 
         while True:
             with self._lock:
-                drained = self._closed and self._finished == self._submitted
+                drained = self._abandoned or (self._closed and self._finished == self._submitted)
             if drained:
                 return
             try:
                 state, outcome = self._engine.next_result(timeout=0.1)
             except queue.Empty:
                 continue
-            except EngineError as error:
-                self._fail(error)
-                return
             source = state.source
             key = (source.well, source.field)
+            resolved = time.perf_counter()
+            with self._lock:
+                self._latencies[key] = resolved - self._complete[key]
             future = self._futures[key]
             if isinstance(outcome, Exception):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
-            try:
-                self._bucket(self._buckets, state, outcome)
-                self._advance_drift(key, None if isinstance(outcome, Exception) else outcome.embedding)
-                with self._lock:
-                    self._finished += 1
-                if self.fields_per_well and len(self._buckets[source.well]) == self.fields_per_well:
-                    self._records[source.well] = self._write_well(source.well, self._buckets.pop(source.well))
-            except Exception as error:  # noqa: BLE001 - a failed field without skip_bad, or a write error
-                self._fail(error)
-                return
+            self._bucket(self._buckets, state, outcome)
+            self._advance_drift(key, None if isinstance(outcome, Exception) else outcome.embedding)
+            with self._lock:
+                self._finished += 1
+            if self.fields_per_well and len(self._buckets[source.well]) == self.fields_per_well:
+                self._records[source.well] = self._write_well(source.well, self._buckets.pop(source.well))
+
+    def _field_latency(self, state) -> float:
+        """From the submit that completed the field to its future resolving: a live field may wait in the
+        engine's queue behind others before it is read, and that wait is part of what the instrument sees."""
+        with self._lock:
+            return self._latencies.pop((state.source.well, state.source.field))
 
     def _advance_drift(self, key, embedding) -> None:
         """Feed the monitor every field up to the first one still in flight, in acquisition order."""
@@ -187,11 +242,14 @@ class LiveRun(PlateRun):
         return [key for key in self._order if key[0] in chosen]
 
     def _fail(self, error: BaseException) -> None:
-        self._failure = error
+        """Stop the run on ``error``: every pending future fails with it, submit and close raise it."""
         with self._lock:
-            for future in self._futures.values():
-                if not future.done():
-                    future.set_exception(error)
+            self._failure = error   # under the lock: submit hands out no new future from here on
+            pending = [future for future in self._futures.values() if not future.done()]
+        for future in pending:      # outside it: a done-callback may call submit, which takes the lock
+            future.set_exception(error)
+        # A submit blocked on a full engine would wait forever for results nobody collects any more.
+        self._engine.shutdown()
 
     def close(self, *, report: bool = True) -> dict:
         """Wait for every submitted field, write the remaining wells, the final tables and the report."""
@@ -202,8 +260,7 @@ class LiveRun(PlateRun):
         self._collector.join()
         self._engine.shutdown()
         self._callbacks.shutdown(wait=True)
-        if self._failure is not None:
-            raise PlateRunError(f"the live run stopped: {self._failure}") from self._failure
+        self._raise_if_stopped()
         for well in list(self._buckets):
             self._records[well] = self._write_well(well, self._buckets.pop(well))
         summary = self._finalise(self._records, set(), time.perf_counter() - self._started, self._submitted)
@@ -221,5 +278,12 @@ class LiveRun(PlateRun):
         if kind is None:
             self.close()
         else:
+            # The collector stops first, so that only this thread resolves futures from here on; the
+            # fields still in flight then fail instead of leaving a thread that waits on them hanging.
+            with self._lock:
+                self._abandoned = True
+            self._collector.join()
+            if self._failure is None:
+                self._fail(PlateRunError(f"the live run was left by {kind.__name__}: {value}"))
             self._engine.shutdown()
             self._callbacks.shutdown(wait=False)

@@ -249,6 +249,7 @@ class PlateRun:
 
     def _bucket(self, buckets: dict, state, outcome) -> None:
         """File one field's outcome under its well; a failure stops the run unless skip_bad."""
+        state.finished = time.perf_counter()
         source = state.source
         if isinstance(outcome, Exception):
             if not self.options.skip_bad:
@@ -282,6 +283,11 @@ class PlateRun:
         manifest = self.model.manifest
         return list(manifest.object_classes) if manifest.kind == "semantic" else []
 
+    def _field_latency(self, state) -> float:
+        """Seconds from the field's read to its result: not the wait for the well's other fields, nor the
+        well's write (a stage of its own in the timings)."""
+        return state.finished - state.started
+
     def _write_well(self, well: str, entries: list) -> dict:
         started = time.perf_counter()
         entries.sort(key=lambda e: e[0].field)
@@ -291,11 +297,10 @@ class PlateRun:
         errors = [{"Metadata_Well": s.well, "Metadata_Field": s.field,
                    "Files": ";".join(str(p) for p in s.files.values()), "Error": error}
                   for s, _, error, _ in entries if error]
-        now = time.perf_counter()
         timings = []
         for source, result, error, state in entries:
             row = {"Metadata_Well": source.well, "Metadata_Field": source.field,
-                   "latency": now - state.started}
+                   "latency": self._field_latency(state)}
             stages = dict(result.timings) if result is not None else {}
             for stage in STAGES[:-1]:
                 row[stage] = float(stages.get(stage, 0.0))

@@ -9,6 +9,7 @@
 #include "cellrt/fill_holes.h"
 #include "cellrt/filter.h"
 #include "cellrt/grow.h"
+#include "cellrt/watershed.h"
 #include "cellrt/histogram.h"
 #include "cellrt/label.h"
 #include "cellrt/measure.h"
@@ -130,6 +131,32 @@ int64_t grow_labels_host(py::array& labels, const py::array& mask, int steps) {
   const TensorView m = host_view(mask, "mask", false);
   py::gil_scoped_release release;
   return grow_labels(lab, m, steps);
+}
+
+py::array_t<float> distance_transform_host(const py::array& mask, int num_threads) {
+  const TensorView in = host_view(mask, "mask", false);
+  py::array_t<float> out({in.shape[0], in.shape[1]});
+  const TensorView dst = host_view(out, "out", true);
+  py::gil_scoped_release release;
+  distance_transform(in, dst, num_threads);
+  return out;
+}
+
+py::array_t<int32_t> h_maxima_seeds_host(const py::array& values, float h, int connectivity) {
+  const TensorView in = host_view(values, "values", false);
+  py::array_t<int32_t> out({in.shape[0], in.shape[1]});
+  const TensorView dst = host_view(out, "seeds", true);
+  py::gil_scoped_release release;
+  h_maxima_seeds(in, h, dst, connectivity);
+  return out;
+}
+
+int64_t watershed_host(const py::array& surface, py::array& labels, const py::array& mask, int connectivity) {
+  const TensorView s = host_view(surface, "surface", false);
+  const TensorView lab = host_view(labels, "labels", true);
+  const TensorView m = host_view(mask, "mask", false);
+  py::gil_scoped_release release;
+  return watershed(s, lab, m, connectivity);
 }
 
 py::array_t<uint8_t> fill_holes_host(const py::array& mask, int connectivity) {
@@ -338,6 +365,12 @@ void register_segment(py::module_& m) {
         "Outer contours on device pointers (points, perimeter may be 0); returns the total point count.");
   m.def("grow_labels", &grow_labels_host, py::arg("labels"), py::arg("mask"), py::arg("steps"),
         "In place: up to `steps` synchronous layers of seeded growth over the mask; returns pixels labelled.");
+  m.def("distance_transform", &distance_transform_host, py::arg("mask"), py::arg("num_threads") = 0,
+        "Exact Euclidean distance of every non-zero mask pixel to the nearest zero one (float32; inf: none).");
+  m.def("h_maxima_seeds", &h_maxima_seeds_host, py::arg("values"), py::arg("h"), py::arg("connectivity"),
+        "One labelled seed pixel per h-maximum of the positive values (int32, 1..N in raster order).");
+  m.def("watershed", &watershed_host, py::arg("surface"), py::arg("labels"), py::arg("mask"),
+        py::arg("connectivity"), "In place: seeded watershed of the labels' seeds over the mask; returns pixels labelled.");
   m.def("fill_holes_cuda", &fill_holes_device, py::arg("mask"), py::arg("out"), py::arg("shape"),
         py::arg("connectivity"), py::arg("stream"), "fill_holes on device pointers, on the given stream.");
   m.def("histogram_cuda", &histogram_device, py::arg("image"), py::arg("dtype"), py::arg("size"), py::arg("counts"),

@@ -15,3 +15,4 @@
 #include "cellrt/stitch.h"
 #include "cellrt/tile.h"
 #include "cellrt/types.h"
+#include "cellrt/watershed.h"

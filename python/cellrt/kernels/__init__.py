@@ -24,6 +24,7 @@ from .mmd import rbf_kernel_matrix, rbf_kernel_sums
 from .nms import instances_from_labels, mask_nms, matrix_nms, pack_masks
 from .stitch import BLEND_MODES, TileBatch, stitch, tile, tile_origins
 from .threshold import histogram, threshold
+from .watershed import distance_transform, h_maxima_seeds, split_touching, watershed
 
 __all__ = [
     "BLEND_MODES",
@@ -37,10 +38,12 @@ __all__ = [
     "binary_opening",
     "box_mean",
     "contours",
+    "distance_transform",
     "feature_names",
     "fill_holes",
     "gaussian_blur",
     "grow_labels",
+    "h_maxima_seeds",
     "histogram",
     "instances_from_labels",
     "instances_from_mask",
@@ -55,9 +58,11 @@ __all__ = [
     "rbf_kernel_sums",
     "remove_small_objects",
     "segment",
+    "split_touching",
     "stitch",
     "tile",
     "threshold",
     "threshold_local",
     "tile_origins",
+    "watershed",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _backend
 from ._backend import array_module
 from .labeling import _as_mask, label
 
@@ -34,7 +35,6 @@ def fill_holes(mask, connectivity: int = 8, *, backend: str = "auto") -> np.ndar
     """
     if connectivity not in (4, 8):
         raise ValueError(f"fill_holes: connectivity should be 4 or 8, got {connectivity!r}")
-    from . import _backend  # noqa: PLC0415
 
     if _backend.is_device_array(mask):
         _backend.resolve("fill_holes", backend, True)
@@ -88,21 +88,41 @@ def remove_small_objects(labels, min_area: int) -> tuple[np.ndarray, int]:
 
 
 def instances_from_mask(mask, *, min_area: int = 0, fill: bool = True, connectivity: int = 8,
-                        backend: str = "auto") -> tuple[np.ndarray, int]:
-    """Foreground mask -> numbered objects: fill holes, label, drop objects
-    below ``min_area`` pixels.
+                        split_h: float | None = None, backend: str = "auto") -> tuple[np.ndarray, int]:
+    """Foreground mask -> numbered objects: fill holes, label (or, with
+    ``split_h``, split touching objects by shape: one seed per h-maximum of
+    the distance transform, watershed from the seeds - see
+    :func:`cellrt.kernels.watershed.split_touching`), drop objects below
+    ``min_area`` pixels.
 
     Returns
     -------
     labels : (H, W) int32 ndarray, 1..N in raster order of first pixel
+        (of the seeds with ``split_h``)
     count : int
     """
     if fill:
         mask = fill_holes(mask, connectivity, backend=backend)
-    labels, count = label(mask, connectivity, backend=backend)
+    if split_h is not None:
+        labels, count = _split_on_host(mask, split_h, connectivity, backend)
+    else:
+        labels, count = label(mask, connectivity, backend=backend)
     if min_area > 1:
         labels, count = remove_small_objects(labels, min_area)
     return labels, count
+
+
+def _split_on_host(mask, h: float, connectivity: int, backend: str):
+    """split_touching for host or device masks: its priority flood is sequential, so a device mask is
+    split on the host and its labels go back to the device."""
+    from .watershed import split_touching  # noqa: PLC0415
+
+    if _backend.is_device_array(mask):
+        import cupy  # noqa: PLC0415 - device arrays come from cupy
+
+        labels, count = split_touching(mask.get(), h=h, connectivity=connectivity)
+        return cupy.asarray(labels), count
+    return split_touching(mask, h=h, connectivity=connectivity, backend=backend)
 
 
 def match_instances(predicted, truth, iou_threshold: float = 0.5) -> dict:
@@ -205,7 +225,6 @@ def grow_labels(labels, mask, steps: int, *, backend: str = "auto"):
     proportion to the pixels labelled) or numba; cupy arrays run the same
     steps as whole-array operations on the GPU.
     """
-    from . import _backend  # noqa: PLC0415
 
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ValueError(f"grow_labels: steps should be a non-negative int, got {steps!r}")
@@ -245,7 +264,7 @@ def _grow_whole_array(labels, mask, steps: int):
 
 def instances_from_probability(prob, *, foreground: float = 0.5, seed: float = 0.5, grow_steps: int = 8,
                                min_area: int = 0, fill: bool = True, connectivity: int = 8,
-                               backend: str = "auto") -> tuple[np.ndarray, int]:
+                               split_h: float | None = None, backend: str = "auto") -> tuple[np.ndarray, int]:
     """Objects from a model's probability maps.
 
     Parameters
@@ -259,7 +278,10 @@ def instances_from_probability(prob, *, foreground: float = 0.5, seed: float = 0
         then grown, one pixel per step up to ``grow_steps``, over the
         foreground (``1 - background > foreground``), each pixel taking the
         largest neighbouring label (deterministic). With one map, objects are
-        its thresholded, hole-filled connected components.
+        its thresholded, hole-filled connected components - or, with
+        ``split_h`` (pixels, e.g. 1.0), touching ones split by shape: one
+        seed per h-maximum of the distance transform, watershed from the
+        seeds (:func:`cellrt.kernels.watershed.split_touching`).
     min_area : int
         Objects below this many pixels are dropped.
 
@@ -275,7 +297,10 @@ def instances_from_probability(prob, *, foreground: float = 0.5, seed: float = 0
     prob = xp.asarray(prob, dtype=xp.float32)
     if prob.ndim == 2:
         return instances_from_mask(prob > foreground, min_area=min_area, fill=fill, connectivity=connectivity,
-                                   backend=backend)
+                                   split_h=split_h, backend=backend)
+    if split_h is not None:
+        raise ValueError("instances_from_probability: split_h splits a single foreground map; class maps "
+                         "(background, interior, boundary) are split along the boundary class")
     if prob.ndim != 3 or prob.shape[0] != 3:
         raise ValueError(f"instances_from_probability: prob should be (H, W) or (3, H, W) (background, interior, "
                          f"boundary), got {prob.shape}")

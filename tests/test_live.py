@@ -236,3 +236,26 @@ def test_live_latency_runs_from_the_complete_frame_to_its_result(tmp_path, nucle
     import json
     record = json.loads((tmp_path / "live" / "wells" / "A01.json").read_text())
     assert [row["latency"] for row in record["timings"]] == [latency[("A01", 1)], latency[("A01", 2)]]
+
+
+def test_a_live_run_keeps_only_what_its_wells_will_write(tmp_path, nuclei):
+    """Without fields_per_well every field waits for close(): frames, tiles, model outputs and dense
+    predictions are let go of as soon as a field is done (a full plate would hold tens of GB), the
+    caller's future keeps the whole result, and outlines are drawn for the first wells imaged."""
+    run = LiveRun(nuclei, tmp_path / "live", channels=["1"], plate_name="demo")
+    sources = open_plate(DEMO).fields[:6]
+    futures = [run.submit(tifffile.imread(s.files["1"]), well=s.well, field=s.field, channel="1") for s in sources]
+    results = [f.result(timeout=60) for f in futures]
+    assert all(r.prediction is not None and r.labels is not None for r in results)
+    deadline = time.monotonic() + 30
+    while sum(len(b) for b in run._buckets.values()) < len(sources) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not run._futures
+    assert all(source.reader.frames is None for source in run.plate.fields)
+    for source, result, _, state in (entry for bucket in run._buckets.values() for entry in bucket):
+        assert state.outputs is None and state.prepared.tiles is None
+        assert result.prediction is None and result.tile_embeddings is None
+        assert result.labels is not None and state.prepared.image is not None   # for the well's outline
+    run.close(report=False)
+    assert sorted(p.name for p in (tmp_path / "live" / "thumbnails").glob("*.png")) == [
+        f"{w}_f01.png" for w in sorted({s.well for s in sources})]

@@ -152,9 +152,13 @@ class FieldEngine:
     def _finish(self, state: FieldState) -> None:
         try:
             state.prepared.timings["infer"] = state.infer_seconds
-            self._results.put((state, self.model.finish(state.prepared, state.outputs)))
+            outcome = self.model.finish(state.prepared, state.outputs)
         except Exception as error:  # noqa: BLE001
-            self._results.put((state, error))
+            outcome = error
+        # The tiles and the model's outputs are spent: a field may wait long for its well (live: until
+        # close()), holding them would grow memory with the plate.
+        state.prepared.tiles, state.outputs = None, None
+        self._results.put((state, outcome))
 
     def _infer_loop(self) -> None:
         pending: list[FieldState] = []
@@ -219,6 +223,7 @@ class FieldEngine:
         elapsed = time.perf_counter() - started
         self._tiles_inferred(len(batch))
         offset, total = 0, len(batch)
+        inferred = []
         for state, first, count in owners:
             for name, array in outputs.items():
                 state.outputs[name][first:first + count] = array[offset:offset + count]
@@ -226,5 +231,8 @@ class FieldEngine:
             state.done_tiles += count
             state.infer_seconds += elapsed * count / total
             if state.done_tiles == len(state.prepared.tiles):
-                self._workers.submit(self._finish, state)
-        return [f for f in pending if f.done_tiles < len(f.prepared.tiles)]
+                inferred.append(state)
+        remaining = [f for f in pending if f.done_tiles < len(f.prepared.tiles)]
+        for state in inferred:   # after the last look at their tiles: _finish lets go of them
+            self._workers.submit(self._finish, state)
+        return remaining

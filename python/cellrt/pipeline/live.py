@@ -29,7 +29,7 @@ from .._atomic import write_text
 from ..drift import DriftMonitor
 from ..io.plate import FieldSource, Plate, format_well, well_position
 from .engine import FieldEngine
-from .plate import PlateOptions, PlateRun, PlateRunError
+from .plate import THUMBNAIL_WELLS, PlateOptions, PlateRun, PlateRunError
 
 
 class _Frames:
@@ -39,7 +39,10 @@ class _Frames:
         self.frames = frames
 
     def __call__(self, channels):
-        return [self.frames[c] for c in channels]
+        # Read once, by the engine's reader: the frames are let go of then, or a live plate's every
+        # frame would stay in memory (the field's source stays listed in the plate).
+        frames, self.frames = self.frames, None
+        return [frames[c] for c in channels]
 
 
 class LiveRun(PlateRun):
@@ -66,7 +69,8 @@ class LiveRun(PlateRun):
         self._engine = FieldEngine(model, self.inputs, self.extras, self.options)
         self._lock = threading.Lock()
         self._frames: dict = {}         # (well, field) -> {channel: frame} while channels are missing
-        self._futures: dict = {}
+        self._futures: dict = {}        # (well, field) -> its future, until it resolves
+        self._resolved: set = set()     # (well, field) whose future has resolved
         self._complete: dict = {}       # (well, field) -> perf_counter when its last channel was submitted
         self._fields_complete: dict = defaultdict(int)   # well -> fields with every channel submitted
         self._latencies: dict = {}      # (well, field) -> seconds from complete to its future resolving
@@ -121,6 +125,8 @@ class LiveRun(PlateRun):
                 del self._frames[key]
                 self._complete[key] = time.perf_counter()
                 self._fields_complete[well] += 1
+                if well not in self.thumbnail_wells and len(self.thumbnail_wells) < THUMBNAIL_WELLS:
+                    self.thumbnail_wells.add(well)   # the plate's extent is unknown: the first wells imaged
                 source = FieldSource(well, field, {c: Path(f"live:{well}/{field}/{c}") for c in frames},
                                      reader=_Frames(frames))
                 self.plate.fields.append(source)
@@ -144,7 +150,7 @@ class LiveRun(PlateRun):
         if channel in waiting or key in self._complete:
             if channel in waiting:
                 state = "its field waits for its other channels"
-            elif not self._futures[key].done():
+            elif key not in self._resolved:
                 state = "its field is being processed"
             elif well in self._records:
                 state = f"its well {well} is written"
@@ -192,7 +198,9 @@ class LiveRun(PlateRun):
             resolved = time.perf_counter()
             with self._lock:
                 self._latencies[key] = resolved - self._complete[key]
-            future = self._futures[key]
+            with self._lock:   # the caller holds its future; the run lets go of it and of its result
+                future = self._futures.pop(key)
+                self._resolved.add(key)
             if isinstance(outcome, Exception):
                 future.set_exception(outcome)
             else:

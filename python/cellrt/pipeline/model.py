@@ -80,8 +80,8 @@ def _select_backend(manifest: Manifest, backend: str, threads: int, precision: s
             sha = manifest.fp16["sha256"] if chosen == "fp16" else manifest.onnx_sha256
             return trt_runtime.TensorRTBackend(manifest, artifact), chosen, sha
         if backend == "tensorrt":
-            raise ValueError(f"load_model: backend 'tensorrt' needs a CUDA GPU, cupy and tensorrt or tensorrt_rtx; "
-                             f"not available here (run `cellrt doctor`)")
+            raise ValueError("load_model: backend 'tensorrt' needs a CUDA GPU, cupy and tensorrt or tensorrt_rtx; "
+                             "not available here (run `cellrt doctor`)")
     from ..runtime.ort import OrtBackend  # noqa: PLC0415
     import onnxruntime  # noqa: PLC0415
 

@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -254,9 +254,26 @@ class PlateRun:
         if isinstance(outcome, Exception):
             if not self.options.skip_bad:
                 raise PlateRunError(f"well {source.well}, field {source.field}: {outcome}") from outcome
-            buckets[source.well].append((source, None, str(outcome), state))
+            buckets[source.well].append((source, None, str(outcome), self._slim_state(state, False)))
         else:
-            buckets[source.well].append((source, outcome, None, state))
+            buckets[source.well].append((source, self._slim_result(source, outcome), None,
+                                         self._slim_state(state, source.well in self.thumbnail_wells)))
+
+    # A field waits in its well's bucket until the well's last field is done (live, without
+    # fields_per_well: until close()); it keeps only what the well's write needs, so memory stays flat.
+    def _slim_state(self, state, keep_image: bool):
+        if state.prepared is not None and not keep_image:   # the engine let go of tiles and outputs already
+            state.prepared.image = None
+            state.prepared.extra_channels = {}
+        return state
+
+    def _slim_result(self, source: FieldSource, result):
+        """A copy without the arrays no write asks for (the caller of a live run keeps the full result)."""
+        o = self.options
+        keep_labels = o.save_labels or source.well in self.thumbnail_wells
+        keep_prediction = o.save_predictions or (o.save_labels and o.image_format == "ome-zarr")
+        return replace(result, labels=result.labels if keep_labels else None,
+                       prediction=result.prediction if keep_prediction else None, tile_embeddings=None)
 
     # -- outputs -----------------------------------------------------------------------------------------------
     def _field_objects(self, source: FieldSource, result) -> dict:

@@ -164,6 +164,36 @@ def test_plate_counts_equal_the_model_run_field_by_field(tmp_path, nuclei):
     assert run["model"]["onnx_sha256"] == nuclei.manifest.onnx_sha256 and run["options"]["batch_size"] == 5
 
 
+def test_plate_counts_equal_the_kernels_called_directly(tmp_path, nuclei):
+    """The issue's check, without cellrt's Model or engine: ONNX Runtime on the bundled ONNX file, then
+    cellrt.kernels tile / stitch / instances_from_probability with the manifest's parameters."""
+    import onnxruntime as ort
+
+    from cellrt.kernels import instances_from_probability, stitch, tile
+    from cellrt.kernels.stitch import percentile_normalization
+
+    plate = open_plate(_copy_demo(tmp_path, 12))
+    PlateRun(nuclei, plate, tmp_path / "out").run()
+    fields = read_table(tmp_path / "out" / "fields.csv")
+    from_run = {(w, int(f)): int(c) for w, f, c in zip(fields["Metadata_Well"], fields["Metadata_Field"],
+                                                        fields["Count"])}
+    manifest = nuclei.manifest
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(str(manifest.folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    params = manifest.postprocess["params"]
+    direct = {}
+    for source in plate.fields:
+        image = tifffile.imread(source.files["1"]).astype(np.float32)[None]
+        scale, offset = percentile_normalization(image, tuple(manifest.normalization["percentiles"]))
+        assert image.shape[1:] == (256, 256)   # one 256² tile, the model's tile for a field this size
+        batch = tile(image, 256, manifest.overlap, dtype=np.float32, normalize="fixed", scale=scale, offset=offset)
+        logits = session.run(["logits"], {session.get_inputs()[0].name: batch.tiles})[0]
+        prob = stitch(logits, batch.origins, image.shape[1:], blend=manifest.blend, activation="softmax")
+        direct[(source.well, source.field)] = instances_from_probability(prob, **params)[1]
+    assert direct == from_run and sum(direct.values()) > 100
+
+
 def test_second_channel_is_measured_and_mapped_by_name(tmp_path, nuclei, operetta_plate):
     plate = open_plate(operetta_plate)
     with pytest.raises(PlateError, match=r"--channel DNA=1"):
@@ -265,6 +295,14 @@ def test_unreadable_field_stops_the_run_or_is_recorded_with_skip_bad(tmp_path, n
     assert list(errors["Metadata_Well"]) == ["A02"] and "unreadable TIFF" in errors["Error"][0]
     wells = read_table(tmp_path / "lenient" / "wells.csv")
     assert list(wells["FieldsFailed"].astype(int)) == [0, 1, 0, 0]
+
+
+def test_a_field_of_an_unsupported_pixel_type_is_named(tmp_path, nuclei):
+    plate_dir = _copy_demo(tmp_path, 4)
+    tifffile.imwrite(plate_dir / "demo_A02_s1_w1.tif", np.zeros((256, 256), np.int64))
+    with pytest.raises(PlateRunError, match=r"well A02, field 1: .*demo_A02_s1_w1.tif: pixel type int64 is not an "
+                                            r"8/16/32-bit integer or float image"):
+        PlateRun(nuclei, open_plate(plate_dir), tmp_path / "out").run()
 
 
 def test_a_field_of_another_size_is_named(tmp_path, nuclei):

@@ -323,6 +323,29 @@ cellrt_status_t cellrt_fill_holes(const cellrt_tensor_t* mask, const cellrt_tens
       [&] { cellrt::fill_holes(to_view(mask, "mask"), to_view(out, "out"), connectivity, cuda_stream); });
 }
 
+cellrt_status_t cellrt_distance_transform(const cellrt_tensor_t* mask, const cellrt_tensor_t* out,
+                                          int32_t num_threads) {
+  return translate_exceptions(
+      [&] { cellrt::distance_transform(to_view(mask, "mask"), to_view(out, "out"), num_threads); });
+}
+
+cellrt_status_t cellrt_h_maxima_seeds(const cellrt_tensor_t* values, float h, const cellrt_tensor_t* seeds,
+                                      int32_t connectivity, int64_t* count) {
+  return translate_exceptions([&] {
+    const int64_t n = cellrt::h_maxima_seeds(to_view(values, "values"), h, to_view(seeds, "seeds"), connectivity);
+    if (count != nullptr) *count = n;
+  });
+}
+
+cellrt_status_t cellrt_watershed(const cellrt_tensor_t* surface, const cellrt_tensor_t* labels,
+                                 const cellrt_tensor_t* mask, int32_t connectivity, int64_t* labelled) {
+  return translate_exceptions([&] {
+    const int64_t n = cellrt::watershed(to_view(surface, "surface"), to_view(labels, "labels"), to_view(mask, "mask"),
+                                        connectivity);
+    if (labelled != nullptr) *labelled = n;
+  });
+}
+
 cellrt_status_t cellrt_binary_morphology(const cellrt_tensor_t* mask, const cellrt_tensor_t* out, int32_t radius,
                                          int32_t dilate, const cellrt_morphology_options_t* options,
                                          void* cuda_stream) {

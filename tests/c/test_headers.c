@@ -317,6 +317,37 @@ int main(void) {
            "bad sigma: %s", cellrt_last_error());
   }
 
+  /* C API 4: two 5 x 5 blocks joined by a one-pixel bridge are split in two by shape. */
+  {
+    static uint8_t blocks[7 * 13];
+    static float distance[7 * 13], surface[7 * 13];
+    static int32_t seeds[7 * 13];
+    const int64_t block_shape[2] = {7, 13};
+    cellrt_tensor_t blocks_view, distance_view, surface_view, seeds_view;
+    int64_t count = -1, labelled = -1;
+    int y, x, i;
+    for (y = 1; y <= 5; ++y)
+      for (x = 1; x <= 11; ++x) blocks[y * 13 + x] = (uint8_t)(x != 6 || y == 3);
+    view(&blocks_view, blocks, CELLRT_DTYPE_UINT8, 2, block_shape);
+    view(&distance_view, distance, CELLRT_DTYPE_FLOAT32, 2, block_shape);
+    view(&surface_view, surface, CELLRT_DTYPE_FLOAT32, 2, block_shape);
+    view(&seeds_view, seeds, CELLRT_DTYPE_INT32, 2, block_shape);
+    EXPECT(cellrt_c_api_version() >= 4, "C API 4 functions need version 4");
+    status = cellrt_distance_transform(&blocks_view, &distance_view, 0);
+    EXPECT(status == CELLRT_STATUS_OK && distance[3 * 13 + 3] == 3.0f && distance[3 * 13 + 6] == 1.0f,
+           "distance transform %g %g: %s", distance[3 * 13 + 3], distance[3 * 13 + 6], cellrt_last_error());
+    status = cellrt_h_maxima_seeds(&distance_view, 1.0f, &seeds_view, 8, &count);
+    EXPECT(status == CELLRT_STATUS_OK && count == 2 && seeds[3 * 13 + 3] == 1 && seeds[3 * 13 + 9] == 2,
+           "h-maxima seeds: %lld: %s", (long long)count, cellrt_last_error());
+    for (i = 0; i < 7 * 13; ++i) surface[i] = -distance[i];
+    status = cellrt_watershed(&surface_view, &seeds_view, &blocks_view, 8, &labelled);
+    EXPECT(status == CELLRT_STATUS_OK && labelled == 49 && seeds[1 * 13 + 1] == 1 && seeds[5 * 13 + 11] == 2,
+           "watershed: %lld labelled: %s", (long long)labelled, cellrt_last_error());
+    status = cellrt_watershed(&surface_view, &seeds_view, &blocks_view, 6, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "connectivity should be 4 or 8"),
+           "bad connectivity: %s", cellrt_last_error());
+  }
+
   if (failures) return 1;
   printf("ok\n");
   return 0;

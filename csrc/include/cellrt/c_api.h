@@ -29,7 +29,7 @@
 extern "C" {
 #endif
 
-#define CELLRT_C_API_VERSION 3
+#define CELLRT_C_API_VERSION 4
 
 typedef enum cellrt_status_t {
   CELLRT_STATUS_OK = 0,
@@ -287,6 +287,20 @@ CELLRT_EXPORT cellrt_status_t cellrt_binary_morphology(const cellrt_tensor_t* ma
 CELLRT_EXPORT cellrt_status_t cellrt_contours(const cellrt_tensor_t* labels, int64_t num_objects, int64_t* offsets,
                                               int32_t* points, double* perimeter, int32_t num_threads,
                                               void* cuda_stream, int64_t* total);
+
+/* C API 4. See cellrt/watershed.h (host memory only): touching objects split
+ * by shape - distance_transform (mask [H,W] uint8 -> out [H,W] float32),
+ * h_maxima_seeds (values [H,W] float32 -> seeds [H,W] int32, *count seeds),
+ * watershed (surface [H,W] float32, labels [H,W] int32 seeds in / labels
+ * out, mask [H,W] uint8; *labelled pixels; labelled may be NULL). */
+CELLRT_EXPORT cellrt_status_t cellrt_distance_transform(const cellrt_tensor_t* mask, const cellrt_tensor_t* out,
+                                                        int32_t num_threads);
+CELLRT_EXPORT cellrt_status_t cellrt_h_maxima_seeds(const cellrt_tensor_t* values, float h,
+                                                    const cellrt_tensor_t* seeds, int32_t connectivity,
+                                                    int64_t* count);
+CELLRT_EXPORT cellrt_status_t cellrt_watershed(const cellrt_tensor_t* surface, const cellrt_tensor_t* labels,
+                                               const cellrt_tensor_t* mask, int32_t connectivity,
+                                               int64_t* labelled);
 
 #ifdef __cplusplus
 }

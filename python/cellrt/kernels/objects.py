@@ -159,7 +159,8 @@ def match_instances(predicted, truth, iou_threshold: float = 0.5) -> dict:
 def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_method: str = "otsu",
             global_correction: float = 1.0, local_method: str = "gaussian", block_size: int = 35,
             local_offset: float = 0.0, fill: bool = True, opening_radius: int = 1, blur_sigma: float = 1.0,
-            min_area: int = 20, connectivity: int = 8, backend: str = "auto") -> tuple[np.ndarray, int]:
+            min_area: int = 20, connectivity: int = 8, split_h: float | None = None,
+            backend: str = "auto") -> tuple[np.ndarray, int]:
     """Nuclei (or any bright objects) from a fluorescence or predicted-fluorescence
     image: the in-silico-labeling post-processing as one call.
 
@@ -173,7 +174,9 @@ def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_me
     4. fill holes (``fill``);
     5. opening with a disk of ``opening_radius`` and a gaussian blur of the
        mask (``blur_sigma``, kept where > 0.5) to smooth outlines;
-    6. label (``connectivity``) and drop objects under ``min_area`` pixels.
+    6. label (``connectivity``) - or, with ``split_h``, split touching
+       objects by shape (:func:`cellrt.kernels.watershed.split_touching`) -
+       and drop objects under ``min_area`` pixels.
 
     The defaults were chosen on every 10th image of dsb2018_fluo
     (tools/eval_segmentation.py): Otsu instead of the published mean
@@ -212,7 +215,8 @@ def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_me
         mask = binary_opening(mask, opening_radius, "disk")
     if blur_sigma > 0:
         mask = gaussian_blur(mask.astype(xp.float32), blur_sigma, backend=backend) > 0.5
-    return instances_from_mask(mask, min_area=min_area, fill=False, connectivity=connectivity, backend=backend)
+    return instances_from_mask(mask, min_area=min_area, fill=False, connectivity=connectivity, split_h=split_h,
+                               backend=backend)
 
 
 def grow_labels(labels, mask, steps: int, *, backend: str = "auto"):

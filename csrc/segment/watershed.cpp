@@ -47,6 +47,17 @@ void envelope_line(const int64_t* g, int64_t n, int64_t* f, int64_t* roots, doub
   }
 }
 
+// Flat index of the k-th (0..7, raster order) neighbour of pixel (y, x) of an h x w image, or -1
+// (outside the image, or a diagonal one under 4-connectivity).
+inline int64_t neighbour(int64_t y, int64_t x, int k, int64_t h, int64_t w, int32_t connectivity) {
+  const int cell = k < 4 ? k : k + 1;  // the 3 x 3 square without its centre
+  const int dy = cell / 3 - 1, dx = cell % 3 - 1;
+  if (connectivity == 4 && dy != 0 && dx != 0) return -1;
+  y += dy;
+  x += dx;
+  return y < 0 || y >= h || x < 0 || x >= w ? -1 : y * w + x;
+}
+
 }  // namespace
 
 void distance_transform(const TensorView& mask, const TensorView& out, int32_t num_threads) {
@@ -128,18 +139,14 @@ int64_t h_maxima_seeds(const TensorView& values, float h, const TensorView& seed
     return p;
   };
   std::vector<int32_t> domes;
-  const int dy[8] = {-1, -1, -1, 0, 0, 1, 1, 1}, dx[8] = {-1, 0, 1, -1, 1, -1, 0, 1};
   for (const int32_t p : order) {
     parent[p] = p;
     peak[p] = p;
     const int64_t y = p / w, x = p % w;
     for (int k = 0; k < 8; ++k) {
-      if (connectivity == 4 && dy[k] != 0 && dx[k] != 0) continue;
-      const int64_t ny = y + dy[k], nx = x + dx[k];
-      if (ny < 0 || ny >= hgt || nx < 0 || nx >= w) continue;
-      const int32_t q = static_cast<int32_t>(ny * w + nx);
-      if (parent[q] < 0) continue;  // lower, or background: not seen yet
-      int32_t a = find(p), b = find(q);
+      const int64_t q = neighbour(y, x, k, hgt, w, connectivity);
+      if (q < 0 || parent[q] < 0) continue;  // outside, lower, or background: not seen yet
+      int32_t a = find(p), b = find(static_cast<int32_t>(q));
       if (a == b) continue;
       // a keeps the higher peak (the earlier one in the order on ties)
       const bool b_higher = v[peak[b]] > v[peak[a]] || (v[peak[b]] == v[peak[a]] && peak[b] < peak[a]);
@@ -188,19 +195,14 @@ int64_t watershed(const TensorView& surface, const TensorView& labels, const Ten
     if (lab[p] != 0 && !m[p]) lab[p] = 0;
     if (lab[p] > 0) heap.push({s[p], age++, static_cast<int32_t>(p)});
   }
-  // neighbour offsets in raster order
-  const int dy[8] = {-1, -1, -1, 0, 0, 1, 1, 1}, dx[8] = {-1, 0, 1, -1, 1, -1, 0, 1};
   int64_t labelled = 0;
   while (!heap.empty()) {
     const Entry e = heap.top();
     heap.pop();
     const int64_t y = e.index / w, x = e.index % w;
     for (int k = 0; k < 8; ++k) {
-      if (connectivity == 4 && dy[k] != 0 && dx[k] != 0) continue;
-      const int64_t ny = y + dy[k], nx = x + dx[k];
-      if (ny < 0 || ny >= h || nx < 0 || nx >= w) continue;
-      const int64_t q = ny * w + nx;
-      if (!m[q] || lab[q] != 0) continue;
+      const int64_t q = neighbour(y, x, k, h, w, connectivity);
+      if (q < 0 || !m[q] || lab[q] != 0) continue;
       lab[q] = lab[e.index];
       ++labelled;
       heap.push({s[q], age++, static_cast<int32_t>(q)});

@@ -64,6 +64,20 @@ def distance_transform(mask):
 
 
 @numba.njit(cache=True)
+def _neighbour(y, x, k, rows, w, connectivity):
+    """Flat index of the k-th (0..7, raster order) neighbour of pixel (y, x), or -1 (outside the image, or
+    a diagonal one under 4-connectivity)."""
+    cell = k if k < 4 else k + 1   # the 3 x 3 square without its centre
+    dy, dx = cell // 3 - 1, cell % 3 - 1
+    if connectivity == 4 and dy != 0 and dx != 0:
+        return -1
+    y, x = y + dy, x + dx
+    if y < 0 or y >= rows or x < 0 or x >= w:
+        return -1
+    return y * w + x
+
+
+@numba.njit(cache=True)
 def _find(parent, p):
     while parent[p] != p:
         parent[p] = parent[parent[p]]
@@ -80,21 +94,13 @@ def h_maxima_seeds(values, h, connectivity):
     parent = np.full(flat.size, -1, np.int64)
     peak = np.full(flat.size, -1, np.int64)
     domes = []
-    dys = (-1, -1, -1, 0, 0, 1, 1, 1)
-    dxs = (-1, 0, 1, -1, 1, -1, 0, 1)
     for p in order:
         parent[p] = p
         peak[p] = p
         y, x = p // w, p % w
         for k in range(8):
-            dy, dx = dys[k], dxs[k]
-            if connectivity == 4 and dy != 0 and dx != 0:
-                continue
-            ny, nx = y + dy, x + dx
-            if ny < 0 or ny >= rows or nx < 0 or nx >= w:
-                continue
-            q = ny * w + nx
-            if parent[q] < 0:
+            q = _neighbour(y, x, k, rows, w, connectivity)
+            if q < 0 or parent[q] < 0:
                 continue
             a, b = _find(parent, p), _find(parent, q)
             if a == b:
@@ -127,23 +133,17 @@ def watershed(surface, labels, mask, connectivity):
             if labels[y, x] > 0:
                 heapq.heappush(heap, (surface[y, x], np.int64(age), np.int64(y * w + x)))
                 age += 1
-    dys = (-1, -1, -1, 0, 0, 1, 1, 1)
-    dxs = (-1, 0, 1, -1, 1, -1, 0, 1)
+    flat_mask, flat_labels, flat_surface = mask.ravel(), labels.ravel(), surface.ravel()
     labelled = 0
     while len(heap) > 0:
         _, _, p = heapq.heappop(heap)
         y, x = p // w, p % w
         for k in range(8):
-            dy, dx = dys[k], dxs[k]
-            if connectivity == 4 and dy != 0 and dx != 0:
+            q = _neighbour(y, x, k, h, w, connectivity)
+            if q < 0 or not flat_mask[q] or flat_labels[q] != 0:
                 continue
-            ny, nx = y + dy, x + dx
-            if ny < 0 or ny >= h or nx < 0 or nx >= w:
-                continue
-            if not mask[ny, nx] or labels[ny, nx] != 0:
-                continue
-            labels[ny, nx] = labels[y, x]
+            flat_labels[q] = flat_labels[p]
             labelled += 1
-            heapq.heappush(heap, (surface[ny, nx], np.int64(age), np.int64(ny * w + nx)))
+            heapq.heappush(heap, (flat_surface[q], np.int64(age), np.int64(q)))
             age += 1
     return labelled

@@ -151,3 +151,10 @@ def test_bad_input_is_named():
         watershed(np.zeros((3, 3)), np.zeros((3, 3), np.int32), np.ones((3, 3)), connectivity=6)
     with pytest.raises(ValueError, match="watershed: markers should be non-negative integer labels"):
         watershed(np.zeros((3, 3)), -np.ones((3, 3), np.int32), np.ones((3, 3)))
+    # The C++ kernels check NaN themselves: the C ABI reaches them without the Python checks.
+    core = pytest.importorskip("cellrt._core", reason="needs the compiled extension")
+    nan = np.array([[np.nan, 1.0]], np.float32)
+    with pytest.raises(ValueError, match="watershed: surface holds 1 NaN"):
+        core.watershed(nan, np.zeros((1, 2), np.int32), np.ones((1, 2), np.uint8), 8)
+    with pytest.raises(ValueError, match="h_maxima_seeds: values hold 1 NaN"):
+        core.h_maxima_seeds(nan, 1.0, 8)

@@ -58,6 +58,12 @@ inline int64_t neighbour(int64_t y, int64_t x, int k, int64_t h, int64_t w, int3
   return y < 0 || y >= h || x < 0 || x >= w ? -1 : y * w + x;
 }
 
+int64_t count_nan(const float* v, int64_t n) {
+  int64_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) bad += std::isnan(v[i]) ? 1 : 0;
+  return bad;
+}
+
 }  // namespace
 
 void distance_transform(const TensorView& mask, const TensorView& out, int32_t num_threads) {
@@ -117,10 +123,14 @@ int64_t h_maxima_seeds(const TensorView& values, float h, const TensorView& seed
   CELLRT_CHECK(connectivity == 4 || connectivity == 8, "h_maxima_seeds: connectivity should be 4 or 8, got ",
                connectivity);
   CELLRT_CHECK(h >= 0.0f, "h_maxima_seeds: h should be >= 0, got ", h);
+  CELLRT_CHECK(values.device == Device::kCPU && seeds.device == Device::kCPU,
+               "h_maxima_seeds: only host arrays are supported");
   const int64_t hgt = values.shape[0], w = values.shape[1];
   CELLRT_CHECK(hgt * w < (int64_t{1} << 31), "h_maxima_seeds: images should have fewer than 2^31 pixels");
   const auto* v = static_cast<const float*>(values.data);
   auto* out = static_cast<int32_t*>(seeds.data);
+  const int64_t nan = count_nan(v, hgt * w);  // NaN has no order: the sort and the merges would be arbitrary
+  CELLRT_CHECK(nan == 0, "h_maxima_seeds: values hold ", nan, " NaN");
   std::fill(out, out + hgt * w, 0);
   // Pixels from the highest value down (ties in raster order), each joining the components of its
   // neighbours already seen: the merge tree of the upper level sets. When two components meet at
@@ -177,11 +187,15 @@ int64_t watershed(const TensorView& surface, const TensorView& labels, const Ten
                  ", ", detail::shape_string(labels), ", ", detail::shape_string(mask));
   CELLRT_CHECK(connectivity == 4 || connectivity == 8, "watershed: connectivity should be 4 or 8, got ",
                connectivity);
+  CELLRT_CHECK(surface.device == Device::kCPU && labels.device == Device::kCPU && mask.device == Device::kCPU,
+               "watershed: only host arrays are supported");
   const int64_t h = surface.shape[0], w = surface.shape[1];
   CELLRT_CHECK(h * w < (int64_t{1} << 31), "watershed: images should have fewer than 2^31 pixels");
   const auto* s = static_cast<const float*>(surface.data);
   auto* lab = static_cast<int32_t*>(labels.data);
   const auto* m = static_cast<const uint8_t*>(mask.data);
+  const int64_t nan = count_nan(s, h * w);  // NaN has no order: the flood would be arbitrary
+  CELLRT_CHECK(nan == 0, "watershed: surface holds ", nan, " NaN");
 
   struct Entry {
     float value;

@@ -53,7 +53,7 @@ def _run_folder(path, wells, *, errors=(), plate_wells=None, drift_rows=None, mi
         "model": {"name": "nuclei", "kind": "semantic", "backend": "ort", "precision": "fp32",
                   "onnx_sha256": "0" * 64, "weights_sha256": "0" * 64},
         "plate": {"name": "P<1>", "fields": fields, "wells": plate_wells or len(names), "layout": "imagexpress",
-                  "geometry": list(geometry)},
+                  "geometry": list(geometry) if geometry else None},
         "fields_per_second": 10.0, "latency_p50_s": 0.2, "latency_p99_s": 0.3, "infer_share_of_wall": 0.5,
         "wall_seconds": 1.0, "stage_seconds": {"read": 0.1, "infer": 0.5, "write": 0.2},
         "drift": {"monitored": True, "note": "a test reference", "window": 4, "fields": fields,
@@ -200,3 +200,15 @@ def test_report_is_drawn_for_real_with_every_kind_of_well(tmp_path):
     for name in ("count.png", "area.png", "intensity_DNA.png", "drift.png", "drift_course.png", "stages.png"):
         assert (out / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert page.count("src='data:image/png;base64,") == 7
+
+
+def test_wells_that_are_not_plate_positions_get_a_table_not_maps(tmp_path):
+    """A 'glob' plate names its wells after files: no plate map can place them, so the report lists them."""
+    wells = [_well("img_<7>", count=12), _well("img_8", count=0, means=("", "", "", ""))]
+    out = _run_folder(tmp_path / "glob", wells, geometry=None)
+    page = write_plate_report(out).read_text()
+    assert "<h2>Wells</h2>" in page and "not named as plate positions" in page and "Plate layout" not in page
+    assert "<td>img_&lt;7&gt;</td>" in page and "<td>12</td>" in page
+    report = out / "report"
+    assert not (report / "count.png").exists() and not (report / "drift.png").exists()
+    assert (report / "drift_course.png").exists()

@@ -216,6 +216,8 @@ def write_plate_report(out_dir) -> Path:
     wells = read_table(out_dir / "wells.csv")
     timings = read_table(out_dir / "timings.csv")
     errors = read_table(out_dir / "errors.csv")
+    # Wells not named as plate positions (a 'glob' plate: one "well" per file) have no plate map.
+    on_plate = summary["plate"]["geometry"] is not None
     geometry = summary["plate"]["geometry"] or (8, 12)
     names = [str(w) for w in wells.get("Metadata_Well", [])]
     status = _well_status(wells, errors)
@@ -284,6 +286,8 @@ def write_plate_report(out_dir) -> Path:
         figures.append(("latency.png", "Latency per field", "", _latency_histogram(np.asarray(
             timings["latency"], dtype=float))))
 
+    if not on_plate:
+        figures = [f for f in figures if f[0] not in _PLATE_MAPS and not f[0].startswith(("fraction_", "intensity_"))]
     report = out_dir / "report"
     report.mkdir(parents=True, exist_ok=True)
     for name, _, _, png in figures:
@@ -319,10 +323,13 @@ def write_plate_report(out_dir) -> Path:
              "figcaption{font-size:12px;color:#555;max-width:520px}h2{margin-top:28px}</style></head><body>",
              f"<h1>Plate {html.escape(plate['name'])}</h1><table>"]
     parts += [f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts]
-    parts.append("</table><h2>Plate layout</h2><p style='font-size:13px;color:#555'>In the plate maps, plain "
-                 "grey: no data for the well (not imaged, or no results); grey and hatched: the well has no value "
-                 "there (<i>none</i>: no objects were found, so there is no mean; <i>failed</i>: every field of "
-                 "the well failed, see Errors).</p>")
+    if on_plate:
+        parts.append("</table><h2>Plate layout</h2><p style='font-size:13px;color:#555'>In the plate maps, plain "
+                     "grey: no data for the well (not imaged, or no results); grey and hatched: the well has no "
+                     "value there (<i>none</i>: no objects were found, so there is no mean; <i>failed</i>: every "
+                     "field of the well failed, see Errors).</p>")
+    else:
+        parts.append("</table>" + _wells_table(wells))
     for name, title, caption, png in figures:
         if name in ("stages.png", "latency.png"):
             continue
@@ -363,6 +370,33 @@ def write_plate_report(out_dir) -> Path:
     path = report / "index.html"
     write_text(path, "\n".join(parts))
     return path
+
+
+_PLATE_MAPS = ("count.png", "area.png", "drift.png")
+WELLS_TABLE_ROWS = 384
+
+
+def _wells_table(wells: dict) -> str:
+    """Per-well numbers as a table, for wells that are not plate positions (no map to draw them on)."""
+    columns = [c for c in ("Metadata_Well", "Fields", "FieldsFailed", "Count", "MeanArea", "MedianArea")
+               if c in wells] + [c for c in wells if c.startswith(("Fraction_", "Median_Intensity_", "Drift_MaxRatio"))]
+    names = list(wells.get("Metadata_Well", []))
+    head = "".join(f"<th>{html.escape(c.replace('Metadata_', ''))}</th>" for c in columns)
+    rows = []
+    for i in range(min(len(names), WELLS_TABLE_ROWS)):
+        cells = []
+        for c in columns:
+            value = wells[c][i]
+            number = _number(value) if c != "Metadata_Well" else float("nan")
+            text = (str(value) if c == "Metadata_Well" else "" if not np.isfinite(number)
+                    else _plain_cell(number) if float(number).is_integer() else f"{number:.3g}")
+            cells.append(f"<td>{html.escape(text)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    more = (f"<p style='font-size:12px;color:#777'>First {WELLS_TABLE_ROWS} of {len(names)} wells; all in "
+            f"wells.csv.</p>" if len(names) > WELLS_TABLE_ROWS else "")
+    return ("<h2>Wells</h2><p style='font-size:13px;color:#555'>The wells are not named as plate positions (A01, "
+            "B02, ...), so there are no plate maps; their numbers:</p><table><tr>" + head + "</tr>"
+            + "".join(rows) + "</table>" + more)
 
 
 def _drift_fact(drift: dict) -> str:

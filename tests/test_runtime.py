@@ -613,6 +613,26 @@ def test_int8_model_is_calibrated_gated_recorded_and_runs(tiny_model, dsb_dir, t
         load_manifest(folder)
 
 
+def test_int8_needs_a_cpu_whose_8_bit_dot_products_do_not_saturate(monkeypatch):
+    """The bundled INT8 files are gated on a VNNI CPU; without VNNI ONNX Runtime's u8 x s8 kernels sum
+    pairs in saturating 16-bit lanes, so INT8 is refused there. This machine has VNNI: the CPU's flags
+    are given as text, and load_model's refusal is shown by replacing the flag check (a CPU without
+    VNNI cannot exist here)."""
+    from cellrt.runtime import ort as ort_runtime  # noqa: PLC0415
+
+    haswell = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma f16c\n"
+    assert ort_runtime.int8_dot_product(haswell, "x86_64") == (False, "x86 without VNNI")
+    assert ort_runtime.int8_dot_product(haswell + "flags : avx2 avx_vnni\n", "x86_64")[0] is True
+    assert ort_runtime.int8_dot_product(haswell.replace("avx2", "avx2 avx512_vnni"), "AMD64") == (
+        True, "x86 with avx512_vnni")
+    assert ort_runtime.int8_dot_product("", "aarch64")[0] is True
+    monkeypatch.setattr(ort_runtime, "int8_dot_product", lambda: (False, "x86 without VNNI"))
+    with pytest.raises(ValueError, match=r"precision 'int8' of model 'nuclei' needs a CPU with VNNI .* this one "
+                                         r"is x86 without VNNI.* Run precision 'fp32'"):
+        cellrt.load_model("nuclei", backend="ort", precision="int8")
+    assert cellrt.load_model("nuclei", backend="ort").precision == "fp32"
+
+
 def test_int8_gate_refuses_and_leaves_the_folder_as_it_was(tiny_model, dsb_dir, tmp_path):
     from cellrt.export.int8 import QuantizationError, quantize_int8  # noqa: PLC0415
 

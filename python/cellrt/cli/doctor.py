@@ -64,8 +64,11 @@ def collect() -> dict:
         "tifffile": _module_version("tifffile"),
     }
     from ..pipeline.model import available_models  # noqa: PLC0415
+    from ..runtime.ort import int8_dot_product  # noqa: PLC0415
 
     report["bundled_models"] = available_models()
+    exact, cpu = int8_dot_product()
+    report["int8_on_cpu"] = {"exact": exact, "cpu": cpu}
     return report
 
 
@@ -94,6 +97,9 @@ def run_doctor(as_json: bool = False) -> int:
         m = report[name]
         lines.append(f"  {name:<25} " + (m["version"] or "importable" if m["importable"]
                                              else f"not importable ({m['error']})"))
+    int8 = report["int8_on_cpu"]
+    lines.append("  INT8 models on this CPU   " + {True: "yes", False: "no", None: "unknown"}[int8["exact"]]
+                 + f" ({int8['cpu']})")
     lines.append(f"  bundled models            {', '.join(report['bundled_models']) or 'none'}")
     lines.append(f"  C/C++ SDK (find_package)  -Dcellrt_DIR={b['sdk_cmake_dir']}")
     print("\n".join(lines))

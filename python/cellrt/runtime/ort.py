@@ -14,6 +14,39 @@ _PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvid
                      "tensorrt": "TensorrtExecutionProvider"}
 
 
+def int8_dot_product(cpuinfo: str | None = None, machine: str | None = None) -> tuple[bool | None, str]:
+    """Whether ONNX Runtime's 8-bit convolutions are exact on this CPU, and why.
+
+    On x86 without VNNI its u8 x s8 kernels add pairs of products in 16-bit registers with saturation
+    (vpmaddubsw): a model quantised with full 8-bit weights, as the bundled ones are, can then compute
+    wrong values that the INT8 gate, run on a VNNI CPU, never saw (ONNX Runtime and OpenVINO document
+    it). VNNI (avx512_vnni, avx_vnni) accumulates in 32 bits. Other architectures widen first. Returns
+    (True, ...), (False, ...) or (None, ...) when the flags cannot be read."""
+    import platform  # noqa: PLC0415
+
+    machine = (machine or platform.machine()).lower()
+    if machine not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return True, f"{machine}: no 16-bit saturating 8-bit path"
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            cpuinfo = None
+    if cpuinfo is not None:
+        flags = set()
+        for line in cpuinfo.splitlines():
+            if line.startswith("flags"):
+                flags.update(line.partition(":")[2].split())
+        vnni = sorted(flags & {"avx512_vnni", "avx_vnni"})
+        return (True, f"x86 with {' and '.join(vnni)}") if vnni else (False, "x86 without VNNI")
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features  # noqa: PLC0415
+    except ImportError:
+        return None, "x86, CPU flags unreadable"
+    return (True, "x86 with avx512_vnni") if features.get("AVX512VNNI") else (None, "x86, VNNI unknown")
+
+
 def _symbolic(dim) -> bool:
     return not isinstance(dim, int)
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: the CUDA marker and its auto-skip, devices, RNG, real data."""
+"""Shared fixtures: the CUDA and INT8 markers and their auto-skips, devices, RNG, real data."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ def cuda_usable() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    from cellrt.runtime.ort import int8_dot_product
+
+    int8_exact, cpu = int8_dot_product()
+    for item in items:
+        if "int8" in item.keywords and int8_exact is False:
+            item.add_marker(pytest.mark.skip(reason=f"runs INT8 models, refused on this CPU ({cpu})"))
     if cuda_usable():
         return
     reason = ("needs a CUDA GPU, a CUDA build of cellrt and cupy "

@@ -127,6 +127,7 @@ def test_onnx_runtime_fuses_the_partial_sums_into_the_bundled_models_convolution
     assert [n.op_type for n in optimized.graph.node if n.op_type in ("Add", "Sum", "Concat")] == []
 
 
+@pytest.mark.int8
 def test_bundled_int8_model_was_quantised_without_concatenations():
     import cellrt  # noqa: PLC0415
 

@@ -39,7 +39,7 @@ def test_bundled_models_are_listed_and_their_manifests_verify():
         assert manifest.output("embedding") is not None
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("int8", marks=pytest.mark.int8)])
 def test_nuclei_model_beats_otsu_on_held_out_dsb2018(dsb_dir, precision):
     """F1 at IoU 0.5 over 25 held-out images (never seen in training), pooled; the INT8 model too."""
     model = cellrt.load_model("nuclei", backend="ort", precision=precision)
@@ -106,6 +106,7 @@ def test_cli_models_and_predict(tmp_path, dsb_dir):
     assert wrong.returncode != 0 and "takes 3 channels" in wrong.stderr
 
 
+@pytest.mark.int8
 def test_cli_quantize_calibrates_a_copy_and_predict_runs_it(tmp_path, dsb_dir):
     images = [str(dsb_dir / "images" / f"{i}.tif") for i in training_data.dsb_ids(dsb_dir, held_out=False)[:6]]
     refused = run_cli("quantize", "nuclei", images[0])
@@ -143,6 +144,7 @@ def test_torch_module_rebuilt_from_the_onnx_weights_matches_onnx_runtime(name, d
         np.testing.assert_allclose(value.numpy(), expected[spec.name], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.int8
 def test_cli_pack_writes_one_file_that_predict_runs(tmp_path, dsb_dir):
     import os
 

@@ -415,14 +415,6 @@ def test_cellrt_run_cli_with_channel_map_and_errors(tmp_path, operetta_plate):
     assert (out / "objects.csv").is_file()
     assert len(open_plate(out / "images.ome.zarr").fields) == 12
     assert "fields/s" in result.stdout and "p99" in result.stdout
-    # FP32 on the CPU for a model with a gated INT8 file: the summary says so, with the manifest's held-out numbers.
-    manifest = cellrt.load_model("nuclei", backend="ort").manifest
-    assert (f"tip: nuclei also ships an INT8 network checked against this one (held-out f1_iou50 "
-            f"{manifest.int8['metrics']['f1_iou50']} vs {manifest.training['metrics']['f1_iou50']} in FP32): "
-            "`cellrt run ... --precision int8`") in result.stdout
-    int8 = run_cli("run", str(operetta_plate), "--model", "nuclei", "--out", str(tmp_path / "int8"), "--channel",
-                   "DNA=1", "--precision", "int8")
-    assert int8.returncode == 0 and "(ort, int8)" in int8.stdout and "tip:" not in int8.stdout
     again = run_cli("run", str(operetta_plate), "--model", "nuclei", "--out", str(out), "--channel", "DNA=1",
                     "--format", "csv")
     assert again.returncode == 1 and "pass --resume" in again.stderr
@@ -434,6 +426,20 @@ def test_cellrt_run_cli_with_channel_map_and_errors(tmp_path, operetta_plate):
         result = run_cli("run", str(operetta_plate), "--model", "nuclei", "--out", str(place), "--channel", "DNA=1")
         assert result.returncode == 1 and f"{place}: " in result.stderr and why in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.int8
+def test_cellrt_run_int8_and_the_tip_that_names_it(tmp_path, operetta_plate):
+    # FP32 on the CPU for a model with a gated INT8 file: the summary says so, with the manifest's held-out numbers.
+    fp32 = run_cli("run", str(operetta_plate), "--model", "nuclei", "--out", str(tmp_path / "fp32"), "--channel",
+                   "DNA=1")
+    manifest = cellrt.load_model("nuclei", backend="ort").manifest
+    assert (f"tip: nuclei also ships an INT8 network checked against this one (held-out f1_iou50 "
+            f"{manifest.int8['metrics']['f1_iou50']} vs {manifest.training['metrics']['f1_iou50']} in FP32): "
+            "`cellrt run ... --precision int8`") in fp32.stdout
+    int8 = run_cli("run", str(operetta_plate), "--model", "nuclei", "--out", str(tmp_path / "int8"), "--channel",
+                   "DNA=1", "--precision", "int8")
+    assert int8.returncode == 0 and "(ort, int8)" in int8.stdout and "tip:" not in int8.stdout
 
 
 # -- OME-Zarr HCS ----------------------------------------------------------------------------------------------------
@@ -755,13 +761,21 @@ def test_drift_reference_from_a_run_and_the_refusals(tmp_path, nuclei):
     assert too_few.returncode == 1 and "4 reference fields are too few for a window of 16" in too_few.stderr
     unknown = run_cli("drift-reference", str(run_dir), "--out", str(tmp_path / "x.npz"), "--wells", "A01,H12")
     assert unknown.returncode == 1 and "no results for wells ['H12']" in unknown.stderr
+    with pytest.raises(PlateRunError, match="missing.npz: no such drift reference file"):
+        PlateRun(nuclei, open_plate(DEMO), tmp_path / "y", PlateOptions(drift_reference=str(tmp_path / "missing.npz")))
+
+
+@pytest.mark.int8
+def test_an_int8_run_takes_the_int8_drift_reference_only(tmp_path, nuclei):
+    run_dir = tmp_path / "reference-run"
+    PlateRun(nuclei, open_plate(DEMO), run_dir, PlateOptions(drift_reference=None)).run()
+    ref = tmp_path / "controls.npz"
+    assert run_cli("drift-reference", str(run_dir), "--out", str(ref), "--window", "4").returncode == 0
     int8 = cellrt.load_model("nuclei", backend="ort", precision="int8")
     with pytest.raises(PlateRunError, match="made from fp32 embeddings, this run computes int8 ones"):
         PlateRun(int8, open_plate(DEMO), tmp_path / "int8", PlateOptions(drift_reference=str(ref)))
     auto = PlateRun(int8, open_plate(DEMO), tmp_path / "int8-auto")
     assert auto.drift is not None and auto.drift.metadata["precision"] == "int8"
-    with pytest.raises(PlateRunError, match="missing.npz: no such drift reference file"):
-        PlateRun(nuclei, open_plate(DEMO), tmp_path / "y", PlateOptions(drift_reference=str(tmp_path / "missing.npz")))
 
 
 def test_a_field_without_a_finite_embedding_is_left_out_of_drift_not_fatal(tmp_path, nuclei):

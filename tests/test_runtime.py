@@ -590,6 +590,7 @@ def _training_tiles(dsb_dir: Path, count: int = 16, size: int = 64) -> np.ndarra
     return tiles
 
 
+@pytest.mark.int8
 def test_int8_model_is_calibrated_gated_recorded_and_runs(tiny_model, dsb_dir, tmp_path):
     from cellrt.export.int8 import INT8_FILE, quantize_int8  # noqa: PLC0415
 

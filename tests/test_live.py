@@ -242,20 +242,33 @@ def test_a_live_run_keeps_only_what_its_wells_will_write(tmp_path, nuclei):
     """Without fields_per_well every field waits for close(): frames, tiles, model outputs and dense
     predictions are let go of as soon as a field is done (a full plate would hold tens of GB), the
     caller's future keeps the whole result, and outlines are drawn for the first wells imaged."""
-    run = LiveRun(nuclei, tmp_path / "live", channels=["1"], plate_name="demo")
+    run = LiveRun(nuclei, tmp_path / "live", channels=["1", "2"], plate_name="demo",
+                  options=PlateOptions(channel_map={"DNA": "1"}))
     sources = open_plate(DEMO).fields[:6]
-    futures = [run.submit(tifffile.imread(s.files["1"]), well=s.well, field=s.field, channel="1") for s in sources]
+    sources[2], sources[3] = sources[3], sources[2]     # A02: field 2 is imaged before field 1
+    futures = []
+    for s in sources:
+        image = tifffile.imread(s.files["1"])
+        futures.append(run.submit(image, well=s.well, field=s.field, channel="1"))
+        run.submit(image, well=s.well, field=s.field, channel="2")
+    unfinished = run.submit(image, well="B01", field=1, channel="1")   # its channel 2 never comes
     results = [f.result(timeout=60) for f in futures]
     assert all(r.prediction is not None and r.labels is not None for r in results)
     deadline = time.monotonic() + 30
     while sum(len(b) for b in run._buckets.values()) < len(sources) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not run._futures
+    assert list(run._futures) == [("B01", 1)]      # the run holds only the future still waiting for frames
     assert all(source.reader.frames is None for source in run.plate.fields)
     for source, result, _, state in (entry for bucket in run._buckets.values() for entry in bucket):
         assert state.outputs is None and state.prepared.tiles is None
         assert result.prediction is None and result.tile_embeddings is None
-        assert result.labels is not None and state.prepared.image is not None   # for the well's outline
-    run.close(report=False)
+        outline = source.field == 1      # the well's first field keeps image and labels for its outline
+        assert (result.labels is not None) == outline and (state.prepared.image is not None) == outline
+        assert state.prepared.extra_channels == {} or outline
+    summary = run.close(report=False)
     assert sorted(p.name for p in (tmp_path / "live" / "thumbnails").glob("*.png")) == [
         f"{w}_f01.png" for w in sorted({s.well for s in sources})]
+    # A field still missing a channel at close() fails its future instead of leaving it pending.
+    assert summary["incomplete_fields"] == [{"well": "B01", "field": 1}]
+    with pytest.raises(PlateRunError, match=r"well B01, field 1: channel\(s\) \['2'\] were never submitted"):
+        unfinished.result(timeout=0)

@@ -100,6 +100,10 @@ def test_instrument_exports_as_they_come(tmp_path, operetta_plate):
         open_plate(stack, z=3)
     with pytest.raises(PlateError, match=r"z should be a plane number >= 1, got 0"):
         open_plate(stack, z=0)
+    with pytest.raises(PlateError, match=r"z=2 was asked for, but layout 'imagexpress' names no \{z\}"):
+        open_plate(DEMO, z=2)
+    with pytest.raises(PlateError, match=r"layout 'glob' takes every file as one plane"):
+        open_plate(DEMO, "glob", timepoint=2)
 
     regex = pattern_regex("{well}_{channel}_{field}.tif")
     match = regex.fullmatch("B03_phase_z03_2.tif")
@@ -192,6 +196,21 @@ def test_plate_counts_equal_the_kernels_called_directly(tmp_path, nuclei):
         prob = stitch(logits, batch.origins, image.shape[1:], blend=manifest.blend, activation="softmax")
         direct[(source.well, source.field)] = instances_from_probability(prob, **params)[1]
     assert direct == from_run and sum(direct.values()) > 100
+
+
+def test_a_fields_latency_does_not_wait_for_the_rest_of_its_well(tmp_path, nuclei):
+    """One field in flight at a time: field 2 of a well starts only after field 1's result is taken, so a
+    latency that ran to the well's write (the definition before) would exceed both fields' own stages."""
+    out = tmp_path / "out"
+    PlateRun(nuclei, open_plate(_copy_demo(tmp_path, 4)), out,
+             PlateOptions(max_fields_in_flight=1, readers=1, workers=1)).run()
+    timings = read_table(out / "timings.csv")
+    own = sum(timings[stage] for stage in ("read", "tile", "infer", "stitch", "postprocess", "measure"))
+    by_field = {(w, int(f)): (latency, spent) for w, f, latency, spent in
+                zip(timings["Metadata_Well"], timings["Metadata_Field"], timings["latency"], own)}
+    for well in ("A01", "A02"):
+        (first, first_own), (_, second_own) = by_field[(well, 1)], by_field[(well, 2)]
+        assert first_own <= first < first_own + second_own
 
 
 def test_second_channel_is_measured_and_mapped_by_name(tmp_path, nuclei, operetta_plate):
@@ -332,6 +351,8 @@ def test_skip_bad_records_scan_time_rejections_like_run_time_failures(tmp_path, 
     errors.csv with the columns of fields that fail later, and counted as failed fields of their wells."""
     plate_dir = _copy_demo(tmp_path, 4)   # A01 and A02, fields 1 and 2
     shutil.copy(plate_dir / "demo_A01_s1_w1.tif", plate_dir / "demo_A01_s1_w1.tiff")    # two files, one channel
+    (plate_dir / "again").mkdir()
+    shutil.copy(plate_dir / "demo_A01_s1_w1.tif", plate_dir / "again")                  # and a third, elsewhere
     shutil.copy(plate_dir / "demo_A02_s1_w1.tif", plate_dir / "demo_A03_s1_w2.tif")     # A03: channel 2 only
     shutil.copy(plate_dir / "demo_A02_s1_w1.tif", plate_dir / "demo_A02_s1_w2.tif")
     shutil.copy(plate_dir / "demo_A02_s2_w1.tif", plate_dir / "demo_A02_s2_w2.tif")
@@ -346,8 +367,9 @@ def test_skip_bad_records_scan_time_rejections_like_run_time_failures(tmp_path, 
     errors = read_table(out / "errors.csv", as_text=True)
     assert sorted(zip(errors["Metadata_Well"], errors["Metadata_Field"])) == [
         ("A01", "1"), ("A01", "2"), ("A03", "1")]
-    duplicate = list(errors["Metadata_Well"]).index("A01")
-    assert "demo_A01_s1_w1.tif;" in errors["Files"][duplicate] and "two files" in errors["Error"][duplicate]
+    duplicate = list(errors["Metadata_Well"]).index("A01")   # one row for the field, every copy named
+    assert errors["Files"][duplicate].count("demo_A01_s1_w1.tif") == 3 and "again/demo_A01_s1_w1.tif" in (
+        errors["Error"][duplicate])
     wells = read_table(out / "wells.csv", as_text=True)
     assert list(wells["Metadata_Well"]) == ["A01", "A02", "A03"]
     assert list(wells["FieldsFailed"]) == ["2", "0", "1"] and list(wells["Fields"]) == ["2", "2", "1"]

@@ -50,6 +50,9 @@ def test_h_maxima_seeds_mark_one_pixel_of_each_scikit_image_h_maximum(backend):
             assert sorted(regions[seeds > 0].tolist()) == list(range(1, count + 1))   # one seed per region
             flat = np.flatnonzero(seeds)
             assert list(seeds.ravel()[flat]) == list(range(1, count + 1))          # numbered in raster order
+    # Two equal maxima with a dip of 0.5 < h between them are one dome (scikit-image marks two regions).
+    assert h_maxima_seeds(np.array([[1, 3, 2.5, 3, 1]], np.float32), 1.0, backend=backend)[1] == 1
+    assert h_maxima_seeds(np.array([[1, 3, 1.5, 3, 1]], np.float32), 1.0, backend=backend)[1] == 2
     plateau = np.zeros((5, 7), np.float32)
     plateau[1:4, 1:6] = 2.0
     seeds, count = h_maxima_seeds(plateau, 1.0, backend=backend)

@@ -58,6 +58,12 @@ inline int64_t neighbour(int64_t y, int64_t x, int k, int64_t h, int64_t w, int3
   return y < 0 || y >= h || x < 0 || x >= w ? -1 : y * w + x;
 }
 
+// Each side below 2^31 before multiplying them, so the product cannot wrap (shapes come from C callers).
+void check_pixels(const char* op, int64_t h, int64_t w, int64_t limit) {
+  CELLRT_CHECK(h < (int64_t{1} << 31) && w < (int64_t{1} << 31) && h * w < limit, op,
+               ": images should have fewer than ", limit, " pixels, got ", h, " x ", w);
+}
+
 int64_t count_nan(const float* v, int64_t n) {
   int64_t bad = 0;
   for (int64_t i = 0; i < n; ++i) bad += std::isnan(v[i]) ? 1 : 0;
@@ -77,6 +83,7 @@ void distance_transform(const TensorView& mask, const TensorView& out, int32_t n
   CELLRT_CHECK(mask.device == Device::kCPU && out.device == Device::kCPU,
                "distance_transform: only host arrays are supported");
   const int64_t h = mask.shape[0], w = mask.shape[1];
+  check_pixels("distance_transform", h, w, int64_t{1} << 40);
   if (h == 0 || w == 0) return;
   const auto* m = static_cast<const uint8_t*>(mask.data);
   auto* result = static_cast<float*>(out.data);
@@ -126,7 +133,7 @@ int64_t h_maxima_seeds(const TensorView& values, float h, const TensorView& seed
   CELLRT_CHECK(values.device == Device::kCPU && seeds.device == Device::kCPU,
                "h_maxima_seeds: only host arrays are supported");
   const int64_t hgt = values.shape[0], w = values.shape[1];
-  CELLRT_CHECK(hgt * w < (int64_t{1} << 31), "h_maxima_seeds: images should have fewer than 2^31 pixels");
+  check_pixels("h_maxima_seeds", hgt, w, int64_t{1} << 31);
   const auto* v = static_cast<const float*>(values.data);
   auto* out = static_cast<int32_t*>(seeds.data);
   const int64_t nan = count_nan(v, hgt * w);  // NaN has no order: the sort and the merges would be arbitrary
@@ -190,7 +197,7 @@ int64_t watershed(const TensorView& surface, const TensorView& labels, const Ten
   CELLRT_CHECK(surface.device == Device::kCPU && labels.device == Device::kCPU && mask.device == Device::kCPU,
                "watershed: only host arrays are supported");
   const int64_t h = surface.shape[0], w = surface.shape[1];
-  CELLRT_CHECK(h * w < (int64_t{1} << 31), "watershed: images should have fewer than 2^31 pixels");
+  check_pixels("watershed", h, w, int64_t{1} << 31);
   const auto* s = static_cast<const float*>(surface.data);
   auto* lab = static_cast<int32_t*>(labels.data);
   const auto* m = static_cast<const uint8_t*>(mask.data);

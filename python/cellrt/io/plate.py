@@ -257,12 +257,18 @@ def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad:
     if layout in PRESETS:
         files = without_sidecars(layout)
     rejected: list[dict] = []
+    if layout == "glob" and (z, timepoint) != (1, 1):
+        raise PlateError(f"{root}: layout 'glob' takes every file as one plane; z and timepoint cannot be chosen")
     if layout == "glob":
         sources = [FieldSource(p.stem, 1, {"1": p}) for p in files]
         return Plate(name or root.name, root, layout, ["1"], sources, rejected)
     regex = pattern_regex(layout)
+    for option, value in (("z", z), ("timepoint", timepoint)):
+        if value != 1 and option not in regex.groupindex:
+            raise PlateError(f"{root}: {option}={value} was asked for, but layout {layout!r} names no "
+                             f"{{{option}}}: its files are single planes")
     found: dict[FieldKey, dict[str, Path]] = {}
-    duplicates: dict[FieldKey, list] = {}
+    duplicates: dict[FieldKey, tuple[list, list]] = {}   # messages, files
     unmatched = []
     other_planes = 0
     plate_names = set()
@@ -293,12 +299,14 @@ def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad:
         key = FieldKey(well, number)
         channels = found.setdefault(key, {})
         if channel in channels:
-            message = (f"{root}: two files for well {well}, field {number}, channel {channel}: "
-                       f"{channels[channel].name} and {path.name}")
+            first, second = (p.relative_to(root) for p in (channels[channel], path))   # subfolders told apart
+            message = f"{root}: two files for well {well}, field {number}, channel {channel}: {first} and {second}"
             if not skip_bad:
                 raise PlateError(message)
-            # Which of the two is the field's image is unknowable: the field is skipped, both files named.
-            duplicates.setdefault(key, []).append((message, [channels[channel], path]))
+            # Which file is the field's image is unknowable: the field is skipped, every file named.
+            messages, paths = duplicates.setdefault(key, ([], []))
+            messages.append(message)
+            paths += [p for p in (channels[channel], path) if p not in paths]
             continue
         channels[channel] = path
     if unmatched:
@@ -313,9 +321,9 @@ def open_plate(root, layout: str = "auto", *, name: str | None = None, skip_bad:
     sources = []
     for key in sorted(found, key=lambda k: (well_sort_key(k.well), k.field)):
         channels = found[key]
-        if key in duplicates:
-            for message, paths in duplicates[key]:
-                rejected.append(rejected_row(key.well, key.field, paths, message))
+        if key in duplicates:   # one row per field, however many channels or copies are doubled
+            messages, paths = duplicates[key]
+            rejected.append(rejected_row(key.well, key.field, paths, "; ".join(messages)))
             continue
         missing = [c for c in all_channels if c not in channels]
         if missing:

@@ -47,7 +47,9 @@ def h_maxima_seeds(values, h: float, *, connectivity: int = 8, backend: str = "a
     """One seed per h-maximum of ``values``: per dome rising at least ``h`` above the saddle where it meets
     a higher one (and per connected component's highest peak), its highest pixel (first in raster order
     on ties). Values <= 0 are background. Returns ``(seeds, count)``: int32, 1..N in raster order, one
-    pixel each - the maxima ``skimage.morphology.h_maxima`` marks, one pixel per dome."""
+    pixel each. Where ``skimage.morphology.h_maxima``'s regions are domes, one seed lies in each; it marks
+    a dome's equal maxima that are not 8-connected (``[1, 3, 2.5, 3, 1]``, h = 1) as separate regions,
+    where this is one seed - the dip between them is less than h."""
     if isinstance(h, bool) or not isinstance(h, (int, float, np.integer, np.floating)) or not h >= 0:
         raise ValueError(f"h_maxima_seeds: h should be a number >= 0, got {h!r}")
     if connectivity not in (4, 8):

@@ -36,7 +36,7 @@ class FieldState:
     done_tiles: int = 0
     infer_seconds: float = 0.0
     error: Exception | None = None
-    finished: float | None = None   # perf_counter when the run took its result (or error) from the engine
+    finished: float | None = None   # perf_counter when its result (or error) was ready
 
 
 class EngineError(RuntimeError):
@@ -158,6 +158,7 @@ class FieldEngine:
         # The tiles and the model's outputs are spent: a field may wait long for its well (live: until
         # close()), holding them would grow memory with the plate.
         state.prepared.tiles, state.outputs = None, None
+        state.finished = time.perf_counter()
         self._results.put((state, outcome))
 
     def _infer_loop(self) -> None:
@@ -170,6 +171,13 @@ class FieldEngine:
                 with self._lock:
                     drained = self._closed.is_set() and received == self._submitted
                 if not drained and waiting < batch_size:
+                    with self._lock:
+                        reading = self._reading
+                    if waiting and reading == 0 and self._ready.empty():
+                        # No field is being read: waiting for more tiles would only add to this one's
+                        # latency (a live frame on its own, the last field, one field in flight).
+                        pending = self._run_batch(pending)
+                        continue
                     try:
                         state = self._ready.get(timeout=0.05)
                     except queue.Empty:
@@ -178,6 +186,7 @@ class FieldEngine:
                         continue
                     received += 1
                     if state.error is not None:
+                        state.finished = time.perf_counter()
                         self._results.put((state, state.error))
                     else:
                         pending.append(state)

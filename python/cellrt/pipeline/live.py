@@ -264,6 +264,13 @@ class LiveRun(PlateRun):
         with self._lock:
             self._closed = True
             incomplete = sorted(self._frames)
+            # A field still missing channels is never run: its future fails now (a caller waiting on it
+            # would wait forever) and its frames are let go of.
+            waiting = {key: (self._futures.pop(key), sorted(set(self.plate.channels) - set(self._frames.pop(key))))
+                       for key in incomplete}
+        for (well, field), (future, missing) in waiting.items():
+            future.set_exception(PlateRunError(f"well {well}, field {field}: channel(s) {missing} were never "
+                                               f"submitted before close()"))
         self._engine.close_input()
         self._collector.join()
         self._engine.shutdown()

@@ -249,31 +249,41 @@ class PlateRun:
 
     def _bucket(self, buckets: dict, state, outcome) -> None:
         """File one field's outcome under its well; a failure stops the run unless skip_bad."""
-        state.finished = time.perf_counter()
         source = state.source
         if isinstance(outcome, Exception):
             if not self.options.skip_bad:
                 raise PlateRunError(f"well {source.well}, field {source.field}: {outcome}") from outcome
-            buckets[source.well].append((source, None, str(outcome), self._slim_state(state, False)))
-        else:
-            buckets[source.well].append((source, self._slim_result(source, outcome), None,
-                                         self._slim_state(state, source.well in self.thumbnail_wells)))
+            buckets[source.well].append((source, None, str(outcome), self._slim(state, None, outline=False)[0]))
+            return
+        bucket = buckets[source.well]
+        # The well's outline thumbnail is drawn from its first successful field: only that one keeps its
+        # image and labels for it (a field numbered lower arriving later takes over).
+        outline = source.well in self.thumbnail_wells and all(
+            other.field > source.field for other, result, _, _ in bucket if result is not None)
+        if outline:
+            for index, (other, result, error, other_state) in enumerate(bucket):
+                if result is not None:
+                    other_state, result = self._slim(other_state, result, outline=False)
+                    bucket[index] = (other, result, error, other_state)
+        state, result = self._slim(state, outcome, outline=outline)
+        bucket.append((source, result, None, state))
 
     # A field waits in its well's bucket until the well's last field is done (live, without
     # fields_per_well: until close()); it keeps only what the well's write needs, so memory stays flat.
-    def _slim_state(self, state, keep_image: bool):
-        if state.prepared is not None and not keep_image:   # the engine let go of tiles and outputs already
+    def _slim(self, state, result, *, outline: bool):
+        """(state, result copy) without the arrays no write asks for: the engine let go of the tiles and
+        model outputs already; the image and labels stay only for an outline thumbnail (labels also when
+        they are saved), predictions only when saved. The caller of a live run keeps its full result."""
+        if state.prepared is not None and not outline:
             state.prepared.image = None
             state.prepared.extra_channels = {}
-        return state
-
-    def _slim_result(self, source: FieldSource, result):
-        """A copy without the arrays no write asks for (the caller of a live run keeps the full result)."""
+        if result is None:
+            return state, None
         o = self.options
-        keep_labels = o.save_labels or source.well in self.thumbnail_wells
+        keep_labels = o.save_labels or outline
         keep_prediction = o.save_predictions or (o.save_labels and o.image_format == "ome-zarr")
-        return replace(result, labels=result.labels if keep_labels else None,
-                       prediction=result.prediction if keep_prediction else None, tile_embeddings=None)
+        return state, replace(result, labels=result.labels if keep_labels else None,
+                              prediction=result.prediction if keep_prediction else None, tile_embeddings=None)
 
     # -- outputs -----------------------------------------------------------------------------------------------
     def _field_objects(self, source: FieldSource, result) -> dict:

@@ -22,12 +22,15 @@ namespace cellrt::detail {
 
 // Requests the n elements at p ahead of their use, for access patterns the
 // hardware prefetchers do not follow (many interleaved streams, or a new
-// page on every row).
+// page on every row). Into every cache level (prefetcht0): with
+// non-temporal prefetches a stitch reading its tiles from memory took up to
+// 20% longer (1x2048^2 float32; 3-12% with 3 channels) - presumably lines
+// fetched four rows ahead left the cache again before their use.
 template <typename T>
 inline void prefetch_run(const T* p, int64_t n) {
 #if defined(__GNUC__)
   const char* bytes = reinterpret_cast<const char*>(p);
-  for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64) __builtin_prefetch(bytes + b, 0, 0);
+  for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64) __builtin_prefetch(bytes + b, 0, 3);
 #endif
 }
 

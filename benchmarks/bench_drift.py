@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, markdown_table, note, set_threads, time_interleaved, write_record  # noqa: E402
+from _common import _timed, machine, markdown_table, note, set_threads, time_interleaved, write_record  # noqa: E402
 
 from cellrt.drift import DriftMonitor, DriftReference  # noqa: E402
 
@@ -55,12 +54,6 @@ def fma_peak_gflops() -> float:
     a @ a
     best = min(_timed(lambda: a @ a) for _ in range(5))
     return 2 * 1024**3 / best / 1e9
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def main() -> int:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, markdown_table, note, set_threads, write_record  # noqa: E402
+from _common import _timed, machine, markdown_table, note, set_threads, write_record  # noqa: E402
 
 
 def measured_matmul_peak(threads: int, n: int = 2048, repeats: int = 5) -> tuple[float, str]:
@@ -67,12 +66,6 @@ def nominal_peak(threads: int) -> tuple[float | None, str]:
     per_cycle = 2 * 2 * lanes
     return threads * per_cycle * max(mhz) * 1e6, (f"{threads} cores x {max(mhz):.0f} MHz x {per_cycle} FLOP/cycle; "
                                                   "the clock /proc/cpuinfo reports, which turbo exceeds")
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def percentile(values, q):

@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (copy_bandwidth, machine, markdown_table, note, set_threads,  # noqa: E402
                      time_interleaved, write_record)
 
-import cellrt  # noqa: E402
 from cellrt.kernels import available_backends, stitch, tile, tile_origins  # noqa: E402
 
 TILE, OVERLAP, THREADS = 256, 0.25, 2

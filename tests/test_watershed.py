@@ -161,3 +161,18 @@ def test_bad_input_is_named():
         core.watershed(nan, np.zeros((1, 2), np.int32), np.ones((1, 2), np.uint8), 8)
     with pytest.raises(ValueError, match="h_maxima_seeds: values hold 1 NaN"):
         core.h_maxima_seeds(nan, 1.0, 8)
+
+
+@pytest.mark.cuda
+def test_a_device_foreground_map_is_split_on_the_host_and_comes_back_to_the_device():
+    """instances_from_probability(split_h=...) on a cupy map: the split runs on the host (its flood is
+    sequential) and the labels return as a cupy array equal to the host result."""
+    import cupy as cp
+
+    yy, xx = np.mgrid[:60, :100]
+    discs = ((yy - 30) ** 2 + (xx - 32) ** 2 <= 18 ** 2) | ((yy - 30) ** 2 + (xx - 64) ** 2 <= 16 ** 2)
+    prob = discs.astype(np.float32) * 0.9
+    host, count = instances_from_probability(prob, split_h=1.0)
+    device, device_count = instances_from_probability(cp.asarray(prob), split_h=1.0)
+    assert isinstance(device, cp.ndarray) and device_count == count == 2
+    np.testing.assert_array_equal(device.get(), host)

@@ -370,7 +370,8 @@ void register_segment(py::module_& m) {
   m.def("h_maxima_seeds", &h_maxima_seeds_host, py::arg("values"), py::arg("h"), py::arg("connectivity"),
         "One labelled seed pixel per h-maximum of the positive values (int32, 1..N in raster order).");
   m.def("watershed", &watershed_host, py::arg("surface"), py::arg("labels"), py::arg("mask"),
-        py::arg("connectivity"), "In place: seeded watershed of the labels' seeds over the mask; returns pixels labelled.");
+        py::arg("connectivity"),
+        "In place: seeded watershed of the labels' seeds over the mask; returns pixels labelled.");
   m.def("fill_holes_cuda", &fill_holes_device, py::arg("mask"), py::arg("out"), py::arg("shape"),
         py::arg("connectivity"), py::arg("stream"), "fill_holes on device pointers, on the given stream.");
   m.def("histogram_cuda", &histogram_device, py::arg("image"), py::arg("dtype"), py::arg("size"), py::arg("counts"),

@@ -118,9 +118,9 @@ def run_drift_reference(run_dir: str, out: str, *, wells: str = "", window: int 
 
 def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "auto", batch: int = 8,
               workers: int = 2, readers: int = 2, threads: int = 0, resume: bool = False, skip_bad: bool = False,
-              layout: str = "auto", z: int = 1, timepoint: int = 1, channels=(), table_format: str = "parquet", save_labels: bool = False,
-              save_predictions: bool = False, images_format: str = "tiff", tile: str = "auto",
-              precision: str = "auto", drift_reference: str | None = "auto") -> int:
+              layout: str = "auto", z: int = 1, timepoint: int = 1, channels=(), table_format: str = "parquet",
+              save_labels: bool = False, save_predictions: bool = False, images_format: str = "tiff",
+              tile: str = "auto", precision: str = "auto", drift_reference: str | None = "auto") -> int:
     from ..io.plate import PlateError, open_plate  # noqa: PLC0415
     from ..pipeline import load_model  # noqa: PLC0415
     from ..pipeline.plate import PlateOptions, PlateRun, PlateRunError  # noqa: PLC0415

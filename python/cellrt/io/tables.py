@@ -54,8 +54,9 @@ def write_table(path: Path, table: dict, table_format: str = "parquet") -> Path:
 
 def read_table(path: Path, *, as_text: bool = False) -> dict:
     """A table written by write_table. CSV cells become float64 columns where every cell parses as a
-    number or is empty (NaN, in a column with numbers), else text; ``as_text=True`` keeps every CSV cell as written (no type guessing: a numeric
-    plate barcode or an integer id is not turned into a float)."""
+    number or is empty (NaN, in a column with numbers), else text; ``as_text=True`` keeps every CSV
+    cell as written (no type guessing: a numeric plate barcode or an integer id is not turned into a
+    float)."""
     path = Path(path)
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq  # noqa: PLC0415

@@ -272,3 +272,23 @@ def test_a_live_run_keeps_only_what_its_wells_will_write(tmp_path, nuclei):
     assert summary["incomplete_fields"] == [{"well": "B01", "field": 1}]
     with pytest.raises(PlateRunError, match=r"well B01, field 1: channel\(s\) \['2'\] were never submitted"):
         unfinished.result(timeout=0)
+
+
+def test_a_cancelled_future_does_not_stop_the_run(tmp_path, nuclei):
+    """A caller may cancel a field's future (it no longer waits for it): the field is still measured,
+    and close() neither fails on it nor on a cancelled field still missing a channel."""
+    run = LiveRun(nuclei, tmp_path / "live", channels=["1", "2"], plate_name="demo",
+                  options=PlateOptions(channel_map={"DNA": "1"}, drift_reference=None))
+    image = tifffile.imread(sorted(DEMO.glob("*.tif"))[0])
+    waiting = run.submit(image, well="A01", field=2, channel="1")          # channel 2 never comes
+    assert waiting.cancel()
+    run.submit(image, well="A01", field=1, channel="1")
+    cancelled = run.submit(image, well="A01", field=1, channel="2")
+    cancelled.cancel()      # may be too late (already running): either way the run goes on
+    later = run.submit(image, well="B01", field=1, channel="1")
+    run.submit(image, well="B01", field=1, channel="2")
+    assert later.result(timeout=60).count > 0
+    summary = run.close(report=False)
+    assert summary["incomplete_fields"] == [{"well": "A01", "field": 2}]
+    fields = read_table(tmp_path / "live" / "fields.csv")
+    assert list(fields["Metadata_Well"]) == ["A01", "B01"] and fields["Count"].min() > 0

@@ -39,6 +39,10 @@ class FieldState:
     finished: float | None = None   # perf_counter when its result (or error) was ready
 
 
+BUSY_BATCH_WAIT = 0.05    # s the model waits for more tiles while a field is being read
+IDLE_BATCH_WAIT = 0.005   # s it waits when none is (a feeder between two fields admits the next in far less)
+
+
 class EngineError(RuntimeError):
     """Inference itself failed (not one field): the run cannot go on."""
 
@@ -58,6 +62,7 @@ class FieldEngine:
         self._tiles_per_field = 1  # of the last field read: the guess for fields still being read
         self._batch_tiles = options.batch_size  # tiles per inference call, for the last field's tile shape
         self._submitted = 0
+        self._in_flight = 0        # admitted and not yet taken by next_result
         self._field_shape = tuple(field_shape) if field_shape is not None else None   # else: the first field read
         self._readers = ThreadPoolExecutor(options.readers, thread_name_prefix="cellrt-read")
         self._workers = ThreadPoolExecutor(options.workers, thread_name_prefix="cellrt-post")
@@ -86,6 +91,7 @@ class FieldEngine:
                 return False
             self._reading += 1
             self._submitted += 1
+            self._in_flight += 1
         self._readers.submit(self._read, source)
         return True
 
@@ -113,6 +119,8 @@ class FieldEngine:
         state, outcome = self._results.get(timeout=timeout)
         if state is None:
             raise EngineError(f"inference failed: {type(outcome).__name__}: {outcome}") from outcome
+        with self._lock:
+            self._in_flight -= 1
         self._admit.release()
         return state, outcome
 
@@ -171,17 +179,16 @@ class FieldEngine:
                 with self._lock:
                     drained = self._closed.is_set() and received == self._submitted
                 if not drained and waiting < batch_size:
-                    with self._lock:
-                        reading = self._reading
-                    if waiting and reading == 0 and self._ready.empty():
-                        # No field is being read: waiting for more tiles would only add to this one's
-                        # latency (a live frame on its own, the last field, one field in flight).
-                        pending = self._run_batch(pending)
-                        continue
+                    idle = self._nothing_coming(len(pending))
+                    # More tiles are worth a short wait when none is on its way (a live frame on its own,
+                    # the last field, every field in flight waiting here), a longer one when a field is
+                    # being read or a finished one is about to free a slot for the next.
                     try:
-                        state = self._ready.get(timeout=0.05)
+                        state = self._ready.get(timeout=IDLE_BATCH_WAIT if idle else BUSY_BATCH_WAIT)
                     except queue.Empty:
-                        if waiting:  # the readers are behind: run what there is rather than idle
+                        # A reader that started during the short wait brings tiles: wait for them (the
+                        # long wait's end runs what there is: the readers are behind).
+                        if waiting and (not idle or self._nothing_coming(len(pending))):
                             pending = self._run_batch(pending)
                         continue
                     received += 1
@@ -198,6 +205,13 @@ class FieldEngine:
                 pending = self._run_batch(pending)
         except Exception as error:  # noqa: BLE001 - an inference failure stops the run
             self._results.put((None, error))
+
+    def _nothing_coming(self, at_model: int) -> bool:
+        """No field is being read, and none can be soon: the feeder is free to admit one (so it has none
+        to give), or every field in flight is here at the model (none will finish and free a slot)."""
+        with self._lock:
+            return self._reading == 0 and (self._in_flight < self.options.max_fields_in_flight
+                                           or self._in_flight <= at_model)
 
     def _batch_room(self, pending: list[FieldState]) -> tuple[tuple | None, int]:
         """(tile shape, tiles per call) of the next batch: that of the first pending field with tiles left."""

@@ -20,7 +20,7 @@ import json
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,18 @@ from ..drift import DriftMonitor
 from ..io.plate import FieldSource, Plate, format_well, well_position
 from .engine import FieldEngine
 from .plate import THUMBNAIL_WELLS, PlateOptions, PlateRun, PlateRunError
+
+
+def _settle(future: Future, outcome) -> None:
+    """Resolve a field's future with its result or error - unless its caller cancelled it (or it was
+    failed already): a future resolves once, and a cancelled one must not stop the run."""
+    try:
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+    except InvalidStateError:
+        pass
 
 
 class _Frames:
@@ -116,6 +128,8 @@ class LiveRun(PlateRun):
         key = (well, field)
         with self._lock:
             self._raise_if_stopped()   # again under the lock: no future is handed out after _fail failed them
+            if self._closed:           # and none after close() listed the fields still waiting
+                raise PlateRunError("LiveRun.submit after close()")
             self._refuse_taken(key, channel)
             frames = self._frames.setdefault(key, {})
             frames[channel] = frame
@@ -201,10 +215,7 @@ class LiveRun(PlateRun):
             with self._lock:   # the caller holds its future; the run lets go of it and of its result
                 future = self._futures.pop(key)
                 self._resolved.add(key)
-            if isinstance(outcome, Exception):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+            _settle(future, outcome)   # its result still goes into the tables if the caller cancelled it
             self._bucket(self._buckets, state, outcome)
             self._advance_drift(key, None if isinstance(outcome, Exception) else outcome.embedding)
             with self._lock:
@@ -255,7 +266,7 @@ class LiveRun(PlateRun):
             self._failure = error   # under the lock: submit hands out no new future from here on
             pending = [future for future in self._futures.values() if not future.done()]
         for future in pending:      # outside it: a done-callback may call submit, which takes the lock
-            future.set_exception(error)
+            _settle(future, error)
         # A submit blocked on a full engine would wait forever for results nobody collects any more.
         self._engine.shutdown()
 
@@ -269,8 +280,8 @@ class LiveRun(PlateRun):
             waiting = {key: (self._futures.pop(key), sorted(set(self.plate.channels) - set(self._frames.pop(key))))
                        for key in incomplete}
         for (well, field), (future, missing) in waiting.items():
-            future.set_exception(PlateRunError(f"well {well}, field {field}: channel(s) {missing} were never "
-                                               f"submitted before close()"))
+            _settle(future, PlateRunError(f"well {well}, field {field}: channel(s) {missing} were never "
+                                          f"submitted before close()"))
         self._engine.close_input()
         self._collector.join()
         self._engine.shutdown()

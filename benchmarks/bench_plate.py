@@ -143,7 +143,7 @@ def main() -> int:
                   "cellrt PlateRun, manifest tile": cellrt.load_model("nuclei", backend="ort", threads=args.threads,
                                                                       batch_size=args.batch, tile_size="model")}
         int8_here, cpu = int8_dot_product()
-        if int8_here is False:
+        if int8_here is not True:
             note(f"INT8 left out: refused on this CPU ({cpu})")
         else:
             models["cellrt PlateRun, tile auto, INT8"] = cellrt.load_model(

@@ -614,7 +614,7 @@ def test_int8_model_is_calibrated_gated_recorded_and_runs(tiny_model, dsb_dir, t
         load_manifest(folder)
 
 
-def test_int8_needs_a_cpu_whose_8_bit_dot_products_do_not_saturate(monkeypatch):
+def test_int8_needs_a_cpu_whose_8_bit_dot_products_do_not_saturate(monkeypatch, tmp_path):
     """The bundled INT8 files are gated on a VNNI CPU; without VNNI ONNX Runtime's u8 x s8 kernels sum
     pairs in saturating 16-bit lanes, so INT8 is refused there. This machine has VNNI: the CPU's flags
     are given as text, and load_model's refusal is shown by replacing the flag check (a CPU without
@@ -627,10 +627,17 @@ def test_int8_needs_a_cpu_whose_8_bit_dot_products_do_not_saturate(monkeypatch):
     assert ort_runtime.int8_dot_product(haswell.replace("avx2", "avx2 avx512_vnni"), "AMD64") == (
         True, "x86 with avx512_vnni")
     assert ort_runtime.int8_dot_product("", "aarch64")[0] is True
-    monkeypatch.setattr(ort_runtime, "int8_dot_product", lambda: (False, "x86 without VNNI"))
-    with pytest.raises(ValueError, match=r"precision 'int8' of model 'nuclei' needs a CPU with VNNI .* this one "
-                                         r"is x86 without VNNI.* Run precision 'fp32'"):
-        cellrt.load_model("nuclei", backend="ort", precision="int8")
+    assert ort_runtime.int8_dot_product("processor\t: 0\n", "x86_64")[0] in (True, None)   # no flags: numpy's view
+    for verdict in ((False, "x86 without VNNI"), (None, "x86, CPU features unreadable")):
+        monkeypatch.setattr(ort_runtime, "int8_dot_product", lambda verdict=verdict: verdict)
+        with pytest.raises(ValueError, match=r"precision 'int8' of model 'nuclei' needs a CPU with VNNI .* this one "
+                                             rf"is {verdict[1]}.* Run precision 'fp32'"):
+            cellrt.load_model("nuclei", backend="ort", precision="int8")
+    # Nor is an INT8 file made there: the gate would measure the saturated arithmetic.
+    from cellrt.export.int8 import QuantizationError, quantize_int8  # noqa: PLC0415
+    with pytest.raises(QuantizationError, match=r"gate needs a CPU whose 8-bit convolutions are exact .* nothing "):
+        quantize_int8(_copy(cellrt.load_model("nuclei", backend="ort").manifest.folder, tmp_path),
+                      np.zeros((1, 1, 64, 64), np.float32))
     assert cellrt.load_model("nuclei", backend="ort").precision == "fp32"
 
 

@@ -84,6 +84,14 @@ def quantize_int8(folder, calibration: np.ndarray, *, check: np.ndarray | None =
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static  # noqa: PLC0415
     from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: PLC0415
 
+    from ..runtime.ort import int8_dot_product  # noqa: PLC0415
+
+    exact, cpu = int8_dot_product()
+    if exact is not True:   # the gate would measure saturated 16-bit sums, not the INT8 model
+        raise QuantizationError(f"quantize_int8: the FP32-vs-INT8 gate needs a CPU whose 8-bit convolutions are "
+                                f"exact in ONNX Runtime (x86 with VNNI: avx512_vnni or avx_vnni); this one is {cpu}; "
+                                f"nothing written")
+
     from .._atomic import atomic_path  # noqa: PLC0415
     from ..runtime.manifest import load_manifest, sha256_file, write_manifest  # noqa: PLC0415
     from .graph_passes import optimize_file  # noqa: PLC0415

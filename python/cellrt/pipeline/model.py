@@ -99,7 +99,7 @@ def _select_backend(manifest: Manifest, backend: str, threads: int, precision: s
         from ..runtime.ort import int8_dot_product  # noqa: PLC0415
 
         exact, cpu = int8_dot_product()
-        if exact is False:
+        if exact is not True:
             raise ValueError(f"load_model: precision 'int8' of model {manifest.name!r} needs a CPU with VNNI "
                              f"(avx512_vnni or avx_vnni); this one is {cpu}, where ONNX Runtime's 8-bit "
                              f"convolutions saturate 16-bit sums - results its INT8 check never saw. Run "

@@ -21,7 +21,7 @@ def int8_dot_product(cpuinfo: str | None = None, machine: str | None = None) -> 
     (vpmaddubsw): a model quantised with full 8-bit weights, as the bundled ones are, can then compute
     wrong values that the INT8 gate, run on a VNNI CPU, never saw (ONNX Runtime and OpenVINO document
     it). VNNI (avx512_vnni, avx_vnni) accumulates in 32 bits. Other architectures widen first. Returns
-    (True, ...), (False, ...) or (None, ...) when the flags cannot be read."""
+    (True, ...), (False, ...) or (None, ...) when it cannot be told (INT8 is then refused too)."""
     import platform  # noqa: PLC0415
 
     machine = (machine or platform.machine()).lower()
@@ -33,18 +33,24 @@ def int8_dot_product(cpuinfo: str | None = None, machine: str | None = None) -> 
                 cpuinfo = handle.read()
         except OSError:
             cpuinfo = None
-    if cpuinfo is not None:
-        flags = set()
-        for line in cpuinfo.splitlines():
-            if line.startswith("flags"):
-                flags.update(line.partition(":")[2].split())
+    flags = set()
+    for line in (cpuinfo or "").splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    if flags:
         vnni = sorted(flags & {"avx512_vnni", "avx_vnni"})
         return (True, f"x86 with {' and '.join(vnni)}") if vnni else (False, "x86 without VNNI")
+    # No /proc/cpuinfo (Windows, macOS): the CPU features numpy detected at import.
     try:
         from numpy._core._multiarray_umath import __cpu_features__ as features  # noqa: PLC0415
     except ImportError:
-        return None, "x86, CPU flags unreadable"
-    return (True, "x86 with avx512_vnni") if features.get("AVX512VNNI") else (None, "x86, VNNI unknown")
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features  # noqa: PLC0415 - numpy 1.x
+        except ImportError:
+            return None, "x86, CPU features unreadable"
+    vnni = sorted(name for name in ("AVX512VNNI", "AVX_VNNI", "AVXVNNI") if features.get(name))
+    return (True, f"x86 with {' and '.join(vnni)}") if vnni else (
+        None, "x86, no VNNI among the CPU features numpy reports (it may not report AVX-VNNI)")
 
 
 def _symbolic(dim) -> bool:

@@ -590,6 +590,25 @@ def _training_tiles(dsb_dir: Path, count: int = 16, size: int = 64) -> np.ndarra
     return tiles
 
 
+def test_int8_with_7_bit_weights_runs_on_any_cpu(tiny_model, dsb_dir, tmp_path, monkeypatch):
+    """7-bit weights cannot saturate ONNX Runtime's 16-bit pair sums: such a file is made and run even
+    where the CPU check says no VNNI (forced here: this machine has VNNI)."""
+    from cellrt.export.int8 import quantize_int8  # noqa: PLC0415
+    from cellrt.runtime import ort as ort_runtime  # noqa: PLC0415
+
+    monkeypatch.setattr(ort_runtime, "int8_dot_product", lambda: (False, "x86 without VNNI"))
+    folder = _copy(tiny_model[0], tmp_path)
+    section = quantize_int8(folder, _training_tiles(dsb_dir), check=_dsb_tiles(dsb_dir), weight_bits=7)
+    assert section["weight_bits"] == 7 and load_manifest(folder).int8["weight_bits"] == 7
+    int8 = cellrt.load_model(folder, backend="ort", precision="int8")
+    fp32 = cellrt.load_model(folder, backend="ort")
+    image = tifffile.imread(dsb_dir / "images" / f"{training_data.dsb_ids(dsb_dir, held_out=True)[1]}.tif")
+    a, b = fp32.run(image).prediction, int8.run(image).prediction
+    assert np.mean(np.argmax(a, 0) != np.argmax(b, 0)) < 0.05 and 0 < np.max(np.abs(a - b)) < 0.5
+    with pytest.raises(ValueError, match="weight_bits should be 7 or 8, got 6"):
+        quantize_int8(folder, _training_tiles(dsb_dir), weight_bits=6)
+
+
 @pytest.mark.int8
 def test_int8_model_is_calibrated_gated_recorded_and_runs(tiny_model, dsb_dir, tmp_path):
     from cellrt.export.int8 import INT8_FILE, quantize_int8  # noqa: PLC0415
@@ -600,6 +619,7 @@ def test_int8_model_is_calibrated_gated_recorded_and_runs(tiny_model, dsb_dir, t
     manifest = load_manifest(folder)   # verifies the INT8 file's SHA-256 too
     assert manifest.int8 == section and section["file"] == INT8_FILE
     assert section["calibration"] == "16 training crops" and section["error"]["logits"] <= 0.05
+    assert section["weight_bits"] == 8
     fp32 = cellrt.load_model(folder, backend="ort")
     int8 = cellrt.load_model(folder, backend="ort", precision="int8")
     assert (fp32.precision, int8.precision) == ("fp32", "int8")

@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                           help="largest INT8 error allowed per output: argmax disagreement for class logits, "
                                "relative RMS error otherwise (default 0.05)")
     quantize.add_argument("--tiles-per-image", type=int, default=4, help="calibration tiles taken per image")
+    quantize.add_argument("--weight-bits", type=int, choices=[7, 8], default=8,
+                          help="8, or 7: exact on x86 CPUs without VNNI too, a little less accurate")
 
     pack = sub.add_parser("pack", help="write a model folder (or bundled model) as one .zip archive")
     pack.add_argument("model", help="model folder or bundled model name")
@@ -132,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "pack":
             return commands.run_pack(args.model, args.archive)
         if args.command == "quantize":
-            return commands.run_quantize(args.model, args.images, args.out, args.tolerance, args.tiles_per_image)
+            return commands.run_quantize(args.model, args.images, args.out, args.tolerance, args.tiles_per_image,
+                                         args.weight_bits)
         if args.command == "build":
             return commands.run_build(args)
         return commands.run_export(args)

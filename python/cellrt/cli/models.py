@@ -149,7 +149,8 @@ def run_export(args) -> int:
     return 0
 
 
-def run_quantize(model_name: str, images: list[str], out: str | None, tolerance: float, tiles_per_image: int) -> int:
+def run_quantize(model_name: str, images: list[str], out: str | None, tolerance: float, tiles_per_image: int,
+                 weight_bits: int = 8) -> int:
     """INT8 ONNX for a model folder, calibrated on the given real fields (one TIFF per field, or one
     per channel with ``--channels-per-field``)."""
     import shutil  # noqa: PLC0415
@@ -198,7 +199,7 @@ def run_quantize(model_name: str, images: list[str], out: str | None, tolerance:
         tiles.append(prepared[::step][:tiles_per_image])
     calibration = np.concatenate(tiles)
     try:
-        section = quantize_int8(folder, calibration, tolerance=tolerance,
+        section = quantize_int8(folder, calibration, tolerance=tolerance, weight_bits=weight_bits,
                                 record={"calibration_images": [Path(p).name for p in images]})
     except QuantizationError as error:
         print(f"cellrt quantize: {error}", file=sys.stderr)

@@ -168,7 +168,9 @@ def _int8_hint(model) -> str | None:
     from ..runtime.ort import int8_dot_product  # noqa: PLC0415
 
     manifest = model.manifest
-    if model.precision != "fp32" or model.backend.name != "ort" or not manifest.int8 or not int8_dot_product()[0]:
+    if model.precision != "fp32" or model.backend.name != "ort" or not manifest.int8:
+        return None
+    if manifest.int8.get("weight_bits", 8) == 8 and int8_dot_product()[0] is not True:
         return None
     held_out = (manifest.training or {}).get("metrics", {})
     int8 = manifest.int8.get("metrics", {})

@@ -209,6 +209,7 @@ def test_wells_that_are_not_plate_positions_get_a_table_not_maps(tmp_path):
     page = write_plate_report(out).read_text()
     assert "<h2>Wells</h2>" in page and "not named as plate positions" in page and "Plate layout" not in page
     assert "<td>img_&lt;7&gt;</td>" in page and "<td>12</td>" in page
+    assert "<th>Drift_MaxRatio</th><th>Drift_Alarms</th>" in page
     report = out / "report"
     assert not (report / "count.png").exists() and not (report / "drift.png").exists()
     assert (report / "drift_course.png").exists()

@@ -379,7 +379,7 @@ WELLS_TABLE_ROWS = 384
 def _wells_table(wells: dict) -> str:
     """Per-well numbers as a table, for wells that are not plate positions (no map to draw them on)."""
     columns = [c for c in ("Metadata_Well", "Fields", "FieldsFailed", "Count", "MeanArea", "MedianArea")
-               if c in wells] + [c for c in wells if c.startswith(("Fraction_", "Median_Intensity_", "Drift_MaxRatio"))]
+               if c in wells] + [c for c in wells if c.startswith(("Fraction_", "Median_Intensity_", "Drift_"))]
     names = list(wells.get("Metadata_Well", []))
     head = "".join(f"<th>{html.escape(c.replace('Metadata_', ''))}</th>" for c in columns)
     rows = []

@@ -165,12 +165,12 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
 
 def _int8_hint(model) -> str | None:
     """A CPU run in FP32 of a model that ships a gated INT8 file: say so, with both held-out results."""
-    from ..runtime.ort import int8_dot_product  # noqa: PLC0415
+    from ..runtime.ort import int8_file_exact  # noqa: PLC0415
 
     manifest = model.manifest
     if model.precision != "fp32" or model.backend.name != "ort" or not manifest.int8:
         return None
-    if manifest.int8.get("weight_bits", 8) == 8 and int8_dot_product()[0] is not True:
+    if not int8_file_exact(manifest.int8.get("weight_bits", 8))[0]:
         return None
     held_out = (manifest.training or {}).get("metrics", {})
     int8 = manifest.int8.get("metrics", {})

@@ -88,12 +88,12 @@ def quantize_int8(folder, calibration: np.ndarray, *, check: np.ndarray | None =
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static  # noqa: PLC0415
     from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: PLC0415
 
-    from ..runtime.ort import int8_dot_product  # noqa: PLC0415
+    from ..runtime.ort import int8_file_exact  # noqa: PLC0415
 
     if weight_bits not in (7, 8):
         raise ValueError(f"quantize_int8: weight_bits should be 7 or 8, got {weight_bits!r}")
-    exact, cpu = int8_dot_product()
-    if exact is not True and weight_bits == 8:   # the gate would measure saturated 16-bit sums, not the model
+    exact, cpu = int8_file_exact(weight_bits)
+    if not exact:   # the gate would measure saturated 16-bit sums, not the model
         raise QuantizationError(f"quantize_int8: the FP32-vs-INT8 gate needs a CPU whose 8-bit convolutions are "
                                 f"exact in ONNX Runtime (x86 with VNNI: avx512_vnni or avx_vnni); this one is {cpu}; "
                                 f"nothing written. 7-bit weights (weight_bits=7, `cellrt quantize --weight-bits 7`) "

@@ -95,11 +95,11 @@ def _select_backend(manifest: Manifest, backend: str, threads: int, precision: s
     path = manifest.onnx_path if chosen == "fp32" else manifest.folder / section["file"]
     sha = manifest.onnx_sha256 if chosen == "fp32" else section["sha256"]
     providers = ["cuda", "cpu"] if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else ["cpu"]
-    if chosen == "int8" and providers == ["cpu"] and section.get("weight_bits", 8) == 8:
-        from ..runtime.ort import int8_dot_product  # noqa: PLC0415
+    if chosen == "int8" and providers == ["cpu"]:
+        from ..runtime.ort import int8_file_exact  # noqa: PLC0415
 
-        exact, cpu = int8_dot_product()
-        if exact is not True:
+        exact, cpu = int8_file_exact(section.get("weight_bits", 8))
+        if not exact:
             raise ValueError(f"load_model: precision 'int8' of model {manifest.name!r} needs a CPU with VNNI "
                              f"(avx512_vnni or avx_vnni); this one is {cpu}, where ONNX Runtime's 8-bit "
                              f"convolutions saturate 16-bit sums - results its INT8 check never saw. Run "

@@ -53,6 +53,16 @@ def int8_dot_product(cpuinfo: str | None = None, machine: str | None = None) -> 
         None, "x86, no VNNI among the CPU features numpy reports (it may not report AVX-VNNI)")
 
 
+def int8_file_exact(weight_bits: int = 8) -> tuple[bool, str]:
+    """Whether an INT8 file with weights of ``weight_bits`` bits computes exactly in ONNX Runtime on this
+    CPU, and why: 7-bit weights cannot saturate the 16-bit pair sums (2 x 255 x 63 < 32767) anywhere;
+    8-bit ones need what :func:`int8_dot_product` says."""
+    if weight_bits == 7:
+        return True, "7-bit weights: no 16-bit pair sum can saturate"
+    exact, cpu = int8_dot_product()
+    return exact is True, cpu
+
+
 def _symbolic(dim) -> bool:
     return not isinstance(dim, int)
 

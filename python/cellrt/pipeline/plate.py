@@ -293,17 +293,14 @@ class PlateRun:
                  "Metadata_Field": np.full(count, source.field, dtype=np.int32)}
         table.update(result.objects)
         if result.class_names:
-            names = np.asarray(result.class_names, dtype=object)
-            table["Classify_Class"] = names[result.objects["Classify_ClassIndex"]] if count else np.empty(0, object)
+            table["Classify_Class"] = _class_of_objects(result)
         return table
 
     def _field_summary(self, source: FieldSource, result, error: str | None) -> dict:
         row = {"Metadata_Plate": self.plate.name, "Metadata_Well": source.well, "Metadata_Field": source.field,
                "Count": 0 if result is None else int(result.count), "Error": error or ""}
         if result is not None:
-            classes = (np.asarray(result.class_names, dtype=object)[result.objects["Classify_ClassIndex"]]
-                       if result.class_names and result.count else np.empty(0, object))
-            row.update(_object_summary(result.objects, classes, self._class_names()))
+            row.update(_object_summary(result.objects, _class_of_objects(result), self._class_names()))
         return row
 
     def _class_names(self) -> list[str]:
@@ -369,16 +366,17 @@ class PlateRun:
                 scan_failed[row["Metadata_Well"]].append(
                     {"Metadata_Plate": self.plate.name, "Metadata_Well": row["Metadata_Well"],
                      "Metadata_Field": row["Metadata_Field"], "Count": 0, "Error": row["Error"]})
-        wells = sorted({w for w in self.plate.wells if w in records} | set(scan_failed), key=well_sort_key)
+        written = [w for w in self.plate.wells if w in records]   # plate order
+        wells = sorted(set(written) | set(scan_failed), key=well_sort_key)
         fmt = self.options.table_format
         # CSV cells are joined as text, so identifiers stay as written (plate barcode 20240101, field 1).
-        objects = concat_tables([read_table(self._well_paths(w)[0], as_text=True) for w in wells if w in records])
+        objects = concat_tables([read_table(self._well_paths(w)[0], as_text=True) for w in written])
         write_table(self.out / f"objects.{fmt}", objects, fmt)
         well_fields = {w: sorted((records[w]["fields"] if w in records else []) + scan_failed[w],
                                  key=lambda f: int(f["Metadata_Field"])) for w in wells}
         fields = [row for w in wells for row in well_fields[w]]
         write_table(self.out / "fields.csv", _rows_to_table(fields), "csv")
-        drift_rows, drift_summary = self._drift([w for w in wells if w in records], records)
+        drift_rows, drift_summary = self._drift(written, records)
         well_rows = [_well_summary(w, well_fields[w], objects, self._class_names()) for w in wells]
         if self.drift is not None:
             per_well = defaultdict(list)
@@ -392,10 +390,10 @@ class PlateRun:
             write_table(self.out / "drift.csv", _rows_to_table(drift_rows) if drift_rows else
                         {"Metadata_Well": [], "Metadata_Field": []}, "csv")
         write_table(self.out / "wells.csv", _rows_to_table(well_rows), "csv")
-        errors = [row for w in wells if w in records for row in records[w]["errors"]] + self.plate.rejected
+        errors = [row for w in written for row in records[w]["errors"]] + self.plate.rejected
         write_table(self.out / "errors.csv", _rows_to_table(errors) if errors else
                     {"Metadata_Well": [], "Metadata_Field": [], "Files": [], "Error": []}, "csv")
-        timings = [row for w in wells if w in records for row in records[w]["timings"]]
+        timings = [row for w in written for row in records[w]["timings"]]
         write_table(self.out / "timings.csv", _rows_to_table(timings) if timings else {"latency": []}, "csv")
         summary = self._summary(timings, wall, processed, skipped)
         summary["drift"] = drift_summary
@@ -533,6 +531,13 @@ def _rows_to_table(rows: list[dict]) -> dict:
         values = [row.get(column, "" if text else float("nan")) for row in rows]
         table[column] = np.array(values, dtype=object if text else None)
     return table
+
+
+def _class_of_objects(result) -> np.ndarray:
+    """Each object's class name (empty for a model without classes, or no objects)."""
+    if not result.class_names or not result.count:
+        return np.empty(0, object)
+    return np.asarray(result.class_names, dtype=object)[result.objects["Classify_ClassIndex"]]
 
 
 def _object_summary(objects: dict, classes: np.ndarray, class_names: list[str]) -> dict:

@@ -82,7 +82,6 @@ class LiveRun(PlateRun):
         self._lock = threading.Lock()
         self._frames: dict = {}         # (well, field) -> {channel: frame} while channels are missing
         self._futures: dict = {}        # (well, field) -> its future, until it resolves
-        self._resolved: set = set()     # (well, field) whose future has resolved
         self._complete: dict = {}       # (well, field) -> perf_counter when its last channel was submitted
         self._fields_complete: dict = defaultdict(int)   # well -> fields with every channel submitted
         self._latencies: dict = {}      # (well, field) -> seconds from complete to its future resolving
@@ -164,7 +163,7 @@ class LiveRun(PlateRun):
         if channel in waiting or key in self._complete:
             if channel in waiting:
                 state = "its field waits for its other channels"
-            elif key not in self._resolved:
+            elif key in self._futures:   # a complete field's future leaves the run when it resolves
                 state = "its field is being processed"
             elif well in self._records:
                 state = f"its well {well} is written"
@@ -210,11 +209,9 @@ class LiveRun(PlateRun):
             source = state.source
             key = (source.well, source.field)
             resolved = time.perf_counter()
-            with self._lock:
-                self._latencies[key] = resolved - self._complete[key]
             with self._lock:   # the caller holds its future; the run lets go of it and of its result
+                self._latencies[key] = resolved - self._complete[key]
                 future = self._futures.pop(key)
-                self._resolved.add(key)
             _settle(future, outcome)   # its result still goes into the tables if the caller cancelled it
             self._bucket(self._buckets, state, outcome)
             self._advance_drift(key, None if isinstance(outcome, Exception) else outcome.embedding)
@@ -264,7 +261,7 @@ class LiveRun(PlateRun):
         """Stop the run on ``error``: every pending future fails with it, submit and close raise it."""
         with self._lock:
             self._failure = error   # under the lock: submit hands out no new future from here on
-            pending = [future for future in self._futures.values() if not future.done()]
+            pending = list(self._futures.values())
         for future in pending:      # outside it: a done-callback may call submit, which takes the lock
             _settle(future, error)
         # A submit blocked on a full engine would wait forever for results nobody collects any more.

@@ -213,3 +213,39 @@ def test_wells_that_are_not_plate_positions_get_a_table_not_maps(tmp_path):
     report = out / "report"
     assert not (report / "count.png").exists() and not (report / "drift.png").exists()
     assert (report / "drift_course.png").exists()
+
+
+def _no_field_read(path, wells, errors, *, geometry, plate_fields):
+    """A run folder where every field failed: no timings, no drift steps, and run.json's plate as the run
+    saw it (a scan that rejected every field leaves it no wells, so no geometry)."""
+    out = _run_folder(path, wells, errors=errors, geometry=geometry, drift_rows=[])
+    _write_csv(out / "timings.csv", ("Metadata_Well", "Metadata_Field", "latency"), [])
+    summary = json.loads((out / "run.json").read_text())
+    summary["plate"].update(fields=plate_fields, wells=len(wells) if plate_fields else 0)
+    (out / "run.json").write_text(json.dumps(summary))
+    return out
+
+
+def test_a_plate_whose_every_field_was_rejected_when_scanned_says_so(tmp_path, maps):
+    """--skip-bad where the scan rejected every field (here each lacks a channel): the wells are plate positions
+    and nothing could be read, so the report must not call them 'not named as plate positions'."""
+    wells = [_well(w, fields=1, failed=1, count=0, means=("", "", "", ""), ratio="") for w in ("A01", "A02")]
+    errors = [(w, 1, f"P_{w}_s1_w1.tif", f"well {w}, field 1 has no file for channel(s) ['2']") for w in ("A01", "A02")]
+    out = _no_field_read(tmp_path / "run", wells, errors, geometry=None, plate_fields=0)
+    page = write_plate_report(out).read_text()
+    assert "not named as plate positions" not in page and "Plate layout" not in page
+    assert "No field of this plate could be read</b>: every one was rejected when the plate was scanned" in page
+    assert "<a href='#errors'>Errors</a>" in page and "<h2 id='errors'>Errors</h2>" in page
+    assert "<td>A01</td><td>1</td><td>well A01, field 1 has no file" in page
+    assert not (out / "report" / "count.png").exists() and not (out / "report" / "drift.png").exists()
+
+
+def test_a_plate_where_every_field_failed_when_read_says_so(tmp_path, maps):
+    """The same when the fields passed the scan and every one failed when read: no map of 'failed' wells."""
+    wells = [_well(w, fields=1, failed=1, count=0, means=("", "", "", ""), ratio="") for w in ("A01", "B03")]
+    errors = [(w, 1, f"P_{w}_s1_w1.tif", "unreadable TIFF") for w in ("A01", "B03")]
+    out = _no_field_read(tmp_path / "run", wells, errors, geometry=(8, 12), plate_fields=2)
+    page = write_plate_report(out).read_text()
+    assert "No field of this plate could be read</b>: every one was rejected when the plate was scanned or " \
+           "when the fields were read" in page
+    assert "Plate layout" not in page and not (out / "report" / "count.png").exists()

@@ -224,6 +224,10 @@ def write_plate_report(out_dir) -> Path:
     all_failed, no_objects = status["all_failed"], status["no_objects"]
     # wells with results and wells that only appear in errors.csv (every field rejected when scanned)
     listed = names + sorted(all_failed - set(names), key=well_sort_key)
+    # Not one field gave a result. When the scan rejected them all, the run's plate had no wells, hence no
+    # geometry - which must not be read as wells not named as plate positions; either way maps or a wells
+    # table would only repeat 'failed', and the reasons are in the errors table.
+    nothing_read = bool(listed) and set(listed) <= all_failed
 
     figures = []  # (file name, title, caption, png)
 
@@ -286,7 +290,7 @@ def write_plate_report(out_dir) -> Path:
         figures.append(("latency.png", "Latency per field", "", _latency_histogram(np.asarray(
             timings["latency"], dtype=float))))
 
-    if not on_plate:
+    if nothing_read or not on_plate:
         figures = [f for f in figures if f[0] not in _PLATE_MAPS and not f[0].startswith(("fraction_", "intensity_"))]
     report = out_dir / "report"
     report.mkdir(parents=True, exist_ok=True)
@@ -323,7 +327,9 @@ def write_plate_report(out_dir) -> Path:
              "figcaption{font-size:12px;color:#555;max-width:520px}h2{margin-top:28px}</style></head><body>",
              f"<h1>Plate {html.escape(plate['name'])}</h1><table>"]
     parts += [f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts]
-    if on_plate:
+    if nothing_read:
+        parts.append("</table>" + _nothing_read_note(plate))
+    elif on_plate:
         parts.append("</table><h2>Plate layout</h2><p style='font-size:13px;color:#555'>In the plate maps, plain "
                      "grey: no data for the well (not imaged, or no results); grey and hatched: the well has no "
                      "value there (<i>none</i>: no objects were found, so there is no mean; <i>failed</i>: every "
@@ -359,7 +365,7 @@ def write_plate_report(out_dir) -> Path:
         if name in ("stages.png", "latency.png"):
             parts.append(_figure_html(name, title, caption, png))
     if failed:
-        parts.append("<h2>Errors</h2><table><tr><th>Well</th><th>Field</th><th>Error</th></tr>")
+        parts.append("<h2 id='errors'>Errors</h2><table><tr><th>Well</th><th>Field</th><th>Error</th></tr>")
         for well, field_no, error in zip(errors.get("Metadata_Well", []), errors.get("Metadata_Field", []),
                                          errors["Error"]):
             parts.append(f"<tr><td>{html.escape(str(well))}</td><td>{html.escape(_plain_cell(field_no))}</td>"
@@ -397,6 +403,15 @@ def _wells_table(wells: dict) -> str:
     return ("<h2>Wells</h2><p style='font-size:13px;color:#555'>The wells are not named as plate positions (A01, "
             "B02, ...), so there are no plate maps; their numbers:</p><table><tr>" + head + "</tr>"
             + "".join(rows) + "</table>" + more)
+
+
+def _nothing_read_note(plate: dict) -> str:
+    """In place of the maps or the wells table, when no field of the plate gave a result."""
+    when = ("when the plate was scanned (--skip-bad), so the run had no field left to read" if not plate["fields"]
+            else "when the plate was scanned or when the fields were read")
+    return ("<h2>Wells</h2><p style='font-size:13px;color:#555'><b>No field of this plate could be read</b>: "
+            f"every one was rejected {html.escape(when)}. There are no results to show; the reason for each "
+            "field or file is in the <a href='#errors'>Errors</a> table below (errors.csv).</p>")
 
 
 def _drift_fact(drift: dict) -> str:

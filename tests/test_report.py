@@ -249,3 +249,14 @@ def test_a_plate_where_every_field_failed_when_read_says_so(tmp_path, maps):
     assert "No field of this plate could be read</b>: every one was rejected when the plate was scanned or " \
            "when the fields were read" in page
     assert "Plate layout" not in page and not (out / "report" / "count.png").exists()
+
+
+def test_count_map_colour_scale_starts_at_zero(tmp_path, maps):
+    """Counts are ratio data: 80 and 90 objects must not be drawn as the two ends of the scale."""
+    wells = [_well("A01", count=80), _well("A02", count=85), _well("A03", count=90)]
+    write_plate_report(_run_folder(tmp_path / "run", wells))
+    norm = maps["Objects per well"]["images"][0].norm
+    assert (norm.vmin, norm.vmax) == (0.0, 90.0)
+    assert norm(80) > 0.85   # nearly as dark/bright as the fullest well, not the opposite end
+    drift = maps["Drift (max statistic / threshold)"]["images"][0].norm
+    assert (drift.vmin, drift.vmax) == (0.0, 2.0)   # the drift map keeps its scale around the threshold (1)

@@ -236,10 +236,12 @@ def write_plate_report(out_dir) -> Path:
         return {w: float("nan") if w in all_failed else values.get(w, float("nan")) for w in listed}
 
     mean_labels = {**{w: "none" for w in no_objects}, **{w: "failed" for w in all_failed}}
+    # Counts are ratio data: their colour scale starts at 0, so that a well with twice the cells looks it; a scale
+    # from the lowest well would make 80 against 90 look like empty against full.
     figures.append(("count.png", "Objects per well", "Number of objects (all classes) in all fields of the well"
                     + ("; \u2020: some of its fields failed, counted over the others only" if status["some_failed"]
-                       else "") + ".",
-                    _plate_heatmap(per_well("Count"), geometry, "Objects per well", "objects",
+                       else "") + "; colour scale from 0.",
+                    _plate_heatmap(per_well("Count"), geometry, "Objects per well", "objects", vmin=0.0,
                                    labels={w: "failed" for w in all_failed}, integer=True,
                                    marked=status["some_failed"])))
     for column in wells:

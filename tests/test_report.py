@@ -77,7 +77,7 @@ def maps(monkeypatch):
             texts[format_well(int(round(y)), int(round(x)))] = text.get_text()
         seen[ax.get_title() or ax.get_ylabel()] = {"texts": texts, "patches": list(ax.patches),
                                                    "images": list(ax.images),
-                                                   "lines": [line.get_ydata() for line in ax.lines]}
+                                                   "lines": [line.get_ydata() for line in ax.lines], "axes": ax}
         return b"\x89PNG test"   # rendering is not what is tested here (and takes most of the time)
 
     monkeypatch.setattr(plate_report, "_figure_png", record)
@@ -260,3 +260,25 @@ def test_count_map_colour_scale_starts_at_zero(tmp_path, maps):
     assert norm(80) > 0.85   # nearly as dark/bright as the fullest well, not the opposite end
     drift = maps["Drift (max statistic / threshold)"]["images"][0].norm
     assert (drift.vmin, drift.vmax) == (0.0, 2.0)   # the drift map keeps its scale around the threshold (1)
+
+
+def test_drift_course_alarms_stand_apart_from_the_threshold_line(tmp_path, maps):
+    """The alarm dots are red and named in the legend; the threshold line is a neutral dashed line, not the same
+    red (an alarm just above 1 sat on a red line of its own colour)."""
+    from matplotlib.colors import to_rgb  # noqa: PLC0415
+
+    wells = [_well("A01", ratio=0.4), _well("A02", ratio=1.02, alarms=1), _well("A03", ratio=2.6, alarms=1)]
+    write_plate_report(_run_folder(tmp_path / "run", wells))
+    ax = maps["statistic / threshold"]["axes"]
+    threshold = [line for line in ax.lines if list(line.get_ydata()) == [1.0, 1.0]]
+    assert len(threshold) == 1
+    line = np.array(to_rgb(threshold[0].get_color()))
+    assert threshold[0].get_linestyle() in ("--", "-."), "the threshold is drawn as a solid line"
+    assert line.max() - line.min() < 0.1, f"the threshold line is coloured ({threshold[0].get_color()}), not grey"
+    alarms = [c for c in ax.collections if c.get_label() == "alarm"]
+    assert len(alarms) == 1 and len(alarms[0].get_offsets()) == 2
+    dots = np.array(alarms[0].get_facecolor()[0][:3])
+    assert dots[0] > 0.7 and dots[1:].max() < 0.3, "the alarm dots are not red"
+    assert np.abs(dots - line).max() > 0.5
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert "alarm" in legend and "alarm threshold" in legend

@@ -174,11 +174,16 @@ def _drift_course(drift: dict):
     wells = [str(w) for w in drift.get("Metadata_Well", [""] * len(ratio))]
     steps = np.arange(len(ratio))
     fig, ax = plt.subplots(figsize=(7.5, 2.4))
-    ax.plot(steps[full], ratio[full], color="#4575b4", linewidth=1.0, marker=".", markersize=3)
-    ax.plot(steps[~full], ratio[~full], color="#bbbbbb", linewidth=1.0, marker=".", markersize=3,
-            label="window filling")
-    ax.scatter(steps[alarm], ratio[alarm], color="#d7191c", s=14, zorder=3, label="alarm")
-    ax.axhline(1.0, color="#d7191c", linewidth=0.8, linestyle="--")
+    ax.plot(steps[full], ratio[full], color="#4575b4", linewidth=1.0, marker=".", markersize=3, label="statistic")
+    if (~full).any():
+        ax.plot(steps[~full], ratio[~full], color="#bbbbbb", linewidth=1.0, marker=".", markersize=3,
+                label="window filling")
+    # The line is neutral and the alarms alone red: in one colour, an alarm dot sitting on the line vanishes into
+    # it and the legend cannot tell which red means what.
+    ax.axhline(1.0, color="#333333", linewidth=0.9, linestyle=(0, (4, 3)), zorder=2, label="alarm threshold")
+    if alarm.any():
+        ax.scatter(steps[alarm], ratio[alarm], color="#d7191c", edgecolors="white", linewidths=0.5, s=22,
+                   zorder=3, label="alarm")
     finite = ratio[np.isfinite(ratio)]
     ax.set_ylim(0.0, 1.08 * max(1.1, float(finite.max()) if finite.size else 0.0))
     starts = [i for i in range(len(wells)) if i == 0 or wells[i] != wells[i - 1]]
@@ -187,7 +192,7 @@ def _drift_course(drift: dict):
                   [wells[starts[i]] for i in range(0, len(starts), every)], fontsize=7, rotation=90)
     ax.set_ylabel("statistic / threshold", fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
-    ax.legend(fontsize=7, frameon=False, ncol=2, loc="lower right", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize=7, frameon=False, ncol=4, loc="lower right", bbox_to_anchor=(1.0, 1.0))
     png = _figure_png(fig)
     plt.close(fig)
     return png
@@ -282,8 +287,8 @@ def write_plate_report(out_dir) -> Path:
             if len(course.get("Drift_Ratio", [])):
                 figures.append(("drift_course.png", "Drift over the plate",
                                 "The drift statistic after each field, in acquisition order (wells labelled where "
-                                "they start), as a multiple of the alarm threshold (dashed); values below 0 "
-                                "(no drift) are drawn at 0.",
+                                "they start), as a multiple of the alarm threshold (dashed grey line); red dots: "
+                                "fields that raised an alarm; values below 0 (no drift) are drawn at 0.",
                                 _drift_course(course)))
     if len(timings.get("latency", [])):
         figures.append(("stages.png", "Where the time goes",

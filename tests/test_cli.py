@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tifffile
 
 
@@ -60,3 +61,59 @@ def test_doctor_survives_a_module_that_crashes_at_import(tmp_path, monkeypatch):
     assert doctor._module_version("numpy") == {"importable": True, "version": np.__version__}
     missing = doctor._module_version("no_such_module_here")
     assert missing == {"importable": False, "error": "ModuleNotFoundError: No module named 'no_such_module_here'"}
+
+
+def _broken_model(folder, how):
+    """A copy of the bundled nuclei model folder, broken one way."""
+    import hashlib
+    import shutil
+
+    from cellrt.pipeline.model import model_folder
+
+    shutil.copytree(model_folder("nuclei"), folder)
+    if how == "missing ONNX":
+        (folder / "model.onnx").unlink()
+    elif how == "bad manifest":
+        (folder / "cellrt.json").write_text("{not json")
+    elif how == "corrupt ONNX":   # truncated, with the manifest's hash updated: only ONNX Runtime can tell
+        onnx = folder / "model.onnx"
+        onnx.write_bytes(onnx.read_bytes()[:1000])
+        manifest = json.loads((folder / "cellrt.json").read_text())
+        manifest["onnx"]["sha256"] = hashlib.sha256(onnx.read_bytes()).hexdigest()
+        (folder / "cellrt.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.mark.parametrize("how, expected", [
+    ("missing ONNX", "cellrt.json: 'onnx.file' names {folder}/model.onnx, which does not exist"),
+    ("bad manifest", "cellrt.json: unreadable manifest: "),
+    ("corrupt ONNX", "model.onnx: ONNX Runtime {ort} cannot load it (Protobuf parsing failed); expected an ONNX "
+                     "model it can run"),
+    ("no folder", "load_model: '{folder}' is neither a bundled model ("),
+])
+def test_predict_names_a_model_that_cannot_be_loaded_in_one_line(tmp_path, how, expected):
+    import onnxruntime
+
+    folder = tmp_path / "model"
+    if how != "no folder":
+        _broken_model(folder, how)
+    field = tmp_path / "field.tif"
+    tifffile.imwrite(field, np.zeros((64, 64), np.uint8))
+    result = run_cli("predict", str(folder), str(field), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("cellrt predict: ") and str(folder) in result.stderr
+    assert expected.format(folder=folder, ort=onnxruntime.__version__) in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_names_a_corrupt_onnx_file_in_one_line(tmp_path):
+    """`cellrt run` and `cellrt predict` share their error handling; a corrupt ONNX stopped both with a
+    traceback from ONNX Runtime."""
+    folder = _broken_model(tmp_path / "model", "corrupt ONNX")
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    tifffile.imwrite(plate / "P_A01_s1_w1.tif", np.zeros((64, 64), np.uint8))
+    result = run_cli("run", str(plate), "--model", str(folder), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"cellrt run: {folder / 'model.onnx'}: ONNX Runtime" in result.stderr

@@ -81,17 +81,21 @@ def run_predict(model_name: str, images: list[str], out: str, backend: str, thre
     import tifffile  # noqa: PLC0415
 
     from ..pipeline import load_model  # noqa: PLC0415
+    from .run import fail, input_errors  # noqa: PLC0415
 
-    model = load_model(model_name, backend=backend, threads=threads, precision=precision)
-    field = _read_field(images, model)
-    result = model.run(field)
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "labels.tif") as tmp:
-        tifffile.imwrite(tmp, result.labels, compression="zlib")
-    with atomic_path(out_dir / "prediction.tif") as tmp:
-        tifffile.imwrite(tmp, result.prediction.astype(np.float32), compression="zlib")
-    write_table(out_dir / "objects.csv", result.objects)
+    try:
+        model = load_model(model_name, backend=backend, threads=threads, precision=precision)
+        field = _read_field(images, model)
+        result = model.run(field)
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out_dir / "labels.tif") as tmp:
+            tifffile.imwrite(tmp, result.labels, compression="zlib")
+        with atomic_path(out_dir / "prediction.tif") as tmp:
+            tifffile.imwrite(tmp, result.prediction.astype(np.float32), compression="zlib")
+        write_table(out_dir / "objects.csv", result.objects)
+    except input_errors() as error:
+        return fail("predict", error)
     total = sum(result.timings.values())
     stages = ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in result.timings.items())
     print(f"{model.name}: {result.count} objects in {field.shape[1]}x{field.shape[2]} px ({total:.2f} s: {stages})")

@@ -60,6 +60,22 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
     print(f"report: {report}")
 
 
+def input_errors() -> tuple[type[BaseException], ...]:
+    """The errors a command ends with one line instead of a traceback: they are about what the user gave
+    (a plate, a model folder, an option: ValueError, which PlateError and ManifestError are; a plate that
+    stops mid-run: PlateRunError; the output disk full, read-only or removed: OSError), and their messages
+    name the file or option. Anything else is a bug and keeps its traceback."""
+    from ..pipeline.plate import PlateRunError  # noqa: PLC0415
+
+    return (ValueError, PlateRunError, OSError)
+
+
+def fail(command: str, error: BaseException) -> int:
+    """One line on stderr for an error of :func:`input_errors`; the exit status."""
+    print(f"cellrt {command}: {error}", file=sys.stderr)
+    return 1
+
+
 def run_drift_reference(run_dir: str, out: str, *, wells: str = "", window: int = 16, ert: float = 1000.0,
                         seed: int = 0) -> int:
     """A drift reference from the field embeddings a finished run recorded in its well files."""
@@ -121,9 +137,9 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
               layout: str = "auto", z: int = 1, timepoint: int = 1, channels=(), table_format: str = "parquet",
               save_labels: bool = False, save_predictions: bool = False, images_format: str = "tiff",
               tile: str = "auto", precision: str = "auto", drift_reference: str | None = "auto") -> int:
-    from ..io.plate import PlateError, open_plate  # noqa: PLC0415
+    from ..io.plate import open_plate  # noqa: PLC0415
     from ..pipeline import load_model  # noqa: PLC0415
-    from ..pipeline.plate import PlateOptions, PlateRun, PlateRunError  # noqa: PLC0415
+    from ..pipeline.plate import PlateOptions, PlateRun  # noqa: PLC0415
     from ..report import write_plate_report  # noqa: PLC0415
 
     channel_map = {}
@@ -149,12 +165,8 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
             print(f"plate {plate.name}: reading z plane {plate.plane[0]}, time point {plate.plane[1]}; "
                   f"{plate.other_planes} file(s) of other planes left aside (--z, --timepoint)", file=sys.stderr)
         summary = run.run(resume=resume, progress=Progress(len(plate.fields), len(plate.wells)))
-    except (PlateError, PlateRunError, ValueError) as error:
-        print(f"cellrt run: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:   # the output disk: full, read-only, removed mid-run; the message names the path
-        print(f"cellrt run: {error}", file=sys.stderr)
-        return 1
+    except input_errors() as error:
+        return fail("run", error)
     report = write_plate_report(out)
     _print_summary(summary, Path(out), report)
     hint = _int8_hint(model)

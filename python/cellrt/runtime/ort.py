@@ -63,6 +63,26 @@ def int8_file_exact(weight_bits: int = 8) -> tuple[bool, str]:
     return exact is True, cpu
 
 
+def _load_errors() -> tuple[type[BaseException], ...]:
+    """What ONNX Runtime raises when a file is not a model it can load and run (a truncated or damaged copy,
+    not ONNX at all, an opset or operator this version lacks). They derive from Exception only, so they are
+    named here; failures of an execution provider (EPFail) are not the file's and are left alone."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state  # noqa: PLC0415
+
+    names = ("InvalidProtobuf", "InvalidGraph", "InvalidArgument", "NoSuchFile", "NoModel", "NotImplemented", "Fail")
+    return tuple(getattr(state, name) for name in names if hasattr(state, name))
+
+
+def _load_error_message(onnx_path: str, version: str, error: BaseException) -> str:
+    text = str(error)
+    # '[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from PATH failed:Protobuf parsing failed.': the
+    # reason alone, the path is named at the front of the message.
+    reason = text.split(" failed:", 1)[1] if " failed:" in text else text.rsplit(" : ", 1)[-1]
+    return (f"{onnx_path}: ONNX Runtime {version} cannot load it ({reason.strip().rstrip('.')}); expected an "
+            f"ONNX model it can run - is the file complete (not a truncated or damaged copy), and this ONNX "
+            f"Runtime as new as the exporter that wrote it?")
+
+
 def _symbolic(dim) -> bool:
     return not isinstance(dim, int)
 
@@ -112,7 +132,10 @@ class OrtBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         self.onnx_path = str(onnx_path)
-        self.session = ort.InferenceSession(self.onnx_path, options, providers=wanted)
+        try:
+            self.session = ort.InferenceSession(self.onnx_path, options, providers=wanted)
+        except _load_errors() as error:
+            raise ManifestError(_load_error_message(self.onnx_path, ort.__version__, error)) from error
         self.providers = self.session.get_providers()
         self.inputs = self.session.get_inputs()
         self.outputs = self.session.get_outputs()

@@ -661,6 +661,41 @@ def test_int8_needs_a_cpu_whose_8_bit_dot_products_do_not_saturate(monkeypatch, 
     assert cellrt.load_model("nuclei", backend="ort").precision == "fp32"
 
 
+def test_int8_cpu_check_follows_the_providers_the_session_runs_on():
+    """Which sessions run an INT8 file's convolutions on ONNX Runtime's CPU kernels, decided from the providers
+    a created session reports. Given as lists: a session really on CUDA needs a GPU and a CUDA build of
+    onnxruntime, neither of which this test may assume (this machine's onnxruntime is CPU-only)."""
+    from cellrt.runtime.ort import int8_runs_on_cpu  # noqa: PLC0415
+
+    assert int8_runs_on_cpu(["CPUExecutionProvider"])                           # CUDA asked for, fell back
+    assert int8_runs_on_cpu(["AzureExecutionProvider", "CPUExecutionProvider"])
+    assert int8_runs_on_cpu(["CPUExecutionProvider", "CUDAExecutionProvider"])  # the CPU first takes every node
+    assert int8_runs_on_cpu([])
+    assert not int8_runs_on_cpu(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert not int8_runs_on_cpu(["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert not int8_runs_on_cpu(["cuda", "cpu"])
+
+
+def test_int8_is_refused_on_a_cpu_without_vnni_when_cuda_falls_back(monkeypatch):
+    """CUDA listed as available makes load_model ask for it; this onnxruntime cannot run it, so the session falls
+    back to the CPU with a warning - as a CUDA build does on a machine whose GPU or cuDNN it cannot use - and the
+    8-bit file would run on CPU kernels that saturate without VNNI (forced: this CPU has VNNI)."""
+    import onnxruntime  # noqa: PLC0415
+
+    from cellrt.runtime import ort as ort_runtime  # noqa: PLC0415
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: a session asked for it may really use it, so no fallback is forced")
+    available = onnxruntime.get_available_providers()
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", *available])
+    monkeypatch.setattr(ort_runtime, "int8_dot_product", lambda: (False, "x86 without VNNI"))
+    with pytest.warns(UserWarning, match="Specified provider 'CUDAExecutionProvider' is not in available"), \
+            pytest.raises(ValueError, match=r"precision 'int8' of model 'nuclei' needs a CPU with VNNI .* this one is "
+                                            r"x86 without VNNI \(ONNX Runtime could not use CUDA and runs this "
+                                            r"session on the CPU\)"):
+        cellrt.load_model("nuclei", backend="ort", precision="int8")
+
+
 def test_int8_gate_refuses_and_leaves_the_folder_as_it_was(tiny_model, dsb_dir, tmp_path):
     from cellrt.export.int8 import QuantizationError, quantize_int8  # noqa: PLC0415
 

@@ -95,17 +95,22 @@ def _select_backend(manifest: Manifest, backend: str, threads: int, precision: s
     path = manifest.onnx_path if chosen == "fp32" else manifest.folder / section["file"]
     sha = manifest.onnx_sha256 if chosen == "fp32" else section["sha256"]
     providers = ["cuda", "cpu"] if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else ["cpu"]
-    if chosen == "int8" and providers == ["cpu"]:
-        from ..runtime.ort import int8_file_exact  # noqa: PLC0415
+    backend = OrtBackend(path, manifest, providers=providers, threads=threads)
+    if chosen == "int8":
+        from ..runtime.ort import int8_file_exact, int8_runs_on_cpu  # noqa: PLC0415
 
-        exact, cpu = int8_file_exact(section.get("weight_bits", 8))
-        if not exact:
-            raise ValueError(f"load_model: precision 'int8' of model {manifest.name!r} needs a CPU with VNNI "
-                             f"(avx512_vnni or avx_vnni); this one is {cpu}, where ONNX Runtime's 8-bit "
-                             f"convolutions saturate 16-bit sums - results its INT8 check never saw. Run "
-                             f"precision 'fp32', or make an INT8 file with 7-bit weights, exact on every CPU: "
-                             f"`cellrt quantize {manifest.name} FIELD.tif ... --weight-bits 7 --out DIR`")
-    return OrtBackend(path, manifest, providers=providers, threads=threads), chosen, sha
+        # The session's providers, not those asked for: ONNX Runtime falls back to the CPU when CUDA fails.
+        if int8_runs_on_cpu(backend.providers):
+            exact, cpu = int8_file_exact(section.get("weight_bits", 8))
+            if not exact:
+                fallback = (" (ONNX Runtime could not use CUDA and runs this session on the CPU)"
+                            if "cuda" in providers else "")
+                raise ValueError(f"load_model: precision 'int8' of model {manifest.name!r} needs a CPU with VNNI "
+                                 f"(avx512_vnni or avx_vnni); this one is {cpu}{fallback}, where ONNX Runtime's "
+                                 f"8-bit convolutions saturate 16-bit sums - results its INT8 check never saw. "
+                                 f"Run precision 'fp32', or make an INT8 file with 7-bit weights, exact on every "
+                                 f"CPU: `cellrt quantize {manifest.name} FIELD.tif ... --weight-bits 7 --out DIR`")
+    return backend, chosen, sha
 
 
 AUTO_TILE_MANIFEST_TILES = 8   # largest 'auto' tile, in manifest tiles' pixels

@@ -63,6 +63,25 @@ def int8_file_exact(weight_bits: int = 8) -> tuple[bool, str]:
     return exact is True, cpu
 
 
+# Execution providers that take a QDQ INT8 graph's convolutions off ONNX Runtime's CPU kernels: CUDA has no
+# integer convolution and runs Dequantize -> Conv -> Quantize in float (the fusion into the CPU's u8 x s8
+# QLinearConv is made only for nodes placed on the CPU); TensorRT uses its own INT8 kernels.
+_OFF_CPU_INT8 = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def int8_runs_on_cpu(session_providers) -> bool:
+    """Whether a session whose providers are ``session_providers`` (``session.get_providers()``, in priority
+    order; short names such as 'cuda' too) runs an INT8 file's convolutions on ONNX Runtime's CPU kernels,
+    where :func:`int8_file_exact` decides whether they are exact.
+
+    Asked for CUDA, ONNX Runtime falls back to the CPU with no more than a warning when it cannot use it
+    (no GPU, a CUDA or cuDNN library missing, a CPU-only build); the session then reports the CPU provider
+    alone. So the providers asked for do not tell, those of the created session do. The first one takes
+    every node it can: a CPU listed first runs them all."""
+    providers = [_PROVIDER_ALIASES.get(p, p) for p in session_providers]
+    return not providers or providers[0] not in _OFF_CPU_INT8
+
+
 def _load_errors() -> tuple[type[BaseException], ...]:
     """What ONNX Runtime raises when a file is not a model it can load and run (a truncated or damaged copy,
     not ONNX at all, an opset or operator this version lacks). They derive from Exception only, so they are

@@ -26,6 +26,13 @@ label, watershed with the mask). The same recipe; scikit-image's h_maxima
 marks a dome's equal maxima that are not 8-connected as separate patches,
 so it seeds a few more objects (the counts are printed).
 
+Part 5, local threshold with blocks of 35 and 101 pixels on the field (as
+float32): cellrt threshold_local 'mean' (integral sums), 'gaussian'
+(separable taps, O(sigma) a pixel) and 'gaussian_recursive' (recursive,
+O(1) a pixel; within ~6.5e-4 of the image's largest value of 'gaussian')
+vs OpenCV GaussianBlur (float32, the same sigma (block - 1) / 6 and
+radius, BORDER_REFLECT) and scikit-image threshold_local('gaussian').
+
 The field: the densest dsb2018_fluo images tiled into a 2048x2048 uint16
 field (scaled from 8 bits; `--field windows`: their densest 64x64 windows,
 ~8,000 objects), foreground = Otsu threshold (scikit-image's, computed once,
@@ -51,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, markdown_table, note, set_threads, time_interleaved, write_record  # noqa: E402
 
 from cellrt.kernels import (available_backends, binary_opening, contours, fill_holes, label,  # noqa: E402
-                            measure, split_touching, threshold)
+                            measure, split_touching, threshold, threshold_local)
 
 THREADS = 2
 DATA = Path(os.environ.get("CELLRT_SHARED_DATA")
@@ -192,7 +199,29 @@ def main() -> int:
     note(f"split touching: {split_counts['cellrt']} objects (cellrt), {split_counts['scikit-image']} "
          f"(scikit-image), {n - 1} connected components")
 
-    timings = time_interleaved({**contenders, **chains, **openings, **splits}, args.repeats)
+    # Part 5: local thresholds, cost against block size (sigma = (block - 1) / 6, as scikit-image).
+    from skimage.filters import threshold_local as sk_threshold_local
+    field_float = field.astype(np.float32)
+    locals_by_block = {}
+    for block in (35, 101):
+        sigma = (block - 1) / 6.0
+        ksize = 2 * int(4.0 * sigma + 0.5) + 1   # scipy's (and cellrt's gaussian) truncation at 4 sigma
+        group = {f"cellrt threshold_local {method} (block {block})": (
+            lambda method=method, block=block: threshold_local(field_float, block, method, num_threads=THREADS))
+            for method in ("mean", "gaussian", "gaussian_recursive")}
+        group[f"OpenCV GaussianBlur (block {block})"] = (
+            lambda sigma=sigma, ksize=ksize: cv2.GaussianBlur(field_float, (ksize, ksize), sigma,
+                                                              borderType=cv2.BORDER_REFLECT))
+        group[f"scikit-image threshold_local gaussian (block {block})"] = (
+            lambda block=block: sk_threshold_local(field_float, block, "gaussian"))
+        locals_by_block[block] = group
+    recursive_error = float(np.abs(threshold_local(field_float, 101, "gaussian_recursive")
+                                   - threshold_local(field_float, 101, "gaussian")).max() / field_float.max())
+    note(f"local threshold, block 101: gaussian_recursive within {recursive_error:.1e} of the field's largest "
+         f"value of gaussian")
+    local_thresholds = {name: fn for group in locals_by_block.values() for name, fn in group.items()}
+
+    timings = time_interleaved({**contenders, **chains, **openings, **splits, **local_thresholds}, args.repeats)
     cv_ms = timings["OpenCV connectedComponentsWithStats"]["median_ms"]
     sk_ms = timings["scikit-image label+regionprops_table"]["median_ms"]
     rows, records = [], []
@@ -202,6 +231,10 @@ def main() -> int:
         if name in openings:
             cv_ms = timings["OpenCV morphologyEx(OPEN)"]["median_ms"]
             sk_ms = timings["scikit-image opening"]["median_ms"]
+        if name in local_thresholds:
+            block = next(b for b, group in locals_by_block.items() if name in group)
+            cv_ms = timings[f"OpenCV GaussianBlur (block {block})"]["median_ms"]
+            sk_ms = timings[f"scikit-image threshold_local gaussian (block {block})"]["median_ms"]
         if name in splits:
             cv_ms, sk_ms = None, timings["scikit-image distance+h_maxima+watershed"]["median_ms"]   # no OpenCV twin
         rec = {"name": name, **t, "objects": int(n - 1), "vs_opencv": cv_ms / t["median_ms"] if cv_ms else None,

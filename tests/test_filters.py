@@ -8,7 +8,7 @@ import pytest
 import tifffile
 
 from cellrt.kernels import (binary_closing, binary_dilation, binary_erosion, binary_opening, box_mean,
-                            gaussian_blur, threshold_local)
+                            gaussian_blur, gaussian_blur_recursive, threshold_local)
 
 from .conftest import HOST_BACKENDS
 
@@ -62,6 +62,72 @@ def test_threshold_local_matches_skimage(method, dapi):
     got = threshold_local(dapi, 35, method, offset=5.0)
     want = skf.threshold_local(dapi.astype(np.float64), 35, method, offset=5.0)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+
+
+# gaussian_blur_recursive's kernel differs from scipy's taps by an L1 sum of at most 6.5e-4 per pass for
+# sigma >= 1 (9.4e-4 at 0.5; tools/fit_recursive_gaussian.py): a bound on |difference| / max|image| for
+# two passes, with room for float rounding.
+RECURSIVE_VS_EXACT = 2 * 9.4e-4 + 1e-5
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 3.3, 12.0, 40.0])
+@pytest.mark.parametrize("border", ["reflect", "nearest"])
+def test_gaussian_blur_recursive_is_within_its_bound_of_scipy(backend, sigma, border, dapi):
+    got = gaussian_blur_recursive(dapi, sigma, border=border, backend=backend)
+    want = ndi.gaussian_filter(dapi.astype(np.float64), sigma, mode=border, truncate=4.0)
+    assert got.dtype == np.float32 and got.shape == dapi.shape
+    error = np.abs(got - want).max() / np.abs(dapi).max()
+    assert error < RECURSIVE_VS_EXACT, error
+    # Real images are smooth, and the kernel difference oscillates: the error is far below the bound.
+    assert error < 5e-4 if sigma >= 1 else error < 1e-3
+
+
+def test_gaussian_blur_recursive_cpu_equals_the_numba_convolution_with_its_kernel(rng):
+    """numba convolves directly (float64) with the kernel the recursion applies; the C++ recursion runs in
+    float32 between float32 passes: they agree to float rounding, which is what checks the recursion, its
+    warm-up and its borders (a wrong pole, gain or border sample moves results by far more)."""
+    image = rng.random((97, 130)).astype(np.float32) * 1000.0
+    for sigma in (0.7, 3.0, 16.0, 60.0):   # 60: wider than the image, every sample border-mapped many times
+        for border in ("reflect", "nearest"):
+            cpu = gaussian_blur_recursive(image, sigma, border=border, backend="cpu")
+            ref = gaussian_blur_recursive(image, sigma, border=border, backend="numba")
+            assert np.abs(cpu - ref).max() < 5e-6 * 1000.0, (sigma, border, np.abs(cpu - ref).max())
+
+
+def test_gaussian_blur_recursive_keeps_flat_images_flat_and_costs_the_same_for_any_sigma(dapi):
+    flat = np.full((64, 80), 1234.5, np.float32)
+    for sigma in (0.3, 2.0, 150.0):
+        np.testing.assert_allclose(gaussian_blur_recursive(flat, sigma), flat, rtol=2e-5)
+    np.testing.assert_array_equal(gaussian_blur_recursive(dapi, 0.0), dapi)
+    # A spike spreads as the gaussian: unit sum, peak 1 / (2 pi sigma^2).
+    spike = np.zeros((201, 201), np.float32)
+    spike[100, 100] = 1.0
+    out = gaussian_blur_recursive(spike, 10.0)
+    assert abs(float(out.sum(dtype=np.float64)) - 1.0) < 1e-4
+    assert abs(float(out[100, 100]) - 1.0 / (2 * np.pi * 100.0)) < 2e-4 / (2 * np.pi * 100.0) * 10
+
+
+@pytest.mark.parametrize("threads", [1, 2, 7])
+def test_gaussian_blur_recursive_does_not_depend_on_thread_count(threads, dapi):
+    np.testing.assert_array_equal(gaussian_blur_recursive(dapi, 9.0, num_threads=threads),
+                                  gaussian_blur_recursive(dapi, 9.0, num_threads=1))
+
+
+def test_threshold_local_gaussian_recursive_masks_nearly_as_skimage(dsb_dir):
+    """On real nuclei images, the recursive local threshold marks the same foreground as scikit-image's
+    gaussian one except for pixels within the approximation of the threshold."""
+    paths = sorted((dsb_dir / "images").glob("*.tif"))[::40]
+    assert paths, "no dsb2018 images"
+    differing = total = 0
+    for path in paths:
+        image = tifffile.imread(path).astype(np.float32)
+        for block in (35, 101):
+            got = image > threshold_local(image, block, "gaussian_recursive", offset=-1.0)
+            want = image > skf.threshold_local(image.astype(np.float64), block, "gaussian", offset=-1.0)
+            differing += int(np.count_nonzero(got != want))
+            total += image.size
+    assert differing <= 3e-4 * total, (differing, total)   # measured: 6e-5
 
 
 def _reference_footprint(radius: int, footprint: str) -> np.ndarray:
@@ -133,6 +199,16 @@ def test_filter_bad_input():
         box_mean(img, 3, border="wrap")
     with pytest.raises(ValueError, match=r"threshold_local: block_size should be an odd int >= 3, got 4"):
         threshold_local(img, 4)
+    with pytest.raises(ValueError, match=r"threshold_local: method should be 'mean', 'gaussian' or "
+                                         r"'gaussian_recursive', got 'median'"):
+        threshold_local(img, 5, "median")
+    with pytest.raises(ValueError, match=r"gaussian_blur_recursive: sigma should be a number in \[0, 100000\], "
+                                         r"got 200000.0"):
+        gaussian_blur_recursive(img, 2e5)
+    with pytest.raises(ValueError, match=r"gaussian_blur_recursive: image holds 1 NaN/inf values"):
+        gaussian_blur_recursive(np.array([[1.0, np.nan]]), 1)
+    with pytest.raises(ValueError, match=r"gaussian_blur_recursive: border should be 'reflect' or 'nearest'"):
+        gaussian_blur_recursive(img, 1.0, border="wrap")
     with pytest.raises(ValueError, match=r"binary_erosion: footprint should be 'square' or 'disk', got 'star'"):
         binary_erosion(img > 0, 1, "star")
     with pytest.raises(ValueError, match=r"binary_dilation: radius should be an int in \[0, 32767\), got -1"):
@@ -156,6 +232,10 @@ def test_cuda_filter_passes_run_on_the_host_equal_the_cpu_backend(border, dapi):
     for sigma in (0.5, 1.0, 3.3, 12.0):
         np.testing.assert_array_equal(_core.filter_by_lines(dapi, 0, sigma, 4.0, BORDERS[border]),
                                       gaussian_blur(dapi, sigma, border=border, backend="cpu", num_threads=3))
+    for sigma in (0.5, 3.3, 40.0):
+        np.testing.assert_array_equal(_core.filter_by_lines(dapi, 2, sigma, 0.0, BORDERS[border]),
+                                      gaussian_blur_recursive(dapi, sigma, border=border, backend="cpu",
+                                                              num_threads=3))
     for size in ((3, 3), (7, 5), (31, 31), (1, 9), (301, 7)):
         lines = _core.filter_by_lines(dapi, 1, size[0], size[1], BORDERS[border])
         np.testing.assert_array_equal(lines, box_mean(dapi, size, border=border, backend="cpu", num_threads=1))
@@ -172,6 +252,9 @@ def test_cuda_filters_match_cpu(border, dapi):
     for sigma in (0.8, 4.0):
         np.testing.assert_array_equal(cp.asnumpy(gaussian_blur(device, sigma, border=border)),
                                       gaussian_blur(dapi, sigma, border=border, backend="cpu"))
+    for sigma in (0.8, 25.0):
+        np.testing.assert_array_equal(cp.asnumpy(gaussian_blur_recursive(device, sigma, border=border)),
+                                      gaussian_blur_recursive(dapi, sigma, border=border, backend="cpu"))
     for size in ((3, 3), (15, 9)):
         np.testing.assert_array_equal(cp.asnumpy(box_mean(device, size, border=border)),
                                       box_mean(dapi, size, border=border, backend="cpu", num_threads=1))

@@ -309,6 +309,14 @@ cellrt_status_t cellrt_gaussian_blur(const cellrt_tensor_t* image, const cellrt_
   });
 }
 
+cellrt_status_t cellrt_gaussian_blur_recursive(const cellrt_tensor_t* image, const cellrt_tensor_t* out, double sigma,
+                                               const cellrt_filter_options_t* options, void* cuda_stream) {
+  return translate_exceptions([&] {
+    cellrt::gaussian_blur_recursive(to_view(image, "image"), to_view(out, "out"), sigma, filter_options(options),
+                                    cuda_stream);
+  });
+}
+
 cellrt_status_t cellrt_box_mean(const cellrt_tensor_t* image, const cellrt_tensor_t* out, int32_t size_y,
                                 int32_t size_x, const cellrt_filter_options_t* options, void* cuda_stream) {
   return translate_exceptions([&] {

@@ -66,6 +66,14 @@ void gaussian_blur_host(const py::array& image, py::array& out, double sigma, do
   gaussian_blur(in, dst, sigma, truncate, o);
 }
 
+void gaussian_blur_recursive_host(const py::array& image, py::array& out, double sigma, int border, int num_threads) {
+  const TensorView in = host_view(image, "image", false);
+  const TensorView dst = host_view(out, "out", true);
+  const FilterOptions o = filter_options(border, num_threads);
+  py::gil_scoped_release release;
+  gaussian_blur_recursive(in, dst, sigma, o);
+}
+
 void box_mean_host(const py::array& image, py::array& out, int size_y, int size_x, int border, int num_threads) {
   const TensorView in = host_view(image, "image", false);
   const TensorView dst = host_view(out, "out", true);
@@ -74,7 +82,8 @@ void box_mean_host(const py::array& image, py::array& out, int size_y, int size_
   box_mean(in, dst, size_y, size_x, o);
 }
 
-// op 0: gaussian_blur (a = sigma, b = truncate); 1: box_mean (a = size_y, b = size_x).
+// op 0: gaussian_blur (a = sigma, b = truncate); 1: box_mean (a = size_y, b = size_x);
+// 2: gaussian_blur_recursive (a = sigma).
 py::array_t<float> filter_by_lines_host(const py::array& image, int op, double a, double b, int border) {
   const TensorView in = host_view(image, "image", false);
   CELLRT_CHECK(in.ndim == 2 && in.dtype == DType::kFloat32, "filter_by_lines: image should be (H, W) float32");
@@ -85,6 +94,8 @@ py::array_t<float> filter_by_lines_host(const py::array& image, int op, double a
   py::gil_scoped_release release;
   if (op == 0)
     detail::gaussian_blur_by_lines(src, dst, height, width, a, b, border);
+  else if (op == 2)
+    detail::gaussian_blur_recursive_by_lines(src, dst, height, width, a, border);
   else
     detail::box_mean_by_lines(src, dst, height, width, static_cast<int32_t>(a), static_cast<int32_t>(b), border);
   return out;
@@ -98,6 +109,8 @@ void filter_device(int op, uintptr_t image, uintptr_t out, const std::vector<int
   py::gil_scoped_release release;
   if (op == 0)
     gaussian_blur(in, dst, a, b, o, reinterpret_cast<void*>(stream));
+  else if (op == 2)
+    gaussian_blur_recursive(in, dst, a, o, reinterpret_cast<void*>(stream));
   else
     box_mean(in, dst, static_cast<int32_t>(a), static_cast<int32_t>(b), o, reinterpret_cast<void*>(stream));
 }
@@ -326,19 +339,22 @@ void register_segment(py::module_& m) {
         "Fill features[N, 12 + 5K] (float64); returns the number of out-of-range label pixels.");
   m.def("gaussian_blur", &gaussian_blur_host, py::arg("image"), py::arg("out"), py::arg("sigma"),
         py::arg("truncate"), py::arg("border"), py::arg("num_threads") = 0);
+  m.def("gaussian_blur_recursive", &gaussian_blur_recursive_host, py::arg("image"), py::arg("out"),
+        py::arg("sigma"), py::arg("border"), py::arg("num_threads") = 0);
   m.def("box_mean", &box_mean_host, py::arg("image"), py::arg("out"), py::arg("size_y"), py::arg("size_x"),
         py::arg("border"), py::arg("num_threads") = 0);
   m.def("filter_by_lines", &filter_by_lines_host, py::arg("image"), py::arg("op"), py::arg("a"), py::arg("b"),
         py::arg("border"),
         "The CUDA filter passes run on the host (op 0 gaussian_blur: a=sigma, b=truncate; 1 box_mean: a=size_y, "
-        "b=size_x): tests the CUDA arithmetic without a GPU.");
+        "b=size_x; 2 gaussian_blur_recursive: a=sigma): tests the CUDA arithmetic without a GPU.");
   m.def("row_clearances", &row_clearances_host, py::arg("mask"), py::arg("cap"), py::arg("invert"),
         py::arg("by_pixel"),
         "Erosion row clearances by the row sweeps (CPU, large-radius CUDA) or per pixel (CUDA): tests the CUDA "
         "arithmetic without a GPU.");
   m.def("filter_cuda", &filter_device, py::arg("op"), py::arg("image"), py::arg("out"), py::arg("shape"),
         py::arg("a"), py::arg("b"), py::arg("border"), py::arg("stream"),
-        "gaussian_blur (op 0) / box_mean (op 1) on device pointers, on the given stream.");
+        "gaussian_blur (op 0) / box_mean (op 1) / gaussian_blur_recursive (op 2) on device pointers, on the given "
+        "stream.");
   m.def("contours", &contours_host, py::arg("labels"), py::arg("num_objects"), py::arg("num_threads") = 0,
         "Outer contours of objects 1..N: (offsets[N+1], points[P,2] xy int32, perimeter[N]).");
   m.def("hole_contours_cuda", &hole_contours_device, py::arg("labels"), py::arg("shape"), py::arg("num_objects"),

@@ -76,6 +76,95 @@ void gaussian_blur_cpu(const TensorView& image, const TensorView& out, double si
   });
 }
 
+namespace {
+
+// Lines processed side by side by the recursive gaussian: sample i of line l
+// at in[i * step + l], so the per-line recursion vectorises across lines.
+constexpr int32_t kRecursiveLanes = 32;
+
+// recursive_gaussian_line (filter_kernel.h) on `lanes` interleaved lines,
+// each with that function's operations in its order: the same bits as the
+// CUDA passes.
+void recursive_gaussian_lanes(const float* in, int64_t in_step, float* out, int64_t out_step, int64_t n,
+                              int32_t lanes, const RecursiveGaussianCoefficients& coefficients, int32_t mode) {
+  const RecursiveGaussianCoefficients c = coefficients;  // a local copy: provably not aliased by the stores
+  Real re0[kRecursiveLanes] = {}, im0[kRecursiveLanes] = {}, re1[kRecursiveLanes] = {}, im1[kRecursiveLanes] = {};
+  for (int64_t i = -c.warmup; i < n; ++i) {
+    const float* x = in + border_index(i, n, mode) * in_step;
+    for (int32_t l = 0; l < lanes; ++l) {
+      const Real v = x[l];
+      pole_update(re0[l], im0[l], c.pole_re[0], c.pole_im[0], v);
+      pole_update(re1[l], im1[l], c.pole_re[1], c.pole_im[1], v);
+    }
+    if (i < 0) continue;
+    float* o = out + i * out_step;
+    for (int32_t l = 0; l < lanes; ++l)
+      o[l] = static_cast<float>(add_rn(pole_output(re0[l], im0[l], c.causal_re[0], c.causal_im[0]),
+                                       pole_output(re1[l], im1[l], c.causal_re[1], c.causal_im[1])));
+  }
+  for (int32_t l = 0; l < lanes; ++l) re0[l] = im0[l] = re1[l] = im1[l] = 0.0;
+  for (int64_t i = n - 1 + c.warmup; i >= 0; --i) {
+    if (i < n) {
+      float* o = out + i * out_step;
+      for (int32_t l = 0; l < lanes; ++l) {
+        const Real anticausal = add_rn(pole_output(re0[l], im0[l], c.anticausal_re[0], c.anticausal_im[0]),
+                                         pole_output(re1[l], im1[l], c.anticausal_re[1], c.anticausal_im[1]));
+        o[l] = static_cast<float>(add_rn(static_cast<Real>(o[l]), anticausal));
+      }
+    }
+    const float* x = in + border_index(i, n, mode) * in_step;
+    for (int32_t l = 0; l < lanes; ++l) {
+      const Real v = x[l];
+      pole_update(re0[l], im0[l], c.pole_re[0], c.pole_im[0], v);
+      pole_update(re1[l], im1[l], c.pole_re[1], c.pole_im[1], v);
+    }
+  }
+}
+
+}  // namespace
+
+void gaussian_blur_recursive_cpu(const TensorView& image, const TensorView& out, double sigma,
+                                 const FilterOptions& options) {
+  const int32_t height = static_cast<int32_t>(image.shape[0]), width = static_cast<int32_t>(image.shape[1]);
+  const auto* in = static_cast<const float*>(image.data);
+  auto* dst = static_cast<float*>(out.data);
+  if (sigma == 0.0 || height == 0 || width == 0) {
+    std::copy(in, in + int64_t{height} * width, dst);
+    return;
+  }
+  const RecursiveGaussianCoefficients c = recursive_gaussian_coefficients(sigma);
+  const auto mode = static_cast<int32_t>(options.border);
+  const int threads = resolve_threads(options.num_threads);
+  // Columns first, image -> out: strips of kRecursiveLanes adjacent columns are interleaved lines already
+  // (step = width). Then rows in place in out, so no image-sized temporary.
+  const int64_t strips = (int64_t{width} + kRecursiveLanes - 1) / kRecursiveLanes;
+  parallel_for(strips, threads, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t x0 = s * kRecursiveLanes;
+      const auto lanes = static_cast<int32_t>(std::min<int64_t>(kRecursiveLanes, width - x0));
+      recursive_gaussian_lanes(in + x0, width, dst + x0, width, height, lanes, c, mode);
+    }
+  });
+  // Rows: a block of kRecursiveLanes rows is transposed into an interleaved buffer, filtered, and written back.
+  const int64_t row_blocks = (int64_t{height} + kRecursiveLanes - 1) / kRecursiveLanes;
+  parallel_for(row_blocks, threads, [&](int64_t b0, int64_t b1) {
+    std::vector<float> lines(static_cast<size_t>(width) * kRecursiveLanes), filtered(lines.size());
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t y0 = b * kRecursiveLanes;
+      const auto lanes = static_cast<int32_t>(std::min<int64_t>(kRecursiveLanes, height - y0));
+      for (int32_t l = 0; l < lanes; ++l) {
+        const float* row = dst + (y0 + l) * width;
+        for (int32_t x = 0; x < width; ++x) lines[int64_t{x} * kRecursiveLanes + l] = row[x];
+      }
+      recursive_gaussian_lanes(lines.data(), kRecursiveLanes, filtered.data(), kRecursiveLanes, width, lanes, c, mode);
+      for (int32_t l = 0; l < lanes; ++l) {
+        float* row = dst + (y0 + l) * width;
+        for (int32_t x = 0; x < width; ++x) row[x] = filtered[int64_t{x} * kRecursiveLanes + l];
+      }
+    }
+  });
+}
+
 void box_mean_cpu(const TensorView& image, const TensorView& out, int32_t size_y, int32_t size_x,
                   const FilterOptions& options) {
   const int32_t height = static_cast<int32_t>(image.shape[0]), width = static_cast<int32_t>(image.shape[1]);

@@ -1,5 +1,6 @@
-// CUDA separable filters: one thread per row for the horizontal pass, one
-// thread per column for the vertical pass, each running the shared per-line
+// CUDA separable filters (gaussian_blur, gaussian_blur_recursive, box_mean):
+// one thread per row for the horizontal pass, one thread per column for the
+// vertical pass, each running the shared per-line
 // arithmetic (filter_lines.h) - the passes the host reference runs in tests,
 // bit for bit the CPU backend's results (box_mean: with one CPU thread).
 #include <cuda_runtime.h>
@@ -27,6 +28,18 @@ __global__ void gaussian_columns_kernel(const float* tmp, float* out, int32_t he
                                         const float* w, int32_t mode) {
   const int32_t x = static_cast<int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
   if (x < width) gaussian_column_pass(tmp, out, height, width, x, radius, w, mode);
+}
+
+__global__ void recursive_gaussian_columns_kernel(const float* image, float* tmp, int32_t height, int32_t width,
+                                                  RecursiveGaussianCoefficients c, int32_t mode) {
+  const int32_t x = static_cast<int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (x < width) recursive_gaussian_column_pass(image, tmp, height, width, x, c, mode);
+}
+
+__global__ void recursive_gaussian_rows_kernel(const float* tmp, float* out, int32_t height, int32_t width,
+                                               RecursiveGaussianCoefficients c, int32_t mode) {
+  const int32_t y = static_cast<int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (y < height) recursive_gaussian_row_pass(tmp, out, width, y, c, mode);
 }
 
 __global__ void box_rows_kernel(const float* image, double* sums, int32_t height, int32_t width, int32_t size_x,
@@ -63,6 +76,23 @@ void gaussian_blur_cuda(const float* image, float* out, int32_t height, int32_t 
   gaussian_rows_kernel<<<blocks(height), kThreads, 0, s>>>(image, tmp.get(), height, width, radius, w.get(), mode);
   CELLRT_CUDA_CHECK_LAUNCH();
   gaussian_columns_kernel<<<blocks(width), kThreads, 0, s>>>(tmp.get(), out, height, width, radius, w.get(), mode);
+  CELLRT_CUDA_CHECK_LAUNCH();
+}
+
+void gaussian_blur_recursive_cuda(const float* image, float* out, int32_t height, int32_t width, double sigma,
+                                  int32_t mode, void* stream) {
+  auto s = static_cast<cudaStream_t>(stream);
+  if (sigma == 0.0) {
+    CELLRT_CUDA_CHECK(cudaMemcpyAsync(out, image, static_cast<size_t>(height) * width * sizeof(float),
+                                      cudaMemcpyDeviceToDevice, s));
+    return;
+  }
+  // The coefficients travel as a kernel argument (a few doubles): no upload, no sync.
+  const RecursiveGaussianCoefficients c = recursive_gaussian_coefficients(sigma);
+  StreamBuffer<float> tmp(static_cast<size_t>(height) * width, s);
+  recursive_gaussian_columns_kernel<<<blocks(width), kThreads, 0, s>>>(image, tmp.get(), height, width, c, mode);
+  CELLRT_CUDA_CHECK_LAUNCH();
+  recursive_gaussian_rows_kernel<<<blocks(height), kThreads, 0, s>>>(tmp.get(), out, height, width, c, mode);
   CELLRT_CUDA_CHECK_LAUNCH();
 }
 

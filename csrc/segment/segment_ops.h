@@ -9,6 +9,7 @@
 #include "cellrt/filter.h"
 #include "cellrt/label.h"
 #include "cellrt/measure.h"
+#include "segment/filter_kernel.h"
 
 namespace cellrt::detail {
 
@@ -39,18 +40,29 @@ void binary_morphology_cuda(const uint8_t* mask, uint8_t* out, int32_t height, i
 // radius is 0 (sigma 0 or truncated to nothing: the blur is a copy).
 std::vector<float> gaussian_taps(double sigma, double truncate);
 
+// The recursive gaussian's poles and gains for this sigma (> 0), and the
+// warm-up after which a truncated start changes no output by more than
+// ~1e-8 of the largest input.
+RecursiveGaussianCoefficients recursive_gaussian_coefficients(double sigma);
+
 void gaussian_blur_cuda(const float* image, float* out, int32_t height, int32_t width, double sigma, double truncate,
                         int32_t mode, void* stream);
+void gaussian_blur_recursive_cuda(const float* image, float* out, int32_t height, int32_t width, double sigma,
+                                  int32_t mode, void* stream);
 void box_mean_cuda(const float* image, float* out, int32_t height, int32_t width, int32_t size_y, int32_t size_x,
                    int32_t mode, void* stream);
 // The CUDA passes run on the host, single-threaded (tests of the CUDA arithmetic without a GPU).
 void gaussian_blur_by_lines(const float* image, float* out, int32_t height, int32_t width, double sigma,
                             double truncate, int32_t mode);
+void gaussian_blur_recursive_by_lines(const float* image, float* out, int32_t height, int32_t width, double sigma,
+                                      int32_t mode);
 void box_mean_by_lines(const float* image, float* out, int32_t height, int32_t width, int32_t size_y, int32_t size_x,
                        int32_t mode);
 
 void gaussian_blur_cpu(const TensorView& image, const TensorView& out, double sigma, double truncate,
                        const FilterOptions& options);
+void gaussian_blur_recursive_cpu(const TensorView& image, const TensorView& out, double sigma,
+                                 const FilterOptions& options);
 void box_mean_cpu(const TensorView& image, const TensorView& out, int32_t size_y, int32_t size_x,
                   const FilterOptions& options);
 

@@ -348,6 +348,33 @@ int main(void) {
            "bad connectivity: %s", cellrt_last_error());
   }
 
+  /* C API 5: the recursive gaussian keeps a flat image flat and spreads a spike over a gaussian's width. */
+  {
+    static float flat[9 * 11], spike[9 * 11], blurred[9 * 11];
+    const int64_t filter_shape[2] = {9, 11};
+    cellrt_tensor_t flat_view, spike_view, blurred_view;
+    cellrt_filter_options_t filter;
+    int i;
+    for (i = 0; i < 9 * 11; ++i) flat[i] = 7.0f;
+    spike[4 * 11 + 5] = 1.0f;
+    view(&flat_view, flat, CELLRT_DTYPE_FLOAT32, 2, filter_shape);
+    view(&spike_view, spike, CELLRT_DTYPE_FLOAT32, 2, filter_shape);
+    view(&blurred_view, blurred, CELLRT_DTYPE_FLOAT32, 2, filter_shape);
+    cellrt_filter_options_init(&filter);
+    EXPECT(cellrt_c_api_version() >= 5, "C API 5 functions need version 5");
+    status = cellrt_gaussian_blur_recursive(&flat_view, &blurred_view, 3.0, &filter, NULL);
+    EXPECT(status == CELLRT_STATUS_OK && fabsf(blurred[0] - 7.0f) < 1e-5f && fabsf(blurred[50] - 7.0f) < 1e-5f,
+           "recursive blur of a flat image: %g %g: %s", blurred[0], blurred[50], cellrt_last_error());
+    status = cellrt_gaussian_blur_recursive(&spike_view, &blurred_view, 1.0, &filter, NULL);
+    /* 1-D taps of sigma 1 at offsets 0 and 1: 0.3989 and 0.2420 (products for the 2-D values). */
+    EXPECT(status == CELLRT_STATUS_OK && fabsf(blurred[4 * 11 + 5] - 0.1592f) < 5e-4f &&
+               fabsf(blurred[4 * 11 + 6] - 0.0965f) < 5e-4f,
+           "recursive blur of a spike: %g %g: %s", blurred[4 * 11 + 5], blurred[4 * 11 + 6], cellrt_last_error());
+    status = cellrt_gaussian_blur_recursive(&flat_view, &blurred_view, -1.0, &filter, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "sigma should be in [0, 1e5]"),
+           "negative sigma: %s", cellrt_last_error());
+  }
+
   if (failures) return 1;
   printf("ok\n");
   return 0;

@@ -16,7 +16,7 @@ silently.
 
 from ._backend import BackendUnavailableError, available_backends
 from .filters import (binary_closing, binary_dilation, binary_erosion, binary_opening, box_mean, gaussian_blur,
-                      threshold_local)
+                      gaussian_blur_recursive, threshold_local)
 from .objects import (fill_holes, grow_labels, instances_from_mask, instances_from_probability, match_instances,
                       remove_small_objects, segment)
 from .labeling import ContourList, contours, feature_names, label, measure
@@ -42,6 +42,7 @@ __all__ = [
     "feature_names",
     "fill_holes",
     "gaussian_blur",
+    "gaussian_blur_recursive",
     "grow_labels",
     "h_maxima_seeds",
     "histogram",

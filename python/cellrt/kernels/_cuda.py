@@ -92,10 +92,11 @@ def binary_morphology(mask, radius, footprint, dilate):
 
 
 def separable_filter(op, image, a, b, border):
-    """op 0: gaussian_blur (a = sigma, b = truncate); op 1: box_mean (a = size_y, b = size_x)."""
+    """op 0: gaussian_blur (a = sigma, b = truncate); op 1: box_mean (a = size_y, b = size_x);
+    op 2: gaussian_blur_recursive (a = sigma)."""
     image = cp.ascontiguousarray(cp.asarray(image, dtype=cp.float32))
     if not bool(cp.all(cp.isfinite(image))):
-        raise ValueError(f"{('gaussian_blur', 'box_mean')[op]}: image holds NaN/inf values")
+        raise ValueError(f"{('gaussian_blur', 'box_mean', 'gaussian_blur_recursive')[op]}: image holds NaN/inf values")
     out = cp.empty_like(image)
     _core.filter_cuda(op, _pointer(image), _pointer(out), list(image.shape), float(a), float(b), border,
                       _stream())

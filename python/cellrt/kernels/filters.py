@@ -4,6 +4,9 @@
 with a ring buffer of filtered rows), as CUDA kernels for cupy images (a
 thread per row, then per column, the CPU's arithmetic from the shared
 header) and as numba references; the local thresholds build on them.
+``gaussian_blur_recursive`` is the same blur computed by a recursive (IIR)
+filter whose cost does not grow with sigma - for large local-threshold
+blocks - at the price of a small approximation error.
 """
 
 from __future__ import annotations
@@ -67,8 +70,7 @@ def gaussian_blur(image, sigma: float, *, truncate: float = 4.0, border: str = "
     >>> out.shape, out.dtype
     ((5, 5), dtype('float32'))
     """
-    if not (isinstance(sigma, (int, float, np.floating, np.integer)) and math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"gaussian_blur: sigma should be a number >= 0, got {sigma!r}")
+    _check_sigma(sigma, "gaussian_blur")
     if not (isinstance(truncate, (int, float)) and math.isfinite(truncate) and truncate > 0):
         raise ValueError(f"gaussian_blur: truncate should be > 0, got {truncate!r}")
     mode = _border(border, "gaussian_blur")
@@ -89,6 +91,67 @@ def gaussian_blur(image, sigma: float, *, truncate: float = 4.0, border: str = "
     from . import _filters_numba  # noqa: PLC0415
 
     return _filters_numba.gaussian_blur(image, float(sigma), float(truncate), mode)
+
+
+def _check_sigma(sigma, op: str, largest: float = math.inf) -> None:
+    if not (isinstance(sigma, (int, float, np.floating, np.integer)) and not isinstance(sigma, bool)
+            and math.isfinite(sigma) and 0 <= sigma <= largest):
+        bound = "a number >= 0" if largest == math.inf else f"a number in [0, {largest:g}]"
+        raise ValueError(f"{op}: sigma should be {bound}, got {sigma!r}")
+
+
+def gaussian_blur_recursive(image, sigma: float, *, border: str = "reflect", backend: str = "auto",
+                            num_threads: int = 0) -> np.ndarray:
+    """Gaussian blur whose cost per pixel does not depend on ``sigma``.
+
+    A recursive (IIR) filter: Deriche's fourth-order approximation of the
+    gaussian (two complex pole pairs run forwards and backwards along each
+    row, then each column), with constants refitted by
+    ``tools/fit_recursive_gaussian.py``. ``gaussian_blur`` costs
+    ``2 * (8 sigma + 1)`` multiply-adds a pixel; this about 60 flops a pixel
+    for any sigma, so it wins from sigma ~3 up (local thresholds with
+    blocks of a few dozen pixels and more).
+
+    Not exact: the kernel it applies differs from ``gaussian_blur``'s
+    (scipy's) taps by at most ~6.5e-4 of the largest input value per pass
+    for ``sigma >= 1`` (9.4e-4 at 0.5), far less on smooth images; the gain
+    is normalised exactly, so a flat image stays flat. Results are
+    deterministic and equal on every backend (CUDA equals the CPU bit for
+    bit; the numba reference, a direct convolution with the same kernel,
+    agrees to float rounding).
+
+    Parameters
+    ----------
+    image : (H, W) array
+        Read as float32.
+    sigma : float
+        Standard deviation in pixels, in [0, 1e5] (0 returns a copy).
+    border : {'reflect', 'nearest'}
+        As ``gaussian_blur``.
+
+    Returns
+    -------
+    (H, W) float32 ndarray
+    """
+    _check_sigma(sigma, "gaussian_blur_recursive", 1e5)
+    mode = _border(border, "gaussian_blur_recursive")
+    if _backend.is_device_array(image):
+        _backend.resolve("gaussian_blur_recursive", backend, True)
+        _check_device_image(image, "gaussian_blur_recursive")
+        from . import _cuda  # noqa: PLC0415 - needs cupy
+
+        return _cuda.separable_filter(2, image, float(sigma), 0.0, mode)
+    image = _as_float_image(image, "gaussian_blur_recursive")
+    chosen = _backend.resolve("gaussian_blur_recursive", backend, False)
+    if chosen == "cpu":
+        from .._build import _core  # noqa: PLC0415
+
+        out = np.empty_like(image)
+        _core.gaussian_blur_recursive(image, out, float(sigma), mode, int(num_threads))
+        return out
+    from . import _filters_numba  # noqa: PLC0415
+
+    return _filters_numba.gaussian_blur_recursive(image, float(sigma), mode)
 
 
 def _window(size, op: str) -> tuple[int, int]:
@@ -134,7 +197,9 @@ def threshold_local(image, block_size: int, method: str = "gaussian", *, offset:
     ``skimage.filters.threshold_local``: foreground is ``image > result``.
 
     ``mean``: the ``block_size`` box mean; ``gaussian``: a gaussian blur with
-    sigma ``(block_size - 1) / 6``. Minus ``offset``.
+    sigma ``(block_size - 1) / 6``; ``gaussian_recursive``: the same blur by
+    ``gaussian_blur_recursive`` (cost independent of ``block_size``, within
+    ~6.5e-4 of the image's largest value of ``gaussian``). Minus ``offset``.
     """
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 3 \
             or block_size % 2 == 0:
@@ -143,8 +208,12 @@ def threshold_local(image, block_size: int, method: str = "gaussian", *, offset:
         local = box_mean(image, int(block_size), border=border, backend=backend, num_threads=num_threads)
     elif method == "gaussian":
         local = gaussian_blur(image, (block_size - 1) / 6.0, border=border, backend=backend, num_threads=num_threads)
+    elif method == "gaussian_recursive":
+        local = gaussian_blur_recursive(image, (block_size - 1) / 6.0, border=border, backend=backend,
+                                        num_threads=num_threads)
     else:
-        raise ValueError(f"threshold_local: method should be 'mean' or 'gaussian', got {method!r}")
+        raise ValueError("threshold_local: method should be 'mean', 'gaussian' or 'gaussian_recursive', "
+                         f"got {method!r}")
     return local - np.float32(offset)
 
 

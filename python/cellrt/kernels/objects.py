@@ -169,7 +169,7 @@ def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_me
     1. normalise to [0, 1] between the ``percentiles`` (``normalize``);
     2. global threshold (``global_method``: 'otsu', or 'mean' as published;
        times ``global_correction``) -> mask; zero the image outside it;
-    3. local threshold (``local_method`` 'gaussian' or 'mean', ``block_size``,
+    3. local threshold (``local_method`` 'gaussian', 'gaussian_recursive' or 'mean', ``block_size``,
        ``local_offset``) within the mask;
     4. fill holes (``fill``);
     5. opening with a disk of ``opening_radius`` and a gaussian blur of the

@@ -130,12 +130,12 @@ RecursiveGaussianCoefficients recursive_gaussian_coefficients(double sigma) {
   double warmup = 0.0;
   for (int p = 0; p < 2; ++p) {
     const std::complex<double> a = alpha[p] / gain, b = a * pole[p];
-    c.pole_re[p] = static_cast<Real>(pole[p].real());
-    c.pole_im[p] = static_cast<Real>(pole[p].imag());
-    c.causal_re[p] = static_cast<Real>(a.real());
-    c.causal_im[p] = static_cast<Real>(a.imag());
-    c.anticausal_re[p] = static_cast<Real>(b.real());
-    c.anticausal_im[p] = static_cast<Real>(b.imag());
+    c.pole_re[p] = static_cast<RecursiveReal>(pole[p].real());
+    c.pole_im[p] = static_cast<RecursiveReal>(pole[p].imag());
+    c.causal_re[p] = static_cast<RecursiveReal>(a.real());
+    c.causal_im[p] = static_cast<RecursiveReal>(a.imag());
+    c.anticausal_re[p] = static_cast<RecursiveReal>(b.real());
+    c.anticausal_im[p] = static_cast<RecursiveReal>(b.imag());
     // Samples past `warmup` weigh at most |a| |pole|^warmup / (1 - |pole|) in all: below 1e-8.
     const double r = std::abs(pole[p]);
     warmup = std::max(warmup, std::log(1e-8 * (1.0 - r) / std::abs(a)) / std::log(r));

@@ -50,17 +50,18 @@ RECURSIVE_GAUSSIAN = (1.65517779, 3.40608775, 1.7401857, 1.67314935, 0.628661731
 
 
 def recursive_gaussian_kernel(sigma: float) -> np.ndarray:
-    """The kernel the recursion applies, h[-K..K], summed in closed form rather
-    than run as a recursion: K is where the tail left out weighs < 1e-9."""
+    """The kernel the recursion applies, h[-K..K], summed in closed form rather than run as a recursion:
+    h[k] = sum_p Re(alpha_p pole_p^|k|), the gain normalised to 1; K is where the tail left out weighs
+    < 1e-9."""
     a0, a1, b0, b1, w0, w1, c0, c1 = RECURSIVE_GAUSSIAN
+    alpha = np.array([complex(a0, -a1), complex(c0, -c1)])
+    poles = np.exp(np.array([complex(-b0, w0), complex(-b1, w1)]) / sigma)
+    gain = (alpha / (1 - poles)).real.sum() + (alpha * poles / (1 - poles)).real.sum()
     k = np.arange(int(30.0 * sigma) + 8, dtype=np.float64)
-    x = k / sigma
-    h = ((a0 * np.cos(w0 * x) + a1 * np.sin(w0 * x)) * np.exp(-b0 * x)
-         + (c0 * np.cos(w1 * x) + c1 * np.sin(w1 * x)) * np.exp(-b1 * x))
+    h = sum((a * p ** k).real for a, p in zip(alpha / gain, poles))
     tail = np.cumsum(np.abs(h[::-1]))[::-1]
     half = int(np.argmax(tail < 1e-9 * abs(h[0]))) or len(h) - 1
-    full = np.concatenate([h[half:0:-1], h[:half + 1]])
-    return full / full.sum()
+    return np.concatenate([h[half:0:-1], h[:half + 1]])
 
 
 @njit(cache=True, parallel=True)

@@ -379,6 +379,68 @@ def test_skip_bad_records_scan_time_rejections_like_run_time_failures(tmp_path, 
         ("A01", "1"), ("A01", "2"), ("A02", "1"), ("A02", "2"), ("A03", "1")]
 
 
+def _count_map_texts(monkeypatch) -> dict:
+    """The cell texts of the report's 'Objects per well' map by well, filled in when the report is written."""
+    from cellrt.report import plate_report
+
+    texts = {}
+
+    def record(fig):
+        ax = fig.axes[0]
+        if ax.get_title() == "Objects per well":
+            for text in ax.texts:
+                x, y = text.get_position()
+                texts[format_well(int(round(y)), int(round(x)))] = text.get_text()
+        return b"\x89PNG test"
+
+    monkeypatch.setattr(plate_report, "_figure_png", record)
+    return texts
+
+
+def test_a_well_rejected_when_scanned_is_on_the_plate_maps_and_in_the_plate_totals(tmp_path, nuclei, monkeypatch):
+    """A plate otherwise A01-A02 whose H12 was rejected when scanned (two files for one channel): the plate's
+    geometry came from the fields left to read, (2, 3), so H12 fell outside every map, and the totals left it
+    out. It is a well of the plate: on the maps as failed, counted, and the rejection said."""
+    from cellrt.report import write_plate_report
+
+    plate_dir = _copy_demo(tmp_path, 4)   # A01 and A02, fields 1 and 2
+    shutil.copy(plate_dir / "demo_A01_s1_w1.tif", plate_dir / "demo_H12_s1_w1.tif")
+    shutil.copy(plate_dir / "demo_A01_s1_w1.tif", plate_dir / "demo_H12_s1_w1.tiff")
+    plate = open_plate(plate_dir, skip_bad=True)
+    assert plate.wells == ["A01", "A02"] and plate.imaged_wells == ["A01", "A02", "H12"]
+    assert plate.geometry() == (8, 12)
+    out = tmp_path / "out"
+    summary = PlateRun(nuclei, plate, out, PlateOptions(skip_bad=True)).run()
+    assert summary["plate"]["geometry"] == (8, 12) and summary["fields_processed"] == 4
+    assert {k: summary["plate"][k] for k in ("wells", "fields", "rejected_fields", "rejected_wells")} == {
+        "wells": 3, "fields": 5, "rejected_fields": 1, "rejected_wells": 1}
+    texts = _count_map_texts(monkeypatch)
+    page = write_plate_report(out).read_text()
+    assert texts["H12"] == "failed" and texts["A01"].isdigit() and len(texts) == 3
+    assert ("demo (5 fields in 3 wells, layout imagexpress); 1 field rejected when the plate was scanned (1 well "
+            "had no field left), see <a href='#errors'>Errors</a>") in page
+    assert "every field failed in 1: H12" in page
+
+
+def test_a_plate_whose_every_field_was_rejected_when_scanned_counts_them(tmp_path, nuclei, monkeypatch):
+    """It said '0 fields in 0 wells': the fields it has are all rejected ones."""
+    from cellrt.report import write_plate_report
+
+    plate_dir = _copy_demo(tmp_path, 2)   # A01, fields 1 and 2, each with a second file for its channel
+    for path in sorted(plate_dir.glob("*.tif")):
+        shutil.copy(path, path.with_suffix(".tiff"))
+    plate = open_plate(plate_dir, skip_bad=True)
+    assert plate.fields == [] and plate.imaged_wells == ["A01"]
+    out = tmp_path / "out"
+    summary = PlateRun(nuclei, plate, out, PlateOptions(skip_bad=True)).run()
+    assert {k: summary["plate"][k] for k in ("wells", "fields", "rejected_fields", "rejected_wells")} == {
+        "wells": 1, "fields": 2, "rejected_fields": 2, "rejected_wells": 1}
+    _count_map_texts(monkeypatch)
+    page = write_plate_report(out).read_text()
+    assert "demo (2 fields in 1 well, layout imagexpress); 2 fields rejected when the plate was scanned" in page
+    assert "every one was rejected when the plate was scanned (--skip-bad), so the run had no field left" in page
+
+
 def test_csv_tables_keep_identifiers_as_written(tmp_path, nuclei):
     """A numeric plate barcode and integer ids stay as they were written when the wells' CSV tables
     are joined into objects.csv (they used to come back as 20240101.0, 1.0)."""

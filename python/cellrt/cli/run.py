@@ -137,7 +137,7 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
               layout: str = "auto", z: int = 1, timepoint: int = 1, channels=(), table_format: str = "parquet",
               save_labels: bool = False, save_predictions: bool = False, images_format: str = "tiff",
               tile: str = "auto", precision: str = "auto", drift_reference: str | None = "auto") -> int:
-    from ..io.plate import open_plate  # noqa: PLC0415
+    from ..io.plate import open_plate, well_sort_key  # noqa: PLC0415
     from ..pipeline import load_model  # noqa: PLC0415
     from ..pipeline.plate import PlateOptions, PlateRun  # noqa: PLC0415
     from ..report import write_plate_report  # noqa: PLC0415
@@ -161,6 +161,11 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
         print(f"plate {plate.name}: {len(plate.fields)} fields in {len(plate.wells)} wells, channels "
               f"{plate.channels} ({plate.layout}); model {model.name} on {model.backend.name} ({model.precision})",
               file=sys.stderr)
+        if plate.rejected_fields:
+            wells = sorted({k.well for k in plate.rejected_fields}, key=well_sort_key)
+            print(f"plate {plate.name}: {len(plate.rejected_fields)} field(s) rejected when scanned (--skip-bad), "
+                  f"in wells {', '.join(wells[:8])}{', ...' if len(wells) > 8 else ''}; why: errors.csv",
+                  file=sys.stderr)
         if plate.other_planes:
             print(f"plate {plate.name}: reading z plane {plate.plane[0]}, time point {plate.plane[1]}; "
                   f"{plate.other_planes} file(s) of other planes left aside (--z, --timepoint)", file=sys.stderr)

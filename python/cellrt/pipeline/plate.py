@@ -439,6 +439,17 @@ class PlateRun:
                       "first_alarm": None if not alarms else
                       {"well": alarms[0]["Metadata_Well"], "field": alarms[0]["Metadata_Field"]}}
 
+    def _plate_summary(self) -> dict:
+        """The plate as scanned: fields rejected then (--skip-bad) are fields of the plate all the same, so
+        they count in its totals, said apart, and their wells in its geometry."""
+        plate = self.plate
+        rejected = plate.rejected_fields
+        read = set(plate.wells)
+        return {"name": plate.name, "root": str(plate.root), "layout": plate.layout, "channels": plate.channels,
+                "wells": len(plate.imaged_wells), "fields": len(plate.fields) + len(rejected),
+                "rejected_fields": len(rejected), "rejected_wells": len({k.well for k in rejected} - read),
+                "geometry": plate.geometry()}
+
     def _summary(self, timings: list, wall: float, processed: int, skipped: set) -> dict:
         manifest = self.model.manifest
         this_run = [t for t in timings if t["Metadata_Well"] not in skipped]
@@ -451,9 +462,7 @@ class PlateRun:
                       "folder": str(manifest.folder), "backend": self.model.backend.name,
                       "precision": self.model.precision, "weights_sha256": self.model.weights_sha256,
                       "tile_size": self.model.tile_size},
-            "plate": {"name": self.plate.name, "root": str(self.plate.root), "layout": self.plate.layout,
-                      "channels": self.plate.channels, "wells": len(self.plate.wells),
-                      "fields": len(self.plate.fields), "geometry": self.plate.geometry()},
+            "plate": self._plate_summary(),
             "channels": {"model_inputs": dict(zip(manifest.input_channels, self.inputs)), "measured": self.extras},
             "options": asdict(self.options),
             "resumed_wells": sorted(skipped), "redone_changed_wells": list(self.changed_wells),

@@ -311,8 +311,9 @@ def write_plate_report(out_dir) -> Path:
     total_objects = int(np.nansum(_column(wells, "Count")))
     failed = len(errors.get("Error", []))
     model, plate = summary["model"], summary["plate"]
-    facts = [("Plate", f"{html.escape(plate['name'])} ({plate['fields']} fields in {plate['wells']} wells, "
-                       f"layout {html.escape(plate['layout'])})"),
+    facts = [("Plate", f"{html.escape(plate['name'])} ({_count(plate['fields'], 'field')} in "
+                       f"{_count(plate['wells'], 'well')}, layout {html.escape(plate['layout'])})"
+                       f"{_rejected_note(plate)}"),
              ("Model", f"{html.escape(model['name'])} ({model['kind']}, backend {model['backend']}"
                        f"{', ' + model['precision'] if model.get('precision') else ''}, "
                        f"ONNX SHA-256 {model.get('weights_sha256', model['onnx_sha256'])[:12]}…)"),
@@ -340,7 +341,7 @@ def write_plate_report(out_dir) -> Path:
         parts.append("</table><h2>Plate layout</h2><p style='font-size:13px;color:#555'>In the plate maps, plain "
                      "grey: no data for the well (not imaged, or no results); grey and hatched: the well has no "
                      "value there (<i>none</i>: no objects were found, so there is no mean; <i>failed</i>: every "
-                     "field of the well failed, see Errors).</p>")
+                     "field of the well failed, or was rejected when the plate was scanned; see Errors).</p>")
     else:
         parts.append("</table>" + _wells_table(wells))
     for name, title, caption, png in figures:
@@ -412,9 +413,25 @@ def _wells_table(wells: dict) -> str:
             + "".join(rows) + "</table>" + more)
 
 
+def _rejected_note(plate: dict) -> str:
+    """How many of the plate's fields (counted in its totals) were rejected when it was scanned, or ''."""
+    fields = plate.get("rejected_fields", 0)
+    if not fields:
+        return ""
+    wells = plate.get("rejected_wells", 0)
+    whole = f" ({_count(wells, 'well')} had no field left)" if wells else ""
+    return f"; {_count(fields, 'field')} rejected when the plate was scanned{whole}, see <a href='#errors'>Errors</a>"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _nothing_read_note(plate: dict) -> str:
     """In place of the maps or the wells table, when no field of the plate gave a result."""
-    when = ("when the plate was scanned (--skip-bad), so the run had no field left to read" if not plate["fields"]
+    # run.json before the plate's totals counted rejected fields has no 'rejected_fields' and 0 fields then.
+    scan_only = plate["fields"] - plate.get("rejected_fields", 0) <= 0
+    when = ("when the plate was scanned (--skip-bad), so the run had no field left to read" if scan_only
             else "when the plate was scanned or when the fields were read")
     return ("<h2>Wells</h2><p style='font-size:13px;color:#555'><b>No field of this plate could be read</b>: "
             f"every one was rejected {html.escape(when)}. There are no results to show; the reason for each "

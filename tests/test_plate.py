@@ -316,6 +316,48 @@ def test_unreadable_field_stops_the_run_or_is_recorded_with_skip_bad(tmp_path, n
     assert list(wells["FieldsFailed"].astype(int)) == [0, 1, 0, 0]
 
 
+def test_throughput_and_latency_count_only_the_fields_that_gave_a_result(tmp_path, nuclei, capsys):
+    """A field that fails to read is done in a millisecond: counted as processed, it raised the throughput and
+    pulled the latency towards 0. The numbers are over the fields with results, the failed ones said apart."""
+    from cellrt.cli.run import _print_summary
+
+    plate_dir = _copy_demo(tmp_path, 4)
+    broken = plate_dir / "demo_A02_s1_w1.tif"
+    broken.write_bytes(broken.read_bytes()[:300])
+    out = tmp_path / "out"
+    summary = PlateRun(nuclei, open_plate(plate_dir), out, PlateOptions(skip_bad=True)).run()
+    assert (summary["fields_processed"], summary["fields_with_results"], summary["fields_failed"]) == (4, 3, 1)
+    timings = read_table(out / "timings.csv")
+    assert sorted(zip(timings["Metadata_Well"], timings["Metadata_Field"].tolist())) == [
+        ("A01", 1), ("A01", 2), ("A02", 2)]
+    assert summary["fields_per_second"] == pytest.approx(3 / summary["wall_seconds"])
+    assert summary["latency_p50_s"] == pytest.approx(float(np.median(timings["latency"])))
+    _print_summary(summary, out, out / "report" / "index.html")
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("3 fields in ") and first.endswith("; 1 more field(s) failed, not counted in these "
+                                                                "(errors.csv)")
+
+
+def test_a_plate_where_no_field_gave_a_result_has_no_throughput_to_report(tmp_path):
+    """Every file unreadable (--skip-bad): no fields/s or latency made of failures, no empty Performance section."""
+    plate_dir = _copy_demo(tmp_path, 4)
+    for path in plate_dir.glob("*.tif"):
+        path.write_bytes(path.read_bytes()[:300])
+    out = tmp_path / "out"
+    result = run_cli("run", str(plate_dir), "--model", "nuclei", "--out", str(out), "--skip-bad")
+    assert result.returncode == 0, result.stderr
+    assert "no field gave a result: all 4 failed (errors.csv), so there is no throughput or latency" in result.stdout
+    assert "fields/s" not in result.stdout and "stage share" not in result.stdout
+    summary = json.loads((out / "run.json").read_text())
+    assert (summary["fields_processed"], summary["fields_with_results"], summary["fields_failed"]) == (4, 0, 4)
+    assert [summary[k] for k in ("fields_per_second", "latency_p50_s", "latency_p99_s", "infer_share_of_wall")] == [
+        None] * 4
+    assert summary["stage_share"] == {}
+    page = (out / "report" / "index.html").read_text()
+    assert "<h2>Performance</h2>" not in page and "fields/s" not in page
+    assert "none to report: no field gave a result (4 fields failed, see <a href='#errors'>Errors</a>)" in page
+
+
 def test_a_field_of_an_unsupported_pixel_type_is_named(tmp_path, nuclei):
     plate_dir = _copy_demo(tmp_path, 4)
     tifffile.imwrite(plate_dir / "demo_A02_s1_w1.tif", np.zeros((256, 256), np.int64))

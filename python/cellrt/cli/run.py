@@ -35,12 +35,21 @@ class Progress:
 
 
 def _print_summary(summary: dict, out: Path, report: Path) -> None:
-    shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in summary["stage_share"].items())
-    p50, p99 = summary["latency_p50_s"], summary["latency_p99_s"]
-    print(f"{summary['fields_processed']} fields in {summary['wall_seconds']:.1f} s: "
-          f"{summary['fields_per_second'] or 0:.2f} fields/s, latency p50 {p50 or 0:.2f} s / p99 {p99 or 0:.2f} s "
-          f"({summary['model']['backend']}, {summary['model'].get('precision', '?')})")
-    print(f"stage share: {shares}; inference {100 * (summary['infer_share_of_wall'] or 0):.0f}% of wall time")
+    timed, failed = summary["fields_with_results"], summary["fields_failed"]
+    engine = f"({summary['model']['backend']}, {summary['model'].get('precision', '?')})"
+    if timed:
+        p50, p99 = summary["latency_p50_s"], summary["latency_p99_s"]
+        print(f"{timed} fields in {summary['wall_seconds']:.1f} s: {summary['fields_per_second']:.2f} fields/s, "
+              f"latency p50 {p50:.2f} s / p99 {p99:.2f} s {engine}"
+              + (f"; {failed} more field(s) failed, not counted in these (errors.csv)" if failed else ""))
+    elif failed:
+        print(f"no field gave a result: all {failed} failed (errors.csv), so there is no throughput or latency "
+              f"to report {engine}")
+    else:
+        print(f"no field was processed in this run {engine}")
+    if summary["stage_share"]:
+        shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in summary["stage_share"].items())
+        print(f"stage share: {shares}; inference {100 * (summary['infer_share_of_wall'] or 0):.0f}% of wall time")
     if summary["resumed_wells"]:
         print(f"resumed: {len(summary['resumed_wells'])} wells were already complete")
     if summary.get("redone_changed_wells"):

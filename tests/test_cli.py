@@ -117,3 +117,38 @@ def test_run_names_a_corrupt_onnx_file_in_one_line(tmp_path):
     result = run_cli("run", str(plate), "--model", str(folder), "--out", str(tmp_path / "out"))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert f"cellrt run: {folder / 'model.onnx'}: ONNX Runtime" in result.stderr
+
+
+@pytest.mark.parametrize("how, expected", [
+    ("bad manifest", "cellrt.json: unreadable manifest: "),
+    ("corrupt ONNX", "model.onnx: ONNX Runtime {ort} cannot load it (Protobuf parsing failed)"),
+])
+def test_quantize_names_a_broken_model_in_one_line_and_leaves_no_copy(tmp_path, how, expected):
+    """It printed a traceback and left its --out copy of the broken folder behind."""
+    import onnxruntime
+
+    folder = _broken_model(tmp_path / "model", how)
+    field = tmp_path / "field.tif"
+    tifffile.imwrite(field, np.zeros((64, 64), np.uint8))
+    out = tmp_path / "int8"
+    result = run_cli("quantize", str(folder), str(field), "--out", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"cellrt quantize: {folder}") and \
+        expected.format(ort=onnxruntime.__version__) in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["field.tif", "model"]
+
+
+def test_a_quantize_refused_by_its_gate_leaves_no_output_folder(tmp_path, dsb_dir):
+    """The copy is quantised under a temporary name and renamed to --out only when complete: a refusal (a
+    tolerance nothing meets; on a CPU without VNNI the gate's own refusal) leaves neither."""
+    image = sorted((dsb_dir / "images").glob("*.tif"))[0]
+    out = tmp_path / "models" / "int8"
+    result = run_cli("quantize", "nuclei", str(image), "--out", str(out), "--tolerance", "1e-9",
+                     "--tiles-per-image", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "nothing written" in result.stderr and ".partial" not in result.stderr
+    assert not out.exists() and list((tmp_path / "models").iterdir()) == []
+    unreadable = run_cli("quantize", "nuclei", str(tmp_path / "nope.tif"), "--out", str(out))
+    assert unreadable.returncode == 1 and "Traceback" not in unreadable.stderr
+    assert f"cellrt quantize: cannot read {tmp_path / 'nope.tif'}: " in unreadable.stderr and not out.exists()

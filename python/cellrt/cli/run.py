@@ -79,8 +79,8 @@ def input_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, PlateRunError, OSError)
 
 
-def fail(command: str, error: BaseException) -> int:
-    """One line on stderr for an error of :func:`input_errors`; the exit status."""
+def fail(command: str, error: BaseException | str) -> int:
+    """One line on stderr for an error of :func:`input_errors` (or its message); the exit status."""
     print(f"cellrt {command}: {error}", file=sys.stderr)
     return 1
 

@@ -75,11 +75,12 @@ def _broken_model(folder, how):
         (folder / "model.onnx").unlink()
     elif how == "bad manifest":
         (folder / "cellrt.json").write_text("{not json")
-    elif how == "corrupt ONNX":   # truncated, with the manifest's hash updated: only ONNX Runtime can tell
-        onnx = folder / "model.onnx"
-        onnx.write_bytes(onnx.read_bytes()[:1000])
+    elif how in ("corrupt ONNX", "corrupt FP16 ONNX"):   # truncated, the manifest's hash updated: only a parser tells
+        section = "onnx" if how == "corrupt ONNX" else "fp16"
         manifest = json.loads((folder / "cellrt.json").read_text())
-        manifest["onnx"]["sha256"] = hashlib.sha256(onnx.read_bytes()).hexdigest()
+        onnx = folder / manifest[section]["file"]
+        onnx.write_bytes(onnx.read_bytes()[:1000])
+        manifest[section]["sha256"] = hashlib.sha256(onnx.read_bytes()).hexdigest()
         (folder / "cellrt.json").write_text(json.dumps(manifest))
     return folder
 
@@ -152,3 +153,45 @@ def test_a_quantize_refused_by_its_gate_leaves_no_output_folder(tmp_path, dsb_di
     unreadable = run_cli("quantize", "nuclei", str(tmp_path / "nope.tif"), "--out", str(out))
     assert unreadable.returncode == 1 and "Traceback" not in unreadable.stderr
     assert f"cellrt quantize: cannot read {tmp_path / 'nope.tif'}: " in unreadable.stderr and not out.exists()
+
+
+def _tensorrt_rtx_or_skip():
+    """TensorRT-RTX parses ONNX and builds engines ahead of time without a GPU, so it checks the TensorRT build's
+    errors here; the data-centre tensorrt needs one."""
+    import importlib
+
+    try:
+        importlib.import_module("tensorrt_rtx")
+    except ImportError as error:   # not installed, or its libraries missing (no libtensorrt_rtx on this platform)
+        pytest.skip(f"tensorrt_rtx cannot be imported ({error}); it is the TensorRT that builds without a GPU")
+
+
+@pytest.mark.parametrize("how, precision, expected", [
+    ("corrupt ONNX", "fp32", "model.onnx: tensorrt_rtx {trt} cannot parse it (MODEL_DESERIALIZE_FAILED: Failed to "
+                             "parse the ONNX model); expected an ONNX model its parser can read - is the file "
+                             "complete (not a truncated or damaged copy)"),
+    # the FP16 build first compares the FP16 file with FP32 in ONNX Runtime, which reads the damaged file first
+    ("corrupt FP16 ONNX", "fp16", "model.fp16.onnx: ONNX Runtime {ort} cannot load it (Protobuf parsing failed)"),
+])
+def test_a_tensorrt_build_of_a_corrupt_onnx_ends_in_one_line_naming_the_file(tmp_path, how, precision, expected):
+    """The ONNX parser's refusal was an EngineError, which the commands do not report in one line (it is not
+    about what the user gave); a damaged file is, as ONNX Runtime's refusal of it is: a ManifestError."""
+    _tensorrt_rtx_or_skip()
+    import onnxruntime
+    import tensorrt_rtx
+
+    from cellrt.runtime import ManifestError
+    from cellrt.runtime import tensorrt as trt_runtime
+
+    folder = _broken_model(tmp_path / "model", how)
+    message = expected.format(trt=tensorrt_rtx.__version__, ort=onnxruntime.__version__)
+    with pytest.raises(ManifestError) as raised:
+        trt_runtime.build_engine(folder, precision=precision, flavour="tensorrt_rtx", compute_capabilities=["89"],
+                                 cache=tmp_path / "engines")
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+    result = run_cli("build", str(folder), "--precision", precision, "--flavour", "tensorrt_rtx",
+                     "--compute-capability", "89", "--cache", str(tmp_path / "engines"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()   # no TensorRT log lines repeating the parser's errors either
+    assert len(lines) == 1 and lines[0].startswith(f"cellrt build: {folder}/{message}"), result.stderr
+    assert not (tmp_path / "engines").exists() or not any((tmp_path / "engines").iterdir())

@@ -107,18 +107,18 @@ def run_build(args) -> int:
     from ..pipeline.model import model_folder  # noqa: PLC0415
     from ..runtime import tensorrt as trt_runtime  # noqa: PLC0415
     from ..runtime.manifest import load_manifest  # noqa: PLC0415
+    from .run import fail, input_errors  # noqa: PLC0415
 
-    manifest = load_manifest(model_folder(args.model))
-    min_batch, opt_batch, max_batch = args.batch
-    profile = trt_runtime.Profile(min_batch, opt_batch, max_batch, args.tile or manifest.tile_size)
     try:
+        manifest = load_manifest(model_folder(args.model))
+        min_batch, opt_batch, max_batch = args.batch
+        profile = trt_runtime.Profile(min_batch, opt_batch, max_batch, args.tile or manifest.tile_size)
         artifact = trt_runtime.build_engine(manifest, precision=args.precision, profile=profile, flavour=args.flavour,
                                             compute_capabilities=args.compute_capability or None,
                                             cache=Path(args.cache) if args.cache else None, rebuild=args.rebuild,
                                             log=print)
-    except trt_runtime.EngineError as error:
-        print(f"cellrt build: {error}", file=sys.stderr)
-        return 1
+    except (trt_runtime.EngineError, *input_errors()) as error:
+        return fail("build", error)
     state = "reused cached" if artifact.reused else f"built in {artifact.build_seconds:.1f} s:"
     print(f"{state} {artifact.path}")
     if artifact.fp16_error:

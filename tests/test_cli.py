@@ -195,3 +195,32 @@ def test_a_tensorrt_build_of_a_corrupt_onnx_ends_in_one_line_naming_the_file(tmp
     lines = result.stderr.strip().splitlines()   # no TensorRT log lines repeating the parser's errors either
     assert len(lines) == 1 and lines[0].startswith(f"cellrt build: {folder}/{message}"), result.stderr
     assert not (tmp_path / "engines").exists() or not any((tmp_path / "engines").iterdir())
+
+
+@pytest.mark.parametrize("providers, shown", [
+    (["CPUExecutionProvider"], True),
+    (["CUDAExecutionProvider", "CPUExecutionProvider"], False),
+    (["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], False),
+])
+@pytest.mark.parametrize("fields_with_results", [4, 0])
+def test_the_int8_tip_follows_the_providers_the_fp32_session_ran_on(monkeypatch, providers, shown,
+                                                                     fields_with_results):
+    """The 'try --precision int8' tip is for runs on the CPU; it was shown for FP32 runs of ONNX Runtime on CUDA,
+    where an INT8 file runs its convolutions in float. There is no GPU here, so the decision is checked on the
+    provider lists a session reports (a CUDA session that fell back to the CPU reports the CPU alone)."""
+    from types import SimpleNamespace
+
+    from cellrt.cli.run import _int8_hint
+    from cellrt.pipeline.model import model_folder
+    from cellrt.runtime import load_manifest
+    from cellrt.runtime import ort as ort_runtime
+
+    monkeypatch.setattr(ort_runtime, "int8_file_exact", lambda weight_bits=8: (True, "a CPU with VNNI"))
+    manifest = load_manifest(model_folder("nuclei"))
+    assert manifest.int8, "the bundled nuclei model ships a gated INT8 file"
+    backend = SimpleNamespace(name="ort", providers=providers)
+    model = SimpleNamespace(manifest=manifest, precision="fp32", backend=backend)
+    hint = _int8_hint(model, {"fields_with_results": fields_with_results})
+    assert (hint is not None) == (shown and fields_with_results > 0), hint   # none after a run where nothing ran
+    if hint is not None:
+        assert hint.startswith("tip: nuclei also ships an INT8 network") and "--precision int8" in hint

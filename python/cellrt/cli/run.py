@@ -183,18 +183,24 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
         return fail("run", error)
     report = write_plate_report(out)
     _print_summary(summary, Path(out), report)
-    hint = _int8_hint(model)
+    hint = _int8_hint(model, summary)
     if hint:
         print(hint)
     return 0
 
 
-def _int8_hint(model) -> str | None:
-    """A CPU run in FP32 of a model that ships a gated INT8 file: say so, with both held-out results."""
-    from ..runtime.ort import int8_file_exact  # noqa: PLC0415
+def _int8_hint(model, summary: dict) -> str | None:
+    """A CPU run in FP32 of a model that ships a gated INT8 file: say so, with both held-out results. Not after a
+    run where no field gave a result: its speed is not what needs looking at."""
+    from ..runtime.ort import int8_file_exact, int8_runs_on_cpu  # noqa: PLC0415
 
     manifest = model.manifest
-    if model.precision != "fp32" or model.backend.name != "ort" or not manifest.int8:
+    if (model.precision != "fp32" or model.backend.name != "ort" or not manifest.int8
+            or not summary["fields_with_results"]):
+        return None
+    # The session's providers, not the backend's name: ONNX Runtime on CUDA runs an INT8 file's convolutions in
+    # float, no faster, and one that fell back to the CPU is a CPU run the tip is for.
+    if not int8_runs_on_cpu(model.backend.providers):
         return None
     if not int8_file_exact(manifest.int8.get("weight_bits", 8))[0]:
         return None

@@ -75,11 +75,12 @@ def _broken_model(folder, how):
         (folder / "model.onnx").unlink()
     elif how == "bad manifest":
         (folder / "cellrt.json").write_text("{not json")
-    elif how == "corrupt ONNX":   # truncated, with the manifest's hash updated: only ONNX Runtime can tell
-        onnx = folder / "model.onnx"
-        onnx.write_bytes(onnx.read_bytes()[:1000])
+    elif how in ("corrupt ONNX", "corrupt FP16 ONNX"):   # truncated, the manifest's hash updated: only a parser tells
+        section = "onnx" if how == "corrupt ONNX" else "fp16"
         manifest = json.loads((folder / "cellrt.json").read_text())
-        manifest["onnx"]["sha256"] = hashlib.sha256(onnx.read_bytes()).hexdigest()
+        onnx = folder / manifest[section]["file"]
+        onnx.write_bytes(onnx.read_bytes()[:1000])
+        manifest[section]["sha256"] = hashlib.sha256(onnx.read_bytes()).hexdigest()
         (folder / "cellrt.json").write_text(json.dumps(manifest))
     return folder
 
@@ -117,3 +118,109 @@ def test_run_names_a_corrupt_onnx_file_in_one_line(tmp_path):
     result = run_cli("run", str(plate), "--model", str(folder), "--out", str(tmp_path / "out"))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert f"cellrt run: {folder / 'model.onnx'}: ONNX Runtime" in result.stderr
+
+
+@pytest.mark.parametrize("how, expected", [
+    ("bad manifest", "cellrt.json: unreadable manifest: "),
+    ("corrupt ONNX", "model.onnx: ONNX Runtime {ort} cannot load it (Protobuf parsing failed)"),
+])
+def test_quantize_names_a_broken_model_in_one_line_and_leaves_no_copy(tmp_path, how, expected):
+    """It printed a traceback and left its --out copy of the broken folder behind."""
+    import onnxruntime
+
+    folder = _broken_model(tmp_path / "model", how)
+    field = tmp_path / "field.tif"
+    tifffile.imwrite(field, np.zeros((64, 64), np.uint8))
+    out = tmp_path / "int8"
+    result = run_cli("quantize", str(folder), str(field), "--out", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"cellrt quantize: {folder}") and \
+        expected.format(ort=onnxruntime.__version__) in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["field.tif", "model"]
+
+
+def test_a_quantize_refused_by_its_gate_leaves_no_output_folder(tmp_path, dsb_dir):
+    """The copy is quantised under a temporary name and renamed to --out only when complete: a refusal (a
+    tolerance nothing meets; on a CPU without VNNI the gate's own refusal) leaves neither."""
+    image = sorted((dsb_dir / "images").glob("*.tif"))[0]
+    out = tmp_path / "models" / "int8"
+    result = run_cli("quantize", "nuclei", str(image), "--out", str(out), "--tolerance", "1e-9",
+                     "--tiles-per-image", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "nothing written" in result.stderr and ".partial" not in result.stderr
+    assert not out.exists() and list((tmp_path / "models").iterdir()) == []
+    unreadable = run_cli("quantize", "nuclei", str(tmp_path / "nope.tif"), "--out", str(out))
+    assert unreadable.returncode == 1 and "Traceback" not in unreadable.stderr
+    assert f"cellrt quantize: cannot read {tmp_path / 'nope.tif'}: " in unreadable.stderr and not out.exists()
+
+
+def _tensorrt_rtx_or_skip():
+    """TensorRT-RTX parses ONNX and builds engines ahead of time without a GPU, so it checks the TensorRT build's
+    errors here; the data-centre tensorrt needs one."""
+    import importlib
+
+    try:
+        importlib.import_module("tensorrt_rtx")
+    except ImportError as error:   # not installed, or its libraries missing (no libtensorrt_rtx on this platform)
+        pytest.skip(f"tensorrt_rtx cannot be imported ({error}); it is the TensorRT that builds without a GPU")
+
+
+@pytest.mark.parametrize("how, precision, expected", [
+    ("corrupt ONNX", "fp32", "model.onnx: tensorrt_rtx {trt} cannot parse it (MODEL_DESERIALIZE_FAILED: Failed to "
+                             "parse the ONNX model); expected an ONNX model its parser can read - is the file "
+                             "complete (not a truncated or damaged copy)"),
+    # the FP16 build first compares the FP16 file with FP32 in ONNX Runtime, which reads the damaged file first
+    ("corrupt FP16 ONNX", "fp16", "model.fp16.onnx: ONNX Runtime {ort} cannot load it (Protobuf parsing failed)"),
+])
+def test_a_tensorrt_build_of_a_corrupt_onnx_ends_in_one_line_naming_the_file(tmp_path, how, precision, expected):
+    """The ONNX parser's refusal was an EngineError, which the commands do not report in one line (it is not
+    about what the user gave); a damaged file is, as ONNX Runtime's refusal of it is: a ManifestError."""
+    _tensorrt_rtx_or_skip()
+    import onnxruntime
+    import tensorrt_rtx
+
+    from cellrt.runtime import ManifestError
+    from cellrt.runtime import tensorrt as trt_runtime
+
+    folder = _broken_model(tmp_path / "model", how)
+    message = expected.format(trt=tensorrt_rtx.__version__, ort=onnxruntime.__version__)
+    with pytest.raises(ManifestError) as raised:
+        trt_runtime.build_engine(folder, precision=precision, flavour="tensorrt_rtx", compute_capabilities=["89"],
+                                 cache=tmp_path / "engines")
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+    result = run_cli("build", str(folder), "--precision", precision, "--flavour", "tensorrt_rtx",
+                     "--compute-capability", "89", "--cache", str(tmp_path / "engines"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()   # no TensorRT log lines repeating the parser's errors either
+    assert len(lines) == 1 and lines[0].startswith(f"cellrt build: {folder}/{message}"), result.stderr
+    assert not (tmp_path / "engines").exists() or not any((tmp_path / "engines").iterdir())
+
+
+@pytest.mark.parametrize("providers, shown", [
+    (["CPUExecutionProvider"], True),
+    (["CUDAExecutionProvider", "CPUExecutionProvider"], False),
+    (["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], False),
+])
+@pytest.mark.parametrize("fields_with_results", [4, 0])
+def test_the_int8_tip_follows_the_providers_the_fp32_session_ran_on(monkeypatch, providers, shown,
+                                                                     fields_with_results):
+    """The 'try --precision int8' tip is for runs on the CPU; it was shown for FP32 runs of ONNX Runtime on CUDA,
+    where an INT8 file runs its convolutions in float. There is no GPU here, so the decision is checked on the
+    provider lists a session reports (a CUDA session that fell back to the CPU reports the CPU alone)."""
+    from types import SimpleNamespace
+
+    from cellrt.cli.run import _int8_hint
+    from cellrt.pipeline.model import model_folder
+    from cellrt.runtime import load_manifest
+    from cellrt.runtime import ort as ort_runtime
+
+    monkeypatch.setattr(ort_runtime, "int8_file_exact", lambda weight_bits=8: (True, "a CPU with VNNI"))
+    manifest = load_manifest(model_folder("nuclei"))
+    assert manifest.int8, "the bundled nuclei model ships a gated INT8 file"
+    backend = SimpleNamespace(name="ort", providers=providers)
+    model = SimpleNamespace(manifest=manifest, precision="fp32", backend=backend)
+    hint = _int8_hint(model, {"fields_with_results": fields_with_results})
+    assert (hint is not None) == (shown and fields_with_results > 0), hint   # none after a run where nothing ran
+    if hint is not None:
+        assert hint.startswith("tip: nuclei also ships an INT8 network") and "--precision int8" in hint

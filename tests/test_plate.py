@@ -316,6 +316,48 @@ def test_unreadable_field_stops_the_run_or_is_recorded_with_skip_bad(tmp_path, n
     assert list(wells["FieldsFailed"].astype(int)) == [0, 1, 0, 0]
 
 
+def test_throughput_and_latency_count_only_the_fields_that_gave_a_result(tmp_path, nuclei, capsys):
+    """A field that fails to read is done in a millisecond: counted as processed, it raised the throughput and
+    pulled the latency towards 0. The numbers are over the fields with results, the failed ones said apart."""
+    from cellrt.cli.run import _print_summary
+
+    plate_dir = _copy_demo(tmp_path, 4)
+    broken = plate_dir / "demo_A02_s1_w1.tif"
+    broken.write_bytes(broken.read_bytes()[:300])
+    out = tmp_path / "out"
+    summary = PlateRun(nuclei, open_plate(plate_dir), out, PlateOptions(skip_bad=True)).run()
+    assert (summary["fields_processed"], summary["fields_with_results"], summary["fields_failed"]) == (4, 3, 1)
+    timings = read_table(out / "timings.csv")
+    assert sorted(zip(timings["Metadata_Well"], timings["Metadata_Field"].tolist())) == [
+        ("A01", 1), ("A01", 2), ("A02", 2)]
+    assert summary["fields_per_second"] == pytest.approx(3 / summary["wall_seconds"])
+    assert summary["latency_p50_s"] == pytest.approx(float(np.median(timings["latency"])))
+    _print_summary(summary, out, out / "report" / "index.html")
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("3 fields in ") and first.endswith("; 1 more field(s) failed, not counted in these "
+                                                                "(errors.csv)")
+
+
+def test_a_plate_where_no_field_gave_a_result_has_no_throughput_to_report(tmp_path):
+    """Every file unreadable (--skip-bad): no fields/s or latency made of failures, no empty Performance section."""
+    plate_dir = _copy_demo(tmp_path, 4)
+    for path in plate_dir.glob("*.tif"):
+        path.write_bytes(path.read_bytes()[:300])
+    out = tmp_path / "out"
+    result = run_cli("run", str(plate_dir), "--model", "nuclei", "--out", str(out), "--skip-bad")
+    assert result.returncode == 0, result.stderr
+    assert "no field gave a result: all 4 failed (errors.csv), so there is no throughput or latency" in result.stdout
+    assert "fields/s" not in result.stdout and "stage share" not in result.stdout
+    summary = json.loads((out / "run.json").read_text())
+    assert (summary["fields_processed"], summary["fields_with_results"], summary["fields_failed"]) == (4, 0, 4)
+    assert [summary[k] for k in ("fields_per_second", "latency_p50_s", "latency_p99_s", "infer_share_of_wall")] == [
+        None] * 4
+    assert summary["stage_share"] == {}
+    page = (out / "report" / "index.html").read_text()
+    assert "<h2>Performance</h2>" not in page and "fields/s" not in page
+    assert "none to report: no field gave a result (4 fields failed, see <a href='#errors'>Errors</a>)" in page
+
+
 def test_a_field_of_an_unsupported_pixel_type_is_named(tmp_path, nuclei):
     plate_dir = _copy_demo(tmp_path, 4)
     tifffile.imwrite(plate_dir / "demo_A02_s1_w1.tif", np.zeros((256, 256), np.int64))
@@ -377,6 +419,68 @@ def test_skip_bad_records_scan_time_rejections_like_run_time_failures(tmp_path, 
     fields = read_table(out / "fields.csv", as_text=True)
     assert [(w, f) for w, f in zip(fields["Metadata_Well"], fields["Metadata_Field"])] == [
         ("A01", "1"), ("A01", "2"), ("A02", "1"), ("A02", "2"), ("A03", "1")]
+
+
+def _count_map_texts(monkeypatch) -> dict:
+    """The cell texts of the report's 'Objects per well' map by well, filled in when the report is written."""
+    from cellrt.report import plate_report
+
+    texts = {}
+
+    def record(fig):
+        ax = fig.axes[0]
+        if ax.get_title() == "Objects per well":
+            for text in ax.texts:
+                x, y = text.get_position()
+                texts[format_well(int(round(y)), int(round(x)))] = text.get_text()
+        return b"\x89PNG test"
+
+    monkeypatch.setattr(plate_report, "_figure_png", record)
+    return texts
+
+
+def test_a_well_rejected_when_scanned_is_on_the_plate_maps_and_in_the_plate_totals(tmp_path, nuclei, monkeypatch):
+    """A plate otherwise A01-A02 whose H12 was rejected when scanned (two files for one channel): the plate's
+    geometry came from the fields left to read, (2, 3), so H12 fell outside every map, and the totals left it
+    out. It is a well of the plate: on the maps as failed, counted, and the rejection said."""
+    from cellrt.report import write_plate_report
+
+    plate_dir = _copy_demo(tmp_path, 4)   # A01 and A02, fields 1 and 2
+    shutil.copy(plate_dir / "demo_A01_s1_w1.tif", plate_dir / "demo_H12_s1_w1.tif")
+    shutil.copy(plate_dir / "demo_A01_s1_w1.tif", plate_dir / "demo_H12_s1_w1.tiff")
+    plate = open_plate(plate_dir, skip_bad=True)
+    assert plate.wells == ["A01", "A02"] and plate.imaged_wells == ["A01", "A02", "H12"]
+    assert plate.geometry() == (8, 12)
+    out = tmp_path / "out"
+    summary = PlateRun(nuclei, plate, out, PlateOptions(skip_bad=True)).run()
+    assert summary["plate"]["geometry"] == (8, 12) and summary["fields_processed"] == 4
+    assert {k: summary["plate"][k] for k in ("wells", "fields", "rejected_fields", "rejected_wells")} == {
+        "wells": 3, "fields": 5, "rejected_fields": 1, "rejected_wells": 1}
+    texts = _count_map_texts(monkeypatch)
+    page = write_plate_report(out).read_text()
+    assert texts["H12"] == "failed" and texts["A01"].isdigit() and len(texts) == 3
+    assert ("demo (5 fields in 3 wells, layout imagexpress); 1 field rejected when the plate was scanned (1 well "
+            "had no field left), see <a href='#errors'>Errors</a>") in page
+    assert "every field failed in 1: H12" in page
+
+
+def test_a_plate_whose_every_field_was_rejected_when_scanned_counts_them(tmp_path, nuclei, monkeypatch):
+    """It said '0 fields in 0 wells': the fields it has are all rejected ones."""
+    from cellrt.report import write_plate_report
+
+    plate_dir = _copy_demo(tmp_path, 2)   # A01, fields 1 and 2, each with a second file for its channel
+    for path in sorted(plate_dir.glob("*.tif")):
+        shutil.copy(path, path.with_suffix(".tiff"))
+    plate = open_plate(plate_dir, skip_bad=True)
+    assert plate.fields == [] and plate.imaged_wells == ["A01"]
+    out = tmp_path / "out"
+    summary = PlateRun(nuclei, plate, out, PlateOptions(skip_bad=True)).run()
+    assert {k: summary["plate"][k] for k in ("wells", "fields", "rejected_fields", "rejected_wells")} == {
+        "wells": 1, "fields": 2, "rejected_fields": 2, "rejected_wells": 1}
+    _count_map_texts(monkeypatch)
+    page = write_plate_report(out).read_text()
+    assert "demo (2 fields in 1 well, layout imagexpress); 2 fields rejected when the plate was scanned" in page
+    assert "every one was rejected when the plate was scanned (--skip-bad), so the run had no field left" in page
 
 
 def test_csv_tables_keep_identifiers_as_written(tmp_path, nuclei):

@@ -222,6 +222,9 @@ def _no_field_read(path, wells, errors, *, geometry, plate_fields):
     _write_csv(out / "timings.csv", ("Metadata_Well", "Metadata_Field", "latency"), [])
     summary = json.loads((out / "run.json").read_text())
     summary["plate"].update(fields=plate_fields, wells=len(wells) if plate_fields else 0)
+    summary.update(fields_processed=plate_fields, fields_with_results=0, fields_failed=plate_fields,
+                   fields_per_second=None, latency_p50_s=None, latency_p99_s=None, stage_share={},
+                   infer_share_of_wall=None)
     (out / "run.json").write_text(json.dumps(summary))
     return out
 
@@ -249,6 +252,21 @@ def test_a_plate_where_every_field_failed_when_read_says_so(tmp_path, maps):
     assert "No field of this plate could be read</b>: every one was rejected when the plate was scanned or " \
            "when the fields were read" in page
     assert "Plate layout" not in page and not (out / "report" / "count.png").exists()
+    # nothing was timed: the throughput line says so, and no Performance heading stands over nothing
+    assert "<th>Throughput</th><td>none to report: no field gave a result (2 fields failed" in page
+    assert "<h2>Performance</h2>" not in page and "fields/s" not in page
+
+
+def test_throughput_says_how_many_fields_failed_beside_it(tmp_path, maps):
+    out = _run_folder(tmp_path / "run", [_well("A01"), _well("A02", failed=1)],
+                      errors=[("A02", 2, "b.tif", "unreadable TIFF")])
+    summary = json.loads((out / "run.json").read_text())
+    summary.update(fields_processed=4, fields_with_results=3, fields_failed=1)
+    (out / "run.json").write_text(json.dumps(summary))
+    page = write_plate_report(out).read_text()
+    assert ("<th>Throughput</th><td>10.00 fields/s; latency p50 0.20 s, p99 0.30 s (over the 3 fields that gave a "
+            "result; 1 more failed and is not counted, see <a href='#errors'>Errors</a>)") in page
+    assert "<h2>Performance</h2>" in page
 
 
 def test_count_map_colour_scale_starts_at_zero(tmp_path, maps):

@@ -107,18 +107,18 @@ def run_build(args) -> int:
     from ..pipeline.model import model_folder  # noqa: PLC0415
     from ..runtime import tensorrt as trt_runtime  # noqa: PLC0415
     from ..runtime.manifest import load_manifest  # noqa: PLC0415
+    from .run import fail, input_errors  # noqa: PLC0415
 
-    manifest = load_manifest(model_folder(args.model))
-    min_batch, opt_batch, max_batch = args.batch
-    profile = trt_runtime.Profile(min_batch, opt_batch, max_batch, args.tile or manifest.tile_size)
     try:
+        manifest = load_manifest(model_folder(args.model))
+        min_batch, opt_batch, max_batch = args.batch
+        profile = trt_runtime.Profile(min_batch, opt_batch, max_batch, args.tile or manifest.tile_size)
         artifact = trt_runtime.build_engine(manifest, precision=args.precision, profile=profile, flavour=args.flavour,
                                             compute_capabilities=args.compute_capability or None,
                                             cache=Path(args.cache) if args.cache else None, rebuild=args.rebuild,
                                             log=print)
-    except trt_runtime.EngineError as error:
-        print(f"cellrt build: {error}", file=sys.stderr)
-        return 1
+    except (trt_runtime.EngineError, *input_errors()) as error:
+        return fail("build", error)
     state = "reused cached" if artifact.reused else f"built in {artifact.build_seconds:.1f} s:"
     print(f"{state} {artifact.path}")
     if artifact.fp16_error:
@@ -155,63 +155,79 @@ def run_export(args) -> int:
 
 def run_quantize(model_name: str, images: list[str], out: str | None, tolerance: float, tiles_per_image: int,
                  weight_bits: int = 8) -> int:
-    """INT8 ONNX for a model folder, calibrated on the given real fields (one TIFF per field, or one
-    per channel with ``--channels-per-field``)."""
+    """INT8 ONNX for a model folder, calibrated on the given real fields (one TIFF per field: (H, W) for a
+    one-channel model, (C, H, W) stacks otherwise). With ``out``, a copy of the folder is quantised, and
+    written there only when it is complete."""
     import shutil  # noqa: PLC0415
-
-    import tifffile  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
 
     from ..export.int8 import QuantizationError, quantize_int8  # noqa: PLC0415
     from ..pipeline import load_model  # noqa: PLC0415
     from ..pipeline.model import model_folder  # noqa: PLC0415
-    from ..runtime.manifest import ManifestError  # noqa: PLC0415
+    from .run import fail, input_errors  # noqa: PLC0415
 
     try:
         folder = model_folder(model_name)
-    except (ManifestError, ValueError) as error:
-        print(f"cellrt quantize: {error}", file=sys.stderr)
-        return 1
+    except input_errors() as error:
+        return fail("quantize", error)
     if out is None and folder != Path(model_name):   # a bundled model or an archive's cache folder
         print(f"cellrt quantize: {model_name!r} is bundled or an archive; pass --out DIR for the copy to quantise",
               file=sys.stderr)
         return 2
-    if out is not None:
-        target = Path(out)
-        if target.exists():
-            print(f"cellrt quantize: {target} exists; choose a new --out", file=sys.stderr)
-            return 2
-        shutil.copytree(folder, target)
-        folder = target
-    model = load_model(folder, backend="ort", tile_size="model")
+    target = None if out is None else Path(out)
+    if target is not None and target.exists():
+        print(f"cellrt quantize: {target} exists; choose a new --out", file=sys.stderr)
+        return 2
+    work = None
+    try:
+        # The model and the images are checked in the given folder before anything is copied, so that their
+        # errors name the user's files, not a temporary copy's.
+        model = load_model(folder, backend="ort", tile_size="model")
+        calibration = _calibration_tiles(model, images, tiles_per_image)
+        if target is not None:
+            # The copy is quantised under a temporary name beside --out and renamed only once it is complete: a
+            # run that fails or is interrupted leaves no folder at --out that looks like a model.
+            target.parent.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+            shutil.copytree(folder, work, dirs_exist_ok=True)
+        section = quantize_int8(work or folder, calibration, tolerance=tolerance, weight_bits=weight_bits,
+                                record={"calibration_images": [Path(p).name for p in images]})
+        if work is not None:
+            work.rename(target)
+            work = None
+    except (QuantizationError, *input_errors()) as error:
+        # The gate names the folder it quantised: the user asked for --out, not the copy removed below.
+        return fail("quantize", str(error) if work is None else str(error).replace(str(work), str(target)))
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"{(target or folder) / section['file']}: INT8 model, error vs FP32 on {len(calibration)} calibration "
+          f"tiles {section['error']} (tolerance {tolerance}, embeddings {section['embedding_tolerance']}); run it "
+          "with --precision int8")
+    return 0
+
+
+def _calibration_tiles(model, images: list[str], tiles_per_image: int) -> np.ndarray:
+    """Up to ``tiles_per_image`` tiles of each image, spread over it, as the model sees them."""
+    import tifffile  # noqa: PLC0415
+
     channels = len(model.manifest.input_channels)
     tiles = []
     for path in images:
         try:
             image = tifffile.imread(path)
         except (OSError, ValueError) as error:
-            print(f"cellrt quantize: cannot read {path}: {error}", file=sys.stderr)
-            return 1
+            raise ValueError(f"cannot read {path}: {error}") from error
         if image.ndim == 2 and channels == 1:
             image = image[None]
         if image.ndim != 3 or image.shape[0] != channels:
-            print(f"cellrt quantize: {path}: model {model.name!r} takes {channels} channel(s) "
-                  f"{list(model.manifest.input_channels)}; give (H, W) images for one channel or (C, H, W) stacks, "
-                  f"got shape {image.shape}", file=sys.stderr)
-            return 1
+            raise ValueError(f"{path}: model {model.name!r} takes {channels} channel(s) "
+                             f"{list(model.manifest.input_channels)}; give (H, W) images for one channel or (C, H, W) "
+                             f"stacks, got shape {image.shape}")
         prepared = model.prepare(image).tiles
         step = max(1, len(prepared) // tiles_per_image)
         tiles.append(prepared[::step][:tiles_per_image])
-    calibration = np.concatenate(tiles)
-    try:
-        section = quantize_int8(folder, calibration, tolerance=tolerance, weight_bits=weight_bits,
-                                record={"calibration_images": [Path(p).name for p in images]})
-    except QuantizationError as error:
-        print(f"cellrt quantize: {error}", file=sys.stderr)
-        return 1
-    print(f"{folder / section['file']}: INT8 model, error vs FP32 on {len(calibration)} calibration tiles "
-          f"{section['error']} (tolerance {tolerance}, embeddings {section['embedding_tolerance']}); run it with "
-          "--precision int8")
-    return 0
+    return np.concatenate(tiles)
 
 
 def run_pack(model_name: str, archive: str) -> int:

@@ -35,12 +35,21 @@ class Progress:
 
 
 def _print_summary(summary: dict, out: Path, report: Path) -> None:
-    shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in summary["stage_share"].items())
-    p50, p99 = summary["latency_p50_s"], summary["latency_p99_s"]
-    print(f"{summary['fields_processed']} fields in {summary['wall_seconds']:.1f} s: "
-          f"{summary['fields_per_second'] or 0:.2f} fields/s, latency p50 {p50 or 0:.2f} s / p99 {p99 or 0:.2f} s "
-          f"({summary['model']['backend']}, {summary['model'].get('precision', '?')})")
-    print(f"stage share: {shares}; inference {100 * (summary['infer_share_of_wall'] or 0):.0f}% of wall time")
+    timed, failed = summary["fields_with_results"], summary["fields_failed"]
+    engine = f"({summary['model']['backend']}, {summary['model'].get('precision', '?')})"
+    if timed:
+        p50, p99 = summary["latency_p50_s"], summary["latency_p99_s"]
+        print(f"{timed} fields in {summary['wall_seconds']:.1f} s: {summary['fields_per_second']:.2f} fields/s, "
+              f"latency p50 {p50:.2f} s / p99 {p99:.2f} s {engine}"
+              + (f"; {failed} more field(s) failed, not counted in these (errors.csv)" if failed else ""))
+    elif failed:
+        print(f"no field gave a result: all {failed} failed (errors.csv), so there is no throughput or latency "
+              f"to report {engine}")
+    else:
+        print(f"no field was processed in this run {engine}")
+    if summary["stage_share"]:
+        shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in summary["stage_share"].items())
+        print(f"stage share: {shares}; inference {100 * (summary['infer_share_of_wall'] or 0):.0f}% of wall time")
     if summary["resumed_wells"]:
         print(f"resumed: {len(summary['resumed_wells'])} wells were already complete")
     if summary.get("redone_changed_wells"):
@@ -70,8 +79,8 @@ def input_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, PlateRunError, OSError)
 
 
-def fail(command: str, error: BaseException) -> int:
-    """One line on stderr for an error of :func:`input_errors`; the exit status."""
+def fail(command: str, error: BaseException | str) -> int:
+    """One line on stderr for an error of :func:`input_errors` (or its message); the exit status."""
     print(f"cellrt {command}: {error}", file=sys.stderr)
     return 1
 
@@ -137,7 +146,7 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
               layout: str = "auto", z: int = 1, timepoint: int = 1, channels=(), table_format: str = "parquet",
               save_labels: bool = False, save_predictions: bool = False, images_format: str = "tiff",
               tile: str = "auto", precision: str = "auto", drift_reference: str | None = "auto") -> int:
-    from ..io.plate import open_plate  # noqa: PLC0415
+    from ..io.plate import open_plate, well_sort_key  # noqa: PLC0415
     from ..pipeline import load_model  # noqa: PLC0415
     from ..pipeline.plate import PlateOptions, PlateRun  # noqa: PLC0415
     from ..report import write_plate_report  # noqa: PLC0415
@@ -161,6 +170,11 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
         print(f"plate {plate.name}: {len(plate.fields)} fields in {len(plate.wells)} wells, channels "
               f"{plate.channels} ({plate.layout}); model {model.name} on {model.backend.name} ({model.precision})",
               file=sys.stderr)
+        if plate.rejected_fields:
+            wells = sorted({k.well for k in plate.rejected_fields}, key=well_sort_key)
+            print(f"plate {plate.name}: {len(plate.rejected_fields)} field(s) rejected when scanned (--skip-bad), "
+                  f"in wells {', '.join(wells[:8])}{', ...' if len(wells) > 8 else ''}; why: errors.csv",
+                  file=sys.stderr)
         if plate.other_planes:
             print(f"plate {plate.name}: reading z plane {plate.plane[0]}, time point {plate.plane[1]}; "
                   f"{plate.other_planes} file(s) of other planes left aside (--z, --timepoint)", file=sys.stderr)
@@ -169,18 +183,24 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
         return fail("run", error)
     report = write_plate_report(out)
     _print_summary(summary, Path(out), report)
-    hint = _int8_hint(model)
+    hint = _int8_hint(model, summary)
     if hint:
         print(hint)
     return 0
 
 
-def _int8_hint(model) -> str | None:
-    """A CPU run in FP32 of a model that ships a gated INT8 file: say so, with both held-out results."""
-    from ..runtime.ort import int8_file_exact  # noqa: PLC0415
+def _int8_hint(model, summary: dict) -> str | None:
+    """A CPU run in FP32 of a model that ships a gated INT8 file: say so, with both held-out results. Not after a
+    run where no field gave a result: its speed is not what needs looking at."""
+    from ..runtime.ort import int8_file_exact, int8_runs_on_cpu  # noqa: PLC0415
 
     manifest = model.manifest
-    if model.precision != "fp32" or model.backend.name != "ort" or not manifest.int8:
+    if (model.precision != "fp32" or model.backend.name != "ort" or not manifest.int8
+            or not summary["fields_with_results"]):
+        return None
+    # The session's providers, not the backend's name: ONNX Runtime on CUDA runs an INT8 file's convolutions in
+    # float, no faster, and one that fell back to the CPU is a CPU run the tip is for.
+    if not int8_runs_on_cpu(model.backend.providers):
         return None
     if not int8_file_exact(manifest.int8.get("weight_bits", 8))[0]:
         return None

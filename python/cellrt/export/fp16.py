@@ -177,11 +177,12 @@ def _restore_float_outputs(model, names: set[str]) -> None:
 
 def fp16_error(fp32_path: Path, fp16_path: Path, tiles: np.ndarray, input_name: str) -> dict[str, float]:
     """Per output: max |fp16 - fp32| over ``tiles`` divided by max |fp32| (the
-    output's range), both run by ONNX Runtime on the CPU."""
-    import onnxruntime as ort  # noqa: PLC0415
+    output's range), both run by ONNX Runtime on the CPU. A file it cannot load raises ManifestError naming it
+    (the TensorRT build's FP16 gate reads a model folder's files here before TensorRT does)."""
+    from ..runtime.ort import load_session  # noqa: PLC0415
 
-    reference = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
-    half = ort.InferenceSession(str(fp16_path), providers=["CPUExecutionProvider"])
+    reference = load_session(fp32_path)
+    half = load_session(fp16_path)
     names = [o.name for o in reference.get_outputs()]
     errors = {}
     for name, a, b in zip(names, reference.run(names, {input_name: tiles}), half.run(names, {input_name: tiles})):

@@ -82,6 +82,20 @@ class Plate:
     def wells(self) -> list[str]:
         return sorted({f.well for f in self.fields}, key=well_sort_key)
 
+    @property
+    def rejected_fields(self) -> list[FieldKey]:
+        """Fields left out when the plate was scanned (--skip-bad), in plate order. Files that match no layout
+        name no well or field, so they are not among them."""
+        keys = {FieldKey(row["Metadata_Well"], int(row["Metadata_Field"])) for row in self.rejected
+                if row["Metadata_Well"]}
+        return sorted(keys, key=lambda k: (well_sort_key(k.well), k.field))
+
+    @property
+    def imaged_wells(self) -> list[str]:
+        """Every well the plate's files name: those with fields to read and those whose every field was
+        rejected when scanned, which are still wells of the plate (shown as failed, counted in its totals)."""
+        return sorted({f.well for f in self.fields} | {k.well for k in self.rejected_fields}, key=well_sort_key)
+
     def fields_of(self, well: str) -> list[FieldSource]:
         return [f for f in self.fields if f.well == well]
 
@@ -111,8 +125,9 @@ class Plate:
 
     def geometry(self) -> tuple[int, int] | None:
         """(rows, columns) of the standard plate (96 or 384 wells, or 6-1536)
-        holding every well, or None when wells are not named like A01."""
-        positions = [well_position(w) for w in self.wells]
+        holding every well, rejected ones included (an H12 rejected on a plate otherwise A01-B03 still needs
+        its place on the maps), or None when wells are not named like A01."""
+        positions = [well_position(w) for w in self.imaged_wells]
         if not positions or any(p is None for p in positions):
             return None
         rows = max(p[0] for p in positions) + 1

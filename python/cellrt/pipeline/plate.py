@@ -321,13 +321,16 @@ class PlateRun:
         errors = [{"Metadata_Well": s.well, "Metadata_Field": s.field,
                    "Files": ";".join(str(p) for p in s.files.values()), "Error": error}
                   for s, _, error, _ in entries if error]
+        # Only fields that gave a result are timed: a field that failed to read took next to no time, and its
+        # near-zero latency counted as a field processed made a plate of unreadable files look fast.
         timings = []
-        for source, result, error, state in entries:
+        for source, result, _, state in entries:
+            if result is None:
+                continue
             row = {"Metadata_Well": source.well, "Metadata_Field": source.field,
                    "latency": self._field_latency(state)}
-            stages = dict(result.timings) if result is not None else {}
             for stage in STAGES[:-1]:
-                row[stage] = float(stages.get(stage, 0.0))
+                row[stage] = float(result.timings.get(stage, 0.0))
             timings.append(row)
         if self.images is None:
             manifest = self.model.manifest
@@ -346,7 +349,7 @@ class PlateRun:
                                 state.prepared.image[0], result.labels)
         objects_path, record_path = self._well_paths(well)
         write_table(objects_path, objects, self.options.table_format)
-        write_seconds = (time.perf_counter() - started) / max(1, len(entries))
+        write_seconds = (time.perf_counter() - started) / max(1, len(timings))
         for row in timings:
             row["write"] = write_seconds
         record = {"fingerprint": self.fingerprint, "well": well, "fields": fields, "errors": errors,
@@ -395,7 +398,8 @@ class PlateRun:
                     {"Metadata_Well": [], "Metadata_Field": [], "Files": [], "Error": []}, "csv")
         timings = [row for w in written for row in records[w]["timings"]]
         write_table(self.out / "timings.csv", _rows_to_table(timings) if timings else {"latency": []}, "csv")
-        summary = self._summary(timings, wall, processed, skipped)
+        failed = sum(len(records[w]["errors"]) for w in written if w not in skipped)
+        summary = self._summary(timings, wall, processed, failed, skipped)
         summary["drift"] = drift_summary
         write_text(self.out / "run.json", json.dumps(summary, indent=2, default=_json_default))
         return summary
@@ -439,31 +443,43 @@ class PlateRun:
                       "first_alarm": None if not alarms else
                       {"well": alarms[0]["Metadata_Well"], "field": alarms[0]["Metadata_Field"]}}
 
-    def _summary(self, timings: list, wall: float, processed: int, skipped: set) -> dict:
+    def _plate_summary(self) -> dict:
+        """The plate as scanned: fields rejected then (--skip-bad) are fields of the plate all the same, so
+        they count in its totals, said apart, and their wells in its geometry."""
+        plate = self.plate
+        rejected = plate.rejected_fields
+        read = set(plate.wells)
+        return {"name": plate.name, "root": str(plate.root), "layout": plate.layout, "channels": plate.channels,
+                "wells": len(plate.imaged_wells), "fields": len(plate.fields) + len(rejected),
+                "rejected_fields": len(rejected), "rejected_wells": len({k.well for k in rejected} - read),
+                "geometry": plate.geometry()}
+
+    def _summary(self, timings: list, wall: float, processed: int, failed: int, skipped: set) -> dict:
+        """The run's facts; throughput, latency and stage shares are over this run's fields that gave a result
+        (None, or no shares, when none did), and ``fields_failed`` says how many of ``processed`` did not."""
         manifest = self.model.manifest
         this_run = [t for t in timings if t["Metadata_Well"] not in skipped]
         latencies = np.array([t["latency"] for t in this_run]) if this_run else np.zeros(0)
         stage_totals = {s: float(sum(t[s] for t in this_run)) for s in STAGES}
-        busy = sum(stage_totals.values()) or 1.0
+        busy = sum(stage_totals.values())
+        timed = len(this_run)
         return {
             "cellrt": __version__, "fingerprint": self.fingerprint,
             "model": {"name": manifest.name, "kind": manifest.kind, "onnx_sha256": manifest.onnx_sha256,
                       "folder": str(manifest.folder), "backend": self.model.backend.name,
                       "precision": self.model.precision, "weights_sha256": self.model.weights_sha256,
                       "tile_size": self.model.tile_size},
-            "plate": {"name": self.plate.name, "root": str(self.plate.root), "layout": self.plate.layout,
-                      "channels": self.plate.channels, "wells": len(self.plate.wells),
-                      "fields": len(self.plate.fields), "geometry": self.plate.geometry()},
+            "plate": self._plate_summary(),
             "channels": {"model_inputs": dict(zip(manifest.input_channels, self.inputs)), "measured": self.extras},
             "options": asdict(self.options),
             "resumed_wells": sorted(skipped), "redone_changed_wells": list(self.changed_wells),
-            "fields_processed": processed,
-            "wall_seconds": wall, "fields_per_second": processed / wall if wall > 0 else None,
-            "latency_p50_s": float(np.percentile(latencies, 50)) if len(latencies) else None,
-            "latency_p99_s": float(np.percentile(latencies, 99)) if len(latencies) else None,
+            "fields_processed": processed, "fields_with_results": timed, "fields_failed": failed,
+            "wall_seconds": wall, "fields_per_second": timed / wall if timed and wall > 0 else None,
+            "latency_p50_s": float(np.percentile(latencies, 50)) if timed else None,
+            "latency_p99_s": float(np.percentile(latencies, 99)) if timed else None,
             "stage_seconds": stage_totals,
-            "stage_share": {s: v / busy for s, v in stage_totals.items()},
-            "infer_share_of_wall": stage_totals["infer"] / wall if wall > 0 else None,
+            "stage_share": {s: v / busy for s, v in stage_totals.items()} if busy > 0 else {},
+            "infer_share_of_wall": stage_totals["infer"] / wall if timed and wall > 0 else None,
         }
 
 

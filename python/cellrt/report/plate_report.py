@@ -305,21 +305,19 @@ def write_plate_report(out_dir) -> Path:
         with atomic_path(report / name) as tmp:
             tmp.write_bytes(png)
 
-    def fmt(value, digits=2):
-        return "–" if value is None else f"{value:.{digits}f}"
-
     total_objects = int(np.nansum(_column(wells, "Count")))
     failed = len(errors.get("Error", []))
     model, plate = summary["model"], summary["plate"]
-    facts = [("Plate", f"{html.escape(plate['name'])} ({plate['fields']} fields in {plate['wells']} wells, "
-                       f"layout {html.escape(plate['layout'])})"),
+    facts = [("Plate", f"{html.escape(plate['name'])} ({_count(plate['fields'], 'field')} in "
+                       f"{_count(plate['wells'], 'well')}, layout {html.escape(plate['layout'])})"
+                       f"{_rejected_note(plate)}"),
              ("Model", f"{html.escape(model['name'])} ({model['kind']}, backend {model['backend']}"
                        f"{', ' + model['precision'] if model.get('precision') else ''}, "
                        f"ONNX SHA-256 {model.get('weights_sha256', model['onnx_sha256'])[:12]}…)"),
              ("Objects", f"{total_objects:,}"),
-             ("Throughput", f"{fmt(summary['fields_per_second'])} fields/s; latency p50 "
-                            f"{fmt(summary['latency_p50_s'])} s, p99 {fmt(summary['latency_p99_s'])} s"),
-             ("Inference share of wall time", f"{100 * (summary['infer_share_of_wall'] or 0):.0f}%"),
+             ("Throughput", _throughput_fact(summary)),
+             ("Inference share of wall time", "–" if summary.get("infer_share_of_wall") is None else
+              f"{100 * summary['infer_share_of_wall']:.0f}%"),
              ("Fields with errors", str(failed)),
              ("Wells to check", _wells_fact(status, names, plate.get("wells"))),
              ("Drift", _drift_fact(drift)),
@@ -340,7 +338,7 @@ def write_plate_report(out_dir) -> Path:
         parts.append("</table><h2>Plate layout</h2><p style='font-size:13px;color:#555'>In the plate maps, plain "
                      "grey: no data for the well (not imaged, or no results); grey and hatched: the well has no "
                      "value there (<i>none</i>: no objects were found, so there is no mean; <i>failed</i>: every "
-                     "field of the well failed, see Errors).</p>")
+                     "field of the well failed, or was rejected when the plate was scanned; see Errors).</p>")
     else:
         parts.append("</table>" + _wells_table(wells))
     for name, title, caption, png in figures:
@@ -367,10 +365,10 @@ def write_plate_report(out_dir) -> Path:
             parts.append(f"<figure style='margin:4px 8px 8px 0'><img alt='{html.escape(caption)}' "
                          f"src='data:image/png;base64,{data}'>"
                          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    parts.append("<h2>Performance</h2>")
-    for name, title, caption, png in figures:
-        if name in ("stages.png", "latency.png"):
-            parts.append(_figure_html(name, title, caption, png))
+    performance = [_figure_html(name, title, caption, png) for name, title, caption, png in figures
+                   if name in ("stages.png", "latency.png")]
+    if performance:   # no field gave a result: nothing was timed, and the Throughput line says so
+        parts += ["<h2>Performance</h2>", *performance]
     if failed:
         parts.append("<h2 id='errors'>Errors</h2><table><tr><th>Well</th><th>Field</th><th>Error</th></tr>")
         for well, field_no, error in zip(errors.get("Metadata_Well", []), errors.get("Metadata_Field", []),
@@ -412,9 +410,42 @@ def _wells_table(wells: dict) -> str:
             + "".join(rows) + "</table>" + more)
 
 
+def _throughput_fact(summary: dict) -> str:
+    """Fields/s and latency over the fields that gave a result, with how many failed; without any, says so."""
+    failed = summary.get("fields_failed", 0)   # absent from a run.json before failed fields were told apart
+    if summary.get("fields_per_second") is None:
+        if failed:
+            return (f"none to report: no field gave a result ({_count(failed, 'field')} failed, see "
+                    f"<a href='#errors'>Errors</a>), so nothing was timed")
+        return "none to report: no field was processed in this run"
+    latency = [summary.get(key) for key in ("latency_p50_s", "latency_p99_s")]
+    text = (f"{summary['fields_per_second']:.2f} fields/s; latency p50 "
+            + ", p99 ".join("–" if value is None else f"{value:.2f} s" for value in latency))
+    if failed:
+        text += (f" (over the {_count(summary['fields_with_results'], 'field')} that gave a result; {failed} more "
+                 f"failed and {'is' if failed == 1 else 'are'} not counted, see <a href='#errors'>Errors</a>)")
+    return text
+
+
+def _rejected_note(plate: dict) -> str:
+    """How many of the plate's fields (counted in its totals) were rejected when it was scanned, or ''."""
+    fields = plate.get("rejected_fields", 0)
+    if not fields:
+        return ""
+    wells = plate.get("rejected_wells", 0)
+    whole = f" ({_count(wells, 'well')} had no field left)" if wells else ""
+    return f"; {_count(fields, 'field')} rejected when the plate was scanned{whole}, see <a href='#errors'>Errors</a>"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _nothing_read_note(plate: dict) -> str:
     """In place of the maps or the wells table, when no field of the plate gave a result."""
-    when = ("when the plate was scanned (--skip-bad), so the run had no field left to read" if not plate["fields"]
+    # run.json before the plate's totals counted rejected fields has no 'rejected_fields' and 0 fields then.
+    scan_only = plate["fields"] - plate.get("rejected_fields", 0) <= 0
+    when = ("when the plate was scanned (--skip-bad), so the run had no field left to read" if scan_only
             else "when the plate was scanned or when the fields were read")
     return ("<h2>Wells</h2><p style='font-size:13px;color:#555'><b>No field of this plate could be read</b>: "
             f"every one was rejected {html.escape(when)}. There are no results to show; the reason for each "

@@ -102,6 +102,17 @@ def _load_error_message(onnx_path: str, version: str, error: BaseException) -> s
             f"Runtime as new as the exporter that wrote it?")
 
 
+def load_session(onnx_path, options=None, providers=("CPUExecutionProvider",)):
+    """An ONNX Runtime session for ``onnx_path``; a file it cannot load raises :class:`ManifestError` naming the
+    file, the reason and what was expected (ONNX Runtime's own errors derive from Exception only)."""
+    import onnxruntime as ort  # noqa: PLC0415
+
+    try:
+        return ort.InferenceSession(str(onnx_path), options, providers=list(providers))
+    except _load_errors() as error:
+        raise ManifestError(_load_error_message(str(onnx_path), ort.__version__, error)) from error
+
+
 def _symbolic(dim) -> bool:
     return not isinstance(dim, int)
 
@@ -151,10 +162,7 @@ class OrtBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         self.onnx_path = str(onnx_path)
-        try:
-            self.session = ort.InferenceSession(self.onnx_path, options, providers=wanted)
-        except _load_errors() as error:
-            raise ManifestError(_load_error_message(self.onnx_path, ort.__version__, error)) from error
+        self.session = load_session(self.onnx_path, options, providers=wanted)
         self.providers = self.session.get_providers()
         self.inputs = self.session.get_inputs()
         self.outputs = self.session.get_outputs()

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, write_text
-from .manifest import Manifest, cache_root, load_manifest, sha256_file
+from .manifest import Manifest, ManifestError, cache_root, load_manifest, sha256_file
 
 FLAVOURS = ("tensorrt", "tensorrt_rtx")
 PRECISIONS = ("fp16", "fp32")
@@ -52,6 +54,42 @@ def import_tensorrt(flavour: str = "auto"):
             errors.append(f"{name}: {error}")
     raise EngineError("TensorRT is not available (" + "; ".join(errors) + "); install `tensorrt` on data-centre "
                       "GPUs or `tensorrt-rtx` on RTX workstations")
+
+
+_LOGGERS: dict = {}
+
+
+def _logger(trt):
+    """The logger of every build in this process for one TensorRT module. TensorRT keeps the first logger a
+    process gives it and warns about each other one, so a new logger per build was ignored from the second on.
+    It prints warnings and errors as ``trt.Logger(WARNING)`` does, except while ``held`` is a list: then it keeps
+    them there, for a step whose failure reports them in its own error message."""
+    logger = _LOGGERS.get(trt.__name__)
+    if logger is None:
+        class Logger(trt.ILogger):
+            def __init__(self):
+                trt.ILogger.__init__(self)
+                self.held = None
+
+            def log(self, severity, msg):
+                if severity > trt.ILogger.WARNING:
+                    return
+                if self.held is not None:
+                    self.held.append((severity, msg))
+                else:
+                    print(f"[TRT] [{severity.name}] {msg}", file=sys.stderr)
+
+        logger = _LOGGERS[trt.__name__] = Logger()
+    return logger
+
+
+def _parser_reason(error) -> str:
+    """One of the ONNX parser's errors in a line: where (a node) and what, without the C++ check that failed."""
+    text = " ".join(error.desc().split()).rstrip(".")
+    # 'Assertion failed: model->ParseFromCodedStream(&codedInput): Failed to parse the ONNX model'
+    text = re.sub(r"^Assertion failed: [^:]*: ", "", text)
+    where = f"node {error.node()} ({error.node_operator()}) " if error.node() >= 0 else ""
+    return f"{where}{error.code().name}: {text}"
 
 
 def cache_dir() -> Path:
@@ -199,13 +237,24 @@ def build_engine(model, *, precision: str = "fp16", profile: Profile | None = No
     fp16_errors = check_fp16_accuracy(manifest, calibration, profile.tile_size) if precision == "fp16" else None
 
     started = time.perf_counter()
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = _logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EngineError(f"{onnx_path}: the {flavour} ONNX parser refused the model: {errors}")
+    logger.held = []   # a refusal's errors go into the ManifestError, not before it as log lines as well
+    try:
+        parsed = parser.parse_from_file(str(onnx_path))
+    finally:
+        held, logger.held = logger.held, None
+    if not parsed:
+        # The file's fault (damaged, truncated, or operators this TensorRT lacks): a ManifestError, which the
+        # commands report in one line as they do ONNX Runtime's refusal of the same file.
+        reasons = "; ".join(_parser_reason(parser.get_error(i)) for i in range(parser.num_errors)) or "no reason given"
+        raise ManifestError(f"{onnx_path}: {flavour} {trt.__version__} cannot parse it ({reasons}); expected an ONNX "
+                            f"model its parser can read - is the file complete (not a truncated or damaged copy), "
+                            f"and are its operators and opset ones this {flavour} supports?")
+    for severity, message in held:
+        logger.log(severity, message)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     channels = len(manifest.input_channels)

@@ -224,3 +224,20 @@ def test_the_int8_tip_follows_the_providers_the_fp32_session_ran_on(monkeypatch,
     assert (hint is not None) == (shown and fields_with_results > 0), hint   # none after a run where nothing ran
     if hint is not None:
         assert hint.startswith("tip: nuclei also ships an INT8 network") and "--precision int8" in hint
+
+
+def test_quantize_refuses_zero_calibration_tiles_per_image_before_reading_anything(capsys):
+    from cellrt.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["quantize", "nuclei", "missing.tif", "--out", "unused", "--tiles-per-image", "0"])
+    assert stop.value.code == 2
+    assert "argument --tiles-per-image: expected an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_run_where_no_field_gave_an_embedding_says_nothing_was_monitored():
+    from cellrt.report.plate_report import _drift_fact
+
+    nothing = _drift_fact({"monitored": True, "alarms": 0, "fields": 0, "note": "the model's reference"})
+    assert nothing.startswith("no field was monitored") and "no alarm" not in nothing
+    assert _drift_fact({"monitored": True, "alarms": 0, "fields": 48, "note": "r"}).startswith("no alarm over 48")

@@ -6,6 +6,17 @@ import argparse
 import sys
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an int >= 1 (argparse names the option in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cellrt", description="Inference engine for high-content screening.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     quantize.add_argument("--tolerance", type=float, default=0.05,
                           help="largest INT8 error allowed per output: argmax disagreement for class logits, "
                                "relative RMS error otherwise (default 0.05)")
-    quantize.add_argument("--tiles-per-image", type=int, default=4, help="calibration tiles taken per image")
+    quantize.add_argument("--tiles-per-image", type=_positive_int, default=4,
+                          help="calibration tiles taken per image (>= 1)")
     quantize.add_argument("--weight-bits", type=int, choices=[7, 8], default=8,
                           help="8, or 7: exact on x86 CPUs without VNNI too, a little less accurate")
 

@@ -62,7 +62,7 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
     drift = summary.get("drift") or {}
     if drift.get("monitored"):
         alarm = (f"ALARM in {drift['alarms']} fields, wells {', '.join(drift['wells_with_alarms'][:8])}"
-                 if drift["alarms"] else "no alarm")
+                 if drift["alarms"] else "no alarm" if drift.get("fields") else "no field monitored")
         print(f"drift: {alarm} ({drift['fields']} fields against {drift['note']}); per field: drift.csv")
     else:
         print(f"drift: not monitored ({drift.get('note', 'no reference')})")

@@ -463,6 +463,8 @@ def _drift_fact(drift: dict) -> str:
                 f"field {first['field']}; black frames in the drift map): their images look unlike the "
                 f"reference's to the model - check focus, "
                 f"illumination and staining there; drift.csv has every field")
+    elif not drift.get("fields"):
+        text = "no field was monitored: none gave an embedding (every field failed or was rejected)"
     else:
         text = f"no alarm over {drift['fields']} fields"
     return text + "; against " + html.escape(drift["note"])

@@ -125,17 +125,18 @@ RecursiveGaussianCoefficients recursive_gaussian_coefficients(double sigma) {
                                         std::exp(std::complex<double>(-b1, w1) / sigma)};
   // Gain of the discrete kernel: sum over k >= 0 plus the mirrored k >= 1.
   double gain = 0.0;
-  for (int p = 0; p < 2; ++p) gain += (alpha[p] / (1.0 - pole[p])).real() + (alpha[p] * pole[p] / (1.0 - pole[p])).real();
+  for (int p = 0; p < 2; ++p)
+    gain += (alpha[p] / (1.0 - pole[p])).real() + (alpha[p] * pole[p] / (1.0 - pole[p])).real();
   RecursiveGaussianCoefficients c;
   double warmup = 0.0;
   for (int p = 0; p < 2; ++p) {
     const std::complex<double> a = alpha[p] / gain, b = a * pole[p];
-    c.pole_re[p] = static_cast<RecursiveReal>(pole[p].real());
-    c.pole_im[p] = static_cast<RecursiveReal>(pole[p].imag());
-    c.causal_re[p] = static_cast<RecursiveReal>(a.real());
-    c.causal_im[p] = static_cast<RecursiveReal>(a.imag());
-    c.anticausal_re[p] = static_cast<RecursiveReal>(b.real());
-    c.anticausal_im[p] = static_cast<RecursiveReal>(b.imag());
+    c.pole_re[p] = pole[p].real();
+    c.pole_im[p] = pole[p].imag();
+    c.causal_re[p] = a.real();
+    c.causal_im[p] = a.imag();
+    c.anticausal_re[p] = b.real();
+    c.anticausal_im[p] = b.imag();
     // Samples past `warmup` weigh at most |a| |pole|^warmup / (1 - |pole|) in all: below 1e-8.
     const double r = std::abs(pole[p]);
     warmup = std::max(warmup, std::log(1e-8 * (1.0 - r) / std::abs(a)) / std::log(r));

@@ -88,11 +88,11 @@ constexpr int32_t kRecursiveLanes = 32;
 void recursive_gaussian_lanes(const float* in, int64_t in_step, float* out, int64_t out_step, int64_t n,
                               int32_t lanes, const RecursiveGaussianCoefficients& coefficients, int32_t mode) {
   const RecursiveGaussianCoefficients c = coefficients;  // a local copy: provably not aliased by the stores
-  RecursiveReal re0[kRecursiveLanes] = {}, im0[kRecursiveLanes] = {}, re1[kRecursiveLanes] = {}, im1[kRecursiveLanes] = {};
+  double re0[kRecursiveLanes] = {}, im0[kRecursiveLanes] = {}, re1[kRecursiveLanes] = {}, im1[kRecursiveLanes] = {};
   for (int64_t i = -c.warmup; i < n; ++i) {
     const float* x = in + border_index(i, n, mode) * in_step;
     for (int32_t l = 0; l < lanes; ++l) {
-      const RecursiveReal v = x[l];
+      const double v = x[l];
       pole_update(re0[l], im0[l], c.pole_re[0], c.pole_im[0], v);
       pole_update(re1[l], im1[l], c.pole_re[1], c.pole_im[1], v);
     }
@@ -107,14 +107,14 @@ void recursive_gaussian_lanes(const float* in, int64_t in_step, float* out, int6
     if (i < n) {
       float* o = out + i * out_step;
       for (int32_t l = 0; l < lanes; ++l) {
-        const RecursiveReal anticausal = add_rn(pole_output(re0[l], im0[l], c.anticausal_re[0], c.anticausal_im[0]),
+        const double anticausal = add_rn(pole_output(re0[l], im0[l], c.anticausal_re[0], c.anticausal_im[0]),
                                          pole_output(re1[l], im1[l], c.anticausal_re[1], c.anticausal_im[1]));
-        o[l] = static_cast<float>(add_rn(static_cast<RecursiveReal>(o[l]), anticausal));
+        o[l] = static_cast<float>(add_rn(static_cast<double>(o[l]), anticausal));
       }
     }
     const float* x = in + border_index(i, n, mode) * in_step;
     for (int32_t l = 0; l < lanes; ++l) {
-      const RecursiveReal v = x[l];
+      const double v = x[l];
       pole_update(re0[l], im0[l], c.pole_re[0], c.pole_im[0], v);
       pole_update(re1[l], im1[l], c.pole_re[1], c.pole_im[1], v);
     }

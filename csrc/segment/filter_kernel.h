@@ -91,34 +91,19 @@ CELLRT_HOST_DEVICE inline void box_line_sums(const In* line, int64_t stride, int
 // plus an anticausal one (k >= 1), each starting `warmup` samples outside
 // the line (border-mapped) from a zero state, so its cost per sample does
 // not grow with sigma. Coefficients: recursive_gaussian_coefficients().
-// Double state: with float32 the rounding of the running sums grows like
-// 1 / (1 - |pole|) ~ sigma / 1.7 (a flat image moved by 6e-6 at sigma 66,
-// 1e-4 at 1000); double keeps any sigma exact to float output, at ~1.3x
-// the time of float lanes on the CPU.
-using RecursiveReal = double;
+// The state is double: in float32 the rounding of the running sums grows
+// like 1 / (1 - |pole|) ~ sigma / 1.7 (a flat image moved by 6e-6 at sigma
+// 66, 1e-4 at 1000); double keeps any sigma exact to float output, for
+// ~1.3x the time of float lanes on the CPU.
 struct RecursiveGaussianCoefficients {
-  RecursiveReal pole_re[2], pole_im[2];
-  RecursiveReal causal_re[2], causal_im[2];          // alpha_p, the gain normalised to 1
-  RecursiveReal anticausal_re[2], anticausal_im[2];  // alpha_p * pole_p: the anticausal pass starts at k = 1
+  double pole_re[2], pole_im[2];
+  double causal_re[2], causal_im[2];          // alpha_p, the gain normalised to 1
+  double anticausal_re[2], anticausal_im[2];  // alpha_p * pole_p: the anticausal pass starts at k = 1
   int64_t warmup = 0;
 };
 
 // Multiply / add rounded as written (no FMA contraction) on every
 // backend, so the CUDA passes equal the CPU ones bit for bit.
-CELLRT_HOST_DEVICE inline float mul_rn(float a, float b) {
-#if CELLRT_DEVICE_PASS
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-CELLRT_HOST_DEVICE inline float add_rn(float a, float b) {
-#if CELLRT_DEVICE_PASS
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
 CELLRT_HOST_DEVICE inline double mul_rn(double a, double b) {
 #if CELLRT_DEVICE_PASS
   return __dmul_rn(a, b);
@@ -135,14 +120,14 @@ CELLRT_HOST_DEVICE inline double add_rn(double a, double b) {
 }
 
 // state = pole * state + x (complex state, real input).
-CELLRT_HOST_DEVICE inline void pole_update(RecursiveReal& re, RecursiveReal& im, RecursiveReal pole_re, RecursiveReal pole_im, RecursiveReal x) {
-  const RecursiveReal next_re = add_rn(add_rn(mul_rn(pole_re, re), -mul_rn(pole_im, im)), x);
+CELLRT_HOST_DEVICE inline void pole_update(double& re, double& im, double pole_re, double pole_im, double x) {
+  const double next_re = add_rn(add_rn(mul_rn(pole_re, re), -mul_rn(pole_im, im)), x);
   im = add_rn(mul_rn(pole_re, im), mul_rn(pole_im, re));
   re = next_re;
 }
 
 // Re(coefficient * state).
-CELLRT_HOST_DEVICE inline RecursiveReal pole_output(RecursiveReal re, RecursiveReal im, RecursiveReal coef_re, RecursiveReal coef_im) {
+CELLRT_HOST_DEVICE inline double pole_output(double re, double im, double coef_re, double coef_im) {
   return add_rn(mul_rn(coef_re, re), -mul_rn(coef_im, im));
 }
 
@@ -151,9 +136,9 @@ CELLRT_HOST_DEVICE inline RecursiveReal pole_output(RecursiveReal re, RecursiveR
 CELLRT_HOST_DEVICE inline void recursive_gaussian_line(const float* in, int64_t stride, int64_t n, float* out,
                                                        int64_t out_stride, const RecursiveGaussianCoefficients& c,
                                                        int32_t mode) {
-  RecursiveReal re0 = 0.0, im0 = 0.0, re1 = 0.0, im1 = 0.0;
+  double re0 = 0.0, im0 = 0.0, re1 = 0.0, im1 = 0.0;
   for (int64_t i = -c.warmup; i < n; ++i) {
-    const RecursiveReal x = in[border_index(i, n, mode) * stride];
+    const double x = in[border_index(i, n, mode) * stride];
     pole_update(re0, im0, c.pole_re[0], c.pole_im[0], x);
     pole_update(re1, im1, c.pole_re[1], c.pole_im[1], x);
     if (i >= 0)
@@ -164,11 +149,11 @@ CELLRT_HOST_DEVICE inline void recursive_gaussian_line(const float* in, int64_t 
   re0 = im0 = re1 = im1 = 0.0;
   for (int64_t i = n - 1 + c.warmup; i >= 0; --i) {
     if (i < n) {
-      const RecursiveReal anticausal = add_rn(pole_output(re0, im0, c.anticausal_re[0], c.anticausal_im[0]),
+      const double anticausal = add_rn(pole_output(re0, im0, c.anticausal_re[0], c.anticausal_im[0]),
                                        pole_output(re1, im1, c.anticausal_re[1], c.anticausal_im[1]));
-      out[i * out_stride] = static_cast<float>(add_rn(static_cast<RecursiveReal>(out[i * out_stride]), anticausal));
+      out[i * out_stride] = static_cast<float>(add_rn(static_cast<double>(out[i * out_stride]), anticausal));
     }
-    const RecursiveReal x = in[border_index(i, n, mode) * stride];
+    const double x = in[border_index(i, n, mode) * stride];
     pole_update(re0, im0, c.pole_re[0], c.pole_im[0], x);
     pole_update(re1, im1, c.pole_re[1], c.pole_im[1], x);
   }

@@ -451,6 +451,32 @@ def test_tile_rejects_nan_images_by_default(backend):
     assert np.isnan(tiles).sum() >= 1
 
 
+def test_percentile_normalisation_of_an_image_with_nan(rng):
+    """One NaN pixel used to make the percentiles NaN: the cpu backend then refused the derived
+    scale/offset (an error about arguments the user never passed) and numba returned the whole
+    channel NaN. Now: the image error under 'raise'; under 'propagate' percentiles over the
+    finite values and NaN only where the pixel is, identical on every backend."""
+    image = rng.gamma(2.0, 800.0, (2, 40, 40)).astype(np.float32)
+    image[1, 17, 3] = np.nan
+    results = {}
+    for backend in HOST_BACKENDS:
+        with pytest.raises(ValueError, match=r"image holds 1 NaN/inf values \(first at channel, y, x = \(1, 17, 3\)\)"):
+            tile(image, 16, 4, normalize="percentile", backend=backend)
+        results[backend] = tile(image, 16, 4, normalize="percentile", nan_policy="propagate", backend=backend)
+    finite = image[1][np.isfinite(image[1])]
+    lo = np.percentile(image, 1.0, axis=(1, 2))
+    hi = np.percentile(image, 99.8, axis=(1, 2))
+    lo[1], hi[1] = np.percentile(finite, [1.0, 99.8])
+    assert [lo[1], hi[1]] == pytest.approx(np.nanpercentile(image[1], [1.0, 99.8]))
+    first = results[HOST_BACKENDS[0]]
+    expected = tile_reference(image, first.origins, 16, 16, 1 / (hi - lo), lo)
+    np.testing.assert_allclose(first.tiles, expected, rtol=1e-5, atol=1e-5)  # NaN where expected is NaN
+    # The pixel is NaN in every tile that holds it, and nothing else is.
+    assert np.isnan(first.tiles).sum() == np.isnan(expected).sum() >= 1
+    for backend, batch in results.items():
+        np.testing.assert_array_equal(batch.tiles, first.tiles, err_msg=backend)
+
+
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
 def test_tile_reports_float16_overflow(backend):
     image = np.full((1, 32, 32), 65535, np.uint16)

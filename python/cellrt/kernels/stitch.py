@@ -139,7 +139,10 @@ def percentile_normalization(image, percentiles=(1.0, 99.8)) -> tuple[np.ndarray
     """Per-channel ``(scale, offset)`` mapping percentile ``lo`` to 0 and ``hi`` to 1.
 
     A channel whose two percentiles coincide (a flat field) gets scale 0, so
-    it normalises to zeros instead of dividing by zero.
+    it normalises to zeros instead of dividing by zero. Percentiles are taken
+    over the finite values (NaN and +-inf ignored, as ``np.nanpercentile``
+    ignores NaN): one bad pixel would otherwise make them NaN and wipe out
+    the whole channel. A channel with no finite value gets scale 0, offset 0.
     """
     lo_q, hi_q = percentiles
     if not (0.0 <= lo_q < hi_q <= 100.0):
@@ -150,7 +153,13 @@ def percentile_normalization(image, percentiles=(1.0, 99.8)) -> tuple[np.ndarray
         if xp is np and channel.dtype in (np.uint8, np.uint16):
             lo, hi = _integer_percentiles(channel, (lo_q, hi_q))
         else:
-            lo, hi = (float(v) for v in xp.percentile(channel, [lo_q, hi_q]))
+            finite = xp.isfinite(channel)
+            # The copy of the finite values is made only for an image that needs it.
+            values = channel if bool(finite.all()) else channel[finite]
+            if values.size == 0:
+                lo = hi = 0.0
+            else:
+                lo, hi = (float(v) for v in xp.percentile(values, [lo_q, hi_q]))
         offset.append(lo)
         scale.append(1.0 / (hi - lo) if hi > lo else 0.0)
     return np.asarray(scale, np.float32), np.asarray(offset, np.float32)
@@ -221,7 +230,10 @@ def tile(image, tile_size, overlap=0.25, *, dtype=np.float32, normalize=None, pe
         Per-channel values for ``normalize='fixed'``.
     nan_policy : {'raise', 'propagate'}
         ``'raise'`` (default) raises ValueError when a tile would hold NaN or
-        inf, including float16 overflow of unnormalised 16-bit data.
+        inf, including float16 overflow of unnormalised 16-bit data, and
+        when a float image holds NaN or inf (naming the count and the first
+        one). ``'propagate'`` keeps them: NaN pixels stay NaN in their tiles,
+        and ``'percentile'`` normalisation is computed over the finite values.
     backend : {'auto', 'cuda', 'cpu', 'numba'}
     num_threads : int
         CPU threads for the ``cpu`` backend (0: all cores).
@@ -257,6 +269,10 @@ def tile(image, tile_size, overlap=0.25, *, dtype=np.float32, normalize=None, pe
     if normalize == "percentile":
         if scale is not None or offset is not None:
             raise ValueError("tile: scale/offset are for normalize='fixed', not 'percentile'")
+        if nan_policy == "raise":
+            # Before the percentiles: with a NaN pixel the tiles are rejected anyway, and the
+            # error should be about the image, not about the normalisation derived from it.
+            _raise_if_nonfinite(image)
         scale_c, offset_c = percentile_normalization(image, percentiles)
     elif normalize == "fixed":
         scale_c = _per_channel(scale, channels, "scale", 1.0)
@@ -287,15 +303,23 @@ def tile(image, tile_size, overlap=0.25, *, dtype=np.float32, normalize=None, pe
             tiles = out
 
     if nonfinite and nan_policy == "raise":
-        host = image.get() if device else image
-        bad = int(np.count_nonzero(~np.isfinite(host))) if host.dtype.kind == "f" else 0
-        if bad:
-            where = tuple(int(i) for i in np.argwhere(~np.isfinite(host))[0])
-            raise ValueError(f"tile: image holds {bad} NaN/inf values (first at channel, y, x = {where}); "
-                             "clean the image or pass nan_policy='propagate'")
+        _raise_if_nonfinite(image)
         raise ValueError(f"tile: {nonfinite} tile values overflow {dtype} (largest finite 65504); "
                          "normalise (normalize='percentile' or scale=) or use dtype=numpy.float32")
     return TileBatch(tiles, origins)
+
+
+def _raise_if_nonfinite(image) -> None:
+    if np.dtype(image.dtype).kind != "f":
+        return
+    # Counted where the image is: a device image is not copied to the host to find nothing.
+    xp = _backend.array_module(image)
+    nonfinite = ~xp.isfinite(image)
+    bad = int(xp.count_nonzero(nonfinite))
+    if bad:
+        where = tuple(int(i) for i in xp.argwhere(nonfinite)[0])
+        raise ValueError(f"tile: image holds {bad} NaN/inf values (first at channel, y, x = {where}); "
+                         "clean the image or pass nan_policy='propagate'")
 
 
 def _stitch_options(tiles_shape, image_shape, overlap, blend, sigma_scale, activation, argmax):

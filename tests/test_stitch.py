@@ -531,8 +531,6 @@ def test_tile_bad_arguments():
         tile(np.zeros((8, 8), np.complex64), 4)
     with pytest.raises(ValueError, match=r"backend should be one of 'auto', 'cuda', 'cpu', 'numba', got 'gpu'"):
         tile(img, 32, backend="gpu")
-    with pytest.raises(ValueError, match=r"backend 'cuda' takes device arrays"):
-        tile(img, 32, backend="cuda")
 
 
 def test_stitch_bad_arguments():
@@ -604,6 +602,25 @@ def test_device_arrays_never_fall_back_to_the_cpu():
         label(_FakeDeviceArray())
     with pytest.raises(BackendUnavailableError, match=r"measure: backend 'cuda' unavailable"):
         measure(_FakeDeviceArray())
+
+
+@pytest.mark.parametrize("built_with_cuda, devices, error, message", [
+    (False, 0, BackendUnavailableError, r"tile: backend 'cuda' unavailable: cellrt was built without CUDA; "
+                                        r"use backend='cpu' for host arrays"),
+    (True, 0, BackendUnavailableError, r"tile: backend 'cuda' unavailable: no CUDA device is visible; "
+                                       r"use backend='cpu' for host arrays"),
+    (True, 1, ValueError, r"tile: backend 'cuda' takes device arrays \(e.g. cupy\); got a host array"),
+])
+def test_cuda_on_a_host_array_says_first_whether_cuda_is_there(monkeypatch, built_with_cuda, devices, error,
+                                                               message):
+    """'Move it with cupy.asarray()' is advice only where a GPU exists. The build and the device count
+    are forced, because any one machine shows one of the three cases: this checks all of them here."""
+    from cellrt.kernels import _backend
+
+    monkeypatch.setattr(_backend, "has_cuda", lambda: built_with_cuda)
+    monkeypatch.setattr(_backend, "cuda_device_count", lambda: devices)
+    with pytest.raises(error, match=message):
+        tile(np.zeros((64, 64), np.uint16), 128, backend="cuda")
 
 
 # --- float16 conversion used by the host kernels ---------------------------------------------------

@@ -56,15 +56,18 @@ def resolve(op: str, backend: str, device_input: bool) -> str:
         else:
             backend = "numba"
     if backend == "cuda":
+        # Availability first: advice to move a host array to the GPU is no use where there is none.
+        if not has_cuda():
+            raise BackendUnavailableError(f"{op}: backend 'cuda' unavailable: cellrt was built without CUDA"
+                                          + ("" if device_input else "; use backend='cpu' for host arrays"))
+        if cuda_device_count() == 0:
+            raise BackendUnavailableError(f"{op}: backend 'cuda' unavailable: no CUDA device is visible"
+                                          + ("" if device_input else "; use backend='cpu' for host arrays"))
         if not device_input:
             raise ValueError(
                 f"{op}: backend 'cuda' takes device arrays (e.g. cupy); got a host array. "
                 "Move it with cupy.asarray() or use backend='cpu'."
             )
-        if not has_cuda():
-            raise BackendUnavailableError(f"{op}: backend 'cuda' unavailable: cellrt was built without CUDA")
-        if cuda_device_count() == 0:
-            raise BackendUnavailableError(f"{op}: backend 'cuda' unavailable: no CUDA device is visible")
         return backend
     if device_input:
         raise ValueError(f"{op}: backend {backend!r} takes host (numpy) arrays; got a device array")

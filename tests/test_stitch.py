@@ -564,6 +564,41 @@ def test_stitch_bad_arguments():
         stitch(np.zeros((1, 65, 8, 8), np.float32), [[0, 0]], (8, 8), argmax=True)
 
 
+def test_bad_arguments_are_named_and_valid_ones_taken():
+    """Each of these used to fail with an error that named no argument (unpacking, numpy's size
+    check, a 37 GiB MemoryError, the wrong function's name, an int64 wrap-around) or to reject or
+    truncate an argument silently."""
+    img = np.zeros((50, 60), np.float32)
+    with pytest.raises(ValueError, match=r"tile: percentiles should be a \(lo, hi\) pair of numbers with "
+                                         r"0 <= lo < hi <= 100, got \(1, 50, 99\)"):
+        tile(img, 16, normalize="percentile", percentiles=(1, 50, 99))
+    with pytest.raises(ValueError, match=r"percentiles should be a \(lo, hi\) pair .*, got 99"):
+        tile(img, 16, normalize="percentile", percentiles=99)
+    with pytest.raises(ValueError, match=r"tile: tile_size 2147483648 makes 2147483648 x 2147483648 = \d+ pixels "
+                                         r"per tile, over the limit of 268435456 \(2\*\*28\); the image is 50 x 60"):
+        tile(img, 2**31)
+    with pytest.raises(ValueError, match=r"tile: tile_size 100000 makes 100000 x 100000 = 10000000000 pixels per "
+                                         r"tile, over the limit of 268435456 \(2\*\*28\); the image is 50 x 60"):
+        tile(img, 100000)
+    with pytest.raises(ValueError, match=r"tile: overlap should be in \[0, tile\) = \[0, 32\) pixels for axis y"):
+        tile(img, 32, overlap=32)
+    with pytest.raises(ValueError, match=r"tile_origins: image_shape should hold integers, got \(50.5, 60\)"):
+        tile_origins((50.5, 60), 16)
+    assert tile_origins(np.array([50, 60]), np.int64(16), 0).shape == (16, 2)
+
+    origins = tile_origins((50, 60), 32, 8)
+    tiles = np.zeros((len(origins), 1, 32, 32), np.float32)
+    with pytest.raises(ValueError, match=r"stitch: image_shape should hold integers, got \(50.5, 60\)"):
+        stitch(tiles, origins, (50.5, 60))
+    np.testing.assert_array_equal(stitch(tiles, origins, (50, 60), sigma_scale=np.float32(0.2)), 0.0)
+    with pytest.raises(ValueError, match=r"sigma_scale should be a positive number, got True"):
+        stitch(tiles, origins, (50, 60), sigma_scale=True)
+    far = origins.astype(np.uint64)
+    far[1, 0] = 2**63
+    with pytest.raises(ValueError, match=r"stitch: origins\[1\] = \(9223372036854775808, 24\) should lie inside"):
+        stitch(tiles, far, (50, 60))
+
+
 def test_core_checks_are_value_errors_too():
     # The C++ core validates independently of the Python wrapper.
     from cellrt._build import _core

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+import os
+import sys
+
 import numpy as np
 import pytest
 import tifffile
@@ -345,6 +349,74 @@ def test_cpu_result_does_not_depend_on_thread_count(threads, rng):
     img = rng.integers(0, 4000, (3, 257, 300)).astype(np.uint16)
     t1 = tile(img, 64, 16, num_threads=1, backend="cpu").tiles
     np.testing.assert_array_equal(tile(img, 64, 16, num_threads=threads, backend="cpu").tiles, t1)
+
+
+def _num_threads_calls():
+    """One valid call per public kernel taking num_threads, keyed by name."""
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:9, 3:7] = 1
+    labels = mask.astype(np.int32)
+    image = np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16)
+    boxes, masks = kernels.instances_from_labels(labels)
+    scores = np.ones(len(boxes), np.float32)
+    embeddings = np.zeros((3, 2), np.float32)
+    origins = tile_origins((16, 16), 8, 2)
+    return {
+        "binary_closing": lambda **kw: kernels.binary_closing(mask, 1, **kw),
+        "binary_dilation": lambda **kw: kernels.binary_dilation(mask, 1, **kw),
+        "binary_erosion": lambda **kw: kernels.binary_erosion(mask, 1, **kw),
+        "binary_opening": lambda **kw: kernels.binary_opening(mask, 1, **kw),
+        "box_mean": lambda **kw: kernels.box_mean(image, 3, **kw),
+        "contours": lambda **kw: kernels.contours(labels, **kw),
+        "distance_transform": lambda **kw: kernels.distance_transform(mask, **kw),
+        "gaussian_blur": lambda **kw: kernels.gaussian_blur(image, 1.0, **kw),
+        "gaussian_blur_recursive": lambda **kw: kernels.gaussian_blur_recursive(image, 1.0, **kw),
+        "label": lambda **kw: kernels.label(mask, **kw),
+        "mask_nms": lambda **kw: kernels.mask_nms(boxes, scores, masks, **kw),
+        "matrix_nms": lambda **kw: kernels.matrix_nms(boxes, scores, masks, **kw),
+        "measure": lambda **kw: kernels.measure(labels, image, **kw),
+        "rbf_kernel_matrix": lambda **kw: kernels.rbf_kernel_matrix(embeddings, embeddings, 1.0, **kw),
+        "rbf_kernel_sums": lambda **kw: kernels.rbf_kernel_sums(embeddings, embeddings, 1.0, **kw),
+        "stitch": lambda **kw: stitch(np.zeros((len(origins), 1, 8, 8), np.float32), origins, (16, 16), **kw),
+        "threshold_local": lambda **kw: kernels.threshold_local(image, 3, **kw),
+        "tile": lambda **kw: tile(image, 8, 2, **kw),
+    }
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_every_kernel_checks_num_threads(backend):
+    """A negative num_threads used to mean 'all cores' silently, and a float or bool got through
+    int(); each kernel now names the argument. The list of calls must name every kernel that takes
+    num_threads, so one added later without a check fails here."""
+    calls = _num_threads_calls()
+    takes = {name for name in kernels.__all__ if callable(getattr(kernels, name))
+             and not isinstance(getattr(kernels, name), type)
+             and "num_threads" in inspect.signature(getattr(kernels, name)).parameters}
+    assert takes == set(calls)
+    for name, call in calls.items():
+        call(backend=backend, num_threads=1)
+        call(backend=backend, num_threads=np.int64(0))
+        for bad in (-1, 1.5, True, "2", None):
+            with pytest.raises(ValueError, match=rf"^{name}: num_threads should be an int >= 0 \(0: all hardware "
+                                                 rf"threads\), got {bad!r}$"):
+                call(backend=backend, num_threads=bad)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts the process's threads in /proc/self/task")
+def test_cpu_backend_starts_at_most_four_threads_per_hardware_thread():
+    """num_threads=100000 on a 3000-row image used to start 3000 threads, which the C++ pool keeps for
+    the life of the process. The cap is in the C++ core, so C callers get it too: the extension is called
+    directly here, past the Python check."""
+    from cellrt._build import _core
+
+    origins = tile_origins((3000, 3000), 512, 64)
+    tiles = np.ones((len(origins), 1, 512, 512), np.float32)
+    out = np.empty((1, 3000, 3000), np.float32)
+    before = len(os.listdir("/proc/self/task"))
+    _core.stitch(tiles, origins, out, 0, 0, 0, 0.125, 0, False, 0.0, 100000)
+    started = len(os.listdir("/proc/self/task")) - before
+    assert started <= 4 * os.cpu_count()
+    assert np.all(out == 1.0)
 
 
 # --- edge cases ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import numbers
 
 from .._build import _core, core_error, cuda_device_count, has_cuda
 
@@ -27,6 +28,18 @@ def available_backends() -> list[str]:
     if _numba_available():
         found.append("numba")
     return found
+
+
+# Far above any machine's cores; keeps the value inside the C int the extension takes (the C++
+# side caps the workers at 4x the hardware threads and at the work items anyway).
+_MAX_NUM_THREADS = 1 << 16
+
+
+def check_num_threads(op: str, num_threads) -> int:
+    """``num_threads`` as the int the extension takes: >= 0, 0 meaning all hardware threads."""
+    if not isinstance(num_threads, numbers.Integral) or isinstance(num_threads, bool) or num_threads < 0:
+        raise ValueError(f"{op}: num_threads should be an int >= 0 (0: all hardware threads), got {num_threads!r}")
+    return min(int(num_threads), _MAX_NUM_THREADS)
 
 
 def is_device_array(a) -> bool:

@@ -270,7 +270,8 @@ def tile(image, tile_size, overlap=0.25, *, dtype=np.float32, normalize=None, pe
         and ``'percentile'`` normalisation is computed over the finite values.
     backend : {'auto', 'cuda', 'cpu', 'numba'}
     num_threads : int
-        CPU threads for the ``cpu`` backend (0: all cores).
+        CPU threads for the ``cpu`` backend, >= 0 (0: all hardware threads;
+        at most 4x those, and one per work item, are started).
     out : ndarray, optional
         Preallocated C-contiguous ``[N, C, th, tw]`` array of ``dtype`` to
         fill: numpy for the host backends, cupy for ``cuda``. Reusing one
@@ -290,6 +291,7 @@ def tile(image, tile_size, overlap=0.25, *, dtype=np.float32, normalize=None, pe
     >>> batch.tiles.shape, batch.origins[-1].tolist()
     ((12, 1, 256, 256), [344, 244])
     """
+    num_threads = _backend.check_num_threads("tile", num_threads)
     image, device = _as_image(image, "tile")
     _check_policy(nan_policy, "tile")
     dtype = np.dtype(dtype)
@@ -424,7 +426,8 @@ def stitch(tiles, origins, image_shape, *, overlap=None, blend="gaussian", sigma
         ``'raise'`` raises ValueError if a blended value is NaN or inf.
     backend : {'auto', 'cuda', 'cpu', 'numba'}
     num_threads : int
-        CPU threads for the ``cpu`` backend (0: all cores).
+        CPU threads for the ``cpu`` backend, >= 0 (0: all hardware threads;
+        at most 4x those, and one per work item, are started).
     out : array, optional
         Preallocated C-contiguous output (``(C, H, W)`` float32, or
         ``(H, W)`` int32 with ``argmax``): numpy for the host backends,
@@ -442,6 +445,7 @@ def stitch(tiles, origins, image_shape, *, overlap=None, blend="gaussian", sigma
     >>> bool(np.allclose(back[0], img, atol=1e-6))
     True
     """
+    num_threads = _backend.check_num_threads("stitch", num_threads)
     device = _backend.is_device_array(tiles)
     if not device:
         tiles = np.asarray(tiles)

@@ -573,6 +573,23 @@ def test_stitch_nan_policy(backend, dtype, where):
     assert np.isnan(out).sum() == 1
 
 
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_finite_tiles_that_overflow_when_summed_are_not_blamed_on_tiles(backend):
+    """Tiles of 3e38 are finite, but two of them sum past float32's 3.4e38 wherever tiles overlap. The
+    error used to say 'tiles with non-finite values: []'; it now says what happened, with the count."""
+    origins = tile_origins((50, 50), 32, 8)
+    tiles = np.full((len(origins), 1, 32, 32), 3e38, np.float32)
+    coverage = np.zeros((50, 50), int)
+    for y, x in origins:
+        coverage[y:y + 32, x:x + 32] += 1
+    overlapped = int(np.count_nonzero(coverage > 1))
+    with pytest.raises(ValueError, match=rf"stitch: {overlapped} blended values overflow float32: every tile value "
+                                         r"is finite, but their weighted sums are too large"):
+        stitch(tiles, origins, (50, 50), blend="constant", backend=backend)
+    out = stitch(tiles, origins, (50, 50), blend="constant", nan_policy="propagate", backend=backend)
+    assert np.count_nonzero(np.isinf(out)) == overlapped
+
+
 def test_nan_outside_the_image_is_never_read():
     tiles = np.ones((1, 1, 16, 16), np.float32)
     tiles[0, 0, 12:, :] = np.nan  # model output over the reflect padding

@@ -423,7 +423,9 @@ def stitch(tiles, origins, image_shape, *, overlap=None, blend="gaussian", sigma
         Value for pixels no tile covers. None (default) raises ValueError if
         any pixel is uncovered.
     nan_policy : {'raise', 'propagate'}
-        ``'raise'`` raises ValueError if a blended value is NaN or inf.
+        ``'raise'`` raises ValueError if a blended value is NaN or inf,
+        naming the tiles that hold NaN/inf, or saying that finite tiles
+        overflowed float32 when summed.
     backend : {'auto', 'cuda', 'cpu', 'numba'}
     num_threads : int
         CPU threads for the ``cpu`` backend, >= 0 (0: all hardware threads;
@@ -509,6 +511,11 @@ def stitch(tiles, origins, image_shape, *, overlap=None, blend="gaussian", sigma
         host = tiles.get() if device else tiles
         with np.errstate(invalid="ignore"):
             culprits = np.flatnonzero(~np.isfinite(host.reshape(host.shape[0], -1)).all(axis=1))
+        if culprits.size == 0:
+            # Finite tiles can still give inf: the weighted sum of a few values near 3.4e38.
+            raise ValueError(f"stitch: {nonfinite} blended values overflow float32: every tile value is finite, "
+                             "but their weighted sums are too large for float32 (largest finite 3.4e38); "
+                             "scale the tiles down, or pass nan_policy='propagate' to keep the infinities")
         raise ValueError(f"stitch: {nonfinite} blended values are NaN or inf (tiles with non-finite values: "
                          f"{culprits[:8].tolist()}{'...' if culprits.size > 8 else ''}); "
                          "pass nan_policy='propagate' to keep them")

@@ -6,6 +6,17 @@ import argparse
 import sys
 
 
+def _at_least_one(text: str) -> int:
+    # The demo reports the median of the timed runs: zero runs have none.
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"should be an int >= 1, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cellrt", description="Inference engine for high-content screening.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     stitch_demo.add_argument("--image", default=None, help="a 2-D TIFF to use instead of the bundled field")
     stitch_demo.add_argument("--tile", type=int, default=256, help="tile side in pixels (default 256)")
     stitch_demo.add_argument("--overlap", type=float, default=0.25, help="overlap, fraction of the tile")
-    stitch_demo.add_argument("--repeats", type=int, default=5, help="timed repeats per backend (default 5)")
+    stitch_demo.add_argument("--repeats", type=_at_least_one, default=5, help="timed repeats per backend (default 5)")
 
     models = sub.add_parser("models", help="list the bundled models and their held-out metrics")
     models.add_argument("--json", action="store_true", help="print machine-readable JSON")

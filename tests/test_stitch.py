@@ -747,6 +747,32 @@ def test_cuda_on_a_host_array_says_first_whether_cuda_is_there(monkeypatch, buil
         tile(np.zeros((64, 64), np.uint16), 128, backend="cuda")
 
 
+def test_auto_warns_once_when_it_falls_back_to_numba(monkeypatch):
+    """Without the C++ extension, backend='auto' runs numba (15-50x slower): that used to happen
+    silently. The extension's import is failed by monkeypatch, as a broken install would."""
+    import warnings
+
+    from cellrt.kernels import _backend
+
+    if not _backend._numba_available():
+        pytest.skip("needs numba, the fallback under test")
+    monkeypatch.setattr(_backend, "_core", None)
+    monkeypatch.setattr(_backend, "core_error", lambda: "ImportError: libcudart.so.13: cannot open shared object")
+    monkeypatch.setattr(_backend, "_numba_fallback_warned", False, raising=False)
+    image = np.arange(32 * 32, dtype=np.float32).reshape(32, 32)
+    with pytest.warns(RuntimeWarning, match=r"cellrt: the C\+\+ extension failed to import \(ImportError: "
+                                            r"libcudart.so.13: cannot open shared object\); backend='auto' runs "
+                                            r"the numba kernels instead") as record:
+        batch = tile(image, 16, 4)
+    assert record[0].filename == __file__  # points at the caller's line, not into cellrt
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second call, and another kernel, must not warn again
+        np.testing.assert_array_equal(tile(image, 16, 4).tiles, batch.tiles)
+        stitch(batch.tiles, batch.origins, image.shape)
+        with pytest.raises(BackendUnavailableError, match=r"backend 'cpu' unavailable"):
+            tile(image, 16, 4, backend="cpu")
+
+
 # --- float16 conversion used by the host kernels ---------------------------------------------------
 
 def test_portable_half_conversion_is_exact_for_every_half_value():

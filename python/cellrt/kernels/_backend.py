@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import numbers
+import warnings
 
 from .._build import _core, core_error, cuda_device_count, has_cuda
 
@@ -57,6 +58,20 @@ def array_module(array):
     return numpy
 
 
+_numba_fallback_warned = False
+
+
+def _warn_numba_fallback() -> None:
+    # Once per process: a broken build is one fact, and a plate run calls the kernels per field.
+    global _numba_fallback_warned
+    if _numba_fallback_warned:
+        return
+    _numba_fallback_warned = True
+    warnings.warn(f"cellrt: the C++ extension failed to import ({core_error()}); backend='auto' runs the numba "
+                  "kernels instead, 15-50x slower. `cellrt doctor` reports the build; pass backend='numba' to "
+                  "choose them knowingly", RuntimeWarning, stacklevel=4)
+
+
 def resolve(op: str, backend: str, device_input: bool) -> str:
     """Turns ``backend`` into a concrete backend for an input, or raises."""
     if backend not in ("auto",) + BACKENDS:
@@ -66,8 +81,12 @@ def resolve(op: str, backend: str, device_input: bool) -> str:
             backend = "cuda"
         elif _core is not None:
             backend = "cpu"
-        else:
+        elif _numba_available():
             backend = "numba"
+            _warn_numba_fallback()
+        else:
+            raise BackendUnavailableError(f"{op}: no host backend: cellrt._core failed to import ({core_error()}) "
+                                          "and numba is not installed")
     if backend == "cuda":
         # Availability first: advice to move a host array to the GPU is no use where there is none.
         if not has_cuda():

@@ -42,6 +42,31 @@ def test_demo_rejects_a_file_that_is_not_a_tiff(tmp_path):
     assert result.returncode != 0 and f"--image {bogus}: not a readable TIFF" in result.stderr
 
 
+def test_demo_takes_at_least_one_repeat(tmp_path):
+    """--repeats 0 used to end in statistics.StatisticsError (the median of no timings)."""
+    result = run_cli("stitch-demo", "--out", str(tmp_path), "--repeats", "0")
+    assert result.returncode == 2
+    assert "argument --repeats: expected an integer >= 1, got 0" in result.stderr
+
+
+def test_doctor_says_when_the_sdk_is_not_installed(tmp_path, monkeypatch, capsys):
+    """An in-tree checkout (PYTHONPATH) has no SDK beside _core; the doctor printed its path as if it
+    were there. The SDK folder is pointed at a temporary one so both layouts are checked anywhere."""
+    import cellrt._build
+    from cellrt.cli import doctor
+
+    monkeypatch.setattr(doctor, "_module_version", lambda name: {"importable": False, "error": "not probed"})
+    monkeypatch.setattr(cellrt._build, "_SDK", tmp_path / "sdk")
+    cmake_dir = tmp_path / "sdk" / "lib" / "cmake" / "cellrt"
+    doctor.run_doctor()
+    assert (f"C/C++ SDK (find_package)  not installed: {cmake_dir} does not exist (an in-tree checkout"
+            in capsys.readouterr().out)
+    assert doctor.collect()["build"]["sdk_installed"] is False
+    cmake_dir.mkdir(parents=True)
+    doctor.run_doctor()
+    assert f"C/C++ SDK (find_package)  -Dcellrt_DIR={cmake_dir}\n" in capsys.readouterr().out
+
+
 def test_doctor_prints_a_readable_report():
     result = run_cli("doctor")
     assert result.returncode == 0

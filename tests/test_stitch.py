@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+import os
+import sys
+
 import numpy as np
 import pytest
 import tifffile
@@ -347,6 +351,74 @@ def test_cpu_result_does_not_depend_on_thread_count(threads, rng):
     np.testing.assert_array_equal(tile(img, 64, 16, num_threads=threads, backend="cpu").tiles, t1)
 
 
+def _num_threads_calls():
+    """One valid call per public kernel taking num_threads, keyed by name."""
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:9, 3:7] = 1
+    labels = mask.astype(np.int32)
+    image = np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16)
+    boxes, masks = kernels.instances_from_labels(labels)
+    scores = np.ones(len(boxes), np.float32)
+    embeddings = np.zeros((3, 2), np.float32)
+    origins = tile_origins((16, 16), 8, 2)
+    return {
+        "binary_closing": lambda **kw: kernels.binary_closing(mask, 1, **kw),
+        "binary_dilation": lambda **kw: kernels.binary_dilation(mask, 1, **kw),
+        "binary_erosion": lambda **kw: kernels.binary_erosion(mask, 1, **kw),
+        "binary_opening": lambda **kw: kernels.binary_opening(mask, 1, **kw),
+        "box_mean": lambda **kw: kernels.box_mean(image, 3, **kw),
+        "contours": lambda **kw: kernels.contours(labels, **kw),
+        "distance_transform": lambda **kw: kernels.distance_transform(mask, **kw),
+        "gaussian_blur": lambda **kw: kernels.gaussian_blur(image, 1.0, **kw),
+        "gaussian_blur_recursive": lambda **kw: kernels.gaussian_blur_recursive(image, 1.0, **kw),
+        "label": lambda **kw: kernels.label(mask, **kw),
+        "mask_nms": lambda **kw: kernels.mask_nms(boxes, scores, masks, **kw),
+        "matrix_nms": lambda **kw: kernels.matrix_nms(boxes, scores, masks, **kw),
+        "measure": lambda **kw: kernels.measure(labels, image, **kw),
+        "rbf_kernel_matrix": lambda **kw: kernels.rbf_kernel_matrix(embeddings, embeddings, 1.0, **kw),
+        "rbf_kernel_sums": lambda **kw: kernels.rbf_kernel_sums(embeddings, embeddings, 1.0, **kw),
+        "stitch": lambda **kw: stitch(np.zeros((len(origins), 1, 8, 8), np.float32), origins, (16, 16), **kw),
+        "threshold_local": lambda **kw: kernels.threshold_local(image, 3, **kw),
+        "tile": lambda **kw: tile(image, 8, 2, **kw),
+    }
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_every_kernel_checks_num_threads(backend):
+    """A negative num_threads used to mean 'all cores' silently, and a float or bool got through
+    int(); each kernel now names the argument. The list of calls must name every kernel that takes
+    num_threads, so one added later without a check fails here."""
+    calls = _num_threads_calls()
+    takes = {name for name in kernels.__all__ if callable(getattr(kernels, name))
+             and not isinstance(getattr(kernels, name), type)
+             and "num_threads" in inspect.signature(getattr(kernels, name)).parameters}
+    assert takes == set(calls)
+    for name, call in calls.items():
+        call(backend=backend, num_threads=1)
+        call(backend=backend, num_threads=np.int64(0))
+        for bad in (-1, 1.5, True, "2", None):
+            with pytest.raises(ValueError, match=rf"^{name}: num_threads should be an int >= 0 \(0: all hardware "
+                                                 rf"threads\), got {bad!r}$"):
+                call(backend=backend, num_threads=bad)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts the process's threads in /proc/self/task")
+def test_cpu_backend_starts_at_most_four_threads_per_hardware_thread():
+    """num_threads=100000 on a 3000-row image used to start 3000 threads, which the C++ pool keeps for
+    the life of the process. The cap is in the C++ core, so C callers get it too: the extension is called
+    directly here, past the Python check."""
+    from cellrt._build import _core
+
+    origins = tile_origins((3000, 3000), 512, 64)
+    tiles = np.ones((len(origins), 1, 512, 512), np.float32)
+    out = np.empty((1, 3000, 3000), np.float32)
+    before = len(os.listdir("/proc/self/task"))
+    _core.stitch(tiles, origins, out, 0, 0, 0, 0.125, 0, False, 0.0, 100000)
+    started = len(os.listdir("/proc/self/task")) - before
+    assert started <= 4 * os.cpu_count()
+    assert np.all(out == 1.0)
+
+
 # --- edge cases ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
@@ -451,6 +523,32 @@ def test_tile_rejects_nan_images_by_default(backend):
     assert np.isnan(tiles).sum() >= 1
 
 
+def test_percentile_normalisation_of_an_image_with_nan(rng):
+    """One NaN pixel used to make the percentiles NaN: the cpu backend then refused the derived
+    scale/offset (an error about arguments the user never passed) and numba returned the whole
+    channel NaN. Now: the image error under 'raise'; under 'propagate' percentiles over the
+    finite values and NaN only where the pixel is, identical on every backend."""
+    image = rng.gamma(2.0, 800.0, (2, 40, 40)).astype(np.float32)
+    image[1, 17, 3] = np.nan
+    results = {}
+    for backend in HOST_BACKENDS:
+        with pytest.raises(ValueError, match=r"image holds 1 NaN/inf values \(first at channel, y, x = \(1, 17, 3\)\)"):
+            tile(image, 16, 4, normalize="percentile", backend=backend)
+        results[backend] = tile(image, 16, 4, normalize="percentile", nan_policy="propagate", backend=backend)
+    finite = image[1][np.isfinite(image[1])]
+    lo = np.percentile(image, 1.0, axis=(1, 2))
+    hi = np.percentile(image, 99.8, axis=(1, 2))
+    lo[1], hi[1] = np.percentile(finite, [1.0, 99.8])
+    assert [lo[1], hi[1]] == pytest.approx(np.nanpercentile(image[1], [1.0, 99.8]))
+    first = results[HOST_BACKENDS[0]]
+    expected = tile_reference(image, first.origins, 16, 16, 1 / (hi - lo), lo)
+    np.testing.assert_allclose(first.tiles, expected, rtol=1e-5, atol=1e-5)  # NaN where expected is NaN
+    # The pixel is NaN in every tile that holds it, and nothing else is.
+    assert np.isnan(first.tiles).sum() == np.isnan(expected).sum() >= 1
+    for backend, batch in results.items():
+        np.testing.assert_array_equal(batch.tiles, first.tiles, err_msg=backend)
+
+
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
 def test_tile_reports_float16_overflow(backend):
     image = np.full((1, 32, 32), 65535, np.uint16)
@@ -473,6 +571,23 @@ def test_stitch_nan_policy(backend, dtype, where):
         stitch(tiles, origins, (40, 40), backend=backend)
     out = stitch(tiles, origins, (40, 40), nan_policy="propagate", backend=backend)
     assert np.isnan(out).sum() == 1
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_finite_tiles_that_overflow_when_summed_are_not_blamed_on_tiles(backend):
+    """Tiles of 3e38 are finite, but two of them sum past float32's 3.4e38 wherever tiles overlap. The
+    error used to say 'tiles with non-finite values: []'; it now says what happened, with the count."""
+    origins = tile_origins((50, 50), 32, 8)
+    tiles = np.full((len(origins), 1, 32, 32), 3e38, np.float32)
+    coverage = np.zeros((50, 50), int)
+    for y, x in origins:
+        coverage[y:y + 32, x:x + 32] += 1
+    overlapped = int(np.count_nonzero(coverage > 1))
+    with pytest.raises(ValueError, match=rf"stitch: {overlapped} blended values overflow float32: every tile value "
+                                         r"is finite, but their weighted sums are too large"):
+        stitch(tiles, origins, (50, 50), blend="constant", backend=backend)
+    out = stitch(tiles, origins, (50, 50), blend="constant", nan_policy="propagate", backend=backend)
+    assert np.count_nonzero(np.isinf(out)) == overlapped
 
 
 def test_nan_outside_the_image_is_never_read():
@@ -505,8 +620,6 @@ def test_tile_bad_arguments():
         tile(np.zeros((8, 8), np.complex64), 4)
     with pytest.raises(ValueError, match=r"backend should be one of 'auto', 'cuda', 'cpu', 'numba', got 'gpu'"):
         tile(img, 32, backend="gpu")
-    with pytest.raises(ValueError, match=r"backend 'cuda' takes device arrays"):
-        tile(img, 32, backend="cuda")
 
 
 def test_stitch_bad_arguments():
@@ -538,6 +651,41 @@ def test_stitch_bad_arguments():
         stitch(tiles, origins, (50, 50), nan_policy="omit")
     with pytest.raises(ValueError, match=r"softmax and argmax take at most 64 channels, got 65"):
         stitch(np.zeros((1, 65, 8, 8), np.float32), [[0, 0]], (8, 8), argmax=True)
+
+
+def test_bad_arguments_are_named_and_valid_ones_taken():
+    """Each of these used to fail with an error that named no argument (unpacking, numpy's size
+    check, a 37 GiB MemoryError, the wrong function's name, an int64 wrap-around) or to reject or
+    truncate an argument silently."""
+    img = np.zeros((50, 60), np.float32)
+    with pytest.raises(ValueError, match=r"tile: percentiles should be a \(lo, hi\) pair of numbers with "
+                                         r"0 <= lo < hi <= 100, got \(1, 50, 99\)"):
+        tile(img, 16, normalize="percentile", percentiles=(1, 50, 99))
+    with pytest.raises(ValueError, match=r"percentiles should be a \(lo, hi\) pair .*, got 99"):
+        tile(img, 16, normalize="percentile", percentiles=99)
+    with pytest.raises(ValueError, match=r"tile: tile_size 2147483648 makes 2147483648 x 2147483648 = \d+ pixels "
+                                         r"per tile, over the limit of 268435456 \(2\*\*28\); the image is 50 x 60"):
+        tile(img, 2**31)
+    with pytest.raises(ValueError, match=r"tile: tile_size 100000 makes 100000 x 100000 = 10000000000 pixels per "
+                                         r"tile, over the limit of 268435456 \(2\*\*28\); the image is 50 x 60"):
+        tile(img, 100000)
+    with pytest.raises(ValueError, match=r"tile: overlap should be in \[0, tile\) = \[0, 32\) pixels for axis y"):
+        tile(img, 32, overlap=32)
+    with pytest.raises(ValueError, match=r"tile_origins: image_shape should hold integers, got \(50.5, 60\)"):
+        tile_origins((50.5, 60), 16)
+    assert tile_origins(np.array([50, 60]), np.int64(16), 0).shape == (16, 2)
+
+    origins = tile_origins((50, 60), 32, 8)
+    tiles = np.zeros((len(origins), 1, 32, 32), np.float32)
+    with pytest.raises(ValueError, match=r"stitch: image_shape should hold integers, got \(50.5, 60\)"):
+        stitch(tiles, origins, (50.5, 60))
+    np.testing.assert_array_equal(stitch(tiles, origins, (50, 60), sigma_scale=np.float32(0.2)), 0.0)
+    with pytest.raises(ValueError, match=r"sigma_scale should be a positive number, got True"):
+        stitch(tiles, origins, (50, 60), sigma_scale=True)
+    far = origins.astype(np.uint64)
+    far[1, 0] = 2**63
+    with pytest.raises(ValueError, match=r"stitch: origins\[1\] = \(9223372036854775808, 24\) should lie inside"):
+        stitch(tiles, far, (50, 60))
 
 
 def test_core_checks_are_value_errors_too():
@@ -578,6 +726,51 @@ def test_device_arrays_never_fall_back_to_the_cpu():
         label(_FakeDeviceArray())
     with pytest.raises(BackendUnavailableError, match=r"measure: backend 'cuda' unavailable"):
         measure(_FakeDeviceArray())
+
+
+@pytest.mark.parametrize("built_with_cuda, devices, error, message", [
+    (False, 0, BackendUnavailableError, r"tile: backend 'cuda' unavailable: cellrt was built without CUDA; "
+                                        r"use backend='cpu' for host arrays"),
+    (True, 0, BackendUnavailableError, r"tile: backend 'cuda' unavailable: no CUDA device is visible; "
+                                       r"use backend='cpu' for host arrays"),
+    (True, 1, ValueError, r"tile: backend 'cuda' takes device arrays \(e.g. cupy\); got a host array"),
+])
+def test_cuda_on_a_host_array_says_first_whether_cuda_is_there(monkeypatch, built_with_cuda, devices, error,
+                                                               message):
+    """'Move it with cupy.asarray()' is advice only where a GPU exists. The build and the device count
+    are forced, because any one machine shows one of the three cases: this checks all of them here."""
+    from cellrt.kernels import _backend
+
+    monkeypatch.setattr(_backend, "has_cuda", lambda: built_with_cuda)
+    monkeypatch.setattr(_backend, "cuda_device_count", lambda: devices)
+    with pytest.raises(error, match=message):
+        tile(np.zeros((64, 64), np.uint16), 128, backend="cuda")
+
+
+def test_auto_warns_once_when_it_falls_back_to_numba(monkeypatch):
+    """Without the C++ extension, backend='auto' runs numba (15-50x slower): that used to happen
+    silently. The extension's import is failed by monkeypatch, as a broken install would."""
+    import warnings
+
+    from cellrt.kernels import _backend
+
+    if not _backend._numba_available():
+        pytest.skip("needs numba, the fallback under test")
+    monkeypatch.setattr(_backend, "_core", None)
+    monkeypatch.setattr(_backend, "core_error", lambda: "ImportError: libcudart.so.13: cannot open shared object")
+    monkeypatch.setattr(_backend, "_numba_fallback_warned", False, raising=False)
+    image = np.arange(32 * 32, dtype=np.float32).reshape(32, 32)
+    with pytest.warns(RuntimeWarning, match=r"cellrt: the C\+\+ extension failed to import \(ImportError: "
+                                            r"libcudart.so.13: cannot open shared object\); backend='auto' runs "
+                                            r"the numba kernels instead") as record:
+        batch = tile(image, 16, 4)
+    assert record[0].filename == __file__  # points at the caller's line, not into cellrt
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second call, and another kernel, must not warn again
+        np.testing.assert_array_equal(tile(image, 16, 4).tiles, batch.tiles)
+        stitch(batch.tiles, batch.origins, image.shape)
+        with pytest.raises(BackendUnavailableError, match=r"backend 'cpu' unavailable"):
+            tile(image, 16, 4, backend="cpu")
 
 
 # --- float16 conversion used by the host kernels ---------------------------------------------------

@@ -51,4 +51,6 @@ def build_info() -> dict:
         "host_isa": getattr(_core, "host_isa", None),
         "sdk_include_dir": include_dir(),
         "sdk_cmake_dir": cmake_dir(),
+        # Only a pip install puts the SDK there; an in-tree checkout run from PYTHONPATH has none.
+        "sdk_installed": Path(cmake_dir()).is_dir(),
     }

@@ -43,7 +43,8 @@ struct StitchOptions {
   bool argmax = false;
   // Value written where no tile covers a pixel (see StitchResult::uncovered).
   float fill_value = 0.0f;
-  // CPU worker threads; 0 = all hardware threads. Ignored on CUDA.
+  // CPU worker threads; 0 (or less) = all hardware threads; at most 4x the
+  // hardware threads and one per work item are started. Ignored on CUDA.
   int32_t num_threads = 0;
 };
 

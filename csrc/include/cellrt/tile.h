@@ -14,7 +14,8 @@ struct TileOptions {
   // Host pointers to C floats each; nullptr means scale 1 / offset 0.
   const float* scale = nullptr;
   const float* offset = nullptr;
-  // CPU worker threads; 0 = all hardware threads. Ignored on CUDA.
+  // CPU worker threads; 0 (or less) = all hardware threads; at most 4x the
+  // hardware threads and one per work item are started. Ignored on CUDA.
   int32_t num_threads = 0;
 };
 

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     stitch_demo.add_argument("--image", default=None, help="a 2-D TIFF to use instead of the bundled field")
     stitch_demo.add_argument("--tile", type=int, default=256, help="tile side in pixels (default 256)")
     stitch_demo.add_argument("--overlap", type=float, default=0.25, help="overlap, fraction of the tile")
-    stitch_demo.add_argument("--repeats", type=int, default=5, help="timed repeats per backend (default 5)")
+    stitch_demo.add_argument("--repeats", type=_positive_int, default=5, help="timed repeats per backend (default 5)")
 
     models = sub.add_parser("models", help="list the bundled models and their held-out metrics")
     models.add_argument("--json", action="store_true", help="print machine-readable JSON")

@@ -101,6 +101,10 @@ def run_doctor(as_json: bool = False) -> int:
     lines.append("  INT8 models on this CPU   " + {True: "yes", False: "no", None: "unknown"}[int8["exact"]]
                  + f" ({int8['cpu']})")
     lines.append(f"  bundled models            {', '.join(report['bundled_models']) or 'none'}")
-    lines.append(f"  C/C++ SDK (find_package)  -Dcellrt_DIR={b['sdk_cmake_dir']}")
+    if b["sdk_installed"]:
+        lines.append(f"  C/C++ SDK (find_package)  -Dcellrt_DIR={b['sdk_cmake_dir']}")
+    else:
+        lines.append(f"  C/C++ SDK (find_package)  not installed: {b['sdk_cmake_dir']} does not exist (an in-tree "
+                     "checkout run from PYTHONPATH has none; `pip install .` installs it)")
     print("\n".join(lines))
     return 0

@@ -9,9 +9,9 @@ Every kernel takes ``backend='auto' | 'cuda' | 'cpu' | 'numba'``:
   contract, the fallback and the independent reference.
 
 ``auto`` picks ``cuda`` for device arrays and otherwise ``cpu`` when the
-extension is built, else ``numba``. Asking for a backend that is not
-available raises :class:`BackendUnavailableError`; nothing falls back
-silently.
+extension is built, else ``numba``, warning once per process that the
+extension failed to import. Asking for a backend that is not available
+raises :class:`BackendUnavailableError`; nothing falls back silently.
 """
 
 from ._backend import BackendUnavailableError, available_backends

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import numbers
+import warnings
 
 from .._build import _core, core_error, cuda_device_count, has_cuda
 
@@ -29,6 +31,18 @@ def available_backends() -> list[str]:
     return found
 
 
+# Far above any machine's cores; keeps the value inside the C int the extension takes (the C++
+# side caps the workers at 4x the hardware threads and at the work items anyway).
+_MAX_NUM_THREADS = 1 << 16
+
+
+def check_num_threads(op: str, num_threads) -> int:
+    """``num_threads`` as the int the extension takes: >= 0, 0 meaning all hardware threads."""
+    if not isinstance(num_threads, numbers.Integral) or isinstance(num_threads, bool) or num_threads < 0:
+        raise ValueError(f"{op}: num_threads should be an int >= 0 (0: all hardware threads), got {num_threads!r}")
+    return min(int(num_threads), _MAX_NUM_THREADS)
+
+
 def is_device_array(a) -> bool:
     return hasattr(a, "__cuda_array_interface__")
 
@@ -44,6 +58,20 @@ def array_module(array):
     return numpy
 
 
+_numba_fallback_warned = False
+
+
+def _warn_numba_fallback() -> None:
+    # Once per process: a broken build is one fact, and a plate run calls the kernels per field.
+    global _numba_fallback_warned
+    if _numba_fallback_warned:
+        return
+    _numba_fallback_warned = True
+    warnings.warn(f"cellrt: the C++ extension failed to import ({core_error()}); backend='auto' runs the numba "
+                  "kernels instead, 15-50x slower. `cellrt doctor` reports the build; pass backend='numba' to "
+                  "choose them knowingly", RuntimeWarning, stacklevel=4)
+
+
 def resolve(op: str, backend: str, device_input: bool) -> str:
     """Turns ``backend`` into a concrete backend for an input, or raises."""
     if backend not in ("auto",) + BACKENDS:
@@ -53,18 +81,25 @@ def resolve(op: str, backend: str, device_input: bool) -> str:
             backend = "cuda"
         elif _core is not None:
             backend = "cpu"
-        else:
+        elif _numba_available():
             backend = "numba"
+            _warn_numba_fallback()
+        else:
+            raise BackendUnavailableError(f"{op}: no host backend: cellrt._core failed to import ({core_error()}) "
+                                          "and numba is not installed")
     if backend == "cuda":
+        # Availability first: advice to move a host array to the GPU is no use where there is none.
+        if not has_cuda():
+            raise BackendUnavailableError(f"{op}: backend 'cuda' unavailable: cellrt was built without CUDA"
+                                          + ("" if device_input else "; use backend='cpu' for host arrays"))
+        if cuda_device_count() == 0:
+            raise BackendUnavailableError(f"{op}: backend 'cuda' unavailable: no CUDA device is visible"
+                                          + ("" if device_input else "; use backend='cpu' for host arrays"))
         if not device_input:
             raise ValueError(
                 f"{op}: backend 'cuda' takes device arrays (e.g. cupy); got a host array. "
                 "Move it with cupy.asarray() or use backend='cpu'."
             )
-        if not has_cuda():
-            raise BackendUnavailableError(f"{op}: backend 'cuda' unavailable: cellrt was built without CUDA")
-        if cuda_device_count() == 0:
-            raise BackendUnavailableError(f"{op}: backend 'cuda' unavailable: no CUDA device is visible")
         return backend
     if device_input:
         raise ValueError(f"{op}: backend {backend!r} takes host (numpy) arrays; got a device array")

@@ -70,6 +70,7 @@ def gaussian_blur(image, sigma: float, *, truncate: float = 4.0, border: str = "
     >>> out.shape, out.dtype
     ((5, 5), dtype('float32'))
     """
+    num_threads = _backend.check_num_threads("gaussian_blur", num_threads)
     _check_sigma(sigma, "gaussian_blur")
     if not (isinstance(truncate, (int, float)) and math.isfinite(truncate) and truncate > 0):
         raise ValueError(f"gaussian_blur: truncate should be > 0, got {truncate!r}")
@@ -133,6 +134,7 @@ def gaussian_blur_recursive(image, sigma: float, *, border: str = "reflect", bac
     -------
     (H, W) float32 ndarray
     """
+    num_threads = _backend.check_num_threads("gaussian_blur_recursive", num_threads)
     _check_sigma(sigma, "gaussian_blur_recursive", 1e5)
     mode = _border(border, "gaussian_blur_recursive")
     if _backend.is_device_array(image):
@@ -170,6 +172,7 @@ def box_mean(image, size, *, border: str = "reflect", backend: str = "auto", num
     -------
     (H, W) float32 ndarray
     """
+    num_threads = _backend.check_num_threads("box_mean", num_threads)
     sy, sx = _window(size, "box_mean")
     mode = _border(border, "box_mean")
     if _backend.is_device_array(image):
@@ -201,6 +204,7 @@ def threshold_local(image, block_size: int, method: str = "gaussian", *, offset:
     ``gaussian_blur_recursive`` (cost independent of ``block_size``, within
     ~6.5e-4 of the image's largest value of ``gaussian``). Minus ``offset``.
     """
+    num_threads = _backend.check_num_threads("threshold_local", num_threads)
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 3 \
             or block_size % 2 == 0:
         raise ValueError(f"threshold_local: block_size should be an odd int >= 3, got {block_size!r}")
@@ -234,6 +238,7 @@ def footprint_half_widths(radius: int, footprint: str = "disk") -> np.ndarray:
 
 
 def _morphology(op: str, mask, radius, footprint: str, dilate: bool, backend: str, num_threads: int):
+    num_threads = _backend.check_num_threads(op, num_threads)
     if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or not 0 <= radius < 32767:
         raise ValueError(f"{op}: radius should be an int in [0, 32767), got {radius!r}")
     if footprint not in FOOTPRINTS:
@@ -284,6 +289,7 @@ def binary_dilation(mask, radius: int, footprint: str = "disk", *, backend: str 
 def binary_opening(mask, radius: int, footprint: str = "disk", *, backend: str = "auto",
                    num_threads: int = 0):
     """Erosion then dilation: removes specks and thin bridges smaller than the footprint."""
+    num_threads = _backend.check_num_threads("binary_opening", num_threads)
     eroded = binary_erosion(mask, radius, footprint, backend=backend, num_threads=num_threads)
     return binary_dilation(eroded, radius, footprint, backend=backend, num_threads=num_threads)
 
@@ -291,5 +297,6 @@ def binary_opening(mask, radius: int, footprint: str = "disk", *, backend: str =
 def binary_closing(mask, radius: int, footprint: str = "disk", *, backend: str = "auto",
                    num_threads: int = 0):
     """Dilation then erosion: closes gaps smaller than the footprint."""
+    num_threads = _backend.check_num_threads("binary_closing", num_threads)
     dilated = binary_dilation(mask, radius, footprint, backend=backend, num_threads=num_threads)
     return binary_erosion(dilated, radius, footprint, backend=backend, num_threads=num_threads)

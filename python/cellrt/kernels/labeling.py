@@ -84,6 +84,7 @@ def label(mask, connectivity: int = 8, *, backend: str = "auto", num_threads: in
     >>> n, labels.tolist()
     (4, [[1, 0, 2], [0, 3, 0], [0, 0, 4]])
     """
+    num_threads = _backend.check_num_threads("label", num_threads)
     if connectivity not in (4, 8):
         raise ValueError(f"label: connectivity should be 4 or 8, got {connectivity!r}")
     if _backend.is_device_array(mask):
@@ -229,6 +230,7 @@ def contours(labels, *, num_objects=None, holes: bool = False, backend: str = "a
     >>> contours(np.array([[1, 1], [1, 1]]))[0].tolist()
     [[0, 0], [0, 1], [1, 1], [1, 0]]
     """
+    num_threads = _backend.check_num_threads("contours", num_threads)
     if _backend.is_device_array(labels):
         _backend.resolve("contours", backend, True)
         if labels.ndim != 2:
@@ -302,6 +304,7 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, b
     >>> t["AreaShape_Area"].tolist(), t["Intensity_MeanIntensity_ch0"].tolist()
     ([3, 1], [3.0, 4.0])
     """
+    num_threads = _backend.check_num_threads("measure", num_threads)
     if _backend.is_device_array(labels):
         return _measure_device(labels, intensities, channel_names, num_objects, backend)
     labels = _as_labels(labels, "measure")

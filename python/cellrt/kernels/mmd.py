@@ -61,6 +61,7 @@ def host_rbf_into(queries, points, sigma: float, out: np.ndarray, backend: str, 
 
 
 def _rbf(queries, points, sigma, sums: bool, backend: str, num_threads: int, op: str):
+    num_threads = _backend.check_num_threads(op, num_threads)
     queries, points, device = _prepare(queries, points, sigma, op)
     chosen = _backend.resolve(op, backend, device)
     if chosen == "cuda":

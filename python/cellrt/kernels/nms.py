@@ -128,6 +128,7 @@ def mask_nms(boxes, scores, masks, *, classes=None, iou_threshold: float = 0.5, 
     >>> mask_nms([[0, 0, 4, 4], [0, 1, 4, 5], [10, 10, 14, 14]], [0.9, 0.8, 0.7], [square] * 3).tolist()
     [0, 2]
     """
+    num_threads = _backend.check_num_threads("mask_nms", num_threads)
     for name, value, high in (("iou_threshold", iou_threshold, 1.0), ("ios_threshold", ios_threshold, None)):
         if value is None:
             continue
@@ -198,6 +199,7 @@ def matrix_nms(boxes, scores, masks, *, classes=None, kernel: str = "gaussian", 
     minimum, so the result is the dense matrix's. numba is the dense
     reference.
     """
+    num_threads = _backend.check_num_threads("matrix_nms", num_threads)
     if kernel not in ("gaussian", "linear"):
         raise ValueError(f"matrix_nms: kernel should be 'gaussian' or 'linear', got {kernel!r}")
     if not (isinstance(sigma, (int, float, np.integer, np.floating)) and np.isfinite(sigma) and sigma > 0):

@@ -11,6 +11,7 @@ or argmax in the same pass.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -24,6 +25,11 @@ _NATIVE_IMAGE_DTYPES = (np.uint8, np.uint16, np.float32)
 _DTYPE_CODES = {np.dtype(np.uint8): 0, np.dtype(np.uint16): 1, np.dtype(np.float16): 2,
                 np.dtype(np.float32): 3, np.dtype(np.int32): 4}
 MAX_FUSED_CHANNELS = 64
+# Pixels in one tile (per channel). Model inputs are a few hundred to a few thousand pixels a
+# side; a tile past this is a mistaken argument (an image size passed as the tile size), and
+# refusing it names the argument instead of failing in the allocator. It also keeps each side
+# far below the C++ core's int32 limit (2**29).
+MAX_TILE_PIXELS = 2**28
 
 
 class TileBatch(NamedTuple):
@@ -43,10 +49,34 @@ def _pair(value, name: str, op: str) -> tuple:
     return (value, value)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _image_hw(image_shape, op: str) -> tuple[tuple, int, int]:
+    try:
+        dims = tuple(image_shape)
+    except TypeError:
+        dims = None
+    if dims is None or len(dims) not in (2, 3):
+        raise ValueError(f"{op}: image_shape should be (H, W) or (C, H, W), got {image_shape!r}")
+    if not all(_is_int(d) for d in dims):
+        # int() would truncate a float silently: (50.5, 60) is a caller's mistake, not 50 rows.
+        raise ValueError(f"{op}: image_shape should hold integers, got {image_shape!r}")
+    dims = tuple(int(d) for d in dims)
+    if dims[-2] < 1 or dims[-1] < 1:
+        raise ValueError(f"{op}: image_shape should be non-empty, got {dims!r}")
+    return dims, dims[-2], dims[-1]
+
+
 def _tile_hw(tile_size, op: str) -> tuple[int, int]:
     th, tw = _pair(tile_size, "tile_size", op)
     for t in (th, tw):
-        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1:
+        if not _is_int(t) or t < 1:
             raise ValueError(f"{op}: tile_size should be a positive int or a (y, x) pair of them, got {tile_size!r}")
     return int(th), int(tw)
 
@@ -104,13 +134,13 @@ def tile_origins(image_shape, tile_size, overlap=0.25) -> np.ndarray:
     >>> tile_origins((5, 700), 256, overlap=0.25)[:, 1].tolist()
     [0, 192, 384, 444]
     """
-    if len(image_shape) not in (2, 3):
-        raise ValueError(f"tile_origins: image_shape should be (H, W) or (C, H, W), got {tuple(image_shape)!r}")
-    height, width = (int(s) for s in image_shape[-2:])
-    if height < 1 or width < 1:
-        raise ValueError(f"tile_origins: image_shape should be non-empty, got {tuple(image_shape)!r}")
-    th, tw = _tile_hw(tile_size, "tile_origins")
-    oy, ox = resolve_overlap(overlap, (th, tw), "tile_origins")
+    return _origins(image_shape, tile_size, overlap, "tile_origins")
+
+
+def _origins(image_shape, tile_size, overlap, op: str) -> np.ndarray:
+    _, height, width = _image_hw(image_shape, op)
+    th, tw = _tile_hw(tile_size, op)
+    oy, ox = resolve_overlap(overlap, (th, tw), op)
     ys, xs = _axis_origins(height, th, oy), _axis_origins(width, tw, ox)
     grid = np.empty((ys.size, xs.size, 2), np.int64)
     grid[..., 0] = ys[:, None]
@@ -139,18 +169,29 @@ def percentile_normalization(image, percentiles=(1.0, 99.8)) -> tuple[np.ndarray
     """Per-channel ``(scale, offset)`` mapping percentile ``lo`` to 0 and ``hi`` to 1.
 
     A channel whose two percentiles coincide (a flat field) gets scale 0, so
-    it normalises to zeros instead of dividing by zero.
+    it normalises to zeros instead of dividing by zero. Percentiles are taken
+    over the finite values (NaN and +-inf ignored, as ``np.nanpercentile``
+    ignores NaN): one bad pixel would otherwise make them NaN and wipe out
+    the whole channel. A channel with no finite value gets scale 0, offset 0.
     """
-    lo_q, hi_q = percentiles
-    if not (0.0 <= lo_q < hi_q <= 100.0):
-        raise ValueError(f"tile: percentiles should satisfy 0 <= lo < hi <= 100, got {percentiles!r}")
+    pair = list(percentiles) if isinstance(percentiles, (tuple, list, np.ndarray)) else []
+    if len(pair) != 2 or not all(_is_real(q) for q in pair) or not (0.0 <= pair[0] < pair[1] <= 100.0):
+        raise ValueError(f"tile: percentiles should be a (lo, hi) pair of numbers with 0 <= lo < hi <= 100, "
+                         f"got {percentiles!r}")
+    lo_q, hi_q = (float(q) for q in pair)
     xp = _backend.array_module(image)
     scale, offset = [], []
     for channel in image:
         if xp is np and channel.dtype in (np.uint8, np.uint16):
             lo, hi = _integer_percentiles(channel, (lo_q, hi_q))
         else:
-            lo, hi = (float(v) for v in xp.percentile(channel, [lo_q, hi_q]))
+            finite = xp.isfinite(channel)
+            # The copy of the finite values is made only for an image that needs it.
+            values = channel if bool(finite.all()) else channel[finite]
+            if values.size == 0:
+                lo = hi = 0.0
+            else:
+                lo, hi = (float(v) for v in xp.percentile(values, [lo_q, hi_q]))
         offset.append(lo)
         scale.append(1.0 / (hi - lo) if hi > lo else 0.0)
     return np.asarray(scale, np.float32), np.asarray(offset, np.float32)
@@ -204,7 +245,8 @@ def tile(image, tile_size, overlap=0.25, *, dtype=np.float32, normalize=None, pe
         numeric types are converted to float32 first. A cupy array runs on
         the CUDA backend and returns cupy tiles.
     tile_size : int or (int, int)
-        Tile side(s) in pixels, the model's input size.
+        Tile side(s) in pixels, the model's input size; at most
+        ``MAX_TILE_PIXELS`` (2**28) pixels per tile.
     overlap : int, float or pair, default 0.25
         Pixels shared by neighbouring tiles, or a fraction of the tile in
         ``[0, 1)`` (MONAI's convention). Must be below the tile size.
@@ -215,16 +257,21 @@ def tile(image, tile_size, overlap=0.25, *, dtype=np.float32, normalize=None, pe
         image to 0 and 1 (CSBDeep-style, no clipping). ``'fixed'``: apply
         ``(pixel - offset) * scale``. None (default): values pass unchanged.
     percentiles : (float, float)
-        Percentiles for ``normalize='percentile'``; exact (histogram-based
-        for 8/16-bit images).
+        ``(lo, hi)`` with ``0 <= lo < hi <= 100``: percentiles for
+        ``normalize='percentile'``; exact (histogram-based for 8/16-bit
+        images).
     scale, offset : float or sequence of float, optional
         Per-channel values for ``normalize='fixed'``.
     nan_policy : {'raise', 'propagate'}
         ``'raise'`` (default) raises ValueError when a tile would hold NaN or
-        inf, including float16 overflow of unnormalised 16-bit data.
+        inf, including float16 overflow of unnormalised 16-bit data, and
+        when a float image holds NaN or inf (naming the count and the first
+        one). ``'propagate'`` keeps them: NaN pixels stay NaN in their tiles,
+        and ``'percentile'`` normalisation is computed over the finite values.
     backend : {'auto', 'cuda', 'cpu', 'numba'}
     num_threads : int
-        CPU threads for the ``cpu`` backend (0: all cores).
+        CPU threads for the ``cpu`` backend, >= 0 (0: all hardware threads;
+        at most 4x those, and one per work item, are started).
     out : ndarray, optional
         Preallocated C-contiguous ``[N, C, th, tw]`` array of ``dtype`` to
         fill: numpy for the host backends, cupy for ``cuda``. Reusing one
@@ -244,19 +291,31 @@ def tile(image, tile_size, overlap=0.25, *, dtype=np.float32, normalize=None, pe
     >>> batch.tiles.shape, batch.origins[-1].tolist()
     ((12, 1, 256, 256), [344, 244])
     """
+    num_threads = _backend.check_num_threads("tile", num_threads)
     image, device = _as_image(image, "tile")
     _check_policy(nan_policy, "tile")
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float16):
         raise ValueError(f"tile: dtype should be float32 or float16, got {dtype}")
     th, tw = _tile_hw(tile_size, "tile")
-    origins = tile_origins(image.shape, (th, tw), overlap)
+    if th * tw > MAX_TILE_PIXELS:
+        # Checked before anything is allocated: the tiles of a 50 x 60 image with tile_size=100000
+        # would be 37 GiB of mirrored copies of it.
+        raise ValueError(f"tile: tile_size {tile_size!r} makes {th} x {tw} = {th * tw} pixels per tile, over the "
+                         f"limit of {MAX_TILE_PIXELS} (2**28); the image is {image.shape[1]} x {image.shape[2]} "
+                         "(every tile is filled, mirroring the image where the tile runs past it). Pass the "
+                         "model's input size")
+    origins = _origins(image.shape, (th, tw), overlap, "tile")
     channels = image.shape[0]
     if normalize is None and (scale is not None or offset is not None):
         normalize = "fixed"
     if normalize == "percentile":
         if scale is not None or offset is not None:
             raise ValueError("tile: scale/offset are for normalize='fixed', not 'percentile'")
+        if nan_policy == "raise":
+            # Before the percentiles: with a NaN pixel the tiles are rejected anyway, and the
+            # error should be about the image, not about the normalisation derived from it.
+            _raise_if_nonfinite(image)
         scale_c, offset_c = percentile_normalization(image, percentiles)
     elif normalize == "fixed":
         scale_c = _per_channel(scale, channels, "scale", 1.0)
@@ -287,15 +346,23 @@ def tile(image, tile_size, overlap=0.25, *, dtype=np.float32, normalize=None, pe
             tiles = out
 
     if nonfinite and nan_policy == "raise":
-        host = image.get() if device else image
-        bad = int(np.count_nonzero(~np.isfinite(host))) if host.dtype.kind == "f" else 0
-        if bad:
-            where = tuple(int(i) for i in np.argwhere(~np.isfinite(host))[0])
-            raise ValueError(f"tile: image holds {bad} NaN/inf values (first at channel, y, x = {where}); "
-                             "clean the image or pass nan_policy='propagate'")
+        _raise_if_nonfinite(image)
         raise ValueError(f"tile: {nonfinite} tile values overflow {dtype} (largest finite 65504); "
                          "normalise (normalize='percentile' or scale=) or use dtype=numpy.float32")
     return TileBatch(tiles, origins)
+
+
+def _raise_if_nonfinite(image) -> None:
+    if np.dtype(image.dtype).kind != "f":
+        return
+    # Counted where the image is: a device image is not copied to the host to find nothing.
+    xp = _backend.array_module(image)
+    nonfinite = ~xp.isfinite(image)
+    bad = int(xp.count_nonzero(nonfinite))
+    if bad:
+        where = tuple(int(i) for i in xp.argwhere(nonfinite)[0])
+        raise ValueError(f"tile: image holds {bad} NaN/inf values (first at channel, y, x = {where}); "
+                         "clean the image or pass nan_policy='propagate'")
 
 
 def _stitch_options(tiles_shape, image_shape, overlap, blend, sigma_scale, activation, argmax):
@@ -304,21 +371,16 @@ def _stitch_options(tiles_shape, image_shape, overlap, blend, sigma_scale, activ
         raise ValueError(f"stitch: blend should be one of {', '.join(BLEND_MODES)}, got {blend!r}")
     if activation not in _ACTIVATIONS:
         raise ValueError(f"stitch: activation should be None, 'sigmoid' or 'softmax', got {activation!r}")
-    if len(image_shape) not in (2, 3):
-        raise ValueError(f"stitch: image_shape should be (H, W) or (C, H, W), got {tuple(image_shape)!r}")
-    if len(image_shape) == 3 and int(image_shape[0]) != channels:
-        raise ValueError(f"stitch: image_shape has {image_shape[0]} channels but tiles have {channels}")
-    height, width = (int(s) for s in image_shape[-2:])
-    if height < 1 or width < 1:
-        raise ValueError(f"stitch: image_shape should be non-empty, got {tuple(image_shape)!r}")
+    dims, height, width = _image_hw(image_shape, "stitch")
+    if len(dims) == 3 and dims[0] != channels:
+        raise ValueError(f"stitch: image_shape has {dims[0]} channels but tiles have {channels}")
     if overlap is None:
         if blend in ("linear", "cosine"):
             raise ValueError(f"stitch: blend={blend!r} tapers over the tiles' overlap; pass overlap= "
                              "(the value given to tile())")
         overlap = 0
     oy, ox = resolve_overlap(overlap, (th, tw), "stitch")
-    if blend == "gaussian" and not (isinstance(sigma_scale, (int, float)) and math.isfinite(sigma_scale)
-                                    and sigma_scale > 0):
+    if blend == "gaussian" and not (_is_real(sigma_scale) and math.isfinite(sigma_scale) and sigma_scale > 0):
         raise ValueError(f"stitch: sigma_scale should be a positive number, got {sigma_scale!r}")
     if (activation == "softmax" or argmax) and channels > MAX_FUSED_CHANNELS:
         raise ValueError(f"stitch: softmax and argmax take at most {MAX_FUSED_CHANNELS} channels, got {channels}")
@@ -361,10 +423,13 @@ def stitch(tiles, origins, image_shape, *, overlap=None, blend="gaussian", sigma
         Value for pixels no tile covers. None (default) raises ValueError if
         any pixel is uncovered.
     nan_policy : {'raise', 'propagate'}
-        ``'raise'`` raises ValueError if a blended value is NaN or inf.
+        ``'raise'`` raises ValueError if a blended value is NaN or inf,
+        naming the tiles that hold NaN/inf, or saying that finite tiles
+        overflowed float32 when summed.
     backend : {'auto', 'cuda', 'cpu', 'numba'}
     num_threads : int
-        CPU threads for the ``cpu`` backend (0: all cores).
+        CPU threads for the ``cpu`` backend, >= 0 (0: all hardware threads;
+        at most 4x those, and one per work item, are started).
     out : array, optional
         Preallocated C-contiguous output (``(C, H, W)`` float32, or
         ``(H, W)`` int32 with ``argmax``): numpy for the host backends,
@@ -382,6 +447,7 @@ def stitch(tiles, origins, image_shape, *, overlap=None, blend="gaussian", sigma
     >>> bool(np.allclose(back[0], img, atol=1e-6))
     True
     """
+    num_threads = _backend.check_num_threads("stitch", num_threads)
     device = _backend.is_device_array(tiles)
     if not device:
         tiles = np.asarray(tiles)
@@ -398,17 +464,19 @@ def stitch(tiles, origins, image_shape, *, overlap=None, blend="gaussian", sigma
     if origins.ndim != 2 or origins.shape != (tiles.shape[0], 2) or origins.dtype.kind not in "iu":
         raise ValueError(f"stitch: origins should be an integer array of shape ({tiles.shape[0]}, 2), "
                          f"got {origins.dtype} {tuple(origins.shape)}")
-    origins = np.ascontiguousarray(origins, np.int64)
     _check_policy(nan_policy, "stitch")
     if fill_value is not None and not isinstance(fill_value, (int, float, np.integer, np.floating)):
         raise ValueError(f"stitch: fill_value should be a number or None, got {fill_value!r}")
     channels, height, width, oy, ox = _stitch_options(tiles.shape, image_shape, overlap, blend, sigma_scale,
                                                        activation, argmax)
+    # Checked in the caller's dtype: converted to int64 first, a uint64 2**63 would be reported
+    # as a negative number it never was.
     bad = (origins[:, 0] < 0) | (origins[:, 0] >= height) | (origins[:, 1] < 0) | (origins[:, 1] >= width)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         raise ValueError(f"stitch: origins[{k}] = {tuple(origins[k].tolist())} should lie inside the "
                          f"{height} x {width} image")
+    origins = np.ascontiguousarray(origins, np.int64)
     mode, act = BLEND_MODES.index(blend), _ACTIVATIONS[activation]
     fill = 0.0 if fill_value is None else float(fill_value)
     out_shape = (height, width) if argmax else (channels, height, width)
@@ -443,6 +511,11 @@ def stitch(tiles, origins, image_shape, *, overlap=None, blend="gaussian", sigma
         host = tiles.get() if device else tiles
         with np.errstate(invalid="ignore"):
             culprits = np.flatnonzero(~np.isfinite(host.reshape(host.shape[0], -1)).all(axis=1))
+        if culprits.size == 0:
+            # Finite tiles can still give inf: the weighted sum of a few values near 3.4e38.
+            raise ValueError(f"stitch: {nonfinite} blended values overflow float32: every tile value is finite, "
+                             "but their weighted sums are too large for float32 (largest finite 3.4e38); "
+                             "scale the tiles down, or pass nan_policy='propagate' to keep the infinities")
         raise ValueError(f"stitch: {nonfinite} blended values are NaN or inf (tiles with non-finite values: "
                          f"{culprits[:8].tolist()}{'...' if culprits.size > 8 else ''}); "
                          "pass nan_policy='propagate' to keep them")

@@ -33,6 +33,7 @@ def distance_transform(mask, *, backend: str = "auto", num_threads: int = 0) -> 
     """Exact Euclidean distance from every non-zero pixel of ``mask`` to the nearest zero pixel, as
     ``scipy.ndimage.distance_transform_edt`` computes it (rounded to float32); 0 on zero pixels, inf
     everywhere when the mask has no zero pixel (pixels beyond the border are not background)."""
+    num_threads = _backend.check_num_threads("distance_transform", num_threads)
     mask = _host_mask(mask, "distance_transform")
     if _backend.resolve("distance_transform", backend, False) == "cpu":
         from .._build import _core  # noqa: PLC0415

@@ -266,3 +266,13 @@ def test_a_run_where_no_field_gave_an_embedding_says_nothing_was_monitored():
     nothing = _drift_fact({"monitored": True, "alarms": 0, "fields": 0, "note": "the model's reference"})
     assert nothing.startswith("no field was monitored") and "no alarm" not in nothing
     assert _drift_fact({"monitored": True, "alarms": 0, "fields": 48, "note": "r"}).startswith("no alarm over 48")
+
+
+@pytest.mark.parametrize("option, expected", [(["--tile", "0"], "tile_size"), (["--overlap", "1.5"], "overlap")])
+def test_stitch_demo_names_a_bad_tile_or_overlap_in_one_line(tmp_path, capsys, option, expected):
+    from cellrt.cli import main
+
+    assert main(["stitch-demo", "--out", str(tmp_path / "demo"), "--repeats", "1", *option]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cellrt stitch-demo: ") and expected in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

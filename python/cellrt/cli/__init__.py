@@ -171,9 +171,13 @@ def main(argv: list[str] | None = None) -> int:
                          images_format=args.images_format, tile=args.tile, precision=args.precision,
                          drift_reference=None if args.drift_reference == "none" else args.drift_reference)
     from .demo import run_demo as run_stitch_demo
+    from .run import fail, input_errors
 
-    return run_stitch_demo(out=args.out, image_path=args.image, tile_size=args.tile, overlap=args.overlap,
-                           repeats=args.repeats)
+    try:
+        return run_stitch_demo(out=args.out, image_path=args.image, tile_size=args.tile, overlap=args.overlap,
+                               repeats=args.repeats)
+    except input_errors() as error:   # a bad --tile / --overlap / --image: the kernels' messages name it
+        return fail("stitch-demo", error)
 
 
 if __name__ == "__main__":  # pragma: no cover

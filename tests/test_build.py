@@ -93,6 +93,41 @@ def test_downstream_cmake_project_links_the_installed_package(tmp_path):
     assert run.stdout.strip().endswith("ok")
 
 
+def _generator() -> list[str]:
+    return ["-G", "Ninja"] if shutil.which("ninja") else []
+
+
+@pytest.fixture(scope="module")
+def plain_install(tmp_path_factory) -> Path:
+    """A CPU-only `cmake --install` of this checkout into a prefix of its own (no wheel, no Python)."""
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not available on this machine")
+    root = tmp_path_factory.mktemp("plain")
+    build, prefix = root / "build", root / "prefix"
+    for step in (["cmake", "-S", str(ROOT), "-B", str(build), *_generator(), "-DCELLRT_BUILD_PYTHON=OFF",
+                  "-DCELLRT_ENABLE_CUDA=OFF", f"-DCMAKE_INSTALL_PREFIX={prefix}"],
+                 ["cmake", "--build", str(build), "--parallel"],
+                 ["cmake", "--install", str(build)]):
+        run = subprocess.run(step, capture_output=True, text=True)
+        assert run.returncode == 0, " ".join(step) + "\n" + run.stdout[-4000:] + run.stderr[-4000:]
+    return prefix
+
+
+def test_downstream_cmake_project_links_a_plain_install_prefix(plain_install, tmp_path):
+    # What an integrator without the wheel does: install from source, then find_package by prefix. The exported
+    # targets must point into the prefix (an install destination starting with "." made them point above it).
+    build = tmp_path / "build"
+    configure = subprocess.run(["cmake", "-S", str(ROOT / "tests/consumer"), "-B", str(build), *_generator(),
+                                f"-DCMAKE_PREFIX_PATH={plain_install}", "-DCMAKE_BUILD_TYPE=Release"],
+                               capture_output=True, text=True)
+    assert configure.returncode == 0, configure.stdout + configure.stderr
+    compile_ = subprocess.run(["cmake", "--build", str(build)], capture_output=True, text=True)
+    assert compile_.returncode == 0, compile_.stdout + compile_.stderr
+    run = subprocess.run([str(build / "consumer")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip().endswith("ok")
+
+
 def core_cpu_sources() -> list[str]:
     """The C++ sources of cellrt_core without the CUDA ones, as CMakeLists.txt lists them."""
     cmake = (ROOT / "CMakeLists.txt").read_text()

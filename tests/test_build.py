@@ -128,6 +128,46 @@ def test_downstream_cmake_project_links_a_plain_install_prefix(plain_install, tm
     assert run.stdout.strip().endswith("ok")
 
 
+def _configure_cellrt(build: Path, *defines: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), *_generator(), "-DCELLRT_BUILD_PYTHON=OFF",
+                           *defines], capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize("value", ["off", "FALSE", "0", "no", "N", "Off"])
+def test_cmake_false_words_turn_cuda_off(value, tmp_path):
+    # Where nvcc is present (as here), "off" or "no" used to build the CUDA kernels: only "OFF" was recognised.
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not available on this machine")
+    run = _configure_cellrt(tmp_path / "build", f"-DCELLRT_ENABLE_CUDA={value}")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "CUDA kernels enabled" not in run.stdout
+    assert f"cellrt: CUDA kernels disabled (CELLRT_ENABLE_CUDA={value})" in run.stdout
+
+
+@pytest.mark.parametrize("value", ["on", "YES", "true", "1", "Y"])
+def test_cmake_true_words_require_cuda(value, tmp_path):
+    # A compiler that cannot exist: a true word must then stop the build (ON), not fall back to the CPU (AUTO).
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not available on this machine")
+    env = {**os.environ, "CUDACXX": str(tmp_path / "no-such-nvcc")}
+    run = _configure_cellrt(tmp_path / "build", f"-DCELLRT_ENABLE_CUDA={value}", env=env)
+    assert run.returncode != 0, run.stdout
+    assert f"CELLRT_ENABLE_CUDA={value} but no CUDA compiler was found" in " ".join(run.stderr.split())
+
+
+def test_cmake_auto_falls_back_and_other_words_are_refused(tmp_path):
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not available on this machine")
+    env = {**os.environ, "CUDACXX": str(tmp_path / "no-such-nvcc")}
+    auto = _configure_cellrt(tmp_path / "auto", "-DCELLRT_ENABLE_CUDA=auto", env=env)
+    assert auto.returncode == 0 and "no CUDA compiler found; building the CPU kernels only" in auto.stdout, \
+        auto.stdout + auto.stderr
+    typo = _configure_cellrt(tmp_path / "typo", "-DCELLRT_ENABLE_CUDA=of", env=env)
+    assert typo.returncode != 0
+    assert 'CELLRT_ENABLE_CUDA should be AUTO, ON or OFF' in " ".join(typo.stderr.split()), typo.stderr
+    assert 'got "of"' in typo.stderr
+
+
 def core_cpu_sources() -> list[str]:
     """The C++ sources of cellrt_core without the CUDA ones, as CMakeLists.txt lists them."""
     cmake = (ROOT / "CMakeLists.txt").read_text()

@@ -77,24 +77,50 @@ def test_c_headers_compile_as_c99_and_the_c_abi_works(tmp_path):
     assert run.stdout.strip().endswith("ok")
 
 
-def test_downstream_cmake_project_links_the_installed_package(tmp_path):
-    if shutil.which("cmake") is None:
-        pytest.skip("cmake is not available on this machine")
-    env = dict(os.environ)
-    build = tmp_path / "build"
-    configure = subprocess.run(
-        ["cmake", "-S", str(ROOT / "tests/consumer"), "-B", str(build), f"-Dcellrt_DIR={cellrt.cmake_dir()}",
-         "-DCMAKE_BUILD_TYPE=Release"], capture_output=True, text=True, env=env)
-    assert configure.returncode == 0, configure.stdout + configure.stderr
-    compile_ = subprocess.run(["cmake", "--build", str(build)], capture_output=True, text=True, env=env)
-    assert compile_.returncode == 0, compile_.stdout + compile_.stderr
-    run = subprocess.run([str(build / "consumer")], capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.strip().endswith("ok")
-
-
 def _generator() -> list[str]:
     return ["-G", "Ninja"] if shutil.which("ninja") else []
+
+
+def _configure_consumer(build: Path, *defines: str) -> subprocess.CompletedProcess:
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not available on this machine")
+    return subprocess.run(["cmake", "-S", str(ROOT / "tests/consumer"), "-B", str(build), *_generator(),
+                           "-DCMAKE_BUILD_TYPE=Release", *defines], capture_output=True, text=True)
+
+
+def _build_and_run_consumer(build: Path, *defines: str, programs=("consumer", "c_consumer")) -> None:
+    configure = _configure_consumer(build, *defines)
+    assert configure.returncode == 0, configure.stdout + configure.stderr
+    compile_ = subprocess.run(["cmake", "--build", str(build)], capture_output=True, text=True)
+    assert compile_.returncode == 0, compile_.stdout + compile_.stderr
+    for program in programs:
+        run = subprocess.run([str(build / program)], capture_output=True, text=True)
+        assert run.returncode == 0, program + ": " + run.stdout + run.stderr
+        assert run.stdout.strip().endswith("ok"), program + ": " + run.stdout
+
+
+def test_downstream_cmake_project_links_the_installed_package(tmp_path):
+    _build_and_run_consumer(tmp_path / "build", f"-Dcellrt_DIR={cellrt.cmake_dir()}")
+
+
+def test_c_consumer_needs_no_cuda_toolkit(tmp_path):
+    # An acquisition PC with a GPU driver but no CUDA toolkit: libcellrt_c carries the CUDA runtime, so a C program
+    # linking only cellrt::c must find the package and link. find_package(CUDAToolkit) is switched off to be sure
+    # no toolkit is found here; a CUDA-built SDK's config used to make it a required dependency.
+    _build_and_run_consumer(tmp_path / "build", f"-Dcellrt_DIR={cellrt.cmake_dir()}",
+                            "-DCMAKE_DISABLE_FIND_PACKAGE_CUDAToolkit=ON", "-DCONSUMER_C_ONLY=ON",
+                            programs=("c_consumer",))
+
+
+def test_linking_the_cuda_built_core_without_a_toolkit_says_what_to_do(tmp_path):
+    if not cellrt.has_cuda():
+        pytest.skip("this cellrt was built without CUDA: its cellrt::core needs no toolkit")
+    configure = _configure_consumer(tmp_path / "build", f"-Dcellrt_DIR={cellrt.cmake_dir()}",
+                                    "-DCMAKE_DISABLE_FIND_PACKAGE_CUDAToolkit=ON")
+    assert configure.returncode != 0
+    message = " ".join(configure.stderr.split())
+    assert "cellrt::core is linked by consumer. This cellrt::core was built with CUDA" in message, configure.stderr
+    assert "can link cellrt::c instead" in message
 
 
 @pytest.fixture(scope="module")
@@ -116,16 +142,7 @@ def plain_install(tmp_path_factory) -> Path:
 def test_downstream_cmake_project_links_a_plain_install_prefix(plain_install, tmp_path):
     # What an integrator without the wheel does: install from source, then find_package by prefix. The exported
     # targets must point into the prefix (an install destination starting with "." made them point above it).
-    build = tmp_path / "build"
-    configure = subprocess.run(["cmake", "-S", str(ROOT / "tests/consumer"), "-B", str(build), *_generator(),
-                                f"-DCMAKE_PREFIX_PATH={plain_install}", "-DCMAKE_BUILD_TYPE=Release"],
-                               capture_output=True, text=True)
-    assert configure.returncode == 0, configure.stdout + configure.stderr
-    compile_ = subprocess.run(["cmake", "--build", str(build)], capture_output=True, text=True)
-    assert compile_.returncode == 0, compile_.stdout + compile_.stderr
-    run = subprocess.run([str(build / "consumer")], capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.strip().endswith("ok")
+    _build_and_run_consumer(tmp_path / "build", f"-DCMAKE_PREFIX_PATH={plain_install}")
 
 
 def _configure_cellrt(build: Path, *defines: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -77,6 +77,32 @@ def test_c_headers_compile_as_c99_and_the_c_abi_works(tmp_path):
     assert run.stdout.strip().endswith("ok")
 
 
+def _c_api_functions() -> set[str]:
+    """The functions c_api.h declares with CELLRT_EXPORT."""
+    import re
+
+    header = (ROOT / "csrc/include/cellrt/c_api.h").read_text()
+    return set(re.findall(r"CELLRT_EXPORT\b[^;(]*?\b(cellrt_\w+)\s*\(", header))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="checks the ELF dynamic symbol table")
+def test_c_library_exports_exactly_the_c_api():
+    # libcellrt_c used to export cellrt_core's C++ symbols (and the CUDA libraries' template instances) too: a
+    # program linking cellrt::core and cellrt::c then had two copies of them, and the library's own calls could
+    # bind to the program's copy.
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("nm (binutils) is not available on this machine")
+    _, lib = _sdk()
+    listing = subprocess.run([nm, "-D", "--defined-only", str(lib / "libcellrt_c.so")], capture_output=True,
+                             text=True, check=True).stdout
+    exported = {line.split()[-1] for line in listing.splitlines() if line.strip()}
+    declared = _c_api_functions()
+    assert len(declared) > 30
+    assert exported == declared, (f"exported but not in c_api.h: {sorted(exported - declared)[:20]}; "
+                                  f"in c_api.h but not exported: {sorted(declared - exported)}")
+
+
 def _generator() -> list[str]:
     return ["-G", "Ninja"] if shutil.which("ninja") else []
 

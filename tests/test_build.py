@@ -63,18 +63,69 @@ def _sdk() -> tuple[Path, Path]:
     return include, cmake_dir.parents[1]
 
 
-def test_c_headers_compile_as_c99_and_the_c_abi_works(tmp_path):
+def _compile_c(source: str, exe: Path, include: Path, lib: Path) -> Path:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("a C compiler is not available on this machine")
-    include, lib = _sdk()
-    exe = tmp_path / "test_headers"
-    subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", str(ROOT / "tests/c/test_headers.c"),
-                    f"-I{include}", f"-L{lib}", "-lcellrt_c", f"-Wl,-rpath,{lib}", "-lm", "-o", str(exe)],
-                   check=True, capture_output=True, text=True)
+    build = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", str(ROOT / source),
+                            f"-I{include}", f"-L{lib}", "-lcellrt_c", f"-Wl,-rpath,{lib}", "-lm", "-o", str(exe)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    return exe
+
+
+def test_c_headers_compile_as_c99_and_the_c_abi_works(tmp_path):
+    exe = _compile_c("tests/c/test_headers.c", tmp_path / "test_headers", *_sdk())
     run = subprocess.run([str(exe)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.strip().endswith("ok")
+
+
+def _skip_unless_x86_64_v3_build() -> None:
+    if _core.host_isa != "x86-64-v3":
+        pytest.skip("this cellrt was built for baseline x86-64 (CELLRT_X86_64_V3=OFF): there is nothing to check")
+
+
+def test_c_abi_refuses_calls_when_the_cpu_lacks_x86_64_v3(tmp_path):
+    # libcellrt_c's kernels are compiled for x86-64-v3; on an older CPU a C caller got SIGILL where the Python
+    # module refuses to import. The test hook makes this CPU count as one without x86-64-v3.
+    _skip_unless_x86_64_v3_build()
+    exe = _compile_c("tests/c/test_cpu_check.c", tmp_path / "test_cpu_check", *_sdk())
+    run = subprocess.run([str(exe)], capture_output=True, text=True,
+                         env={**os.environ, "CELLRT_TEST_CPU_LACKS_X86_64_V3": "1"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip().endswith("ok")
+    assert "[pretended: CELLRT_TEST_CPU_LACKS_X86_64_V3 is set]" in run.stdout
+    # Without the hook, on this CPU, the same calls go through (and the program reports them as not refused).
+    native = subprocess.run([str(exe)], capture_output=True, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "CELLRT_TEST_CPU_LACKS_X86_64_V3"})
+    assert native.returncode == 1 and "FAILED cellrt_histogram" in native.stderr, native.stderr
+
+
+def test_cpu_check_program_calls_every_entry_point_that_returns_a_status():
+    import re
+
+    header = (ROOT / "csrc/include/cellrt/c_api.h").read_text()
+    program = (ROOT / "tests/c/test_cpu_check.c").read_text()
+    entry_points = re.findall(r"CELLRT_EXPORT\s+cellrt_status_t\s+(cellrt_\w+)\s*\(", header)
+    assert len(entry_points) > 15
+    assert [name for name in entry_points if f"REFUSED({name}(" not in program] == []
+
+
+def test_c_abi_on_an_emulated_cpu_without_x86_64_v3(plain_install, tmp_path):
+    # The real thing, where qemu's user-mode emulator is installed: a Nehalem (SSE4.2, no AVX) runs the program
+    # against the wheel's library and against a plain install whose every file got -march=x86-64-v3 through
+    # CMAKE_CXX_FLAGS (see plain_install): the C ABI's own code must still run there up to the check.
+    _skip_unless_x86_64_v3_build()
+    qemu = shutil.which("qemu-x86_64")
+    if qemu is None:
+        pytest.skip("qemu-x86_64 (qemu-user) is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "CELLRT_TEST_CPU_LACKS_X86_64_V3"}
+    for name, include, lib in (("wheel", *_sdk()), ("plain", plain_install / "include", _libdir(plain_install))):
+        exe = _compile_c("tests/c/test_cpu_check.c", tmp_path / f"test_cpu_check_{name}", include, lib)
+        run = subprocess.run([qemu, "-cpu", "Nehalem", str(exe)], capture_output=True, text=True, env=env)
+        assert run.returncode == 0, f"{name}: " + run.stdout + run.stderr
+        assert run.stdout.strip().endswith("ok") and "pretended" not in run.stdout, run.stdout
 
 
 def _c_api_functions() -> set[str]:
@@ -156,13 +207,23 @@ def plain_install(tmp_path_factory) -> Path:
         pytest.skip("cmake is not available on this machine")
     root = tmp_path_factory.mktemp("plain")
     build, prefix = root / "build", root / "prefix"
+    # An -march for every file, as a toolchain file may set it (where the CPU has x86-64-v3, as a v3 build of
+    # _core says): the C ABI's own files must still come out for baseline x86-64.
+    flags = ["-DCMAKE_CXX_FLAGS=-march=x86-64-v3"] if _core.host_isa == "x86-64-v3" else []
     for step in (["cmake", "-S", str(ROOT), "-B", str(build), *_generator(), "-DCELLRT_BUILD_PYTHON=OFF",
-                  "-DCELLRT_ENABLE_CUDA=OFF", f"-DCMAKE_INSTALL_PREFIX={prefix}"],
+                  "-DCELLRT_ENABLE_CUDA=OFF", f"-DCMAKE_INSTALL_PREFIX={prefix}", *flags],
                  ["cmake", "--build", str(build), "--parallel"],
                  ["cmake", "--install", str(build)]):
         run = subprocess.run(step, capture_output=True, text=True)
         assert run.returncode == 0, " ".join(step) + "\n" + run.stdout[-4000:] + run.stderr[-4000:]
     return prefix
+
+
+def _libdir(prefix: Path) -> Path:
+    """The folder of libcellrt_c in an install prefix: lib, lib64 or lib/<multiarch>, as GNUInstallDirs chose."""
+    found = sorted(prefix.glob("lib*/**/libcellrt_c.so"))
+    assert found, f"no libcellrt_c.so under {prefix}"
+    return found[0].parent
 
 
 def test_downstream_cmake_project_links_a_plain_install_prefix(plain_install, tmp_path):

@@ -16,6 +16,13 @@
  *  - Calls with device memory are stream-ordered on the given cudaStream_t
  *    (NULL: default stream) and return after the stream has finished, since
  *    they report counts.
+ *  - A library built for x86-64-v3 (CELLRT_X86_64_V3=ON, the default:
+ *    AVX2, FMA, F16C) checks the CPU before it runs any of that code: on an
+ *    older CPU every call that returns a status returns
+ *    CELLRT_STATUS_NOT_COMPILED with a message naming the missing level and
+ *    the rebuild option (-DCELLRT_X86_64_V3=OFF), instead of dying on an
+ *    illegal instruction. cellrt_version(), cellrt_c_api_version() and
+ *    cellrt_has_cuda() still answer; cellrt_cuda_device_count() returns 0.
  */
 #ifndef CELLRT_C_API_H_
 #define CELLRT_C_API_H_
@@ -35,7 +42,8 @@ typedef enum cellrt_status_t {
   CELLRT_STATUS_OK = 0,
   CELLRT_STATUS_INVALID_ARGUMENT = 1, /* bad shape, dtype, option or pointer */
   CELLRT_STATUS_OUT_OF_RANGE = 2,
-  CELLRT_STATUS_NOT_COMPILED = 3,     /* e.g. CUDA memory passed to a CPU-only build */
+  CELLRT_STATUS_NOT_COMPILED = 3,     /* e.g. CUDA memory passed to a CPU-only build, or a CPU
+                                         without x86-64-v3 running a library built for it */
   CELLRT_STATUS_RUNTIME_ERROR = 4,    /* CUDA failure and other runtime errors */
   CELLRT_STATUS_UNKNOWN_ERROR = 5
 } cellrt_status_t;

@@ -401,4 +401,15 @@ cellrt_status_t cellrt_contours(const cellrt_tensor_t* labels, int64_t num_objec
   });
 }
 
+cellrt_status_t cellrt_tile_origins(int64_t height, int64_t width, int64_t tile_h, int64_t tile_w, int64_t overlap_y,
+                                   int64_t overlap_x, int64_t* origins, int64_t capacity, int64_t* count) {
+  return translate_exceptions([&] {
+    const int64_t n = cellrt::tile_origins(height, width, tile_h, tile_w, overlap_y, overlap_x);
+    // Before the buffer is checked, so a caller whose buffer is too small learns the size it needs.
+    if (count != nullptr) *count = n;
+    if (origins != nullptr)
+      cellrt::tile_origins(height, width, tile_h, tile_w, overlap_y, overlap_x, origins, capacity);
+  });
+}
+
 }  // extern "C"

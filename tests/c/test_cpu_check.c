@@ -71,6 +71,7 @@ int main(void) {
   REFUSED(cellrt_h_maxima_seeds(NULL, 1.0f, NULL, 8, NULL));
   REFUSED(cellrt_watershed(NULL, NULL, NULL, 8, NULL));
   REFUSED(cellrt_gaussian_blur_recursive(NULL, NULL, 1.0, NULL, NULL));
+  REFUSED(cellrt_tile_origins(0, 0, 0, 0, -1, -1, NULL, 0, &total));
   if (monitor != NULL) {
     fprintf(stderr, "FAILED: a refused cellrt_drift_monitor_create left its monitor set\n");
     ++failures;

@@ -375,6 +375,38 @@ int main(void) {
            "negative sigma: %s", cellrt_last_error());
   }
 
+  /* C API 6: the tile grid, two calls - the grid tile and stitch ran on above, built here by hand. */
+  {
+    int64_t grid[2 * MAX_TILES], count = -1, k;
+    EXPECT(cellrt_c_api_version() >= 6, "C API 6 functions need version 6");
+    status = cellrt_tile_origins(H, W, T, T, 4, 4, NULL, 0, &count);
+    EXPECT(status == CELLRT_STATUS_OK && count == n, "tile_origins count %lld, grid by hand %d: %s",
+           (long long)count, n, cellrt_last_error());
+    count = -1;
+    status = cellrt_tile_origins(H, W, T, T, 4, 4, grid, 2 * n - 1, &count);
+    EXPECT(status == CELLRT_STATUS_OUT_OF_RANGE && count == n && strstr(cellrt_last_error(), "should hold 2 x"),
+           "tile_origins into a buffer one value short: %d, count %lld: %s", (int)status, (long long)count,
+           cellrt_last_error());
+    status = cellrt_tile_origins(H, W, T, T, 4, 4, grid, 2 * MAX_TILES, &count);
+    EXPECT(status == CELLRT_STATUS_OK && count == n, "tile_origins: %s", cellrt_last_error());
+    for (k = 0; k < 2 * n; ++k)
+      if (grid[k] != origins[k]) {
+        EXPECT(0, "tile_origins value %lld: %lld, by hand %lld", (long long)k, (long long)grid[k],
+               (long long)origins[k]);
+        break;
+      }
+    /* Rectangular tiles, no overlap across; an image narrower than its tile gets one column at 0. */
+    status = cellrt_tile_origins(40, 10, 16, 32, 8, 0, grid, 2 * MAX_TILES, &count);
+    EXPECT(status == CELLRT_STATUS_OK && count == 4 && grid[0] == 0 && grid[2] == 8 && grid[6] == 24 &&
+               grid[1] == 0 && grid[7] == 0,
+           "narrow image: count %lld, rows %lld %lld %lld", (long long)count, (long long)grid[0],
+           (long long)grid[2], (long long)grid[6]);
+    status = cellrt_tile_origins(H, W, T, T, 4, T, NULL, 0, &count);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT &&
+               strstr(cellrt_last_error(), "overlap_x should be in [0, tile_w) = [0, 16), got 16"),
+           "overlap as large as the tile: %s", cellrt_last_error());
+  }
+
   if (failures) return 1;
   printf("ok\n");
   return 0;

@@ -36,7 +36,7 @@
 extern "C" {
 #endif
 
-#define CELLRT_C_API_VERSION 5
+#define CELLRT_C_API_VERSION 6
 
 typedef enum cellrt_status_t {
   CELLRT_STATUS_OK = 0,
@@ -317,6 +317,20 @@ CELLRT_EXPORT cellrt_status_t cellrt_watershed(const cellrt_tensor_t* surface, c
 CELLRT_EXPORT cellrt_status_t cellrt_gaussian_blur_recursive(const cellrt_tensor_t* image, const cellrt_tensor_t* out,
                                                              double sigma, const cellrt_filter_options_t* options,
                                                              void* cuda_stream);
+
+/* C API 6. See cellrt/tile.h: the tile grid that cellrt_tile cuts and
+ * cellrt_stitch blends back, as Python's cellrt.kernels.tile_origins lays it
+ * out (overlaps in pixels here): origins (y, x) in raster order, stride
+ * tile - overlap, the last tile of each row and column flush with the
+ * border, one tile at 0 on an axis no longer than its tile. height, width,
+ * tile_h, tile_w >= 1; 0 <= overlap < tile. Two calls: with origins NULL,
+ * *count receives the number of tiles N; then with origins holding
+ * capacity >= 2 N int64 values, they receive [N, 2]. *count (may be NULL)
+ * is set also when capacity is too small (CELLRT_STATUS_OUT_OF_RANGE,
+ * nothing written). */
+CELLRT_EXPORT cellrt_status_t cellrt_tile_origins(int64_t height, int64_t width, int64_t tile_h, int64_t tile_w,
+                                                  int64_t overlap_y, int64_t overlap_x, int64_t* origins,
+                                                  int64_t capacity, int64_t* count);
 
 #ifdef __cplusplus
 }

@@ -80,6 +80,15 @@ def _axis_origins(length: int, tile: int, overlap: int) -> np.ndarray:
     return np.minimum(np.arange(count, dtype=np.int64) * stride, length - tile)
 
 
+def _grid_numpy(height: int, width: int, th: int, tw: int, oy: int, ox: int) -> np.ndarray:
+    """The grid without the extension, and the reference its C++ twin (cellrt::tile_origins) is tested against."""
+    ys, xs = _axis_origins(height, th, oy), _axis_origins(width, tw, ox)
+    grid = np.empty((ys.size, xs.size, 2), np.int64)
+    grid[..., 0] = ys[:, None]
+    grid[..., 1] = xs[None, :]
+    return grid.reshape(-1, 2)
+
+
 def tile_origins(image_shape, tile_size, overlap=0.25) -> np.ndarray:
     """Top-left corners of a regular tile grid over an image.
 
@@ -98,6 +107,8 @@ def tile_origins(image_shape, tile_size, overlap=0.25) -> np.ndarray:
     origins : (N, 2) int64 ndarray
         ``(y, x)`` in raster order; the last tile of each row and column sits
         flush with the border; an axis shorter than the tile has one origin, 0.
+        The grid of ``cellrt::tile_origins`` (C++) and ``cellrt_tile_origins``
+        (C), which compute it here when the extension is present.
 
     Examples
     --------
@@ -111,11 +122,13 @@ def tile_origins(image_shape, tile_size, overlap=0.25) -> np.ndarray:
         raise ValueError(f"tile_origins: image_shape should be non-empty, got {tuple(image_shape)!r}")
     th, tw = _tile_hw(tile_size, "tile_origins")
     oy, ox = resolve_overlap(overlap, (th, tw), "tile_origins")
-    ys, xs = _axis_origins(height, th, oy), _axis_origins(width, tw, ox)
-    grid = np.empty((ys.size, xs.size, 2), np.int64)
-    grid[..., 0] = ys[:, None]
-    grid[..., 1] = xs[None, :]
-    return grid.reshape(-1, 2)
+    # The C++ grid when the extension is there: the one C and C++ callers of tile and stitch get
+    # (cellrt_tile_origins), so a plate tiled in Python and in acquisition software is tiled alike.
+    from .._build import _core  # noqa: PLC0415
+
+    if _core is not None:
+        return _core.tile_origins(height, width, th, tw, oy, ox)
+    return _grid_numpy(height, width, th, tw, oy, ox)
 
 
 def _integer_percentiles(values: np.ndarray, qs) -> np.ndarray:

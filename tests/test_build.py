@@ -128,6 +128,35 @@ def test_c_abi_on_an_emulated_cpu_without_x86_64_v3(plain_install, tmp_path):
         assert run.stdout.strip().endswith("ok") and "pretended" not in run.stdout, run.stdout
 
 
+def _flat(text: str) -> str:
+    """Comment text as one line: no comment markers, single spaces."""
+    return " ".join(text.replace("/*", " ").replace("*/", " ").replace("//", " ").replace(" * ", " ").split())
+
+
+def test_headers_and_readme_state_thread_safety_and_the_stitch_limits():
+    # What integrators read against what the code does: the fused-channel limit of stitch_kernel.h (which
+    # tests/c/test_headers.c exercises, with argmax's -1 for uncovered pixels) and the threading rules (which
+    # tests/c/sanitize_driver.cpp exercises under ThreadSanitizer).
+    import re
+
+    from cellrt.kernels.stitch import MAX_FUSED_CHANNELS
+
+    limit = int(re.search(r"kMaxFusedChannels = (\d+);", (ROOT / "csrc/stitch/stitch_kernel.h").read_text())[1])
+    assert MAX_FUSED_CHANNELS == limit
+    c_api = _flat((ROOT / "csrc/include/cellrt/c_api.h").read_text())
+    stitch_h = _flat((ROOT / "csrc/include/cellrt/stitch.h").read_text())
+    readme = (ROOT / "README.md").read_text()
+    readme = _flat(readme[readme.index("## C++ API and C ABI"):readme.index("## Build")])
+    for name, text in (("c_api.h", c_api), ("stitch.h", stitch_h), ("README", readme)):
+        assert f"at most {limit} channels" in text, name
+        assert re.search(r"-1 where no tile covers a pixel|no tile covers get -1", text), name
+    for name, text in (("c_api.h", c_api), ("README", readme)):
+        assert "per thread" in text and "reentrant" in text, name
+        assert re.search(r"one thread at a time per handle|must not be used \(update, reset, destroy\) by two "
+                         r"threads at once", text), name
+    assert "Not thread-safe" in _flat((ROOT / "csrc/include/cellrt/drift.h").read_text())
+
+
 def _c_api_functions() -> set[str]:
     """The functions c_api.h declares with CELLRT_EXPORT."""
     import re
@@ -282,7 +311,7 @@ def core_cpu_sources() -> list[str]:
 @pytest.mark.parametrize("sanitizers", ["address,undefined", "thread"])
 def test_cpu_kernels_are_clean_under_sanitizers(sanitizers, tmp_path):
     # AddressSanitizer + UBSan: out-of-bounds and undefined arithmetic;
-    # ThreadSanitizer: the worker pool and the lock-free label numbering.
+    # ThreadSanitizer: the worker pool, the lock-free label numbering and concurrent C ABI callers.
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
         pytest.skip("a C++ compiler is not available on this machine")
@@ -292,8 +321,9 @@ def test_cpu_kernels_are_clean_under_sanitizers(sanitizers, tmp_path):
              f"-I{ROOT / 'csrc/include'}"]
     if _core.host_isa == "x86-64-v3":
         flags.append("-march=x86-64-v3")
+    c_abi = ["csrc/c_api/c_api.cpp", "csrc/c_api/cpu_check.cpp"]
     build = subprocess.run([cxx, *flags, str(ROOT / "tests/c/sanitize_driver.cpp"),
-                            *(str(ROOT / s) for s in core_cpu_sources()), "-lpthread", "-o", str(exe)],
+                            *(str(ROOT / s) for s in core_cpu_sources() + c_abi), "-lpthread", "-o", str(exe)],
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-4000:]
     env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1", "TSAN_OPTIONS": "halt_on_error=1"}

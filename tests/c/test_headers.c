@@ -138,6 +138,49 @@ int main(void) {
   status = cellrt_tile(&image_view, origins, &tiles_view, &tile_options, NULL, NULL);
   EXPECT(status != CELLRT_STATUS_OK, "mixed devices accepted");
 
+  /* One 4 x 4 tile on a 6 x 6 field leaves 20 pixels uncovered: fill_value there, in every channel and not
+   * activated; with argmax -1 there, whatever fill_value is. Softmax and argmax take at most 64 channels. */
+  {
+    static float one_tile[65 * 4 * 4], values[65 * 6 * 6];
+    static int32_t classes[6 * 6];
+    const int64_t one_origin[2] = {0, 0};
+    const int64_t two_channels[4] = {1, 2, 4, 4}, many_channels[4] = {1, 65, 4, 4};
+    const int64_t out_shape[3] = {2, 6, 6}, many_out_shape[3] = {65, 6, 6}, class_shape[2] = {6, 6};
+    cellrt_tensor_t tile_view, out_view, class_view;
+    cellrt_stitch_options_t fused;
+    for (i = 0; i < 16; ++i) {
+      one_tile[i] = 0.0f;      /* channel 0 */
+      one_tile[16 + i] = 1.0f; /* channel 1: the larger */
+    }
+    view(&tile_view, one_tile, CELLRT_DTYPE_FLOAT32, 4, two_channels);
+    view(&out_view, values, CELLRT_DTYPE_FLOAT32, 3, out_shape);
+    view(&class_view, classes, CELLRT_DTYPE_INT32, 2, class_shape);
+    cellrt_stitch_options_init(&fused);
+    fused.blend = CELLRT_BLEND_CONSTANT;
+    fused.activation = CELLRT_ACTIVATION_SIGMOID;
+    fused.fill_value = 7.0f;
+    status = cellrt_stitch(&tile_view, one_origin, &out_view, &fused, NULL, &counts);
+    EXPECT(status == CELLRT_STATUS_OK && counts.uncovered == 20 && values[35] == 7.0f && values[36 + 35] == 7.0f &&
+               fabs(values[0] - 0.5) < 1e-6,
+           "sigmoid with uncovered pixels: %g %g %g, uncovered %lld: %s", values[35], values[36 + 35], values[0],
+           (long long)counts.uncovered, cellrt_last_error());
+    fused.activation = CELLRT_ACTIVATION_NONE;
+    fused.argmax = 1;
+    status = cellrt_stitch(&tile_view, one_origin, &class_view, &fused, NULL, NULL);
+    EXPECT(status == CELLRT_STATUS_OK && classes[0] == 1 && classes[35] == -1,
+           "argmax with uncovered pixels: %d %d: %s", classes[0], classes[35], cellrt_last_error());
+    view(&tile_view, one_tile, CELLRT_DTYPE_FLOAT32, 4, many_channels);
+    status = cellrt_stitch(&tile_view, one_origin, &class_view, &fused, NULL, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "at most 64 channels, got 65"),
+           "argmax of 65 channels: %s", cellrt_last_error());
+    fused.argmax = 0;
+    fused.activation = CELLRT_ACTIVATION_SOFTMAX;
+    view(&out_view, values, CELLRT_DTYPE_FLOAT32, 3, many_out_shape);
+    status = cellrt_stitch(&tile_view, one_origin, &out_view, &fused, NULL, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "at most 64 channels, got 65"),
+           "softmax of 65 channels: %s", cellrt_last_error());
+  }
+
   /* label + measure: two 4-connected squares and a diagonal pair that only
    * 8-connectivity joins. */
   {

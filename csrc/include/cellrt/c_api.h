@@ -23,6 +23,26 @@
  *    the rebuild option (-DCELLRT_X86_64_V3=OFF), instead of dying on an
  *    illegal instruction. cellrt_version(), cellrt_c_api_version() and
  *    cellrt_has_cuda() still answer; cellrt_cuda_device_count() returns 0.
+ *
+ * Threads
+ *  - Every function may run on any number of threads at once, as long as no
+ *    call writes memory that a concurrent call reads or writes: inputs may be
+ *    shared, outputs may not. Between calls the library keeps only its
+ *    worker pool, its CUDA scratch-memory pool and the CPU check's answer,
+ *    all safe to share; the kernels themselves are reentrant.
+ *  - The error message is per thread: a failure on one thread never changes
+ *    what cellrt_last_error() returns on another.
+ *  - A cellrt_drift_monitor_t holds a monitor's running state and no lock:
+ *    one handle must not be used (update, reset, destroy) by two threads at
+ *    once. Separate handles are independent.
+ *  - A CPU call runs on num_threads threads (0: all hardware threads). The
+ *    process-wide worker pool serves one call at a time; a call that finds
+ *    it busy starts threads of its own. Callers that run calls in parallel
+ *    should therefore share the cores out through num_threads.
+ *  - A call with CUDA memory runs on the calling thread's current device
+ *    (cudaSetDevice); its memory and stream should belong to that device.
+ *    Calls on different streams may overlap; calls on one stream run in
+ *    its order.
  */
 #ifndef CELLRT_C_API_H_
 #define CELLRT_C_API_H_
@@ -98,9 +118,11 @@ typedef struct cellrt_stitch_options_t {
   int32_t overlap_y;  /* taper width in pixels, [0, tile_h) */
   int32_t overlap_x;  /* taper width in pixels, [0, tile_w) */
   float sigma_scale;  /* gaussian sigma / tile side */
-  int32_t activation; /* cellrt_activation_t */
-  int32_t argmax;     /* nonzero: out is [H, W] int32 class indices */
-  float fill_value;   /* written where no tile covers a pixel */
+  int32_t activation; /* cellrt_activation_t; softmax takes at most 64 channels */
+  int32_t argmax;     /* nonzero: out is [H, W] int32 class indices, -1 where no tile
+                         covers a pixel; at most 64 channels */
+  float fill_value;   /* written where no tile covers a pixel, in every channel and
+                         without the activation; not used with argmax (-1 there) */
   int32_t num_threads;
 } cellrt_stitch_options_t;
 
@@ -139,7 +161,9 @@ CELLRT_EXPORT cellrt_status_t cellrt_tile(const cellrt_tensor_t* image, const in
                                           cellrt_counts_t* counts);
 
 /* See cellrt/stitch.h: tiles [N,C,th,tw] f32/f16 -> out [C,H,W] f32 (or
- * [H,W] int32 with argmax). counts may be NULL. */
+ * [H,W] int32 with argmax). Softmax and argmax keep a pixel's channels in
+ * registers: C <= 64 (CELLRT_STATUS_INVALID_ARGUMENT beyond). counts may be
+ * NULL. */
 CELLRT_EXPORT cellrt_status_t cellrt_stitch(const cellrt_tensor_t* tiles, const int64_t* origins,
                                             const cellrt_tensor_t* out,
                                             const cellrt_stitch_options_t* options, void* cuda_stream,
@@ -241,7 +265,9 @@ CELLRT_EXPORT cellrt_status_t cellrt_rbf_kernel(const cellrt_tensor_t* queries, 
 
 /* See cellrt/drift.h (C API 3): the streaming MMD drift monitor. The
  * reference (embeddings [N,D] float32 host, sigma, window, threshold) comes
- * from cellrt.drift.DriftReference.save_raw(); the monitor copies it. */
+ * from cellrt.drift.DriftReference.save_raw(); the monitor copies it. One
+ * thread at a time per handle (it has no lock); create sets *monitor to NULL
+ * on failure. */
 typedef struct cellrt_drift_monitor cellrt_drift_monitor_t;
 
 typedef struct cellrt_drift_step_t {

@@ -62,6 +62,58 @@ def test_tile_origins_rectangular_tiles_and_overlaps():
     assert np.unique(origins[:, 1]).tolist() == [0, 244]
 
 
+def _core_or_skip():
+    from cellrt._build import _core
+
+    if _core is None:
+        pytest.skip("the compiled extension is not available")
+    return _core
+
+
+def test_tile_origins_cpp_grid_equals_the_numpy_grid_exhaustively():
+    # cellrt.kernels.tile_origins returns the C++ grid (cellrt::tile_origins, cellrt_tile_origins in C); the numpy
+    # grid it replaced stays the reference. Every tile side and overlap against every image side up to 3 tiles.
+    from cellrt.kernels.stitch import _grid_numpy
+
+    core = _core_or_skip()
+    for tile_side in range(1, 13):
+        for overlap in range(tile_side):
+            for side in range(1, 3 * tile_side + 2):
+                expected = _grid_numpy(side, 5, tile_side, 3, overlap, 1)
+                got = core.tile_origins(side, 5, tile_side, 3, overlap, 1)
+                assert got.dtype == np.int64 and got.flags.c_contiguous
+                np.testing.assert_array_equal(got, expected, err_msg=f"{side} {tile_side} {overlap}")
+                np.testing.assert_array_equal(core.tile_origins(5, side, 3, tile_side, 1, overlap),
+                                              _grid_numpy(5, side, 3, tile_side, 1, overlap))
+
+
+@settings(max_examples=200, deadline=None)
+@given(height=st.integers(1, 6000), width=st.integers(1, 6000), tile_h=st.integers(32, 2048),
+       tile_w=st.integers(32, 2048), overlap=st.floats(0.0, 0.9))
+def test_tile_origins_cpp_grid_equals_the_numpy_grid(height, width, tile_h, tile_w, overlap):
+    # Plate-sized fields, tiles and fractional overlaps, through the public function.
+    from cellrt.kernels.stitch import _grid_numpy, resolve_overlap
+
+    _core_or_skip()
+    oy, ox = resolve_overlap(overlap, (tile_h, tile_w))
+    np.testing.assert_array_equal(tile_origins((height, width), (tile_h, tile_w), overlap),
+                                  _grid_numpy(height, width, tile_h, tile_w, oy, ox))
+
+
+def test_tile_origins_cpp_checks_its_arguments():
+    core = _core_or_skip()
+    with pytest.raises(ValueError, match=r"overlap_x should be in \[0, tile_w\) = \[0, 16\), got 16"):
+        core.tile_origins(100, 100, 16, 16, 0, 16)
+    with pytest.raises(ValueError, match=r"height and width should be >= 1, got 0 x 100"):
+        core.tile_origins(0, 100, 16, 16, 0, 0)
+    with pytest.raises(ValueError, match=r"tile_h and tile_w should be >= 1, got 16 x 0"):
+        core.tile_origins(100, 100, 16, 0, 0, 0)
+    # One-pixel tiles on the largest image: the count does not overflow, and is refused.
+    with pytest.raises(ValueError, match="too large to address"):
+        core.tile_origins(2**62, 2**62, 1, 1, 0, 0)
+    assert core.tile_origins(2**62, 1, 2**61, 1, 0, 0).tolist() == [[0, 0], [2**61, 0]]
+
+
 # --- tile -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", HOST_BACKENDS)

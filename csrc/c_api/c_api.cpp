@@ -1,6 +1,12 @@
 // extern "C" wrappers over the C++ API. No exception crosses this boundary:
 // translate_exceptions() maps each to a status and keeps the message in a
 // thread-local for cellrt_last_error() (the cuVS / faiss pattern).
+//
+// This file, like cpu_check.cpp, is compiled for baseline x86-64 even when
+// cellrt_core is compiled for x86-64-v3 (see CMakeLists.txt): every call
+// that reaches cellrt_core passes translate_exceptions(), which checks the
+// CPU first, so an older CPU gets a status instead of SIGILL. The few
+// entry points that return no status stay out of cellrt_core's code.
 #include "cellrt/c_api.h"
 
 #include <cstring>
@@ -8,8 +14,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "c_api/cpu_check.h"
 #include "cellrt/cellrt.h"
 #include "core/check.h"
+
+#ifndef CELLRT_VERSION_STRING
+#define CELLRT_VERSION_STRING "0.0.0"
+#endif
 
 namespace {
 
@@ -17,6 +28,10 @@ thread_local std::string g_last_error;
 
 template <typename Fn>
 cellrt_status_t translate_exceptions(Fn&& fn) {
+  if (const char* why = cellrt::c_abi::unsupported_cpu()) {
+    g_last_error = why;
+    return CELLRT_STATUS_NOT_COMPILED;
+  }
   g_last_error.clear();
   try {
     fn();
@@ -99,10 +114,15 @@ void write_counts(cellrt_counts_t* counts, int64_t uncovered, int64_t nonfinite)
 extern "C" {
 
 const char* cellrt_last_error(void) { return g_last_error.c_str(); }
-const char* cellrt_version(void) { return cellrt::version(); }
+// Answered here rather than by cellrt_core, so that they work on any CPU:
+// callers print them when reporting the CPU check's refusal.
+const char* cellrt_version(void) { return CELLRT_VERSION_STRING; }
 int32_t cellrt_c_api_version(void) { return CELLRT_C_API_VERSION; }
-int32_t cellrt_has_cuda(void) { return cellrt::built_with_cuda() ? 1 : 0; }
-int32_t cellrt_cuda_device_count(void) { return cellrt::cuda_device_count(); }
+int32_t cellrt_has_cuda(void) { return CELLRT_WITH_CUDA ? 1 : 0; }
+int32_t cellrt_cuda_device_count(void) {
+  // No device is usable through a library that cannot run on this CPU.
+  return cellrt::c_abi::unsupported_cpu() != nullptr ? 0 : cellrt::cuda_device_count();
+}
 
 void cellrt_tile_options_init(cellrt_tile_options_t* options) {
   if (options == nullptr) return;
@@ -245,9 +265,10 @@ struct cellrt_drift_monitor {
 
 cellrt_status_t cellrt_drift_monitor_create(const cellrt_tensor_t* reference, double sigma, int32_t window,
                                             double threshold, cellrt_drift_monitor_t** monitor) {
+  // NULL on every failure, the CPU check's included.
+  if (monitor != nullptr) *monitor = nullptr;
   return translate_exceptions([&] {
     CELLRT_CHECK(monitor != nullptr, "cellrt_drift_monitor_create: monitor (the output pointer) is NULL");
-    *monitor = nullptr;
     *monitor = new cellrt_drift_monitor{cellrt::DriftMonitor(to_view(reference, "reference"), sigma, window,
                                                              threshold)};
   });
@@ -377,6 +398,17 @@ cellrt_status_t cellrt_contours(const cellrt_tensor_t* labels, int64_t num_objec
     const int64_t n = cellrt::contours(to_view(labels, "labels"), num_objects, offsets, points, perimeter, opts,
                                        cuda_stream);
     if (total != nullptr) *total = n;
+  });
+}
+
+cellrt_status_t cellrt_tile_origins(int64_t height, int64_t width, int64_t tile_h, int64_t tile_w, int64_t overlap_y,
+                                   int64_t overlap_x, int64_t* origins, int64_t capacity, int64_t* count) {
+  return translate_exceptions([&] {
+    const int64_t n = cellrt::tile_origins(height, width, tile_h, tile_w, overlap_y, overlap_x);
+    // Before the buffer is checked, so a caller whose buffer is too small learns the size it needs.
+    if (count != nullptr) *count = n;
+    if (origins != nullptr)
+      cellrt::tile_origins(height, width, tile_h, tile_w, overlap_y, overlap_x, origins, capacity);
   });
 }
 

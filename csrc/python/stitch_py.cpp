@@ -101,6 +101,14 @@ py::tuple stitch_device(uintptr_t tiles, int32_t tiles_dtype, const std::vector<
   return py::make_tuple(r.uncovered, r.nonfinite);
 }
 
+py::array_t<int64_t> tile_origins_host(int64_t height, int64_t width, int64_t tile_h, int64_t tile_w,
+                                       int64_t overlap_y, int64_t overlap_x) {
+  const int64_t n = tile_origins(height, width, tile_h, tile_w, overlap_y, overlap_x);
+  py::array_t<int64_t> origins({static_cast<py::ssize_t>(n), py::ssize_t{2}});
+  tile_origins(height, width, tile_h, tile_w, overlap_y, overlap_x, origins.mutable_data(), 2 * n);
+  return origins;
+}
+
 // Exposed for tests: the portable float16 conversions that back the host
 // path when F16C is not compiled in.
 py::array_t<uint16_t> float_to_half_bits(const Floats& values) {
@@ -127,6 +135,9 @@ void register_stitch(py::module_& m) {
         py::arg("overlap_y"), py::arg("overlap_x"), py::arg("sigma_scale"), py::arg("activation"),
         py::arg("argmax"), py::arg("fill_value"), py::arg("num_threads") = 0,
         "Blend tiles[N,C,th,tw] into out; returns (uncovered pixels, non-finite values).");
+  m.def("tile_origins", &tile_origins_host, py::arg("height"), py::arg("width"), py::arg("tile_h"),
+        py::arg("tile_w"), py::arg("overlap_y"), py::arg("overlap_x"),
+        "Top-left corners (N, 2) int64 of the tile grid over a height x width image (overlaps in pixels).");
   m.def("tile_cuda", &tile_device, py::arg("image"), py::arg("image_dtype"), py::arg("image_shape"),
         py::arg("image_strides"), py::arg("origins"), py::arg("tiles"), py::arg("tiles_dtype"),
         py::arg("tiles_shape"), py::arg("scale"), py::arg("offset"), py::arg("stream"),

@@ -1,12 +1,16 @@
 // Runs tile, stitch, label and measure through every option on awkward shapes, for a build
-// with AddressSanitizer and UndefinedBehaviorSanitizer (tests/test_build.py
-// compiles it together with the core sources). Exit 0 and "ok" when every
-// call returns and the sanitizers stay quiet.
+// with AddressSanitizer and UndefinedBehaviorSanitizer, or ThreadSanitizer (tests/test_build.py
+// compiles it together with the core sources and the C ABI's), and first the C ABI from several
+// threads at once. Exit 0 and "ok" when every call returns and the sanitizers stay quiet.
+#include <cellrt/c_api.h>
 #include <cellrt/cellrt.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <string>
+#include <thread>
 #include <vector>
 
 using namespace cellrt;
@@ -43,9 +47,98 @@ std::vector<int64_t> grid(int64_t h, int64_t w, int64_t t, int64_t overlap) {
   return out;
 }
 
+cellrt_tensor_t c_view(void* data, cellrt_dtype_t dtype, std::vector<int64_t> shape) {
+  cellrt_tensor_t v{};
+  v.struct_size = sizeof v;
+  v.data = data;
+  v.dtype = dtype;
+  v.device = CELLRT_DEVICE_CPU;
+  v.ndim = static_cast<int32_t>(shape.size());
+  int64_t stride = 1;
+  for (int i = v.ndim - 1; i >= 0; --i) {
+    v.shape[i] = shape[i];
+    v.strides[i] = stride;
+    stride *= shape[i];
+  }
+  return v;
+}
+
+// What c_api.h's "Threads" promises, through the C ABI (c_api.cpp is compiled in): four threads at once tile and
+// stitch fields of their own on two workers each (so the pool is busy and others start threads of their own),
+// each drives its own drift monitor, and each fails a call with a message of its own that the others' failures
+// do not replace. Returns the number of failed checks.
+int concurrent_callers() {
+  constexpr int kThreads = 4;
+  std::atomic<int> failures{0}, erred{0};
+  auto caller = [&](int id) {
+    const int64_t h = 61 + 7 * id, w = 47, t = 16, overlap = 4;
+    int64_t n = 0;
+    cellrt_tile_origins(h, w, t, t, overlap, overlap, nullptr, 0, &n);
+    std::vector<int64_t> origins(2 * n);
+    if (cellrt_tile_origins(h, w, t, t, overlap, overlap, origins.data(), 2 * n, &n) != CELLRT_STATUS_OK) ++failures;
+    std::vector<uint16_t> image(h * w);
+    for (int64_t i = 0; i < h * w; ++i) image[i] = static_cast<uint16_t>((i * 2654435761u + id) >> 18);
+    std::vector<float> tiles(n * t * t), field(h * w);
+    const cellrt_tensor_t image_view = c_view(image.data(), CELLRT_DTYPE_UINT16, {1, h, w});
+    const cellrt_tensor_t tiles_view = c_view(tiles.data(), CELLRT_DTYPE_FLOAT32, {n, 1, t, t});
+    const cellrt_tensor_t field_view = c_view(field.data(), CELLRT_DTYPE_FLOAT32, {1, h, w});
+    cellrt_tile_options_t tile_options;
+    cellrt_tile_options_init(&tile_options);
+    tile_options.num_threads = 2;
+    cellrt_stitch_options_t stitch_options;
+    cellrt_stitch_options_init(&stitch_options);
+    stitch_options.blend = CELLRT_BLEND_CONSTANT;  // a mean of equal small integers: exact
+    stitch_options.num_threads = 2;
+    std::vector<float> reference(4 * 3);
+    for (size_t i = 0; i < reference.size(); ++i) reference[i] = static_cast<float>((i * 5 + id) % 7);
+    const cellrt_tensor_t reference_view = c_view(reference.data(), CELLRT_DTYPE_FLOAT32, {4, 3});
+    cellrt_drift_monitor_t* monitor = nullptr;
+    if (cellrt_drift_monitor_create(&reference_view, 2.0, 2, 0.5, &monitor) != CELLRT_STATUS_OK) ++failures;
+    for (int round = 0; round < 20; ++round) {
+      std::fill(field.begin(), field.end(), -1.0f);
+      if (cellrt_tile(&image_view, origins.data(), &tiles_view, &tile_options, nullptr, nullptr) != CELLRT_STATUS_OK ||
+          cellrt_stitch(&tiles_view, origins.data(), &field_view, &stitch_options, nullptr, nullptr) !=
+              CELLRT_STATUS_OK)
+        ++failures;
+      for (int64_t i = 0; i < h * w; ++i)
+        if (field[i] != static_cast<float>(image[i])) {
+          ++failures;
+          break;
+        }
+      cellrt_drift_step_t step{};
+      step.struct_size = sizeof step;
+      if (cellrt_drift_monitor_update(monitor, &reference[3 * (round % 4)], 3, &step) != CELLRT_STATUS_OK ||
+          step.index != round)
+        ++failures;
+    }
+    cellrt_drift_monitor_destroy(monitor);
+    cellrt_stitch_options_t bad = stitch_options;
+    bad.overlap_x = static_cast<int32_t>(t + id);
+    if (cellrt_stitch(&tiles_view, origins.data(), &field_view, &bad, nullptr, nullptr) !=
+        CELLRT_STATUS_INVALID_ARGUMENT)
+      ++failures;
+    ++erred;
+    while (erred.load() < kThreads) std::this_thread::yield();
+    const std::string expected = "got " + std::to_string(t + id);
+    if (std::string(cellrt_last_error()).find(expected) == std::string::npos) {
+      std::fprintf(stderr, "thread %d: cellrt_last_error() = \"%s\", expected its own \"%s\"\n", id,
+                   cellrt_last_error(), expected.c_str());
+      ++failures;
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int id = 0; id < kThreads; ++id) threads.emplace_back(caller, id);
+  for (auto& thread : threads) thread.join();
+  return failures.load();
+}
+
 }  // namespace
 
 int main() {
+  if (const int failed = concurrent_callers()) {
+    std::printf("%d checks of concurrent C ABI callers failed\n", failed);
+    return 1;
+  }
   const int64_t shapes[][4] = {{1, 37, 53, 16}, {3, 9, 5, 16}, {2, 64, 64, 64}, {4, 100, 31, 24}};
   int calls = 0;
   for (const auto& s : shapes) {

@@ -138,6 +138,49 @@ int main(void) {
   status = cellrt_tile(&image_view, origins, &tiles_view, &tile_options, NULL, NULL);
   EXPECT(status != CELLRT_STATUS_OK, "mixed devices accepted");
 
+  /* One 4 x 4 tile on a 6 x 6 field leaves 20 pixels uncovered: fill_value there, in every channel and not
+   * activated; with argmax -1 there, whatever fill_value is. Softmax and argmax take at most 64 channels. */
+  {
+    static float one_tile[65 * 4 * 4], values[65 * 6 * 6];
+    static int32_t classes[6 * 6];
+    const int64_t one_origin[2] = {0, 0};
+    const int64_t two_channels[4] = {1, 2, 4, 4}, many_channels[4] = {1, 65, 4, 4};
+    const int64_t out_shape[3] = {2, 6, 6}, many_out_shape[3] = {65, 6, 6}, class_shape[2] = {6, 6};
+    cellrt_tensor_t tile_view, out_view, class_view;
+    cellrt_stitch_options_t fused;
+    for (i = 0; i < 16; ++i) {
+      one_tile[i] = 0.0f;      /* channel 0 */
+      one_tile[16 + i] = 1.0f; /* channel 1: the larger */
+    }
+    view(&tile_view, one_tile, CELLRT_DTYPE_FLOAT32, 4, two_channels);
+    view(&out_view, values, CELLRT_DTYPE_FLOAT32, 3, out_shape);
+    view(&class_view, classes, CELLRT_DTYPE_INT32, 2, class_shape);
+    cellrt_stitch_options_init(&fused);
+    fused.blend = CELLRT_BLEND_CONSTANT;
+    fused.activation = CELLRT_ACTIVATION_SIGMOID;
+    fused.fill_value = 7.0f;
+    status = cellrt_stitch(&tile_view, one_origin, &out_view, &fused, NULL, &counts);
+    EXPECT(status == CELLRT_STATUS_OK && counts.uncovered == 20 && values[35] == 7.0f && values[36 + 35] == 7.0f &&
+               fabs(values[0] - 0.5) < 1e-6,
+           "sigmoid with uncovered pixels: %g %g %g, uncovered %lld: %s", values[35], values[36 + 35], values[0],
+           (long long)counts.uncovered, cellrt_last_error());
+    fused.activation = CELLRT_ACTIVATION_NONE;
+    fused.argmax = 1;
+    status = cellrt_stitch(&tile_view, one_origin, &class_view, &fused, NULL, NULL);
+    EXPECT(status == CELLRT_STATUS_OK && classes[0] == 1 && classes[35] == -1,
+           "argmax with uncovered pixels: %d %d: %s", classes[0], classes[35], cellrt_last_error());
+    view(&tile_view, one_tile, CELLRT_DTYPE_FLOAT32, 4, many_channels);
+    status = cellrt_stitch(&tile_view, one_origin, &class_view, &fused, NULL, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "at most 64 channels, got 65"),
+           "argmax of 65 channels: %s", cellrt_last_error());
+    fused.argmax = 0;
+    fused.activation = CELLRT_ACTIVATION_SOFTMAX;
+    view(&out_view, values, CELLRT_DTYPE_FLOAT32, 3, many_out_shape);
+    status = cellrt_stitch(&tile_view, one_origin, &out_view, &fused, NULL, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "at most 64 channels, got 65"),
+           "softmax of 65 channels: %s", cellrt_last_error());
+  }
+
   /* label + measure: two 4-connected squares and a diagonal pair that only
    * 8-connectivity joins. */
   {
@@ -373,6 +416,38 @@ int main(void) {
     status = cellrt_gaussian_blur_recursive(&flat_view, &blurred_view, -1.0, &filter, NULL);
     EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "sigma should be in [0, 1e5]"),
            "negative sigma: %s", cellrt_last_error());
+  }
+
+  /* C API 6: the tile grid, two calls - the grid tile and stitch ran on above, built here by hand. */
+  {
+    int64_t grid[2 * MAX_TILES], count = -1, k;
+    EXPECT(cellrt_c_api_version() >= 6, "C API 6 functions need version 6");
+    status = cellrt_tile_origins(H, W, T, T, 4, 4, NULL, 0, &count);
+    EXPECT(status == CELLRT_STATUS_OK && count == n, "tile_origins count %lld, grid by hand %d: %s",
+           (long long)count, n, cellrt_last_error());
+    count = -1;
+    status = cellrt_tile_origins(H, W, T, T, 4, 4, grid, 2 * n - 1, &count);
+    EXPECT(status == CELLRT_STATUS_OUT_OF_RANGE && count == n && strstr(cellrt_last_error(), "should hold 2 x"),
+           "tile_origins into a buffer one value short: %d, count %lld: %s", (int)status, (long long)count,
+           cellrt_last_error());
+    status = cellrt_tile_origins(H, W, T, T, 4, 4, grid, 2 * MAX_TILES, &count);
+    EXPECT(status == CELLRT_STATUS_OK && count == n, "tile_origins: %s", cellrt_last_error());
+    for (k = 0; k < 2 * n; ++k)
+      if (grid[k] != origins[k]) {
+        EXPECT(0, "tile_origins value %lld: %lld, by hand %lld", (long long)k, (long long)grid[k],
+               (long long)origins[k]);
+        break;
+      }
+    /* Rectangular tiles, no overlap across; an image narrower than its tile gets one column at 0. */
+    status = cellrt_tile_origins(40, 10, 16, 32, 8, 0, grid, 2 * MAX_TILES, &count);
+    EXPECT(status == CELLRT_STATUS_OK && count == 4 && grid[0] == 0 && grid[2] == 8 && grid[6] == 24 &&
+               grid[1] == 0 && grid[7] == 0,
+           "narrow image: count %lld, rows %lld %lld %lld", (long long)count, (long long)grid[0],
+           (long long)grid[2], (long long)grid[6]);
+    status = cellrt_tile_origins(H, W, T, T, 4, T, NULL, 0, &count);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT &&
+               strstr(cellrt_last_error(), "overlap_x should be in [0, tile_w) = [0, 16), got 16"),
+           "overlap as large as the tile: %s", cellrt_last_error());
   }
 
   if (failures) return 1;

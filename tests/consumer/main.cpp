@@ -13,18 +13,11 @@ int main() {
   std::vector<uint16_t> image(h * w);
   for (int64_t i = 0; i < h * w; ++i) image[i] = static_cast<uint16_t>((i * 2654435761u) >> 20);
 
-  std::vector<int64_t> origins;
-  auto axis = [&](int64_t extent) {
-    std::vector<int64_t> o;
-    for (int64_t p = 0;; p += t - overlap) {
-      o.push_back(std::min(p, extent - t));
-      if (p + t >= extent) break;
-    }
-    return o;
-  };
-  for (int64_t y : axis(h))
-    for (int64_t x : axis(w)) origins.insert(origins.end(), {y, x});
-  const int64_t n = static_cast<int64_t>(origins.size() / 2);
+  // The grid: count first, then fill.
+  const int64_t n = cellrt::tile_origins(h, w, t, t, overlap, overlap);
+  std::vector<int64_t> origins(2 * n);
+  cellrt::tile_origins(h, w, t, t, overlap, overlap, origins.data(), static_cast<int64_t>(origins.size()));
+  if (n != 6 * 5 || origins[2 * n - 2] != h - t || origins[2 * n - 1] != w - t) return 1;
 
   cellrt::TensorView in;
   in.data = image.data();

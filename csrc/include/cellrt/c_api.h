@@ -16,6 +16,33 @@
  *  - Calls with device memory are stream-ordered on the given cudaStream_t
  *    (NULL: default stream) and return after the stream has finished, since
  *    they report counts.
+ *  - A library built for x86-64-v3 (CELLRT_X86_64_V3=ON, the default:
+ *    AVX2, FMA, F16C) checks the CPU before it runs any of that code: on an
+ *    older CPU every call that returns a status returns
+ *    CELLRT_STATUS_NOT_COMPILED with a message naming the missing level and
+ *    the rebuild option (-DCELLRT_X86_64_V3=OFF), instead of dying on an
+ *    illegal instruction. cellrt_version(), cellrt_c_api_version() and
+ *    cellrt_has_cuda() still answer; cellrt_cuda_device_count() returns 0.
+ *
+ * Threads
+ *  - Every function may run on any number of threads at once, as long as no
+ *    call writes memory that a concurrent call reads or writes: inputs may be
+ *    shared, outputs may not. Between calls the library keeps only its
+ *    worker pool, its CUDA scratch-memory pool and the CPU check's answer,
+ *    all safe to share; the kernels themselves are reentrant.
+ *  - The error message is per thread: a failure on one thread never changes
+ *    what cellrt_last_error() returns on another.
+ *  - A cellrt_drift_monitor_t holds a monitor's running state and no lock:
+ *    one handle must not be used (update, reset, destroy) by two threads at
+ *    once. Separate handles are independent.
+ *  - A CPU call runs on num_threads threads (0: all hardware threads). The
+ *    process-wide worker pool serves one call at a time; a call that finds
+ *    it busy starts threads of its own. Callers that run calls in parallel
+ *    should therefore share the cores out through num_threads.
+ *  - A call with CUDA memory runs on the calling thread's current device
+ *    (cudaSetDevice); its memory and stream should belong to that device.
+ *    Calls on different streams may overlap; calls on one stream run in
+ *    its order.
  */
 #ifndef CELLRT_C_API_H_
 #define CELLRT_C_API_H_
@@ -29,13 +56,14 @@
 extern "C" {
 #endif
 
-#define CELLRT_C_API_VERSION 5
+#define CELLRT_C_API_VERSION 6
 
 typedef enum cellrt_status_t {
   CELLRT_STATUS_OK = 0,
   CELLRT_STATUS_INVALID_ARGUMENT = 1, /* bad shape, dtype, option or pointer */
   CELLRT_STATUS_OUT_OF_RANGE = 2,
-  CELLRT_STATUS_NOT_COMPILED = 3,     /* e.g. CUDA memory passed to a CPU-only build */
+  CELLRT_STATUS_NOT_COMPILED = 3,     /* e.g. CUDA memory passed to a CPU-only build, or a CPU
+                                         without x86-64-v3 running a library built for it */
   CELLRT_STATUS_RUNTIME_ERROR = 4,    /* CUDA failure and other runtime errors */
   CELLRT_STATUS_UNKNOWN_ERROR = 5
 } cellrt_status_t;
@@ -90,9 +118,11 @@ typedef struct cellrt_stitch_options_t {
   int32_t overlap_y;  /* taper width in pixels, [0, tile_h) */
   int32_t overlap_x;  /* taper width in pixels, [0, tile_w) */
   float sigma_scale;  /* gaussian sigma / tile side */
-  int32_t activation; /* cellrt_activation_t */
-  int32_t argmax;     /* nonzero: out is [H, W] int32 class indices */
-  float fill_value;   /* written where no tile covers a pixel */
+  int32_t activation; /* cellrt_activation_t; softmax takes at most 64 channels */
+  int32_t argmax;     /* nonzero: out is [H, W] int32 class indices, -1 where no tile
+                         covers a pixel; at most 64 channels */
+  float fill_value;   /* written where no tile covers a pixel, in every channel and
+                         without the activation; not used with argmax (-1 there) */
   int32_t num_threads;
 } cellrt_stitch_options_t;
 
@@ -131,7 +161,9 @@ CELLRT_EXPORT cellrt_status_t cellrt_tile(const cellrt_tensor_t* image, const in
                                           cellrt_counts_t* counts);
 
 /* See cellrt/stitch.h: tiles [N,C,th,tw] f32/f16 -> out [C,H,W] f32 (or
- * [H,W] int32 with argmax). counts may be NULL. */
+ * [H,W] int32 with argmax). Softmax and argmax keep a pixel's channels in
+ * registers: C <= 64 (CELLRT_STATUS_INVALID_ARGUMENT beyond). counts may be
+ * NULL. */
 CELLRT_EXPORT cellrt_status_t cellrt_stitch(const cellrt_tensor_t* tiles, const int64_t* origins,
                                             const cellrt_tensor_t* out,
                                             const cellrt_stitch_options_t* options, void* cuda_stream,
@@ -233,7 +265,9 @@ CELLRT_EXPORT cellrt_status_t cellrt_rbf_kernel(const cellrt_tensor_t* queries, 
 
 /* See cellrt/drift.h (C API 3): the streaming MMD drift monitor. The
  * reference (embeddings [N,D] float32 host, sigma, window, threshold) comes
- * from cellrt.drift.DriftReference.save_raw(); the monitor copies it. */
+ * from cellrt.drift.DriftReference.save_raw(); the monitor copies it. One
+ * thread at a time per handle (it has no lock); create sets *monitor to NULL
+ * on failure. */
 typedef struct cellrt_drift_monitor cellrt_drift_monitor_t;
 
 typedef struct cellrt_drift_step_t {
@@ -309,6 +343,20 @@ CELLRT_EXPORT cellrt_status_t cellrt_watershed(const cellrt_tensor_t* surface, c
 CELLRT_EXPORT cellrt_status_t cellrt_gaussian_blur_recursive(const cellrt_tensor_t* image, const cellrt_tensor_t* out,
                                                              double sigma, const cellrt_filter_options_t* options,
                                                              void* cuda_stream);
+
+/* C API 6. See cellrt/tile.h: the tile grid that cellrt_tile cuts and
+ * cellrt_stitch blends back, as Python's cellrt.kernels.tile_origins lays it
+ * out (overlaps in pixels here): origins (y, x) in raster order, stride
+ * tile - overlap, the last tile of each row and column flush with the
+ * border, one tile at 0 on an axis no longer than its tile. height, width,
+ * tile_h, tile_w >= 1; 0 <= overlap < tile. Two calls: with origins NULL,
+ * *count receives the number of tiles N; then with origins holding
+ * capacity >= 2 N int64 values, they receive [N, 2]. *count (may be NULL)
+ * is set also when capacity is too small (CELLRT_STATUS_OUT_OF_RANGE,
+ * nothing written). */
+CELLRT_EXPORT cellrt_status_t cellrt_tile_origins(int64_t height, int64_t width, int64_t tile_h, int64_t tile_w,
+                                                  int64_t overlap_y, int64_t overlap_x, int64_t* origins,
+                                                  int64_t capacity, int64_t* count);
 
 #ifdef __cplusplus
 }

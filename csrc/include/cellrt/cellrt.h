@@ -1,4 +1,9 @@
 // Umbrella header of the cellrt C++ API.
+//
+// Threads: every function is reentrant and may run on several threads at
+// once on distinct outputs; a DriftMonitor serves one thread at a time.
+// c_api.h ("Threads") says how concurrent CPU calls share the worker pool
+// and which CUDA device a call runs on - the same for both APIs.
 #pragma once
 
 #include "cellrt/contour.h"

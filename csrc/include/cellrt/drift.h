@@ -23,6 +23,9 @@ struct DriftStep {
   bool alarm = false;       // window full and statistic > threshold
 };
 
+// Not thread-safe: update() and reset() change the monitor's running state
+// without a lock, so one monitor serves one thread at a time (or its caller
+// locks). Separate monitors are independent.
 class DriftMonitor {
  public:
   // reference: (N, D) float32 host, N >= 2; sigma > 0; window >= 2; threshold finite.

@@ -22,7 +22,7 @@ enum class Blend : int32_t {
 enum class Activation : int32_t {
   kNone = 0,
   kSigmoid = 1,  // per value
-  kSoftmax = 2,  // over channels, per pixel
+  kSoftmax = 2,  // over channels, per pixel; at most 64 channels (see argmax)
 };
 
 struct StitchOptions {
@@ -39,9 +39,13 @@ struct StitchOptions {
   // nnU-Net does), so it costs one evaluation per output pixel.
   Activation activation = Activation::kNone;
   // When true, out is [H, W] int32 holding the index of the largest blended
-  // channel (first on ties; first NaN if any) instead of the values.
+  // channel (first on ties; first NaN if any) instead of the values, and -1
+  // where no tile covers a pixel. Softmax and argmax hold one pixel's
+  // channels in registers (a stack array on the CPU), so they take at most
+  // 64 channels; more is std::invalid_argument.
   bool argmax = false;
-  // Value written where no tile covers a pixel (see StitchResult::uncovered).
+  // Written where no tile covers a pixel (see StitchResult::uncovered), in
+  // every channel and without the activation. Not used with argmax: -1 there.
   float fill_value = 0.0f;
   // CPU worker threads; 0 (or less) = all hardware threads; at most 4x the
   // hardware threads and one per work item are started. Ignored on CUDA.
@@ -49,7 +53,7 @@ struct StitchOptions {
 };
 
 struct StitchResult {
-  int64_t uncovered = 0;  // output pixels covered by no tile (set to fill_value)
+  int64_t uncovered = 0;  // output pixels covered by no tile (set to fill_value, or -1 with argmax)
   int64_t nonfinite = 0;  // non-finite blended values (before activation)
 };
 
@@ -71,6 +75,9 @@ struct StitchResult {
 //
 // Throws std::invalid_argument for bad arguments, cellrt::NotCompiledError
 // for CUDA views in a CPU-only build, std::runtime_error for CUDA failures.
+//
+// Reentrant: calls may run concurrently on distinct outputs (see c_api.h,
+// "Threads", for how they share the CPU worker pool).
 StitchResult stitch(const TensorView& tiles, const int64_t* origins, const TensorView& out,
                     const StitchOptions& options = StitchOptions{}, void* stream = nullptr);
 

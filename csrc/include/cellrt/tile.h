@@ -49,4 +49,26 @@ struct TileResult {
 TileResult tile(const TensorView& image, const int64_t* origins, const TensorView& tiles,
                 const TileOptions& options = TileOptions{}, void* stream = nullptr);
 
+// The regular grid of tiles that tile() cuts and stitch() blends back, as
+// Python's cellrt.kernels.tile_origins lays it out: top-left corners (y, x)
+// in raster order, neighbours sharing overlap_y / overlap_x pixels (a stride
+// of tile - overlap), the last tile of each row and column flush with the
+// bottom / right border, and an axis no longer than its tile covered by one
+// tile at 0 (tile() mirrors the image into the rest).
+//
+// Args:
+//   height, width:        image size, >= 1.
+//   tile_h, tile_w:       tile size, >= 1.
+//   overlap_y, overlap_x: in [0, tile_h) and [0, tile_w).
+//   origins:              nullptr to count only, or room for `capacity`
+//                         int64 values (two per tile), row-major [N, 2].
+//
+// Returns the number of tiles N.
+//
+// Throws std::invalid_argument for bad sizes or overlaps, and
+// std::out_of_range when origins is given and capacity < 2 N (nothing is
+// written then).
+int64_t tile_origins(int64_t height, int64_t width, int64_t tile_h, int64_t tile_w, int64_t overlap_y,
+                     int64_t overlap_x, int64_t* origins = nullptr, int64_t capacity = 0);
+
 }  // namespace cellrt

@@ -1,7 +1,9 @@
 // The CUDA backend's filter passes written once over lines: each pass calls
 // the shared per-line arithmetic of filter_kernel.h. The CUDA kernels run one
-// line per thread; filter_by_lines_host() runs the same passes on the CPU so
-// tests check the CUDA arithmetic against the CPU backend without a GPU.
+// line per thread (the gaussian's taps: one sample per thread, the same
+// gaussian_line_sample); filter_by_lines_host() runs the same passes on the
+// CPU so tests check the CUDA arithmetic against the CPU backend without a
+// GPU.
 #pragma once
 
 #include <cstdint>

@@ -85,7 +85,7 @@ def test_gaussian_blur_recursive_is_within_its_bound_of_scipy(backend, sigma, bo
 
 def test_gaussian_blur_recursive_cpu_equals_the_numba_convolution_with_its_kernel(rng):
     """numba convolves directly (float64) with the kernel the recursion applies; the C++ recursion runs in
-    float32 between float32 passes: they agree to float rounding, which is what checks the recursion, its
+    double between float32 passes: they agree to float rounding, which is what checks the recursion, its
     warm-up and its borders (a wrong pole, gain or border sample moves results by far more)."""
     image = rng.random((97, 130)).astype(np.float32) * 1000.0
     for sigma in (0.7, 3.0, 16.0, 60.0):   # 60: wider than the image, every sample border-mapped many times
@@ -95,10 +95,11 @@ def test_gaussian_blur_recursive_cpu_equals_the_numba_convolution_with_its_kerne
             assert np.abs(cpu - ref).max() < 5e-6 * 1000.0, (sigma, border, np.abs(cpu - ref).max())
 
 
-def test_gaussian_blur_recursive_keeps_flat_images_flat_and_costs_the_same_for_any_sigma(dapi):
+def test_gaussian_blur_recursive_keeps_flat_images_flat_to_one_ulp_and_spreads_a_spike_as_a_gaussian(dapi):
     flat = np.full((64, 80), 1234.5, np.float32)
     for sigma in (0.3, 2.0, 150.0, 5000.0):
-        np.testing.assert_allclose(gaussian_blur_recursive(flat, sigma), flat, rtol=1e-6)
+        ulps = np.abs(gaussian_blur_recursive(flat, sigma).view(np.int32) - flat.view(np.int32))
+        assert ulps.max() <= 1, (sigma, ulps.max())
     np.testing.assert_array_equal(gaussian_blur_recursive(dapi, 0.0), dapi)
     # A spike spreads as the gaussian: unit sum, peak 1 / (2 pi sigma^2).
     spike = np.zeros((201, 201), np.float32)
@@ -185,6 +186,19 @@ def test_binary_morphology_does_not_depend_on_thread_count(rng):
         np.testing.assert_array_equal(binary_erosion(mask, 4, backend="cpu", num_threads=threads), reference)
 
 
+def test_filters_of_empty_images_return_empty_images_on_every_path():
+    """Zero rows or columns: nothing to compute, and no border to map (the per-line passes once divided by the
+    line's length there)."""
+    from cellrt._build import _core  # noqa: PLC0415
+
+    for shape in ((0, 5), (5, 0)):
+        empty = np.zeros(shape, np.float32)
+        for op, a, b in ((0, 1.0, 4.0), (1, 3, 3), (2, 1.0, 0.0)):
+            assert _core.filter_by_lines(empty, op, a, b, 0).shape == shape
+        assert gaussian_blur_recursive(empty, 2.0).shape == shape
+        assert gaussian_blur(empty, 2.0).shape == shape and box_mean(empty, 3).shape == shape
+
+
 def test_filter_bad_input():
     img = np.ones((8, 8), np.float32)
     with pytest.raises(ValueError, match=r"gaussian_blur: sigma should be a number >= 0, got -1"):
@@ -258,6 +272,19 @@ def test_cuda_filters_match_cpu(border, dapi):
     for size in ((3, 3), (15, 9)):
         np.testing.assert_array_equal(cp.asnumpy(box_mean(device, size, border=border)),
                                       box_mean(dapi, size, border=border, backend="cpu", num_threads=1))
+
+
+@needs_cuda
+def test_cuda_filters_of_tall_and_empty_images(rng):
+    """A strip taller than 65535 thread rows of 8 (the gaussian's grid strides over rows), and empty images."""
+    import cupy as cp
+
+    strip = rng.random((530_000, 3)).astype(np.float32)
+    np.testing.assert_array_equal(cp.asnumpy(gaussian_blur(cp.asarray(strip), 1.5)), gaussian_blur(strip, 1.5))
+    for shape in ((0, 5), (5, 0)):
+        empty = cp.zeros(shape, cp.float32)
+        for result in (gaussian_blur(empty, 1.0), gaussian_blur_recursive(empty, 1.0), box_mean(empty, 3)):
+            assert result.shape == shape
 
 
 @needs_cuda

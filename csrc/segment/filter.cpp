@@ -40,6 +40,7 @@ void gaussian_blur(const TensorView& image, const TensorView& out, double sigma,
   CELLRT_CHECK(std::isfinite(truncate) && truncate > 0, "gaussian_blur: truncate should be > 0, got ", truncate);
   CELLRT_CHECK(truncate * sigma < 1e6, "gaussian_blur: the kernel radius truncate * sigma should be below 1e6, got ",
                truncate * sigma);
+  if (image.shape[0] == 0 || image.shape[1] == 0) return;  // nothing to write (an empty line has no border sample)
   if (image.device == Device::kCUDA) {
 #if CELLRT_WITH_CUDA
     detail::gaussian_blur_cuda(static_cast<const float*>(image.data), static_cast<float*>(out.data),
@@ -60,6 +61,7 @@ void gaussian_blur_recursive(const TensorView& image, const TensorView& out, dou
   // 1e5: the warm-up (~12 sigma samples a line) stays a few million samples.
   CELLRT_CHECK(std::isfinite(sigma) && sigma >= 0 && sigma <= 1e5,
                "gaussian_blur_recursive: sigma should be in [0, 1e5], got ", sigma);
+  if (image.shape[0] == 0 || image.shape[1] == 0) return;  // nothing to write (an empty line has no border sample)
   if (image.device == Device::kCUDA) {
 #if CELLRT_WITH_CUDA
     detail::gaussian_blur_recursive_cuda(static_cast<const float*>(image.data), static_cast<float*>(out.data),
@@ -78,6 +80,7 @@ void box_mean(const TensorView& image, const TensorView& out, int32_t size_y, in
               const FilterOptions& options, void* stream) {
   check_images("box_mean", image, out, options);
   CELLRT_CHECK(size_y >= 1 && size_x >= 1, "box_mean: window sizes should be >= 1, got ", size_y, " x ", size_x);
+  if (image.shape[0] == 0 || image.shape[1] == 0) return;  // nothing to write (an empty line has no border sample)
   if (image.device == Device::kCUDA) {
 #if CELLRT_WITH_CUDA
     detail::box_mean_cuda(static_cast<const float*>(image.data), static_cast<float*>(out.data),
@@ -103,6 +106,7 @@ std::vector<float> gaussian_taps(double sigma, double truncate) {
 
 void gaussian_blur_by_lines(const float* image, float* out, int32_t height, int32_t width, double sigma,
                             double truncate, int32_t mode) {
+  if (height == 0 || width == 0) return;
   const std::vector<float> w = gaussian_taps(sigma, truncate);
   if (w.empty()) {
     std::copy(image, image + int64_t{height} * width, out);
@@ -147,6 +151,7 @@ RecursiveGaussianCoefficients recursive_gaussian_coefficients(double sigma) {
 
 void gaussian_blur_recursive_by_lines(const float* image, float* out, int32_t height, int32_t width, double sigma,
                                       int32_t mode) {
+  if (height == 0 || width == 0) return;
   if (sigma == 0.0) {
     std::copy(image, image + int64_t{height} * width, out);
     return;
@@ -160,6 +165,7 @@ void gaussian_blur_recursive_by_lines(const float* image, float* out, int32_t he
 
 void box_mean_by_lines(const float* image, float* out, int32_t height, int32_t width, int32_t size_y, int32_t size_x,
                        int32_t mode) {
+  if (height == 0 || width == 0) return;
   std::vector<double> sums(static_cast<size_t>(height) * width);
   for (int32_t y = 0; y < height; ++y) box_row_pass(image, sums.data(), width, y, size_x, mode);
   const double scale = 1.0 / (static_cast<double>(size_y) * size_x);

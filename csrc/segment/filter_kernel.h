@@ -93,8 +93,8 @@ CELLRT_HOST_DEVICE inline void box_line_sums(const In* line, int64_t stride, int
 // not grow with sigma. Coefficients: recursive_gaussian_coefficients().
 // The state is double: in float32 the rounding of the running sums grows
 // like 1 / (1 - |pole|) ~ sigma / 1.7 (a flat image moved by 6e-6 at sigma
-// 66, 1e-4 at 1000); double keeps any sigma exact to float output, for
-// ~1.3x the time of float lanes on the CPU.
+// 66, 1e-4 at 1000); double keeps any sigma within 1 ulp of a flat input,
+// for ~1.3x the time of float lanes on the CPU.
 struct RecursiveGaussianCoefficients {
   double pole_re[2], pole_im[2];
   double causal_re[2], causal_im[2];          // alpha_p, the gain normalised to 1

@@ -339,7 +339,7 @@ CELLRT_EXPORT cellrt_status_t cellrt_watershed(const cellrt_tensor_t* surface, c
 /* C API 5. See cellrt/filter.h: a gaussian blur whose cost per pixel does
  * not grow with sigma (recursive; within ~6.5e-4 of the largest input value
  * of cellrt_gaussian_blur per pass). image, out [H,W] float32, distinct, on
- * one device; sigma in [0, 1e5]. */
+ * one device; sigma in [0, 1e5]; image finite (a NaN spreads over it all). */
 CELLRT_EXPORT cellrt_status_t cellrt_gaussian_blur_recursive(const cellrt_tensor_t* image, const cellrt_tensor_t* out,
                                                              double sigma, const cellrt_filter_options_t* options,
                                                              void* cuda_stream);

@@ -41,8 +41,13 @@ void gaussian_blur(const TensorView& image, const TensorView& out, double sigma,
 // ~6.5e-4 of the largest input value per pass for sigma >= 1 (9.4e-4 at
 // sigma 0.5: the L1 difference of the kernels, printed by
 // tools/fit_recursive_gaussian.py), much less on smooth images.
-// The gain is exactly normalised, so flat images stay flat. Recursion in
-// double, float32 between the passes; CUDA equals the CPU bit for bit.
+// The gain is normalised to 1: a flat image stays flat to within 1 ulp (the
+// causal half is held as float32 before the anticausal half is added, so
+// `image > blur` can hold on a plateau, e.g. a saturated area, where the
+// exact blur gives equality). Recursion in double, float32 between the
+// passes; CUDA equals the CPU bit for bit. The input must be finite: the
+// recursion carries a NaN or inf along its whole line, then the image (the
+// Python API rejects such images; this function does not scan for them).
 //
 // Args:
 //   image, out: [H, W] float32, C-contiguous, distinct buffers.

@@ -17,10 +17,9 @@ using namespace cellrt;
 
 namespace {
 
-TensorView make_view(void* data, DType dtype, std::vector<int64_t> shape) {
-  TensorView v;
-  v.data = data;
-  v.dtype = dtype;
+// C-contiguous shape and strides, for the C++ and the C view alike.
+template <typename View>
+void set_contiguous(View& v, const std::vector<int64_t>& shape) {
   v.ndim = static_cast<int32_t>(shape.size());
   int64_t stride = 1;
   for (int i = v.ndim - 1; i >= 0; --i) {
@@ -28,6 +27,13 @@ TensorView make_view(void* data, DType dtype, std::vector<int64_t> shape) {
     v.strides[i] = stride;
     stride *= shape[i];
   }
+}
+
+TensorView make_view(void* data, DType dtype, std::vector<int64_t> shape) {
+  TensorView v;
+  v.data = data;
+  v.dtype = dtype;
+  set_contiguous(v, shape);
   return v;
 }
 
@@ -53,13 +59,7 @@ cellrt_tensor_t c_view(void* data, cellrt_dtype_t dtype, std::vector<int64_t> sh
   v.data = data;
   v.dtype = dtype;
   v.device = CELLRT_DEVICE_CPU;
-  v.ndim = static_cast<int32_t>(shape.size());
-  int64_t stride = 1;
-  for (int i = v.ndim - 1; i >= 0; --i) {
-    v.shape[i] = shape[i];
-    v.strides[i] = stride;
-    stride *= shape[i];
-  }
+  set_contiguous(v, shape);
   return v;
 }
 

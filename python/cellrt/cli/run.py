@@ -167,7 +167,8 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
                                save_predictions=save_predictions, image_format=images_format,
                                drift_reference=drift_reference)
         run = PlateRun(model, plate, out, options)
-        print(f"plate {plate.name}: {len(plate.fields)} fields in {len(plate.wells)} wells, channels "
+        # "to run": fields rejected when scanned are counted on the next line, not here.
+        print(f"plate {plate.name}: {len(plate.fields)} fields to run in {len(plate.wells)} wells, channels "
               f"{plate.channels} ({plate.layout}); model {model.name} on {model.backend.name} ({model.precision})",
               file=sys.stderr)
         if plate.rejected_fields:

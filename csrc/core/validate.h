@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <limits>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 
 #include "cellrt/types.h"
@@ -44,6 +45,17 @@ inline void check_same_device(const char* op, const char* a_name, const TensorVi
                               const TensorView& b) {
   CELLRT_CHECK(a.device == b.device, op, ": ", a_name, " and ", b_name, " should be on one device, got ",
                device_name(a.device), " and ", device_name(b.device));
+}
+
+// Two (H, W) views (check_view first) of one shape: "<op>: <b> should have
+// the <a>'s shape (...), got (...)" ("labels'" for a name ending in s).
+inline void check_same_shape_2d(const char* op, const char* a_name, const TensorView& a, const char* b_name,
+                                const TensorView& b) {
+  if (a.shape[0] == b.shape[0] && a.shape[1] == b.shape[1]) return;
+  const std::string owner(a_name);
+  throw std::invalid_argument(concat(op, ": ", b_name, " should have the ", owner,
+                                     owner.back() == 's' ? "'" : "'s", " shape ", shape_string(a), ", got ",
+                                     shape_string(b)));
 }
 
 // origins: [n, 2] (y, x), each inside the h x w image.

@@ -36,9 +36,7 @@ void fill_holes(const TensorView& mask, const TensorView& out, int32_t connectiv
   detail::check_view("fill_holes", "out", out, 2, "(H, W)", true);
   CELLRT_CHECK(mask.dtype == DType::kUInt8 && out.dtype == DType::kUInt8,
                "fill_holes: mask and out should be uint8, got ", dtype_name(mask.dtype), " and ", dtype_name(out.dtype));
-  CELLRT_CHECK(out.shape[0] == mask.shape[0] && out.shape[1] == mask.shape[1],
-               "fill_holes: out should have the mask's shape ", detail::shape_string(mask), ", got ",
-               detail::shape_string(out));
+  detail::check_same_shape_2d("fill_holes", "mask", mask, "out", out);
   CELLRT_CHECK(connectivity == 4 || connectivity == 8, "fill_holes: connectivity should be 4 or 8, got ", connectivity);
   detail::check_same_device("fill_holes", "mask", mask, "out", out);
   const int64_t h64 = mask.shape[0], w64 = mask.shape[1];

@@ -21,9 +21,7 @@ void check_images(const char* op, const TensorView& image, const TensorView& out
   detail::check_view(op, "out", out, 2, "(H, W)", true);
   CELLRT_CHECK(image.dtype == DType::kFloat32 && out.dtype == DType::kFloat32, op,
                ": image and out should be float32, got ", dtype_name(image.dtype), " and ", dtype_name(out.dtype));
-  CELLRT_CHECK(out.shape[0] == image.shape[0] && out.shape[1] == image.shape[1], op,
-               ": out should have the image's shape ", detail::shape_string(image), ", got ",
-               detail::shape_string(out));
+  detail::check_same_shape_2d(op, "image", image, "out", out);
   // Two empty arrays may both have a null buffer.
   CELLRT_CHECK(image.data != out.data || image.shape[0] * image.shape[1] == 0, op,
                ": out should not be the image's buffer");

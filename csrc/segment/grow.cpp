@@ -39,9 +39,7 @@ int64_t grow_labels(const TensorView& labels, const TensorView& mask, int32_t st
   detail::check_view("grow_labels", "mask", mask, 2, "(H, W)", true);
   CELLRT_CHECK(labels.dtype == DType::kInt32, "grow_labels: labels should be int32, got ", dtype_name(labels.dtype));
   CELLRT_CHECK(mask.dtype == DType::kUInt8, "grow_labels: mask should be uint8, got ", dtype_name(mask.dtype));
-  CELLRT_CHECK(mask.shape[0] == labels.shape[0] && mask.shape[1] == labels.shape[1],
-               "grow_labels: mask should have the labels' shape ", detail::shape_string(labels), ", got ",
-               detail::shape_string(mask));
+  detail::check_same_shape_2d("grow_labels", "labels", labels, "mask", mask);
   CELLRT_CHECK(labels.device == Device::kCPU && mask.device == Device::kCPU,
                "grow_labels: only host arrays are supported (device arrays: cellrt.kernels grows them with cupy)");
   CELLRT_CHECK(steps >= 0, "grow_labels: steps should be >= 0, got ", steps);

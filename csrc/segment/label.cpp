@@ -15,9 +15,7 @@ int64_t label(const TensorView& mask, const TensorView& labels, const LabelOptio
   CELLRT_CHECK(mask.dtype == DType::kUInt8, "label: mask should be uint8 (non-zero = foreground), got ",
                dtype_name(mask.dtype));
   CELLRT_CHECK(labels.dtype == DType::kInt32, "label: labels should be int32, got ", dtype_name(labels.dtype));
-  CELLRT_CHECK(labels.shape[0] == mask.shape[0] && labels.shape[1] == mask.shape[1],
-               "label: labels should have the mask's shape ", detail::shape_string(mask), ", got ",
-               detail::shape_string(labels));
+  detail::check_same_shape_2d("label", "mask", mask, "labels", labels);
   CELLRT_CHECK(options.connectivity == 4 || options.connectivity == 8,
                "label: connectivity should be 4 or 8, got ", options.connectivity);
   detail::check_same_device("label", "mask", mask, "labels", labels);

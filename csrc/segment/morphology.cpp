@@ -103,8 +103,7 @@ void binary_morphology(const TensorView& mask, const TensorView& out, int32_t ra
   detail::check_view(op, "out", out, 2, "(H, W)", true);
   CELLRT_CHECK(mask.dtype == DType::kUInt8 && out.dtype == DType::kUInt8, op, ": mask and out should be uint8, got ",
                dtype_name(mask.dtype), " and ", dtype_name(out.dtype));
-  CELLRT_CHECK(out.shape[0] == mask.shape[0] && out.shape[1] == mask.shape[1], op,
-               ": out should have the mask's shape ", detail::shape_string(mask), ", got ", detail::shape_string(out));
+  detail::check_same_shape_2d(op, "mask", mask, "out", out);
   CELLRT_CHECK(radius >= 0 && radius < 32767, op, ": radius should be in [0, 32767), got ", radius);
   CELLRT_CHECK(options.footprint == Footprint::kSquare || options.footprint == Footprint::kDisk, op,
                ": footprint should be kSquare or kDisk, got ", static_cast<int32_t>(options.footprint));

@@ -77,9 +77,7 @@ void distance_transform(const TensorView& mask, const TensorView& out, int32_t n
   detail::check_view("distance_transform", "out", out, 2, "(H, W)", true);
   CELLRT_CHECK(mask.dtype == DType::kUInt8, "distance_transform: mask should be uint8, got ", dtype_name(mask.dtype));
   CELLRT_CHECK(out.dtype == DType::kFloat32, "distance_transform: out should be float32, got ", dtype_name(out.dtype));
-  CELLRT_CHECK(out.shape[0] == mask.shape[0] && out.shape[1] == mask.shape[1],
-               "distance_transform: out should have the mask's shape ", detail::shape_string(mask), ", got ",
-               detail::shape_string(out));
+  detail::check_same_shape_2d("distance_transform", "mask", mask, "out", out);
   CELLRT_CHECK(mask.device == Device::kCPU && out.device == Device::kCPU,
                "distance_transform: only host arrays are supported");
   const int64_t h = mask.shape[0], w = mask.shape[1];
@@ -124,9 +122,7 @@ int64_t h_maxima_seeds(const TensorView& values, float h, const TensorView& seed
   CELLRT_CHECK(values.dtype == DType::kFloat32, "h_maxima_seeds: values should be float32, got ",
                dtype_name(values.dtype));
   CELLRT_CHECK(seeds.dtype == DType::kInt32, "h_maxima_seeds: seeds should be int32, got ", dtype_name(seeds.dtype));
-  CELLRT_CHECK(seeds.shape[0] == values.shape[0] && seeds.shape[1] == values.shape[1],
-               "h_maxima_seeds: seeds should have the values' shape ", detail::shape_string(values), ", got ",
-               detail::shape_string(seeds));
+  detail::check_same_shape_2d("h_maxima_seeds", "values", values, "seeds", seeds);
   CELLRT_CHECK(connectivity == 4 || connectivity == 8, "h_maxima_seeds: connectivity should be 4 or 8, got ",
                connectivity);
   CELLRT_CHECK(h >= 0.0f, "h_maxima_seeds: h should be >= 0, got ", h);

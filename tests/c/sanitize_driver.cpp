@@ -37,19 +37,10 @@ TensorView make_view(void* data, DType dtype, std::vector<int64_t> shape) {
   return v;
 }
 
+// The tile grid from cellrt::tile_origins (itself under the sanitizers here).
 std::vector<int64_t> grid(int64_t h, int64_t w, int64_t t, int64_t overlap) {
-  std::vector<int64_t> out;
-  auto axis = [&](int64_t extent) {
-    std::vector<int64_t> o;
-    if (extent <= t) return std::vector<int64_t>{0};
-    for (int64_t p = 0;; p += t - overlap) {
-      o.push_back(std::min(p, extent - t));
-      if (p + t >= extent) break;
-    }
-    return o;
-  };
-  for (int64_t y : axis(h))
-    for (int64_t x : axis(w)) out.insert(out.end(), {y, x});
+  std::vector<int64_t> out(static_cast<size_t>(2 * tile_origins(h, w, t, t, overlap, overlap)));
+  tile_origins(h, w, t, t, overlap, overlap, out.data(), static_cast<int64_t>(out.size()));
   return out;
 }
 

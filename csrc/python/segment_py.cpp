@@ -91,6 +91,7 @@ py::array_t<float> filter_by_lines_host(const py::array& image, int op, double a
   py::array_t<float> out({in.shape[0], in.shape[1]});
   const auto* src = static_cast<const float*>(in.data);
   float* dst = out.mutable_data();
+  if (height == 0 || width == 0) return out;  // as the filters: an empty line has no border sample to map
   py::gil_scoped_release release;
   if (op == 0)
     detail::gaussian_blur_by_lines(src, dst, height, width, a, b, border);

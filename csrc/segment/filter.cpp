@@ -106,7 +106,6 @@ std::vector<float> gaussian_taps(double sigma, double truncate) {
 
 void gaussian_blur_by_lines(const float* image, float* out, int32_t height, int32_t width, double sigma,
                             double truncate, int32_t mode) {
-  if (height == 0 || width == 0) return;
   const std::vector<float> w = gaussian_taps(sigma, truncate);
   if (w.empty()) {
     std::copy(image, image + int64_t{height} * width, out);
@@ -151,7 +150,6 @@ RecursiveGaussianCoefficients recursive_gaussian_coefficients(double sigma) {
 
 void gaussian_blur_recursive_by_lines(const float* image, float* out, int32_t height, int32_t width, double sigma,
                                       int32_t mode) {
-  if (height == 0 || width == 0) return;
   if (sigma == 0.0) {
     std::copy(image, image + int64_t{height} * width, out);
     return;
@@ -165,7 +163,6 @@ void gaussian_blur_recursive_by_lines(const float* image, float* out, int32_t he
 
 void box_mean_by_lines(const float* image, float* out, int32_t height, int32_t width, int32_t size_y, int32_t size_x,
                        int32_t mode) {
-  if (height == 0 || width == 0) return;
   std::vector<double> sums(static_cast<size_t>(height) * width);
   for (int32_t y = 0; y < height; ++y) box_row_pass(image, sums.data(), width, y, size_x, mode);
   const double scale = 1.0 / (static_cast<double>(size_y) * size_x);

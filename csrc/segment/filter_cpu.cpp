@@ -82,45 +82,6 @@ namespace {
 // at in[i * step + l], so the per-line recursion vectorises across lines.
 constexpr int32_t kRecursiveLanes = 32;
 
-// recursive_gaussian_line (filter_kernel.h) on `lanes` interleaved lines,
-// each with that function's operations in its order: the same bits as the
-// CUDA passes.
-void recursive_gaussian_lanes(const float* in, int64_t in_step, float* out, int64_t out_step, int64_t n,
-                              int32_t lanes, const RecursiveGaussianCoefficients& coefficients, int32_t mode) {
-  const RecursiveGaussianCoefficients c = coefficients;  // a local copy: provably not aliased by the stores
-  double re0[kRecursiveLanes] = {}, im0[kRecursiveLanes] = {}, re1[kRecursiveLanes] = {}, im1[kRecursiveLanes] = {};
-  for (int64_t i = -c.warmup; i < n; ++i) {
-    const float* x = in + border_index(i, n, mode) * in_step;
-    for (int32_t l = 0; l < lanes; ++l) {
-      const double v = x[l];
-      pole_update(re0[l], im0[l], c.pole_re[0], c.pole_im[0], v);
-      pole_update(re1[l], im1[l], c.pole_re[1], c.pole_im[1], v);
-    }
-    if (i < 0) continue;
-    float* o = out + i * out_step;
-    for (int32_t l = 0; l < lanes; ++l)
-      o[l] = static_cast<float>(add_rn(pole_output(re0[l], im0[l], c.causal_re[0], c.causal_im[0]),
-                                       pole_output(re1[l], im1[l], c.causal_re[1], c.causal_im[1])));
-  }
-  for (int32_t l = 0; l < lanes; ++l) re0[l] = im0[l] = re1[l] = im1[l] = 0.0;
-  for (int64_t i = n - 1 + c.warmup; i >= 0; --i) {
-    if (i < n) {
-      float* o = out + i * out_step;
-      for (int32_t l = 0; l < lanes; ++l) {
-        const double anticausal = add_rn(pole_output(re0[l], im0[l], c.anticausal_re[0], c.anticausal_im[0]),
-                                         pole_output(re1[l], im1[l], c.anticausal_re[1], c.anticausal_im[1]));
-        o[l] = static_cast<float>(add_rn(static_cast<double>(o[l]), anticausal));
-      }
-    }
-    const float* x = in + border_index(i, n, mode) * in_step;
-    for (int32_t l = 0; l < lanes; ++l) {
-      const double v = x[l];
-      pole_update(re0[l], im0[l], c.pole_re[0], c.pole_im[0], v);
-      pole_update(re1[l], im1[l], c.pole_re[1], c.pole_im[1], v);
-    }
-  }
-}
-
 }  // namespace
 
 void gaussian_blur_recursive_cpu(const TensorView& image, const TensorView& out, double sigma,
@@ -142,7 +103,7 @@ void gaussian_blur_recursive_cpu(const TensorView& image, const TensorView& out,
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t x0 = s * kRecursiveLanes;
       const auto lanes = static_cast<int32_t>(std::min<int64_t>(kRecursiveLanes, width - x0));
-      recursive_gaussian_lanes(in + x0, width, dst + x0, width, height, lanes, c, mode);
+      recursive_gaussian_lines<kRecursiveLanes>(in + x0, width, height, dst + x0, width, lanes, c, mode);
     }
   });
   // Rows: a block of kRecursiveLanes rows is transposed into an interleaved buffer, filtered, and written back.
@@ -156,7 +117,8 @@ void gaussian_blur_recursive_cpu(const TensorView& image, const TensorView& out,
         const float* row = dst + (y0 + l) * width;
         for (int32_t x = 0; x < width; ++x) lines[int64_t{x} * kRecursiveLanes + l] = row[x];
       }
-      recursive_gaussian_lanes(lines.data(), kRecursiveLanes, filtered.data(), kRecursiveLanes, width, lanes, c, mode);
+      recursive_gaussian_lines<kRecursiveLanes>(lines.data(), kRecursiveLanes, width, filtered.data(), kRecursiveLanes,
+                                                lanes, c, mode);
       for (int32_t l = 0; l < lanes; ++l) {
         float* row = dst + (y0 + l) * width;
         for (int32_t x = 0; x < width; ++x) row[x] = filtered[int64_t{x} * kRecursiveLanes + l];

@@ -131,31 +131,49 @@ CELLRT_HOST_DEVICE inline double pole_output(double re, double im, double coef_r
   return add_rn(mul_rn(coef_re, re), -mul_rn(coef_im, im));
 }
 
-// One line of n samples `stride` apart into out (`out_stride` apart): the
-// causal part is stored as float, the anticausal part added to it.
-CELLRT_HOST_DEVICE inline void recursive_gaussian_line(const float* in, int64_t stride, int64_t n, float* out,
-                                                       int64_t out_stride, const RecursiveGaussianCoefficients& c,
-                                                       int32_t mode) {
-  double re0 = 0.0, im0 = 0.0, re1 = 0.0, im1 = 0.0;
+// `lanes` (<= Lanes) lines side by side: sample i of line l at
+// in[i * step + l], out likewise; the causal part is stored as float, the
+// anticausal part added to it. The CUDA passes run one line (Lanes = 1, a
+// column with step = width or a row with step = 1); the CPU runs 32
+// interleaved lines so the lane loops vectorise - the same operations in
+// the same order per line, so the same bits.
+template <int Lanes>
+CELLRT_HOST_DEVICE inline void recursive_gaussian_lines(const float* in, int64_t step, int64_t n, float* out,
+                                                        int64_t out_step, int32_t lanes,
+                                                        const RecursiveGaussianCoefficients& coefficients,
+                                                        int32_t mode) {
+  const RecursiveGaussianCoefficients c = coefficients;  // a local copy: provably not aliased by the stores
+  double re0[Lanes], im0[Lanes], re1[Lanes], im1[Lanes];
+  for (int32_t l = 0; l < lanes; ++l) re0[l] = im0[l] = re1[l] = im1[l] = 0.0;
   for (int64_t i = -c.warmup; i < n; ++i) {
-    const double x = in[border_index(i, n, mode) * stride];
-    pole_update(re0, im0, c.pole_re[0], c.pole_im[0], x);
-    pole_update(re1, im1, c.pole_re[1], c.pole_im[1], x);
-    if (i >= 0)
-      out[i * out_stride] = static_cast<float>(
-          add_rn(pole_output(re0, im0, c.causal_re[0], c.causal_im[0]),
-                 pole_output(re1, im1, c.causal_re[1], c.causal_im[1])));
+    const float* x = in + border_index(i, n, mode) * step;
+    for (int32_t l = 0; l < lanes; ++l) {
+      const double v = x[l];
+      pole_update(re0[l], im0[l], c.pole_re[0], c.pole_im[0], v);
+      pole_update(re1[l], im1[l], c.pole_re[1], c.pole_im[1], v);
+    }
+    if (i < 0) continue;
+    float* o = out + i * out_step;
+    for (int32_t l = 0; l < lanes; ++l)
+      o[l] = static_cast<float>(add_rn(pole_output(re0[l], im0[l], c.causal_re[0], c.causal_im[0]),
+                                       pole_output(re1[l], im1[l], c.causal_re[1], c.causal_im[1])));
   }
-  re0 = im0 = re1 = im1 = 0.0;
+  for (int32_t l = 0; l < lanes; ++l) re0[l] = im0[l] = re1[l] = im1[l] = 0.0;
   for (int64_t i = n - 1 + c.warmup; i >= 0; --i) {
     if (i < n) {
-      const double anticausal = add_rn(pole_output(re0, im0, c.anticausal_re[0], c.anticausal_im[0]),
-                                       pole_output(re1, im1, c.anticausal_re[1], c.anticausal_im[1]));
-      out[i * out_stride] = static_cast<float>(add_rn(static_cast<double>(out[i * out_stride]), anticausal));
+      float* o = out + i * out_step;
+      for (int32_t l = 0; l < lanes; ++l) {
+        const double anticausal = add_rn(pole_output(re0[l], im0[l], c.anticausal_re[0], c.anticausal_im[0]),
+                                         pole_output(re1[l], im1[l], c.anticausal_re[1], c.anticausal_im[1]));
+        o[l] = static_cast<float>(add_rn(static_cast<double>(o[l]), anticausal));
+      }
     }
-    const double x = in[border_index(i, n, mode) * stride];
-    pole_update(re0, im0, c.pole_re[0], c.pole_im[0], x);
-    pole_update(re1, im1, c.pole_re[1], c.pole_im[1], x);
+    const float* x = in + border_index(i, n, mode) * step;
+    for (int32_t l = 0; l < lanes; ++l) {
+      const double v = x[l];
+      pole_update(re0[l], im0[l], c.pole_re[0], c.pole_im[0], v);
+      pole_update(re1[l], im1[l], c.pole_re[1], c.pole_im[1], v);
+    }
   }
 }
 

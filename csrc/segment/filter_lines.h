@@ -51,13 +51,13 @@ CELLRT_HOST_DEVICE inline void box_column_pass(const double* sums, float* out, i
 CELLRT_HOST_DEVICE inline void recursive_gaussian_column_pass(const float* image, float* tmp, int32_t height,
                                                               int32_t width, int32_t x,
                                                               const RecursiveGaussianCoefficients& c, int32_t mode) {
-  recursive_gaussian_line(image + x, width, height, tmp + x, width, c, mode);
+  recursive_gaussian_lines<1>(image + x, width, height, tmp + x, width, 1, c, mode);
 }
 
 // Recursive gaussian, horizontal pass over row y: out row y from tmp.
 CELLRT_HOST_DEVICE inline void recursive_gaussian_row_pass(const float* tmp, float* out, int32_t width, int32_t y,
                                                            const RecursiveGaussianCoefficients& c, int32_t mode) {
-  recursive_gaussian_line(tmp + int64_t{y} * width, 1, width, out + int64_t{y} * width, 1, c, mode);
+  recursive_gaussian_lines<1>(tmp + int64_t{y} * width, 1, width, out + int64_t{y} * width, 1, 1, c, mode);
 }
 
 }  // namespace cellrt::detail

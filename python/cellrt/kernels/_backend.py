@@ -31,6 +31,16 @@ def available_backends() -> list[str]:
     return found
 
 
+def is_int(value) -> bool:
+    """An integer argument: Python or numpy ints, not bools (True is an int to Python, never a count here)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value) -> bool:
+    """A real-number argument: Python or numpy ints and floats, not bools."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 # Far above any machine's cores; keeps the value inside the C int the extension takes (the C++
 # side caps the workers at 4x the hardware threads and at the work items anyway).
 _MAX_NUM_THREADS = 1 << 16
@@ -38,7 +48,7 @@ _MAX_NUM_THREADS = 1 << 16
 
 def check_num_threads(op: str, num_threads) -> int:
     """``num_threads`` as the int the extension takes: >= 0, 0 meaning all hardware threads."""
-    if not isinstance(num_threads, numbers.Integral) or isinstance(num_threads, bool) or num_threads < 0:
+    if not is_int(num_threads) or num_threads < 0:
         raise ValueError(f"{op}: num_threads should be an int >= 0 (0: all hardware threads), got {num_threads!r}")
     return min(int(num_threads), _MAX_NUM_THREADS)
 

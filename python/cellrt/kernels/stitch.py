@@ -11,7 +11,6 @@ or argmax in the same pass.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -49,14 +48,6 @@ def _pair(value, name: str, op: str) -> tuple:
     return (value, value)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
 def _image_hw(image_shape, op: str) -> tuple[tuple, int, int]:
     try:
         dims = tuple(image_shape)
@@ -64,7 +55,7 @@ def _image_hw(image_shape, op: str) -> tuple[tuple, int, int]:
         dims = None
     if dims is None or len(dims) not in (2, 3):
         raise ValueError(f"{op}: image_shape should be (H, W) or (C, H, W), got {image_shape!r}")
-    if not all(_is_int(d) for d in dims):
+    if not all(_backend.is_int(d) for d in dims):
         # int() would truncate a float silently: (50.5, 60) is a caller's mistake, not 50 rows.
         raise ValueError(f"{op}: image_shape should hold integers, got {image_shape!r}")
     dims = tuple(int(d) for d in dims)
@@ -76,7 +67,7 @@ def _image_hw(image_shape, op: str) -> tuple[tuple, int, int]:
 def _tile_hw(tile_size, op: str) -> tuple[int, int]:
     th, tw = _pair(tile_size, "tile_size", op)
     for t in (th, tw):
-        if not _is_int(t) or t < 1:
+        if not _backend.is_int(t) or t < 1:
             raise ValueError(f"{op}: tile_size should be a positive int or a (y, x) pair of them, got {tile_size!r}")
     return int(th), int(tw)
 
@@ -188,7 +179,7 @@ def percentile_normalization(image, percentiles=(1.0, 99.8)) -> tuple[np.ndarray
     the whole channel. A channel with no finite value gets scale 0, offset 0.
     """
     pair = list(percentiles) if isinstance(percentiles, (tuple, list, np.ndarray)) else []
-    if len(pair) != 2 or not all(_is_real(q) for q in pair) or not (0.0 <= pair[0] < pair[1] <= 100.0):
+    if len(pair) != 2 or not all(_backend.is_real(q) for q in pair) or not (0.0 <= pair[0] < pair[1] <= 100.0):
         raise ValueError(f"tile: percentiles should be a (lo, hi) pair of numbers with 0 <= lo < hi <= 100, "
                          f"got {percentiles!r}")
     lo_q, hi_q = (float(q) for q in pair)
@@ -393,7 +384,7 @@ def _stitch_options(tiles_shape, image_shape, overlap, blend, sigma_scale, activ
                              "(the value given to tile())")
         overlap = 0
     oy, ox = resolve_overlap(overlap, (th, tw), "stitch")
-    if blend == "gaussian" and not (_is_real(sigma_scale) and math.isfinite(sigma_scale) and sigma_scale > 0):
+    if blend == "gaussian" and not (_backend.is_real(sigma_scale) and math.isfinite(sigma_scale) and sigma_scale > 0):
         raise ValueError(f"stitch: sigma_scale should be a positive number, got {sigma_scale!r}")
     if (activation == "softmax" or argmax) and channels > MAX_FUSED_CHANNELS:
         raise ValueError(f"stitch: softmax and argmax take at most {MAX_FUSED_CHANNELS} channels, got {channels}")

@@ -380,6 +380,30 @@ def test_cpu_and_numba_agree(blend, rng):
 
 
 @pytest.mark.parametrize("blend", BLENDS)
+def test_numba_stitch_bits_do_not_depend_on_the_thread_count(blend, rng):
+    """The numba stitch runs one parallel loop over 16-row bands, each summing its tiles in
+    ascending order: 1 and 2 threads give the same bits (tiles cross band edges here: 333 rows,
+    tile origins off the band grid)."""
+    if "numba" not in HOST_BACKENDS:
+        pytest.skip(f"numba is not available (have {HOST_BACKENDS})")
+    import numba  # noqa: PLC0415
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba was started with one thread")
+    origins = tile_origins((333, 287), 45, 0.3)
+    tiles = rng.normal(size=(len(origins), 2, 45, 45)).astype(np.float32)
+    previous = numba.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            results.append(stitch(tiles, origins, (333, 287), overlap=0.3, blend=blend, backend="numba"))
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("blend", BLENDS)
 @pytest.mark.parametrize("shape, tile_size, overlap", [((200, 200), 64, 16), ((151, 233), 48, 13), ((90, 77), 30, 29)])
 def test_float16_tiles_blend_exactly_like_their_float32_values(blend, shape, tile_size, overlap, rng):
     """The float16 path converts in registers, eight pixels at a time (any overlap width: vector body plus

@@ -163,12 +163,16 @@ def _tile(image, origins, th, tw, scale, offset, out):
     channels, height, width = image.shape
     for k in prange(origins.shape[0]):
         oy, ox = origins[k, 0], origins[k, 1]
+        inside = min(tw, width - ox)  # columns read as they are; the rest mirror the right border
         for c in range(channels):
+            s, o = scale[c], offset[c]
             for r in range(th):
-                y = _reflect(oy + r, height)
-                for j in range(tw):
-                    x = _reflect(ox + j, width)
-                    out[k, c, r, j] = (np.float32(image[c, y, x]) - offset[c]) * scale[c]
+                source = image[c, _reflect(oy + r, height)]
+                row = out[k, c, r]
+                for j in range(inside):
+                    row[j] = (np.float32(source[ox + j]) - o) * s
+                for j in range(inside, tw):
+                    row[j] = (np.float32(source[_reflect(ox + j, width)]) - o) * s
 
 
 def tile(image, origins, tile_h, tile_w, scale, offset, dtype):

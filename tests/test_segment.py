@@ -369,6 +369,88 @@ def test_remove_small_objects_keeps_order_and_renumbers():
         remove_small_objects(labels, -1)
 
 
+def _random_labels(rng, shape, objects, largest):
+    """Rectangles of random labels up to ``largest`` (repeated, absent, overlapping: any label image)."""
+    labels = np.zeros(shape, np.int32)
+    for value in rng.integers(1, largest + 1, objects):
+        y, x = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+        h, w = rng.integers(1, 9, 2)
+        labels[y:y + h, x:x + w] = value
+    return labels
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_remove_small_objects_matches_the_whole_array_steps(backend, rng):
+    """The C++ kernel (a label table, or sorted distinct labels when labels run far above the pixel count) and
+    numba (sorted distinct labels) against the numpy steps the GPU runs (bincount, or np.unique for sparse
+    labels): dense and sparse labels, absent labels, min_area 0 (labels kept as they are), 1 (absent ones
+    dropped), none or all dropped."""
+    from cellrt.kernels.objects import _remove_small_whole_array  # noqa: PLC0415
+
+    cases = [_random_labels(rng, (61, 47), 60, 80), _random_labels(rng, (128, 96), 300, 150),
+             _random_labels(rng, (40, 50), 30, 2**31 - 1),    # sparse: beyond any table
+             _random_labels(rng, (33, 1), 8, 5), np.zeros((7, 9), np.int32)]
+    for labels in cases:
+        for min_area in (0, 1, 2, 5, 17, 10**6):
+            expected = _remove_small_whole_array(labels, min_area)
+            got = remove_small_objects(labels, min_area, backend=backend)
+            assert got[0].dtype == np.int32 and got[1] == expected[1], (labels.shape, min_area)
+            np.testing.assert_array_equal(got[0], expected[0], err_msg=f"{labels.shape} min_area {min_area}")
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_remove_small_objects_on_real_nuclei_matches_scikit_image(backend, dsb_dir):
+    from skimage.morphology import remove_small_objects as sk_remove
+    from skimage.segmentation import relabel_sequential
+
+    for name, mask, _ in real_masks(dsb_dir):
+        labels, _ = label(mask, 8)
+        for min_area in (20, 60):
+            ours, count = remove_small_objects(labels, min_area, backend=backend)
+            theirs = relabel_sequential(sk_remove(labels, max_size=min_area - 1))[0]
+            np.testing.assert_array_equal(ours, theirs, err_msg=name)
+            assert count == theirs.max()
+
+
+def test_remove_small_objects_in_place_and_thread_counts(rng):
+    """out may be labels itself (the C ABI's in-place form); strips of rows give the same result for any
+    thread count (tables per thread, or one table when labels outnumber the pixels per thread)."""
+    if "cpu" not in HOST_BACKENDS:
+        pytest.skip("the C++ extension is not available")
+    from cellrt._build import _core  # noqa: PLC0415
+
+    for largest in (200, 40_000):
+        labels = _random_labels(rng, (300, 257), 4000, largest)
+        expected, count = remove_small_objects(labels, 6, num_threads=1)
+        for threads in (2, 3, 8):
+            np.testing.assert_array_equal(remove_small_objects(labels, 6, num_threads=threads)[0], expected)
+        in_place = labels.copy()
+        assert _core.remove_small_objects(in_place, in_place, 6, 0) == count
+        np.testing.assert_array_equal(in_place, expected)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_remove_small_objects_refuses_labels_it_cannot_number(backend):
+    labels = np.array([[1, 1, 0], [0, 2, -4]], np.int32)
+    with pytest.raises(ValueError, match=r"labels should be >= 0, got 1 negative pixel\(s\)"):
+        remove_small_objects(labels, 1, backend=backend)
+    with pytest.raises(ValueError, match=r"labels should be >= 0, got 1 negative pixel\(s\)"):
+        remove_small_objects(labels.astype(np.int64), 1, backend=backend)
+    big = np.array([[1, 2**31]], np.int64)     # a cast to int32 would make it -2^31
+    with pytest.raises(ValueError, match=r"labels should be below 2\^31, got a largest label of 2147483648"):
+        remove_small_objects(big, 1, backend=backend)
+    with pytest.raises(ValueError, match=r"labels should be a 2-D integer array, got float32"):
+        remove_small_objects(labels.astype(np.float32), 1, backend=backend)
+    with pytest.raises(ValueError, match=r"labels should be a 2-D integer array, got int32 \(2, 3, 1\)"):
+        remove_small_objects(labels[..., None], 1, backend=backend)
+    for bad in (True, 2.5, -1):
+        with pytest.raises(ValueError, match=r"min_area should be a non-negative int"):
+            remove_small_objects(np.abs(labels), bad, backend=backend)
+    # Other integer types are renumbered like int32 ones.
+    np.testing.assert_array_equal(remove_small_objects(np.abs(labels).astype(np.uint16), 2, backend=backend)[0],
+                                  [[1, 1, 0], [0, 0, 0]])
+
+
 def test_match_instances_counts_unique_iou_matches():
     truth = np.zeros((10, 10), np.int32)
     truth[0:4, 0:4] = 1   # matched exactly
@@ -573,6 +655,18 @@ def test_cuda_label_and_measure_match_cpu(connectivity, dsb_dir):
         dev = measure(dev_labels, cp.asarray(image))
         for key in host:
             np.testing.assert_allclose(cp.asnumpy(dev[key]), host[key], rtol=1e-12, err_msg=f"{name} {key}")
+
+
+@needs_cuda
+def test_cuda_remove_small_objects_matches_cpu(dsb_dir):
+    import cupy as cp
+
+    for name, mask, _ in list(real_masks(dsb_dir))[:4]:
+        labels, _ = label(mask, 8, backend="cpu")
+        host, host_count = remove_small_objects(labels, 30, backend="cpu")
+        dev, dev_count = remove_small_objects(cp.asarray(labels), 30)
+        assert isinstance(dev, cp.ndarray) and dev.dtype == cp.int32 and dev_count == host_count
+        np.testing.assert_array_equal(cp.asnumpy(dev), host, err_msg=name)
 
 
 @needs_cuda

@@ -451,6 +451,7 @@ def _num_threads_calls():
         "mask_nms": lambda **kw: kernels.mask_nms(boxes, scores, masks, **kw),
         "matrix_nms": lambda **kw: kernels.matrix_nms(boxes, scores, masks, **kw),
         "measure": lambda **kw: kernels.measure(labels, image, **kw),
+        "remove_small_objects": lambda **kw: kernels.remove_small_objects(labels, 2, **kw),
         "rbf_kernel_matrix": lambda **kw: kernels.rbf_kernel_matrix(embeddings, embeddings, 1.0, **kw),
         "rbf_kernel_sums": lambda **kw: kernels.rbf_kernel_sums(embeddings, embeddings, 1.0, **kw),
         "stitch": lambda **kw: stitch(np.zeros((len(origins), 1, 8, 8), np.float32), origins, (16, 16), **kw),

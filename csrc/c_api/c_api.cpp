@@ -375,6 +375,15 @@ cellrt_status_t cellrt_watershed(const cellrt_tensor_t* surface, const cellrt_te
   });
 }
 
+cellrt_status_t cellrt_remove_small_objects(const cellrt_tensor_t* labels, const cellrt_tensor_t* out,
+                                            int64_t min_area, int32_t num_threads, int64_t* num_objects) {
+  return translate_exceptions([&] {
+    const int64_t n = cellrt::remove_small_objects(to_view(labels, "labels"), to_view(out, "out"), min_area,
+                                                   num_threads);
+    if (num_objects != nullptr) *num_objects = n;
+  });
+}
+
 cellrt_status_t cellrt_binary_morphology(const cellrt_tensor_t* mask, const cellrt_tensor_t* out, int32_t radius,
                                          int32_t dilate, const cellrt_morphology_options_t* options,
                                          void* cuda_stream) {

@@ -9,6 +9,7 @@
 #include "cellrt/fill_holes.h"
 #include "cellrt/filter.h"
 #include "cellrt/grow.h"
+#include "cellrt/remove_small_objects.h"
 #include "cellrt/watershed.h"
 #include "cellrt/histogram.h"
 #include "cellrt/label.h"
@@ -145,6 +146,13 @@ int64_t grow_labels_host(py::array& labels, const py::array& mask, int steps) {
   const TensorView m = host_view(mask, "mask", false);
   py::gil_scoped_release release;
   return grow_labels(lab, m, steps);
+}
+
+int64_t remove_small_objects_host(const py::array& labels, py::array& out, int64_t min_area, int num_threads) {
+  const TensorView in = host_view(labels, "labels", false);
+  const TensorView dst = host_view(out, "out", true);
+  py::gil_scoped_release release;
+  return remove_small_objects(in, dst, min_area, num_threads);
 }
 
 py::array_t<float> distance_transform_host(const py::array& mask, int num_threads) {
@@ -382,6 +390,9 @@ void register_segment(py::module_& m) {
         "Outer contours on device pointers (points, perimeter may be 0); returns the total point count.");
   m.def("grow_labels", &grow_labels_host, py::arg("labels"), py::arg("mask"), py::arg("steps"),
         "In place: up to `steps` synchronous layers of seeded growth over the mask; returns pixels labelled.");
+  m.def("remove_small_objects", &remove_small_objects_host, py::arg("labels"), py::arg("out"), py::arg("min_area"),
+        py::arg("num_threads") = 0,
+        "Objects of at least min_area pixels renumbered 1..N in label order into out (may be labels); returns N.");
   m.def("distance_transform", &distance_transform_host, py::arg("mask"), py::arg("num_threads") = 0,
         "Exact Euclidean distance of every non-zero mask pixel to the nearest zero one (float32; inf: none).");
   m.def("h_maxima_seeds", &h_maxima_seeds_host, py::arg("values"), py::arg("h"), py::arg("connectivity"),

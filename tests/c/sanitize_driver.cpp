@@ -220,7 +220,17 @@ int main() {
         }
         std::vector<int32_t> grown(labels);
         grow_labels(make_view(grown.data(), DType::kInt32, {h, w}), make_view(mask.data(), DType::kUInt8, {h, w}), 3);
-        calls += 1;
+        // In place, and into a second buffer, with the thread count of this round.
+        std::vector<int32_t> kept(h * w);
+        remove_small_objects(make_view(grown.data(), DType::kInt32, {h, w}), make_view(kept.data(), DType::kInt32, {h, w}),
+                             4, threads);
+        remove_small_objects(make_view(grown.data(), DType::kInt32, {h, w}), make_view(grown.data(), DType::kInt32, {h, w}),
+                             4, threads);
+        if (grown != kept) {
+          std::printf("remove_small_objects: in place and into another buffer disagree\n");
+          return 1;
+        }
+        calls += 3;
         std::vector<uint8_t> morphed(h * w);
         for (int32_t radius : {0, 1, 3, 40}) {
           MorphologyOptions mopt;

@@ -450,6 +450,26 @@ int main(void) {
            "overlap as large as the tile: %s", cellrt_last_error());
   }
 
+  /* C API 7: small objects dropped and the rest renumbered in label order, in place. */
+  {
+    /* Label 5: 3 pixels, label 2: 1 pixel, label 9: 4 pixels; label 1 absent. */
+    static int32_t objects[3 * 4] = {5, 5, 0, 9, 5, 2, 0, 9, 0, 0, 9, 9};
+    const int64_t objects_shape[2] = {3, 4};
+    cellrt_tensor_t objects_view;
+    int64_t kept = -1;
+    view(&objects_view, objects, CELLRT_DTYPE_INT32, 2, objects_shape);
+    EXPECT(cellrt_c_api_version() >= 7, "C API 7 functions need version 7");
+    status = cellrt_remove_small_objects(&objects_view, &objects_view, 2, 0, &kept);
+    EXPECT(status == CELLRT_STATUS_OK && kept == 2 && objects[0] == 1 && objects[5] == 0 && objects[3] == 2 &&
+               objects[11] == 2,
+           "remove_small_objects: %lld kept, %d %d %d: %s", (long long)kept, objects[0], objects[5], objects[3],
+           cellrt_last_error());
+    objects[6] = -3;
+    status = cellrt_remove_small_objects(&objects_view, &objects_view, 2, 0, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "got 1 negative pixel(s)"),
+           "negative label: %s", cellrt_last_error());
+  }
+
   if (failures) return 1;
   printf("ok\n");
   return 0;

@@ -56,7 +56,7 @@
 extern "C" {
 #endif
 
-#define CELLRT_C_API_VERSION 6
+#define CELLRT_C_API_VERSION 7
 
 typedef enum cellrt_status_t {
   CELLRT_STATUS_OK = 0,
@@ -357,6 +357,16 @@ CELLRT_EXPORT cellrt_status_t cellrt_gaussian_blur_recursive(const cellrt_tensor
 CELLRT_EXPORT cellrt_status_t cellrt_tile_origins(int64_t height, int64_t width, int64_t tile_h, int64_t tile_w,
                                                   int64_t overlap_y, int64_t overlap_x, int64_t* origins,
                                                   int64_t capacity, int64_t* count);
+
+/* C API 7. See cellrt/remove_small_objects.h (host memory only): the
+ * objects of labels [H,W] int32 (>= 0) covering at least min_area pixels,
+ * renumbered 1..N in increasing order of their old label, into out [H,W]
+ * int32 (may be labels: in place); the rest become 0. min_area <= 0 copies
+ * the labels and gives the largest one. *num_objects (may be NULL)
+ * receives N. */
+CELLRT_EXPORT cellrt_status_t cellrt_remove_small_objects(const cellrt_tensor_t* labels, const cellrt_tensor_t* out,
+                                                          int64_t min_area, int32_t num_threads,
+                                                          int64_t* num_objects);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,7 @@
 #include "cellrt/mmd.h"
 #include "cellrt/nms.h"
 #include "cellrt/morphology.h"
+#include "cellrt/remove_small_objects.h"
 #include "cellrt/stitch.h"
 #include "cellrt/tile.h"
 #include "cellrt/types.h"

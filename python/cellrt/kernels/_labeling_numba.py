@@ -350,3 +350,40 @@ def grow_labels(labels, mask, steps):
                     following.append((ny, nx))
         frontier = following
     return grown
+
+
+@njit(cache=True)
+def _remove_small_objects(labels, min_area, out):
+    flat = labels.ravel()
+    destination = out.ravel()
+    if min_area <= 0:
+        destination[:] = flat
+        return flat.max() if flat.size else 0
+    # The distinct labels by sorting (the C++ backend indexes a table by label), with their areas.
+    values = np.sort(flat[flat > 0])
+    distinct = np.empty(values.size, np.int32)
+    new_label = np.zeros(values.size, np.int32)
+    groups, kept, i = 0, 0, 0
+    while i < values.size:
+        j = i
+        while j < values.size and values[j] == values[i]:
+            j += 1
+        distinct[groups] = values[i]
+        if j - i >= min_area:
+            kept += 1
+            new_label[groups] = kept
+        groups += 1
+        i = j
+    distinct, new_label = distinct[:groups], new_label[:groups]
+    for p in range(flat.size):
+        v = flat[p]
+        destination[p] = 0 if v == 0 else new_label[np.searchsorted(distinct, v)]
+    return kept
+
+
+def remove_small_objects(labels, min_area, out):
+    """As cellrt::remove_small_objects: labels int32 (H, W), out int32 (H, W); returns the count kept."""
+    negative = int(np.count_nonzero(labels < 0))
+    if negative:
+        raise ValueError(f"remove_small_objects: labels should be >= 0, got {negative} negative pixel(s)")
+    return int(_remove_small_objects(labels, min_area, out))

@@ -72,11 +72,14 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
 def input_errors() -> tuple[type[BaseException], ...]:
     """The errors a command ends with one line instead of a traceback: they are about what the user gave
     (a plate, a model folder, an option: ValueError, which PlateError and ManifestError are; a plate that
-    stops mid-run: PlateRunError; the output disk full, read-only or removed: OSError), and their messages
-    name the file or option. Anything else is a bug and keeps its traceback."""
+    stops mid-run: PlateRunError; the output disk full, read-only or removed: OSError) or about what the
+    machine can run it with (a TensorRT engine refused by the FP16 gate, not built, not loadable here:
+    EngineError), and their messages name the file, model or option. Anything else is a bug and keeps its
+    traceback."""
     from ..pipeline.plate import PlateRunError  # noqa: PLC0415
+    from ..runtime.tensorrt import EngineError  # noqa: PLC0415 - imports neither tensorrt nor cupy
 
-    return (ValueError, PlateRunError, OSError)
+    return (ValueError, PlateRunError, OSError, EngineError)
 
 
 def fail(command: str, error: BaseException | str) -> int:

@@ -279,6 +279,18 @@ def test_an_fp16_gate_refusal_ends_run_and_predict_in_one_line_naming_the_file(t
         assert not (tmp_path / "out").exists() and not list(tmp_path.glob("cache/engines/*.engine"))
 
 
+def test_run_progress_goes_to_the_stderr_of_the_time_it_runs(monkeypatch):
+    """Progress bound sys.stderr at import as a default argument; `cellrt run` called in a process that
+    replaced stderr since (output captured and closed) ended 'cellrt run: I/O operation on closed file.'"""
+    import io
+
+    from cellrt.cli.run import Progress
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    Progress(2, 1)(2, 2, "A01")
+    assert sys.stderr.getvalue().startswith("fields 2/2  wells 1/1  ")
+
+
 @pytest.mark.parametrize("providers, shown", [
     (["CPUExecutionProvider"], True),
     (["CUDAExecutionProvider", "CPUExecutionProvider"], False),

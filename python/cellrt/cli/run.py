@@ -12,11 +12,14 @@ DEMO_PLATE = "data/demo/plate"
 class Progress:
     """Wells done, fields/s and ETA on one line (a line per 10 % when not a terminal)."""
 
-    def __init__(self, total_fields: int, total_wells: int, stream=sys.stderr):
-        self.total, self.wells_total, self.stream = total_fields, total_wells, stream
+    def __init__(self, total_fields: int, total_wells: int, stream=None):
+        # sys.stderr as it is when the run starts: a default argument kept the one of when this module was
+        # imported, which a caller (a test capturing output, a notebook) may have replaced and closed since.
+        self.total, self.wells_total = total_fields, total_wells
+        self.stream = sys.stderr if stream is None else stream
         self.started = time.perf_counter()
         self.wells_seen: set = set()
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self.next_report = 0.1
 
     def __call__(self, done: int, total: int, well: str) -> None:

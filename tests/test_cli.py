@@ -291,6 +291,30 @@ def test_run_progress_goes_to_the_stderr_of_the_time_it_runs(monkeypatch):
     assert sys.stderr.getvalue().startswith("fields 2/2  wells 1/1  ")
 
 
+def test_the_start_line_of_a_run_counts_fields_rejected_when_scanned(tmp_path, capsys):
+    """A plate whose every field was rejected (two files for one channel) started with '0 fields to run in 0
+    wells', an empty plate, and ended with 'no field was processed in this run'; both now say why."""
+    from cellrt.cli import main
+
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    for well in ("A01", "A02"):
+        tifffile.imwrite(plate / f"P_{well}_s1_w1.tif", np.zeros((64, 64), np.uint8))
+        tifffile.imwrite(plate / f"P_{well}_s1_w1.tiff", np.zeros((64, 64), np.uint8))
+    assert main(["run", str(plate), "--model", "nuclei", "--out", str(tmp_path / "all"), "--skip-bad"]) == 0
+    captured = capsys.readouterr()
+    start, rejected = captured.err.strip().splitlines()[:2]
+    assert start.startswith("plate P: no field to run: all 2 fields in 2 wells were rejected when scanned, "), start
+    assert rejected.startswith("plate P: 2 field(s) rejected when scanned (--skip-bad), in wells A01, A02; "), rejected
+    assert captured.out.startswith("no field was processed: all 2 were rejected when the plate was scanned "
+                                   "(errors.csv)"), captured.out
+    tifffile.imwrite(plate / "P_B01_s1_w1.tif", np.zeros((64, 64), np.uint8))
+    assert main(["run", str(plate), "--model", "nuclei", "--out", str(tmp_path / "some"), "--skip-bad"]) == 0
+    start = capsys.readouterr().err.strip().splitlines()[0]
+    assert start.startswith("plate P: 1 field to run in 1 well (of 3 fields in 3 wells; 2 rejected when scanned), "
+                            "channels ['1']"), start
+
+
 @pytest.mark.parametrize("providers, shown", [
     (["CPUExecutionProvider"], True),
     (["CUDAExecutionProvider", "CPUExecutionProvider"], False),

@@ -48,6 +48,9 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
     elif failed:
         print(f"no field gave a result: all {failed} failed (errors.csv), so there is no throughput or latency "
               f"to report {engine}")
+    elif summary["plate"].get("rejected_fields") and summary["plate"]["rejected_fields"] == summary["plate"]["fields"]:
+        print(f"no field was processed: all {summary['plate']['fields']} were rejected when the plate was scanned "
+              f"(errors.csv), so there is no throughput or latency to report {engine}")
     else:
         print(f"no field was processed in this run {engine}")
     if summary["stage_share"]:
@@ -173,10 +176,8 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
                                save_predictions=save_predictions, image_format=images_format,
                                drift_reference=drift_reference)
         run = PlateRun(model, plate, out, options)
-        # "to run": fields rejected when scanned are counted on the next line, not here.
-        print(f"plate {plate.name}: {len(plate.fields)} fields to run in {len(plate.wells)} wells, channels "
-              f"{plate.channels} ({plate.layout}); model {model.name} on {model.backend.name} ({model.precision})",
-              file=sys.stderr)
+        print(f"plate {plate.name}: {_fields_to_run(plate)}, channels {plate.channels} ({plate.layout}); model "
+              f"{model.name} on {model.backend.name} ({model.precision})", file=sys.stderr)
         if plate.rejected_fields:
             wells = sorted({k.well for k in plate.rejected_fields}, key=well_sort_key)
             print(f"plate {plate.name}: {len(plate.rejected_fields)} field(s) rejected when scanned (--skip-bad), "
@@ -194,6 +195,22 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
     if hint:
         print(hint)
     return 0
+
+
+def _fields_to_run(plate) -> str:
+    """What the start line says the run has to do. Fields rejected when scanned (--skip-bad) are named on the
+    line after it; here they only keep the counts true: a plate whose every field was rejected read as
+    '0 fields to run in 0 wells', an empty plate."""
+    from ..report.plate_report import _count  # noqa: PLC0415 - '1 field', '2 fields' as the report words them
+
+    to_run = f"{_count(len(plate.fields), 'field')} to run in {_count(len(plate.wells), 'well')}"
+    rejected = len(plate.rejected_fields)
+    if not rejected:
+        return to_run
+    found = f"{_count(len(plate.fields) + rejected, 'field')} in {_count(len(plate.imaged_wells), 'well')}"
+    if not plate.fields:
+        return f"no field to run: all {found} were rejected when scanned"
+    return f"{to_run} (of {found}; {rejected} rejected when scanned)"
 
 
 def _int8_hint(model, summary: dict) -> str | None:

@@ -73,7 +73,7 @@ def remove_small_objects(labels, min_area: int) -> tuple[np.ndarray, int]:
     if labels.ndim != 2 or labels.dtype.kind not in "iu":
         raise ValueError(f"remove_small_objects: labels should be a 2-D integer array, got {labels.dtype} "
                          f"{labels.shape}")
-    if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 0:
+    if not _backend.is_int(min_area) or min_area < 0:
         raise ValueError(f"remove_small_objects: min_area should be a non-negative int, got {min_area!r}")
     if labels.dtype.kind == "i" and labels.size and int(labels.min()) < 0:
         raise ValueError("remove_small_objects: labels should be >= 0")
@@ -230,7 +230,7 @@ def grow_labels(labels, mask, steps: int, *, backend: str = "auto"):
     steps as whole-array operations on the GPU.
     """
 
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+    if not _backend.is_int(steps) or steps < 0:
         raise ValueError(f"grow_labels: steps should be a non-negative int, got {steps!r}")
     if _backend.is_device_array(labels):
         return _grow_whole_array(labels, mask, int(steps))
@@ -310,7 +310,7 @@ def instances_from_probability(prob, *, foreground: float = 0.5, seed: float = 0
                          f"boundary), got {prob.shape}")
     if not bool(xp.all(xp.isfinite(prob))):
         raise ValueError("instances_from_probability: prob holds NaN/inf values")
-    if isinstance(grow_steps, bool) or not isinstance(grow_steps, (int, np.integer)) or grow_steps < 0:
+    if not _backend.is_int(grow_steps) or grow_steps < 0:
         raise ValueError(f"instances_from_probability: grow_steps should be a non-negative int, got {grow_steps!r}")
     background, interior, boundary = prob
     fg = (1.0 - background) > foreground

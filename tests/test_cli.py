@@ -222,6 +222,99 @@ def test_a_tensorrt_build_of_a_corrupt_onnx_ends_in_one_line_naming_the_file(tmp
     assert not (tmp_path / "engines").exists() or not any((tmp_path / "engines").iterdir())
 
 
+def _one_field_plate(folder):
+    folder.mkdir()
+    tifffile.imwrite(folder / "P_A01_s1_w1.tif", np.zeros((64, 64), np.uint8))
+    return folder
+
+
+def test_run_and_predict_on_tensorrt_without_it_here_name_the_model_and_what_is_missing(tmp_path):
+    """The refusal was one line, but named neither the model nor which of GPU, cupy and TensorRT is missing."""
+    from cellrt.runtime import tensorrt as trt_runtime
+
+    if trt_runtime.current_compute_capability() is not None:
+        pytest.skip("a GPU is present; the refusal is for machines without one")
+    plate = _one_field_plate(tmp_path / "plate")
+    for command in (["run", str(plate), "--model", "nuclei", "--out", str(tmp_path / "out")],
+                    ["predict", "nuclei", str(plate / "P_A01_s1_w1.tif"), "--out", str(tmp_path / "out")]):
+        result = run_cli(*command, "--backend", "tensorrt")
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"cellrt {command[0]}: load_model: backend 'tensorrt' needs"), \
+            result.stderr
+        assert "model 'nuclei' cannot run on it here: " in lines[0]
+        assert ("cupy is not installed" in lines[0] or "cupy finds no usable CUDA GPU" in lines[0]), lines[0]
+        assert not (tmp_path / "out").exists()
+
+
+def test_an_fp16_gate_refusal_ends_run_and_predict_in_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    """On a GPU, `run` and `predict` build the model's TensorRT engine first; an EngineError from that (here the
+    FP16 gate: a tolerance no FP16 file meets) ended both in a traceback. There is no GPU here: the GPU check is
+    told sm_86, which TensorRT-RTX builds for ahead of time; the gate itself is the real one (ONNX Runtime
+    comparing the model's FP16 and FP32 files), and it refuses before any engine is built or loaded."""
+    _tensorrt_rtx_or_skip()
+    import shutil
+
+    from cellrt.cli import main
+    from cellrt.pipeline.model import model_folder
+    from cellrt.runtime import tensorrt as trt_runtime
+
+    monkeypatch.setattr(trt_runtime, "current_compute_capability", lambda: "86")
+    monkeypatch.setenv("CELLRT_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    shutil.copytree(model_folder("nuclei"), folder)
+    manifest = json.loads((folder / "cellrt.json").read_text())
+    manifest["fp16"]["tolerance"] = 1e-9
+    (folder / "cellrt.json").write_text(json.dumps(manifest))
+    plate = _one_field_plate(tmp_path / "plate")
+    for command in (["run", str(plate), "--model", str(folder), "--out", str(tmp_path / "out")],
+                    ["predict", str(folder), str(plate / "P_A01_s1_w1.tif"), "--out", str(tmp_path / "out")]):
+        assert main([*command, "--backend", "tensorrt"]) == 1
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert lines[0].startswith(f"cellrt {command[0]}: {folder / 'model.fp16.onnx'}: FP16 outputs differ from "
+                                   f"FP32 by "), err
+        assert "above the manifest's fp16.tolerance 1e-09; engine not built" in lines[0]
+        assert not (tmp_path / "out").exists() and not list(tmp_path.glob("cache/engines/*.engine"))
+
+
+def test_run_progress_goes_to_the_stderr_of_the_time_it_runs(monkeypatch):
+    """Progress bound sys.stderr at import as a default argument; `cellrt run` called in a process that
+    replaced stderr since (output captured and closed) ended 'cellrt run: I/O operation on closed file.'"""
+    import io
+
+    from cellrt.cli.run import Progress
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    Progress(2, 1)(2, 2, "A01")
+    assert sys.stderr.getvalue().startswith("fields 2/2  wells 1/1  ")
+
+
+def test_the_start_line_of_a_run_counts_fields_rejected_when_scanned(tmp_path, capsys):
+    """A plate whose every field was rejected (two files for one channel) started with '0 fields to run in 0
+    wells', an empty plate, and ended with 'no field was processed in this run'; both now say why."""
+    from cellrt.cli import main
+
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    for well in ("A01", "A02"):
+        tifffile.imwrite(plate / f"P_{well}_s1_w1.tif", np.zeros((64, 64), np.uint8))
+        tifffile.imwrite(plate / f"P_{well}_s1_w1.tiff", np.zeros((64, 64), np.uint8))
+    assert main(["run", str(plate), "--model", "nuclei", "--out", str(tmp_path / "all"), "--skip-bad"]) == 0
+    captured = capsys.readouterr()
+    start, rejected = captured.err.strip().splitlines()[:2]
+    assert start.startswith("plate P: no field to run: all 2 fields in 2 wells were rejected when scanned, "), start
+    assert rejected.startswith("plate P: 2 field(s) rejected when scanned (--skip-bad), in wells A01, A02; "), rejected
+    assert captured.out.startswith("no field was processed: all 2 were rejected when the plate was scanned "
+                                   "(errors.csv)"), captured.out
+    tifffile.imwrite(plate / "P_B01_s1_w1.tif", np.zeros((64, 64), np.uint8))
+    assert main(["run", str(plate), "--model", "nuclei", "--out", str(tmp_path / "some"), "--skip-bad"]) == 0
+    start = capsys.readouterr().err.strip().splitlines()[0]
+    assert start.startswith("plate P: 1 field to run in 1 well (of 3 fields in 3 wells; 2 rejected when scanned), "
+                            "channels ['1']"), start
+
+
 @pytest.mark.parametrize("providers, shown", [
     (["CPUExecutionProvider"], True),
     (["CUDAExecutionProvider", "CPUExecutionProvider"], False),

@@ -262,6 +262,23 @@ def test_a_corrupt_engine_is_an_error_not_a_null_engine(tiny_model, tmp_path):
         trt_runtime.load_engine(artifact)
 
 
+def test_an_engine_that_does_not_deserialize_says_what_tensorrt_logged_and_prints_nothing(tmp_path, capfd):
+    """load_engine gave TensorRT a logger of its own, so TensorRT's reason went to stderr as log lines and the
+    EngineError said only 'corrupt, another version, or no GPU'; the module's logger holds it for the message."""
+    trt = _rtx()
+    path = tmp_path / "garbage.engine"
+    path.write_bytes(b"not an engine" * 100)
+    artifact = trt_runtime.EngineArtifact(path, {"flavour": "tensorrt_rtx"}, reused=False, build_seconds=0.0,
+                                          fp16_error=None)
+    with pytest.raises(trt_runtime.EngineError) as raised:
+        trt_runtime.load_engine(artifact)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: tensorrt_rtx {trt.__version__} could not deserialize the engine ("), message
+    assert "Error Code" in message and "\n" not in message, message   # TensorRT's 'Error Code N: Kind (...)'
+    assert "/_src/" not in message and "cellrt build --rebuild" in message, message
+    assert "[TRT]" not in capfd.readouterr().err
+
+
 def test_tensorrt_fp16_gate_fails_the_build_when_error_exceeds_tolerance(tiny_model, tmp_path):
     _rtx()
     folder = _copy(tiny_model[0], tmp_path)

@@ -730,6 +730,48 @@ def test_stitch_bad_arguments():
         stitch(np.zeros((1, 65, 8, 8), np.float32), [[0, 0]], (8, 8), argmax=True)
 
 
+def _huge_stitch_cases(xp):
+    """(tiles, image_shape, argmax, message) that stitch() refuses before it allocates its output."""
+    three = xp.zeros((1, 3, 64, 64), xp.float32)
+    over = (r"makes 3 x 200000 x 200000 = 120000000000 output values \(channels x pixels\), over the limit of "
+            r"4294967296 \(2\*\*32, 16 GiB of float32\); stitch the image in regions")
+    return [
+        (three, (3, 200000, 200000), False, r"stitch: image_shape \(3, 200000, 200000\) " + over),
+        (three, (200000, 200000), True, r"stitch: image_shape \(200000, 200000\) " + over),
+        (xp.zeros((1, 1, 8, 8), xp.float32), (2**29, 1), False,
+         r"stitch: image_shape \(536870912, 1\) has a side of 536870912 pixels; sides should be below 536870911"),
+    ]
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_stitch_refuses_an_image_shape_too_large_to_hold_before_allocating_it(backend):
+    """(3, 200000, 200000) met numpy's MemoryError for 447 GiB (numba's 'Allocation failed'), or with less
+    than that asked the operating system's out-of-memory killer; the C++ core's side limit came only after
+    the output was allocated, and the numba path had none."""
+    for tiles, image_shape, argmax, message in _huge_stitch_cases(np):
+        with pytest.raises(ValueError, match=message):
+            stitch(tiles, [[0, 0]], image_shape, argmax=argmax, fill_value=0, backend=backend)
+
+
+@needs_cuda
+def test_stitch_refuses_an_image_shape_too_large_to_hold_on_the_gpu():
+    import cupy as cp
+
+    for tiles, image_shape, argmax, message in _huge_stitch_cases(cp):
+        with pytest.raises(ValueError, match=message):
+            stitch(tiles, [[0, 0]], image_shape, argmax=argmax, fill_value=0, backend="cuda")
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_the_stitch_size_limit_takes_an_output_of_exactly_its_size(backend, monkeypatch):
+    monkeypatch.setattr(sys.modules["cellrt.kernels.stitch"], "MAX_STITCH_VALUES", 2 * 64 * 64)  # the function
+    # cellrt.kernels.stitch hides the module of that name
+    tiles = np.ones((1, 2, 64, 64), np.float32)
+    assert stitch(tiles, [[0, 0]], (2, 64, 64), backend=backend).shape == (2, 64, 64)
+    with pytest.raises(ValueError, match=r"makes 2 x 64 x 65 = 8320 output values .* over the limit of 8192 "):
+        stitch(tiles, [[0, 0]], (2, 64, 65), fill_value=0, backend=backend)
+
+
 def test_bad_arguments_are_named_and_valid_ones_taken():
     """Each of these used to fail with an error that named no argument (unpacking, numpy's size
     check, a 37 GiB MemoryError, the wrong function's name, an int64 wrap-around) or to reject or

@@ -243,10 +243,17 @@ typedef struct cellrt_mask_nms_options_t {
  * 0.5, intersection over the smaller off, class-aware. */
 CELLRT_EXPORT void cellrt_mask_nms_options_init(cellrt_mask_nms_options_t* options);
 
-/* See cellrt/nms.h (C API 3): greedy mask NMS on host memory. boxes [N,4]
- * int32 [y0, x0, y1, x1), scores [N] float32, classes [N] int32 or NULL,
+/* See cellrt/nms.h (C API 3): greedy mask NMS. boxes [N,4] int32
+ * [y0, x0, y1, x1), scores [N] float32, classes [N] int32 or NULL,
  * mask_offsets [N+1] int64 and mask_data uint8 (instance i's box-sized mask
- * at mask_data[mask_offsets[i]]), keep [N] uint8 written; *num_kept set. */
+ * at mask_data[mask_offsets[i]]), keep [N] uint8 written; *num_kept set.
+ * All in host memory, or all in CUDA memory: then the masks' areas and
+ * overlaps are computed on the GPU and the small tables (boxes, scores,
+ * classes, offsets) read back, on the default stream, as this call takes
+ * none; it returns once keep is written. The default stream does not wait
+ * for a stream created with cudaStreamNonBlocking: inputs written on one
+ * should be complete (synchronise it) before the call. A CPU-only build
+ * returns CELLRT_STATUS_NOT_COMPILED for CUDA memory. */
 CELLRT_EXPORT cellrt_status_t cellrt_mask_nms(const cellrt_tensor_t* boxes, const cellrt_tensor_t* scores,
                                               const cellrt_tensor_t* classes, const cellrt_tensor_t* mask_offsets,
                                               const cellrt_tensor_t* mask_data, const cellrt_tensor_t* keep,

@@ -27,8 +27,10 @@ struct MaskNmsOptions {
 // instance i's mask is the (y1 - y0) x (x1 - x0) row-major uint8 block at
 // mask_data[mask_offsets[i]] (non-zero = inside). All host memory, or all
 // CUDA memory: then the masks' areas and the pairs' overlaps are computed on
-// the GPU and the small tables (boxes, scores, offsets) read back; the call
-// synchronises.
+// the GPU and the small tables (boxes, scores, offsets) read back, on the
+// default stream; the call synchronises. Inputs written on a non-blocking
+// stream, which the default stream does not wait for, should be complete
+// before the call.
 //
 // Greedy, by descending score (ties: lower index first): each instance not
 // yet suppressed is kept and suppresses the overlapping lower-ranked ones.

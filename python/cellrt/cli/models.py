@@ -117,7 +117,7 @@ def run_build(args) -> int:
                                             compute_capabilities=args.compute_capability or None,
                                             cache=Path(args.cache) if args.cache else None, rebuild=args.rebuild,
                                             log=print)
-    except (trt_runtime.EngineError, *input_errors()) as error:
+    except input_errors() as error:
         return fail("build", error)
     state = "reused cached" if artifact.reused else f"built in {artifact.build_seconds:.1f} s:"
     print(f"{state} {artifact.path}")

@@ -12,11 +12,14 @@ DEMO_PLATE = "data/demo/plate"
 class Progress:
     """Wells done, fields/s and ETA on one line (a line per 10 % when not a terminal)."""
 
-    def __init__(self, total_fields: int, total_wells: int, stream=sys.stderr):
-        self.total, self.wells_total, self.stream = total_fields, total_wells, stream
+    def __init__(self, total_fields: int, total_wells: int, stream=None):
+        # sys.stderr as it is when the run starts: a default argument kept the one of when this module was
+        # imported, which a caller (a test capturing output, a notebook) may have replaced and closed since.
+        self.total, self.wells_total = total_fields, total_wells
+        self.stream = sys.stderr if stream is None else stream
         self.started = time.perf_counter()
         self.wells_seen: set = set()
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self.next_report = 0.1
 
     def __call__(self, done: int, total: int, well: str) -> None:
@@ -45,6 +48,9 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
     elif failed:
         print(f"no field gave a result: all {failed} failed (errors.csv), so there is no throughput or latency "
               f"to report {engine}")
+    elif summary["plate"].get("rejected_fields") and summary["plate"]["rejected_fields"] == summary["plate"]["fields"]:
+        print(f"no field was processed: all {summary['plate']['fields']} were rejected when the plate was scanned "
+              f"(errors.csv), so there is no throughput or latency to report {engine}")
     else:
         print(f"no field was processed in this run {engine}")
     if summary["stage_share"]:
@@ -72,11 +78,14 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
 def input_errors() -> tuple[type[BaseException], ...]:
     """The errors a command ends with one line instead of a traceback: they are about what the user gave
     (a plate, a model folder, an option: ValueError, which PlateError and ManifestError are; a plate that
-    stops mid-run: PlateRunError; the output disk full, read-only or removed: OSError), and their messages
-    name the file or option. Anything else is a bug and keeps its traceback."""
+    stops mid-run: PlateRunError; the output disk full, read-only or removed: OSError) or about what the
+    machine can run it with (a TensorRT engine refused by the FP16 gate, not built, not loadable here:
+    EngineError), and their messages name the file, model or option. Anything else is a bug and keeps its
+    traceback."""
     from ..pipeline.plate import PlateRunError  # noqa: PLC0415
+    from ..runtime.tensorrt import EngineError  # noqa: PLC0415 - imports neither tensorrt nor cupy
 
-    return (ValueError, PlateRunError, OSError)
+    return (ValueError, PlateRunError, OSError, EngineError)
 
 
 def fail(command: str, error: BaseException | str) -> int:
@@ -167,10 +176,8 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
                                save_predictions=save_predictions, image_format=images_format,
                                drift_reference=drift_reference)
         run = PlateRun(model, plate, out, options)
-        # "to run": fields rejected when scanned are counted on the next line, not here.
-        print(f"plate {plate.name}: {len(plate.fields)} fields to run in {len(plate.wells)} wells, channels "
-              f"{plate.channels} ({plate.layout}); model {model.name} on {model.backend.name} ({model.precision})",
-              file=sys.stderr)
+        print(f"plate {plate.name}: {_fields_to_run(plate)}, channels {plate.channels} ({plate.layout}); model "
+              f"{model.name} on {model.backend.name} ({model.precision})", file=sys.stderr)
         if plate.rejected_fields:
             wells = sorted({k.well for k in plate.rejected_fields}, key=well_sort_key)
             print(f"plate {plate.name}: {len(plate.rejected_fields)} field(s) rejected when scanned (--skip-bad), "
@@ -188,6 +195,22 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
     if hint:
         print(hint)
     return 0
+
+
+def _fields_to_run(plate) -> str:
+    """What the start line says the run has to do. Fields rejected when scanned (--skip-bad) are named on the
+    line after it; here they only keep the counts true: a plate whose every field was rejected read as
+    '0 fields to run in 0 wells', an empty plate."""
+    from ..report.plate_report import _count  # noqa: PLC0415 - '1 field', '2 fields' as the report words them
+
+    to_run = f"{_count(len(plate.fields), 'field')} to run in {_count(len(plate.wells), 'well')}"
+    rejected = len(plate.rejected_fields)
+    if not rejected:
+        return to_run
+    found = f"{_count(len(plate.fields) + rejected, 'field')} in {_count(len(plate.imaged_wells), 'well')}"
+    if not plate.fields:
+        return f"no field to run: all {found} were rejected when scanned"
+    return f"{to_run} (of {found}; {rejected} rejected when scanned)"
 
 
 def _int8_hint(model, summary: dict) -> str | None:

@@ -161,7 +161,7 @@ def gaussian_blur_recursive(image, sigma: float, *, border: str = "reflect", bac
 def _window(size, op: str) -> tuple[int, int]:
     sy, sx = size if isinstance(size, (tuple, list)) else (size, size)
     for s in (sy, sx):
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
+        if not _backend.is_int(s) or s < 1:
             raise ValueError(f"{op}: size should be a positive int or a (y, x) pair of them, got {size!r}")
     return int(sy), int(sx)
 
@@ -207,8 +207,7 @@ def threshold_local(image, block_size: int, method: str = "gaussian", *, offset:
     ~6.5e-4 of the image's largest value of ``gaussian``). Minus ``offset``.
     """
     num_threads = _backend.check_num_threads("threshold_local", num_threads)
-    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 3 \
-            or block_size % 2 == 0:
+    if not _backend.is_int(block_size) or block_size < 3 or block_size % 2 == 0:
         raise ValueError(f"threshold_local: block_size should be an odd int >= 3, got {block_size!r}")
     if method == "mean":
         local = box_mean(image, int(block_size), border=border, backend=backend, num_threads=num_threads)
@@ -241,7 +240,7 @@ def footprint_half_widths(radius: int, footprint: str = "disk") -> np.ndarray:
 
 def _morphology(op: str, mask, radius, footprint: str, dilate: bool, backend: str, num_threads: int):
     num_threads = _backend.check_num_threads(op, num_threads)
-    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or not 0 <= radius < 32767:
+    if not _backend.is_int(radius) or not 0 <= radius < 32767:
         raise ValueError(f"{op}: radius should be an int in [0, 32767), got {radius!r}")
     if footprint not in FOOTPRINTS:
         raise ValueError(f"{op}: footprint should be 'square' or 'disk', got {footprint!r}")

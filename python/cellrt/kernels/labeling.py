@@ -311,7 +311,7 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, b
     if num_objects is None:
         num_objects = int(labels.max()) if labels.size else 0
         _check_table_size(num_objects, labels.size)
-    if isinstance(num_objects, bool) or not isinstance(num_objects, (int, np.integer)) or num_objects < 0:
+    if not _backend.is_int(num_objects) or num_objects < 0:
         raise ValueError(f"measure: num_objects should be a non-negative int, got {num_objects!r}")
     num_objects = int(num_objects)
 

@@ -286,7 +286,7 @@ def grow_labels(labels, mask, steps: int, *, backend: str = "auto"):
     steps as whole-array operations on the GPU.
     """
 
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+    if not _backend.is_int(steps) or steps < 0:
         raise ValueError(f"grow_labels: steps should be a non-negative int, got {steps!r}")
     if _backend.is_device_array(labels):
         return _grow_whole_array(labels, mask, int(steps))
@@ -366,7 +366,7 @@ def instances_from_probability(prob, *, foreground: float = 0.5, seed: float = 0
                          f"boundary), got {prob.shape}")
     if not bool(xp.all(xp.isfinite(prob))):
         raise ValueError("instances_from_probability: prob holds NaN/inf values")
-    if isinstance(grow_steps, bool) or not isinstance(grow_steps, (int, np.integer)) or grow_steps < 0:
+    if not _backend.is_int(grow_steps) or grow_steps < 0:
         raise ValueError(f"instances_from_probability: grow_steps should be a non-negative int, got {grow_steps!r}")
     background, interior, boundary = prob
     fg = (1.0 - background) > foreground

@@ -29,6 +29,16 @@ MAX_FUSED_CHANNELS = 64
 # refusing it names the argument instead of failing in the allocator. It also keeps each side
 # far below the C++ core's int32 limit (2**29).
 MAX_TILE_PIXELS = 2**28
+# Values (channels x pixels) one stitch() call blends into one output. The bound is memory, not index range:
+# the C++ and CUDA cores index pixels in int64 and take sides below 2**29 (_CORE_MAX_SIDE), but the output is
+# held whole in host or GPU memory (the numba path holds about three times it while blending). 2**32 values
+# are 16 GiB of float32: room for a well mosaic (10 x 10 fields of 2048 x 2048 pixels with 3 channels are
+# 1.3e9), within the memory of the hosts and GPUs cellrt targets. Past it an image_shape is almost always a
+# mistaken argument (a mosaic's size in the wrong unit, axes swapped), which numpy or cupy would otherwise meet
+# with a MemoryError, or the operating system with the out-of-memory killer; a real image that large is
+# stitched in regions.
+MAX_STITCH_VALUES = 2**32
+_CORE_MAX_SIDE = (2**31 - 1) // 4   # cellrt::detail::check_sides (csrc/core/validate.h)
 
 
 class TileBatch(NamedTuple):
@@ -378,6 +388,14 @@ def _stitch_options(tiles_shape, image_shape, overlap, blend, sigma_scale, activ
     dims, height, width = _image_hw(image_shape, "stitch")
     if len(dims) == 3 and dims[0] != channels:
         raise ValueError(f"stitch: image_shape has {dims[0]} channels but tiles have {channels}")
+    # Before anything is allocated, on every backend (see MAX_STITCH_VALUES).
+    if max(height, width) >= _CORE_MAX_SIDE:
+        raise ValueError(f"stitch: image_shape {image_shape!r} has a side of {max(height, width)} pixels; sides "
+                         f"should be below {_CORE_MAX_SIDE}")
+    if channels * height * width > MAX_STITCH_VALUES:
+        raise ValueError(f"stitch: image_shape {image_shape!r} makes {channels} x {height} x {width} = "
+                         f"{channels * height * width} output values (channels x pixels), over the limit of "
+                         f"{MAX_STITCH_VALUES} (2**32, 16 GiB of float32); stitch the image in regions")
     if overlap is None:
         if blend in ("linear", "cosine"):
             raise ValueError(f"stitch: blend={blend!r} tapers over the tiles' overlap; pass overlap= "
@@ -408,6 +426,7 @@ def stitch(tiles, origins, image_shape, *, overlap=None, blend="gaussian", sigma
     origins : (N, 2) int array
         ``(y, x)`` top-left corners, as returned by :func:`tile`.
     image_shape : (H, W) or (C, H, W)
+        At most ``MAX_STITCH_VALUES`` (2**32) values C x H x W.
     overlap : int, float or pair, optional
         The tiler's overlap; the ramp width of ``linear`` / ``cosine``
         (required for those, ignored otherwise).

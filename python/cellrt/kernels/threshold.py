@@ -62,7 +62,7 @@ def histogram(image, nbins: int = 256) -> tuple[np.ndarray, np.ndarray]:
     finite = np.isfinite(image)
     if not finite.all():
         raise ValueError(f"histogram: image holds {int(finite.size - np.count_nonzero(finite))} NaN/inf values")
-    if isinstance(nbins, bool) or not isinstance(nbins, (int, np.integer)) or nbins < 2:
+    if not _backend.is_int(nbins) or nbins < 2:
         raise ValueError(f"histogram: nbins should be an int >= 2, got {nbins!r}")
     counts, edges = np.histogram(image, bins=int(nbins), range=(float(image.min()), float(image.max())))
     return counts, (edges[:-1] + edges[1:]) / 2
@@ -73,9 +73,11 @@ def _device_float_histogram(image, nbins) -> tuple[np.ndarray, np.ndarray]:
     only the counts and the extremes come to the host. Bin centres as numpy.histogram's."""
     import cupy  # noqa: PLC0415
 
+    from . import _backend  # noqa: PLC0415
+
     if not bool(cupy.isfinite(image).all()):
         raise ValueError(f"histogram: image holds {int((~cupy.isfinite(image)).sum())} NaN/inf values")
-    if isinstance(nbins, bool) or not isinstance(nbins, (int, np.integer)) or nbins < 2:
+    if not _backend.is_int(nbins) or nbins < 2:
         raise ValueError(f"histogram: nbins should be an int >= 2, got {nbins!r}")
     lo, hi = float(image.min()), float(image.max())
     counts = cupy.histogram(image, bins=int(nbins), range=(lo, hi))[0]

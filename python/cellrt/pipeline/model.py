@@ -68,20 +68,26 @@ def _select_backend(manifest: Manifest, backend: str, threads: int, precision: s
     if backend in ("auto", "tensorrt") and precision != "int8":
         from ..runtime import tensorrt as trt_runtime  # noqa: PLC0415
 
-        usable = trt_runtime.current_compute_capability() is not None
-        if usable:
+        # Why TensorRT cannot run here, kept for the refusal of an explicit backend='tensorrt'.
+        missing = None
+        if trt_runtime.current_compute_capability() is None:
+            import importlib.util  # noqa: PLC0415
+
+            missing = ("cupy is not installed" if importlib.util.find_spec("cupy") is None
+                       else "cupy finds no usable CUDA GPU (no device, or no driver)")
+        else:
             try:
                 trt_runtime.import_tensorrt(engine_options.get("flavour", "auto"))
-            except trt_runtime.EngineError:
-                usable = False
-        if usable:
+            except trt_runtime.EngineError as error:
+                missing = str(error)
+        if missing is None:
             chosen = "fp16" if precision == "auto" else precision
             artifact = trt_runtime.build_engine(manifest, precision=chosen, **engine_options)
             sha = manifest.fp16["sha256"] if chosen == "fp16" else manifest.onnx_sha256
             return trt_runtime.TensorRTBackend(manifest, artifact), chosen, sha
         if backend == "tensorrt":
-            raise ValueError("load_model: backend 'tensorrt' needs a CUDA GPU, cupy and tensorrt or tensorrt_rtx; "
-                             "not available here (run `cellrt doctor`)")
+            raise ValueError(f"load_model: backend 'tensorrt' needs a CUDA GPU, cupy and tensorrt or tensorrt_rtx; "
+                             f"model {manifest.name!r} cannot run on it here: {missing} (run `cellrt doctor`)")
     from ..runtime.ort import OrtBackend  # noqa: PLC0415
     import onnxruntime  # noqa: PLC0415
 

@@ -92,6 +92,15 @@ def _parser_reason(error) -> str:
     return f"{where}{error.code().name}: {text}"
 
 
+def _log_reason(message: str) -> str:
+    """One of TensorRT's logged errors in a line, without the source locations of the check that failed."""
+    # '[checkMacros.cpp::catchCudaError::250] Error Code 1: Cuda Runtime (In catchCudaError at
+    # /_src/common/dispatch/checkMacros.cpp:250 (cudaError 35: CUDA driver version is insufficient ...))'
+    text = re.sub(r"^\[[^\]]*::\d+\] ", "", " ".join(message.split()))
+    text = re.sub(r"\(In \w+ at \S+:\d+ (\(.*\))\)", r"\1", text)   # '(In f at x.cpp:250 (reason))' -> '(reason)'
+    return re.sub(r"\s*\bIn \w+ at \S+:\d+", "", text)            # 'reason. In f at x.cpp:48)' -> 'reason.)'
+
+
 def cache_dir() -> Path:
     """Engine cache: ``$CELLRT_CACHE/engines`` or ``~/.cache/cellrt/engines``."""
     return cache_root() / "engines"
@@ -298,15 +307,27 @@ def load_engine(artifact: EngineArtifact):
     """(runtime, engine) for a built artifact; a file that does not deserialize
     (corrupt, another TensorRT version, no usable GPU) raises, never yields a null engine."""
     trt, flavour = import_tensorrt(artifact.key["flavour"])
-    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
     try:
         blob = artifact.path.read_bytes()
     except OSError as error:
         raise EngineError(f"{artifact.path}: cannot read the engine: {error}") from error
-    engine = runtime.deserialize_cuda_engine(blob)
+    # The process's one logger (see _logger), holding what deserialisation logs: TensorRT's reason for a refusal
+    # goes into the EngineError, as a build's parser errors go into its ManifestError, not before it on stderr.
+    logger = _logger(trt)
+    runtime = trt.Runtime(logger)
+    logger.held = []
+    try:
+        engine = runtime.deserialize_cuda_engine(blob)
+    finally:
+        held, logger.held = logger.held, None
     if engine is None:
-        raise EngineError(f"{artifact.path}: {flavour} {trt.__version__} could not deserialize the engine (corrupt, "
-                          f"built by another version, or no usable GPU); rebuild it with `cellrt build --rebuild`")
+        reasons = "; ".join(_log_reason(message) for severity, message in held
+                            if severity <= trt.ILogger.ERROR) or "TensorRT logged no reason"
+        raise EngineError(f"{artifact.path}: {flavour} {trt.__version__} could not deserialize the engine ({reasons}); "
+                          f"expected an engine file this {flavour} built, complete, and a GPU it can run on - rebuild "
+                          f"it with `cellrt build --rebuild`")
+    for severity, message in held:
+        logger.log(severity, message)
     return runtime, engine
 
 

@@ -454,9 +454,11 @@ def _num_threads_calls():
         "remove_small_objects": lambda **kw: kernels.remove_small_objects(labels, 2, **kw),
         "rbf_kernel_matrix": lambda **kw: kernels.rbf_kernel_matrix(embeddings, embeddings, 1.0, **kw),
         "rbf_kernel_sums": lambda **kw: kernels.rbf_kernel_sums(embeddings, embeddings, 1.0, **kw),
+        "split_touching": lambda **kw: kernels.split_touching(mask, **kw),
         "stitch": lambda **kw: stitch(np.zeros((len(origins), 1, 8, 8), np.float32), origins, (16, 16), **kw),
         "threshold_local": lambda **kw: kernels.threshold_local(image, 3, **kw),
         "tile": lambda **kw: tile(image, 8, 2, **kw),
+        "watershed": lambda **kw: kernels.watershed(-image, labels, mask, **kw),
     }
 
 

@@ -70,6 +70,29 @@ def test_host_backends_agree_bit_for_bit(dsb_dir):
                 np.testing.assert_array_equal(a, b)
 
 
+def test_thread_counts_and_any_surface_give_the_same_labels(dsb_dir):
+    """The C++ watershed floods the mask's components one at a time, shared out among threads, with the
+    flood order as integer keys; the numba one floods the whole image at once with float keys. Surfaces
+    of both signs, many ties and signed zeros (-0 and +0 are one value: first come, first served), any
+    thread count: the same labels."""
+    rng = np.random.default_rng(11)
+    masks = _random_masks(4) + [tifffile.imread(p) > 0 for p in sorted((dsb_dir / "labels").glob("*.tif"))[::40]]
+    for mask in masks:
+        distance = distance_transform(mask, num_threads=1)
+        for threads in (2, 7):
+            np.testing.assert_array_equal(distance_transform(mask, num_threads=threads), distance)
+        seeds = h_maxima_seeds(distance, 1.0)[0]
+        surfaces = [-distance, np.round(rng.normal(size=mask.shape), 1).astype(np.float32),
+                    np.where(rng.random(mask.shape) < 0.5, np.float32(-0.0), np.float32(0.0))]
+        for surface in surfaces:
+            for connectivity in (4, 8):
+                expected = watershed(surface, seeds, mask, connectivity=connectivity, backend="numba")
+                for threads in (1, 2, 7):
+                    np.testing.assert_array_equal(
+                        watershed(surface, seeds, mask, connectivity=connectivity, backend="cpu", num_threads=threads),
+                        expected)
+
+
 @pytest.mark.parametrize("backend", HOST)
 def test_watershed_matches_scikit_image(backend):
     rng = np.random.default_rng(3)

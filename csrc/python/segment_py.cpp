@@ -173,12 +173,13 @@ py::array_t<int32_t> h_maxima_seeds_host(const py::array& values, float h, int c
   return out;
 }
 
-int64_t watershed_host(const py::array& surface, py::array& labels, const py::array& mask, int connectivity) {
+int64_t watershed_host(const py::array& surface, py::array& labels, const py::array& mask, int connectivity,
+                       int num_threads) {
   const TensorView s = host_view(surface, "surface", false);
   const TensorView lab = host_view(labels, "labels", true);
   const TensorView m = host_view(mask, "mask", false);
   py::gil_scoped_release release;
-  return watershed(s, lab, m, connectivity);
+  return watershed(s, lab, m, connectivity, num_threads);
 }
 
 py::array_t<uint8_t> fill_holes_host(const py::array& mask, int connectivity) {
@@ -398,7 +399,7 @@ void register_segment(py::module_& m) {
   m.def("h_maxima_seeds", &h_maxima_seeds_host, py::arg("values"), py::arg("h"), py::arg("connectivity"),
         "One labelled seed pixel per h-maximum of the positive values (int32, 1..N in raster order).");
   m.def("watershed", &watershed_host, py::arg("surface"), py::arg("labels"), py::arg("mask"),
-        py::arg("connectivity"),
+        py::arg("connectivity"), py::arg("num_threads") = 0,
         "In place: seeded watershed of the labels' seeds over the mask; returns pixels labelled.");
   m.def("fill_holes_cuda", &fill_holes_device, py::arg("mask"), py::arg("out"), py::arg("shape"),
         py::arg("connectivity"), py::arg("stream"), "fill_holes on device pointers, on the given stream.");

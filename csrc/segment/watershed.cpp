@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <queue>
 #include <vector>
@@ -10,6 +11,8 @@
 #include "core/check.h"
 #include "core/parallel.h"
 #include "core/validate.h"
+#include "segment/segment_ops.h"
+#include "segment/segment_ops.h"
 
 namespace cellrt {
 
@@ -44,6 +47,22 @@ void envelope_line(const int64_t* g, int64_t n, int64_t* f, int64_t* roots, doub
     while (j < k && bounds[j + 1] <= static_cast<double>(i)) ++j;
     const int64_t d = i - roots[j];
     f[i] = d * d + g[roots[j]];
+  }
+}
+
+// Sorts keys by their upper 32 bits, stably (LSD radix, 11 bits a pass): keys whose lower halves
+// ascend (pixels pushed in raster order) end up in the order of a plain sort of the whole keys.
+void sort_by_upper_word(std::vector<uint64_t>& keys) {
+  constexpr int kBits = 11;
+  constexpr size_t kBuckets = size_t{1} << kBits;
+  std::vector<uint64_t> moved(keys.size());
+  std::vector<size_t> start(kBuckets + 1);
+  for (int shift = 32; shift < 64; shift += kBits) {
+    std::fill(start.begin(), start.end(), 0);
+    for (const uint64_t k : keys) ++start[((k >> shift) & (kBuckets - 1)) + 1];
+    for (size_t b = 0; b < kBuckets; ++b) start[b + 1] += start[b];
+    for (const uint64_t k : keys) moved[start[(k >> shift) & (kBuckets - 1)]++] = k;
+    keys.swap(moved);
   }
 }
 
@@ -85,33 +104,70 @@ void distance_transform(const TensorView& mask, const TensorView& out, int32_t n
   if (h == 0 || w == 0) return;
   const auto* m = static_cast<const uint8_t*>(mask.data);
   auto* result = static_cast<float*>(out.data);
-  std::vector<int64_t> column_sq(static_cast<size_t>(h * w));
   const int workers = detail::resolve_threads(num_threads);
-  // Columns: squared distance to the nearest zero pixel of the same column.
-  detail::parallel_for(w, workers, [&](int64_t x0, int64_t x1) {
-    for (int64_t x = x0; x < x1; ++x) {
-      int64_t run = kFar;
+  // Columns: distance to the nearest zero pixel of the same column, kept as int32 in the output's
+  // own memory (no image-sized scratch: a fresh one costs page faults on the order of the whole
+  // transform). A block of adjacent columns is walked row by row (down, then up), so each step
+  // reads and writes one contiguous stretch of a row instead of one value a row apart.
+  constexpr int64_t kBlock = 256;
+  constexpr int32_t kNoZero = std::numeric_limits<int32_t>::max();
+  auto load = [result](int64_t i) {
+    int32_t v;
+    std::memcpy(&v, result + i, sizeof v);
+    return v;
+  };
+  auto store = [result](int64_t i, int32_t v) { std::memcpy(result + i, &v, sizeof v); };
+  detail::parallel_for((w + kBlock - 1) / kBlock, workers, [&](int64_t b0, int64_t b1) {
+    std::vector<int32_t> run(kBlock);
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t x0 = b * kBlock, n = std::min(kBlock, w - x0);
+      std::fill(run.begin(), run.begin() + n, kNoZero);
       for (int64_t y = 0; y < h; ++y) {
-        run = m[y * w + x] ? (run >= kFar ? kFar : run + 1) : 0;
-        column_sq[y * w + x] = run;
+        const uint8_t* mrow = m + y * w + x0;
+        for (int64_t i = 0; i < n; ++i) {
+          run[i] = mrow[i] ? (run[i] == kNoZero ? kNoZero : run[i] + 1) : 0;
+          store(y * w + x0 + i, run[i]);
+        }
       }
-      run = kFar;
+      std::fill(run.begin(), run.begin() + n, kNoZero);
       for (int64_t y = h - 1; y >= 0; --y) {
-        run = m[y * w + x] ? (run >= kFar ? kFar : run + 1) : 0;
-        const int64_t best = std::min(column_sq[y * w + x], run);
-        column_sq[y * w + x] = best >= kFar ? kFar : best * best;
+        const uint8_t* mrow = m + y * w + x0;
+        for (int64_t i = 0; i < n; ++i) {
+          run[i] = mrow[i] ? (run[i] == kNoZero ? kNoZero : run[i] + 1) : 0;
+          store(y * w + x0 + i, std::min(load(y * w + x0 + i), run[i]));
+        }
       }
     }
   });
-  // Rows: the lower envelope of the columns' parabolas.
+  // Rows: the lower envelope of the parabolas rooted at the columns' squared distances. A zero
+  // pixel of the row (g = 0) is nearer to every pixel up to it than any parabola rooted beyond
+  // it, so the row splits at its zero pixels into stretches solved on their own (each with the
+  // zero pixels that bound it): the work follows the foreground, not the image.
   detail::parallel_for(h, workers, [&](int64_t y0, int64_t y1) {
-    std::vector<int64_t> f(w), roots(w);
+    std::vector<int64_t> g(w), f(w), roots(w);
     std::vector<double> bounds(w);
     for (int64_t y = y0; y < y1; ++y) {
-      envelope_line(column_sq.data() + y * w, w, f.data(), roots.data(), bounds.data());
-      for (int64_t x = 0; x < w; ++x)
-        result[y * w + x] = f[x] >= kFar ? std::numeric_limits<float>::infinity()
-                                         : static_cast<float>(std::sqrt(static_cast<double>(f[x])));
+      for (int64_t x = 0; x < w; ++x) {
+        const int64_t d = load(y * w + x);
+        g[x] = d == kNoZero ? kFar : d * d;
+      }
+      float* out_row = result + y * w;
+      for (int64_t x = 0; x < w;) {
+        if (g[x] == 0) {
+          out_row[x++] = 0.0f;
+          continue;
+        }
+        int64_t end = x + 1;
+        while (end < w && g[end] != 0) ++end;
+        const int64_t first = x > 0 ? x - 1 : x, last = end < w ? end + 1 : end;  // with the bounding zeros
+        envelope_line(g.data() + first, last - first, f.data(), roots.data(), bounds.data());
+        for (int64_t i = x; i < end; ++i) {
+          const int64_t d = f[i - first];
+          out_row[i] = d >= kFar ? std::numeric_limits<float>::infinity()
+                                 : static_cast<float>(std::sqrt(static_cast<double>(d)));
+        }
+        x = end;
+      }
     }
   });
 }
@@ -134,49 +190,67 @@ int64_t h_maxima_seeds(const TensorView& values, float h, const TensorView& seed
   auto* out = static_cast<int32_t*>(seeds.data);
   const int64_t nan = count_nan(v, hgt * w);  // NaN has no order: the sort and the merges would be arbitrary
   CELLRT_CHECK(nan == 0, "h_maxima_seeds: values hold ", nan, " NaN");
-  std::fill(out, out + hgt * w, 0);
   // Pixels from the highest value down (ties in raster order), each joining the components of its
   // neighbours already seen: the merge tree of the upper level sets. When two components meet at
   // level `at`, the one with the lower peak is a dome of its own if that peak stands h or more above
   // `at`; otherwise it is a bump on the other's slope.
-  std::vector<int32_t> order;
+  //
+  // The order is one radix sort of 64-bit keys (the value's bits - which order positive floats -
+  // inverted, then the pixel), and the union-find runs on ranks in that order: its tables hold the foreground
+  // pixels only, and "a higher peak, the earlier pixel on ties" is "a lower rank".
+  std::vector<uint64_t> keys;
   for (int64_t p = 0; p < hgt * w; ++p)
-    if (v[p] > 0.0f) order.push_back(static_cast<int32_t>(p));
-  std::stable_sort(order.begin(), order.end(), [v](int32_t a, int32_t b) { return v[a] > v[b]; });
-  std::vector<int32_t> parent(static_cast<size_t>(hgt * w), -1), peak(static_cast<size_t>(hgt * w), -1);
-  auto find = [&parent](int32_t p) {
-    while (parent[p] != p) {
-      parent[p] = parent[parent[p]];
-      p = parent[p];
+    if (v[p] > 0.0f) {
+      uint32_t bits;
+      std::memcpy(&bits, v + p, sizeof bits);
+      keys.push_back((uint64_t{~bits} << 32) | static_cast<uint32_t>(p));
     }
-    return p;
+  sort_by_upper_word(keys);
+  const int32_t n = static_cast<int32_t>(keys.size());
+  std::vector<int32_t> pixel(n), parent(n), peak(n);
+  std::vector<float> value(n);
+  std::fill(out, out + hgt * w, 0);
+  int32_t* rank_plus_one = out;  // the seeds' memory holds each pixel's rank + 1 (0: background) meanwhile
+  for (int32_t i = 0; i < n; ++i) {
+    pixel[i] = static_cast<int32_t>(keys[i] & 0xffffffffu);
+    value[i] = v[pixel[i]];
+    rank_plus_one[pixel[i]] = i + 1;
+  }
+  keys = std::vector<uint64_t>();
+  auto find = [&parent](int32_t r) {
+    while (parent[r] != r) {
+      parent[r] = parent[parent[r]];
+      r = parent[r];
+    }
+    return r;
   };
   std::vector<int32_t> domes;
-  for (const int32_t p : order) {
-    parent[p] = p;
-    peak[p] = p;
-    const int64_t y = p / w, x = p % w;
+  for (int32_t i = 0; i < n; ++i) {
+    parent[i] = i;
+    peak[i] = i;
+    const int64_t y = pixel[i] / w, x = pixel[i] % w;
     for (int k = 0; k < 8; ++k) {
       const int64_t q = neighbour(y, x, k, hgt, w, connectivity);
-      if (q < 0 || parent[q] < 0) continue;  // outside, lower, or background: not seen yet
-      int32_t a = find(p), b = find(static_cast<int32_t>(q));
+      if (q < 0) continue;
+      const int32_t rq = rank_plus_one[q] - 1;
+      if (rq < 0 || rq > i) continue;  // background, or lower: not seen yet
+      int32_t a = find(i), b = find(rq);
       if (a == b) continue;
-      // a keeps the higher peak (the earlier one in the order on ties)
-      const bool b_higher = v[peak[b]] > v[peak[a]] || (v[peak[b]] == v[peak[a]] && peak[b] < peak[a]);
-      if (b_higher) std::swap(a, b);
-      if (v[peak[b]] > v[p] && v[peak[b]] - v[p] >= h) domes.push_back(peak[b]);
+      if (peak[b] < peak[a]) std::swap(a, b);  // a keeps the higher peak (the earlier pixel on ties)
+      if (value[peak[b]] > value[i] && value[peak[b]] - value[i] >= h) domes.push_back(pixel[peak[b]]);
       parent[b] = a;
     }
   }
-  for (const int32_t p : order)
-    if (find(p) == p) domes.push_back(peak[p]);  // every component's highest peak
+  for (int32_t i = 0; i < n; ++i)
+    if (find(i) == i) domes.push_back(pixel[peak[i]]);  // every component's highest peak
   std::sort(domes.begin(), domes.end());
+  std::fill(out, out + hgt * w, 0);
   for (size_t i = 0; i < domes.size(); ++i) out[domes[i]] = static_cast<int32_t>(i + 1);
   return static_cast<int64_t>(domes.size());
 }
 
 int64_t watershed(const TensorView& surface, const TensorView& labels, const TensorView& mask,
-                  int32_t connectivity) {
+                  int32_t connectivity, int32_t num_threads) {
   detail::check_view("watershed", "surface", surface, 2, "(H, W)", true);
   detail::check_view("watershed", "labels", labels, 2, "(H, W)", true);
   detail::check_view("watershed", "mask", mask, 2, "(H, W)", true);
@@ -200,31 +274,90 @@ int64_t watershed(const TensorView& surface, const TensorView& labels, const Ten
   const int64_t nan = count_nan(s, h * w);  // NaN has no order: the flood would be arbitrary
   CELLRT_CHECK(nan == 0, "watershed: surface holds ", nan, " NaN");
 
-  struct Entry {
-    float value;
-    int64_t age;
-    int32_t index;
-    bool operator>(const Entry& o) const { return value != o.value ? value > o.value : age > o.age; }
-  };
-  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap;
-  int64_t age = 0;
+  std::vector<int32_t> seeds;  // raster order
   for (int64_t p = 0; p < h * w; ++p) {
-    if (lab[p] != 0 && !m[p]) lab[p] = 0;
-    if (lab[p] > 0) heap.push({s[p], age++, static_cast<int32_t>(p)});
+    if (lab[p] != 0 && !m[p]) lab[p] = 0;  // seeds outside the mask are cleared
+    if (lab[p] > 0) seeds.push_back(static_cast<int32_t>(p));
   }
-  int64_t labelled = 0;
-  while (!heap.empty()) {
-    const Entry e = heap.top();
-    heap.pop();
-    const int64_t y = e.index / w, x = e.index % w;
-    for (int k = 0; k < 8; ++k) {
-      const int64_t q = neighbour(y, x, k, h, w, connectivity);
-      if (q < 0 || !m[q] || lab[q] != 0) continue;
-      lab[q] = lab[e.index];
-      ++labelled;
-      heap.push({s[q], age++, static_cast<int32_t>(q)});
+  // Components of the mask flood independently (their pixels never meet), so each is flooded on its
+  // own from its seeds, in raster order: the same labels as one flood of the whole image, with one
+  // object's pixels in cache at a time instead of the rims of all objects at each level, and the
+  // components shared out among threads.
+  std::vector<int32_t> component(static_cast<size_t>(h * w));
+  const int64_t components = detail::label_cpu(m, component.data(), static_cast<int32_t>(h), static_cast<int32_t>(w),
+                                               connectivity, num_threads);
+  std::vector<int64_t> seed_start(static_cast<size_t>(components) + 2, 0);
+  for (const int32_t p : seeds) ++seed_start[component[p] + 1];
+  for (int64_t c = 0; c <= components; ++c) seed_start[c + 1] += seed_start[c];
+  std::vector<int32_t> grouped(seeds.size());
+  {
+    std::vector<int64_t> fill(seed_start.begin(), seed_start.end() - 1);
+    for (const int32_t p : seeds) grouped[fill[component[p]]++] = p;  // raster order within a component
+  }
+  component = std::vector<int32_t>();
+  // Components with seeds, the work items.
+  std::vector<int32_t> seeded;
+  for (int64_t c = 1; c <= components; ++c)
+    if (seed_start[c + 1] > seed_start[c]) seeded.push_back(static_cast<int32_t>(c));
+
+  // The flood order - surface value, then first come first served - as one 64-bit key per entry:
+  // the value's bits mapped to an unsigned integer of the same order (-0 taken as +0), then the
+  // push count; the pixel of each push is kept in a table by push count.
+  auto ordered = [](float f) {
+    if (f == 0.0f) f = 0.0f;
+    uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    return (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
+  };
+  // Neighbour offsets in raster order (the order neighbour() visits them), for pixels off the border.
+  int64_t offsets[8];
+  int count = 0;
+  for (int k = 0; k < 8; ++k) {
+    const int64_t q = neighbour(1, 1, k, 3, w, connectivity);
+    if (q >= 0) offsets[count++] = q - (w + 1);
+  }
+  const int workers = static_cast<int>(
+      std::min<int64_t>(detail::resolve_threads(num_threads), static_cast<int64_t>(seeded.size())));
+  std::vector<int64_t> labelled_by(std::max(workers, 1), 0);
+  detail::parallel_for(workers, workers, [&](int64_t w0, int64_t w1) {
+    std::priority_queue<uint64_t, std::vector<uint64_t>, std::greater<uint64_t>> heap;
+    std::vector<int32_t> pushed;  // pixel of the k-th push of the component's flood
+    auto push = [&](int64_t p) {
+      heap.push((uint64_t{ordered(s[p])} << 32) | static_cast<uint32_t>(pushed.size()));
+      pushed.push_back(static_cast<int32_t>(p));
+    };
+    for (int64_t wi = w0; wi < w1; ++wi) {
+      int64_t labelled = 0;
+      // Interleaved items (worker wi takes every workers-th component) spread large and small ones.
+      for (size_t item = static_cast<size_t>(wi); item < seeded.size(); item += static_cast<size_t>(workers)) {
+        const int32_t c = seeded[item];
+        pushed.clear();
+        for (int64_t i = seed_start[c]; i < seed_start[c + 1]; ++i) push(grouped[i]);
+        while (!heap.empty()) {
+          const int32_t p = pushed[heap.top() & 0xffffffffu];
+          heap.pop();
+          const int64_t y = p / w, x = p % w;
+          auto visit = [&](int64_t q) {
+            if (!m[q] || lab[q] != 0) return;  // only pixels of this component pass: no other worker's
+            lab[q] = lab[p];
+            ++labelled;
+            push(q);
+          };
+          if (y > 0 && y + 1 < h && x > 0 && x + 1 < w) {
+            for (int k = 0; k < count; ++k) visit(p + offsets[k]);
+          } else {
+            for (int k = 0; k < 8; ++k) {
+              const int64_t q = neighbour(y, x, k, h, w, connectivity);
+              if (q >= 0) visit(q);
+            }
+          }
+        }
+      }
+      labelled_by[wi] = labelled;
     }
-  }
+  });
+  int64_t labelled = 0;
+  for (const int64_t n : labelled_by) labelled += n;
   return labelled;
 }
 

@@ -231,6 +231,26 @@ int main() {
           return 1;
         }
         calls += 3;
+        // The split of touching objects: distance transform and watershed with this round's threads.
+        std::vector<float> distance(h * w), surface(h * w);
+        distance_transform(make_view(mask.data(), DType::kUInt8, {h, w}),
+                           make_view(distance.data(), DType::kFloat32, {h, w}), threads);
+        std::vector<int32_t> seeds(h * w), flooded(h * w);
+        h_maxima_seeds(make_view(distance.data(), DType::kFloat32, {h, w}), 0.5f,
+                       make_view(seeds.data(), DType::kInt32, {h, w}), connectivity);
+        for (size_t i = 0; i < surface.size(); ++i) surface[i] = -distance[i];
+        for (int32_t flood_threads : {1, threads}) {
+          std::vector<int32_t> result(seeds);
+          watershed(make_view(surface.data(), DType::kFloat32, {h, w}), make_view(result.data(), DType::kInt32, {h, w}),
+                    make_view(mask.data(), DType::kUInt8, {h, w}), connectivity, flood_threads);
+          if (flood_threads == 1) {
+            flooded = result;
+          } else if (result != flooded) {
+            std::printf("watershed: %d threads and 1 disagree\n", flood_threads);
+            return 1;
+          }
+        }
+        calls += 4;
         std::vector<uint8_t> morphed(h * w);
         for (int32_t radius : {0, 1, 3, 40}) {
           MorphologyOptions mopt;

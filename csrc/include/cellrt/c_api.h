@@ -333,7 +333,9 @@ CELLRT_EXPORT cellrt_status_t cellrt_contours(const cellrt_tensor_t* labels, int
  * by shape - distance_transform (mask [H,W] uint8 -> out [H,W] float32),
  * h_maxima_seeds (values [H,W] float32 -> seeds [H,W] int32, *count seeds),
  * watershed (surface [H,W] float32, labels [H,W] int32 seeds in / labels
- * out, mask [H,W] uint8; *labelled pixels; labelled may be NULL). */
+ * out, mask [H,W] uint8; *labelled pixels; labelled may be NULL; the mask's
+ * components are flooded on all hardware threads - the C++ API takes a
+ * thread count). */
 CELLRT_EXPORT cellrt_status_t cellrt_distance_transform(const cellrt_tensor_t* mask, const cellrt_tensor_t* out,
                                                         int32_t num_threads);
 CELLRT_EXPORT cellrt_status_t cellrt_h_maxima_seeds(const cellrt_tensor_t* values, float h,

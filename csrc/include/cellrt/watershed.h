@@ -41,13 +41,16 @@ int64_t h_maxima_seeds(const TensorView& values, float h, const TensorView& seed
 // seed through the mask takes the label of the neighbour it is reached from,
 // pixels being reached in increasing order of `surface` (ties: first come,
 // first served), 4- or 8-connected. Seeds outside the mask are cleared.
-// Deterministic. Returns the number of pixels labelled.
+// Deterministic: components of the mask are flooded one at a time (shared
+// out among `num_threads` workers; 0 = all hardware threads), which gives
+// the labels of one flood over the whole image. Returns the number of
+// pixels labelled.
 //
 // Args:
 //   surface: [H, W] float32, C-contiguous (no NaN).
 //   labels:  [H, W] int32, C-contiguous; updated.
 //   mask:    [H, W] uint8, C-contiguous.
 int64_t watershed(const TensorView& surface, const TensorView& labels, const TensorView& mask,
-                  int32_t connectivity);
+                  int32_t connectivity, int32_t num_threads = 0);
 
 }  // namespace cellrt

@@ -71,11 +71,15 @@ def h_maxima_seeds(values, h: float, *, connectivity: int = 8, backend: str = "a
     return seeds, int(seeds.max()) if seeds.size else 0
 
 
-def watershed(surface, markers, mask, *, connectivity: int = 8, backend: str = "auto") -> np.ndarray:
+def watershed(surface, markers, mask, *, connectivity: int = 8, backend: str = "auto",
+              num_threads: int = 0) -> np.ndarray:
     """Seeded watershed: the ``markers`` (> 0) flood the pixels of ``mask`` reachable from them in
     increasing order of ``surface`` (ties: first reached, first served), each pixel taking the label of
     the neighbour it is reached from. Returns new int32 labels; markers outside the mask are dropped.
-    Deterministic; as ``skimage.segmentation.watershed(surface, markers, mask=mask)`` up to ties."""
+    Deterministic; as ``skimage.segmentation.watershed(surface, markers, mask=mask)`` up to ties. The C++
+    backend floods the mask's components one at a time, shared out among ``num_threads`` threads (the
+    same labels as one flood of the whole image)."""
+    num_threads = _backend.check_num_threads("watershed", num_threads)
     if connectivity not in (4, 8):
         raise ValueError(f"watershed: connectivity should be 4 or 8, got {connectivity!r}")
     mask = _host_mask(mask, "watershed")
@@ -93,7 +97,7 @@ def watershed(surface, markers, mask, *, connectivity: int = 8, backend: str = "
     if _backend.resolve("watershed", backend, False) == "cpu":
         from .._build import _core  # noqa: PLC0415
 
-        _core.watershed(surface, labels, mask, int(connectivity))
+        _core.watershed(surface, labels, mask, int(connectivity), num_threads)
     else:
         from . import _watershed_numba  # noqa: PLC0415
 
@@ -101,8 +105,8 @@ def watershed(surface, markers, mask, *, connectivity: int = 8, backend: str = "
     return labels
 
 
-def split_touching(mask, *, h: float = 1.0, connectivity: int = 8,
-                   backend: str = "auto") -> tuple[np.ndarray, int]:
+def split_touching(mask, *, h: float = 1.0, connectivity: int = 8, backend: str = "auto",
+                   num_threads: int = 0) -> tuple[np.ndarray, int]:
     """Objects of ``mask`` with touching ones split by shape.
 
     One seed per h-maximum of the distance transform: a round object's distance to the background
@@ -113,7 +117,9 @@ def split_touching(mask, *, h: float = 1.0, connectivity: int = 8,
 
     Returns ``(labels, count)``: int32 labels 1..N in raster order of the seeds.
     """
+    num_threads = _backend.check_num_threads("split_touching", num_threads)
     mask = _host_mask(mask, "split_touching")
-    distance = distance_transform(mask, backend=backend)
+    distance = distance_transform(mask, backend=backend, num_threads=num_threads)
     seeds, count = h_maxima_seeds(distance, h, connectivity=connectivity, backend=backend)
-    return watershed(-distance, seeds, mask, connectivity=connectivity, backend=backend), count
+    return watershed(-distance, seeds, mask, connectivity=connectivity, backend=backend,
+                     num_threads=num_threads), count

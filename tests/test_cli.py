@@ -369,3 +369,19 @@ def test_stitch_demo_names_a_bad_tile_or_overlap_in_one_line(tmp_path, capsys, o
     err = capsys.readouterr().err
     assert err.startswith("cellrt stitch-demo: ") and expected in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_cellrt_traceback_shows_where_a_one_line_error_came_from(tmp_path, capsys, monkeypatch):
+    """A bug that raises ValueError ends a command in one line like a mistake in the input does; with
+    CELLRT_TRACEBACK=1 the traceback comes first, for a bug report."""
+    from cellrt.cli import main
+
+    args = ["stitch-demo", "--out", str(tmp_path / "demo"), "--repeats", "1", "--tile", "0"]
+    monkeypatch.setenv("CELLRT_TRACEBACK", "1")
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "tile_size" in err
+    assert err.strip().splitlines()[-1].startswith("cellrt stitch-demo: ")
+    monkeypatch.setenv("CELLRT_TRACEBACK", "0")
+    assert main(args) == 1
+    assert "Traceback" not in capsys.readouterr().err

@@ -1,8 +1,10 @@
 """``cellrt run`` and ``cellrt demo``: a plate through a model into an output folder with a report."""
 from __future__ import annotations
 
+import os
 import sys
 import time
+import traceback
 from importlib import resources
 from pathlib import Path
 
@@ -89,7 +91,12 @@ def input_errors() -> tuple[type[BaseException], ...]:
 
 
 def fail(command: str, error: BaseException | str) -> int:
-    """One line on stderr for an error of :func:`input_errors` (or its message); the exit status."""
+    """One line on stderr for an error of :func:`input_errors` (or its message); the exit status.
+
+    With ``CELLRT_TRACEBACK=1`` in the environment the error's traceback comes first: a bug that raises
+    one of these errors would otherwise look like a mistake in the input."""
+    if isinstance(error, BaseException) and os.environ.get("CELLRT_TRACEBACK", "") not in ("", "0"):
+        traceback.print_exception(error, file=sys.stderr)
     print(f"cellrt {command}: {error}", file=sys.stderr)
     return 1
 

@@ -301,7 +301,8 @@ def test_the_start_line_of_a_run_counts_fields_rejected_when_scanned(tmp_path, c
     for well in ("A01", "A02"):
         tifffile.imwrite(plate / f"P_{well}_s1_w1.tif", np.zeros((64, 64), np.uint8))
         tifffile.imwrite(plate / f"P_{well}_s1_w1.tiff", np.zeros((64, 64), np.uint8))
-    assert main(["run", str(plate), "--model", "nuclei", "--out", str(tmp_path / "all"), "--skip-bad"]) == 0
+    # Exit status 1: a plate of which no field gave a result is not a finished plate.
+    assert main(["run", str(plate), "--model", "nuclei", "--out", str(tmp_path / "all"), "--skip-bad"]) == 1
     captured = capsys.readouterr()
     start, rejected = captured.err.strip().splitlines()[:2]
     assert start.startswith("plate P: no field to run: all 2 fields in 2 wells were rejected when scanned, "), start
@@ -385,3 +386,28 @@ def test_cellrt_traceback_shows_where_a_one_line_error_came_from(tmp_path, capsy
     monkeypatch.setenv("CELLRT_TRACEBACK", "0")
     assert main(args) == 1
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_run_exits_1_when_no_field_gave_a_result_and_0_when_resumed_with_nothing_left(tmp_path, capsys):
+    """--skip-bad carries on past bad fields; a plate where every field failed still writes its outputs
+    (errors.csv, report) but exits 1, so automation does not file it as done. One good field: 0. A resumed
+    run whose wells are all complete: 0."""
+    from cellrt.cli import main
+
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    for well in ("A01", "A02"):
+        (plate / f"P_{well}_s1_w1.tif").write_bytes(b"II*\x00 not a tiff")   # fails when read, not when scanned
+    out = tmp_path / "failed"
+    assert main(["run", str(plate), "--model", "nuclei", "--out", str(out), "--skip-bad"]) == 1
+    assert "no field gave a result: all 2 failed" in capsys.readouterr().out
+    assert (out / "errors.csv").is_file() and (out / "report" / "index.html").is_file()
+    tifffile.imwrite(plate / "P_B01_s1_w1.tif", np.full((64, 64), 100, np.uint16))
+    out = tmp_path / "partial"
+    assert main(["run", str(plate), "--model", "nuclei", "--out", str(out), "--skip-bad"]) == 0
+    for name in ("P_A01_s1_w1.tif", "P_A02_s1_w1.tif"):
+        (plate / name).unlink()
+    out = tmp_path / "whole"
+    assert main(["run", str(plate), "--model", "nuclei", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["run", str(plate), "--model", "nuclei", "--out", str(out), "--resume"]) == 0

@@ -201,7 +201,12 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
     hint = _int8_hint(model, summary)
     if hint:
         print(hint)
-    return 0
+    # --skip-bad carries on past bad fields, but a plate of which no field gave a result is not a finished
+    # plate: automation waiting on the exit status should not file it as one (the outputs are written all
+    # the same). A resumed run with nothing left to do is fine.
+    nothing_came_out = not summary["fields_with_results"] and (
+        summary["fields_failed"] or summary["plate"].get("rejected_fields"))
+    return 1 if nothing_came_out else 0
 
 
 def _fields_to_run(plate) -> str:

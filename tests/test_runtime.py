@@ -200,6 +200,29 @@ def test_ort_backend_binds_outputs_into_caller_buffers_and_reuses_its_own(tiny_m
     assert spinner.session.get_session_options().get_session_config_entry(spinning) == "1"
 
 
+def test_a_batch_onnx_runtime_cannot_run_is_an_inference_error_naming_file_shape_and_providers(tiny_model, dsb_dir):
+    """ONNX Runtime's own exceptions derive from Exception alone and span lines; a batch it refuses (here
+    two channels for a one-channel graph; out of memory is the usual one) is an InferenceError on one line,
+    which `cellrt predict` and `run` end with instead of a traceback."""
+    from cellrt.cli.run import input_errors
+    from cellrt.runtime.ort import InferenceError
+
+    manifest = load_manifest(tiny_model[0])
+    backend = OrtBackend(manifest.onnx_path, manifest, threads=1)
+    tiles = _dsb_tiles(dsb_dir, count=2)
+    wrong = np.ascontiguousarray(np.concatenate([tiles, tiles], axis=1))
+    for out in (None, "allocated by ONNX Runtime"):
+        if out:
+            backend._manifest = None     # the path without bound outputs
+        with pytest.raises(InferenceError) as caught:
+            backend.infer(wrong)
+        message = str(caught.value)
+        assert message.startswith(f"{manifest.onnx_path}: ONNX Runtime could not run a batch of shape (2, 2, 64, 64) "
+                                  f"on CPUExecutionProvider: ") and "\n" not in message
+        assert "index: 1 Got: 2 Expected: 1" in message
+    assert InferenceError in input_errors()
+
+
 # -- TensorRT: engine keys and the TensorRT-RTX build path ------------------------------------------------------
 
 def test_engine_key_changes_when_any_input_changes():

@@ -82,12 +82,13 @@ def input_errors() -> tuple[type[BaseException], ...]:
     (a plate, a model folder, an option: ValueError, which PlateError and ManifestError are; a plate that
     stops mid-run: PlateRunError; the output disk full, read-only or removed: OSError) or about what the
     machine can run it with (a TensorRT engine refused by the FP16 gate, not built, not loadable here:
-    EngineError), and their messages name the file, model or option. Anything else is a bug and keeps its
-    traceback."""
+    EngineError; a batch ONNX Runtime could not run, out of memory say: InferenceError), and their messages
+    name the file, model or option. Anything else is a bug and keeps its traceback."""
     from ..pipeline.plate import PlateRunError  # noqa: PLC0415
+    from ..runtime.ort import InferenceError  # noqa: PLC0415
     from ..runtime.tensorrt import EngineError  # noqa: PLC0415 - imports neither tensorrt nor cupy
 
-    return (ValueError, PlateRunError, OSError, EngineError)
+    return (ValueError, PlateRunError, OSError, EngineError, InferenceError)
 
 
 def fail(command: str, error: BaseException | str) -> int:

@@ -10,6 +10,26 @@ import numpy as np
 
 from .manifest import Manifest, ManifestError
 
+
+class InferenceError(RuntimeError):
+    """ONNX Runtime could not run a batch (out of memory, an execution provider that failed, shapes the
+    graph refuses); the message names the model file, the batch shape and the providers."""
+
+
+def _run_session(backend, call, batch_shape):
+    """call() - one ONNX Runtime run - with the errors of running (its pybind exception classes, which
+    derive from Exception alone, and the RuntimeError its I/O-binding run raises) turned into an
+    InferenceError on one line; anything else (ValueErrors of misuse) is left alone."""
+    try:
+        return call()
+    except Exception as error:
+        if not (isinstance(error, RuntimeError)
+                or type(error).__module__ == "onnxruntime.capi.onnxruntime_pybind11_state"):
+            raise
+        reason = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        raise InferenceError(f"{backend.onnx_path}: ONNX Runtime could not run a batch of shape {tuple(batch_shape)} "
+                             f"on {', '.join(backend.providers)}: {reason}") from error
+
 _PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                      "tensorrt": "TensorrtExecutionProvider"}
 
@@ -201,7 +221,8 @@ class OrtBackend:
             raise ValueError(f"{self.onnx_path}: batch should be a C-contiguous float32 [N, C, H, W] array, got "
                              f"{batch.dtype} with shape {batch.shape}")
         if self._manifest is None:  # shapes unknown in advance: let ONNX Runtime allocate
-            results = self.session.run(self.output_names, {self.input_name: batch})
+            results = _run_session(self, lambda: self.session.run(self.output_names, {self.input_name: batch}),
+                                   batch.shape)
             return dict(zip(self.output_names, results))
         shapes = self.output_shapes(batch.shape)
         if out is None:
@@ -219,7 +240,7 @@ class OrtBackend:
                 raise ValueError(f"{self.onnx_path}: out['{name}'] should be a C-contiguous float32 array of "
                                  f"shape {shape}, got {got}")
             binding.bind_output(name, "cpu", 0, np.float32, list(shape), array.ctypes.data)
-        self.session.run_with_iobinding(binding)
+        _run_session(self, lambda: self.session.run_with_iobinding(binding), batch.shape)
         return {name: out[name] for name in shapes}
 
 

@@ -90,6 +90,55 @@ def test_export_round_trip_matches_torch_on_real_tiles(tiny_model, dsb_dir):
         np.testing.assert_allclose(got["embedding"], embedding.numpy(), rtol=1e-4, atol=1e-5)
 
 
+def _export_cli_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A factory module and a spec for `cellrt export`, as a user writes them."""
+    (tmp_path / "my_nets.py").write_text(
+        "from cellrt.training.unet import UNet\n\n\ndef tiny(base=4):\n    return UNet(1, 3, base=base, depth=2).eval()\n")
+    spec = {"name": "cli", "kind": "semantic", "input_channels": ["DNA"], "tile_size": 64, "overlap": 16,
+            "size_multiple": 4, "boundary_class": "boundary", "factory_kwargs": {"base": 4},
+            "outputs": [{"name": "logits", "role": "class_logits", "channels": list(CLASSES), "activation": "softmax"},
+                        {"name": "embedding", "role": "embedding", "size": 16}]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    return tmp_path / "spec.json", tmp_path / "weights.pt"
+
+
+def test_export_cli_exports_and_names_what_it_cannot_use_in_one_line(tmp_path, monkeypatch, capsys):
+    """`cellrt export` on a user's factory, spec and weights; each of them unusable ends the command in one
+    line naming it (an import error, a missing attribute, a spec that is not JSON, lacks outputs, has an
+    unknown or lacks a required field, weights that are missing or do not fit the module)."""
+    from cellrt.cli import main
+    from cellrt.training.unet import UNet
+
+    spec, weights = _export_cli_files(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    torch.save(UNet(1, 3, base=4, depth=2).state_dict(), weights)
+    out = tmp_path / "model"
+    assert main(["export", "my_nets:tiny", "--spec", str(spec), "--weights", str(weights), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"exported {out}")
+    assert load_manifest(out).name == "cli"
+
+    def fails(args, expected):
+        assert main(["export", *args, "--out", str(tmp_path / "unused")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("cellrt export: ") and expected in err and len(err.strip().splitlines()) == 1, err
+
+    fails(["no_such_module:tiny", "--spec", str(spec)], "FACTORY no_such_module:tiny: cannot import 'no_such_module'")
+    fails(["my_nets:huge", "--spec", str(spec)], "module 'my_nets' has no 'huge'")
+    fails(["my_nets", "--spec", str(spec)], "FACTORY should be 'package.module:callable'")
+    fails(["my_nets:tiny", "--spec", str(tmp_path / "none.json")], f"--spec {tmp_path / 'none.json'}: ")
+    bad = tmp_path / "bad.json"
+    for text, expected in (("{not json", "Expecting property name"), ('{"name": "x"}', "should be a JSON object with 'outputs'"),
+                           (json.dumps({**json.loads(spec.read_text()), "tile": 64}), "unknown field(s) ['tile']"),
+                           (json.dumps({k: v for k, v in json.loads(spec.read_text()).items() if k != "kind"}),
+                            "missing field(s) ['kind']")):
+        bad.write_text(text)
+        fails(["my_nets:tiny", "--spec", str(bad)], expected)
+    fails(["my_nets:tiny", "--spec", str(spec), "--weights", str(tmp_path / "none.pt")], f"--weights {tmp_path / 'none.pt'}")
+    torch.save(UNet(1, 3, base=8, depth=2).state_dict(), weights)     # another width: does not fit
+    fails(["my_nets:tiny", "--spec", str(spec), "--weights", str(weights)], "size mismatch")
+    assert not (tmp_path / "unused").exists()
+
+
 def test_export_writes_a_valid_manifest_and_fp16_model(tiny_model):
     folder, module, report = tiny_model
     manifest = load_manifest(folder)

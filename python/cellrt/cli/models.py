@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -133,21 +134,54 @@ def run_export(args) -> int:
 
     from ..export import to_onnx  # noqa: PLC0415
     from ..runtime.manifest import OutputSpec  # noqa: PLC0415
+    from .run import fail, input_errors  # noqa: PLC0415
 
+    # What the user named - the factory, the spec, the weights - ends the command in one line when it cannot
+    # be used; an error raised inside the factory's own code keeps its traceback (it is theirs to debug).
     module_name, _, attribute = args.factory.partition(":")
     if not attribute:
-        raise SystemExit(f"cellrt export: FACTORY should be 'package.module:callable', got {args.factory!r}")
-    factory = getattr(importlib.import_module(module_name), attribute)
-    spec = json.loads(Path(args.spec).read_text())
-    module = factory(**spec.pop("factory_kwargs", {}))
+        return fail("export", f"FACTORY should be 'package.module:callable', got {args.factory!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except ImportError as error:
+        return fail("export", f"FACTORY {args.factory}: cannot import {module_name!r}: {error}")
+    except AttributeError:
+        return fail("export", f"FACTORY {args.factory}: module {module_name!r} has no {attribute!r}")
+    try:
+        spec = json.loads(Path(args.spec).read_text())
+        outputs = [OutputSpec(o["name"], o["role"], tuple(o.get("channels", ())), o.get("size"), o.get("activation"))
+                   for o in spec.pop("outputs")]
+        factory_kwargs = spec.pop("factory_kwargs", {})
+    except (OSError, ValueError) as error:
+        return fail("export", f"--spec {args.spec}: {error}")
+    except (KeyError, TypeError, AttributeError) as error:
+        return fail("export", f"--spec {args.spec}: should be a JSON object with 'outputs': a list of "
+                              f"{{'name', 'role', ...}} objects (and the manifest fields); {type(error).__name__}: "
+                              f"{error}")
+    parameters = inspect.signature(to_onnx).parameters
+    given_elsewhere = {"module", "folder", "outputs", "verify_tiles"}
+    unknown = sorted(set(spec) - set(parameters) - given_elsewhere)
+    missing = sorted(n for n, p in parameters.items()
+                     if p.default is inspect.Parameter.empty and n not in given_elsewhere and n not in spec)
+    if unknown or missing:
+        return fail("export", f"--spec {args.spec}: "
+                              + "; ".join(([f"unknown field(s) {unknown}"] if unknown else [])
+                                          + ([f"missing field(s) {missing}"] if missing else []))
+                              + " (the manifest fields are the keyword arguments of cellrt.export.to_onnx)")
+    module = factory(**factory_kwargs)
     if args.weights:
-        module.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
-    outputs = [OutputSpec(o["name"], o["role"], tuple(o.get("channels", ())), o.get("size"), o.get("activation"))
-               for o in spec.pop("outputs")]
+        try:
+            module.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
+        except (OSError, RuntimeError, ValueError) as error:
+            reason = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+            return fail("export", f"--weights {args.weights}: {reason}")
     verify = None
-    if args.verify:
-        verify = np.load(args.verify).astype(np.float32)
-    report = to_onnx(module, Path(args.out), outputs=outputs, verify_tiles=verify, **spec)
+    try:
+        if args.verify:
+            verify = np.load(args.verify).astype(np.float32)
+        report = to_onnx(module, Path(args.out), outputs=outputs, verify_tiles=verify, **spec)
+    except input_errors() as error:
+        return fail("export", error)
     print(f"exported {report.folder}: ONNX Runtime vs torch relative error {report.max_abs_error}; "
           f"fp16 vs fp32 {report.fp16_error}")
     return 0

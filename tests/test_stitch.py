@@ -216,6 +216,20 @@ def test_percentiles_are_exact(dtype, rng):
         assert scale[c] == pytest.approx(1 / (hi - lo), rel=1e-5)
 
 
+def test_integer_percentiles_over_the_whole_16_bit_range_and_strided_channels(rng):
+    """The 8/16-bit percentiles come from the C++ histogram (65,536 bins whatever the image's maximum) where
+    numpy's bincount made as many bins as the maximum: the same order statistics, up to the last grey
+    value and on channels that are views with strides."""
+    image = np.concatenate([rng.integers(0, 65536, (1, 90, 70)), rng.gamma(2.0, 300.0, (1, 90, 70))]).astype(np.uint16)
+    image[0, 0, 0], image[1, 5, 5] = 65535, 0
+    for view in (image, image[:, ::3, 1::2]):
+        for qs in ((0.0, 100.0), (1.0, 99.8), (0.3, 57.1)):
+            scale, offset = percentile_normalization(view, qs)
+            for c in range(2):
+                lo, hi = np.percentile(view[c], qs)
+                assert offset[c] == np.float32(lo) and scale[c] == pytest.approx(1 / (hi - lo), rel=1e-6)
+
+
 def test_percentile_of_flat_image_gives_zero_scale():
     scale, offset = percentile_normalization(np.full((1, 8, 8), 7, np.uint16))
     assert scale.tolist() == [0.0] and offset.tolist() == [7.0]

@@ -164,8 +164,12 @@ def _origins(image_shape, tile_size, overlap, op: str) -> np.ndarray:
 
 def _integer_percentiles(values: np.ndarray, qs) -> np.ndarray:
     # Exact np.percentile(..., method="linear") from a histogram: one pass
-    # instead of a partial sort of every pixel.
-    counts = np.bincount(values.ravel(), minlength=1)
+    # instead of a partial sort of every pixel. The histogram is the C++
+    # kernel's (np.bincount first widens every value to int64: 8 vs 1.3 ms
+    # for a 2048^2 uint16 field).
+    from .threshold import _value_counts  # noqa: PLC0415
+
+    counts = _value_counts(values)
     cumulative = np.cumsum(counts)
     n = cumulative[-1]
     out = []

@@ -451,6 +451,16 @@ def test_remove_small_objects_refuses_labels_it_cannot_number(backend):
                                   [[1, 1, 0], [0, 0, 0]])
 
 
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_remove_small_objects_takes_any_min_area_above_the_pixel_count(backend):
+    """Any min_area past the pixel count drops every object, as the whole-array steps do for any int (one
+    past int64 met pybind11's 'incompatible function arguments' on the C++ path, numba's OverflowError)."""
+    labels = np.array([[1, 1, 0], [0, 2, 2]], np.int32)
+    for min_area in (7, 2**63 - 1, 2**63, np.uint64(2**64 - 1), 10**30):
+        got, count = remove_small_objects(labels, min_area, backend=backend)
+        assert count == 0 and got.dtype == np.int32 and not got.any(), min_area
+
+
 def test_match_instances_counts_unique_iou_matches():
     truth = np.zeros((10, 10), np.int32)
     truth[0:4, 0:4] = 1   # matched exactly

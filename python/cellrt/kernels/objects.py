@@ -86,20 +86,22 @@ def remove_small_objects(labels, min_area: int, *, backend: str = "auto",
     if not _backend.is_int(min_area) or min_area < 0:
         raise ValueError(f"remove_small_objects: min_area should be a non-negative int, got {min_area!r}")
     threads = _backend.check_num_threads("remove_small_objects", num_threads)
+    # Past the pixel count every object is dropped alike; capped there, any int fits the kernels' int64.
+    min_area = min(int(min_area), labels.size + 1)
     if _backend.is_device_array(labels):
         _backend.resolve("remove_small_objects", backend, True)
-        return _remove_small_whole_array(labels, int(min_area))
+        return _remove_small_whole_array(labels, min_area)
     chosen = _backend.resolve("remove_small_objects", backend, False)
     labels = _as_int32_labels(labels)
     out = np.empty(labels.shape, np.int32)
     if chosen == "cpu":
         from .._build import _core  # noqa: PLC0415
 
-        count = _core.remove_small_objects(labels, out, int(min_area), threads)
+        count = _core.remove_small_objects(labels, out, min_area, threads)
     else:
         from . import _labeling_numba  # noqa: PLC0415
 
-        count = _labeling_numba.remove_small_objects(labels, int(min_area), out)
+        count = _labeling_numba.remove_small_objects(labels, min_area, out)
     return out, int(count)
 
 

@@ -461,6 +461,17 @@ def test_remove_small_objects_takes_any_min_area_above_the_pixel_count(backend):
         assert count == 0 and got.dtype == np.int32 and not got.any(), min_area
 
 
+def test_remove_small_objects_whole_array_steps_refuse_labels_beyond_int32():
+    """The GPU path (the whole-array steps, run here on numpy) refuses labels its int32 result cannot hold,
+    as the host kernels do: with min_area 0 it cast them, label 2^31 coming back as -2^31."""
+    from cellrt.kernels.objects import _remove_small_whole_array  # noqa: PLC0415
+
+    big = np.array([[1, 2**31]], np.int64)
+    for min_area in (0, 1):
+        with pytest.raises(ValueError, match=r"labels should be below 2\^31, got a largest label of 2147483648"):
+            _remove_small_whole_array(big, min_area)
+
+
 def test_match_instances_counts_unique_iou_matches():
     truth = np.zeros((10, 10), np.int32)
     truth[0:4, 0:4] = 1   # matched exactly

@@ -67,7 +67,8 @@ def remove_small_objects(labels, min_area: int, *, backend: str = "auto",
 
     Labels need not be consecutive: absent labels cover no pixels and are
     dropped for any ``min_area`` >= 1. ``min_area`` 0 keeps every label as
-    it is and counts up to the largest.
+    it is and counts up to the largest. Labels should be >= 0 and below
+    2^31 (the int32 result), on every backend.
 
     Host arrays run the C++ kernel (object areas, then the renumbering, a
     run of equal labels at a time) or numba; cupy arrays run the same steps
@@ -127,6 +128,9 @@ def _remove_small_whole_array(labels, min_area: int):
         raise ValueError(f"remove_small_objects: labels should be >= 0, got "
                          f"{int(xp.count_nonzero(labels < 0))} negative pixel(s)")
     largest = int(labels.max())
+    if largest > np.iinfo(np.int32).max:   # as the host refuses them: a cast would wrap them onto other labels
+        raise ValueError(f"remove_small_objects: labels should be below 2^31, got a largest label of {largest} "
+                         f"({labels.dtype})")
     if min_area == 0:
         return labels.astype(xp.int32), largest
     if largest > max(4 * labels.size, 1 << 24):

@@ -419,7 +419,9 @@ def test_remove_small_objects_in_place_and_thread_counts(rng):
         pytest.skip("the C++ extension is not available")
     from cellrt._build import _core  # noqa: PLC0415
 
-    for largest in (200, 40_000):
+    # 300 x 257 pixels: labels to 200 and 40,000 are counted in a table per thread, labels to 200,000 (more
+    # than 2^16 and than the pixels per thread) in one table, still indexed by label (below 4 x the pixels).
+    for largest in (200, 40_000, 200_000):
         labels = _random_labels(rng, (300, 257), 4000, largest)
         expected, count = remove_small_objects(labels, 6, num_threads=1)
         for threads in (2, 3, 8):

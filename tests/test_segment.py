@@ -419,7 +419,9 @@ def test_remove_small_objects_in_place_and_thread_counts(rng):
         pytest.skip("the C++ extension is not available")
     from cellrt._build import _core  # noqa: PLC0415
 
-    for largest in (200, 40_000):
+    # 300 x 257 pixels: labels to 200 and 40,000 are counted in a table per thread, labels to 200,000 (more
+    # than 2^16 and than the pixels per thread) in one table, still indexed by label (below 4 x the pixels).
+    for largest in (200, 40_000, 200_000):
         labels = _random_labels(rng, (300, 257), 4000, largest)
         expected, count = remove_small_objects(labels, 6, num_threads=1)
         for threads in (2, 3, 8):
@@ -449,6 +451,27 @@ def test_remove_small_objects_refuses_labels_it_cannot_number(backend):
     # Other integer types are renumbered like int32 ones.
     np.testing.assert_array_equal(remove_small_objects(np.abs(labels).astype(np.uint16), 2, backend=backend)[0],
                                   [[1, 1, 0], [0, 0, 0]])
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_remove_small_objects_takes_any_min_area_above_the_pixel_count(backend):
+    """Any min_area past the pixel count drops every object, as the whole-array steps do for any int (one
+    past int64 met pybind11's 'incompatible function arguments' on the C++ path, numba's OverflowError)."""
+    labels = np.array([[1, 1, 0], [0, 2, 2]], np.int32)
+    for min_area in (7, 2**63 - 1, 2**63, np.uint64(2**64 - 1), 10**30):
+        got, count = remove_small_objects(labels, min_area, backend=backend)
+        assert count == 0 and got.dtype == np.int32 and not got.any(), min_area
+
+
+def test_remove_small_objects_whole_array_steps_refuse_labels_beyond_int32():
+    """The GPU path (the whole-array steps, run here on numpy) refuses labels its int32 result cannot hold,
+    as the host kernels do: with min_area 0 it cast them, label 2^31 coming back as -2^31."""
+    from cellrt.kernels.objects import _remove_small_whole_array  # noqa: PLC0415
+
+    big = np.array([[1, 2**31]], np.int64)
+    for min_area in (0, 1):
+        with pytest.raises(ValueError, match=r"labels should be below 2\^31, got a largest label of 2147483648"):
+            _remove_small_whole_array(big, min_area)
 
 
 def test_match_instances_counts_unique_iou_matches():

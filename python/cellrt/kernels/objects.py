@@ -67,7 +67,8 @@ def remove_small_objects(labels, min_area: int, *, backend: str = "auto",
 
     Labels need not be consecutive: absent labels cover no pixels and are
     dropped for any ``min_area`` >= 1. ``min_area`` 0 keeps every label as
-    it is and counts up to the largest.
+    it is and counts up to the largest. Labels should be >= 0 and below
+    2^31 (the int32 result), on every backend.
 
     Host arrays run the C++ kernel (object areas, then the renumbering, a
     run of equal labels at a time) or numba; cupy arrays run the same steps
@@ -86,20 +87,22 @@ def remove_small_objects(labels, min_area: int, *, backend: str = "auto",
     if not _backend.is_int(min_area) or min_area < 0:
         raise ValueError(f"remove_small_objects: min_area should be a non-negative int, got {min_area!r}")
     threads = _backend.check_num_threads("remove_small_objects", num_threads)
+    # Past the pixel count every object is dropped alike; capped there, any int fits the kernels' int64.
+    min_area = min(int(min_area), labels.size + 1)
     if _backend.is_device_array(labels):
         _backend.resolve("remove_small_objects", backend, True)
-        return _remove_small_whole_array(labels, int(min_area))
+        return _remove_small_whole_array(labels, min_area)
     chosen = _backend.resolve("remove_small_objects", backend, False)
     labels = _as_int32_labels(labels)
     out = np.empty(labels.shape, np.int32)
     if chosen == "cpu":
         from .._build import _core  # noqa: PLC0415
 
-        count = _core.remove_small_objects(labels, out, int(min_area), threads)
+        count = _core.remove_small_objects(labels, out, min_area, threads)
     else:
         from . import _labeling_numba  # noqa: PLC0415
 
-        count = _labeling_numba.remove_small_objects(labels, int(min_area), out)
+        count = _labeling_numba.remove_small_objects(labels, min_area, out)
     return out, int(count)
 
 
@@ -125,6 +128,9 @@ def _remove_small_whole_array(labels, min_area: int):
         raise ValueError(f"remove_small_objects: labels should be >= 0, got "
                          f"{int(xp.count_nonzero(labels < 0))} negative pixel(s)")
     largest = int(labels.max())
+    if largest > np.iinfo(np.int32).max:   # as the host refuses them: a cast would wrap them onto other labels
+        raise ValueError(f"remove_small_objects: labels should be below 2^31, got a largest label of {largest} "
+                         f"({labels.dtype})")
     if min_area == 0:
         return labels.astype(xp.int32), largest
     if largest > max(4 * labels.size, 1 << 24):

@@ -19,9 +19,10 @@ namespace {
 
 using detail::parallel_for;
 
-// Label tables up to this length (4 bytes an entry: at most 16 bytes per
-// pixel, or 64 MB for a small image) index areas by label; larger labels are
-// sparse and found by sorting the distinct ones instead.
+// Label tables up to this length (two of them, areas and new labels, 4 bytes
+// an entry: at most 32 bytes per pixel, or 128 MB for a small image) index
+// by label; larger labels are sparse and found by sorting the distinct ones
+// instead.
 int64_t dense_table_limit(int64_t pixels) { return std::max<int64_t>(4 * pixels, int64_t{1} << 24); }
 
 // Calls fn(label, begin, end) for each run [begin, end) of equal labels in row[0, width).

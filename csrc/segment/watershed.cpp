@@ -12,7 +12,6 @@
 #include "core/parallel.h"
 #include "core/validate.h"
 #include "segment/segment_ops.h"
-#include "segment/segment_ops.h"
 
 namespace cellrt {
 
@@ -108,8 +107,9 @@ void distance_transform(const TensorView& mask, const TensorView& out, int32_t n
   // Columns: distance to the nearest zero pixel of the same column, kept as int32 in the output's
   // own memory (no image-sized scratch: a fresh one costs page faults on the order of the whole
   // transform). A block of adjacent columns is walked row by row (down, then up), so each step
-  // reads and writes one contiguous stretch of a row instead of one value a row apart.
-  constexpr int64_t kBlock = 256;
+  // reads and writes one contiguous stretch of a row instead of one value a row apart. Blocks of up
+  // to 256 columns, narrower on narrow images so that every worker gets some.
+  const int64_t block = std::max<int64_t>(16, std::min<int64_t>(256, (w + workers - 1) / workers));
   constexpr int32_t kNoZero = std::numeric_limits<int32_t>::max();
   auto load = [result](int64_t i) {
     int32_t v;
@@ -117,10 +117,10 @@ void distance_transform(const TensorView& mask, const TensorView& out, int32_t n
     return v;
   };
   auto store = [result](int64_t i, int32_t v) { std::memcpy(result + i, &v, sizeof v); };
-  detail::parallel_for((w + kBlock - 1) / kBlock, workers, [&](int64_t b0, int64_t b1) {
-    std::vector<int32_t> run(kBlock);
+  detail::parallel_for((w + block - 1) / block, workers, [&](int64_t b0, int64_t b1) {
+    std::vector<int32_t> run(static_cast<size_t>(block));
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t x0 = b * kBlock, n = std::min(kBlock, w - x0);
+      const int64_t x0 = b * block, n = std::min(block, w - x0);
       std::fill(run.begin(), run.begin() + n, kNoZero);
       for (int64_t y = 0; y < h; ++y) {
         const uint8_t* mrow = m + y * w + x0;

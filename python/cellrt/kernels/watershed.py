@@ -113,7 +113,8 @@ def split_touching(mask, *, h: float = 1.0, connectivity: int = 8, backend: str 
     peaks once; two touching ones peak twice, with a dip of (radius - neck half-width) between them.
     Peaks that stand less than ``h`` pixels above such a dip (the slow undulation along an elongated
     object) are not seeds. The seeds then flood the mask, deepest first (watershed of the negated
-    distance, ``connectivity``-connected), so objects part along their necks.
+    distance, ``connectivity``-connected), so objects part along their necks. ``num_threads`` (0: all
+    hardware threads) serves the distance transform and the flood; the seeds are found on one.
 
     Returns ``(labels, count)``: int32 labels 1..N in raster order of the seeds.
     """

@@ -384,6 +384,14 @@ cellrt_status_t cellrt_remove_small_objects(const cellrt_tensor_t* labels, const
   });
 }
 
+cellrt_status_t cellrt_percentiles(const cellrt_tensor_t* values, const double* qs, int32_t count, double* out,
+                                   int32_t num_threads, int64_t* finite) {
+  return translate_exceptions([&] {
+    const int64_t n = cellrt::percentiles(to_view(values, "values"), qs, count, out, num_threads);
+    if (finite != nullptr) *finite = n;
+  });
+}
+
 cellrt_status_t cellrt_binary_morphology(const cellrt_tensor_t* mask, const cellrt_tensor_t* out, int32_t radius,
                                          int32_t dilate, const cellrt_morphology_options_t* options,
                                          void* cuda_stream) {

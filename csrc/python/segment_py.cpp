@@ -237,6 +237,15 @@ py::array_t<int16_t> row_clearances_host(const py::array& mask, int cap, bool in
   return out;
 }
 
+std::pair<std::vector<double>, int64_t> percentiles_host(const py::array& values, const std::vector<double>& qs,
+                                                         int num_threads) {
+  const TensorView in = host_view(values, "values", false);
+  std::vector<double> out(qs.size());
+  py::gil_scoped_release release;
+  const int64_t finite = percentiles(in, qs.data(), static_cast<int32_t>(qs.size()), out.data(), num_threads);
+  return {out, finite};
+}
+
 py::array_t<int64_t> histogram_host(const py::array& image, int num_threads) {
   const TensorView in = host_view(image, "image", false);
   py::array_t<int64_t> counts(in.dtype == DType::kUInt8 ? 256 : 65536);
@@ -405,6 +414,8 @@ void register_segment(py::module_& m) {
         py::arg("connectivity"), py::arg("stream"), "fill_holes on device pointers, on the given stream.");
   m.def("histogram_cuda", &histogram_device, py::arg("image"), py::arg("dtype"), py::arg("size"), py::arg("counts"),
         py::arg("stream"), "histogram of a contiguous uint8/uint16 device buffer into int64 device counts.");
+  m.def("percentiles", &percentiles_host, py::arg("values"), py::arg("qs"), py::arg("num_threads") = 0,
+        "(percentiles of the finite float32 values as numpy's 'linear' method, number of finite values).");
   m.def("histogram", &histogram_host, py::arg("image"), py::arg("num_threads") = 0,
         "Per-value counts of a uint8 (256) or uint16 (65536) image.");
   m.attr("MEASURE_SHAPE_COLUMNS") = kMeasureShapeColumns;

@@ -470,6 +470,24 @@ int main(void) {
            "negative label: %s", cellrt_last_error());
   }
 
+  /* C API 7: percentiles of the finite values, numpy's "linear" method. */
+  {
+    static float samples[2 * 5] = {4.0f, -1.0f, 2.0f, 0.0f, 3.0f, 1.0f, 0.0f, 0.0f, 10.0f, 0.0f};
+    const int64_t samples_shape[2] = {2, 5};
+    const double qs[3] = {0.0, 50.0, 90.0};
+    double p[3] = {0, 0, 0};
+    cellrt_tensor_t samples_view;
+    int64_t finite = -1;
+    samples[6] = NAN;
+    samples[7] = INFINITY;
+    view(&samples_view, samples, CELLRT_DTYPE_FLOAT32, 2, samples_shape);
+    /* Finite values, sorted: -1 0 0 1 2 3 4 10; the 0th percentile is -1, the 50th (position 3.5) 1.5,
+     * the 90th (position 6.3) 4 + 0.3 x 6 = 5.8. */
+    status = cellrt_percentiles(&samples_view, qs, 3, p, 0, &finite);
+    EXPECT(status == CELLRT_STATUS_OK && finite == 8 && p[0] == -1.0 && p[1] == 1.5 && fabs(p[2] - 5.8) < 1e-12,
+           "percentiles: %lld finite, %g %g %g: %s", (long long)finite, p[0], p[1], p[2], cellrt_last_error());
+  }
+
   if (failures) return 1;
   printf("ok\n");
   return 0;

@@ -377,6 +377,15 @@ CELLRT_EXPORT cellrt_status_t cellrt_remove_small_objects(const cellrt_tensor_t*
                                                           int64_t min_area, int32_t num_threads,
                                                           int64_t* num_objects);
 
+/* C API 7. See cellrt/histogram.h (host memory only): out[i] = the qs[i]-th
+ * percentile (0..100) of the finite values of a float32 array (any shape up
+ * to 4-D, C-contiguous), as numpy.percentile(method="linear") gives it over
+ * them - the percentile normalisation cellrt's models expect of float images.
+ * count 0..8; out is NaN where no value is finite. *finite (may be NULL)
+ * receives the number of finite values. */
+CELLRT_EXPORT cellrt_status_t cellrt_percentiles(const cellrt_tensor_t* values, const double* qs, int32_t count,
+                                                 double* out, int32_t num_threads, int64_t* finite);
+
 #ifdef __cplusplus
 }
 #endif

@@ -183,6 +183,12 @@ def _integer_percentiles(values: np.ndarray, qs) -> np.ndarray:
     return np.asarray(out, np.float64)
 
 
+def _core_percentiles():
+    from .._build import _core  # noqa: PLC0415
+
+    return None if _core is None else _core.percentiles
+
+
 def percentile_normalization(image, percentiles=(1.0, 99.8)) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel ``(scale, offset)`` mapping percentile ``lo`` to 0 and ``hi`` to 1.
 
@@ -202,6 +208,12 @@ def percentile_normalization(image, percentiles=(1.0, 99.8)) -> tuple[np.ndarray
     for channel in image:
         if xp is np and channel.dtype in (np.uint8, np.uint16):
             lo, hi = _integer_percentiles(channel, (lo_q, hi_q))
+        elif xp is np and channel.dtype == np.float32 and _core_percentiles() is not None:
+            # The C++ selection (two passes over the values, non-finite ones left out): np.percentile
+            # partially sorts a copy of every finite value (17 vs ~3 ms at 2048^2).
+            (lo, hi), finite = _core_percentiles()(np.ascontiguousarray(channel), [lo_q, hi_q])
+            if finite == 0:
+                lo = hi = 0.0
         else:
             finite = xp.isfinite(channel)
             # The copy of the finite values is made only for an image that needs it.

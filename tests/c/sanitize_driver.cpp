@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -260,6 +261,14 @@ int main() {
                             make_view(morphed.data(), DType::kUInt8, {h, w}), radius, radius == 3, mopt);
           calls += 1;
         }
+        // Percentiles of a float image with non-finite pixels, this round's threads.
+        std::vector<float> spread(h * w);
+        for (size_t i = 0; i < spread.size(); ++i) spread[i] = static_cast<float>((i * 2654435761u) % 1000) - 500.0f;
+        spread[0] = std::numeric_limits<float>::quiet_NaN();
+        const double qs[4] = {0.0, 1.0, 99.8, 100.0};
+        double ps[4];
+        percentiles(make_view(spread.data(), DType::kFloat32, {h, w}), qs, 4, ps, threads);
+        calls += 1;
         std::vector<int64_t> counts(256);
         histogram(make_view(mask.data(), DType::kUInt8, {h, w}), make_view(counts.data(), DType::kInt64, {256}),
                   threads);

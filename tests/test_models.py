@@ -164,3 +164,39 @@ def test_cli_pack_writes_one_file_that_predict_runs(tmp_path, dsb_dir):
     bad = subprocess.run([sys.executable, "-m", "cellrt", "pack", "nuclei", str(tmp_path / "x.tar")],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 1 and "should end in .zip" in bad.stderr
+
+
+def test_semantic_post_processing_with_one_and_with_two_object_classes(dsb_dir):
+    """The semantic step passes a (background, object, boundary) output straight on (no copy of the field's
+    probabilities) and sums the object classes of any other layout: the same objects either way, and with two
+    object classes (a co-culture) each object takes the class of larger mean probability over it."""
+    import dataclasses
+
+    from cellrt.kernels import instances_from_probability, measure
+    from cellrt.pipeline.postprocess import POSTPROCESSORS
+    from cellrt.training import data as training_data
+
+    model = cellrt.load_model("nuclei", backend="ort", threads=2)
+    image_id = training_data.dsb_ids(dsb_dir, held_out=True)[0]
+    prediction = model.run(tifffile.imread(dsb_dir / "images" / f"{image_id}.tif")).prediction
+    manifest = model.manifest
+    assert list(manifest.dense_output.channels) == ["background", "nucleus", "boundary"]
+    params = dict(manifest.postprocess.get("params", {}))
+    labels, count, columns = POSTPROCESSORS["semantic"](manifest, None, prediction, params)
+    expected, expected_count = instances_from_probability(np.stack(list(prediction)), **params)
+    np.testing.assert_array_equal(labels, expected)
+    assert count == expected_count > 3 and not columns["Classify_ClassIndex"].any()
+
+    # A co-culture layout: the nucleus probability shared between two cell types, left and right of the middle.
+    left = np.zeros(prediction.shape[1:], np.float32)
+    left[:, : prediction.shape[2] // 2] = 1.0
+    four = np.stack([prediction[0], prediction[1] * left, prediction[1] * (1 - left), prediction[2]])
+    spec = dataclasses.replace(manifest.dense_output, channels=("background", "type_a", "type_b", "boundary"))
+    coculture = dataclasses.replace(manifest, object_classes=("type_a", "type_b"),
+                                    outputs=tuple(spec if o is manifest.dense_output else o for o in manifest.outputs))
+    labels2, count2, columns2 = POSTPROCESSORS["semantic"](coculture, None, four, params)
+    np.testing.assert_array_equal(labels2, expected)
+    table = measure(labels2, np.ascontiguousarray(four[1:3]), channel_names=["type_a", "type_b"], num_objects=count2)
+    np.testing.assert_array_equal(columns2["Classify_ClassIndex"],
+                                  (table["Intensity_MeanIntensity_type_b"] > table["Intensity_MeanIntensity_type_a"]))
+    assert 0 < int(columns2["Classify_ClassIndex"].sum()) < count2

@@ -34,9 +34,13 @@ def semantic(manifest, image: np.ndarray, dense: np.ndarray, params: dict):
     spec = manifest.dense_output
     classes = list(spec.channels)
     object_index = [classes.index(c) for c in manifest.object_classes]
-    interior = dense[object_index].sum(axis=0)
-    boundary = dense[classes.index(manifest.boundary_class)] if manifest.boundary_class else xp.zeros_like(interior)
-    stacked = xp.stack([dense[0], interior, boundary])
+    boundary_index = classes.index(manifest.boundary_class) if manifest.boundary_class else None
+    if object_index == [1] and boundary_index == 2 and len(classes) == 3:
+        stacked = dense   # (background, object, boundary) already: no copy of the field's probabilities
+    else:
+        interior = dense[object_index].sum(axis=0)
+        boundary = dense[boundary_index] if boundary_index is not None else xp.zeros_like(interior)
+        stacked = xp.stack([dense[0], interior, boundary])
     labels, count = instances_from_probability(stacked, **params)
     columns = {}
     if len(object_index) > 1 and count:

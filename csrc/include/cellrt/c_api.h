@@ -3,9 +3,12 @@
  * acquisition software in any language that can call C.
  *
  * Conventions
- *  - Every function returns a cellrt_status_t. On failure a message is kept
- *    per thread; cellrt_last_error() returns it until the next call on that
- *    thread.
+ *  - Every function that computes something returns a cellrt_status_t (the
+ *    version, error and device queries, cellrt_measure_columns(), the
+ *    cellrt_*_options_init() functions and cellrt_drift_monitor_destroy()
+ *    return their value or nothing). On
+ *    failure a message is kept per thread; cellrt_last_error() returns it
+ *    until the next call on that thread.
  *  - Structs that cross the boundary begin with `struct_size`; callers set it
  *    to sizeof(the struct) as they compiled it, so fields can be appended in
  *    later versions without breaking old binaries. Initialise options with

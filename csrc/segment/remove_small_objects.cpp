@@ -142,20 +142,21 @@ int64_t remove_small_objects(const TensorView& labels, const TensorView& out, in
     return kept;
   }
 
-  // Sparse labels: the distinct ones, sorted, with their areas.
-  std::vector<int32_t> values;
+  // Sparse labels: the runs of each label, sorted by label, summed into the distinct labels' areas.
+  std::vector<std::pair<int32_t, int64_t>> runs;  // (label, length)
   for (int64_t y = 0; y < h; ++y)
     for_each_run(in + y * w, w, [&](int32_t l, int64_t begin, int64_t end) {
-      if (l != 0) values.insert(values.end(), static_cast<size_t>(end - begin), l);
+      if (l != 0) runs.emplace_back(l, end - begin);
     });
-  std::sort(values.begin(), values.end());
+  std::sort(runs.begin(), runs.end());
   std::vector<int32_t> distinct, new_label;
   int32_t kept = 0;
-  for (size_t i = 0; i < values.size();) {
+  for (size_t i = 0; i < runs.size();) {
+    int64_t area = 0;
     size_t j = i;
-    while (j < values.size() && values[j] == values[i]) ++j;
-    distinct.push_back(values[i]);
-    new_label.push_back(static_cast<int64_t>(j - i) >= min_area ? ++kept : 0);
+    for (; j < runs.size() && runs[j].first == runs[i].first; ++j) area += runs[j].second;
+    distinct.push_back(runs[i].first);
+    new_label.push_back(area >= min_area ? ++kept : 0);
     i = j;
   }
   renumber(in, dst, h, w, num_threads, [&](int32_t l) {

@@ -93,6 +93,22 @@ def test_thread_counts_and_any_surface_give_the_same_labels(dsb_dir):
                         expected)
 
 
+def test_split_touching_is_its_three_kernels_on_every_backend(dsb_dir):
+    """On the C++ backend split_touching calls the kernels directly (no checks or copies between them): the
+    same labels and count as the three public functions composed, and as numba, for any thread count."""
+    masks = _random_masks(6) + [tifffile.imread(p) > 0 for p in sorted((dsb_dir / "labels").glob("*.tif"))[::35]]
+    for mask in masks:
+        for connectivity in (4, 8):
+            distance = distance_transform(mask)
+            seeds, count = h_maxima_seeds(distance, 1.0, connectivity=connectivity)
+            composed = watershed(-distance, seeds, mask, connectivity=connectivity)
+            for backend, threads in (("cpu", 1), ("cpu", 3), ("numba", 0)):
+                labels, n = split_touching(mask, h=1.0, connectivity=connectivity, backend=backend,
+                                           num_threads=threads)
+                assert n == count
+                np.testing.assert_array_equal(labels, composed)
+
+
 @pytest.mark.parametrize("backend", HOST)
 def test_watershed_matches_scikit_image(backend):
     rng = np.random.default_rng(3)
@@ -177,6 +193,13 @@ def test_bad_input_is_named():
         watershed(np.zeros((3, 3)), np.zeros((3, 3), np.int32), np.ones((3, 3)), connectivity=6)
     with pytest.raises(ValueError, match="watershed: markers should be non-negative integer labels"):
         watershed(np.zeros((3, 3)), -np.ones((3, 3), np.int32), np.ones((3, 3)))
+    for backend in HOST:
+        with pytest.raises(ValueError, match="split_touching: h should be a number >= 0, got -1"):
+            split_touching(np.ones((3, 3)), h=-1, backend=backend)
+        with pytest.raises(ValueError, match="split_touching: connectivity should be 4 or 8, got 6"):
+            split_touching(np.ones((3, 3)), connectivity=6, backend=backend)
+        with pytest.raises(ValueError, match=r"split_touching: mask should have shape \(H, W\)"):
+            split_touching(np.ones((2, 3, 3)), backend=backend)
     # The C++ kernels check NaN themselves: the C ABI reaches them without the Python checks.
     core = pytest.importorskip("cellrt._core", reason="needs the compiled extension")
     nan = np.array([[np.nan, 1.0]], np.float32)

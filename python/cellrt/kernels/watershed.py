@@ -120,6 +120,21 @@ def split_touching(mask, *, h: float = 1.0, connectivity: int = 8, backend: str 
     """
     num_threads = _backend.check_num_threads("split_touching", num_threads)
     mask = _host_mask(mask, "split_touching")
+    if isinstance(h, bool) or not isinstance(h, (int, float, np.integer, np.floating)) or not h >= 0:
+        raise ValueError(f"split_touching: h should be a number >= 0, got {h!r}")
+    if connectivity not in (4, 8):
+        raise ValueError(f"split_touching: connectivity should be 4 or 8, got {connectivity!r}")
+    if _backend.resolve("split_touching", backend, False) == "cpu":
+        from .._build import _core  # noqa: PLC0415
+
+        # The three kernels on arrays made here, without the public functions' checks and copies (the
+        # distance has no NaN, the seeds are a fresh int32 array to flood in place): 10 of 70 ms at 2048^2.
+        distance = _core.distance_transform(mask, num_threads)
+        seeds = _core.h_maxima_seeds(distance, float(h), int(connectivity))
+        count = int(seeds.max()) if seeds.size else 0
+        np.negative(distance, out=distance)
+        _core.watershed(distance, seeds, mask, int(connectivity), num_threads)
+        return seeds, count
     distance = distance_transform(mask, backend=backend, num_threads=num_threads)
     seeds, count = h_maxima_seeds(distance, h, connectivity=connectivity, backend=backend)
     return watershed(-distance, seeds, mask, connectivity=connectivity, backend=backend,

@@ -214,13 +214,13 @@ def _fields_to_run(plate) -> str:
     """What the start line says the run has to do. Fields rejected when scanned (--skip-bad) are named on the
     line after it; here they only keep the counts true: a plate whose every field was rejected read as
     '0 fields to run in 0 wells', an empty plate."""
-    from ..report.plate_report import _count  # noqa: PLC0415 - '1 field', '2 fields' as the report words them
+    from .._text import counted  # noqa: PLC0415 - '1 field', '2 fields' as the report words them
 
-    to_run = f"{_count(len(plate.fields), 'field')} to run in {_count(len(plate.wells), 'well')}"
+    to_run = f"{counted(len(plate.fields), 'field')} to run in {counted(len(plate.wells), 'well')}"
     rejected = len(plate.rejected_fields)
     if not rejected:
         return to_run
-    found = f"{_count(len(plate.fields) + rejected, 'field')} in {_count(len(plate.imaged_wells), 'well')}"
+    found = f"{counted(len(plate.fields) + rejected, 'field')} in {counted(len(plate.imaged_wells), 'well')}"
     if not plate.fields:
         return f"no field to run: all {found} were rejected when scanned"
     return f"{to_run} (of {found}; {rejected} rejected when scanned)"

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, write_text
+from .._text import counted
 from ..io.plate import row_name, well_position, well_sort_key
 from ..io.tables import read_table
 
@@ -308,8 +309,8 @@ def write_plate_report(out_dir) -> Path:
     total_objects = int(np.nansum(_column(wells, "Count")))
     failed = len(errors.get("Error", []))
     model, plate = summary["model"], summary["plate"]
-    facts = [("Plate", f"{html.escape(plate['name'])} ({_count(plate['fields'], 'field')} in "
-                       f"{_count(plate['wells'], 'well')}, layout {html.escape(plate['layout'])})"
+    facts = [("Plate", f"{html.escape(plate['name'])} ({counted(plate['fields'], 'field')} in "
+                       f"{counted(plate['wells'], 'well')}, layout {html.escape(plate['layout'])})"
                        f"{_rejected_note(plate)}"),
              ("Model", f"{html.escape(model['name'])} ({model['kind']}, backend {model['backend']}"
                        f"{', ' + model['precision'] if model.get('precision') else ''}, "
@@ -415,14 +416,14 @@ def _throughput_fact(summary: dict) -> str:
     failed = summary.get("fields_failed", 0)   # absent from a run.json before failed fields were told apart
     if summary.get("fields_per_second") is None:
         if failed:
-            return (f"none to report: no field gave a result ({_count(failed, 'field')} failed, see "
+            return (f"none to report: no field gave a result ({counted(failed, 'field')} failed, see "
                     f"<a href='#errors'>Errors</a>), so nothing was timed")
         return "none to report: no field was processed in this run"
     latency = [summary.get(key) for key in ("latency_p50_s", "latency_p99_s")]
     text = (f"{summary['fields_per_second']:.2f} fields/s; latency p50 "
             + ", p99 ".join("–" if value is None else f"{value:.2f} s" for value in latency))
     if failed:
-        text += (f" (over the {_count(summary['fields_with_results'], 'field')} that gave a result; {failed} more "
+        text += (f" (over the {counted(summary['fields_with_results'], 'field')} that gave a result; {failed} more "
                  f"failed and {'is' if failed == 1 else 'are'} not counted, see <a href='#errors'>Errors</a>)")
     return text
 
@@ -433,12 +434,8 @@ def _rejected_note(plate: dict) -> str:
     if not fields:
         return ""
     wells = plate.get("rejected_wells", 0)
-    whole = f" ({_count(wells, 'well')} had no field left)" if wells else ""
-    return f"; {_count(fields, 'field')} rejected when the plate was scanned{whole}, see <a href='#errors'>Errors</a>"
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
+    whole = f" ({counted(wells, 'well')} had no field left)" if wells else ""
+    return f"; {counted(fields, 'field')} rejected when the plate was scanned{whole}, see <a href='#errors'>Errors</a>"
 
 
 def _nothing_read_note(plate: dict) -> str:

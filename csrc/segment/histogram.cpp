@@ -7,11 +7,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <vector>
 
 #include "core/check.h"
+#include "core/float_order.h"
 #include "core/parallel.h"
 #include "core/validate.h"
 #include "segment/segment_ops.h"
@@ -48,21 +48,8 @@ void count(const T* data, int64_t n, int64_t* counts, int32_t num_threads) {
     for (int64_t v = 0; v < bins; ++v) counts[v] += int64_t{h[v]} + h[bins + v] + h[2 * bins + v] + h[3 * bins + v];
 }
 
-// A float's bits as an unsigned integer of the same order (-0 taken as +0); NaN and +-inf are
-// told apart by the caller.
-inline uint32_t ordered_bits(float f) {
-  if (f == 0.0f) f = 0.0f;
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof bits);
-  return (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
-}
-
-inline float from_ordered_bits(uint32_t key) {
-  const uint32_t bits = (key & 0x80000000u) ? key & 0x7fffffffu : ~key;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
+using detail::from_ordered_bits;
+using detail::ordered_bits;
 
 // The finite values' order statistics of the given ranks (ascending, 0-based, below the finite
 // count): the upper 16 bits of each wanted value from a histogram of all upper halves, then the lower

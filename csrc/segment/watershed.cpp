@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/float_order.h"
 #include "core/parallel.h"
 #include "core/validate.h"
 #include "segment/segment_ops.h"
@@ -195,16 +196,12 @@ int64_t h_maxima_seeds(const TensorView& values, float h, const TensorView& seed
   // level `at`, the one with the lower peak is a dome of its own if that peak stands h or more above
   // `at`; otherwise it is a bump on the other's slope.
   //
-  // The order is one radix sort of 64-bit keys (the value's bits - which order positive floats -
-  // inverted, then the pixel), and the union-find runs on ranks in that order: its tables hold the foreground
-  // pixels only, and "a higher peak, the earlier pixel on ties" is "a lower rank".
+  // The order is one radix sort of 64-bit keys (the value's ordered bits inverted, then the pixel),
+  // and the union-find runs on ranks in that order: its tables hold the foreground pixels only, and
+  // "a higher peak, the earlier pixel on ties" is "a lower rank".
   std::vector<uint64_t> keys;
   for (int64_t p = 0; p < hgt * w; ++p)
-    if (v[p] > 0.0f) {
-      uint32_t bits;
-      std::memcpy(&bits, v + p, sizeof bits);
-      keys.push_back((uint64_t{~bits} << 32) | static_cast<uint32_t>(p));
-    }
+    if (v[p] > 0.0f) keys.push_back((uint64_t{~detail::ordered_bits(v[p])} << 32) | static_cast<uint32_t>(p));
   sort_by_upper_word(keys);
   const int32_t n = static_cast<int32_t>(keys.size());
   std::vector<int32_t> pixel(n), parent(n), peak(n);
@@ -301,21 +298,8 @@ int64_t watershed(const TensorView& surface, const TensorView& labels, const Ten
     if (seed_start[c + 1] > seed_start[c]) seeded.push_back(static_cast<int32_t>(c));
 
   // The flood order - surface value, then first come first served - as one 64-bit key per entry:
-  // the value's bits mapped to an unsigned integer of the same order (-0 taken as +0), then the
-  // push count; the pixel of each push is kept in a table by push count.
-  auto ordered = [](float f) {
-    if (f == 0.0f) f = 0.0f;
-    uint32_t bits;
-    std::memcpy(&bits, &f, sizeof bits);
-    return (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
-  };
-  // Neighbour offsets in raster order (the order neighbour() visits them), for pixels off the border.
-  int64_t offsets[8];
-  int count = 0;
-  for (int k = 0; k < 8; ++k) {
-    const int64_t q = neighbour(1, 1, k, 3, w, connectivity);
-    if (q >= 0) offsets[count++] = q - (w + 1);
-  }
+  // the value's ordered bits (-0 taken as +0), then the push count; the pixel of each push is kept
+  // in a table by push count.
   const int workers = static_cast<int>(
       std::min<int64_t>(detail::resolve_threads(num_threads), static_cast<int64_t>(seeded.size())));
   std::vector<int64_t> labelled_by(std::max(workers, 1), 0);
@@ -323,7 +307,7 @@ int64_t watershed(const TensorView& surface, const TensorView& labels, const Ten
     std::priority_queue<uint64_t, std::vector<uint64_t>, std::greater<uint64_t>> heap;
     std::vector<int32_t> pushed;  // pixel of the k-th push of the component's flood
     auto push = [&](int64_t p) {
-      heap.push((uint64_t{ordered(s[p])} << 32) | static_cast<uint32_t>(pushed.size()));
+      heap.push((uint64_t{detail::ordered_bits(s[p])} << 32) | static_cast<uint32_t>(pushed.size()));
       pushed.push_back(static_cast<int32_t>(p));
     };
     for (int64_t wi = w0; wi < w1; ++wi) {
@@ -337,19 +321,13 @@ int64_t watershed(const TensorView& surface, const TensorView& labels, const Ten
           const int32_t p = pushed[heap.top() & 0xffffffffu];
           heap.pop();
           const int64_t y = p / w, x = p % w;
-          auto visit = [&](int64_t q) {
-            if (!m[q] || lab[q] != 0) return;  // only pixels of this component pass: no other worker's
+          for (int k = 0; k < 8; ++k) {
+            const int64_t q = neighbour(y, x, k, h, w, connectivity);
+            // Only pixels of this component pass the mask test: no other worker's.
+            if (q < 0 || !m[q] || lab[q] != 0) continue;
             lab[q] = lab[p];
             ++labelled;
             push(q);
-          };
-          if (y > 0 && y + 1 < h && x > 0 && x + 1 < w) {
-            for (int k = 0; k < count; ++k) visit(p + offsets[k]);
-          } else {
-            for (int k = 0; k < 8; ++k) {
-              const int64_t q = neighbour(y, x, k, h, w, connectivity);
-              if (q >= 0) visit(q);
-            }
           }
         }
       }

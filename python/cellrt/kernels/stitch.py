@@ -204,14 +204,15 @@ def percentile_normalization(image, percentiles=(1.0, 99.8)) -> tuple[np.ndarray
                          f"got {percentiles!r}")
     lo_q, hi_q = (float(q) for q in pair)
     xp = _backend.array_module(image)
+    core_percentiles = _core_percentiles()
     scale, offset = [], []
     for channel in image:
         if xp is np and channel.dtype in (np.uint8, np.uint16):
             lo, hi = _integer_percentiles(channel, (lo_q, hi_q))
-        elif xp is np and channel.dtype == np.float32 and _core_percentiles() is not None:
+        elif xp is np and channel.dtype == np.float32 and core_percentiles is not None:
             # The C++ selection (two passes over the values, non-finite ones left out): np.percentile
-            # partially sorts a copy of every finite value (17 vs ~3 ms at 2048^2).
-            (lo, hi), finite = _core_percentiles()(np.ascontiguousarray(channel), [lo_q, hi_q])
+            # partially sorts a copy of every finite value (54 vs 5.4 ms at 2048^2).
+            (lo, hi), finite = core_percentiles(np.ascontiguousarray(channel), [lo_q, hi_q])
             if finite == 0:
                 lo = hi = 0.0
         else:

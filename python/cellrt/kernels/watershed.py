@@ -29,6 +29,13 @@ def _host_mask(mask, op: str) -> np.ndarray:
     return np.ascontiguousarray(mask != 0, dtype=np.uint8)
 
 
+def _check_h_and_connectivity(h, connectivity, op: str) -> None:
+    if isinstance(h, bool) or not isinstance(h, (int, float, np.integer, np.floating)) or not h >= 0:
+        raise ValueError(f"{op}: h should be a number >= 0, got {h!r}")
+    if connectivity not in (4, 8):
+        raise ValueError(f"{op}: connectivity should be 4 or 8, got {connectivity!r}")
+
+
 def distance_transform(mask, *, backend: str = "auto", num_threads: int = 0) -> np.ndarray:
     """Exact Euclidean distance from every non-zero pixel of ``mask`` to the nearest zero pixel, as
     ``scipy.ndimage.distance_transform_edt`` computes it (rounded to float32); 0 on zero pixels, inf
@@ -51,10 +58,7 @@ def h_maxima_seeds(values, h: float, *, connectivity: int = 8, backend: str = "a
     pixel each. Where ``skimage.morphology.h_maxima``'s regions are domes, one seed lies in each; it marks
     a dome's equal maxima that are not 8-connected (``[1, 3, 2.5, 3, 1]``, h = 1) as separate regions,
     where this is one seed - the dip between them is less than h."""
-    if isinstance(h, bool) or not isinstance(h, (int, float, np.integer, np.floating)) or not h >= 0:
-        raise ValueError(f"h_maxima_seeds: h should be a number >= 0, got {h!r}")
-    if connectivity not in (4, 8):
-        raise ValueError(f"h_maxima_seeds: connectivity should be 4 or 8, got {connectivity!r}")
+    _check_h_and_connectivity(h, connectivity, "h_maxima_seeds")
     values = np.ascontiguousarray(values, dtype=np.float32)
     if values.ndim != 2:
         raise ValueError(f"h_maxima_seeds: values should have shape (H, W), got {values.shape}")
@@ -120,10 +124,7 @@ def split_touching(mask, *, h: float = 1.0, connectivity: int = 8, backend: str 
     """
     num_threads = _backend.check_num_threads("split_touching", num_threads)
     mask = _host_mask(mask, "split_touching")
-    if isinstance(h, bool) or not isinstance(h, (int, float, np.integer, np.floating)) or not h >= 0:
-        raise ValueError(f"split_touching: h should be a number >= 0, got {h!r}")
-    if connectivity not in (4, 8):
-        raise ValueError(f"split_touching: connectivity should be 4 or 8, got {connectivity!r}")
+    _check_h_and_connectivity(h, connectivity, "split_touching")
     if _backend.resolve("split_touching", backend, False) == "cpu":
         from .._build import _core  # noqa: PLC0415
 

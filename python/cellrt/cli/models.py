@@ -132,6 +132,7 @@ def run_export(args) -> int:
     """``cellrt export module:factory --spec spec.json --out DIR [--weights state_dict.pt]``."""
     import torch  # noqa: PLC0415
 
+    from .._text import one_line  # noqa: PLC0415
     from ..export import to_onnx  # noqa: PLC0415
     from ..runtime.manifest import OutputSpec  # noqa: PLC0415
     from .run import fail, input_errors  # noqa: PLC0415
@@ -173,8 +174,7 @@ def run_export(args) -> int:
         try:
             module.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
         except (OSError, RuntimeError, ValueError) as error:
-            reason = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
-            return fail("export", f"--weights {args.weights}: {reason}")
+            return fail("export", f"--weights {args.weights}: {one_line(error)}")
     verify = None
     try:
         if args.verify:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._text import one_line
 from .manifest import Manifest, ManifestError
 
 
@@ -26,9 +27,8 @@ def _run_session(backend, call, batch_shape):
         if not (isinstance(error, RuntimeError)
                 or type(error).__module__ == "onnxruntime.capi.onnxruntime_pybind11_state"):
             raise
-        reason = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
         raise InferenceError(f"{backend.onnx_path}: ONNX Runtime could not run a batch of shape {tuple(batch_shape)} "
-                             f"on {', '.join(backend.providers)}: {reason}") from error
+                             f"on {', '.join(backend.providers)}: {one_line(error)}") from error
 
 _PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                      "tensorrt": "TensorrtExecutionProvider"}

@@ -18,6 +18,7 @@ engine whose key does not match is rebuilt, never loaded.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -62,8 +63,9 @@ _LOGGERS: dict = {}
 def _logger(trt):
     """The logger of every build in this process for one TensorRT module. TensorRT keeps the first logger a
     process gives it and warns about each other one, so a new logger per build was ignored from the second on.
-    It prints warnings and errors as ``trt.Logger(WARNING)`` does, except while ``held`` is a list: then it keeps
-    them there, for a step whose failure reports them in its own error message."""
+    It prints warnings and errors as ``trt.Logger(WARNING)`` does, except inside ``with logger.holding() as
+    held``: then it keeps them in ``held``, for a step whose failure reports them in its own error message;
+    ``logger.replay(held)`` prints them after a step that succeeded."""
     logger = _LOGGERS.get(trt.__name__)
     if logger is None:
         class Logger(trt.ILogger):
@@ -78,6 +80,18 @@ def _logger(trt):
                     self.held.append((severity, msg))
                 else:
                     print(f"[TRT] [{severity.name}] {msg}", file=sys.stderr)
+
+            @contextlib.contextmanager
+            def holding(self):
+                self.held = []
+                try:
+                    yield self.held
+                finally:
+                    self.held = None
+
+            def replay(self, held):
+                for severity, message in held:
+                    self.log(severity, message)
 
         logger = _LOGGERS[trt.__name__] = Logger()
     return logger
@@ -250,11 +264,8 @@ def build_engine(model, *, precision: str = "fp16", profile: Profile | None = No
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
-    logger.held = []   # a refusal's errors go into the ManifestError, not before it as log lines as well
-    try:
+    with logger.holding() as held:   # a refusal's errors go into the ManifestError, not before it as log lines
         parsed = parser.parse_from_file(str(onnx_path))
-    finally:
-        held, logger.held = logger.held, None
     if not parsed:
         # The file's fault (damaged, truncated, or operators this TensorRT lacks): a ManifestError, which the
         # commands report in one line as they do ONNX Runtime's refusal of the same file.
@@ -262,8 +273,7 @@ def build_engine(model, *, precision: str = "fp16", profile: Profile | None = No
         raise ManifestError(f"{onnx_path}: {flavour} {trt.__version__} cannot parse it ({reasons}); expected an ONNX "
                             f"model its parser can read - is the file complete (not a truncated or damaged copy), "
                             f"and are its operators and opset ones this {flavour} supports?")
-    for severity, message in held:
-        logger.log(severity, message)
+    logger.replay(held)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     channels = len(manifest.input_channels)
@@ -315,19 +325,15 @@ def load_engine(artifact: EngineArtifact):
     # goes into the EngineError, as a build's parser errors go into its ManifestError, not before it on stderr.
     logger = _logger(trt)
     runtime = trt.Runtime(logger)
-    logger.held = []
-    try:
+    with logger.holding() as held:
         engine = runtime.deserialize_cuda_engine(blob)
-    finally:
-        held, logger.held = logger.held, None
     if engine is None:
         reasons = "; ".join(_log_reason(message) for severity, message in held
                             if severity <= trt.ILogger.ERROR) or "TensorRT logged no reason"
         raise EngineError(f"{artifact.path}: {flavour} {trt.__version__} could not deserialize the engine ({reasons}); "
                           f"expected an engine file this {flavour} built, complete, and a GPU it can run on - rebuild "
                           f"it with `cellrt build --rebuild`")
-    for severity, message in held:
-        logger.log(severity, message)
+    logger.replay(held)
     return runtime, engine
 
 

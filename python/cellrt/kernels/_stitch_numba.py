@@ -67,12 +67,15 @@ def _blend(tiles, origins, height, width, mode, overlap_y, overlap_x, sigma_scal
     for band in prange(bands):
         y0 = band * BAND_ROWS
         y1 = min(y0 + BAND_ROWS, height)
-        # A pixel covered by a single tile takes its value unchanged (weight 1).
-        coverage = np.zeros((y1 - y0, width), np.int32)
-        best = np.full((y1 - y0, width), np.iinfo(np.int64).max, np.int64)
-        for k in range(n):
-            oy, ox = origins[k, 0], origins[k, 1]
-            coverage[max(oy, y0) - y0:max(min(oy + th, y1), y0) - y0, ox:min(ox + tw, width)] += 1
+        # A pixel covered by a single tile takes its value unchanged (weight 1); crop keeps the nearest
+        # centre instead. Each table has rows only in the mode that reads it.
+        crop = mode == CROP
+        coverage = np.zeros((0 if crop else y1 - y0, width), np.int32)
+        best = np.full((y1 - y0 if crop else 0, width), np.iinfo(np.int64).max, np.int64)
+        if not crop:
+            for k in range(n):
+                oy, ox = origins[k, 0], origins[k, 1]
+                coverage[max(oy, y0) - y0:max(min(oy + th, y1), y0) - y0, ox:min(ox + tw, width)] += 1
         # Tiles in ascending order within every band: each pixel sums its
         # tiles in the same order whatever the thread count.
         row_weights = np.empty(width, np.float32)
@@ -80,7 +83,7 @@ def _blend(tiles, origins, height, width, mode, overlap_y, overlap_x, sigma_scal
             oy, ox = origins[k, 0], origins[k, 1]
             x1 = min(ox + tw, width)
             for y in range(max(oy, y0), min(oy + th, y1)):
-                if mode == CROP:
+                if crop:
                     for x in range(ox, x1):
                         # Distance to the tile centre in half pixels; the first
                         # (lowest-index) tile keeps ties.

@@ -659,6 +659,81 @@ def test_histogram_kernel_equals_bincount(dtype, threads, rng):
         _core.histogram(image.astype(np.float32))
 
 
+def _numpy_bins(values: np.ndarray, nbins: int):
+    """numpy.histogram over the finite values between their min and max; where numpy itself fails
+    (a range wider than float32 holds: its bin guess overflows), the same edges and a sorted search."""
+    finite = values[np.isfinite(values)]
+    lo, hi = float(finite.min()), float(finite.max())
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.histogram(finite, bins=nbins, range=(lo, hi))
+    except IndexError:
+        edges = np.histogram_bin_edges(finite, bins=nbins, range=(lo, hi))
+        bins = np.clip(np.searchsorted(edges, finite, side="right") - 1, 0, nbins - 1)
+        return np.bincount(bins, minlength=nbins), edges
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_float_histogram_kernel_counts_numpys_bins(threads, isl_dir, rng):
+    from cellrt._build import _core
+
+    dapi = tifffile.imread(isl_dir / "dapi.tif").astype(np.float32)
+    cases = [dapi / 65535, dapi[::3, ::2], np.log1p(dapi)]
+    cases.append(rng.integers(-5, 6, 5000).astype(np.float32) / np.float32(3))   # many values on bin edges
+    cases.append(rng.integers(0, 2 ** 16, 5000).astype(np.float32) / np.float32(65535))
+    cases.append(np.full(1000, 0.3, np.float32))   # constant: numpy widens the range by 0.5 either side
+    cases.append(np.array([np.float32(2.5)]))
+    cases.append(rng.normal(size=4000).astype(np.float32) * np.float32(1e-30))
+    random_bits = rng.integers(0, 2 ** 32, 20000, dtype=np.uint32).view(np.float32)
+    cases.append(random_bits[np.isfinite(random_bits)])   # +-3e38 together: numpy.histogram fails on these
+    with_nan = rng.normal(size=3000).astype(np.float32)
+    with_nan[::7], with_nan[3], with_nan[5] = np.nan, np.inf, -np.inf
+    cases.append(with_nan)
+    for case, values in enumerate(cases):
+        for nbins in (1, 2, 7, 256, 1000):
+            counts, edges, finite = _core.float_histogram(np.ascontiguousarray(values), nbins, threads)
+            want_counts, want_edges = _numpy_bins(values, nbins)
+            assert finite == np.count_nonzero(np.isfinite(values))
+            assert edges.dtype == want_edges.dtype == np.float32
+            np.testing.assert_array_equal(edges, want_edges, err_msg=f"case {case}, {nbins} bins")
+            np.testing.assert_array_equal(counts, want_counts, err_msg=f"case {case}, {nbins} bins")
+    counts, edges, finite = _core.float_histogram(np.array([np.nan, np.inf], np.float32), 4, threads)
+    assert finite == 0 and not counts.any() and np.isnan(edges).all()
+
+
+def test_float_histogram_refuses_bins_without_width_and_bad_arguments():
+    from cellrt._build import _core
+    from cellrt.kernels import histogram
+
+    narrow = np.float32(1e5) + np.arange(0, 0.05, 0.0078125, dtype=np.float32)   # 7 float32 steps
+    edges = np.linspace(float(narrow.min()), float(narrow.max()), 257).astype(np.float32)   # numpy's edges
+    assert np.unique(edges).size < 257
+    with pytest.raises(ValueError, match=r"float_histogram: 256 bins are too many for the values' range "
+                                         r"\[100000, 100000\]: in float32 some would have no width"):
+        histogram(narrow, 256)
+    counts, _ = histogram(narrow, 4)
+    assert counts.sum() == narrow.size
+    with pytest.raises(ValueError, match=r"float_histogram: nbins should be 1 .. 2\^24, got 0"):
+        _core.float_histogram(narrow, 0)
+    with pytest.raises(ValueError, match=r"float_histogram: values should be float32, got float64"):
+        _core.float_histogram(narrow.astype(np.float64), 4)
+    with pytest.raises(ValueError, match=r"histogram: image holds 2 NaN/inf values"):
+        histogram(np.array([1, np.nan, 3, -np.inf], np.float32))
+
+
+def test_histogram_of_float_images_equals_numpy_for_every_float_type(isl_dir):
+    from cellrt.kernels import histogram
+
+    dapi = tifffile.imread(isl_dir / "dapi.tif")
+    for dtype in (np.float16, np.float32, np.float64):
+        image = (dapi[::2, ::2] / 65535).astype(dtype)
+        counts, centres = histogram(image, 256)
+        want, edges = np.histogram(image, bins=256, range=(float(image.min()), float(image.max())))
+        np.testing.assert_array_equal(counts, want)
+        np.testing.assert_array_equal(centres, (edges[:-1] + edges[1:]) / 2)
+        assert centres.dtype == edges.dtype
+
+
 # --- CUDA (skipped without a GPU) -------------------------------------------------------------------
 
 from .conftest import needs_cuda  # noqa: E402

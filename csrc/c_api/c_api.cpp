@@ -392,6 +392,14 @@ cellrt_status_t cellrt_percentiles(const cellrt_tensor_t* values, const double* 
   });
 }
 
+cellrt_status_t cellrt_float_histogram(const cellrt_tensor_t* values, int32_t nbins, int64_t* counts, float* edges,
+                                       int32_t num_threads, int64_t* finite) {
+  return translate_exceptions([&] {
+    const int64_t n = cellrt::float_histogram(to_view(values, "values"), nbins, counts, edges, num_threads);
+    if (finite != nullptr) *finite = n;
+  });
+}
+
 cellrt_status_t cellrt_binary_morphology(const cellrt_tensor_t* mask, const cellrt_tensor_t* out, int32_t radius,
                                          int32_t dilate, const cellrt_morphology_options_t* options,
                                          void* cuda_stream) {

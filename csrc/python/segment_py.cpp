@@ -1,5 +1,8 @@
 // Bindings for label and measure: array conversion and m.def only.
 #include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <tuple>
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -246,6 +249,24 @@ std::pair<std::vector<double>, int64_t> percentiles_host(const py::array& values
   return {out, finite};
 }
 
+// (counts, edges, number of finite values)
+std::tuple<py::array_t<int64_t>, py::array_t<float>, int64_t> float_histogram_host(const py::array& values,
+                                                                                   int nbins, int num_threads) {
+  const TensorView in = host_view(values, "values", false);
+  if (nbins < 1 || nbins > (1 << 24))   // before allocating; the kernel checks it as well
+    throw std::invalid_argument("float_histogram: nbins should be 1 .. 2^24, got " + std::to_string(nbins));
+  py::array_t<int64_t> counts(nbins);
+  py::array_t<float> edges(int64_t{nbins} + 1);
+  int64_t* c = counts.mutable_data();
+  float* e = edges.mutable_data();
+  int64_t finite = 0;
+  {
+    py::gil_scoped_release release;
+    finite = float_histogram(in, nbins, c, e, num_threads);
+  }
+  return {counts, edges, finite};
+}
+
 py::array_t<int64_t> histogram_host(const py::array& image, int num_threads) {
   const TensorView in = host_view(image, "image", false);
   py::array_t<int64_t> counts(in.dtype == DType::kUInt8 ? 256 : 65536);
@@ -416,6 +437,9 @@ void register_segment(py::module_& m) {
         py::arg("stream"), "histogram of a contiguous uint8/uint16 device buffer into int64 device counts.");
   m.def("percentiles", &percentiles_host, py::arg("values"), py::arg("qs"), py::arg("num_threads") = 0,
         "(percentiles of the finite float32 values as numpy's 'linear' method, number of finite values).");
+  m.def("float_histogram", &float_histogram_host, py::arg("values"), py::arg("nbins"), py::arg("num_threads") = 0,
+        "(counts, edges, number of finite values): numpy.histogram(values, nbins, range=(min, max)) of the finite "
+        "float32 values.");
   m.def("histogram", &histogram_host, py::arg("image"), py::arg("num_threads") = 0,
         "Per-value counts of a uint8 (256) or uint16 (65536) image.");
   m.attr("MEASURE_SHAPE_COLUMNS") = kMeasureShapeColumns;

@@ -1,8 +1,10 @@
-// Exact histograms of 8/16-bit images. Work partition: threads count
-// disjoint chunks of pixels into private histograms (four interleaved
-// sub-histograms each, so runs of equal values do not serialise on one
-// counter), merged at the end. numpy's bincount takes ~7x longer here: it
-// first widens every pixel to int64.
+// Exact histograms of 8/16-bit images, equal-width histograms and percentiles
+// of float images. Work partition: threads count disjoint chunks of pixels
+// into private histograms (four interleaved sub-histograms each, so runs of
+// equal values do not serialise on one counter), merged at the end. numpy's
+// bincount takes ~7x longer here: it first widens every pixel to int64;
+// numpy.histogram of a 2048^2 float32 image ~22 ms (temporaries, a gather
+// for the edge corrections).
 #include "cellrt/histogram.h"
 
 #include <algorithm>
@@ -113,6 +115,117 @@ std::vector<float> select_ranks(const float* v, int64_t n, const std::vector<int
   return values;
 }
 
+struct FiniteRange {
+  int64_t finite = 0;
+  float min = std::numeric_limits<float>::infinity();
+  float max = -std::numeric_limits<float>::infinity();
+};
+
+// Min, max and count of a chunk's finite values. Sixteen independent lanes:
+// without -ffast-math the compiler may not reorder a float min/max reduction,
+// so one running min stays scalar (2 ms per 2048^2 values here; the lanes
+// vectorise: 0.34 ms).
+FiniteRange chunk_range(const float* x, int64_t n) {
+  constexpr int kLanes = 16;
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  constexpr float kMax = std::numeric_limits<float>::max();
+  float lo[kLanes], hi[kLanes];
+  int64_t finite[kLanes];
+  for (int j = 0; j < kLanes; ++j) {
+    lo[j] = kInf;
+    hi[j] = -kInf;
+    finite[j] = 0;
+  }
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      const float v = x[i + j];
+      const bool ok = std::fabs(v) <= kMax;
+      finite[j] += ok;
+      const float low = ok ? v : kInf, high = ok ? v : -kInf;
+      lo[j] = low < lo[j] ? low : lo[j];
+      hi[j] = high > hi[j] ? high : hi[j];
+    }
+  FiniteRange r;
+  for (; i < n; ++i)
+    if (std::fabs(x[i]) <= kMax) {
+      ++r.finite;
+      r.min = std::min(r.min, x[i]);
+      r.max = std::max(r.max, x[i]);
+    }
+  for (int j = 0; j < kLanes; ++j) {
+    r.finite += finite[j];
+    r.min = std::min(r.min, lo[j]);
+    r.max = std::max(r.max, hi[j]);
+  }
+  return r;
+}
+
+FiniteRange finite_range(const float* v, int64_t n, int workers) {
+  std::vector<FiniteRange> by(workers);
+  detail::parallel_for(workers, workers, [&](int64_t w0, int64_t w1) {
+    for (int64_t w = w0; w < w1; ++w) {
+      const int64_t begin = n * w / workers, end = n * (w + 1) / workers;
+      by[w] = chunk_range(v + begin, end - begin);
+    }
+  });
+  FiniteRange all;
+  for (const FiniteRange& r : by) {
+    all.finite += r.finite;
+    all.min = std::min(all.min, r.min);
+    all.max = std::max(all.max, r.max);
+  }
+  return all;
+}
+
+// Counts a chunk of values into h (`subs` interleaved sub-histograms of
+// nbins + 1 counters; counter 0 of each takes the non-finite values). Per
+// block of values: a first guess at each bin from the bin width (vectorised;
+// in double, since v - first overflows float32 for ranges wider than 3.4e38 -
+// numpy.histogram then fails with an IndexError), then each guess moved until
+// edges[b] <= v < edges[b + 1] (the last bin closed): the guess is within an
+// ulp of the true position and each edge within half a float32 ulp of its
+// own, so the loops move a bin or two at most and are well predicted; then
+// the counts. 2048^2 values, one thread: 6.4 ms, against 7.3
+// ms with the guess and the moves in one loop per value.
+void count_bins(const float* v, int64_t n, double first, double scale, const float* edges, int32_t nbins,
+                int subs, int64_t* h) {
+  constexpr int kBlock = 1024;
+  int32_t bins[kBlock];
+  const double top = nbins - 1;
+  const int64_t stride = int64_t{nbins} + 1;
+  for (int64_t start = 0; start < n; start += kBlock) {
+    const int len = static_cast<int>(std::min<int64_t>(kBlock, n - start));
+    const float* x = v + start;
+    for (int i = 0; i < len; ++i) {
+      double guess = (static_cast<double>(x[i]) - first) * scale;
+      guess = guess >= 0.0 ? guess : 0.0;   // also NaN
+      guess = guess <= top ? guess : top;   // also +inf
+      bins[i] = static_cast<int32_t>(guess);
+    }
+    for (int i = 0; i < len; ++i) {
+      const float value = x[i];
+      if (!(std::fabs(value) <= std::numeric_limits<float>::max())) {
+        bins[i] = -1;
+        continue;
+      }
+      int32_t b = bins[i];
+      while (b > 0 && value < edges[b]) --b;
+      while (b < nbins - 1 && value >= edges[b + 1]) ++b;
+      bins[i] = b;
+    }
+    int i = 0;
+    if (subs == 4)
+      for (; i + 4 <= len; i += 4) {
+        ++h[bins[i] + 1];
+        ++h[stride + bins[i + 1] + 1];
+        ++h[2 * stride + bins[i + 2] + 1];
+        ++h[3 * stride + bins[i + 3] + 1];
+      }
+    for (; i < len; ++i) ++h[bins[i] + 1];
+  }
+}
+
 }  // namespace
 
 int64_t percentiles(const TensorView& values, const double* qs, int32_t count, double* out, int32_t num_threads) {
@@ -171,6 +284,64 @@ int64_t percentiles(const TensorView& values, const double* qs, int32_t count, d
     out[i] = gamma >= 0.5 ? static_cast<double>(b) - diff * (1.0 - gamma) : static_cast<double>(a) + diff * gamma;
   }
   return finite;
+}
+
+int64_t float_histogram(const TensorView& values, int32_t nbins, int64_t* counts, float* edges,
+                        int32_t num_threads) {
+  CELLRT_CHECK(values.ndim >= 1 && values.ndim <= 4, "float_histogram: values should have 1 to 4 dimensions, got ",
+               values.ndim);
+  CELLRT_CHECK(is_contiguous(values), "float_histogram: values should be C-contiguous");
+  CELLRT_CHECK(values.dtype == DType::kFloat32, "float_histogram: values should be float32, got ",
+               dtype_name(values.dtype));
+  CELLRT_CHECK(values.device == Device::kCPU, "float_histogram: only host arrays are supported");
+  CELLRT_CHECK(nbins >= 1 && nbins <= (1 << 24), "float_histogram: nbins should be 1 .. 2^24, got ", nbins);
+  CELLRT_CHECK(counts != nullptr, "float_histogram: counts should not be NULL");
+  int64_t n = 1;
+  for (int i = 0; i < values.ndim; ++i) n *= values.shape[i];
+  CELLRT_CHECK(n < (int64_t{1} << 34), "float_histogram: values should be fewer than 2^34, got ", n);
+  const auto* v = static_cast<const float*>(values.data);
+  const int workers = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>(detail::resolve_threads(num_threads), n / 65536 + 1)));
+  const FiniteRange range = finite_range(v, n, workers);
+  std::fill(counts, counts + nbins, 0);
+  if (range.finite == 0) {
+    if (edges != nullptr) std::fill(edges, edges + nbins + 1, std::numeric_limits<float>::quiet_NaN());
+    return 0;
+  }
+  // numpy: range (min, max) as Python floats, widened by 0.5 when equal; linspace in double
+  // (i x step + first, the last edge set to last), then cast to the values' float32.
+  double first = range.min, last = range.max;
+  if (first == last) {
+    first -= 0.5;
+    last += 0.5;
+  }
+  // Never 0 for float32 ends (numpy's denormal-step branch cannot be reached).
+  const double step = (last - first) / nbins;
+  std::vector<float> edge(static_cast<size_t>(nbins) + 1);
+  for (int64_t b = 0; b < nbins; ++b) edge[b] = static_cast<float>(static_cast<double>(b) * step + first);
+  edge[nbins] = static_cast<float>(last);
+  for (int64_t b = 0; b < nbins; ++b)
+    CELLRT_CHECK(edge[b] < edge[b + 1], "float_histogram: ", nbins, " bins are too many for the values' range [",
+                 range.min, ", ", range.max, "]: in float32 some would have no width (numpy.histogram refuses them "
+                 "too)");
+  if (edges != nullptr) std::copy(edge.begin(), edge.end(), edges);
+  const double scale = nbins / (last - first);
+  // Interleaved sub-histograms only while they stay small (they are merged per worker).
+  const int subs = nbins <= 4096 ? 4 : 1;
+  const int64_t stride = int64_t{nbins} + 1;
+  std::vector<std::vector<int64_t>> partial(workers);
+  detail::parallel_for(workers, workers, [&](int64_t w0, int64_t w1) {
+    for (int64_t w = w0; w < w1; ++w) {
+      std::vector<int64_t>& h = partial[w];
+      h.assign(static_cast<size_t>(subs * stride), 0);
+      const int64_t begin = n * w / workers, end = n * (w + 1) / workers;
+      count_bins(v + begin, end - begin, first, scale, edge.data(), nbins, subs, h.data());
+    }
+  });
+  for (const auto& h : partial)
+    for (int s = 0; s < subs; ++s)
+      for (int64_t b = 0; b < nbins; ++b) counts[b] += h[s * stride + b + 1];
+  return range.finite;
 }
 
 void histogram(const TensorView& image, const TensorView& counts, int32_t num_threads, void* stream) {

@@ -268,7 +268,14 @@ int main() {
         const double qs[4] = {0.0, 1.0, 99.8, 100.0};
         double ps[4];
         percentiles(make_view(spread.data(), DType::kFloat32, {h, w}), qs, 4, ps, threads);
-        calls += 1;
+        // Equal bins of the same values: a few (four interleaved sub-histograms) and many (one).
+        for (int32_t nbins : {7, 5000}) {
+          std::vector<int64_t> bins(nbins);
+          std::vector<float> edges(nbins + 1);
+          float_histogram(make_view(spread.data(), DType::kFloat32, {h, w}), nbins, bins.data(), edges.data(),
+                          threads);
+        }
+        calls += 3;
         std::vector<int64_t> counts(256);
         histogram(make_view(mask.data(), DType::kUInt8, {h, w}), make_view(counts.data(), DType::kInt64, {256}),
                   threads);

@@ -74,6 +74,7 @@ int main(void) {
   REFUSED(cellrt_tile_origins(0, 0, 0, 0, -1, -1, NULL, 0, &total));
   REFUSED(cellrt_remove_small_objects(NULL, NULL, 1, 0, NULL));
   REFUSED(cellrt_percentiles(NULL, NULL, 0, NULL, 0, NULL));
+  REFUSED(cellrt_float_histogram(NULL, 4, NULL, NULL, 0, NULL));
   if (monitor != NULL) {
     fprintf(stderr, "FAILED: a refused cellrt_drift_monitor_create left its monitor set\n");
     ++failures;

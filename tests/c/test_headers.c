@@ -488,6 +488,28 @@ int main(void) {
            "percentiles: %lld finite, %g %g %g: %s", (long long)finite, p[0], p[1], p[2], cellrt_last_error());
   }
 
+  /* C API 8: equal bins of the finite values between their min and max, as numpy.histogram counts them. */
+  {
+    static float samples[2 * 5] = {4.0f, -1.0f, 2.0f, 0.0f, 3.0f, 1.0f, 0.0f, 0.0f, 10.0f, 0.0f};
+    const int64_t samples_shape[2] = {2, 5};
+    int64_t counts[4] = {-1, -1, -1, -1}, finite = -1;
+    float edges[5] = {0, 0, 0, 0, 0};
+    cellrt_tensor_t samples_view;
+    samples[6] = NAN;
+    samples[7] = -INFINITY;
+    view(&samples_view, samples, CELLRT_DTYPE_FLOAT32, 2, samples_shape);
+    EXPECT(cellrt_c_api_version() >= 8, "C API 8 functions need version 8");
+    /* Finite values -1 0 0 1 2 3 4 10 in 4 bins of 2.75: edges -1 1.75 4.5 7.25 10. */
+    status = cellrt_float_histogram(&samples_view, 4, counts, edges, 0, &finite);
+    EXPECT(status == CELLRT_STATUS_OK && finite == 8 && counts[0] == 4 && counts[1] == 3 && counts[2] == 0 &&
+               counts[3] == 1 && edges[0] == -1.0f && edges[1] == 1.75f && edges[4] == 10.0f,
+           "float_histogram: %lld finite, counts %lld %lld %lld %lld: %s", (long long)finite, (long long)counts[0],
+           (long long)counts[1], (long long)counts[2], (long long)counts[3], cellrt_last_error());
+    status = cellrt_float_histogram(&samples_view, 0, counts, NULL, 0, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "nbins"),
+           "float_histogram nbins 0: %s", cellrt_last_error());
+  }
+
   if (failures) return 1;
   printf("ok\n");
   return 0;

@@ -59,7 +59,7 @@
 extern "C" {
 #endif
 
-#define CELLRT_C_API_VERSION 7
+#define CELLRT_C_API_VERSION 8
 
 typedef enum cellrt_status_t {
   CELLRT_STATUS_OK = 0,
@@ -388,6 +388,16 @@ CELLRT_EXPORT cellrt_status_t cellrt_remove_small_objects(const cellrt_tensor_t*
  * receives the number of finite values. */
 CELLRT_EXPORT cellrt_status_t cellrt_percentiles(const cellrt_tensor_t* values, const double* qs, int32_t count,
                                                  double* out, int32_t num_threads, int64_t* finite);
+
+/* C API 8. See cellrt/histogram.h (host memory only): counts [nbins] int64
+ * of the finite values of a float32 array (any shape up to 4-D,
+ * C-contiguous) in nbins (1 .. 2^24) equal bins between their min and max,
+ * bin for bin as numpy.histogram counts them - the histogram of Otsu's and
+ * the triangle threshold on float images. edges (nbins + 1 floats, may be
+ * NULL) receives the bin edges; *finite (may be NULL) the number of finite
+ * values (0: counts all 0, edges NaN). */
+CELLRT_EXPORT cellrt_status_t cellrt_float_histogram(const cellrt_tensor_t* values, int32_t nbins, int64_t* counts,
+                                                     float* edges, int32_t num_threads, int64_t* finite);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,7 @@
-// histogram: exact per-value counts of an 8- or 16-bit image (the input of
-// Otsu and the other histogram thresholds); percentiles of a float image
-// (the percentile normalisation of tile and segment).
+// histogram: exact per-value counts of an 8- or 16-bit image and equal-width
+// bins of a float image (the input of Otsu and the other histogram
+// thresholds); percentiles of a float image (the percentile normalisation of
+// tile and segment).
 #pragma once
 
 #include <cstdint>
@@ -17,6 +18,26 @@ namespace cellrt {
 //   num_threads: CPU worker threads; 0 = all hardware threads.
 //   stream: cudaStream_t for device arrays (asynchronous: nothing comes back to the host).
 void histogram(const TensorView& image, const TensorView& counts, int32_t num_threads = 0, void* stream = nullptr);
+
+// Equal-width histogram of the finite values of a float32 image between their
+// min and max, bin for bin what numpy.histogram(values, bins=nbins,
+// range=(min, max)) counts on any numpy version: edges[b] is
+// min + b (max - min) / nbins computed in double and rounded to float32 (numpy's
+// linspace edges in the values' type; a constant image widens the range by 0.5
+// either side), and a value v falls in bin b when edges[b] <= v < edges[b + 1],
+// the last bin closed. Bins from edges, not from a float division, so values
+// on an edge land where numpy puts them. Like numpy, refuses
+// more bins than the range has float32 steps (edges that round to one value):
+// std::invalid_argument.
+//
+// Args:
+//   values: any shape up to 4-D, float32, C-contiguous, host memory.
+//   nbins:  1 .. 2^24.
+//   counts: nbins int64 (written; all 0 when no value is finite).
+//   edges:  nbins + 1 floats (written; NaN when no value is finite), or NULL.
+// Returns the number of finite values (NaN and +-inf are left out).
+int64_t float_histogram(const TensorView& values, int32_t nbins, int64_t* counts, float* edges = nullptr,
+                        int32_t num_threads = 0);
 
 // out[i] = the qs[i]-th percentile (0..100) of the finite values of `values`,
 // as numpy.percentile(method="linear") computes it over them (NaN and +-inf

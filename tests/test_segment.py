@@ -717,8 +717,14 @@ def test_float_histogram_refuses_bins_without_width_and_bad_arguments():
         _core.float_histogram(narrow, 0)
     with pytest.raises(ValueError, match=r"float_histogram: values should be float32, got float64"):
         _core.float_histogram(narrow.astype(np.float64), 4)
-    with pytest.raises(ValueError, match=r"histogram: image holds 2 NaN/inf values"):
-        histogram(np.array([1, np.nan, 3, -np.inf], np.float32))
+    for dtype in (np.float32, np.float64):
+        with pytest.raises(ValueError, match=r"histogram: image holds 2 NaN/inf values"):
+            histogram(np.array([1, np.nan, 3, -np.inf], dtype))
+        # Constant images too far from 0 for numpy's +-0.5 bins: one bin at the value.
+        flat = np.full((4, 4), 1e30, dtype)
+        counts, centres = histogram(flat, 256)
+        assert counts.tolist() == [16] and centres.tolist() == [flat[0, 0]]
+        assert threshold(flat) == float(flat[0, 0]) and threshold(flat, "triangle") == float(flat[0, 0])
 
 
 def test_histogram_of_float_images_equals_numpy_for_every_float_type(isl_dir):

@@ -33,6 +33,13 @@ O(1) a pixel; within ~6.5e-4 of the image's largest value of 'gaussian')
 vs OpenCV GaussianBlur (float32, the same sigma (block - 1) / 6 and
 radius, BORDER_REFLECT) and scikit-image threshold_local('gaussian').
 
+Part 7, Otsu on a float32 field (the field scaled to [0, 1], as `segment`
+thresholds a normalised model output): cellrt threshold (C++ histogram on
+numpy.histogram's 256 bins, then Otsu) vs numpy.histogram + the same Otsu
+(cellrt's path before the kernel) vs scikit-image threshold_otsu (the same
+bins; its result checked equal). No OpenCV twin: its Otsu takes 8/16-bit
+images only.
+
 The field: the densest dsb2018_fluo images tiled into a 2048x2048 uint16
 field (scaled from 8 bits; `--field windows`: their densest 64x64 windows,
 ~8,000 objects), foreground = Otsu threshold (scikit-image's, computed once,
@@ -240,8 +247,23 @@ def main() -> int:
         sk_remove_small(field_labels, max_size=19))
     note(f"remove_small_objects: {kept_count} of {n - 1} objects have 20 pixels or more")
 
+    # Part 7: Otsu of a float32 field (results checked equal).
+    from cellrt.kernels.threshold import otsu_from_histogram
+
+    field_unit = field.astype(np.float32) / np.float32(field.max())
+    ours, theirs = threshold(field_unit, "otsu"), float(threshold_otsu(field_unit, nbins=256))
+    if abs(ours - theirs) > 1e-6 * abs(theirs):   # the same bin centre, summed in another order
+        raise SystemExit(f"scikit-image and cellrt disagree on the float Otsu threshold: {ours} vs {theirs}")
+
+    def numpy_histogram_otsu():
+        counts, edges = np.histogram(field_unit, bins=256, range=(float(field_unit.min()), float(field_unit.max())))
+        return otsu_from_histogram(counts, (edges[:-1] + edges[1:]) / 2)
+    float_otsus = {"cellrt threshold otsu (float32)": lambda: threshold(field_unit, "otsu"),
+                   "numpy.histogram + Otsu (float32)": numpy_histogram_otsu,
+                   "scikit-image threshold_otsu (float32)": lambda: threshold_otsu(field_unit, nbins=256)}
+
     timings = time_interleaved({**contenders, **chains, **openings, **splits, **local_thresholds,
-                                **removals}, args.repeats)
+                                **removals, **float_otsus}, args.repeats)
     cv_ms = timings["OpenCV connectedComponentsWithStats"]["median_ms"]
     sk_ms = timings["scikit-image label+regionprops_table"]["median_ms"]
     rows, records = [], []
@@ -260,6 +282,8 @@ def main() -> int:
         if name in removals:
             cv_ms = None
             sk_ms = timings["scikit-image remove_small_objects + relabel_sequential"]["median_ms"]
+        if name in float_otsus:
+            cv_ms, sk_ms = None, timings["scikit-image threshold_otsu (float32)"]["median_ms"]
         rec = {"name": name, **t, "objects": int(n - 1), "vs_opencv": cv_ms / t["median_ms"] if cv_ms else None,
                "vs_skimage": sk_ms / t["median_ms"]}
         records.append(rec)

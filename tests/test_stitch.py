@@ -185,6 +185,25 @@ def test_tile_counts_every_tile_value_that_overflows_float16(backend, rng):
 
 
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_tile_finds_a_nonfinite_value_at_every_column(backend, dtype):
+    """The CPU tiler stages rows eight values at a time and the rest one by one: one bad value
+    in an otherwise finite row, at each column of a row 19 wide (two groups and a rest), is
+    found and counted in every tile that holds it."""
+    bad_value = 70000.0 if dtype == np.float16 else np.nan
+    for column in range(19):
+        image = np.ones((1, 12, 19), np.float32)
+        image[0, 7, column] = bad_value
+        origins = tile_origins(image.shape, 8, 3)
+        tiles, bad = _tile_with_origins(backend, image, origins, 8, 8, dtype)
+        reference = tile_reference(image, origins, 8, 8)
+        with np.errstate(over="ignore"):
+            expected = int(np.count_nonzero(~np.isfinite(reference.astype(dtype))))
+        assert bad == expected >= 1, column
+        assert np.count_nonzero(~np.isfinite(tiles)) == expected, column
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
 def test_tile_fixed_normalisation_and_float16_cast(backend, rng):
     image = rng.integers(0, 65535, (2, 130, 90)).astype(np.uint16)
     scale, offset = [1 / 65535, 2 / 65535], [100.0, 30000.0]

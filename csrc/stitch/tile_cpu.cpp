@@ -25,6 +25,12 @@
 #include <immintrin.h>
 #endif
 
+#if defined(__AVX2__) && defined(__F16C__)   // x86-64-v3 (CELLRT_X86_64_V3)
+#define CELLRT_TILE_X86_V3 1
+#else
+#define CELLRT_TILE_X86_V3 0
+#endif
+
 namespace cellrt::detail {
 
 namespace {
@@ -56,6 +62,53 @@ inline const Half* as_tile_type(const float* row, int64_t n, Half* out) {
 #endif
   for (; i < n; ++i) out[i] = to_half(row[i]);
   return out;
+}
+
+#if CELLRT_TILE_X86_V3
+inline __m256 load8_as_float(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8_as_float(const uint16_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+inline __m256 load8_as_float(const uint8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+#endif
+
+// Stages a contiguous image row in one pass: normalised floats into `row`,
+// for float16 tiles also converted into `converted` (the float row is still
+// needed for the rare row whose values are counted per tile); returns
+// whether any value is non-finite once stored as Out (count_nonfinite's
+// test). Normalising, counting and converting in separate passes over the
+// staged row made the tiler compute-bound: 3x2048^2, one thread, float16
+// tiles took 3.5-4.0 ms this way, 2.4-2.5 in one pass; float32 5.0 -> 3.8.
+// The same operations per value (subtract, multiply, round to nearest
+// even), so the same bits.
+template <typename In, typename Out>
+bool stage_row(const In* line, int64_t lo, int64_t hi, float scale, float offset, float* row, Out* converted) {
+  constexpr bool kHalf = std::is_same_v<Out, Half>;
+  int64_t x = lo;
+  bool any_bad = false;
+#if CELLRT_TILE_X86_V3
+  const __m256 scales = _mm256_set1_ps(scale), offsets = _mm256_set1_ps(offset);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 limit = _mm256_set1_ps(kHalf ? 65520.0f : std::numeric_limits<float>::max());
+  __m256 bad = _mm256_setzero_ps();
+  for (; x + 8 <= hi; x += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_sub_ps(load8_as_float(line + x), offsets), scales);
+    _mm256_storeu_ps(row + x, v);
+    // Unordered predicates: NaN counts.
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(v, abs_mask), limit, kHalf ? _CMP_NLT_UQ : _CMP_NLE_UQ));
+    if constexpr (kHalf)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(converted + x), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+  }
+  any_bad = _mm256_movemask_ps(bad) != 0;
+#endif
+  for (; x < hi; ++x) {
+    row[x] = normalise_pixel<float>(to_float(line[x]), scale, offset);
+    any_bad |= count_nonfinite(row + x, static_cast<const Out*>(nullptr), 1) != 0;
+    if constexpr (kHalf) converted[x] = to_half(row[x]);
+  }
+  return any_bad;
 }
 
 // Tiles grouped by row origin: band b is order[band_start[b] .. band_start[b + 1]),
@@ -138,17 +191,19 @@ TileResult run(const TensorView& image, const TileArgs& a, const TensorView& til
         const In* line = src + c * sc + y * sy;
         const float scale = a.scale[c], offset = a.offset[c];
         float* row = staged.data();
+        bool row_has_bad;
         if (sx == 1) {
-          for (int64_t x = lo; x < hi; ++x) row[x] = normalise_pixel<float>(to_float(line[x]), scale, offset);
+          row_has_bad = stage_row(line, lo, hi, scale, offset, row, converted.data());
         } else {
           for (int64_t x = lo; x < hi; ++x) row[x] = normalise_pixel<float>(to_float(line[x * sx]), scale, offset);
+          row_has_bad = count_nonfinite(row + lo, dst, hi - lo) != 0;
+          if constexpr (std::is_same_v<Out, Half>) as_tile_type(row + lo, hi - lo, converted.data() + lo);
         }
-        const bool row_has_bad = count_nonfinite(row + lo, dst, hi - lo) != 0;
         const Out* values;
         if constexpr (std::is_same_v<Out, float>) {
           values = row;
         } else {
-          values = as_tile_type(row + lo, hi - lo, converted.data() + lo) - lo;
+          values = converted.data();
         }
         for (const auto* u = first_use; u != last_use; ++u) {
           const int32_t ty = u->second;

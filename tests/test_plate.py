@@ -70,6 +70,17 @@ def test_presets_and_patterns_parse_wells_fields_and_channels(operetta_plate):
         pattern_regex("{well}_{site}.tif")
 
 
+def test_a_layout_that_is_not_a_regular_expression_is_named_not_a_traceback(tmp_path):
+    """--layout '(?P<well' (a typo in a hand-written expression) ended the run in re's traceback."""
+    with pytest.raises(PlateError, match=r"layout '\(\?P<well': not a valid regular expression \(missing >"):
+        pattern_regex("(?P<well")
+    (tmp_path / "P_A01_s1_w1.tif").write_bytes(b"")
+    result = run_cli("run", str(tmp_path), "--model", "nuclei", "--out", str(tmp_path / "out"), "--layout", "^(?P<well>[A-H")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("cellrt run: layout '^(?P<well>[A-H': not a valid regular expression "
+                                     "(unterminated character set)")
+
+
 def test_instrument_exports_as_they_come(tmp_path, operetta_plate):
     """MetaXpress names without _s (one site) or _w (one wavelength), its _thumb files beside the
     images, Operetta z-stacks (a plane is chosen, the others left aside), channel names with '_'."""

@@ -313,6 +313,37 @@ def test_resume_redoes_a_well_that_gained_fields(tmp_path, nuclei):
     np.testing.assert_array_equal(read_table(tmp_path / "fresh" / "wells.csv")["Count"], wells["Count"])
 
 
+def test_resume_retries_the_fields_that_failed(tmp_path, nuclei):
+    """A field that failed under --skip-bad (a TIFF truncated by a copy, say) is not a finished field:
+    once the file is put right, --resume redoes its well and the tables are those of a clean run. A
+    plate that still gives no result on resume exits 1 again, as its first run did."""
+    from cellrt.cli import main
+
+    plate_dir = _copy_demo(tmp_path, 4)          # A01 fields 1, 2 and A02 fields 1, 2
+    broken = plate_dir / "demo_A02_s1_w1.tif"
+    good = broken.read_bytes()
+    broken.write_bytes(good[:300])
+    PlateRun(nuclei, open_plate(plate_dir), tmp_path / "out", PlateOptions(skip_bad=True)).run()
+    assert list(read_table(tmp_path / "out" / "errors.csv")["Metadata_Well"]) == ["A02"]
+    broken.write_bytes(good)
+    summary = PlateRun(nuclei, open_plate(plate_dir), tmp_path / "out", PlateOptions(skip_bad=True)).run(resume=True)
+    assert summary["resumed_wells"] == ["A01"] and summary["redone_failed_wells"] == ["A02"]
+    assert summary["fields_processed"] == 2 and summary["fields_failed"] == 0
+    assert len(read_table(tmp_path / "out" / "errors.csv")["Metadata_Well"]) == 0
+    PlateRun(nuclei, open_plate(plate_dir), tmp_path / "clean").run()
+    for name in ("wells.csv", "fields.csv", "objects.parquet"):
+        a, b = read_table(tmp_path / "clean" / name), read_table(tmp_path / "out" / name)
+        for column in a:
+            np.testing.assert_array_equal(a[column], b[column], err_msg=f"{name}:{column}")
+
+    for path in plate_dir.glob("*.tif"):
+        path.write_bytes(b"II*\x00 not a tiff")
+    out = str(tmp_path / "nothing")
+    args = ["run", str(plate_dir), "--model", "nuclei", "--out", out, "--skip-bad"]
+    assert main(args) == 1
+    assert main([*args, "--resume"]) == 1
+
+
 def test_unreadable_field_stops_the_run_or_is_recorded_with_skip_bad(tmp_path, nuclei):
     plate_dir = _copy_demo(tmp_path, 8)
     broken = plate_dir / "demo_A02_s1_w1.tif"

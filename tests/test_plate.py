@@ -555,6 +555,24 @@ def test_field_and_well_summaries_have_the_same_columns(tmp_path, nuclei):
         assert np.allclose(fields[f"Fraction_{name}"], fields[f"Count_{name}"] / fields["Count"])
 
 
+def test_a_plate_without_objects_keeps_the_intensity_columns_in_wells_csv(tmp_path, nuclei):
+    """Empty wells (no cells, or a blank plate) keep every summary column, missing: wells.csv lost its
+    Mean_/Median_Intensity columns when no well of the plate had an object, while fields.csv kept them, so
+    the columns of a plate's tables depended on what its images held."""
+    plate_dir = tmp_path / "plate"
+    plate_dir.mkdir()
+    for well in ("A01", "A02"):
+        tifffile.imwrite(plate_dir / f"P_{well}_s1_w1.tif", np.full((64, 64), 1000, np.uint16))
+    out = tmp_path / "out"
+    PlateRun(nuclei, open_plate(plate_dir), out).run()
+    fields, wells = read_table(out / "fields.csv"), read_table(out / "wells.csv")
+    assert list(wells["Count"]) == [0, 0]
+    summary = ["Count", "Count_nucleus", "Fraction_nucleus", "MeanArea", "MedianArea",
+               "Mean_Intensity_MeanIntensity_DNA", "Median_Intensity_MeanIntensity_DNA"]
+    assert set(summary) <= set(wells) and set(summary) <= set(fields)
+    assert list(read_table(out / "wells.csv", as_text=True)["Median_Intensity_MeanIntensity_DNA"]) == ["", ""]
+
+
 # -- report and CLI --------------------------------------------------------------------------------------------------
 
 def test_cellrt_demo_writes_tables_and_a_report(tmp_path):

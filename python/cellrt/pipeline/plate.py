@@ -588,7 +588,8 @@ def _well_summary(well: str, fields: list[dict], objects: dict, class_names: lis
     mask = objects["Metadata_Well"] == well if len(objects.get("Metadata_Well", [])) else np.zeros(0, bool)
     row = {"Metadata_Well": well, "Fields": len(fields), "FieldsFailed": sum(1 for f in fields if f["Error"]),
            "Count": int(sum(f["Count"] for f in fields))}
-    mine = {column: values[mask] for column, values in objects.items()} if mask.any() else {}
+    # The plate's columns even when the well has no object, so every well row names the intensity columns.
+    mine = {column: values[mask] for column, values in objects.items()}
     classes = mine.get("Classify_Class", np.empty(0, object))
     row.update(_object_summary(mine, classes, class_names))
     return row

@@ -49,6 +49,22 @@ def test_demo_takes_at_least_one_repeat(tmp_path):
     assert "argument --repeats: expected an integer >= 1, got 0" in result.stderr
 
 
+@pytest.mark.parametrize(("option", "value", "expected"), [
+    ("--batch", "0", "an integer >= 1"), ("--workers", "-1", "an integer >= 1"),
+    ("--readers", "0", "an integer >= 1"), ("--threads", "-2", "an integer >= 0 (0: all cores)"),
+    ("--z", "0", "an integer >= 1"), ("--timepoint", "x", "an integer >= 1")])
+def test_run_names_the_option_given_a_count_out_of_range(tmp_path, capsys, option, value, expected):
+    """--batch 0 said 'load_model: batch_size should be a positive int', --workers -1 'PlateOptions.workers',
+    --threads -2 'OrtBackend: threads': the names of the Python API, not of the option typed."""
+    from cellrt.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(tmp_path), "--model", "nuclei", "--out", str(tmp_path / "out"), option, value])
+    assert exit_.value.code == 2
+    got = int(value) if value.lstrip("-").isdigit() else repr(value)
+    assert f"argument {option}: expected {expected}, got {got}" in capsys.readouterr().err
+
+
 def test_doctor_says_when_the_sdk_is_not_installed(tmp_path, monkeypatch, capsys):
     """An in-tree checkout (PYTHONPATH) has no SDK beside _core; the doctor printed its path as if it
     were there. The SDK folder is pointed at a temporary one so both layouts are checked anywhere."""

@@ -70,6 +70,17 @@ def test_presets_and_patterns_parse_wells_fields_and_channels(operetta_plate):
         pattern_regex("{well}_{site}.tif")
 
 
+def test_a_layout_that_is_not_a_regular_expression_is_named_not_a_traceback(tmp_path):
+    """--layout '(?P<well' (a typo in a hand-written expression) ended the run in re's traceback."""
+    with pytest.raises(PlateError, match=r"layout '\(\?P<well': not a valid regular expression \(missing >"):
+        pattern_regex("(?P<well")
+    (tmp_path / "P_A01_s1_w1.tif").write_bytes(b"")
+    result = run_cli("run", str(tmp_path), "--model", "nuclei", "--out", str(tmp_path / "out"), "--layout", "^(?P<well>[A-H")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("cellrt run: layout '^(?P<well>[A-H': not a valid regular expression "
+                                     "(unterminated character set)")
+
+
 def test_instrument_exports_as_they_come(tmp_path, operetta_plate):
     """MetaXpress names without _s (one site) or _w (one wavelength), its _thumb files beside the
     images, Operetta z-stacks (a plane is chosen, the others left aside), channel names with '_'."""
@@ -302,6 +313,37 @@ def test_resume_redoes_a_well_that_gained_fields(tmp_path, nuclei):
     np.testing.assert_array_equal(read_table(tmp_path / "fresh" / "wells.csv")["Count"], wells["Count"])
 
 
+def test_resume_retries_the_fields_that_failed(tmp_path, nuclei):
+    """A field that failed under --skip-bad (a TIFF truncated by a copy, say) is not a finished field:
+    once the file is put right, --resume redoes its well and the tables are those of a clean run. A
+    plate that still gives no result on resume exits 1 again, as its first run did."""
+    from cellrt.cli import main
+
+    plate_dir = _copy_demo(tmp_path, 4)          # A01 fields 1, 2 and A02 fields 1, 2
+    broken = plate_dir / "demo_A02_s1_w1.tif"
+    good = broken.read_bytes()
+    broken.write_bytes(good[:300])
+    PlateRun(nuclei, open_plate(plate_dir), tmp_path / "out", PlateOptions(skip_bad=True)).run()
+    assert list(read_table(tmp_path / "out" / "errors.csv")["Metadata_Well"]) == ["A02"]
+    broken.write_bytes(good)
+    summary = PlateRun(nuclei, open_plate(plate_dir), tmp_path / "out", PlateOptions(skip_bad=True)).run(resume=True)
+    assert summary["resumed_wells"] == ["A01"] and summary["redone_failed_wells"] == ["A02"]
+    assert summary["fields_processed"] == 2 and summary["fields_failed"] == 0
+    assert len(read_table(tmp_path / "out" / "errors.csv")["Metadata_Well"]) == 0
+    PlateRun(nuclei, open_plate(plate_dir), tmp_path / "clean").run()
+    for name in ("wells.csv", "fields.csv", "objects.parquet"):
+        a, b = read_table(tmp_path / "clean" / name), read_table(tmp_path / "out" / name)
+        for column in a:
+            np.testing.assert_array_equal(a[column], b[column], err_msg=f"{name}:{column}")
+
+    for path in plate_dir.glob("*.tif"):
+        path.write_bytes(b"II*\x00 not a tiff")
+    out = str(tmp_path / "nothing")
+    args = ["run", str(plate_dir), "--model", "nuclei", "--out", out, "--skip-bad"]
+    assert main(args) == 1
+    assert main([*args, "--resume"]) == 1
+
+
 def test_unreadable_field_stops_the_run_or_is_recorded_with_skip_bad(tmp_path, nuclei):
     plate_dir = _copy_demo(tmp_path, 8)
     broken = plate_dir / "demo_A02_s1_w1.tif"
@@ -511,6 +553,24 @@ def test_field_and_well_summaries_have_the_same_columns(tmp_path, nuclei):
     assert set(summary) <= set(fields)
     for name in ("nucleus",):
         assert np.allclose(fields[f"Fraction_{name}"], fields[f"Count_{name}"] / fields["Count"])
+
+
+def test_a_plate_without_objects_keeps_the_intensity_columns_in_wells_csv(tmp_path, nuclei):
+    """Empty wells (no cells, or a blank plate) keep every summary column, missing: wells.csv lost its
+    Mean_/Median_Intensity columns when no well of the plate had an object, while fields.csv kept them, so
+    the columns of a plate's tables depended on what its images held."""
+    plate_dir = tmp_path / "plate"
+    plate_dir.mkdir()
+    for well in ("A01", "A02"):
+        tifffile.imwrite(plate_dir / f"P_{well}_s1_w1.tif", np.full((64, 64), 1000, np.uint16))
+    out = tmp_path / "out"
+    PlateRun(nuclei, open_plate(plate_dir), out).run()
+    fields, wells = read_table(out / "fields.csv"), read_table(out / "wells.csv")
+    assert list(wells["Count"]) == [0, 0]
+    summary = ["Count", "Count_nucleus", "Fraction_nucleus", "MeanArea", "MedianArea",
+               "Mean_Intensity_MeanIntensity_DNA", "Median_Intensity_MeanIntensity_DNA"]
+    assert set(summary) <= set(wells) and set(summary) <= set(fields)
+    assert list(read_table(out / "wells.csv", as_text=True)["Median_Intensity_MeanIntensity_DNA"]) == ["", ""]
 
 
 # -- report and CLI --------------------------------------------------------------------------------------------------

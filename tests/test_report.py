@@ -300,3 +300,14 @@ def test_drift_course_alarms_stand_apart_from_the_threshold_line(tmp_path, maps)
     assert np.abs(dots - line).max() > 0.5
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
     assert "alarm" in legend and "alarm threshold" in legend
+
+
+def test_latency_axis_says_the_latency_ends_at_the_result_not_the_write(monkeypatch):
+    """A field's latency runs from its read to its result, without the well's write (timed as a stage of its
+    own, README and PlateRun._field_latency); the histogram's axis said 'read to written'."""
+    import matplotlib.axes
+
+    labels = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_xlabel", lambda self, text, **kw: labels.append(text))
+    plate_report._latency_histogram(np.array([0.2, 0.3, 0.4]))
+    assert labels == ["latency per field (s): read to result"]

@@ -17,6 +17,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _thread_count(text: str) -> int:
+    """argparse type: a thread count, an int >= 0 where 0 means every core."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0: all cores), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0: all cores), got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cellrt", description="Inference engine for high-content screening.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,22 +45,22 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--layout", default="auto",
                      help="'imagexpress', 'operetta', 'glob', 'ome-zarr', 'ome-tiff', a pattern such as '{well}_s{field}_w{channel}.tif', "
                           "or a regular expression with named groups (default: detect a preset)")
-    run.add_argument("--z", type=int, default=1, metavar="N",
+    run.add_argument("--z", type=_positive_int, default=1, metavar="N",
                      help="z plane to read where the layout names {z} (Operetta p01, p02...; default 1)")
-    run.add_argument("--timepoint", type=int, default=1, metavar="N",
+    run.add_argument("--timepoint", type=_positive_int, default=1, metavar="N",
                      help="time point to read where the layout names {timepoint} (default 1)")
     run.add_argument("--channel", action="append", default=[], metavar="MODEL=PLATE",
                      help="which plate channel feeds a model input, e.g. DNA=1 (repeatable)")
     run.add_argument("--backend", default="auto", choices=["auto", "ort", "tensorrt"])
-    run.add_argument("--batch", type=int, default=8, help="tiles per inference batch (across fields)")
+    run.add_argument("--batch", type=_positive_int, default=8, help="tiles per inference batch (across fields)")
     run.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"],
                      help="auto: fp16 on TensorRT, fp32 on ONNX Runtime; int8: the model's quantised ONNX (CPU)")
     run.add_argument("--tile", default="auto",
                      help="tile size: 'auto' (sized to the field, least recomputed overlap), 'model' (the "
                           "manifest's) or pixels")
-    run.add_argument("--workers", type=int, default=2, help="post-processing threads")
-    run.add_argument("--readers", type=int, default=2, help="reader threads")
-    run.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+    run.add_argument("--workers", type=_positive_int, default=2, help="post-processing threads")
+    run.add_argument("--readers", type=_positive_int, default=2, help="reader threads")
+    run.add_argument("--threads", type=_thread_count, default=0, help="ONNX Runtime threads (0: all cores)")
     run.add_argument("--format", default="parquet", choices=["parquet", "csv"], help="per-object table format")
     run.add_argument("--save-labels", action="store_true",
                      help="also write label images (labels/<well>_fNN.tif, or under each field of images.ome.zarr)")
@@ -92,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("images", nargs="+", help="TIFF file(s): one per input channel, or one (C, H, W) stack")
     predict.add_argument("--out", required=True, help="folder for labels.tif, prediction.tif, objects.csv")
     predict.add_argument("--backend", default="auto", choices=["auto", "ort", "tensorrt"])
-    predict.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+    predict.add_argument("--threads", type=_thread_count, default=0, help="ONNX Runtime threads (0: all cores)")
     predict.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
 
     quantize = sub.add_parser("quantize", help="make the INT8 ONNX of a model (CPU inference), calibrated on "

@@ -64,6 +64,10 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
         changed = summary["redone_changed_wells"]
         print(f"redone: {len(changed)} well(s) whose fields changed since they were written "
               f"({', '.join(changed[:8])}{', ...' if len(changed) > 8 else ''})")
+    if summary.get("redone_failed_wells"):
+        retried = summary["redone_failed_wells"]
+        print(f"redone: {len(retried)} well(s) with fields that had failed "
+              f"({', '.join(retried[:8])}{', ...' if len(retried) > 8 else ''})")
     images = [name for name in ("labels", "predictions", "images.ome.zarr") if (out / name).exists()]
     print(f"results in {out}: objects, fields.csv, wells.csv, errors.csv, timings.csv, run.json"
           + "".join(f", {name}/" for name in images))
@@ -204,8 +208,9 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
         print(hint)
     # --skip-bad carries on past bad fields, but a plate of which no field gave a result is not a finished
     # plate: automation waiting on the exit status should not file it as one (the outputs are written all
-    # the same). A resumed run with nothing left to do is fine.
-    nothing_came_out = not summary["fields_with_results"] and (
+    # the same). A resumed run with nothing left to do is fine. The plate's tables decide, not this run's
+    # fields: a resume whose retried fields fail again has the results of the wells it kept.
+    nothing_came_out = not summary["plate_fields_with_results"] and (
         summary["fields_failed"] or summary["plate"].get("rejected_fields"))
     return 1 if nothing_came_out else 0
 

@@ -196,7 +196,10 @@ def pattern_regex(pattern: str) -> re.Pattern:
     if pattern in PRESETS:
         return re.compile(PRESETS[pattern])
     if pattern.startswith("^") or "(?P<" in pattern:
-        return re.compile(pattern.lstrip("^").rstrip("$"))
+        try:
+            return re.compile(pattern.lstrip("^").rstrip("$"))
+        except re.error as error:   # its position would count in the anchor-stripped text, not what was typed
+            raise PlateError(f"layout {pattern!r}: not a valid regular expression ({error.msg})") from error
     parts, position = [], 0
     for match in re.finditer(r"\{(\w+)\}", pattern):
         name = match.group(1)

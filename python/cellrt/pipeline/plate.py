@@ -109,6 +109,7 @@ class PlateRun:
         self.fingerprint = self._fingerprint()
         self.images: FieldImageWriter | None = None
         self.changed_wells: list[str] = []   # written before with other fields; redone on resume
+        self.failed_wells: list[str] = []    # written before with fields that failed; redone on resume
         self.thumbnail_wells = _evenly_spaced(self.plate.wells, THUMBNAIL_WELLS)
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
@@ -162,11 +163,13 @@ class PlateRun:
         return folder / f"{well}.objects.{self.options.table_format}", folder / f"{well}.json"
 
     def completed_wells(self) -> set[str]:
-        """Wells written by a run with this fingerprint over the fields the plate has for them now; a
-        well that gained or lost fields since (a plate resumed while still being imaged) is redone and
-        listed in ``changed_wells``."""
+        """Wells written by a run with this fingerprint over the fields the plate has for them now, every
+        field with a result; a well that gained or lost fields since (a plate resumed while still being
+        imaged) is redone and listed in ``changed_wells``, one with a field that failed (a file since put
+        right, say) in ``failed_wells``."""
         done = set()
         self.changed_wells = []
+        self.failed_wells = []
         for well in self.plate.wells:
             objects, record = self._well_paths(well)
             if objects.is_file() and record.is_file():
@@ -179,6 +182,9 @@ class PlateRun:
                 if {int(f["Metadata_Field"]) for f in written["fields"]} != {
                         f.field for f in self.plate.fields_of(well)}:
                     self.changed_wells.append(well)
+                    continue
+                if written.get("errors"):
+                    self.failed_wells.append(well)
                     continue
                 done.add(well)
         return done
@@ -473,7 +479,9 @@ class PlateRun:
             "channels": {"model_inputs": dict(zip(manifest.input_channels, self.inputs)), "measured": self.extras},
             "options": asdict(self.options),
             "resumed_wells": sorted(skipped), "redone_changed_wells": list(self.changed_wells),
+            "redone_failed_wells": list(self.failed_wells),
             "fields_processed": processed, "fields_with_results": timed, "fields_failed": failed,
+            "plate_fields_with_results": len(timings),
             "wall_seconds": wall, "fields_per_second": timed / wall if timed and wall > 0 else None,
             "latency_p50_s": float(np.percentile(latencies, 50)) if timed else None,
             "latency_p99_s": float(np.percentile(latencies, 99)) if timed else None,
@@ -580,7 +588,8 @@ def _well_summary(well: str, fields: list[dict], objects: dict, class_names: lis
     mask = objects["Metadata_Well"] == well if len(objects.get("Metadata_Well", [])) else np.zeros(0, bool)
     row = {"Metadata_Well": well, "Fields": len(fields), "FieldsFailed": sum(1 for f in fields if f["Error"]),
            "Count": int(sum(f["Count"] for f in fields))}
-    mine = {column: values[mask] for column, values in objects.items()} if mask.any() else {}
+    # The plate's columns even when the well has no object, so every well row names the intensity columns.
+    mine = {column: values[mask] for column, values in objects.items()}
     classes = mine.get("Classify_Class", np.empty(0, object))
     row.update(_object_summary(mine, classes, class_names))
     return row

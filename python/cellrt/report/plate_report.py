@@ -204,7 +204,7 @@ def _latency_histogram(latencies: np.ndarray):
 
     fig, ax = plt.subplots(figsize=(4.2, 2.4))
     ax.hist(latencies, bins=min(30, max(5, len(latencies) // 3)), color="#fc8d62")
-    ax.set_xlabel("latency per field (s): read to written", fontsize=8)
+    ax.set_xlabel("latency per field (s): read to result", fontsize=8)
     ax.set_ylabel("fields", fontsize=8)
     ax.tick_params(labelsize=7)
     png = _figure_png(fig)

@@ -457,7 +457,15 @@ def test_skip_bad_records_scan_time_rejections_like_run_time_failures(tmp_path, 
     wells = read_table(out / "wells.csv", as_text=True)
     assert list(wells["Metadata_Well"]) == ["A01", "A02", "A03"]
     assert list(wells["FieldsFailed"]) == ["2", "0", "1"] and list(wells["Fields"]) == ["2", "2", "1"]
-    assert wells["Count"][0] == "0" and wells["MeanArea"][0] == ""   # missing, not 0 and not "nan"
+    # A well none of whose fields was measured: its count is missing (not 0, "no cells"), as its means are.
+    assert wells["Count"][0] == "" and wells["MeanArea"][0] == ""   # missing, not 0 and not "nan"
+    assert wells["Count"][1] != "" and "." not in wells["Count"][1]
+    fields = read_table(out / "fields.csv", as_text=True)
+    failed = [i for i, e in enumerate(fields["Error"]) if e]
+    assert failed and all(fields["Count"][i] == "" for i in failed)
+    # Counts stay integers beside the failed fields' missing ones (not 24.0).
+    counted = [c for c in fields.keys() if c == "Count" or c.startswith("Count_")]
+    assert all("." not in v for c in counted for v in fields[c]), {c: list(fields[c]) for c in counted}
     fields = read_table(out / "fields.csv", as_text=True)
     assert [(w, f) for w, f in zip(fields["Metadata_Well"], fields["Metadata_Field"])] == [
         ("A01", "1"), ("A01", "2"), ("A02", "1"), ("A02", "2"), ("A03", "1")]

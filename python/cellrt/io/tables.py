@@ -84,14 +84,26 @@ def read_table(path: Path, *, as_text: bool = False) -> dict:
 def _plain(values):
     array = np.asarray(values)
     if array.dtype.kind in "OUS":
+        if _integers_with_missing(array):
+            return [None if v is None else int(v) for v in array.tolist()]   # Parquet: int64 with nulls
         return [str(v) for v in array.tolist()]
     return array
 
 
+def _integers_with_missing(array: np.ndarray) -> bool:
+    """An object column of integers and None (a count that some rows do not have)."""
+    if array.dtype != object or not any(v is None for v in array.tolist()):
+        return False
+    return all(v is None or (isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)))
+               for v in array.tolist())
+
+
 def _csv_cells(values) -> list:
-    """Cells of one CSV column: missing numbers (NaN) as empty cells, the convention pandas and
-    spreadsheets read back as missing."""
+    """Cells of one CSV column: missing numbers (NaN, or None in a column of integers) as empty
+    cells, the convention pandas and spreadsheets read back as missing."""
     array = np.asarray(values)
     if array.dtype.kind == "f":
         return ["" if v != v else str(v) for v in array]
+    if _integers_with_missing(array):
+        return ["" if v is None else str(int(v)) for v in array.tolist()]
     return _plain(array)

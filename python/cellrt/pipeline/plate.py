@@ -304,7 +304,8 @@ class PlateRun:
 
     def _field_summary(self, source: FieldSource, result, error: str | None) -> dict:
         row = {"Metadata_Plate": self.plate.name, "Metadata_Well": source.well, "Metadata_Field": source.field,
-               "Count": 0 if result is None else int(result.count), "Error": error or ""}
+               # A failed field was not measured: its count is missing, not 0 (no cells).
+               "Count": None if result is None else int(result.count), "Error": error or ""}
         if result is not None:
             row.update(_object_summary(result.objects, _class_of_objects(result), self._class_names()))
         return row
@@ -374,7 +375,7 @@ class PlateRun:
             if row["Metadata_Well"]:
                 scan_failed[row["Metadata_Well"]].append(
                     {"Metadata_Plate": self.plate.name, "Metadata_Well": row["Metadata_Well"],
-                     "Metadata_Field": row["Metadata_Field"], "Count": 0, "Error": row["Error"]})
+                     "Metadata_Field": row["Metadata_Field"], "Count": None, "Error": row["Error"]})
         written = [w for w in self.plate.wells if w in records]   # plate order
         wells = sorted(set(written) | set(scan_failed), key=well_sort_key)
         fmt = self.options.table_format
@@ -545,16 +546,28 @@ def _well_embedding(entries) -> list | None:
 
 
 def _rows_to_table(rows: list[dict]) -> dict:
-    """Rows (dicts) to columns; a row without a column gets '' in a text column and NaN in a numeric one."""
+    """Rows (dicts) to columns; a row without a column (or with None) gets '' in a text column, NaN in a
+    float one, and a missing cell in an integer one (an object column of ints and None, which the table
+    writers keep as integers: a count stays 24, not 24.0, when another row's is missing)."""
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
     table = {}
     for column in columns:
-        text = any(isinstance(row.get(column), str) for row in rows)
-        values = [row.get(column, "" if text else float("nan")) for row in rows]
-        table[column] = np.array(values, dtype=object if text else None)
+        present = [row[column] for row in rows if row.get(column) is not None]
+        if any(isinstance(v, str) for v in present):
+            table[column] = np.array([row.get(column) if row.get(column) is not None else "" for row in rows],
+                                     dtype=object)
+        elif present and len(present) < len(rows) and all(_is_count(v) for v in present):
+            table[column] = np.array([row.get(column) for row in rows], dtype=object)
+        else:
+            table[column] = np.array([row.get(column) if row.get(column) is not None else float("nan")
+                                      for row in rows])
     return table
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _class_of_objects(result) -> np.ndarray:
@@ -586,8 +599,11 @@ def _object_summary(objects: dict, classes: np.ndarray, class_names: list[str]) 
 
 def _well_summary(well: str, fields: list[dict], objects: dict, class_names: list[str]) -> dict:
     mask = objects["Metadata_Well"] == well if len(objects.get("Metadata_Well", [])) else np.zeros(0, bool)
+    # Over the fields that gave a result; missing when none did (records of earlier versions wrote 0 for a
+    # failed field: those count by their Error).
+    counts = [f["Count"] for f in fields if not f["Error"] and f["Count"] is not None]
     row = {"Metadata_Well": well, "Fields": len(fields), "FieldsFailed": sum(1 for f in fields if f["Error"]),
-           "Count": int(sum(f["Count"] for f in fields))}
+           "Count": int(sum(counts)) if counts else None}
     # The plate's columns even when the well has no object, so every well row names the intensity columns.
     mine = {column: values[mask] for column, values in objects.items()}
     classes = mine.get("Classify_Class", np.empty(0, object))

@@ -456,6 +456,7 @@ def test_skip_bad_records_scan_time_rejections_like_run_time_failures(tmp_path, 
         errors["Error"][duplicate])
     wells = read_table(out / "wells.csv", as_text=True)
     assert list(wells["Metadata_Well"]) == ["A01", "A02", "A03"]
+    assert list(wells)[0] == "Metadata_Plate" and set(wells["Metadata_Plate"]) == {plate.name}
     assert list(wells["FieldsFailed"]) == ["2", "0", "1"] and list(wells["Fields"]) == ["2", "2", "1"]
     # A well none of whose fields was measured: its count is missing (not 0, "no cells"), as its means are.
     assert wells["Count"][0] == "" and wells["MeanArea"][0] == ""   # missing, not 0 and not "nan"

@@ -387,7 +387,7 @@ class PlateRun:
         fields = [row for w in wells for row in well_fields[w]]
         write_table(self.out / "fields.csv", _rows_to_table(fields), "csv")
         drift_rows, drift_summary = self._drift(written, records)
-        well_rows = [_well_summary(w, well_fields[w], objects, self._class_names()) for w in wells]
+        well_rows = [_well_summary(self.plate.name, w, well_fields[w], objects, self._class_names()) for w in wells]
         if self.drift is not None:
             per_well = defaultdict(list)
             for d in drift_rows:
@@ -597,12 +597,14 @@ def _object_summary(objects: dict, classes: np.ndarray, class_names: list[str]) 
     return row
 
 
-def _well_summary(well: str, fields: list[dict], objects: dict, class_names: list[str]) -> dict:
+def _well_summary(plate: str, well: str, fields: list[dict], objects: dict, class_names: list[str]) -> dict:
     mask = objects["Metadata_Well"] == well if len(objects.get("Metadata_Well", [])) else np.zeros(0, bool)
     # Over the fields that gave a result; missing when none did (records of earlier versions wrote 0 for a
     # failed field: those count by their Error).
     counts = [f["Count"] for f in fields if not f["Error"] and f["Count"] is not None]
-    row = {"Metadata_Well": well, "Fields": len(fields), "FieldsFailed": sum(1 for f in fields if f["Error"]),
+    # The plate named on every row, as in fields.csv and the objects: wells.csv of several plates concatenate.
+    row = {"Metadata_Plate": plate, "Metadata_Well": well, "Fields": len(fields),
+           "FieldsFailed": sum(1 for f in fields if f["Error"]),
            "Count": int(sum(counts)) if counts else None}
     # The plate's columns even when the well has no object, so every well row names the intensity columns.
     mine = {column: values[mask] for column, values in objects.items()}

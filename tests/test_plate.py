@@ -358,6 +358,23 @@ def test_unreadable_field_stops_the_run_or_is_recorded_with_skip_bad(tmp_path, n
     assert list(wells["FieldsFailed"].astype(int)) == [0, 1, 0, 0]
 
 
+def test_a_run_that_finished_no_well_can_be_run_again_in_its_folder(tmp_path, nuclei):
+    """A run stopped by a bad field before any well was written kept nothing: a plain rerun (here with
+    --skip-bad) starts over in the same folder; once a well is written, a plain rerun is refused."""
+    plate_dir = _copy_demo(tmp_path, 2)   # A01, fields 1 and 2
+    broken = plate_dir / "demo_A01_s1_w1.tif"
+    broken.write_bytes(broken.read_bytes()[:300])
+    plate = open_plate(plate_dir)
+    out = tmp_path / "out"
+    with pytest.raises(PlateRunError, match="unreadable TIFF"):
+        PlateRun(nuclei, plate, out).run()
+    assert (out / "run-config.json").is_file() and not list((out / "wells").glob("*.json"))
+    summary = PlateRun(nuclei, plate, out, PlateOptions(skip_bad=True)).run()
+    assert summary["fields_failed"] == 1 and summary["fields_with_results"] == 1
+    with pytest.raises(PlateRunError, match="holds a run already; pass --resume"):
+        PlateRun(nuclei, plate, out, PlateOptions(skip_bad=True)).run()
+
+
 def test_throughput_and_latency_count_only_the_fields_that_gave_a_result(tmp_path, nuclei, capsys):
     """A field that fails to read is done in a millisecond: counted as processed, it raised the throughput and
     pulled the latency towards 0. The numbers are over the fields with results, the failed ones said apart."""

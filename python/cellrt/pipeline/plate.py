@@ -162,6 +162,9 @@ class PlateRun:
         folder = self.out / "wells"
         return folder / f"{well}.objects.{self.options.table_format}", folder / f"{well}.json"
 
+    def _holds_results(self) -> bool:
+        return (self.out / "run.json").is_file() or any((self.out / "wells").glob("*.json"))
+
     def completed_wells(self) -> set[str]:
         """Wells written by a run with this fingerprint over the fields the plate has for them now, every
         field with a result; a well that gained or lost fields since (a plate resumed while still being
@@ -199,7 +202,9 @@ class PlateRun:
         except OSError as error:
             raise PlateRunError(f"{self.out}: cannot create the output folder: {error.strerror or error}") from error
         config_path = self.out / "run-config.json"
-        if config_path.is_file():
+        # A run that stopped before finishing any well (a bad field without --skip-bad, say) left nothing to
+        # keep or resume: a plain rerun starts over in its folder.
+        if config_path.is_file() and (resume or self._holds_results()):
             previous = json.loads(config_path.read_text())
             if not resume:
                 raise PlateRunError(f"{self.out}: holds a run already; pass --resume to continue it or choose "

@@ -299,6 +299,30 @@ def test_resume_after_sigkill_gives_identical_tables(tmp_path):
             np.testing.assert_array_equal(a[column], b[column], err_msg=f"{name}:{column}")
 
 
+def test_ctrl_c_ends_a_run_with_one_line_and_resume_finishes_it(tmp_path):
+    """SIGINT (Ctrl-C) mid-plate: no traceback, a line saying to --resume, exit status 130 (the shell's for
+    SIGINT); the resumed run completes the plate."""
+    import signal
+    import time
+
+    out = tmp_path / "interrupted"
+    process = subprocess.Popen([sys.executable, "-m", "cellrt", "run", str(DEMO), "--model", "nuclei", "--out",
+                                str(out), "--readers", "1", "--workers", "1", "--batch", "1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list((out / "wells").glob("*.json"))) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("cellrt run: interrupted; the wells finished so far are kept")
+    assert "--resume" in stderr.strip().splitlines()[-1]
+    resumed = run_cli("run", str(DEMO), "--model", "nuclei", "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "wells were already complete" in resumed.stdout
+
+
 def test_resume_redoes_a_well_that_gained_fields(tmp_path, nuclei):
     """A plate resumed while it is still being imaged: a written well with a new field is redone."""
     plate_dir = _copy_demo(tmp_path, 3)          # A01 fields 1, 2 and A02 field 1

@@ -201,6 +201,10 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
         summary = run.run(resume=resume, progress=Progress(len(plate.fields), len(plate.wells)))
     except input_errors() as error:
         return fail("run", error)
+    except KeyboardInterrupt:   # Ctrl-C: the wells written so far are complete and kept; say how to go on
+        print(f"\ncellrt run: interrupted; the wells finished so far are kept in {out}: run the same command "
+              f"with --resume to continue", file=sys.stderr)
+        return 130
     report = write_plate_report(out)
     _print_summary(summary, Path(out), report)
     hint = _int8_hint(model, summary)

@@ -139,8 +139,12 @@ def test_reference_round_trips_through_a_file_and_refuses_other_embeddings(tmp_p
     with pytest.raises(DriftReferenceError, match="its embeddings have 10 values, the model's 128"):
         loaded.check_compatible(dims=128)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    with pytest.raises(DriftReferenceError, match="bad.npz: not a cellrt drift reference"):
+    with pytest.raises(DriftReferenceError, match="bad.npz: not a cellrt drift reference") as refused:
         DriftReference.load(tmp_path / "bad.npz")
+    assert "pickle" not in str(refused.value)   # numpy's advice to load it unsafely is no help here
+    (tmp_path / "table.csv").write_text("Metadata_Well,Count\nA01,3\n")   # a run's table given by mistake
+    with pytest.raises(DriftReferenceError, match=r"table.csv: not a cellrt drift reference .*: not an .npz"):
+        DriftReference.load(tmp_path / "table.csv")
     with pytest.raises(DriftReferenceError, match="missing.npz: no such drift reference file"):
         DriftReference.load(tmp_path / "missing.npz")
 

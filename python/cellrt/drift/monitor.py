@@ -179,6 +179,12 @@ class DriftReference:
         path = Path(path)
         try:
             # Our own handle: numpy leaves the file open when the archive is damaged.
+            with open(path, "rb") as handle:
+                # Not a zip archive: numpy would guess a pickle and advise loading it "unsafely".
+                if handle.read(4) != b"PK\x03\x04":
+                    raise DriftReferenceError(f"{path}: not a cellrt drift reference (the .npz that `cellrt "
+                                              f"drift-reference` writes): not an .npz archive")
+                handle.seek(0)
             with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
                 header = json.loads(bytes(data["header"]).decode())
                 embeddings, calibration = data["embeddings"], data["calibration"]

@@ -382,6 +382,17 @@ def test_unreadable_field_stops_the_run_or_is_recorded_with_skip_bad(tmp_path, n
     assert list(wells["FieldsFailed"].astype(int)) == [0, 1, 0, 0]
 
 
+def test_a_field_with_nan_pixels_is_named_by_its_file(tmp_path, nuclei):
+    plate_dir = _copy_demo(tmp_path, 2)
+    path = plate_dir / "demo_A01_s2_w1.tif"
+    image = tifffile.imread(path).astype(np.float32)
+    image[3, 5] = np.nan
+    tifffile.imwrite(path, image)
+    with pytest.raises(PlateRunError, match=r"well A01, field 2: .*demo_A01_s2_w1.tif: nuclei: input channel 'DNA' "
+                                            r"holds 1 NaN or infinite pixel"):
+        PlateRun(nuclei, open_plate(plate_dir), tmp_path / "out").run()
+
+
 def test_a_run_that_finished_no_well_can_be_run_again_in_its_folder(tmp_path, nuclei):
     """A run stopped by a bad field before any well was written kept nothing: a plain rerun (here with
     --skip-bad) starts over in the same folder; once a well is written, a plain rerun is refused."""

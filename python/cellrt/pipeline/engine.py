@@ -145,7 +145,11 @@ class FieldEngine:
                     self._field_shape = stack.shape[1:]
             read_seconds = time.perf_counter() - t0
             extras = {channel_column(c): stack[len(self.inputs) + i] for i, c in enumerate(self.extras)}
-            state.prepared = self.model.prepare(stack[:len(self.inputs)], extra_channels=extras)
+            try:
+                state.prepared = self.model.prepare(stack[:len(self.inputs)], extra_channels=extras)
+            except ValueError as error:   # the model refuses the pixels (NaN, say): name the files read
+                files = ", ".join(str(source.files[c]) for c in self.inputs if c in source.files)
+                raise ValueError(f"{files}: {error}" if files else str(error)) from error
             state.prepared.timings["read"] = read_seconds
             state.outputs = self.model.output_buffers(len(state.prepared.tiles), state.prepared.tiles.shape[2:])
         except Exception as error:  # noqa: BLE001 - reported per field, with its files

@@ -321,6 +321,8 @@ def test_ctrl_c_ends_a_run_with_one_line_and_resume_finishes_it(tmp_path):
     resumed = run_cli("run", str(DEMO), "--model", "nuclei", "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "wells were already complete" in resumed.stdout
+    assert f"results in {out}: objects.parquet, fields.csv" in resumed.stdout   # the files by their names
+    assert json.loads((out / "run.json").read_text())["plate"]["root"] == str(DEMO.resolve())
 
 
 def test_resume_redoes_a_well_that_gained_fields(tmp_path, nuclei):

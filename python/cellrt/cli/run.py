@@ -69,7 +69,8 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
         print(f"redone: {len(retried)} well(s) with fields that had failed "
               f"({', '.join(retried[:8])}{', ...' if len(retried) > 8 else ''})")
     images = [name for name in ("labels", "predictions", "images.ome.zarr") if (out / name).exists()]
-    print(f"results in {out}: objects, fields.csv, wells.csv, errors.csv, timings.csv, run.json"
+    objects = next((name for name in ("objects.parquet", "objects.csv") if (out / name).exists()), "objects")
+    print(f"results in {out}: {objects}, fields.csv, wells.csv, errors.csv, timings.csv, run.json"
           + "".join(f", {name}/" for name in images))
     drift = summary.get("drift") or {}
     if drift.get("monitored"):

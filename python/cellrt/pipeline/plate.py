@@ -461,7 +461,9 @@ class PlateRun:
         plate = self.plate
         rejected = plate.rejected_fields
         read = set(plate.wells)
-        return {"name": plate.name, "root": str(plate.root), "layout": plate.layout, "channels": plate.channels,
+        # The root as an absolute path: the manifest of a run is read later, from anywhere.
+        return {"name": plate.name, "root": str(Path(plate.root).resolve()), "layout": plate.layout,
+                "channels": plate.channels,
                 "wells": len(plate.imaged_wells), "fields": len(plate.fields) + len(rejected),
                 "rejected_fields": len(rejected), "rejected_wells": len({k.well for k in rejected} - read),
                 "geometry": plate.geometry()}

@@ -727,6 +727,35 @@ def test_float_histogram_refuses_bins_without_width_and_bad_arguments():
         assert threshold(flat) == float(flat[0, 0]) and threshold(flat, "triangle") == float(flat[0, 0])
 
 
+def test_numpy_bin_edges_are_numpys_for_the_device_histogram(rng):
+    """The GPU path hands these edges to cupy.histogram (cupy makes its own on the device); checked here
+    against numpy's own edges and refusals, over ranges and bin counts."""
+    from cellrt.kernels.threshold import numpy_bin_edges
+
+    for _ in range(500):
+        dtype = np.dtype(rng.choice([np.float16, np.float32, np.float64]))
+        with np.errstate(over="ignore"):   # float16 overflows to inf: such pairs are skipped below
+            values = (rng.normal(size=2) * 10.0 ** rng.integers(-20, 20)).astype(dtype)
+        if rng.random() < 0.2:
+            values[1] = values[0]
+        if not np.isfinite(values).all():
+            continue
+        lo, hi = float(values.min()), float(values.max())
+        nbins = int(rng.choice([1, 2, 7, 256, 1000]))
+        try:
+            want = np.histogram_bin_edges(values, nbins, range=(lo, hi))
+        except ValueError:
+            if lo != hi:
+                with pytest.raises(ValueError, match="bins are too many for the values' range"):
+                    numpy_bin_edges(lo, hi, nbins, dtype)
+            else:
+                assert numpy_bin_edges(lo, hi, nbins, dtype) is None
+            continue
+        got = numpy_bin_edges(lo, hi, nbins, dtype)
+        assert got is not None and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
 def test_histogram_of_float_images_equals_numpy_for_every_float_type(isl_dir):
     from cellrt.kernels import histogram
 
@@ -791,6 +820,15 @@ def test_cuda_fill_holes_histogram_and_threshold_match_cpu(dsb_dir, rng):
             np.testing.assert_array_equal(centres, host_centres)
             for method in ("otsu", "li", "triangle", "mean"):
                 assert threshold(cp.asarray(typed), method) == threshold(typed, method), (name, method)
+        # Float images: numpy's bins on both sides (cupy counts into the host's edges), values on edges included.
+        unit = (image.astype(np.float32) / np.float32(image.max())).astype(np.float32)
+        for nbins in (7, 256):
+            host_counts, host_centres = histogram(unit, nbins)
+            counts, centres = histogram(cp.asarray(unit), nbins)
+            np.testing.assert_array_equal(counts, host_counts, err_msg=name)
+            np.testing.assert_array_equal(centres, host_centres, err_msg=name)
+        for method in ("otsu", "triangle", "mean"):
+            assert threshold(cp.asarray(unit), method) == threshold(unit, method), (name, method)
     noise = (rng.random((517, 301)) > 0.45)
     np.testing.assert_array_equal(cp.asnumpy(fill_holes(cp.asarray(noise))), fill_holes(noise, backend="cpu"))
 

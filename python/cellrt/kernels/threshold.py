@@ -84,9 +84,27 @@ def histogram(image, nbins: int = 256) -> tuple[np.ndarray, np.ndarray]:
     return counts, (edges[:-1] + edges[1:]) / 2
 
 
+def numpy_bin_edges(lo: float, hi: float, nbins: int, dtype: np.dtype) -> np.ndarray | None:
+    """The edges numpy.histogram(values, nbins, range=(lo, hi)) uses for values of float ``dtype``, on any
+    numpy version: linspace in double from the extremes as Python floats (widened by 0.5 either side when
+    equal), rounded to ``dtype``. None for a constant image whose widened edges round to one value; bins
+    without width otherwise raise ValueError, as numpy.histogram and cellrt's C++ kernel refuse them."""
+    first, last = (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)
+    with np.errstate(all="ignore"):
+        edges = np.linspace(first, last, nbins + 1, dtype=dtype)
+    if bool(np.all(edges[:-1] < edges[1:])):
+        return edges
+    if lo == hi:
+        return None
+    raise ValueError(f"float_histogram: {nbins} bins are too many for the values' range [{lo:g}, {hi:g}]: in "
+                     f"{np.dtype(dtype).name} some would have no width (numpy.histogram refuses them too)")
+
+
 def _device_float_histogram(image, nbins) -> tuple[np.ndarray, np.ndarray]:
     """``nbins`` equal bins between a device image's min and max, counted on the GPU (cupy.histogram);
-    only the counts and the extremes come to the host. Bin centres as numpy.histogram's."""
+    only the counts and the extremes come to the host. The edges are numpy.histogram's, made on the host
+    and handed to cupy (cupy makes its own on the device, which may round an edge the other way), so a
+    value on an edge lands in the bin it does on the host."""
     import cupy  # noqa: PLC0415
 
     from . import _backend  # noqa: PLC0415
@@ -96,10 +114,11 @@ def _device_float_histogram(image, nbins) -> tuple[np.ndarray, np.ndarray]:
     if not _backend.is_int(nbins) or nbins < 2:
         raise ValueError(f"histogram: nbins should be an int >= 2, got {nbins!r}")
     lo, hi = float(image.min()), float(image.max())
-    counts = cupy.histogram(image, bins=int(nbins), range=(lo, hi))[0]
+    edges = numpy_bin_edges(lo, hi, int(nbins), np.dtype(image.dtype))
+    if edges is None:   # a constant image far from 0: one bin at its value, as on the host
+        return np.array([image.size], np.int64), np.array([lo], image.dtype)
+    counts = cupy.histogram(image, bins=cupy.asarray(edges))[0]
     counts = counts.get() if hasattr(counts, "get") else np.asarray(counts)
-    # numpy makes the edges in the image's float type: the same edges here, so the same centres.
-    edges = np.histogram_bin_edges(np.array([lo, hi], np.dtype(image.dtype)), bins=int(nbins), range=(lo, hi))
     return counts, (edges[:-1] + edges[1:]) / 2
 
 

@@ -767,6 +767,8 @@ def test_histogram_of_float_images_equals_numpy_for_every_float_type(isl_dir):
         np.testing.assert_array_equal(counts, want)
         np.testing.assert_array_equal(centres, (edges[:-1] + edges[1:]) / 2)
         assert centres.dtype == edges.dtype
+        many_axes = image.reshape(1, 1, 1, *image.shape)[..., ::-1]   # any shape and strides, as documented
+        np.testing.assert_array_equal(histogram(many_axes, 256)[0], want)
 
 
 # --- CUDA (skipped without a GPU) -------------------------------------------------------------------

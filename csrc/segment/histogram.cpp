@@ -22,11 +22,28 @@ namespace cellrt {
 
 namespace {
 
+// A worker per 64 Ki values at most: below that, starting one costs more than it counts.
+int workers_for(int64_t n, int32_t num_threads) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(detail::resolve_threads(num_threads), n / 65536 + 1)));
+}
+
+// The number of values of a host float32 array (contiguous, 1 to 4 dimensions, fewer than 2^34 values), or
+// an invalid_argument naming `op`.
+int64_t host_float_count(const char* op, const TensorView& values) {
+  CELLRT_CHECK(values.ndim >= 1 && values.ndim <= 4, op, ": values should have 1 to 4 dimensions, got ", values.ndim);
+  CELLRT_CHECK(is_contiguous(values), op, ": values should be C-contiguous");
+  CELLRT_CHECK(values.dtype == DType::kFloat32, op, ": values should be float32, got ", dtype_name(values.dtype));
+  CELLRT_CHECK(values.device == Device::kCPU, op, ": only host arrays are supported");
+  int64_t n = 1;
+  for (int i = 0; i < values.ndim; ++i) n *= values.shape[i];
+  CELLRT_CHECK(n < (int64_t{1} << 34), op, ": values should be fewer than 2^34, got ", n);
+  return n;
+}
+
 template <typename T>
 void count(const T* data, int64_t n, int64_t* counts, int32_t num_threads) {
   constexpr int64_t bins = int64_t{1} << (8 * sizeof(T));
-  const int workers = static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>(detail::resolve_threads(num_threads), n / 65536 + 1)));
+  const int workers = workers_for(n, num_threads);
   std::vector<std::vector<uint32_t>> partial(workers);
   detail::parallel_for(workers, workers, [&](int64_t w0, int64_t w1) {
     for (int64_t w = w0; w < w1; ++w) {
@@ -229,22 +246,13 @@ void count_bins(const float* v, int64_t n, double first, double scale, const flo
 }  // namespace
 
 int64_t percentiles(const TensorView& values, const double* qs, int32_t count, double* out, int32_t num_threads) {
-  CELLRT_CHECK(values.ndim >= 1 && values.ndim <= 4, "percentiles: values should have 1 to 4 dimensions, got ",
-               values.ndim);
-  CELLRT_CHECK(is_contiguous(values), "percentiles: values should be C-contiguous");
-  CELLRT_CHECK(values.dtype == DType::kFloat32, "percentiles: values should be float32, got ",
-               dtype_name(values.dtype));
-  CELLRT_CHECK(values.device == Device::kCPU, "percentiles: only host arrays are supported");
+  const int64_t n = host_float_count("percentiles", values);
   CELLRT_CHECK(count >= 0 && count <= 8, "percentiles: count should be 0..8, got ", count);
   CELLRT_CHECK(count == 0 || (qs != nullptr && out != nullptr), "percentiles: qs and out should not be NULL");
   for (int32_t i = 0; i < count; ++i)
     CELLRT_CHECK(qs[i] >= 0.0 && qs[i] <= 100.0, "percentiles: each percentile should be in [0, 100], got ", qs[i]);
-  int64_t n = 1;
-  for (int i = 0; i < values.ndim; ++i) n *= values.shape[i];
-  CELLRT_CHECK(n < (int64_t{1} << 34), "percentiles: values should be fewer than 2^34, got ", n);
   const auto* v = static_cast<const float*>(values.data);
-  const int workers = static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>(detail::resolve_threads(num_threads), n / 65536 + 1)));
+  const int workers = workers_for(n, num_threads);
   std::vector<int64_t> finite_by(workers, 0);
   detail::parallel_for(workers, workers, [&](int64_t w0, int64_t w1) {
     for (int64_t w = w0; w < w1; ++w) {
@@ -288,20 +296,11 @@ int64_t percentiles(const TensorView& values, const double* qs, int32_t count, d
 
 int64_t float_histogram(const TensorView& values, int32_t nbins, int64_t* counts, float* edges,
                         int32_t num_threads) {
-  CELLRT_CHECK(values.ndim >= 1 && values.ndim <= 4, "float_histogram: values should have 1 to 4 dimensions, got ",
-               values.ndim);
-  CELLRT_CHECK(is_contiguous(values), "float_histogram: values should be C-contiguous");
-  CELLRT_CHECK(values.dtype == DType::kFloat32, "float_histogram: values should be float32, got ",
-               dtype_name(values.dtype));
-  CELLRT_CHECK(values.device == Device::kCPU, "float_histogram: only host arrays are supported");
+  const int64_t n = host_float_count("float_histogram", values);
   CELLRT_CHECK(nbins >= 1 && nbins <= (1 << 24), "float_histogram: nbins should be 1 .. 2^24, got ", nbins);
   CELLRT_CHECK(counts != nullptr, "float_histogram: counts should not be NULL");
-  int64_t n = 1;
-  for (int i = 0; i < values.ndim; ++i) n *= values.shape[i];
-  CELLRT_CHECK(n < (int64_t{1} << 34), "float_histogram: values should be fewer than 2^34, got ", n);
   const auto* v = static_cast<const float*>(values.data);
-  const int workers = static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>(detail::resolve_threads(num_threads), n / 65536 + 1)));
+  const int workers = workers_for(n, num_threads);
   const FiniteRange range = finite_range(v, n, workers);
   std::fill(counts, counts + nbins, 0);
   if (range.finite == 0) {

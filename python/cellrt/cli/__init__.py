@@ -6,26 +6,23 @@ import argparse
 import sys
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an int >= 1 (argparse names the option in its error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+def _int_at_least(minimum: int, meaning: str = ""):
+    """An argparse type: an int >= ``minimum`` (argparse names the option in its error)."""
+    expected = f"expected an integer >= {minimum}{meaning}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{expected}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{expected}, got {value}")
+        return value
+    return parse
 
 
-def _thread_count(text: str) -> int:
-    """argparse type: a thread count, an int >= 0 where 0 means every core."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0: all cores), got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0: all cores), got {value}")
-    return value
+_positive_int = _int_at_least(1)
+_thread_count = _int_at_least(0, " (0: all cores)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -306,9 +306,12 @@ def test_ctrl_c_ends_a_run_with_one_line_and_resume_finishes_it(tmp_path):
     import time
 
     out = tmp_path / "interrupted"
+    # A shell's background job (`.ci/run &`, nohup) starts with SIGINT ignored, and Python keeps it ignored:
+    # the child gets the default disposition back, as a terminal's Ctrl-C finds it.
     process = subprocess.Popen([sys.executable, "-m", "cellrt", "run", str(DEMO), "--model", "nuclei", "--out",
                                 str(out), "--readers", "1", "--workers", "1", "--batch", "1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while len(list((out / "wells").glob("*.json"))) < 2 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -510,6 +510,39 @@ int main(void) {
            "float_histogram nbins 0: %s", cellrt_last_error());
   }
 
+  /* Shapes the library cannot address are refused before any memory is touched: products of extents used to
+   * wrap (2^40 x 2^40 ran as an empty image and returned OK) and sides beyond int32 were cut (2^32 + 4 rows
+   * measured as 4). */
+  {
+    static uint8_t tiny_mask[16];
+    static int32_t tiny_labels[16];
+    static double tiny_features[12];
+    static float tiny_values[16];
+    const int64_t vast[2] = {(int64_t)1 << 40, (int64_t)1 << 40}, tall[2] = {((int64_t)1 << 32) + 4, 4};
+    const int64_t one_object[2] = {1, 12}, minus_one[1] = {-1};
+    const double q50 = 50.0;
+    double p50 = 0.0;
+    cellrt_tensor_t mask_view, labels_view, features_view, values_view;
+    int64_t n = -1;
+    view(&mask_view, tiny_mask, CELLRT_DTYPE_UINT8, 2, vast);
+    view(&labels_view, tiny_labels, CELLRT_DTYPE_INT32, 2, vast);
+    status = cellrt_label(&mask_view, &labels_view, NULL, NULL, &n);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "2^63 bytes"),
+           "label of 2^40 x 2^40: %d, n %lld: %s", (int)status, (long long)n, cellrt_last_error());
+    status = cellrt_fill_holes(&mask_view, &mask_view, 8, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT, "fill_holes of 2^40 x 2^40: %d: %s", (int)status,
+           cellrt_last_error());
+    view(&labels_view, tiny_labels, CELLRT_DTYPE_INT32, 2, tall);
+    view(&features_view, tiny_features, CELLRT_DTYPE_FLOAT64, 2, one_object);
+    status = cellrt_measure(&labels_view, 1, NULL, &features_view, NULL, NULL, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "sides should be below 2^31"),
+           "measure of 2^32 + 4 rows: %d: %s", (int)status, cellrt_last_error());
+    view(&values_view, tiny_values, CELLRT_DTYPE_FLOAT32, 1, minus_one);
+    status = cellrt_percentiles(&values_view, &q50, 1, &p50, 0, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "negative extent"),
+           "percentiles of -1 values: %d: %s", (int)status, cellrt_last_error());
+  }
+
   if (failures) return 1;
   printf("ok\n");
   return 0;

@@ -101,10 +101,16 @@ cellrt::FilterOptions filter_options(const cellrt_filter_options_t* options) {
   return opts;
 }
 
+// Checked before the call's work: a refusal after it left the tiles or the
+// output written under an error status.
+void check_counts(const cellrt_counts_t* counts, const char* fn) {
+  CELLRT_CHECK(counts == nullptr || counts->struct_size >= sizeof(cellrt_counts_t), fn,
+               ": counts.struct_size should be sizeof(cellrt_counts_t) = ", sizeof(cellrt_counts_t), ", got ",
+               counts == nullptr ? 0 : counts->struct_size);
+}
+
 void write_counts(cellrt_counts_t* counts, int64_t uncovered, int64_t nonfinite) {
   if (counts == nullptr) return;
-  CELLRT_CHECK(counts->struct_size >= sizeof(cellrt_counts_t), "counts.struct_size should be ",
-               sizeof(cellrt_counts_t), ", got ", counts->struct_size);
   counts->uncovered = uncovered;
   counts->nonfinite = nonfinite;
 }
@@ -145,6 +151,7 @@ cellrt_status_t cellrt_tile(const cellrt_tensor_t* image, const int64_t* origins
     cellrt_tile_options_t defaults;
     cellrt_tile_options_init(&defaults);
     const cellrt_tile_options_t o = versioned_copy(options, defaults, "cellrt_tile_options_t");
+    check_counts(counts, "cellrt_tile");
     cellrt::TileOptions opts;
     opts.scale = o.scale;
     opts.offset = o.offset;
@@ -161,6 +168,7 @@ cellrt_status_t cellrt_stitch(const cellrt_tensor_t* tiles, const int64_t* origi
     cellrt_stitch_options_t defaults;
     cellrt_stitch_options_init(&defaults);
     const cellrt_stitch_options_t o = versioned_copy(options, defaults, "cellrt_stitch_options_t");
+    check_counts(counts, "cellrt_stitch");
     cellrt::StitchOptions opts;
     opts.blend = static_cast<cellrt::Blend>(o.blend);
     opts.overlap_y = o.overlap_y;

@@ -510,6 +510,21 @@ int main(void) {
            "float_histogram nbins 0: %s", cellrt_last_error());
   }
 
+  /* A counts struct the library cannot fill is refused before the work: the tiles stay as they were. */
+  {
+    cellrt_counts_t short_counts;
+    const float before = tiles[0];
+    memset(&short_counts, 0, sizeof short_counts);
+    short_counts.struct_size = sizeof(size_t);
+    tiles_view.device = CELLRT_DEVICE_CPU;
+    tiles[0] = -12345.0f;
+    status = cellrt_tile(&image_view, origins, &tiles_view, &tile_options, NULL, &short_counts);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && tiles[0] == -12345.0f &&
+               strstr(cellrt_last_error(), "cellrt_tile: counts.struct_size"),
+           "tile with a short counts struct: %d, tiles[0] %g: %s", (int)status, tiles[0], cellrt_last_error());
+    tiles[0] = before;
+  }
+
   /* Shapes the library cannot address are refused before any memory is touched: products of extents used to
    * wrap (2^40 x 2^40 ran as an empty image and returned OK) and sides beyond int32 were cut (2^32 + 4 rows
    * measured as 4). */

@@ -510,6 +510,35 @@ int main(void) {
            "float_histogram nbins 0: %s", cellrt_last_error());
   }
 
+  /* The C layer's own refusals name the call, as the kernels' do: in a chain of calls "mask should not be NULL"
+   * did not say which one. */
+  {
+    static uint8_t small_mask[4], small_out[4];
+    const int64_t small_shape[2] = {2, 2};
+    cellrt_tensor_t small_view, out_view;
+    view(&small_view, small_mask, CELLRT_DTYPE_UINT8, 2, small_shape);
+    view(&out_view, small_out, CELLRT_DTYPE_UINT8, 2, small_shape);
+    status = cellrt_fill_holes(NULL, &out_view, 8, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT &&
+               strcmp(cellrt_last_error(), "cellrt_fill_holes: mask should not be NULL") == 0,
+           "NULL mask: %s", cellrt_last_error());
+    small_view.struct_size = 0;
+    status = cellrt_fill_holes(&small_view, &out_view, 8, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT &&
+               strstr(cellrt_last_error(), "cellrt_fill_holes: mask.struct_size should be sizeof(cellrt_tensor_t)"),
+           "struct_size 0: %s", cellrt_last_error());
+    small_view.struct_size = sizeof small_view;
+    small_view.dtype = 42;
+    status = cellrt_fill_holes(&small_view, &out_view, 8, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT &&
+               strstr(cellrt_last_error(), "cellrt_fill_holes: mask.dtype should be a cellrt_dtype_t"),
+           "dtype 42: %s", cellrt_last_error());
+    status = cellrt_drift_monitor_reset(NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT &&
+               strcmp(cellrt_last_error(), "cellrt_drift_monitor_reset: monitor should not be NULL") == 0,
+           "NULL monitor: %s", cellrt_last_error());
+  }
+
   /* A counts struct the library cannot fill is refused before the work: the tiles stay as they were. */
   {
     cellrt_counts_t short_counts;

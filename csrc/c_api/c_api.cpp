@@ -9,6 +9,7 @@
 // entry points that return no status stay out of cellrt_core's code.
 #include "cellrt/c_api.h"
 
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -219,6 +220,11 @@ cellrt_status_t cellrt_label(const cellrt_tensor_t* mask, const cellrt_tensor_t*
 }
 
 int32_t cellrt_measure_columns(int32_t intensity_channels) {
+  // A caller sizes its feature buffer from this: -1 (refused by cellrt_measure) rather than a negative K's
+  // smaller count or an overflowed one.
+  if (intensity_channels < 0 ||
+      intensity_channels > (INT32_MAX - cellrt::kMeasureShapeColumns) / cellrt::kMeasureIntensityColumns)
+    return -1;
   return cellrt::kMeasureShapeColumns + cellrt::kMeasureIntensityColumns * intensity_channels;
 }
 

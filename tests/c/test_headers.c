@@ -211,6 +211,10 @@ int main(void) {
     label_options.connectivity = 8;
     cellrt_label(&mask_view, &labels_view, &label_options, NULL, &n);
     EXPECT(cellrt_measure_columns(0) == 12 && cellrt_measure_columns(2) == 22, "column count");
+    EXPECT(cellrt_measure_columns(-1) == -1 && cellrt_measure_columns(INT32_MAX) == -1 &&
+               cellrt_measure_columns((INT32_MAX - 12) / 5) == 12 + 5 * ((INT32_MAX - 12) / 5),
+           "column count of impossible channel counts: %d %d", (int)cellrt_measure_columns(-1),
+           (int)cellrt_measure_columns(INT32_MAX));
     status = cellrt_measure(&labels_view, 3, NULL, &features_view, NULL, NULL, &bad);
     EXPECT(status == CELLRT_STATUS_OK && bad == 0, "measure: %s", cellrt_last_error());
     EXPECT(features[0] == 4.0 && features[12] == 2.0 && features[24] == 6.0, "areas %g %g %g", features[0],

@@ -205,7 +205,8 @@ CELLRT_EXPORT cellrt_status_t cellrt_label(const cellrt_tensor_t* mask, const ce
                                            int64_t* num_objects);
 
 /* Number of feature columns of cellrt_measure for K intensity channels:
- * 12 shape columns + 5 per channel (see cellrt/measure.h for the order). */
+ * 12 shape columns + 5 per channel (see cellrt/measure.h for the order);
+ * -1 for a negative K or one whose count would not fit int32. */
 CELLRT_EXPORT int32_t cellrt_measure_columns(int32_t intensity_channels);
 
 /* See cellrt/measure.h: labels [H,W] int32 and optional intensities

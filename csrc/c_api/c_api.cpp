@@ -9,6 +9,7 @@
 // entry points that return no status stay out of cellrt_core's code.
 #include "cellrt/c_api.h"
 
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -61,24 +62,29 @@ cellrt_status_t translate_exceptions(Fn&& fn) {
 // the defaults for the rest. A struct_size that is too small to hold the
 // size field itself is rejected.
 template <typename T>
-T versioned_copy(const T* in, const T& defaults, const char* name) {
+T versioned_copy(const T* in, const T& defaults, const char* fn, const char* name, const char* type) {
   T out = defaults;
   if (in == nullptr) return out;
-  CELLRT_CHECK(in->struct_size >= sizeof(size_t), name, ".struct_size should be set to sizeof(", name,
-               "), got ", in->struct_size);
+  CELLRT_CHECK(in->struct_size >= sizeof(size_t), fn, ": ", name, ".struct_size should be sizeof(", type, ") = ",
+               sizeof(T), ", got ", in->struct_size);
   std::memcpy(&out, in, in->struct_size < sizeof(T) ? in->struct_size : sizeof(T));
   out.struct_size = sizeof(T);
   return out;
 }
 
-cellrt::TensorView to_view(const cellrt_tensor_t* t, const char* name) {
-  CELLRT_CHECK(t != nullptr, name, " should not be NULL");
+// fn names the C function: these checks run before the C++ API's, whose
+// messages name their op, so without it a message like "mask should not be
+// NULL" did not say which call of a chain refused it.
+cellrt::TensorView to_view(const cellrt_tensor_t* t, const char* fn, const char* name) {
+  CELLRT_CHECK(t != nullptr, fn, ": ", name, " should not be NULL");
   cellrt_tensor_t defaults{};
-  cellrt_tensor_t c = versioned_copy(t, defaults, name);
-  CELLRT_CHECK(c.ndim >= 0 && c.ndim <= 4, name, ".ndim should be 0..4, got ", c.ndim);
-  CELLRT_CHECK(c.dtype >= 0 && c.dtype <= 6, name, ".dtype should be a cellrt_dtype_t, got ", c.dtype);
-  CELLRT_CHECK(c.device == 0 || c.device == 1, name, ".device should be a cellrt_device_t, got ", c.device);
-  CELLRT_CHECK(c.data != nullptr, name, ".data should not be NULL");
+  cellrt_tensor_t c = versioned_copy(t, defaults, fn, name, "cellrt_tensor_t");
+  CELLRT_CHECK(c.ndim >= 0 && c.ndim <= 4, fn, ": ", name, ".ndim should be 0..4, got ", c.ndim);
+  CELLRT_CHECK(c.dtype >= 0 && c.dtype <= 6, fn, ": ", name, ".dtype should be a cellrt_dtype_t (0..6), got ",
+               c.dtype);
+  CELLRT_CHECK(c.device == 0 || c.device == 1, fn, ": ", name, ".device should be a cellrt_device_t (0 or 1), got ",
+               c.device);
+  CELLRT_CHECK(c.data != nullptr, fn, ": ", name, ".data should not be NULL");
   cellrt::TensorView v;
   v.data = c.data;
   v.dtype = static_cast<cellrt::DType>(c.dtype);
@@ -91,20 +97,26 @@ cellrt::TensorView to_view(const cellrt_tensor_t* t, const char* name) {
   return v;
 }
 
-cellrt::FilterOptions filter_options(const cellrt_filter_options_t* options) {
+cellrt::FilterOptions filter_options(const cellrt_filter_options_t* options, const char* fn) {
   cellrt_filter_options_t defaults;
   cellrt_filter_options_init(&defaults);
-  const cellrt_filter_options_t o = versioned_copy(options, defaults, "cellrt_filter_options_t");
+  const cellrt_filter_options_t o = versioned_copy(options, defaults, fn, "options", "cellrt_filter_options_t");
   cellrt::FilterOptions opts;
   opts.border = static_cast<cellrt::BorderMode>(o.border);
   opts.num_threads = o.num_threads;
   return opts;
 }
 
+// Checked before the call's work: a refusal after it left the tiles or the
+// output written under an error status.
+void check_counts(const cellrt_counts_t* counts, const char* fn) {
+  CELLRT_CHECK(counts == nullptr || counts->struct_size >= sizeof(cellrt_counts_t), fn,
+               ": counts.struct_size should be sizeof(cellrt_counts_t) = ", sizeof(cellrt_counts_t), ", got ",
+               counts == nullptr ? 0 : counts->struct_size);
+}
+
 void write_counts(cellrt_counts_t* counts, int64_t uncovered, int64_t nonfinite) {
   if (counts == nullptr) return;
-  CELLRT_CHECK(counts->struct_size >= sizeof(cellrt_counts_t), "counts.struct_size should be ",
-               sizeof(cellrt_counts_t), ", got ", counts->struct_size);
   counts->uncovered = uncovered;
   counts->nonfinite = nonfinite;
 }
@@ -141,26 +153,30 @@ void cellrt_stitch_options_init(cellrt_stitch_options_t* options) {
 
 cellrt_status_t cellrt_tile(const cellrt_tensor_t* image, const int64_t* origins, const cellrt_tensor_t* tiles,
                             const cellrt_tile_options_t* options, void* cuda_stream, cellrt_counts_t* counts) {
+  static constexpr const char* fn = "cellrt_tile";
   return translate_exceptions([&] {
     cellrt_tile_options_t defaults;
     cellrt_tile_options_init(&defaults);
-    const cellrt_tile_options_t o = versioned_copy(options, defaults, "cellrt_tile_options_t");
+    const cellrt_tile_options_t o = versioned_copy(options, defaults, fn, "options", "cellrt_tile_options_t");
+    check_counts(counts, fn);
     cellrt::TileOptions opts;
     opts.scale = o.scale;
     opts.offset = o.offset;
     opts.num_threads = o.num_threads;
     const cellrt::TileResult r =
-        cellrt::tile(to_view(image, "image"), origins, to_view(tiles, "tiles"), opts, cuda_stream);
+        cellrt::tile(to_view(image, fn, "image"), origins, to_view(tiles, fn, "tiles"), opts, cuda_stream);
     write_counts(counts, 0, r.nonfinite);
   });
 }
 
 cellrt_status_t cellrt_stitch(const cellrt_tensor_t* tiles, const int64_t* origins, const cellrt_tensor_t* out,
                               const cellrt_stitch_options_t* options, void* cuda_stream, cellrt_counts_t* counts) {
+  static constexpr const char* fn = "cellrt_stitch";
   return translate_exceptions([&] {
     cellrt_stitch_options_t defaults;
     cellrt_stitch_options_init(&defaults);
-    const cellrt_stitch_options_t o = versioned_copy(options, defaults, "cellrt_stitch_options_t");
+    const cellrt_stitch_options_t o = versioned_copy(options, defaults, fn, "options", "cellrt_stitch_options_t");
+    check_counts(counts, fn);
     cellrt::StitchOptions opts;
     opts.blend = static_cast<cellrt::Blend>(o.blend);
     opts.overlap_y = o.overlap_y;
@@ -171,7 +187,7 @@ cellrt_status_t cellrt_stitch(const cellrt_tensor_t* tiles, const int64_t* origi
     opts.fill_value = o.fill_value;
     opts.num_threads = o.num_threads;
     const cellrt::StitchResult r =
-        cellrt::stitch(to_view(tiles, "tiles"), origins, to_view(out, "out"), opts, cuda_stream);
+        cellrt::stitch(to_view(tiles, fn, "tiles"), origins, to_view(out, fn, "out"), opts, cuda_stream);
     write_counts(counts, r.uncovered, r.nonfinite);
   });
 }
@@ -190,36 +206,43 @@ void cellrt_measure_options_init(cellrt_measure_options_t* options) {
 
 cellrt_status_t cellrt_label(const cellrt_tensor_t* mask, const cellrt_tensor_t* labels,
                              const cellrt_label_options_t* options, void* cuda_stream, int64_t* num_objects) {
+  static constexpr const char* fn = "cellrt_label";
   return translate_exceptions([&] {
     cellrt_label_options_t defaults;
     cellrt_label_options_init(&defaults);
-    const cellrt_label_options_t o = versioned_copy(options, defaults, "cellrt_label_options_t");
+    const cellrt_label_options_t o = versioned_copy(options, defaults, fn, "options", "cellrt_label_options_t");
     cellrt::LabelOptions opts;
     opts.connectivity = o.connectivity;
     opts.num_threads = o.num_threads;
-    const int64_t n = cellrt::label(to_view(mask, "mask"), to_view(labels, "labels"), opts, cuda_stream);
+    const int64_t n = cellrt::label(to_view(mask, fn, "mask"), to_view(labels, fn, "labels"), opts, cuda_stream);
     if (num_objects != nullptr) *num_objects = n;
   });
 }
 
 int32_t cellrt_measure_columns(int32_t intensity_channels) {
+  // A caller sizes its feature buffer from this: -1 (refused by cellrt_measure) rather than a negative K's
+  // smaller count or an overflowed one.
+  if (intensity_channels < 0 ||
+      intensity_channels > (INT32_MAX - cellrt::kMeasureShapeColumns) / cellrt::kMeasureIntensityColumns)
+    return -1;
   return cellrt::kMeasureShapeColumns + cellrt::kMeasureIntensityColumns * intensity_channels;
 }
 
 cellrt_status_t cellrt_measure(const cellrt_tensor_t* labels, int64_t num_objects, const cellrt_tensor_t* intensities,
                                const cellrt_tensor_t* features, const cellrt_measure_options_t* options,
                                void* cuda_stream, int64_t* out_of_range) {
+  static constexpr const char* fn = "cellrt_measure";
   return translate_exceptions([&] {
     cellrt_measure_options_t defaults;
     cellrt_measure_options_init(&defaults);
-    const cellrt_measure_options_t o = versioned_copy(options, defaults, "cellrt_measure_options_t");
+    const cellrt_measure_options_t o = versioned_copy(options, defaults, fn, "options", "cellrt_measure_options_t");
     cellrt::MeasureOptions opts;
     opts.num_threads = o.num_threads;
     cellrt::TensorView inten;
-    if (intensities != nullptr) inten = to_view(intensities, "intensities");
-    const cellrt::MeasureResult r = cellrt::measure(to_view(labels, "labels"), num_objects,
+    if (intensities != nullptr) inten = to_view(intensities, fn, "intensities");
+    const cellrt::MeasureResult r = cellrt::measure(to_view(labels, fn, "labels"), num_objects,
                                                     intensities != nullptr ? &inten : nullptr,
-                                                    to_view(features, "features"), opts, cuda_stream);
+                                                    to_view(features, fn, "features"), opts, cuda_stream);
     if (out_of_range != nullptr) *out_of_range = r.out_of_range;
   });
 }
@@ -241,20 +264,22 @@ cellrt_status_t cellrt_mask_nms(const cellrt_tensor_t* boxes, const cellrt_tenso
                                 const cellrt_tensor_t* classes, const cellrt_tensor_t* mask_offsets,
                                 const cellrt_tensor_t* mask_data, const cellrt_tensor_t* keep,
                                 const cellrt_mask_nms_options_t* options, int64_t* num_kept) {
+  static constexpr const char* fn = "cellrt_mask_nms";
   return translate_exceptions([&] {
     cellrt_mask_nms_options_t defaults;
     cellrt_mask_nms_options_init(&defaults);
-    const cellrt_mask_nms_options_t o = versioned_copy(options, defaults, "cellrt_mask_nms_options_t");
+    const cellrt_mask_nms_options_t o = versioned_copy(options, defaults, fn, "options", "cellrt_mask_nms_options_t");
     cellrt::MaskNmsOptions opts;
     opts.iou_threshold = o.iou_threshold;
     opts.ios_threshold = o.ios_threshold;
     opts.class_aware = o.class_aware != 0;
     opts.num_threads = o.num_threads;
     cellrt::TensorView no_classes;
-    const int64_t kept = cellrt::mask_nms(to_view(boxes, "boxes"), to_view(scores, "scores"),
-                                          classes != nullptr ? to_view(classes, "classes") : no_classes,
-                                          to_view(mask_offsets, "mask_offsets"), to_view(mask_data, "mask_data"),
-                                          to_view(keep, "keep"), opts);
+    const int64_t kept = cellrt::mask_nms(to_view(boxes, fn, "boxes"), to_view(scores, fn, "scores"),
+                                          classes != nullptr ? to_view(classes, fn, "classes") : no_classes,
+                                          to_view(mask_offsets, fn, "mask_offsets"),
+                                          to_view(mask_data, fn, "mask_data"),
+                                          to_view(keep, fn, "keep"), opts);
     if (num_kept != nullptr) *num_kept = kept;
   });
 }
@@ -267,19 +292,22 @@ cellrt_status_t cellrt_drift_monitor_create(const cellrt_tensor_t* reference, do
                                             double threshold, cellrt_drift_monitor_t** monitor) {
   // NULL on every failure, the CPU check's included.
   if (monitor != nullptr) *monitor = nullptr;
+  static constexpr const char* fn = "cellrt_drift_monitor_create";
   return translate_exceptions([&] {
-    CELLRT_CHECK(monitor != nullptr, "cellrt_drift_monitor_create: monitor (the output pointer) is NULL");
-    *monitor = new cellrt_drift_monitor{cellrt::DriftMonitor(to_view(reference, "reference"), sigma, window,
+    CELLRT_CHECK(monitor != nullptr, fn, ": monitor (the output pointer) should not be NULL");
+    *monitor = new cellrt_drift_monitor{cellrt::DriftMonitor(to_view(reference, fn, "reference"), sigma, window,
                                                              threshold)};
   });
 }
 
 cellrt_status_t cellrt_drift_monitor_update(cellrt_drift_monitor_t* monitor, const float* embedding, int64_t dims,
                                             cellrt_drift_step_t* step) {
+  static constexpr const char* fn = "cellrt_drift_monitor_update";
   return translate_exceptions([&] {
-    CELLRT_CHECK(monitor != nullptr, "cellrt_drift_monitor_update: monitor is NULL");
+    CELLRT_CHECK(monitor != nullptr, fn, ": monitor should not be NULL");
     CELLRT_CHECK(step == nullptr || step->struct_size >= sizeof(cellrt_drift_step_t),
-                 "cellrt_drift_monitor_update: step.struct_size should be ", sizeof(cellrt_drift_step_t), ", got ",
+                 fn, ": step.struct_size should be sizeof(cellrt_drift_step_t) = ", sizeof(cellrt_drift_step_t),
+                 ", got ",
                  step == nullptr ? 0 : step->struct_size);
     const cellrt::DriftStep s = monitor->monitor.update(embedding, dims);
     if (step != nullptr) {
@@ -293,8 +321,9 @@ cellrt_status_t cellrt_drift_monitor_update(cellrt_drift_monitor_t* monitor, con
 }
 
 cellrt_status_t cellrt_drift_monitor_reset(cellrt_drift_monitor_t* monitor) {
+  static constexpr const char* fn = "cellrt_drift_monitor_reset";
   return translate_exceptions([&] {
-    CELLRT_CHECK(monitor != nullptr, "cellrt_drift_monitor_reset: monitor is NULL");
+    CELLRT_CHECK(monitor != nullptr, fn, ": monitor should not be NULL");
     monitor->monitor.reset();
   });
 }
@@ -310,75 +339,88 @@ void cellrt_morphology_options_init(cellrt_morphology_options_t* options) {
 
 cellrt_status_t cellrt_histogram(const cellrt_tensor_t* image, const cellrt_tensor_t* counts, int32_t num_threads,
                                  void* cuda_stream) {
+  static constexpr const char* fn = "cellrt_histogram";
   return translate_exceptions(
-      [&] { cellrt::histogram(to_view(image, "image"), to_view(counts, "counts"), num_threads, cuda_stream); });
+      [&] { cellrt::histogram(to_view(image, fn, "image"), to_view(counts, fn, "counts"), num_threads, cuda_stream); });
 }
 
 cellrt_status_t cellrt_rbf_kernel(const cellrt_tensor_t* queries, const cellrt_tensor_t* points, double sigma,
                                   const cellrt_tensor_t* out, int32_t num_threads, void* cuda_stream) {
+  static constexpr const char* fn = "cellrt_rbf_kernel";
   return translate_exceptions([&] {
-    cellrt::rbf_kernel(to_view(queries, "queries"), to_view(points, "points"), sigma, to_view(out, "out"),
+    cellrt::rbf_kernel(to_view(queries, fn, "queries"), to_view(points, fn, "points"), sigma, to_view(out, fn, "out"),
                        num_threads, cuda_stream);
   });
 }
 
 cellrt_status_t cellrt_gaussian_blur(const cellrt_tensor_t* image, const cellrt_tensor_t* out, double sigma,
                                      double truncate, const cellrt_filter_options_t* options, void* cuda_stream) {
+  static constexpr const char* fn = "cellrt_gaussian_blur";
   return translate_exceptions([&] {
-    cellrt::gaussian_blur(to_view(image, "image"), to_view(out, "out"), sigma, truncate, filter_options(options),
+    cellrt::gaussian_blur(to_view(image, fn, "image"), to_view(out, fn, "out"), sigma, truncate,
+                          filter_options(options, fn),
                           cuda_stream);
   });
 }
 
 cellrt_status_t cellrt_gaussian_blur_recursive(const cellrt_tensor_t* image, const cellrt_tensor_t* out, double sigma,
                                                const cellrt_filter_options_t* options, void* cuda_stream) {
+  static constexpr const char* fn = "cellrt_gaussian_blur_recursive";
   return translate_exceptions([&] {
-    cellrt::gaussian_blur_recursive(to_view(image, "image"), to_view(out, "out"), sigma, filter_options(options),
+    cellrt::gaussian_blur_recursive(to_view(image, fn, "image"), to_view(out, fn, "out"), sigma,
+                                    filter_options(options, fn),
                                     cuda_stream);
   });
 }
 
 cellrt_status_t cellrt_box_mean(const cellrt_tensor_t* image, const cellrt_tensor_t* out, int32_t size_y,
                                 int32_t size_x, const cellrt_filter_options_t* options, void* cuda_stream) {
+  static constexpr const char* fn = "cellrt_box_mean";
   return translate_exceptions([&] {
-    cellrt::box_mean(to_view(image, "image"), to_view(out, "out"), size_y, size_x, filter_options(options),
+    cellrt::box_mean(to_view(image, fn, "image"), to_view(out, fn, "out"), size_y, size_x, filter_options(options, fn),
                      cuda_stream);
   });
 }
 
 cellrt_status_t cellrt_fill_holes(const cellrt_tensor_t* mask, const cellrt_tensor_t* out, int32_t connectivity,
                                   void* cuda_stream) {
+  static constexpr const char* fn = "cellrt_fill_holes";
   return translate_exceptions(
-      [&] { cellrt::fill_holes(to_view(mask, "mask"), to_view(out, "out"), connectivity, cuda_stream); });
+      [&] { cellrt::fill_holes(to_view(mask, fn, "mask"), to_view(out, fn, "out"), connectivity, cuda_stream); });
 }
 
 cellrt_status_t cellrt_distance_transform(const cellrt_tensor_t* mask, const cellrt_tensor_t* out,
                                           int32_t num_threads) {
+  static constexpr const char* fn = "cellrt_distance_transform";
   return translate_exceptions(
-      [&] { cellrt::distance_transform(to_view(mask, "mask"), to_view(out, "out"), num_threads); });
+      [&] { cellrt::distance_transform(to_view(mask, fn, "mask"), to_view(out, fn, "out"), num_threads); });
 }
 
 cellrt_status_t cellrt_h_maxima_seeds(const cellrt_tensor_t* values, float h, const cellrt_tensor_t* seeds,
                                       int32_t connectivity, int64_t* count) {
+  static constexpr const char* fn = "cellrt_h_maxima_seeds";
   return translate_exceptions([&] {
-    const int64_t n = cellrt::h_maxima_seeds(to_view(values, "values"), h, to_view(seeds, "seeds"), connectivity);
+    const int64_t n =
+        cellrt::h_maxima_seeds(to_view(values, fn, "values"), h, to_view(seeds, fn, "seeds"), connectivity);
     if (count != nullptr) *count = n;
   });
 }
 
 cellrt_status_t cellrt_watershed(const cellrt_tensor_t* surface, const cellrt_tensor_t* labels,
                                  const cellrt_tensor_t* mask, int32_t connectivity, int64_t* labelled) {
+  static constexpr const char* fn = "cellrt_watershed";
   return translate_exceptions([&] {
-    const int64_t n = cellrt::watershed(to_view(surface, "surface"), to_view(labels, "labels"), to_view(mask, "mask"),
-                                        connectivity);
+    const int64_t n = cellrt::watershed(to_view(surface, fn, "surface"), to_view(labels, fn, "labels"),
+                                        to_view(mask, fn, "mask"), connectivity);
     if (labelled != nullptr) *labelled = n;
   });
 }
 
 cellrt_status_t cellrt_remove_small_objects(const cellrt_tensor_t* labels, const cellrt_tensor_t* out,
                                             int64_t min_area, int32_t num_threads, int64_t* num_objects) {
+  static constexpr const char* fn = "cellrt_remove_small_objects";
   return translate_exceptions([&] {
-    const int64_t n = cellrt::remove_small_objects(to_view(labels, "labels"), to_view(out, "out"), min_area,
+    const int64_t n = cellrt::remove_small_objects(to_view(labels, fn, "labels"), to_view(out, fn, "out"), min_area,
                                                    num_threads);
     if (num_objects != nullptr) *num_objects = n;
   });
@@ -386,16 +428,18 @@ cellrt_status_t cellrt_remove_small_objects(const cellrt_tensor_t* labels, const
 
 cellrt_status_t cellrt_percentiles(const cellrt_tensor_t* values, const double* qs, int32_t count, double* out,
                                    int32_t num_threads, int64_t* finite) {
+  static constexpr const char* fn = "cellrt_percentiles";
   return translate_exceptions([&] {
-    const int64_t n = cellrt::percentiles(to_view(values, "values"), qs, count, out, num_threads);
+    const int64_t n = cellrt::percentiles(to_view(values, fn, "values"), qs, count, out, num_threads);
     if (finite != nullptr) *finite = n;
   });
 }
 
 cellrt_status_t cellrt_float_histogram(const cellrt_tensor_t* values, int32_t nbins, int64_t* counts, float* edges,
                                        int32_t num_threads, int64_t* finite) {
+  static constexpr const char* fn = "cellrt_float_histogram";
   return translate_exceptions([&] {
-    const int64_t n = cellrt::float_histogram(to_view(values, "values"), nbins, counts, edges, num_threads);
+    const int64_t n = cellrt::float_histogram(to_view(values, fn, "values"), nbins, counts, edges, num_threads);
     if (finite != nullptr) *finite = n;
   });
 }
@@ -403,24 +447,28 @@ cellrt_status_t cellrt_float_histogram(const cellrt_tensor_t* values, int32_t nb
 cellrt_status_t cellrt_binary_morphology(const cellrt_tensor_t* mask, const cellrt_tensor_t* out, int32_t radius,
                                          int32_t dilate, const cellrt_morphology_options_t* options,
                                          void* cuda_stream) {
+  static constexpr const char* fn = "cellrt_binary_morphology";
   return translate_exceptions([&] {
     cellrt_morphology_options_t defaults;
     cellrt_morphology_options_init(&defaults);
-    const cellrt_morphology_options_t o = versioned_copy(options, defaults, "cellrt_morphology_options_t");
+    const cellrt_morphology_options_t o =
+        versioned_copy(options, defaults, fn, "options", "cellrt_morphology_options_t");
     cellrt::MorphologyOptions opts;
     opts.footprint = static_cast<cellrt::Footprint>(o.footprint);
     opts.num_threads = o.num_threads;
-    cellrt::binary_morphology(to_view(mask, "mask"), to_view(out, "out"), radius, dilate != 0, opts, cuda_stream);
+    cellrt::binary_morphology(to_view(mask, fn, "mask"), to_view(out, fn, "out"), radius, dilate != 0, opts,
+                              cuda_stream);
   });
 }
 
 cellrt_status_t cellrt_contours(const cellrt_tensor_t* labels, int64_t num_objects, int64_t* offsets,
                                 int32_t* points, double* perimeter, int32_t num_threads, void* cuda_stream,
                                 int64_t* total) {
+  static constexpr const char* fn = "cellrt_contours";
   return translate_exceptions([&] {
     cellrt::ContourOptions opts;
     opts.num_threads = num_threads;
-    const int64_t n = cellrt::contours(to_view(labels, "labels"), num_objects, offsets, points, perimeter, opts,
+    const int64_t n = cellrt::contours(to_view(labels, fn, "labels"), num_objects, offsets, points, perimeter, opts,
                                        cuda_stream);
     if (total != nullptr) *total = n;
   });

@@ -8,13 +8,9 @@
 #include <stdexcept>
 #include <string>
 
-namespace cellrt {
+#include "cellrt/types.h"  // NotCompiledError
 
-// Raised when an operation asks for a device this build does not support.
-class NotCompiledError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+namespace cellrt {
 
 namespace detail {
 template <typename... Parts>

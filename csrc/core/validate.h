@@ -22,12 +22,32 @@ inline std::string shape_string(const TensorView& v) {
 
 inline const char* device_name(Device d) { return d == Device::kCUDA ? "cuda" : "cpu"; }
 
+// The number of elements of v, refused when an extent is negative or when
+// the bytes they span would overflow int64: a wrapped product slipped under
+// the ops' own pixel limits, and a 2^40 x 2^40 view, its sides cast to int32,
+// ran as an empty image and returned OK.
+inline int64_t element_count(const char* op, const char* name, const TensorView& v) {
+  bool empty = false;
+  for (int i = 0; i < v.ndim; ++i) {
+    CELLRT_CHECK(v.shape[i] >= 0, op, ": ", name, " has a negative extent ", shape_string(v));
+    empty = empty || v.shape[i] == 0;
+  }
+  if (empty) return 0;
+  const int64_t size = dtype_size(v.dtype) > 0 ? dtype_size(v.dtype) : 1;
+  int64_t n = 1;
+  for (int i = 0; i < v.ndim; ++i) {
+    CELLRT_CHECK(n <= std::numeric_limits<int64_t>::max() / size / v.shape[i], op, ": ", name,
+                 " should span fewer than 2^63 bytes, got shape ", shape_string(v));
+    n *= v.shape[i];
+  }
+  return n;
+}
+
 inline void check_view(const char* op, const char* name, const TensorView& v, int ndim,
                        const char* shape_doc, bool need_contiguous) {
   CELLRT_CHECK(v.ndim == ndim, op, ": ", name, " should have shape ", shape_doc, ", got ",
                shape_string(v));
-  for (int i = 0; i < ndim; ++i)
-    CELLRT_CHECK(v.shape[i] >= 0, op, ": ", name, " has a negative extent ", shape_string(v));
+  element_count(op, name, v);
   CELLRT_CHECK(!need_contiguous || is_contiguous(v), op, ": ", name,
                " should be C-contiguous, got strides that are not");
 }

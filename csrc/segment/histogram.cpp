@@ -31,11 +31,10 @@ int workers_for(int64_t n, int32_t num_threads) {
 // an invalid_argument naming `op`.
 int64_t host_float_count(const char* op, const TensorView& values) {
   CELLRT_CHECK(values.ndim >= 1 && values.ndim <= 4, op, ": values should have 1 to 4 dimensions, got ", values.ndim);
+  const int64_t n = detail::element_count(op, "values", values);
   CELLRT_CHECK(is_contiguous(values), op, ": values should be C-contiguous");
   CELLRT_CHECK(values.dtype == DType::kFloat32, op, ": values should be float32, got ", dtype_name(values.dtype));
   CELLRT_CHECK(values.device == Device::kCPU, op, ": only host arrays are supported");
-  int64_t n = 1;
-  for (int i = 0; i < values.ndim; ++i) n *= values.shape[i];
   CELLRT_CHECK(n < (int64_t{1} << 34), op, ": values should be fewer than 2^34, got ", n);
   return n;
 }
@@ -345,6 +344,7 @@ int64_t float_histogram(const TensorView& values, int32_t nbins, int64_t* counts
 
 void histogram(const TensorView& image, const TensorView& counts, int32_t num_threads, void* stream) {
   CELLRT_CHECK(image.ndim >= 1 && image.ndim <= 4, "histogram: image should have 1 to 4 dimensions, got ", image.ndim);
+  const int64_t n = detail::element_count("histogram", "image", image);
   CELLRT_CHECK(is_contiguous(image), "histogram: image should be C-contiguous");
   CELLRT_CHECK(image.dtype == DType::kUInt8 || image.dtype == DType::kUInt16,
                "histogram: image should be uint8 or uint16, got ", dtype_name(image.dtype));
@@ -353,8 +353,6 @@ void histogram(const TensorView& image, const TensorView& counts, int32_t num_th
   CELLRT_CHECK(counts.dtype == DType::kInt64, "histogram: counts should be int64, got ", dtype_name(counts.dtype));
   CELLRT_CHECK(counts.shape[0] == bins, "histogram: counts should have ", bins, " bins, got ", counts.shape[0]);
   detail::check_same_device("histogram", "image", image, "counts", counts);
-  int64_t n = 1;
-  for (int i = 0; i < image.ndim; ++i) n *= image.shape[i];
   CELLRT_CHECK(n < (int64_t{1} << 34), "histogram: the image should have fewer than 2^34 pixels, got ", n);
   auto* out = static_cast<int64_t*>(counts.data);
   if (image.device == Device::kCUDA) {

@@ -211,6 +211,10 @@ int main(void) {
     label_options.connectivity = 8;
     cellrt_label(&mask_view, &labels_view, &label_options, NULL, &n);
     EXPECT(cellrt_measure_columns(0) == 12 && cellrt_measure_columns(2) == 22, "column count");
+    EXPECT(cellrt_measure_columns(-1) == -1 && cellrt_measure_columns(INT32_MAX) == -1 &&
+               cellrt_measure_columns((INT32_MAX - 12) / 5) == 12 + 5 * ((INT32_MAX - 12) / 5),
+           "column count of impossible channel counts: %d %d", (int)cellrt_measure_columns(-1),
+           (int)cellrt_measure_columns(INT32_MAX));
     status = cellrt_measure(&labels_view, 3, NULL, &features_view, NULL, NULL, &bad);
     EXPECT(status == CELLRT_STATUS_OK && bad == 0, "measure: %s", cellrt_last_error());
     EXPECT(features[0] == 4.0 && features[12] == 2.0 && features[24] == 6.0, "areas %g %g %g", features[0],
@@ -508,6 +512,83 @@ int main(void) {
     status = cellrt_float_histogram(&samples_view, 0, counts, NULL, 0, NULL);
     EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "nbins"),
            "float_histogram nbins 0: %s", cellrt_last_error());
+  }
+
+  /* The C layer's own refusals name the call, as the kernels' do: in a chain of calls "mask should not be NULL"
+   * did not say which one. */
+  {
+    static uint8_t small_mask[4], small_out[4];
+    const int64_t small_shape[2] = {2, 2};
+    cellrt_tensor_t small_view, out_view;
+    view(&small_view, small_mask, CELLRT_DTYPE_UINT8, 2, small_shape);
+    view(&out_view, small_out, CELLRT_DTYPE_UINT8, 2, small_shape);
+    status = cellrt_fill_holes(NULL, &out_view, 8, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT &&
+               strcmp(cellrt_last_error(), "cellrt_fill_holes: mask should not be NULL") == 0,
+           "NULL mask: %s", cellrt_last_error());
+    small_view.struct_size = 0;
+    status = cellrt_fill_holes(&small_view, &out_view, 8, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT &&
+               strstr(cellrt_last_error(), "cellrt_fill_holes: mask.struct_size should be sizeof(cellrt_tensor_t)"),
+           "struct_size 0: %s", cellrt_last_error());
+    small_view.struct_size = sizeof small_view;
+    small_view.dtype = 42;
+    status = cellrt_fill_holes(&small_view, &out_view, 8, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT &&
+               strstr(cellrt_last_error(), "cellrt_fill_holes: mask.dtype should be a cellrt_dtype_t"),
+           "dtype 42: %s", cellrt_last_error());
+    status = cellrt_drift_monitor_reset(NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT &&
+               strcmp(cellrt_last_error(), "cellrt_drift_monitor_reset: monitor should not be NULL") == 0,
+           "NULL monitor: %s", cellrt_last_error());
+  }
+
+  /* A counts struct the library cannot fill is refused before the work: the tiles stay as they were. */
+  {
+    cellrt_counts_t short_counts;
+    const float before = tiles[0];
+    memset(&short_counts, 0, sizeof short_counts);
+    short_counts.struct_size = sizeof(size_t);
+    tiles_view.device = CELLRT_DEVICE_CPU;
+    tiles[0] = -12345.0f;
+    status = cellrt_tile(&image_view, origins, &tiles_view, &tile_options, NULL, &short_counts);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && tiles[0] == -12345.0f &&
+               strstr(cellrt_last_error(), "cellrt_tile: counts.struct_size"),
+           "tile with a short counts struct: %d, tiles[0] %g: %s", (int)status, tiles[0], cellrt_last_error());
+    tiles[0] = before;
+  }
+
+  /* Shapes the library cannot address are refused before any memory is touched: products of extents used to
+   * wrap (2^40 x 2^40 ran as an empty image and returned OK) and sides beyond int32 were cut (2^32 + 4 rows
+   * measured as 4). */
+  {
+    static uint8_t tiny_mask[16];
+    static int32_t tiny_labels[16];
+    static double tiny_features[12];
+    static float tiny_values[16];
+    const int64_t vast[2] = {(int64_t)1 << 40, (int64_t)1 << 40}, tall[2] = {((int64_t)1 << 32) + 4, 4};
+    const int64_t one_object[2] = {1, 12}, minus_one[1] = {-1};
+    const double q50 = 50.0;
+    double p50 = 0.0;
+    cellrt_tensor_t mask_view, labels_view, features_view, values_view;
+    int64_t n = -1;
+    view(&mask_view, tiny_mask, CELLRT_DTYPE_UINT8, 2, vast);
+    view(&labels_view, tiny_labels, CELLRT_DTYPE_INT32, 2, vast);
+    status = cellrt_label(&mask_view, &labels_view, NULL, NULL, &n);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "2^63 bytes"),
+           "label of 2^40 x 2^40: %d, n %lld: %s", (int)status, (long long)n, cellrt_last_error());
+    status = cellrt_fill_holes(&mask_view, &mask_view, 8, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT, "fill_holes of 2^40 x 2^40: %d: %s", (int)status,
+           cellrt_last_error());
+    view(&labels_view, tiny_labels, CELLRT_DTYPE_INT32, 2, tall);
+    view(&features_view, tiny_features, CELLRT_DTYPE_FLOAT64, 2, one_object);
+    status = cellrt_measure(&labels_view, 1, NULL, &features_view, NULL, NULL, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "sides should be below 2^31"),
+           "measure of 2^32 + 4 rows: %d: %s", (int)status, cellrt_last_error());
+    view(&values_view, tiny_values, CELLRT_DTYPE_FLOAT32, 1, minus_one);
+    status = cellrt_percentiles(&values_view, &q50, 1, &p50, 0, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "negative extent"),
+           "percentiles of -1 values: %d: %s", (int)status, cellrt_last_error());
   }
 
   if (failures) return 1;

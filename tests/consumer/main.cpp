@@ -78,6 +78,23 @@ int main() {
   }
   std::printf("drift: quiet %d, alarmed %d\n", quiet, alarmed);
   if (!quiet || !alarmed) return 1;
+
+  // Device views in a build without CUDA: the documented cellrt::NotCompiledError, which the installed headers
+  // declare so that it can be caught by name. With CUDA, a host pointer labelled as device memory fails in CUDA.
+  if (!cellrt::built_with_cuda()) {
+    bool not_compiled = false;
+    cellrt::TensorView device_tiles = tv, device_out = out;
+    options.overlap_x = static_cast<int32_t>(overlap);
+    device_tiles.device = device_out.device = cellrt::Device::kCUDA;
+    try {
+      cellrt::stitch(device_tiles, origins.data(), device_out, options);
+    } catch (const cellrt::NotCompiledError& e) {
+      not_compiled = true;
+      std::printf("CUDA views in a CPU-only build: %s\n", e.what());
+    } catch (const std::exception&) {
+    }
+    if (!not_compiled) return 1;
+  }
   std::printf("ok\n");
   return 0;
 }

@@ -17,8 +17,15 @@
  *    changed or removed. CUDA entry points exist in CPU-only builds and
  *    return CELLRT_STATUS_NOT_COMPILED.
  *  - Calls with device memory are stream-ordered on the given cudaStream_t
- *    (NULL: default stream) and return after the stream has finished, since
- *    they report counts.
+ *    (NULL: default stream). Those that report a count to the host -
+ *    cellrt_tile, cellrt_stitch, cellrt_label, cellrt_measure,
+ *    cellrt_contours and cellrt_mask_nms - return after the stream has
+ *    finished. The others - cellrt_histogram, cellrt_gaussian_blur,
+ *    cellrt_gaussian_blur_recursive, cellrt_box_mean, cellrt_fill_holes,
+ *    cellrt_binary_morphology and cellrt_rbf_kernel - may return while
+ *    their kernels still run: synchronise the stream (or order other
+ *    streams after it with an event) before the host reads the output or
+ *    another stream writes the input or output.
  *  - A library built for x86-64-v3 (CELLRT_X86_64_V3=ON, the default:
  *    AVX2, FMA, F16C) checks the CPU before it runs any of that code: on an
  *    older CPU every call that returns a status returns
@@ -38,7 +45,8 @@
  *  - A cellrt_drift_monitor_t holds a monitor's running state and no lock:
  *    one handle must not be used (update, reset, destroy) by two threads at
  *    once. Separate handles are independent.
- *  - A CPU call runs on num_threads threads (0: all hardware threads). The
+ *  - A CPU call runs on num_threads threads (0 or negative: all hardware
+ *    threads; more than 4 per hardware thread are not started). The
  *    process-wide worker pool serves one call at a time; a call that finds
  *    it busy starts threads of its own. Callers that run calls in parallel
  *    should therefore share the cores out through num_threads.
@@ -197,7 +205,8 @@ CELLRT_EXPORT cellrt_status_t cellrt_label(const cellrt_tensor_t* mask, const ce
                                            int64_t* num_objects);
 
 /* Number of feature columns of cellrt_measure for K intensity channels:
- * 12 shape columns + 5 per channel (see cellrt/measure.h for the order). */
+ * 12 shape columns + 5 per channel (see cellrt/measure.h for the order);
+ * -1 for a negative K or one whose count would not fit int32. */
 CELLRT_EXPORT int32_t cellrt_measure_columns(int32_t intensity_channels);
 
 /* See cellrt/measure.h: labels [H,W] int32 and optional intensities

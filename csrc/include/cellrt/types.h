@@ -4,8 +4,17 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 
 namespace cellrt {
+
+// Thrown when a call is given device (CUDA) views and this build has no CUDA
+// kernels (built_with_cuda() is false); the C ABI's CELLRT_STATUS_NOT_COMPILED.
+// Declared here so that callers can catch it apart from other runtime errors.
+class NotCompiledError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 enum class DType : int32_t {
   kUInt8 = 0,

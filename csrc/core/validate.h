@@ -52,6 +52,40 @@ inline void check_view(const char* op, const char* name, const TensorView& v, in
                " should be C-contiguous, got strides that are not");
 }
 
+// The bytes [first, last) a non-empty view's elements span (strides may be
+// negative or zero); {0, 0} for an empty view. Call after element_count().
+inline void byte_range(const TensorView& v, uintptr_t& first, uintptr_t& last) {
+  first = last = 0;
+  int64_t low = 0, high = 0;
+  for (int i = 0; i < v.ndim; ++i) {
+    if (v.shape[i] == 0) return;
+    const int64_t reach = (v.shape[i] - 1) * v.strides[i];
+    (reach < 0 ? low : high) += reach;
+  }
+  const int64_t size = dtype_size(v.dtype) > 0 ? dtype_size(v.dtype) : 1;
+  const auto base = reinterpret_cast<uintptr_t>(v.data);
+  first = base + static_cast<uintptr_t>(low * size);   // low <= 0: wraps to base - |low| x size
+  last = base + static_cast<uintptr_t>((high + 1) * size);
+}
+
+// Refuses an output whose bytes overlap an input's unless it is the input
+// itself, element for element (same buffer, shape, strides and type), where
+// `in_place` allows that: a kernel reading pixels its own output has already
+// replaced gives a silently wrong image.
+inline void check_no_overlap(const char* op, const char* in_name, const TensorView& in, const char* out_name,
+                             const TensorView& out, bool in_place) {
+  uintptr_t in_first, in_last, out_first, out_last;
+  byte_range(in, in_first, in_last);
+  byte_range(out, out_first, out_last);
+  if (in_first == in_last || out_first == out_last) return;
+  if (in_last <= out_first || out_last <= in_first) return;
+  bool same = in.data == out.data && in.dtype == out.dtype && in.ndim == out.ndim;
+  for (int i = 0; same && i < in.ndim; ++i) same = in.shape[i] == out.shape[i] && in.strides[i] == out.strides[i];
+  CELLRT_CHECK(in_place && same, op, ": ", out_name, " should not overlap ", in_name,
+               in_place ? " other than being it (in place)" : "", ": the kernel would read values it has "
+               "already replaced");
+}
+
 // Image and tile sides stay far enough below INT32_MAX that the int32
 // arithmetic of the kernels (origin + tile, 2 * position) cannot overflow.
 inline void check_sides(const char* op, int64_t h, int64_t w, int64_t th, int64_t tw) {

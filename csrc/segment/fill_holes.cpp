@@ -37,6 +37,7 @@ void fill_holes(const TensorView& mask, const TensorView& out, int32_t connectiv
   CELLRT_CHECK(mask.dtype == DType::kUInt8 && out.dtype == DType::kUInt8,
                "fill_holes: mask and out should be uint8, got ", dtype_name(mask.dtype), " and ", dtype_name(out.dtype));
   detail::check_same_shape_2d("fill_holes", "mask", mask, "out", out);
+  detail::check_no_overlap("fill_holes", "mask", mask, "out", out, true);
   CELLRT_CHECK(connectivity == 4 || connectivity == 8, "fill_holes: connectivity should be 4 or 8, got ", connectivity);
   detail::check_same_device("fill_holes", "mask", mask, "out", out);
   const int64_t h64 = mask.shape[0], w64 = mask.shape[1];

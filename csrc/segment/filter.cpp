@@ -22,9 +22,7 @@ void check_images(const char* op, const TensorView& image, const TensorView& out
   CELLRT_CHECK(image.dtype == DType::kFloat32 && out.dtype == DType::kFloat32, op,
                ": image and out should be float32, got ", dtype_name(image.dtype), " and ", dtype_name(out.dtype));
   detail::check_same_shape_2d(op, "image", image, "out", out);
-  // Two empty arrays may both have a null buffer.
-  CELLRT_CHECK(image.data != out.data || image.shape[0] * image.shape[1] == 0, op,
-               ": out should not be the image's buffer");
+  detail::check_no_overlap(op, "image", image, "out", out, false);
   detail::check_same_device(op, "image", image, "out", out);
   const int b = static_cast<int>(options.border);
   CELLRT_CHECK(b == 0 || b == 1, op, ": border should be 0 (reflect) or 1 (nearest), got ", b);
@@ -79,7 +77,8 @@ void gaussian_blur_recursive(const TensorView& image, const TensorView& out, dou
 void box_mean(const TensorView& image, const TensorView& out, int32_t size_y, int32_t size_x,
               const FilterOptions& options, void* stream) {
   check_images("box_mean", image, out, options);
-  CELLRT_CHECK(size_y >= 1 && size_x >= 1, "box_mean: window sizes should be >= 1, got ", size_y, " x ", size_x);
+  CELLRT_CHECK(size_y >= 1 && size_x >= 1 && size_y <= 65535 && size_x <= 65535,
+               "box_mean: window sizes should be 1 .. 65535, got ", size_y, " x ", size_x);
   if (image.shape[0] == 0 || image.shape[1] == 0) return;  // nothing to write (an empty line has no border sample)
   if (image.device == Device::kCUDA) {
 #if CELLRT_WITH_CUDA

@@ -40,6 +40,7 @@ int64_t grow_labels(const TensorView& labels, const TensorView& mask, int32_t st
   CELLRT_CHECK(labels.dtype == DType::kInt32, "grow_labels: labels should be int32, got ", dtype_name(labels.dtype));
   CELLRT_CHECK(mask.dtype == DType::kUInt8, "grow_labels: mask should be uint8, got ", dtype_name(mask.dtype));
   detail::check_same_shape_2d("grow_labels", "labels", labels, "mask", mask);
+  detail::check_no_overlap("grow_labels", "mask", mask, "labels", labels, false);
   CELLRT_CHECK(labels.device == Device::kCPU && mask.device == Device::kCPU,
                "grow_labels: only host arrays are supported (device arrays: cellrt.kernels grows them with cupy)");
   CELLRT_CHECK(steps >= 0, "grow_labels: steps should be >= 0, got ", steps);

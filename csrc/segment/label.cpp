@@ -16,6 +16,7 @@ int64_t label(const TensorView& mask, const TensorView& labels, const LabelOptio
                dtype_name(mask.dtype));
   CELLRT_CHECK(labels.dtype == DType::kInt32, "label: labels should be int32, got ", dtype_name(labels.dtype));
   detail::check_same_shape_2d("label", "mask", mask, "labels", labels);
+  detail::check_no_overlap("label", "mask", mask, "labels", labels, false);
   CELLRT_CHECK(options.connectivity == 4 || options.connectivity == 8,
                "label: connectivity should be 4 or 8, got ", options.connectivity);
   detail::check_same_device("label", "mask", mask, "labels", labels);

@@ -107,7 +107,7 @@ void binary_morphology(const TensorView& mask, const TensorView& out, int32_t ra
   CELLRT_CHECK(radius >= 0 && radius < 32767, op, ": radius should be in [0, 32767), got ", radius);
   CELLRT_CHECK(options.footprint == Footprint::kSquare || options.footprint == Footprint::kDisk, op,
                ": footprint should be kSquare or kDisk, got ", static_cast<int32_t>(options.footprint));
-  CELLRT_CHECK(mask.data != out.data, op, ": out should not be mask (the footprint reads pixels already written)");
+  detail::check_no_overlap(op, "mask", mask, "out", out, false);
   detail::check_same_device(op, "mask", mask, "out", out);
   const int64_t h = mask.shape[0], w = mask.shape[1];
   CELLRT_CHECK(h * w < (int64_t{1} << 31), op, ": the mask should have fewer than 2^31 pixels, got ", h, " x ", w);

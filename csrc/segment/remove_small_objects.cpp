@@ -109,6 +109,7 @@ int64_t remove_small_objects(const TensorView& labels, const TensorView& out, in
                dtype_name(labels.dtype));
   CELLRT_CHECK(out.dtype == DType::kInt32, "remove_small_objects: out should be int32, got ", dtype_name(out.dtype));
   detail::check_same_shape_2d("remove_small_objects", "labels", labels, "out", out);
+  detail::check_no_overlap("remove_small_objects", "labels", labels, "out", out, true);
   CELLRT_CHECK(labels.device == Device::kCPU && out.device == Device::kCPU,
                "remove_small_objects: only host arrays are supported (device arrays: cellrt.kernels renumbers "
                "them with cupy)");

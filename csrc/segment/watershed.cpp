@@ -97,6 +97,7 @@ void distance_transform(const TensorView& mask, const TensorView& out, int32_t n
   CELLRT_CHECK(mask.dtype == DType::kUInt8, "distance_transform: mask should be uint8, got ", dtype_name(mask.dtype));
   CELLRT_CHECK(out.dtype == DType::kFloat32, "distance_transform: out should be float32, got ", dtype_name(out.dtype));
   detail::check_same_shape_2d("distance_transform", "mask", mask, "out", out);
+  detail::check_no_overlap("distance_transform", "mask", mask, "out", out, false);
   CELLRT_CHECK(mask.device == Device::kCPU && out.device == Device::kCPU,
                "distance_transform: only host arrays are supported");
   const int64_t h = mask.shape[0], w = mask.shape[1];
@@ -180,6 +181,7 @@ int64_t h_maxima_seeds(const TensorView& values, float h, const TensorView& seed
                dtype_name(values.dtype));
   CELLRT_CHECK(seeds.dtype == DType::kInt32, "h_maxima_seeds: seeds should be int32, got ", dtype_name(seeds.dtype));
   detail::check_same_shape_2d("h_maxima_seeds", "values", values, "seeds", seeds);
+  detail::check_no_overlap("h_maxima_seeds", "values", values, "seeds", seeds, false);
   CELLRT_CHECK(connectivity == 4 || connectivity == 8, "h_maxima_seeds: connectivity should be 4 or 8, got ",
                connectivity);
   CELLRT_CHECK(h >= 0.0f, "h_maxima_seeds: h should be >= 0, got ", h);
@@ -261,6 +263,8 @@ int64_t watershed(const TensorView& surface, const TensorView& labels, const Ten
                  ", ", detail::shape_string(labels), ", ", detail::shape_string(mask));
   CELLRT_CHECK(connectivity == 4 || connectivity == 8, "watershed: connectivity should be 4 or 8, got ",
                connectivity);
+  detail::check_no_overlap("watershed", "surface", surface, "labels", labels, false);
+  detail::check_no_overlap("watershed", "mask", mask, "labels", labels, false);
   CELLRT_CHECK(surface.device == Device::kCPU && labels.device == Device::kCPU && mask.device == Device::kCPU,
                "watershed: only host arrays are supported");
   const int64_t h = surface.shape[0], w = surface.shape[1];

@@ -125,6 +125,7 @@ StitchResult stitch(const TensorView& tiles, const int64_t* origins, const Tenso
                detail::shape_string(out));
   detail::check_sides("stitch", h, w, th, tw);
   detail::check_same_device("stitch", "tiles", tiles, "out", out);
+  detail::check_no_overlap("stitch", "tiles", tiles, "out", out, false);
 
   const int blend = static_cast<int>(options.blend);
   CELLRT_CHECK(blend >= 0 && blend <= 4, "stitch: blend should be 0..4 (constant, linear, cosine, gaussian, crop), got ",

@@ -27,6 +27,7 @@ TileResult tile(const TensorView& image, const int64_t* origins, const TensorVie
                detail::shape_string(tiles));
   detail::check_sides("tile", h, w, th, tw);
   detail::check_same_device("tile", "image", image, "tiles", tiles);
+  detail::check_no_overlap("tile", "image", image, "tiles", tiles, false);
   detail::check_origins("tile", origins, n, h, w);
 
   detail::TileArgs args;

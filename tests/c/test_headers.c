@@ -265,13 +265,27 @@ int main(void) {
     EXPECT(status == CELLRT_STATUS_OK && eroded[3 * 7 + 3] == 1 && eroded[1 * 7 + 1] == 0 && eroded[2 * 7 + 2] == 1,
            "erosion: %s", cellrt_last_error());
     status = cellrt_binary_morphology(&filled_view, &filled_view, 1, 0, &morphology, NULL);
-    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "out should not be mask"),
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "out should not overlap mask"),
            "in-place morphology refused: %s", cellrt_last_error());
     cellrt_filter_options_init(&filter);
     status = cellrt_gaussian_blur(&image_view, &blurred_view, 1.5, 4.0, &filter, NULL);
     EXPECT(status == CELLRT_STATUS_OK && fabs(blurred[24] - 2.0f) < 1e-6, "blur of a constant: %g", blurred[24]);
     status = cellrt_box_mean(&image_view, &blurred_view, 3, 5, &filter, NULL);
     EXPECT(status == CELLRT_STATUS_OK && fabs(blurred[0] - 2.0f) < 1e-6, "box mean of a constant: %g", blurred[0]);
+    status = cellrt_box_mean(&image_view, &blurred_view, 70000, 5, &filter, NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "window sizes should be 1 .. 65535"),
+           "box mean of a 70000-row window: %s", cellrt_last_error());
+    {
+      /* An output starting one row into its input (a partial overlap): refused, not a silently wrong image. */
+      static float both[8 * 7];
+      const int64_t six_rows[2] = {6, 7};
+      cellrt_tensor_t top, shifted;
+      view(&top, both, CELLRT_DTYPE_FLOAT32, 2, six_rows);
+      view(&shifted, both + 7, CELLRT_DTYPE_FLOAT32, 2, six_rows);
+      status = cellrt_gaussian_blur(&top, &shifted, 1.5, 4.0, &filter, NULL);
+      EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "out should not overlap image"),
+             "blur into its own image shifted a row: %s", cellrt_last_error());
+    }
     cellrt_label(&ring_view, &labels_view, NULL, NULL, &n);
     status = cellrt_contours(&labels_view, n, offsets, NULL, NULL, 0, NULL, &total);
     EXPECT(status == CELLRT_STATUS_OK && n == 1 && total == 16 && offsets[1] == 16, "contour count %lld",
@@ -472,6 +486,18 @@ int main(void) {
     status = cellrt_remove_small_objects(&objects_view, &objects_view, 2, 0, NULL);
     EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "got 1 negative pixel(s)"),
            "negative label: %s", cellrt_last_error());
+    {
+      /* In place is allowed; out one element into labels is not (it would renumber pixels not yet read). */
+      const int64_t two_rows[2] = {2, 4};
+      cellrt_tensor_t first_rows, one_on;
+      objects[6] = 0;
+      view(&first_rows, objects, CELLRT_DTYPE_INT32, 2, two_rows);
+      view(&one_on, objects + 1, CELLRT_DTYPE_INT32, 2, two_rows);
+      status = cellrt_remove_small_objects(&first_rows, &one_on, 2, 0, NULL);
+      EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT &&
+                 strstr(cellrt_last_error(), "out should not overlap labels other than being it (in place)"),
+             "remove_small_objects into labels + 1: %s", cellrt_last_error());
+    }
   }
 
   /* C API 7: percentiles of the finite values, numpy's "linear" method. */

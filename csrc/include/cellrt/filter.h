@@ -57,7 +57,9 @@ void gaussian_blur_recursive(const TensorView& image, const TensorView& out, dou
 
 // out = mean of image over a size_y x size_x window: rows [y - size_y / 2,
 // y + (size_y - 1) / 2], likewise columns (scipy's uniform_filter). Running
-// sums in double: O(1) per pixel whatever the window.
+// sums in double: O(1) per pixel whatever the window. Window sides 1 ..
+// 65535 (the CPU keeps size_y rows of sums per thread; a window past twice
+// the image only repeats its reflections).
 void box_mean(const TensorView& image, const TensorView& out, int32_t size_y, int32_t size_x,
               const FilterOptions& options = FilterOptions{}, void* stream = nullptr);
 

@@ -432,6 +432,32 @@ def test_remove_small_objects_in_place_and_thread_counts(rng):
 
 
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_remove_small_objects_writes_into_out_or_in_place(backend, rng):
+    labels = _random_labels(rng, (90, 70), 300, 2000)
+    expected, count = remove_small_objects(labels, 5, backend=backend)
+    into = np.full(labels.shape, -7, np.int32)
+    result, n = remove_small_objects(labels, 5, backend=backend, out=into)
+    assert result is into and n == count
+    np.testing.assert_array_equal(into, expected)
+    in_place = labels.astype(np.int32)
+    result, n = remove_small_objects(in_place, 5, backend=backend, out=in_place)
+    assert result is in_place and n == count
+    np.testing.assert_array_equal(in_place, expected)
+    with pytest.raises(ValueError, match=r"remove_small_objects: out=labels \(in place\) needs int32 C-contiguous "
+                                         r"labels, got int64 labels"):
+        wide = labels.astype(np.int64)
+        remove_small_objects(wide, 5, backend=backend, out=wide)
+    with pytest.raises(ValueError, match=r"remove_small_objects: out should be a writeable C-contiguous int32 array "
+                                         r"of shape \(90, 70\), got float32 \(90, 70\)"):
+        remove_small_objects(labels, 5, backend=backend, out=np.zeros(labels.shape, np.float32))
+    shared = np.zeros(labels.size + 1, np.int32)
+    shared[:-1] = labels.ravel()
+    with pytest.raises(ValueError, match=r"out should not overlap labels other than being it \(in place\)"):
+        remove_small_objects(shared[:-1].reshape(labels.shape), 5, backend=backend,
+                             out=shared[1:].reshape(labels.shape))
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
 def test_remove_small_objects_refuses_labels_it_cannot_number(backend):
     labels = np.array([[1, 1, 0], [0, 2, -4]], np.int32)
     with pytest.raises(ValueError, match=r"labels should be >= 0, got 1 negative pixel\(s\)"):

@@ -292,6 +292,27 @@ def test_li_and_triangle_equal_skimage_on_real_images(method, dsb_dir, isl_dir):
         assert threshold(im, method) == pytest.approx(float(reference(im)), rel=1e-6, abs=1e-9), im.dtype
 
 
+def test_li_stops_where_skimage_does_when_the_lower_class_is_only_the_minimum():
+    # A masked image (zero background, objects above 20): Li's iteration reaches a threshold below every
+    # object value, where the lower class mean is 0 and log(0) undefined. scikit-image stops there; an
+    # iteration that restarts from elsewhere cycles and returns wherever its iteration cap falls.
+    rng = np.random.default_rng(0)
+    masked = np.zeros((100, 100), np.uint8)
+    masked[:30] = rng.integers(20, 255, (30, 100))
+    for im in (masked, masked.astype(np.float32)):
+        ours = threshold(im, "li")
+        assert ours == pytest.approx(float(skf.threshold_li(im)), rel=1e-6), im.dtype
+        assert np.count_nonzero(im > ours) == 3000
+
+
+def test_li_on_integer_images_converges_as_finely_as_skimage():
+    # 12-bit camera values stored MSB-aligned in 16 bits are multiples of 16: the iteration stops within
+    # 0.5 grey levels for integer images, as scikit-image's, not within half the gap between used values.
+    rng = np.random.default_rng(1)
+    im = (rng.integers(0, 4096, (60, 100)) ** 2 // 4096).astype(np.uint16) * 16
+    assert threshold(im, "li") == pytest.approx(float(skf.threshold_li(im)), rel=1e-6)
+
+
 def test_smoothing_thresholds_the_blurred_image(isl_dir):
     from cellrt.kernels import gaussian_blur
 

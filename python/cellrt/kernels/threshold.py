@@ -172,8 +172,10 @@ def li_from_histogram(counts, centres, tolerance=None, max_iterations: int = 100
     """Li's minimum cross-entropy threshold, by the fixed-point iteration
     t <- (m_low - m_high) / (ln m_low - ln m_high) of Li & Tam (1998),
     where m_low / m_high are the means of the values <= t / > t, starting
-    from the mean. Values are shifted to start at 0 (logarithms of the class
-    means must be defined) and shifted back."""
+    from the mean, until t moves by at most ``tolerance`` (default: half the
+    smallest gap between values) or the values <= t are only the minimum
+    (scikit-image's stops). Values are shifted to start at 0 (logarithms of
+    the class means must be defined) and shifted back."""
     counts = np.asarray(counts, np.float64)
     centres = np.asarray(centres, np.float64)
     occupied = np.flatnonzero(counts)
@@ -195,11 +197,12 @@ def li_from_histogram(counts, centres, tolerance=None, max_iterations: int = 100
         n_high, m_high = total_n - n_low, total_m - m_low
         mean_low = m_low / n_low
         mean_high = m_high / n_high
-        previous = t
         if mean_low <= 0:
-            t = mean_high / 2  # nothing positive below: bisect towards the upper class
-        else:
-            t = (mean_low - mean_high) / (np.log(mean_low) - np.log(mean_high))
+            # Only the minimum is below t: log(0) is undefined, so stop here, as scikit-image does. Restarting
+            # from elsewhere cycles back to this point and returns wherever the iteration cap falls.
+            break
+        previous = t
+        t = (mean_low - mean_high) / (np.log(mean_low) - np.log(mean_high))
     return float(t + origin)
 
 
@@ -287,7 +290,9 @@ def threshold(image, method: str = "otsu", *, value=None, nbins: int = 256, corr
             if device:
                 values, counts = values.get(), counts.get()
             return li_from_histogram(counts, values) * correction
-        return li_from_histogram(counts, centres) * correction
+        # Integer values: converged within half a grey level (scikit-image's tolerance), however far apart
+        # the used values are (12-bit data stored in 16 bits uses every 16th).
+        return li_from_histogram(counts, centres, tolerance=0.5) * correction
     if method == "triangle":
         return triangle_from_histogram(counts, centres) * correction
     return otsu_from_histogram(counts, centres) * correction

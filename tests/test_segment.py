@@ -313,6 +313,20 @@ def test_li_on_integer_images_converges_as_finely_as_skimage():
     assert threshold(im, "li") == pytest.approx(float(skf.threshold_li(im)), rel=1e-6)
 
 
+def test_wide_integer_images_are_binned_instead_of_counted_per_value():
+    # One bin per value between 0 and 4e9 was a 30 GiB allocation for two pixels.
+    from cellrt.kernels import histogram
+
+    im = np.array([[0, 10, 4_000_000_000, 3_999_999_000]], np.uint32)
+    counts, centres = histogram(im, nbins=64)
+    assert counts.sum() == 4 and len(counts) == 64
+    assert threshold(im) == pytest.approx(float(skf.threshold_otsu(im.astype(np.float64), nbins=256)))
+    wide = np.array([[-2**40, 0, 2**40]], np.int64)
+    assert -2**40 < threshold(wide) < 2**40
+    small = np.array([[0, 5, 60_000]], np.int32)   # a span within 16 bits stays exact, one bin per value
+    assert len(histogram(small)[0]) == 60_001
+
+
 def test_smoothing_thresholds_the_blurred_image(isl_dir):
     from cellrt.kernels import gaussian_blur
 

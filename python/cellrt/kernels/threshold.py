@@ -24,11 +24,23 @@ def _value_counts(image: np.ndarray) -> np.ndarray:
     return np.bincount(image.ravel(), minlength=256 if image.dtype == np.uint8 else 65536)
 
 
+# Integer images spanning more values than this and than their pixel count are binned like float images.
+_MAX_VALUE_BINS = 1 << 16
+
+
+def _check_nbins(nbins) -> None:
+    from . import _backend  # noqa: PLC0415
+
+    if not _backend.is_int(nbins) or nbins < 2:
+        raise ValueError(f"histogram: nbins should be an int >= 2, got {nbins!r}")
+
+
 def histogram(image, nbins: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Counts and bin centres of an image's values.
 
     Integer images get one bin per value from their min to their max
-    (``nbins`` is ignored); float images ``nbins`` equal-width bins.
+    (``nbins`` is ignored) - unless that span exceeds both 65536 values and
+    the pixel count: then, as float images, ``nbins`` equal-width bins.
     """
     from . import _backend  # noqa: PLC0415
 
@@ -55,13 +67,18 @@ def histogram(image, nbins: int = 256) -> tuple[np.ndarray, np.ndarray]:
         return counts[lo:hi + 1], np.arange(lo, hi + 1, dtype=np.float64)
     if image.dtype.kind in "iu" or image.dtype == np.bool_:
         values = image.ravel()
-        lo = int(values.min())
-        counts = np.bincount((values.astype(np.int64) - lo) if lo else values)
-        return counts, np.arange(lo, lo + counts.size, dtype=np.float64)
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo < max(_MAX_VALUE_BINS, values.size):
+            counts = np.bincount((values.astype(np.int64) - lo) if lo else values)
+            return counts, np.arange(lo, lo + counts.size, dtype=np.float64)
+        # One bin per value would outgrow both the image and a 16-bit histogram (2^32 bins for two uint32
+        # pixels 0 and 4e9: a 32 GiB allocation): bin the values as a float image's.
+        _check_nbins(nbins)
+        counts, edges = np.histogram(values.astype(np.float64), bins=int(nbins), range=(float(lo), float(hi)))
+        return counts, (edges[:-1] + edges[1:]) / 2
     if image.dtype.kind != "f":
         raise ValueError(f"histogram: image should be numeric, got {image.dtype}")
-    if not _backend.is_int(nbins) or nbins < 2:
-        raise ValueError(f"histogram: nbins should be an int >= 2, got {nbins!r}")
+    _check_nbins(nbins)
     from .._build import _core  # noqa: PLC0415
 
     try:
@@ -224,7 +241,8 @@ def threshold(image, method: str = "otsu", *, value=None, nbins: int = 256, corr
     value : float
         The threshold for ``method='manual'``.
     nbins : int
-        Histogram bins for float images.
+        Histogram bins for float images (and for integer images spanning
+        more than 65536 values and more values than pixels).
     correction : float
         Multiplies the threshold (CellProfiler's threshold correction factor).
     smoothing : float

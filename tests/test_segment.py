@@ -327,6 +327,16 @@ def test_wide_integer_images_are_binned_instead_of_counted_per_value():
     assert len(histogram(small)[0]) == 60_001
 
 
+def test_float32_values_near_the_type_limit_give_finite_bin_centres_and_thresholds():
+    from cellrt.kernels import histogram
+
+    im = np.array([[3e38, -3e38, 0, 1e38]], np.float32)
+    _, centres = histogram(im)
+    assert np.isfinite(centres).all() and centres[0] > -3e38 and centres[-1] < 3e38
+    for method in ("otsu", "triangle", "li"):
+        assert -3e38 < threshold(im, method) < 3e38, method
+
+
 def test_smoothing_thresholds_the_blurred_image(isl_dir):
     from cellrt.kernels import gaussian_blur
 

@@ -35,6 +35,15 @@ def _check_nbins(nbins) -> None:
         raise ValueError(f"histogram: nbins should be an int >= 2, got {nbins!r}")
 
 
+def _bin_centres(edges: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        centres = (edges[:-1] + edges[1:]) / 2
+    if not np.all(np.isfinite(centres)):
+        # float32 edges near +-3.4e38: their sum overflows to +-inf (a threshold of -inf), their mean does not.
+        centres = ((edges[:-1].astype(np.float64) + edges[1:]) / 2).astype(edges.dtype)
+    return centres
+
+
 def histogram(image, nbins: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Counts and bin centres of an image's values.
 
@@ -98,7 +107,7 @@ def histogram(image, nbins: int = 256) -> tuple[np.ndarray, np.ndarray]:
         return np.array([image.size], np.int64), np.array([lo], image.dtype)
     if finite != image.size:
         raise ValueError(f"histogram: image holds {image.size - finite} NaN/inf values")
-    return counts, (edges[:-1] + edges[1:]) / 2
+    return counts, _bin_centres(edges)
 
 
 def numpy_bin_edges(lo: float, hi: float, nbins: int, dtype: np.dtype) -> np.ndarray | None:
@@ -136,7 +145,7 @@ def _device_float_histogram(image, nbins) -> tuple[np.ndarray, np.ndarray]:
         return np.array([image.size], np.int64), np.array([lo], image.dtype)
     counts = cupy.histogram(image, bins=cupy.asarray(edges))[0]
     counts = counts.get() if hasattr(counts, "get") else np.asarray(counts)
-    return counts, (edges[:-1] + edges[1:]) / 2
+    return counts, _bin_centres(edges)
 
 
 def otsu_from_histogram(counts, centres) -> float:

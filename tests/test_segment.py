@@ -691,6 +691,25 @@ def test_contours_of_missing_labels_are_empty():
     assert measure(labels, num_objects=3)["AreaShape_Perimeter"].tolist()[::2] == [0.0, 0.0]
 
 
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_contours_refuse_bad_num_objects_sparse_and_negative_labels(backend):
+    labels = np.zeros((4, 4), np.int32)
+    labels[1, 1] = 1
+    for bad in (2.5, True, "3", -1):
+        with pytest.raises(ValueError, match=r"contours: num_objects should be a non-negative int, got "):
+            contours(labels, num_objects=bad, backend=backend)
+    assert len(contours(labels, num_objects=np.int64(2), backend=backend)) == 2
+    sparse = labels.copy()
+    sparse[1, 1] = 2_000_000_000   # 16 GiB of offsets: the process was killed
+    with pytest.raises(ValueError, match=r"contours: the largest label is 2000000000 but the image has 16 pixels"):
+        contours(sparse, backend=backend)
+    negative = labels.copy()
+    negative[2, 2] = -1   # was traced as background on int32 labels, refused on int64 ones
+    for dtype in (np.int32, np.int64):
+        with pytest.raises(ValueError, match=r"contours: labels should lie in \[0, 2\^31\), got -1\.\.1"):
+            contours(negative.astype(dtype), backend=backend)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 @pytest.mark.parametrize("threads", [1, 3])
 def test_histogram_kernel_equals_bincount(dtype, threads, rng):

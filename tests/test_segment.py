@@ -533,6 +533,23 @@ def test_match_instances_counts_unique_iou_matches():
     assert r["f1"] == pytest.approx(2 * 1 / (3 + 3))
 
 
+def test_match_instances_takes_sparse_ids_and_refuses_bad_labels_and_thresholds():
+    truth = np.zeros((4, 4), np.int64)
+    truth[:2, :2] = 70_000   # ids from another tool: the overlap table was 70001^2 cells (36 GiB)
+    truth[2:, 2:] = 3
+    pred = np.zeros_like(truth)
+    pred[:2, :2] = 2**40
+    r = match_instances(pred, truth)
+    assert (r["tp"], r["fp"], r["fn"]) == (1, 0, 1)
+    with pytest.raises(ValueError, match=r"match_instances: predicted should be integer labels, got float64"):
+        match_instances(pred.astype(np.float64), truth)
+    with pytest.raises(ValueError, match=r"match_instances: truth should be labels >= 0, got a smallest label of -1"):
+        match_instances(pred, -truth.clip(0, 1))
+    for bad in (np.nan, 0.4, 1.5, "0.5", True):
+        with pytest.raises(ValueError, match=r"match_instances: iou_threshold should be a number in \[0.5, 1\]"):
+            match_instances(pred, truth, bad)
+
+
 def test_classical_segmentation_f1_on_real_nuclei_does_not_regress(dsb_dir):
     # tools/eval_segmentation.py on every 10th image measured F1 0.854 for
     # segment(), 0.810 for Otsu + fill holes + min area 10, and 0.765 for

@@ -194,12 +194,13 @@ def match_instances(predicted, truth, iou_threshold: float = 0.5) -> dict:
     matching is unique without assignment. Returns true positives, false
     positives, false negatives, precision, recall and F1.
     """
-    predicted = np.asarray(predicted)
-    truth = np.asarray(truth)
+    predicted = _match_labels(predicted, "predicted")
+    truth = _match_labels(truth, "truth")
     if predicted.shape != truth.shape:
         raise ValueError(f"match_instances: shapes differ: {predicted.shape} vs {truth.shape}")
-    if iou_threshold < 0.5:
-        raise ValueError("match_instances: iou_threshold should be >= 0.5 (unique matches)")
+    if not _backend.is_real(iou_threshold) or not 0.5 <= iou_threshold <= 1:
+        raise ValueError(f"match_instances: iou_threshold should be a number in [0.5, 1] (unique matches), got "
+                         f"{iou_threshold!r}")
     n_pred, n_true = int(predicted.max(initial=0)), int(truth.max(initial=0))
     pairs = predicted.astype(np.int64).ravel() * (n_true + 1) + truth.astype(np.int64).ravel()
     overlap = np.bincount(pairs, minlength=(n_pred + 1) * (n_true + 1)).reshape(n_pred + 1, n_true + 1)
@@ -216,6 +217,25 @@ def match_instances(predicted, truth, iou_threshold: float = 0.5) -> dict:
     recall = tp / present_true if present_true else 1.0
     f1 = 2 * tp / (present_pred + present_true) if present_pred + present_true else 1.0
     return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+
+
+def _match_labels(labels, name: str) -> np.ndarray:
+    """Integer labels >= 0 for match_instances, renumbered densely when their ids are sparse: the overlap
+    table has (largest predicted + 1) x (largest true + 1) cells, 36 GiB for two ids of 70000."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "biu":
+        # A float label image would be truncated (1.7 -> 1), merging objects.
+        raise ValueError(f"match_instances: {name} should be integer labels, got {labels.dtype}")
+    if labels.size == 0:
+        return labels.astype(np.int64)
+    if int(labels.min()) < 0:
+        raise ValueError(f"match_instances: {name} should be labels >= 0, got a smallest label of {int(labels.min())}")
+    if int(labels.max()) <= labels.size:
+        return labels
+    ids = np.unique(labels)
+    if ids[0] != 0:
+        ids = np.concatenate([[0], ids])
+    return np.searchsorted(ids, labels)
 
 
 def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_method: str = "otsu",

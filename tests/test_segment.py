@@ -400,6 +400,22 @@ def test_fill_holes_nested_rings():
     assert fill_holes(mask)[1:10, 1:10].all()
 
 
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_fill_holes_of_empty_masks_and_its_errors_name_it(backend):
+    from cellrt.kernels import grow_labels
+
+    for shape in ((0, 5), (5, 0), (0, 0)):   # numba indexed the border rows of an empty mask (IndexError)
+        assert fill_holes(np.zeros(shape, bool), backend=backend).shape == shape
+        labels, count = instances_from_mask(np.zeros(shape, bool), backend=backend)
+        assert labels.shape == shape and count == 0
+    with pytest.raises(ValueError, match=r"^fill_holes: mask should have shape \(H, W\), got \(2, 3, 4\)"):
+        fill_holes(np.zeros((2, 3, 4)), backend=backend)
+    with pytest.raises(ValueError, match=r"^fill_holes: mask should be boolean or numeric, got dtype complex128"):
+        fill_holes(np.zeros((3, 4), complex), backend=backend)
+    with pytest.raises(ValueError, match=r"^grow_labels: mask holds NaN or inf"):
+        grow_labels(np.zeros((2, 2), np.int32), np.full((2, 2), np.nan), 1, backend=backend)
+
+
 def test_remove_small_objects_keeps_order_and_renumbers():
     from skimage.morphology import remove_small_objects as sk_remove
     from skimage.segmentation import relabel_sequential

@@ -38,17 +38,17 @@ _INT_COLUMNS = {"AreaShape_Area", "AreaShape_BoundingBoxMinimum_X", "AreaShape_B
                 "AreaShape_BoundingBoxMaximum_X", "AreaShape_BoundingBoxMaximum_Y"}
 
 
-def _as_mask(mask) -> np.ndarray:
+def _as_mask(mask, op: str = "label") -> np.ndarray:
     mask = np.asarray(mask)
     if mask.ndim != 2:
-        raise ValueError(f"label: mask should have shape (H, W), got {mask.shape}")
+        raise ValueError(f"{op}: mask should have shape (H, W), got {mask.shape}")
     if mask.dtype == np.bool_:
         mask = mask.view(np.uint8)
     elif mask.dtype != np.uint8:
         if mask.dtype.kind not in "biuf":
-            raise ValueError(f"label: mask should be boolean or numeric, got dtype {mask.dtype}")
+            raise ValueError(f"{op}: mask should be boolean or numeric, got dtype {mask.dtype}")
         if mask.dtype.kind == "f" and not np.all(np.isfinite(mask)):
-            raise ValueError("label: mask holds NaN or inf; threshold it first")
+            raise ValueError(f"{op}: mask holds NaN or inf; threshold it first")
         mask = (mask != 0).view(np.uint8)
     return np.ascontiguousarray(mask)
 

@@ -43,7 +43,7 @@ def fill_holes(mask, connectivity: int = 8, *, backend: str = "auto") -> np.ndar
         from . import _cuda  # noqa: PLC0415 - needs cupy
 
         return _cuda.fill_holes(mask, connectivity)
-    mask = _as_mask(mask)
+    mask = _as_mask(mask, "fill_holes")
     if _backend.resolve("fill_holes", backend, False) == "cpu":
         from .._build import _core  # noqa: PLC0415
 
@@ -51,6 +51,8 @@ def fill_holes(mask, connectivity: int = 8, *, backend: str = "auto") -> np.ndar
     # numba: label the background with the complementary connectivity and
     # keep the components that reach the border.
     mask = mask.view(bool)
+    if mask.size == 0:   # no border rows to index below; the C++ kernel returns the empty mask too
+        return mask.copy()
     background, count = label(~mask, 4 if connectivity == 8 else 8, backend=backend)
     touches_border = np.zeros(count + 1, bool)
     for edge in (background[0], background[-1], background[:, 0], background[:, -1]):
@@ -317,7 +319,7 @@ def grow_labels(labels, mask, steps: int, *, backend: str = "auto"):
     if _backend.is_device_array(labels):
         return _grow_whole_array(labels, mask, int(steps))
     labels = np.array(labels, dtype=np.int32, order="C")   # a copy: grown in place below
-    mask = _as_mask(mask)
+    mask = _as_mask(mask, "grow_labels")
     if labels.ndim != 2 or mask.shape != labels.shape:
         raise ValueError(f"grow_labels: labels and mask should be (H, W) of one shape, got {labels.shape} and "
                          f"{mask.shape}")

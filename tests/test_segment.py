@@ -992,6 +992,14 @@ def test_grow_labels_equals_whole_array_steps(backend, dsb_dir, rng):
             np.testing.assert_array_equal(seeds, before)   # the input is not modified
     with pytest.raises(ValueError, match=r"grow_labels: steps should be a non-negative int, got -1"):
         grow_labels(noise_seeds, noise_mask, -1)
+    # More steps than a C int holds: as many as it takes (the kernel refused the Python int)
+    np.testing.assert_array_equal(grow_labels(noise_seeds, noise_mask, 10**12, backend=backend),
+                                  grow_labels(noise_seeds, noise_mask, noise_mask.size, backend=backend))
+    for bad, found in ((noise_seeds + 0.7, "should be an integer array, got float64"),
+                       (noise_seeds.astype(np.int64) + 2**32, r"should lie in \[0, 2\^31\), got 4294967296\.\."),
+                       (noise_seeds - 1, r"should lie in \[0, 2\^31\), got -1\.\.")):
+        with pytest.raises(ValueError, match=r"grow_labels: labels " + found):   # was cast: truncated or wrapped
+            grow_labels(bad, noise_mask, 1, backend=backend)
     with pytest.raises(ValueError, match=r"grow_labels: labels and mask should be \(H, W\) of one shape"):
         grow_labels(noise_seeds, noise_mask[:10], 2)
 

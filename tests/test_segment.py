@@ -637,6 +637,15 @@ def test_instances_from_probability_bad_input():
         instances_from_probability(np.zeros((2, 4, 4)))
     with pytest.raises(ValueError, match=r"grow_steps should be a non-negative int, got -1"):
         instances_from_probability(np.zeros((3, 4, 4)), grow_steps=-1)
+    prob = np.full((4, 4), 0.9, np.float32)
+    prob[1, 1] = np.nan
+    for shaped in (prob, np.stack([1 - prob, prob, 0 * prob])):   # one map took NaN as background
+        with pytest.raises(ValueError, match=r"instances_from_probability: prob holds \d+ NaN/inf values"):
+            instances_from_probability(shaped)
+    for name in ("foreground", "seed"):
+        for bad in (np.nan, "0.5", None):
+            with pytest.raises(ValueError, match=rf"instances_from_probability: {name} should be a finite number"):
+                instances_from_probability(np.zeros((3, 4, 4)), **{name: bad})
 
 
 # --- contours --------------------------------------------------------------------------------------

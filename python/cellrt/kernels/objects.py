@@ -391,6 +391,14 @@ def instances_from_probability(prob, *, foreground: float = 0.5, seed: float = 0
 
     xp = array_module(prob)   # numpy, or cupy: then every step runs on the GPU
     prob = xp.asarray(prob, dtype=xp.float32)
+    for name, value in (("foreground", foreground), ("seed", seed)):
+        if not _backend.is_real(value) or not np.isfinite(value):
+            # A NaN level compares False everywhere: no objects, silently.
+            raise ValueError(f"instances_from_probability: {name} should be a finite number, got {value!r}")
+    if prob.ndim in (2, 3) and not bool(xp.all(xp.isfinite(prob))):
+        # Checked for one map too: a NaN pixel compares False with the level, read as background.
+        raise ValueError(f"instances_from_probability: prob holds {int(prob.size - int(xp.isfinite(prob).sum()))} "
+                         "NaN/inf values")
     if prob.ndim == 2:
         return instances_from_mask(prob > foreground, min_area=min_area, fill=fill, connectivity=connectivity,
                                    split_h=split_h, backend=backend)
@@ -400,8 +408,6 @@ def instances_from_probability(prob, *, foreground: float = 0.5, seed: float = 0
     if prob.ndim != 3 or prob.shape[0] != 3:
         raise ValueError(f"instances_from_probability: prob should be (H, W) or (3, H, W) (background, interior, "
                          f"boundary), got {prob.shape}")
-    if not bool(xp.all(xp.isfinite(prob))):
-        raise ValueError("instances_from_probability: prob holds NaN/inf values")
     if not _backend.is_int(grow_steps) or grow_steps < 0:
         raise ValueError(f"instances_from_probability: grow_steps should be a non-negative int, got {grow_steps!r}")
     background, interior, boundary = prob

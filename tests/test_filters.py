@@ -216,6 +216,9 @@ def test_filter_bad_input():
     with pytest.raises(ValueError, match=r"threshold_local: method should be 'mean', 'gaussian' or "
                                          r"'gaussian_recursive', got 'median'"):
         threshold_local(img, 5, "median")
+    for offset in (None, np.nan, np.inf, "0.1"):   # were NaN/inf thresholds everywhere: an empty mask
+        with pytest.raises(ValueError, match=r"threshold_local: offset should be a finite number, got "):
+            threshold_local(img, 5, offset=offset)
     with pytest.raises(ValueError, match=r"gaussian_blur_recursive: sigma should be a number in \[0, 100000\], "
                                          r"got 200000.0"):
         gaussian_blur_recursive(img, 2e5)

@@ -209,6 +209,9 @@ def threshold_local(image, block_size: int, method: str = "gaussian", *, offset:
     num_threads = _backend.check_num_threads("threshold_local", num_threads)
     if not _backend.is_int(block_size) or block_size < 3 or block_size % 2 == 0:
         raise ValueError(f"threshold_local: block_size should be an odd int >= 3, got {block_size!r}")
+    if not _backend.is_real(offset) or not math.isfinite(offset):
+        # np.float32(None) is NaN: every pixel's threshold NaN, nothing foreground, no error.
+        raise ValueError(f"threshold_local: offset should be a finite number, got {offset!r}")
     if method == "mean":
         local = box_mean(image, int(block_size), border=border, backend=backend, num_threads=num_threads)
     elif method == "gaussian":

@@ -209,6 +209,9 @@ def test_filter_bad_input():
         gaussian_blur(np.array([[1.0, np.inf]]), 1)
     with pytest.raises(ValueError, match=r"box_mean: size should be a positive int or a \(y, x\) pair of them, got 0"):
         box_mean(img, 0)
+    for size in ((3,), (3, 4, 5)):   # failed unpacking the pair ('not enough values to unpack')
+        with pytest.raises(ValueError, match=r"box_mean: size should be a positive int or a \(y, x\) pair of them"):
+            box_mean(img, size)
     with pytest.raises(ValueError, match=r"box_mean: border should be 'reflect' or 'nearest', got 'wrap'"):
         box_mean(img, 3, border="wrap")
     with pytest.raises(ValueError, match=r"threshold_local: block_size should be an odd int >= 3, got 4"):

@@ -159,6 +159,8 @@ def gaussian_blur_recursive(image, sigma: float, *, border: str = "reflect", bac
 
 
 def _window(size, op: str) -> tuple[int, int]:
+    if isinstance(size, (tuple, list)) and len(size) != 2:
+        raise ValueError(f"{op}: size should be a positive int or a (y, x) pair of them, got {size!r}")
     sy, sx = size if isinstance(size, (tuple, list)) else (size, size)
     for s in (sy, sx):
         if not _backend.is_int(s) or s < 1:

@@ -201,6 +201,24 @@ def test_measure_does_not_depend_on_thread_count(threads, rng):
         np.testing.assert_array_equal(got[key], ref[key], err_msg=key)  # integer data: exact sums
 
 
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_connectivity_should_be_an_int(backend):
+    # 4.0 == 4 passed the check, then failed in pybind11 ('incompatible function arguments') on cpu.
+    from cellrt.kernels import fill_holes, h_maxima_seeds, split_touching, watershed
+
+    mask = np.ones((3, 3), bool)
+    calls = {"label": lambda c: label(mask, c, backend=backend),
+             "fill_holes": lambda c: fill_holes(mask, c, backend=backend),
+             "watershed": lambda c: watershed(np.zeros((3, 3)), np.eye(3, dtype=np.int32), mask, connectivity=c,
+                                              backend=backend),
+             "split_touching": lambda c: split_touching(mask, connectivity=c, backend=backend),
+             "h_maxima_seeds": lambda c: h_maxima_seeds(np.zeros((3, 3)), 1.0, connectivity=c, backend=backend)}
+    for name, call in calls.items():
+        call(np.int64(4))
+        with pytest.raises(ValueError, match=rf"{name}: connectivity should be 4 or 8, got 4.0"):
+            call(4.0)
+
+
 def test_label_and_measure_bad_input():
     with pytest.raises(ValueError, match=r"label: connectivity should be 4 or 8, got 6"):
         label(np.ones((4, 4)), 6)

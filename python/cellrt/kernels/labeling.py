@@ -85,7 +85,7 @@ def label(mask, connectivity: int = 8, *, backend: str = "auto", num_threads: in
     (4, [[1, 0, 2], [0, 3, 0], [0, 0, 4]])
     """
     num_threads = _backend.check_num_threads("label", num_threads)
-    if connectivity not in (4, 8):
+    if not _backend.is_int(connectivity) or connectivity not in (4, 8):
         raise ValueError(f"label: connectivity should be 4 or 8, got {connectivity!r}")
     if _backend.is_device_array(mask):
         _backend.resolve("label", backend, True)

@@ -33,7 +33,7 @@ def fill_holes(mask, connectivity: int = 8, *, backend: str = "auto") -> np.ndar
     >>> fill_holes(ring).all()
     np.True_
     """
-    if connectivity not in (4, 8):
+    if not _backend.is_int(connectivity) or connectivity not in (4, 8):
         raise ValueError(f"fill_holes: connectivity should be 4 or 8, got {connectivity!r}")
 
     if _backend.is_device_array(mask):

@@ -625,6 +625,19 @@ def test_segment_bad_input():
         segment(np.zeros((0, 0), np.float32))
     with pytest.raises(ValueError, match=r"threshold_local: block_size should be an odd int >= 3, got 10"):
         segment(np.random.default_rng(0).random((32, 32)), block_size=10)
+    image = np.random.default_rng(0).random((32, 32))
+    with pytest.raises(ValueError, match=r"segment: percentiles should be a \(lo, hi\) pair"):   # said 'tile:'
+        segment(image, percentiles=(50, 10))
+    for name, bad in (("opening_radius", -1), ("opening_radius", 1.5), ("blur_sigma", -1.0),
+                      ("blur_sigma", np.nan), ("min_area", -1), ("min_area", True), ("min_area", None)):
+        with pytest.raises(ValueError, match=rf"segment: {name} should be "):
+            segment(image, **{name: bad})
+    from cellrt.kernels import instances_from_probability
+
+    for op in (instances_from_mask, instances_from_probability):
+        for bad in (-1, True, None, 2.5):
+            with pytest.raises(ValueError, match=rf"{op.__name__}: min_area should be an int >= 0, got "):
+                op(image > 0.5, min_area=bad)
 
 
 def test_instances_from_probability_splits_touching_nuclei_along_the_boundary_class(dsb_dir):

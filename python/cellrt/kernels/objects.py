@@ -165,6 +165,7 @@ def instances_from_mask(mask, *, min_area: int = 0, fill: bool = True, connectiv
         (of the seeds with ``split_h``)
     count : int
     """
+    _check_min_area(min_area, "instances_from_mask")
     if fill:
         mask = fill_holes(mask, connectivity, backend=backend)
     if split_h is not None:
@@ -174,6 +175,12 @@ def instances_from_mask(mask, *, min_area: int = 0, fill: bool = True, connectiv
     if min_area > 1:
         labels, count = remove_small_objects(labels, min_area, backend=backend)
     return labels, count
+
+
+def _check_min_area(min_area, op: str) -> None:
+    # min_area=-1 or True was taken as 'no filter' and None failed comparing with 1.
+    if not _backend.is_int(min_area) or min_area < 0:
+        raise ValueError(f"{op}: min_area should be an int >= 0, got {min_area!r}")
 
 
 def _split_on_host(mask, h: float, connectivity: int, backend: str):
@@ -277,6 +284,12 @@ def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_me
     from .stitch import percentile_normalization  # noqa: PLC0415
     from .threshold import threshold  # noqa: PLC0415
 
+    # Checked before any work; a negative radius or sigma (or a NaN one) skipped its step silently.
+    if not _backend.is_int(opening_radius) or opening_radius < 0:
+        raise ValueError(f"segment: opening_radius should be an int >= 0 (0: no opening), got {opening_radius!r}")
+    if not _backend.is_real(blur_sigma) or not 0 <= blur_sigma < np.inf:
+        raise ValueError(f"segment: blur_sigma should be a number >= 0 (0: no smoothing), got {blur_sigma!r}")
+    _check_min_area(min_area, "segment")
     xp = array_module(image)   # a device (cupy) image stays on the device through every step
     image = xp.asarray(image)
     if image.ndim != 2:
@@ -288,7 +301,8 @@ def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_me
     if not bool(finite.all()):
         raise ValueError(f"segment: image holds {int(work.size - int(finite.sum()))} NaN/inf values")
     if normalize:
-        scale, offset = percentile_normalization(image[None] if image.dtype.kind == "u" else work[None], percentiles)
+        scale, offset = percentile_normalization(image[None] if image.dtype.kind == "u" else work[None], percentiles,
+                                                 "segment")
         work = (work - np.float32(offset[0])) * np.float32(scale[0])
     mask = work > threshold(work, global_method, correction=global_correction)
     masked = xp.where(mask, work, xp.float32(0))
@@ -395,6 +409,7 @@ def instances_from_probability(prob, *, foreground: float = 0.5, seed: float = 0
         if not _backend.is_real(value) or not np.isfinite(value):
             # A NaN level compares False everywhere: no objects, silently.
             raise ValueError(f"instances_from_probability: {name} should be a finite number, got {value!r}")
+    _check_min_area(min_area, "instances_from_probability")
     if prob.ndim in (2, 3) and not bool(xp.all(xp.isfinite(prob))):
         # Checked for one map too: a NaN pixel compares False with the level, read as background.
         raise ValueError(f"instances_from_probability: prob holds {int(prob.size - int(xp.isfinite(prob).sum()))} "

@@ -201,6 +201,9 @@ def test_filters_of_empty_images_return_empty_images_on_every_path():
 
 def test_filter_bad_input():
     img = np.ones((8, 8), np.float32)
+    np.testing.assert_array_equal(gaussian_blur(img, 1.0, truncate=np.float32(4.0)), gaussian_blur(img, 1.0))
+    with pytest.raises(ValueError, match=r"gaussian_blur: truncate should be > 0, got True"):
+        gaussian_blur(img, 1.0, truncate=True)
     with pytest.raises(ValueError, match=r"gaussian_blur: sigma should be a number >= 0, got -1"):
         gaussian_blur(img, -1)
     with pytest.raises(ValueError, match=r"gaussian_blur: image should have shape \(H, W\), got \(2, 8, 8\)"):

@@ -383,6 +383,13 @@ def test_threshold_bad_input():
         threshold(np.zeros((0, 3)))
     with pytest.raises(ValueError, match=r"threshold: correction should be a positive number"):
         threshold(np.ones(3), correction=0)
+    assert threshold(np.ones(3), "manual", value=2, correction=np.int64(2)) == 4.0
+    for bad in (True, "2"):
+        with pytest.raises(ValueError, match=r"threshold: correction should be a positive number"):
+            threshold(np.ones(3), correction=bad)
+    for bad in ("abc", [1, 2], True):   # 'abc' and [1, 2] failed inside numpy, True was taken as 1
+        with pytest.raises(ValueError, match=r"threshold: method='manual' needs a finite value="):
+            threshold(np.ones(3), "manual", value=bad)
 
 
 # --- mask clean-up, instances, matching -----------------------------------------------------------

@@ -72,7 +72,7 @@ def gaussian_blur(image, sigma: float, *, truncate: float = 4.0, border: str = "
     """
     num_threads = _backend.check_num_threads("gaussian_blur", num_threads)
     _check_sigma(sigma, "gaussian_blur")
-    if not (isinstance(truncate, (int, float)) and math.isfinite(truncate) and truncate > 0):
+    if not (_backend.is_real(truncate) and math.isfinite(truncate) and truncate > 0):
         raise ValueError(f"gaussian_blur: truncate should be > 0, got {truncate!r}")
     mode = _border(border, "gaussian_blur")
     if _backend.is_device_array(image):

@@ -271,13 +271,15 @@ def threshold(image, method: str = "otsu", *, value=None, nbins: int = 256, corr
     """
     if method not in METHODS:
         raise ValueError(f"threshold: method should be one of {', '.join(METHODS)}, got {method!r}")
-    if not (isinstance(correction, (int, float, np.floating)) and np.isfinite(correction) and correction > 0):
+    from . import _backend  # noqa: PLC0415
+
+    # is_real: numpy scalars (np.int64(2)) are numbers, bools are not.
+    if not (_backend.is_real(correction) and np.isfinite(correction) and correction > 0):
         raise ValueError(f"threshold: correction should be a positive number, got {correction!r}")
     if method == "manual":
-        if value is None or not np.isfinite(value):
+        if not _backend.is_real(value) or not np.isfinite(value):
             raise ValueError(f"threshold: method='manual' needs a finite value=, got {value!r}")
         return float(value) * correction
-    from . import _backend  # noqa: PLC0415
 
     device = _backend.is_device_array(image)
     if device:   # cupy: the histogram is counted on the GPU; counts and extremes come back

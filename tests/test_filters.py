@@ -201,6 +201,9 @@ def test_filters_of_empty_images_return_empty_images_on_every_path():
 
 def test_filter_bad_input():
     img = np.ones((8, 8), np.float32)
+    np.testing.assert_array_equal(gaussian_blur(img, 1.0, truncate=np.float32(4.0)), gaussian_blur(img, 1.0))
+    with pytest.raises(ValueError, match=r"gaussian_blur: truncate should be > 0, got True"):
+        gaussian_blur(img, 1.0, truncate=True)
     with pytest.raises(ValueError, match=r"gaussian_blur: sigma should be a number >= 0, got -1"):
         gaussian_blur(img, -1)
     with pytest.raises(ValueError, match=r"gaussian_blur: image should have shape \(H, W\), got \(2, 8, 8\)"):
@@ -209,6 +212,9 @@ def test_filter_bad_input():
         gaussian_blur(np.array([[1.0, np.inf]]), 1)
     with pytest.raises(ValueError, match=r"box_mean: size should be a positive int or a \(y, x\) pair of them, got 0"):
         box_mean(img, 0)
+    for size in ((3,), (3, 4, 5)):   # failed unpacking the pair ('not enough values to unpack')
+        with pytest.raises(ValueError, match=r"box_mean: size should be a positive int or a \(y, x\) pair of them"):
+            box_mean(img, size)
     with pytest.raises(ValueError, match=r"box_mean: border should be 'reflect' or 'nearest', got 'wrap'"):
         box_mean(img, 3, border="wrap")
     with pytest.raises(ValueError, match=r"threshold_local: block_size should be an odd int >= 3, got 4"):
@@ -216,6 +222,9 @@ def test_filter_bad_input():
     with pytest.raises(ValueError, match=r"threshold_local: method should be 'mean', 'gaussian' or "
                                          r"'gaussian_recursive', got 'median'"):
         threshold_local(img, 5, "median")
+    for offset in (None, np.nan, np.inf, "0.1"):   # were NaN/inf thresholds everywhere: an empty mask
+        with pytest.raises(ValueError, match=r"threshold_local: offset should be a finite number, got "):
+            threshold_local(img, 5, offset=offset)
     with pytest.raises(ValueError, match=r"gaussian_blur_recursive: sigma should be a number in \[0, 100000\], "
                                          r"got 200000.0"):
         gaussian_blur_recursive(img, 2e5)

@@ -177,6 +177,18 @@ def test_bad_instances_are_named():
     assert mask_nms(np.zeros((0, 4), np.int32), np.zeros(0, np.float32), []).tolist() == []
 
 
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_masks_as_a_tuple_and_packed_data_of_any_type(backend):
+    boxes, scores = [[0, 0, 4, 4], [0, 1, 4, 5]], [0.9, 0.8]
+    square = np.ones((4, 4), bool)
+    # Two masks in a tuple were taken for packed (offsets, data) and refused.
+    assert mask_nms(boxes, scores, (square, square), backend=backend).tolist() == [0]
+    offsets, data = pack_masks(boxes, [square, square])
+    for packed in (data, data * 0.5, data.astype(bool)):   # 0.5 was cast to 0: empty masks, both kept
+        assert mask_nms(boxes, scores, (offsets, packed), backend=backend).tolist() == [0], packed.dtype
+        assert matrix_nms(boxes, scores, (offsets, packed), backend=backend)[1] < 0.8
+
+
 from .conftest import needs_cuda  # noqa: E402
 
 

@@ -201,6 +201,24 @@ def test_measure_does_not_depend_on_thread_count(threads, rng):
         np.testing.assert_array_equal(got[key], ref[key], err_msg=key)  # integer data: exact sums
 
 
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_connectivity_should_be_an_int(backend):
+    # 4.0 == 4 passed the check, then failed in pybind11 ('incompatible function arguments') on cpu.
+    from cellrt.kernels import fill_holes, h_maxima_seeds, split_touching, watershed
+
+    mask = np.ones((3, 3), bool)
+    calls = {"label": lambda c: label(mask, c, backend=backend),
+             "fill_holes": lambda c: fill_holes(mask, c, backend=backend),
+             "watershed": lambda c: watershed(np.zeros((3, 3)), np.eye(3, dtype=np.int32), mask, connectivity=c,
+                                              backend=backend),
+             "split_touching": lambda c: split_touching(mask, connectivity=c, backend=backend),
+             "h_maxima_seeds": lambda c: h_maxima_seeds(np.zeros((3, 3)), 1.0, connectivity=c, backend=backend)}
+    for name, call in calls.items():
+        call(np.int64(4))
+        with pytest.raises(ValueError, match=rf"{name}: connectivity should be 4 or 8, got 4.0"):
+            call(4.0)
+
+
 def test_label_and_measure_bad_input():
     with pytest.raises(ValueError, match=r"label: connectivity should be 4 or 8, got 6"):
         label(np.ones((4, 4)), 6)
@@ -292,6 +310,51 @@ def test_li_and_triangle_equal_skimage_on_real_images(method, dsb_dir, isl_dir):
         assert threshold(im, method) == pytest.approx(float(reference(im)), rel=1e-6, abs=1e-9), im.dtype
 
 
+def test_li_stops_where_skimage_does_when_the_lower_class_is_only_the_minimum():
+    # A masked image (zero background, objects above 20): Li's iteration reaches a threshold below every
+    # object value, where the lower class mean is 0 and log(0) undefined. scikit-image stops there; an
+    # iteration that restarts from elsewhere cycles and returns wherever its iteration cap falls.
+    rng = np.random.default_rng(0)
+    masked = np.zeros((100, 100), np.uint8)
+    masked[:30] = rng.integers(20, 255, (30, 100))
+    for im in (masked, masked.astype(np.float32)):
+        ours = threshold(im, "li")
+        assert ours == pytest.approx(float(skf.threshold_li(im)), rel=1e-6), im.dtype
+        assert np.count_nonzero(im > ours) == 3000
+
+
+def test_li_on_integer_images_converges_as_finely_as_skimage():
+    # 12-bit camera values stored MSB-aligned in 16 bits are multiples of 16: the iteration stops within
+    # 0.5 grey levels for integer images, as scikit-image's, not within half the gap between used values.
+    rng = np.random.default_rng(1)
+    im = (rng.integers(0, 4096, (60, 100)) ** 2 // 4096).astype(np.uint16) * 16
+    assert threshold(im, "li") == pytest.approx(float(skf.threshold_li(im)), rel=1e-6)
+
+
+def test_wide_integer_images_are_binned_instead_of_counted_per_value():
+    # One bin per value between 0 and 4e9 was a 30 GiB allocation for two pixels.
+    from cellrt.kernels import histogram
+
+    im = np.array([[0, 10, 4_000_000_000, 3_999_999_000]], np.uint32)
+    counts, centres = histogram(im, nbins=64)
+    assert counts.sum() == 4 and len(counts) == 64
+    assert threshold(im) == pytest.approx(float(skf.threshold_otsu(im.astype(np.float64), nbins=256)))
+    wide = np.array([[-2**40, 0, 2**40]], np.int64)
+    assert -2**40 < threshold(wide) < 2**40
+    small = np.array([[0, 5, 60_000]], np.int32)   # a span within 16 bits stays exact, one bin per value
+    assert len(histogram(small)[0]) == 60_001
+
+
+def test_float32_values_near_the_type_limit_give_finite_bin_centres_and_thresholds():
+    from cellrt.kernels import histogram
+
+    im = np.array([[3e38, -3e38, 0, 1e38]], np.float32)
+    _, centres = histogram(im)
+    assert np.isfinite(centres).all() and centres[0] > -3e38 and centres[-1] < 3e38
+    for method in ("otsu", "triangle", "li"):
+        assert -3e38 < threshold(im, method) < 3e38, method
+
+
 def test_smoothing_thresholds_the_blurred_image(isl_dir):
     from cellrt.kernels import gaussian_blur
 
@@ -320,6 +383,13 @@ def test_threshold_bad_input():
         threshold(np.zeros((0, 3)))
     with pytest.raises(ValueError, match=r"threshold: correction should be a positive number"):
         threshold(np.ones(3), correction=0)
+    assert threshold(np.ones(3), "manual", value=2, correction=np.int64(2)) == 4.0
+    for bad in (True, "2"):
+        with pytest.raises(ValueError, match=r"threshold: correction should be a positive number"):
+            threshold(np.ones(3), correction=bad)
+    for bad in ("abc", [1, 2], True):   # 'abc' and [1, 2] failed inside numpy, True was taken as 1
+        with pytest.raises(ValueError, match=r"threshold: method='manual' needs a finite value="):
+            threshold(np.ones(3), "manual", value=bad)
 
 
 # --- mask clean-up, instances, matching -----------------------------------------------------------
@@ -353,6 +423,22 @@ def test_fill_holes_nested_rings():
     mask[5, 5] = False          # hole in the island
     np.testing.assert_array_equal(fill_holes(mask), ndi.binary_fill_holes(mask))
     assert fill_holes(mask)[1:10, 1:10].all()
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_fill_holes_of_empty_masks_and_its_errors_name_it(backend):
+    from cellrt.kernels import grow_labels
+
+    for shape in ((0, 5), (5, 0), (0, 0)):   # numba indexed the border rows of an empty mask (IndexError)
+        assert fill_holes(np.zeros(shape, bool), backend=backend).shape == shape
+        labels, count = instances_from_mask(np.zeros(shape, bool), backend=backend)
+        assert labels.shape == shape and count == 0
+    with pytest.raises(ValueError, match=r"^fill_holes: mask should have shape \(H, W\), got \(2, 3, 4\)"):
+        fill_holes(np.zeros((2, 3, 4)), backend=backend)
+    with pytest.raises(ValueError, match=r"^fill_holes: mask should be boolean or numeric, got dtype complex128"):
+        fill_holes(np.zeros((3, 4), complex), backend=backend)
+    with pytest.raises(ValueError, match=r"^grow_labels: mask holds NaN or inf"):
+        grow_labels(np.zeros((2, 2), np.int32), np.full((2, 2), np.nan), 1, backend=backend)
 
 
 def test_remove_small_objects_keeps_order_and_renumbers():
@@ -514,6 +600,23 @@ def test_match_instances_counts_unique_iou_matches():
     assert r["f1"] == pytest.approx(2 * 1 / (3 + 3))
 
 
+def test_match_instances_takes_sparse_ids_and_refuses_bad_labels_and_thresholds():
+    truth = np.zeros((4, 4), np.int64)
+    truth[:2, :2] = 70_000   # ids from another tool: the overlap table was 70001^2 cells (36 GiB)
+    truth[2:, 2:] = 3
+    pred = np.zeros_like(truth)
+    pred[:2, :2] = 2**40
+    r = match_instances(pred, truth)
+    assert (r["tp"], r["fp"], r["fn"]) == (1, 0, 1)
+    with pytest.raises(ValueError, match=r"match_instances: predicted should be integer labels, got float64"):
+        match_instances(pred.astype(np.float64), truth)
+    with pytest.raises(ValueError, match=r"match_instances: truth should be labels >= 0, got a smallest label of -1"):
+        match_instances(pred, -truth.clip(0, 1))
+    for bad in (np.nan, 0.4, 1.5, "0.5", True):
+        with pytest.raises(ValueError, match=r"match_instances: iou_threshold should be a number in \[0.5, 1\]"):
+            match_instances(pred, truth, bad)
+
+
 def test_classical_segmentation_f1_on_real_nuclei_does_not_regress(dsb_dir):
     # tools/eval_segmentation.py on every 10th image measured F1 0.854 for
     # segment(), 0.810 for Otsu + fill holes + min area 10, and 0.765 for
@@ -555,6 +658,19 @@ def test_segment_bad_input():
         segment(np.zeros((0, 0), np.float32))
     with pytest.raises(ValueError, match=r"threshold_local: block_size should be an odd int >= 3, got 10"):
         segment(np.random.default_rng(0).random((32, 32)), block_size=10)
+    image = np.random.default_rng(0).random((32, 32))
+    with pytest.raises(ValueError, match=r"segment: percentiles should be a \(lo, hi\) pair"):   # said 'tile:'
+        segment(image, percentiles=(50, 10))
+    for name, bad in (("opening_radius", -1), ("opening_radius", 1.5), ("blur_sigma", -1.0),
+                      ("blur_sigma", np.nan), ("min_area", -1), ("min_area", True), ("min_area", None)):
+        with pytest.raises(ValueError, match=rf"segment: {name} should be "):
+            segment(image, **{name: bad})
+    from cellrt.kernels import instances_from_probability
+
+    for op in (instances_from_mask, instances_from_probability):
+        for bad in (-1, True, None, 2.5):
+            with pytest.raises(ValueError, match=rf"{op.__name__}: min_area should be an int >= 0, got "):
+                op(image > 0.5, min_area=bad)
 
 
 def test_instances_from_probability_splits_touching_nuclei_along_the_boundary_class(dsb_dir):
@@ -585,6 +701,15 @@ def test_instances_from_probability_bad_input():
         instances_from_probability(np.zeros((2, 4, 4)))
     with pytest.raises(ValueError, match=r"grow_steps should be a non-negative int, got -1"):
         instances_from_probability(np.zeros((3, 4, 4)), grow_steps=-1)
+    prob = np.full((4, 4), 0.9, np.float32)
+    prob[1, 1] = np.nan
+    for shaped in (prob, np.stack([1 - prob, prob, 0 * prob])):   # one map took NaN as background
+        with pytest.raises(ValueError, match=r"instances_from_probability: prob holds \d+ NaN/inf values"):
+            instances_from_probability(shaped)
+    for name in ("foreground", "seed"):
+        for bad in (np.nan, "0.5", None):
+            with pytest.raises(ValueError, match=rf"instances_from_probability: {name} should be a finite number"):
+                instances_from_probability(np.zeros((3, 4, 4)), **{name: bad})
 
 
 # --- contours --------------------------------------------------------------------------------------
@@ -670,6 +795,25 @@ def test_contours_of_missing_labels_are_empty():
     found = contours(labels, num_objects=3)
     assert [len(c) for c in found] == [0, 6, 0]
     assert measure(labels, num_objects=3)["AreaShape_Perimeter"].tolist()[::2] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_contours_refuse_bad_num_objects_sparse_and_negative_labels(backend):
+    labels = np.zeros((4, 4), np.int32)
+    labels[1, 1] = 1
+    for bad in (2.5, True, "3", -1):
+        with pytest.raises(ValueError, match=r"contours: num_objects should be a non-negative int, got "):
+            contours(labels, num_objects=bad, backend=backend)
+    assert len(contours(labels, num_objects=np.int64(2), backend=backend)) == 2
+    sparse = labels.copy()
+    sparse[1, 1] = 2_000_000_000   # 16 GiB of offsets: the process was killed
+    with pytest.raises(ValueError, match=r"contours: the largest label is 2000000000 but the image has 16 pixels"):
+        contours(sparse, backend=backend)
+    negative = labels.copy()
+    negative[2, 2] = -1   # was traced as background on int32 labels, refused on int64 ones
+    for dtype in (np.int32, np.int64):
+        with pytest.raises(ValueError, match=r"contours: labels should lie in \[0, 2\^31\), got -1\.\.1"):
+            contours(negative.astype(dtype), backend=backend)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
@@ -921,6 +1065,14 @@ def test_grow_labels_equals_whole_array_steps(backend, dsb_dir, rng):
             np.testing.assert_array_equal(seeds, before)   # the input is not modified
     with pytest.raises(ValueError, match=r"grow_labels: steps should be a non-negative int, got -1"):
         grow_labels(noise_seeds, noise_mask, -1)
+    # More steps than a C int holds: as many as it takes (the kernel refused the Python int)
+    np.testing.assert_array_equal(grow_labels(noise_seeds, noise_mask, 10**12, backend=backend),
+                                  grow_labels(noise_seeds, noise_mask, noise_mask.size, backend=backend))
+    for bad, found in ((noise_seeds + 0.7, "should be an integer array, got float64"),
+                       (noise_seeds.astype(np.int64) + 2**32, r"should lie in \[0, 2\^31\), got 4294967296\.\."),
+                       (noise_seeds - 1, r"should lie in \[0, 2\^31\), got -1\.\.")):
+        with pytest.raises(ValueError, match=r"grow_labels: labels " + found):   # was cast: truncated or wrapped
+            grow_labels(bad, noise_mask, 1, backend=backend)
     with pytest.raises(ValueError, match=r"grow_labels: labels and mask should be \(H, W\) of one shape"):
         grow_labels(noise_seeds, noise_mask[:10], 2)
 

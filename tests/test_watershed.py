@@ -187,6 +187,15 @@ def test_bad_input_is_named():
         h_maxima_seeds(np.ones((3, 3)), -1)
     with pytest.raises(ValueError, match="h_maxima_seeds: values hold NaN"):
         h_maxima_seeds(np.array([[np.nan, 1.0]]), 1.0)
+    with pytest.raises(ValueError, match=r"h_maxima_seeds: values should be real numbers, got dtype <U3"):
+        h_maxima_seeds(np.array([["63.", "1"]]), 1.0)   # was parsed as 63 and 1
+    with pytest.raises(ValueError, match=r"h_maxima_seeds: values should be real numbers, got dtype complex128"):
+        h_maxima_seeds(np.ones((2, 2), complex), 1.0)
+    with pytest.raises(ValueError, match=r"watershed: surface should be real numbers, got dtype complex128"):
+        watershed(np.ones((2, 2), complex), np.eye(2, dtype=np.int32), np.ones((2, 2)))
+    for op in (distance_transform, split_touching):   # a string mask was all foreground
+        with pytest.raises(ValueError, match=rf"{op.__name__}: mask should be boolean or numeric, got dtype <U1"):
+            op(np.array([["a", "b"]]))
     with pytest.raises(ValueError, match=r"watershed: surface, markers and mask should have one shape"):
         watershed(np.zeros((3, 3)), np.zeros((3, 4), np.int32), np.ones((3, 3)))
     with pytest.raises(ValueError, match="watershed: connectivity should be 4 or 8, got 6"):

@@ -72,7 +72,7 @@ def gaussian_blur(image, sigma: float, *, truncate: float = 4.0, border: str = "
     """
     num_threads = _backend.check_num_threads("gaussian_blur", num_threads)
     _check_sigma(sigma, "gaussian_blur")
-    if not (isinstance(truncate, (int, float)) and math.isfinite(truncate) and truncate > 0):
+    if not (_backend.is_real(truncate) and math.isfinite(truncate) and truncate > 0):
         raise ValueError(f"gaussian_blur: truncate should be > 0, got {truncate!r}")
     mode = _border(border, "gaussian_blur")
     if _backend.is_device_array(image):
@@ -159,6 +159,8 @@ def gaussian_blur_recursive(image, sigma: float, *, border: str = "reflect", bac
 
 
 def _window(size, op: str) -> tuple[int, int]:
+    if isinstance(size, (tuple, list)) and len(size) != 2:
+        raise ValueError(f"{op}: size should be a positive int or a (y, x) pair of them, got {size!r}")
     sy, sx = size if isinstance(size, (tuple, list)) else (size, size)
     for s in (sy, sx):
         if not _backend.is_int(s) or s < 1:
@@ -209,6 +211,9 @@ def threshold_local(image, block_size: int, method: str = "gaussian", *, offset:
     num_threads = _backend.check_num_threads("threshold_local", num_threads)
     if not _backend.is_int(block_size) or block_size < 3 or block_size % 2 == 0:
         raise ValueError(f"threshold_local: block_size should be an odd int >= 3, got {block_size!r}")
+    if not _backend.is_real(offset) or not math.isfinite(offset):
+        # np.float32(None) is NaN: every pixel's threshold NaN, nothing foreground, no error.
+        raise ValueError(f"threshold_local: offset should be a finite number, got {offset!r}")
     if method == "mean":
         local = box_mean(image, int(block_size), border=border, backend=backend, num_threads=num_threads)
     elif method == "gaussian":

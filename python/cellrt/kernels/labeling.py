@@ -38,17 +38,17 @@ _INT_COLUMNS = {"AreaShape_Area", "AreaShape_BoundingBoxMinimum_X", "AreaShape_B
                 "AreaShape_BoundingBoxMaximum_X", "AreaShape_BoundingBoxMaximum_Y"}
 
 
-def _as_mask(mask) -> np.ndarray:
+def _as_mask(mask, op: str = "label") -> np.ndarray:
     mask = np.asarray(mask)
     if mask.ndim != 2:
-        raise ValueError(f"label: mask should have shape (H, W), got {mask.shape}")
+        raise ValueError(f"{op}: mask should have shape (H, W), got {mask.shape}")
     if mask.dtype == np.bool_:
         mask = mask.view(np.uint8)
     elif mask.dtype != np.uint8:
         if mask.dtype.kind not in "biuf":
-            raise ValueError(f"label: mask should be boolean or numeric, got dtype {mask.dtype}")
+            raise ValueError(f"{op}: mask should be boolean or numeric, got dtype {mask.dtype}")
         if mask.dtype.kind == "f" and not np.all(np.isfinite(mask)):
-            raise ValueError("label: mask holds NaN or inf; threshold it first")
+            raise ValueError(f"{op}: mask holds NaN or inf; threshold it first")
         mask = (mask != 0).view(np.uint8)
     return np.ascontiguousarray(mask)
 
@@ -85,7 +85,7 @@ def label(mask, connectivity: int = 8, *, backend: str = "auto", num_threads: in
     (4, [[1, 0, 2], [0, 3, 0], [0, 0, 4]])
     """
     num_threads = _backend.check_num_threads("label", num_threads)
-    if connectivity not in (4, 8):
+    if not _backend.is_int(connectivity) or connectivity not in (4, 8):
         raise ValueError(f"label: connectivity should be 4 or 8, got {connectivity!r}")
     if _backend.is_device_array(mask):
         _backend.resolve("label", backend, True)
@@ -140,11 +140,10 @@ def _as_labels(labels, op: str) -> np.ndarray:
         raise ValueError(f"{op}: labels should have shape (H, W), got {labels.shape}")
     if labels.dtype.kind not in "iu":
         raise ValueError(f"{op}: labels should be an integer array, got {labels.dtype}")
-    if labels.dtype != np.int32:
-        if labels.size and (labels.max() > np.iinfo(np.int32).max or labels.min() < 0):
-            raise ValueError(f"{op}: labels should lie in [0, 2^31)")
-        labels = labels.astype(np.int32)
-    return np.ascontiguousarray(labels)
+    # int32 too: contours skipped negative labels silently (measure's kernel counts them as out of range).
+    if labels.size and (labels.min() < 0 or (labels.dtype != np.int32 and labels.max() > np.iinfo(np.int32).max)):
+        raise ValueError(f"{op}: labels should lie in [0, 2^31), got {int(labels.min())}..{int(labels.max())}")
+    return np.ascontiguousarray(labels, dtype=np.int32)
 
 
 def _contour_arrays(labels: np.ndarray, num_objects: int, backend: str, num_threads: int):
@@ -237,7 +236,7 @@ def contours(labels, *, num_objects=None, holes: bool = False, backend: str = "a
             raise ValueError(f"contours: labels should have shape (H, W), got {tuple(labels.shape)}")
         from . import _cuda  # noqa: PLC0415 - needs cupy
 
-        n = int(labels.max()) if num_objects is None and labels.size else int(num_objects or 0)
+        n = _num_objects(num_objects, labels, "contours")
         offsets, points, _ = _cuda.contour_arrays(labels, n)
         outer = ContourList(offsets.get(), points)
         if not holes:
@@ -249,7 +248,7 @@ def contours(labels, *, num_objects=None, holes: bool = False, backend: str = "a
         return [[outer[i]] + [hole_points[hole_offsets[h]:hole_offsets[h + 1]]
                               for h in range(object_offsets[i], object_offsets[i + 1])] for i in range(n)]
     labels = _as_labels(labels, "contours")
-    n = int(labels.max()) if num_objects is None and labels.size else int(num_objects or 0)
+    n = _num_objects(num_objects, labels, "contours")
     offsets, points, _ = _contour_arrays(labels, n, backend, num_threads)
     outer = ContourList(np.asarray(offsets, np.int64), points)
     if not holes:
@@ -353,12 +352,24 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, b
     return result
 
 
-def _check_table_size(num_objects: int, pixels: int) -> None:
+def _num_objects(num_objects, labels, op: str) -> int:
+    """N from the argument (checked: int() took 2.5, True and '3') or the largest label (checked against
+    sparse ids: one pixel labelled 2e9 made contours allocate 16 GiB of offsets and the process be killed)."""
+    if num_objects is None:
+        n = int(labels.max()) if labels.size else 0
+        _check_table_size(n, labels.size, op)
+        return n
+    if not _backend.is_int(num_objects) or num_objects < 0:
+        raise ValueError(f"{op}: num_objects should be a non-negative int, got {num_objects!r}")
+    return int(num_objects)
+
+
+def _check_table_size(num_objects: int, pixels: int, op: str = "measure") -> None:
     """More objects than pixels (and a table past a million rows): labels are not numbered 1..N (one
     sparse id of 2e9 would make 2e9 mostly empty rows, hundreds of GiB), so say so instead of failing
     to allocate it. Small label images with gaps in their numbering stay accepted."""
     if num_objects > max(pixels, 1 << 20):
-        raise ValueError(f"measure: the largest label is {num_objects} but the image has {pixels} pixels: labels "
+        raise ValueError(f"{op}: the largest label is {num_objects} but the image has {pixels} pixels: labels "
                          f"should be numbered 1..N (relabel them sequentially, e.g. with "
                          f"skimage.segmentation.relabel_sequential) or pass num_objects")
 

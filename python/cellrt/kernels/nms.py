@@ -88,9 +88,12 @@ def _instances(boxes, scores, masks, classes, op: str):
             raise ValueError(f"{op}: classes should be an integer ({len(boxes)},) array, got {classes.dtype} "
                              f"{classes.shape}")
         classes = np.ascontiguousarray(classes, np.int32)
-    if isinstance(masks, tuple) and len(masks) == 2 and isinstance(masks[0], np.ndarray):
+    # Packed: (1-D offsets, data). A tuple of two 2-D masks (two instances) is a list of masks, not packed.
+    if isinstance(masks, tuple) and len(masks) == 2 and isinstance(masks[0], np.ndarray) and masks[0].ndim == 1:
         offsets = np.ascontiguousarray(masks[0], np.int64)
-        data = np.ascontiguousarray(masks[1], np.uint8)
+        data = np.asarray(masks[1])
+        # Non-zero is inside, as pack_masks reads masks: a cast to uint8 made 0.5 (a float mask) outside.
+        data = np.ascontiguousarray(data if data.dtype == np.uint8 else data != 0, np.uint8).reshape(-1)
         sizes = (boxes[:, 2] - boxes[:, 0]).astype(np.int64) * (boxes[:, 3] - boxes[:, 1])
         if offsets.shape != (len(boxes) + 1,) or offsets[0] != 0 or not np.array_equal(np.diff(offsets), sizes) \
                 or offsets[-1] > data.size:

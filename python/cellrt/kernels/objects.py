@@ -33,7 +33,7 @@ def fill_holes(mask, connectivity: int = 8, *, backend: str = "auto") -> np.ndar
     >>> fill_holes(ring).all()
     np.True_
     """
-    if connectivity not in (4, 8):
+    if not _backend.is_int(connectivity) or connectivity not in (4, 8):
         raise ValueError(f"fill_holes: connectivity should be 4 or 8, got {connectivity!r}")
 
     if _backend.is_device_array(mask):
@@ -43,7 +43,7 @@ def fill_holes(mask, connectivity: int = 8, *, backend: str = "auto") -> np.ndar
         from . import _cuda  # noqa: PLC0415 - needs cupy
 
         return _cuda.fill_holes(mask, connectivity)
-    mask = _as_mask(mask)
+    mask = _as_mask(mask, "fill_holes")
     if _backend.resolve("fill_holes", backend, False) == "cpu":
         from .._build import _core  # noqa: PLC0415
 
@@ -51,6 +51,8 @@ def fill_holes(mask, connectivity: int = 8, *, backend: str = "auto") -> np.ndar
     # numba: label the background with the complementary connectivity and
     # keep the components that reach the border.
     mask = mask.view(bool)
+    if mask.size == 0:   # no border rows to index below; the C++ kernel returns the empty mask too
+        return mask.copy()
     background, count = label(~mask, 4 if connectivity == 8 else 8, backend=backend)
     touches_border = np.zeros(count + 1, bool)
     for edge in (background[0], background[-1], background[:, 0], background[:, -1]):
@@ -181,6 +183,7 @@ def instances_from_mask(mask, *, min_area: int = 0, fill: bool = True, connectiv
         (of the seeds with ``split_h``)
     count : int
     """
+    _check_min_area(min_area, "instances_from_mask")
     if fill:
         mask = fill_holes(mask, connectivity, backend=backend)
     if split_h is not None:
@@ -191,6 +194,12 @@ def instances_from_mask(mask, *, min_area: int = 0, fill: bool = True, connectiv
         labels, count = remove_small_objects(labels, min_area, backend=backend,
                                              out=None if _backend.is_device_array(labels) else labels)
     return labels, count
+
+
+def _check_min_area(min_area, op: str) -> None:
+    # min_area=-1 or True was taken as 'no filter' and None failed comparing with 1.
+    if not _backend.is_int(min_area) or min_area < 0:
+        raise ValueError(f"{op}: min_area should be an int >= 0, got {min_area!r}")
 
 
 def _split_on_host(mask, h: float, connectivity: int, backend: str):
@@ -213,12 +222,13 @@ def match_instances(predicted, truth, iou_threshold: float = 0.5) -> dict:
     matching is unique without assignment. Returns true positives, false
     positives, false negatives, precision, recall and F1.
     """
-    predicted = np.asarray(predicted)
-    truth = np.asarray(truth)
+    predicted = _match_labels(predicted, "predicted")
+    truth = _match_labels(truth, "truth")
     if predicted.shape != truth.shape:
         raise ValueError(f"match_instances: shapes differ: {predicted.shape} vs {truth.shape}")
-    if iou_threshold < 0.5:
-        raise ValueError("match_instances: iou_threshold should be >= 0.5 (unique matches)")
+    if not _backend.is_real(iou_threshold) or not 0.5 <= iou_threshold <= 1:
+        raise ValueError(f"match_instances: iou_threshold should be a number in [0.5, 1] (unique matches), got "
+                         f"{iou_threshold!r}")
     n_pred, n_true = int(predicted.max(initial=0)), int(truth.max(initial=0))
     pairs = predicted.astype(np.int64).ravel() * (n_true + 1) + truth.astype(np.int64).ravel()
     overlap = np.bincount(pairs, minlength=(n_pred + 1) * (n_true + 1)).reshape(n_pred + 1, n_true + 1)
@@ -235,6 +245,25 @@ def match_instances(predicted, truth, iou_threshold: float = 0.5) -> dict:
     recall = tp / present_true if present_true else 1.0
     f1 = 2 * tp / (present_pred + present_true) if present_pred + present_true else 1.0
     return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+
+
+def _match_labels(labels, name: str) -> np.ndarray:
+    """Integer labels >= 0 for match_instances, renumbered densely when their ids are sparse: the overlap
+    table has (largest predicted + 1) x (largest true + 1) cells, 36 GiB for two ids of 70000."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "biu":
+        # A float label image would be truncated (1.7 -> 1), merging objects.
+        raise ValueError(f"match_instances: {name} should be integer labels, got {labels.dtype}")
+    if labels.size == 0:
+        return labels.astype(np.int64)
+    if int(labels.min()) < 0:
+        raise ValueError(f"match_instances: {name} should be labels >= 0, got a smallest label of {int(labels.min())}")
+    if int(labels.max()) <= labels.size:
+        return labels
+    ids = np.unique(labels)
+    if ids[0] != 0:
+        ids = np.concatenate([[0], ids])
+    return np.searchsorted(ids, labels)
 
 
 def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_method: str = "otsu",
@@ -274,6 +303,12 @@ def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_me
     from .stitch import percentile_normalization  # noqa: PLC0415
     from .threshold import threshold  # noqa: PLC0415
 
+    # Checked before any work; a negative radius or sigma (or a NaN one) skipped its step silently.
+    if not _backend.is_int(opening_radius) or opening_radius < 0:
+        raise ValueError(f"segment: opening_radius should be an int >= 0 (0: no opening), got {opening_radius!r}")
+    if not _backend.is_real(blur_sigma) or not 0 <= blur_sigma < np.inf:
+        raise ValueError(f"segment: blur_sigma should be a number >= 0 (0: no smoothing), got {blur_sigma!r}")
+    _check_min_area(min_area, "segment")
     xp = array_module(image)   # a device (cupy) image stays on the device through every step
     image = xp.asarray(image)
     if image.ndim != 2:
@@ -288,7 +323,8 @@ def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_me
     # allocator has handed the last one back to the system (a fifth of this function's time, measured).
     owned = work is not image
     if normalize:
-        scale, offset = percentile_normalization(image[None] if image.dtype.kind == "u" else work[None], percentiles)
+        scale, offset = percentile_normalization(image[None] if image.dtype.kind == "u" else work[None], percentiles,
+                                                 "segment")
         work = xp.subtract(work, np.float32(offset[0]))
         work *= np.float32(scale[0])
         owned = True
@@ -324,8 +360,16 @@ def grow_labels(labels, mask, steps: int, *, backend: str = "auto"):
         raise ValueError(f"grow_labels: steps should be a non-negative int, got {steps!r}")
     if _backend.is_device_array(labels):
         return _grow_whole_array(labels, mask, int(steps))
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        # A cast would truncate float labels (1.7 -> 1) and wrap int64 ones past 2^31 onto other labels.
+        raise ValueError(f"grow_labels: labels should be an integer array, got {labels.dtype}")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) > np.iinfo(np.int32).max):
+        raise ValueError(f"grow_labels: labels should lie in [0, 2^31), got {int(labels.min())}..{int(labels.max())}")
     labels = np.array(labels, dtype=np.int32, order="C")   # a copy: grown in place below
-    mask = _as_mask(mask)
+    mask = _as_mask(mask, "grow_labels")
+    # Growth ends within one step per pixel; the cap keeps a huge count inside the kernel's C int.
+    steps = min(int(steps), labels.size + 1)
     if labels.ndim != 2 or mask.shape != labels.shape:
         raise ValueError(f"grow_labels: labels and mask should be (H, W) of one shape, got {labels.shape} and "
                          f"{mask.shape}")
@@ -389,6 +433,15 @@ def instances_from_probability(prob, *, foreground: float = 0.5, seed: float = 0
 
     xp = array_module(prob)   # numpy, or cupy: then every step runs on the GPU
     prob = xp.asarray(prob, dtype=xp.float32)
+    for name, value in (("foreground", foreground), ("seed", seed)):
+        if not _backend.is_real(value) or not np.isfinite(value):
+            # A NaN level compares False everywhere: no objects, silently.
+            raise ValueError(f"instances_from_probability: {name} should be a finite number, got {value!r}")
+    _check_min_area(min_area, "instances_from_probability")
+    if prob.ndim in (2, 3) and not bool(xp.all(xp.isfinite(prob))):
+        # Checked for one map too: a NaN pixel compares False with the level, read as background.
+        raise ValueError(f"instances_from_probability: prob holds {int(prob.size - int(xp.isfinite(prob).sum()))} "
+                         "NaN/inf values")
     if prob.ndim == 2:
         return instances_from_mask(prob > foreground, min_area=min_area, fill=fill, connectivity=connectivity,
                                    split_h=split_h, backend=backend)
@@ -398,8 +451,6 @@ def instances_from_probability(prob, *, foreground: float = 0.5, seed: float = 0
     if prob.ndim != 3 or prob.shape[0] != 3:
         raise ValueError(f"instances_from_probability: prob should be (H, W) or (3, H, W) (background, interior, "
                          f"boundary), got {prob.shape}")
-    if not bool(xp.all(xp.isfinite(prob))):
-        raise ValueError("instances_from_probability: prob holds NaN/inf values")
     if not _backend.is_int(grow_steps) or grow_steps < 0:
         raise ValueError(f"instances_from_probability: grow_steps should be a non-negative int, got {grow_steps!r}")
     background, interior, boundary = prob

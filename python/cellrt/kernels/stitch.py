@@ -189,7 +189,7 @@ def _core_percentiles():
     return None if _core is None else _core.percentiles
 
 
-def percentile_normalization(image, percentiles=(1.0, 99.8)) -> tuple[np.ndarray, np.ndarray]:
+def percentile_normalization(image, percentiles=(1.0, 99.8), op: str = "tile") -> tuple[np.ndarray, np.ndarray]:
     """Per-channel ``(scale, offset)`` mapping percentile ``lo`` to 0 and ``hi`` to 1.
 
     A channel whose two percentiles coincide (a flat field) gets scale 0, so
@@ -200,7 +200,7 @@ def percentile_normalization(image, percentiles=(1.0, 99.8)) -> tuple[np.ndarray
     """
     pair = list(percentiles) if isinstance(percentiles, (tuple, list, np.ndarray)) else []
     if len(pair) != 2 or not all(_backend.is_real(q) for q in pair) or not (0.0 <= pair[0] < pair[1] <= 100.0):
-        raise ValueError(f"tile: percentiles should be a (lo, hi) pair of numbers with 0 <= lo < hi <= 100, "
+        raise ValueError(f"{op}: percentiles should be a (lo, hi) pair of numbers with 0 <= lo < hi <= 100, "
                          f"got {percentiles!r}")
     lo_q, hi_q = (float(q) for q in pair)
     xp = _backend.array_module(image)

@@ -24,11 +24,32 @@ def _value_counts(image: np.ndarray) -> np.ndarray:
     return np.bincount(image.ravel(), minlength=256 if image.dtype == np.uint8 else 65536)
 
 
+# Integer images spanning more values than this and than their pixel count are binned like float images.
+_MAX_VALUE_BINS = 1 << 16
+
+
+def _check_nbins(nbins) -> None:
+    from . import _backend  # noqa: PLC0415
+
+    if not _backend.is_int(nbins) or nbins < 2:
+        raise ValueError(f"histogram: nbins should be an int >= 2, got {nbins!r}")
+
+
+def _bin_centres(edges: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        centres = (edges[:-1] + edges[1:]) / 2
+    if not np.all(np.isfinite(centres)):
+        # float32 edges near +-3.4e38: their sum overflows to +-inf (a threshold of -inf), their mean does not.
+        centres = ((edges[:-1].astype(np.float64) + edges[1:]) / 2).astype(edges.dtype)
+    return centres
+
+
 def histogram(image, nbins: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Counts and bin centres of an image's values.
 
     Integer images get one bin per value from their min to their max
-    (``nbins`` is ignored); float images ``nbins`` equal-width bins.
+    (``nbins`` is ignored) - unless that span exceeds both 65536 values and
+    the pixel count: then, as float images, ``nbins`` equal-width bins.
     """
     from . import _backend  # noqa: PLC0415
 
@@ -55,13 +76,18 @@ def histogram(image, nbins: int = 256) -> tuple[np.ndarray, np.ndarray]:
         return counts[lo:hi + 1], np.arange(lo, hi + 1, dtype=np.float64)
     if image.dtype.kind in "iu" or image.dtype == np.bool_:
         values = image.ravel()
-        lo = int(values.min())
-        counts = np.bincount((values.astype(np.int64) - lo) if lo else values)
-        return counts, np.arange(lo, lo + counts.size, dtype=np.float64)
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo < max(_MAX_VALUE_BINS, values.size):
+            counts = np.bincount((values.astype(np.int64) - lo) if lo else values)
+            return counts, np.arange(lo, lo + counts.size, dtype=np.float64)
+        # One bin per value would outgrow both the image and a 16-bit histogram (2^32 bins for two uint32
+        # pixels 0 and 4e9: a 32 GiB allocation): bin the values as a float image's.
+        _check_nbins(nbins)
+        counts, edges = np.histogram(values.astype(np.float64), bins=int(nbins), range=(float(lo), float(hi)))
+        return counts, (edges[:-1] + edges[1:]) / 2
     if image.dtype.kind != "f":
         raise ValueError(f"histogram: image should be numeric, got {image.dtype}")
-    if not _backend.is_int(nbins) or nbins < 2:
-        raise ValueError(f"histogram: nbins should be an int >= 2, got {nbins!r}")
+    _check_nbins(nbins)
     from .._build import _core  # noqa: PLC0415
 
     try:
@@ -81,7 +107,7 @@ def histogram(image, nbins: int = 256) -> tuple[np.ndarray, np.ndarray]:
         return np.array([image.size], np.int64), np.array([lo], image.dtype)
     if finite != image.size:
         raise ValueError(f"histogram: image holds {image.size - finite} NaN/inf values")
-    return counts, (edges[:-1] + edges[1:]) / 2
+    return counts, _bin_centres(edges)
 
 
 def numpy_bin_edges(lo: float, hi: float, nbins: int, dtype: np.dtype) -> np.ndarray | None:
@@ -119,7 +145,7 @@ def _device_float_histogram(image, nbins) -> tuple[np.ndarray, np.ndarray]:
         return np.array([image.size], np.int64), np.array([lo], image.dtype)
     counts = cupy.histogram(image, bins=cupy.asarray(edges))[0]
     counts = counts.get() if hasattr(counts, "get") else np.asarray(counts)
-    return counts, (edges[:-1] + edges[1:]) / 2
+    return counts, _bin_centres(edges)
 
 
 def otsu_from_histogram(counts, centres) -> float:
@@ -172,8 +198,10 @@ def li_from_histogram(counts, centres, tolerance=None, max_iterations: int = 100
     """Li's minimum cross-entropy threshold, by the fixed-point iteration
     t <- (m_low - m_high) / (ln m_low - ln m_high) of Li & Tam (1998),
     where m_low / m_high are the means of the values <= t / > t, starting
-    from the mean. Values are shifted to start at 0 (logarithms of the class
-    means must be defined) and shifted back."""
+    from the mean, until t moves by at most ``tolerance`` (default: half the
+    smallest gap between values) or the values <= t are only the minimum
+    (scikit-image's stops). Values are shifted to start at 0 (logarithms of
+    the class means must be defined) and shifted back."""
     counts = np.asarray(counts, np.float64)
     centres = np.asarray(centres, np.float64)
     occupied = np.flatnonzero(counts)
@@ -195,11 +223,12 @@ def li_from_histogram(counts, centres, tolerance=None, max_iterations: int = 100
         n_high, m_high = total_n - n_low, total_m - m_low
         mean_low = m_low / n_low
         mean_high = m_high / n_high
-        previous = t
         if mean_low <= 0:
-            t = mean_high / 2  # nothing positive below: bisect towards the upper class
-        else:
-            t = (mean_low - mean_high) / (np.log(mean_low) - np.log(mean_high))
+            # Only the minimum is below t: log(0) is undefined, so stop here, as scikit-image does. Restarting
+            # from elsewhere cycles back to this point and returns wherever the iteration cap falls.
+            break
+        previous = t
+        t = (mean_low - mean_high) / (np.log(mean_low) - np.log(mean_high))
     return float(t + origin)
 
 
@@ -221,7 +250,8 @@ def threshold(image, method: str = "otsu", *, value=None, nbins: int = 256, corr
     value : float
         The threshold for ``method='manual'``.
     nbins : int
-        Histogram bins for float images.
+        Histogram bins for float images (and for integer images spanning
+        more than 65536 values and more values than pixels).
     correction : float
         Multiplies the threshold (CellProfiler's threshold correction factor).
     smoothing : float
@@ -241,13 +271,15 @@ def threshold(image, method: str = "otsu", *, value=None, nbins: int = 256, corr
     """
     if method not in METHODS:
         raise ValueError(f"threshold: method should be one of {', '.join(METHODS)}, got {method!r}")
-    if not (isinstance(correction, (int, float, np.floating)) and np.isfinite(correction) and correction > 0):
+    from . import _backend  # noqa: PLC0415
+
+    # is_real: numpy scalars (np.int64(2)) are numbers, bools are not.
+    if not (_backend.is_real(correction) and np.isfinite(correction) and correction > 0):
         raise ValueError(f"threshold: correction should be a positive number, got {correction!r}")
     if method == "manual":
-        if value is None or not np.isfinite(value):
+        if not _backend.is_real(value) or not np.isfinite(value):
             raise ValueError(f"threshold: method='manual' needs a finite value=, got {value!r}")
         return float(value) * correction
-    from . import _backend  # noqa: PLC0415
 
     device = _backend.is_device_array(image)
     if device:   # cupy: the histogram is counted on the GPU; counts and extremes come back
@@ -287,7 +319,9 @@ def threshold(image, method: str = "otsu", *, value=None, nbins: int = 256, corr
             if device:
                 values, counts = values.get(), counts.get()
             return li_from_histogram(counts, values) * correction
-        return li_from_histogram(counts, centres) * correction
+        # Integer values: converged within half a grey level (scikit-image's tolerance), however far apart
+        # the used values are (12-bit data stored in 16 bits uses every 16th).
+        return li_from_histogram(counts, centres, tolerance=0.5) * correction
     if method == "triangle":
         return triangle_from_histogram(counts, centres) * correction
     return otsu_from_histogram(counts, centres) * correction

@@ -24,15 +24,26 @@ def _host_mask(mask, op: str) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"{op}: mask should have shape (H, W), got {mask.shape}")
+    if mask.dtype.kind not in "biuf":
+        # mask != 0 holds for every string and object: a mask of all foreground, silently.
+        raise ValueError(f"{op}: mask should be boolean or numeric, got dtype {mask.dtype}")
     if mask.dtype.kind == "f" and not np.all(np.isfinite(mask)):
         raise ValueError(f"{op}: mask holds NaN or inf")
     return np.ascontiguousarray(mask != 0, dtype=np.uint8)
 
 
+def _real_values(values, name: str, op: str) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype.kind not in "biuf":
+        # The float32 cast parsed strings ('63.' -> 63) and dropped imaginary parts.
+        raise ValueError(f"{op}: {name} should be real numbers, got dtype {values.dtype}")
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
 def _check_h_and_connectivity(h, connectivity, op: str) -> None:
     if isinstance(h, bool) or not isinstance(h, (int, float, np.integer, np.floating)) or not h >= 0:
         raise ValueError(f"{op}: h should be a number >= 0, got {h!r}")
-    if connectivity not in (4, 8):
+    if not _backend.is_int(connectivity) or connectivity not in (4, 8):
         raise ValueError(f"{op}: connectivity should be 4 or 8, got {connectivity!r}")
 
 
@@ -59,7 +70,7 @@ def h_maxima_seeds(values, h: float, *, connectivity: int = 8, backend: str = "a
     a dome's equal maxima that are not 8-connected (``[1, 3, 2.5, 3, 1]``, h = 1) as separate regions,
     where this is one seed - the dip between them is less than h."""
     _check_h_and_connectivity(h, connectivity, "h_maxima_seeds")
-    values = np.ascontiguousarray(values, dtype=np.float32)
+    values = _real_values(values, "values", "h_maxima_seeds")
     if values.ndim != 2:
         raise ValueError(f"h_maxima_seeds: values should have shape (H, W), got {values.shape}")
     if np.isnan(values).any():
@@ -84,10 +95,10 @@ def watershed(surface, markers, mask, *, connectivity: int = 8, backend: str = "
     backend floods the mask's components one at a time, shared out among ``num_threads`` threads (the
     same labels as one flood of the whole image)."""
     num_threads = _backend.check_num_threads("watershed", num_threads)
-    if connectivity not in (4, 8):
+    if not _backend.is_int(connectivity) or connectivity not in (4, 8):
         raise ValueError(f"watershed: connectivity should be 4 or 8, got {connectivity!r}")
     mask = _host_mask(mask, "watershed")
-    surface = np.ascontiguousarray(surface, dtype=np.float32)
+    surface = _real_values(surface, "surface", "watershed")
     markers = np.asarray(markers)
     if surface.shape != mask.shape or markers.shape != mask.shape:
         raise ValueError(f"watershed: surface, markers and mask should have one shape, got {surface.shape}, "

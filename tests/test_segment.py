@@ -1093,3 +1093,32 @@ def test_cuda_segment_finds_the_host_objects(dsb_dir):
         assert isinstance(device, cp.ndarray)
         score = match_instances(cp.asnumpy(device), host)
         assert score["f1"] >= 0.99 and abs(device_count - host_count) <= max(1, host_count // 100), (name, score)
+
+
+def test_yes_no_arguments_take_bools_only():
+    """A string such as "no" is truthy and True is an int to Python: both slipped through as the opposite or as
+    a number."""
+    from cellrt.kernels import instances_from_probability, mask_nms, matrix_nms, segment, stitch
+
+    image = np.zeros((16, 16), np.float32)
+    with pytest.raises(ValueError, match=r"segment: normalize should be True or False, got 'yes'"):
+        segment(image, normalize="yes")
+    with pytest.raises(ValueError, match=r"segment: fill should be True or False, got 1"):
+        segment(image, fill=1)
+    with pytest.raises(ValueError, match=r"instances_from_mask: fill should be True or False, got 'no'"):
+        instances_from_mask(image > 0, fill="no")
+    with pytest.raises(ValueError, match=r"instances_from_probability: fill should be True or False, got None"):
+        instances_from_probability(image, fill=None)
+    assert instances_from_mask(image > 0, fill=np.bool_(False))[1] == 0
+    boxes = np.array([[0, 0, 4, 4], [1, 1, 5, 5]], np.int32)
+    scores = np.array([0.9, 0.8], np.float32)
+    masks = [np.ones((4, 4), bool), np.ones((4, 4), bool)]
+    with pytest.raises(ValueError, match=r"mask_nms: class_aware should be True, False or None, got 'no'"):
+        mask_nms(boxes, scores, masks, class_aware="no")
+    with pytest.raises(ValueError, match=r"matrix_nms: class_aware should be True, False or None, got 0"):
+        matrix_nms(boxes, scores, masks, class_aware=0)
+    with pytest.raises(ValueError, match=r"matrix_nms: sigma should be a positive number, got True"):
+        matrix_nms(boxes, scores, masks, sigma=True)
+    tiles = np.zeros((1, 1, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"stitch: fill_value should be a number or None, got True"):
+        stitch(tiles, np.zeros((1, 2), np.int64), (8, 8), fill_value=True)

@@ -6,6 +6,8 @@ import importlib.util
 import numbers
 import warnings
 
+import numpy as np
+
 from .._build import _core, core_error, cuda_device_count, has_cuda
 
 BACKENDS = ("cuda", "cpu", "numba")
@@ -34,6 +36,11 @@ def available_backends() -> list[str]:
 def is_int(value) -> bool:
     """An integer argument: Python or numpy ints, not bools (True is an int to Python, never a count here)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_flag(value) -> bool:
+    """A yes/no argument: a Python or numpy bool (a string such as "no" is truthy, an int a likely slip)."""
+    return isinstance(value, (bool, np.bool_))
 
 
 def is_real(value) -> bool:

@@ -138,6 +138,8 @@ def mask_nms(boxes, scores, masks, *, classes=None, iou_threshold: float = 0.5, 
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
                 or not np.isfinite(value) or value < 0 or (high is not None and value > high):
             raise ValueError(f"mask_nms: {name} should be a number in [0, {high or 'inf'}], got {value!r}")
+    if class_aware is not None and not _backend.is_flag(class_aware):
+        raise ValueError(f"mask_nms: class_aware should be True, False or None, got {class_aware!r}")
     aware = classes is not None if class_aware is None else bool(class_aware)
     if aware and classes is None:
         raise ValueError("mask_nms: class_aware=True needs classes=")
@@ -205,8 +207,10 @@ def matrix_nms(boxes, scores, masks, *, classes=None, kernel: str = "gaussian", 
     num_threads = _backend.check_num_threads("matrix_nms", num_threads)
     if kernel not in ("gaussian", "linear"):
         raise ValueError(f"matrix_nms: kernel should be 'gaussian' or 'linear', got {kernel!r}")
-    if not (isinstance(sigma, (int, float, np.integer, np.floating)) and np.isfinite(sigma) and sigma > 0):
+    if not (_backend.is_real(sigma) and np.isfinite(sigma) and sigma > 0):
         raise ValueError(f"matrix_nms: sigma should be a positive number, got {sigma!r}")
+    if class_aware is not None and not _backend.is_flag(class_aware):
+        raise ValueError(f"matrix_nms: class_aware should be True, False or None, got {class_aware!r}")
     aware = classes is not None if class_aware is None else bool(class_aware)
     if aware and classes is None:
         raise ValueError("matrix_nms: class_aware=True needs classes=")

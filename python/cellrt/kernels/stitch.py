@@ -505,7 +505,7 @@ def stitch(tiles, origins, image_shape, *, overlap=None, blend="gaussian", sigma
         raise ValueError(f"stitch: origins should be an integer array of shape ({tiles.shape[0]}, 2), "
                          f"got {origins.dtype} {tuple(origins.shape)}")
     _check_policy(nan_policy, "stitch")
-    if fill_value is not None and not isinstance(fill_value, (int, float, np.integer, np.floating)):
+    if fill_value is not None and not _backend.is_real(fill_value):
         raise ValueError(f"stitch: fill_value should be a number or None, got {fill_value!r}")
     channels, height, width, oy, ox = _stitch_options(tiles.shape, image_shape, overlap, blend, sigma_scale,
                                                        activation, argmax)

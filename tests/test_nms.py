@@ -246,3 +246,21 @@ def test_cpu_equals_numba_on_any_instances(seed, count, iou, ios, aware):
     if count and "cpu" in HOST_BACKENDS:
         assert results[0].tolist() == brute_force_nms(boxes, scores, masks, classes, iou,
                                                       2.0 if ios is None else ios, aware, side=60)
+
+
+def test_instances_from_labels_takes_sparse_labels_and_refuses_negative_ones():
+    from cellrt.kernels import instances_from_labels
+
+    dense = np.zeros((6, 7), np.int64)
+    dense[1:3, 1:4] = 1
+    dense[4:6, 5:7] = 2
+    sparse = np.where(dense == 1, 70_000, np.where(dense == 2, 1_000_000_000, 0))
+    boxes, masks = instances_from_labels(sparse, offset=(10, 20))
+    want_boxes, want_masks = instances_from_labels(dense, offset=(10, 20))
+    np.testing.assert_array_equal(boxes, want_boxes)
+    assert boxes.tolist() == [[11, 21, 13, 24], [14, 25, 16, 27]]
+    assert len(masks) == 2 and all(np.array_equal(a, b) for a, b in zip(masks, want_masks))
+    everywhere = np.full((2, 2), 3_000_000_000, np.int64)   # no background at all
+    assert instances_from_labels(everywhere)[0].tolist() == [[0, 0, 2, 2]]
+    with pytest.raises(ValueError, match=r"instances_from_labels: labels should be >= 0, got 4 negative pixel"):
+        instances_from_labels(np.where(dense == 2, -4, dense))

@@ -46,6 +46,14 @@ def instances_from_labels(labels, *, offset=(0, 0)) -> tuple[np.ndarray, list]:
     if labels.ndim != 2 or labels.dtype.kind not in "iu":
         raise ValueError(f"instances_from_labels: labels should be a 2-D integer array, got {labels.dtype} "
                          f"{labels.shape}")
+    if labels.size and int(labels.min()) < 0:
+        raise ValueError(f"instances_from_labels: labels should be >= 0, got {int(np.count_nonzero(labels < 0))} "
+                         f"negative pixel(s)")
+    if labels.size and int(labels.max()) > labels.size:
+        # find_objects keeps a slot per label value (1e9 of them for one pixel labelled 1e9): number the
+        # labels present 1..N in their order first - the same objects, in the same order.
+        values, inverse = np.unique(labels, return_inverse=True)
+        labels = inverse.reshape(labels.shape) + (0 if values[0] == 0 else 1)
     from scipy import ndimage  # noqa: PLC0415 - a dependency of the test/benchmark paths only
 
     boxes, masks = [], []

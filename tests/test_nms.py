@@ -264,3 +264,16 @@ def test_instances_from_labels_takes_sparse_labels_and_refuses_negative_ones():
     assert instances_from_labels(everywhere)[0].tolist() == [[0, 0, 2, 2]]
     with pytest.raises(ValueError, match=r"instances_from_labels: labels should be >= 0, got 4 negative pixel"):
         instances_from_labels(np.where(dense == 2, -4, dense))
+
+
+def test_no_instances_in_any_spelling_and_float_packed_offsets_refused():
+    from cellrt.kernels import mask_nms, matrix_nms, pack_masks
+
+    for backend in HOST_BACKENDS:
+        assert mask_nms([], [], [], backend=backend).size == 0
+        assert mask_nms(np.zeros((0, 4), np.int32), np.zeros(0, np.float32), [], backend=backend).size == 0
+    assert matrix_nms([], [], []).size == 0
+    boxes = np.array([[0, 0, 2, 2], [0, 0, 2, 2]], np.int32)
+    offsets, data = pack_masks(boxes, [np.ones((2, 2), bool)] * 2)
+    with pytest.raises(ValueError, match=r"mask_nms: packed mask offsets should be integers, got float64"):
+        mask_nms(boxes, np.array([0.9, 0.8], np.float32), (offsets.astype(np.float64), data))

@@ -68,6 +68,8 @@ def instances_from_labels(labels, *, offset=(0, 0)) -> tuple[np.ndarray, list]:
 
 def _boxes(boxes, op: str) -> np.ndarray:
     boxes = np.asarray(boxes)
+    if boxes.size == 0 and boxes.ndim <= 2 and (boxes.ndim < 2 or boxes.shape[1] in (0, 4)):
+        boxes = np.zeros((0, 4), np.int32)   # no instances, however spelled ([] is a float array to numpy)
     if boxes.ndim != 2 or boxes.shape[1] != 4 or boxes.dtype.kind not in "iu":
         raise ValueError(f"{op}: boxes should be an integer (N, 4) array [y0, x0, y1, x1), got {boxes.dtype} "
                          f"{boxes.shape}")
@@ -98,6 +100,8 @@ def _instances(boxes, scores, masks, classes, op: str):
         classes = np.ascontiguousarray(classes, np.int32)
     # Packed: (1-D offsets, data). A tuple of two 2-D masks (two instances) is a list of masks, not packed.
     if isinstance(masks, tuple) and len(masks) == 2 and isinstance(masks[0], np.ndarray) and masks[0].ndim == 1:
+        if masks[0].dtype.kind not in "iu":   # a cast would truncate 3.7 to 3: another instance's pixels
+            raise ValueError(f"{op}: packed mask offsets should be integers, got {masks[0].dtype}")
         offsets = np.ascontiguousarray(masks[0], np.int64)
         data = np.asarray(masks[1])
         # Non-zero is inside, as pack_masks reads masks: a cast to uint8 made 0.5 (a float mask) outside.

@@ -282,3 +282,15 @@ def test_c_abi_drift_monitor_equals_the_python_monitor(tmp_path, rng):
     finally:
         lib.cellrt_drift_monitor_destroy(monitor)
     assert any(s.alarm for s in monitor_stream(reference, stream))
+
+
+def test_rbf_values_beyond_float32_are_named_as_such():
+    from cellrt.kernels import rbf_kernel_sums
+
+    points = np.zeros((3, 2), np.float64)
+    queries = np.array([[0.0, 1.0], [1e39, 0.0]])
+    with pytest.raises(ValueError, match=r"rbf_kernel_sums: queries holds values beyond float32's range .*row 1"):
+        rbf_kernel_sums(queries, points, 1.0)
+    queries[1, 0] = np.inf
+    with pytest.raises(ValueError, match=r"rbf_kernel_sums: queries holds NaN or inf \(row 1\)"):
+        rbf_kernel_sums(queries, points, 1.0)

@@ -36,12 +36,18 @@ def _prepare(queries, points, sigma, op: str):
             or not math.isfinite(sigma) or sigma <= 0:
         raise ValueError(f"{op}: sigma should be a positive number, got {sigma!r}")
     xp = _backend.array_module(queries)
-    queries = xp.ascontiguousarray(queries, dtype=xp.float32)
-    points = xp.ascontiguousarray(points, dtype=xp.float32)
+    given = {"queries": queries, "points": points}
+    with np.errstate(over="ignore"):   # the kernels work in float32: a value past its range becomes inf
+        queries = xp.ascontiguousarray(queries, dtype=xp.float32)
+        points = xp.ascontiguousarray(points, dtype=xp.float32)
     for name, a in (("queries", queries), ("points", points)):
         bad = ~xp.isfinite(a)
         if bool(bad.any()):
-            raise ValueError(f"{op}: {name} holds NaN or inf (row {int(xp.argwhere(bad)[0, 0])})")
+            row = int(xp.argwhere(bad)[0, 0])
+            if bool(xp.isfinite(xp.asarray(given[name])[row]).all()):
+                raise ValueError(f"{op}: {name} holds values beyond float32's range (+-3.4e38; row {row}), the "
+                                 f"kernels' arithmetic")
+            raise ValueError(f"{op}: {name} holds NaN or inf (row {row})")
     return queries, points, device
 
 

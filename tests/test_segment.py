@@ -883,6 +883,10 @@ def test_float_histogram_refuses_bins_without_width_and_bad_arguments():
         histogram(narrow, 256)
     counts, _ = histogram(narrow, 4)
     assert counts.sum() == narrow.size
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":   # numpy 1.x makes the zero-width bins without a word
+        with pytest.raises(ValueError, match=r"histogram: 256 bins are too many for the values' range \[1, 1\]: "
+                                             r"in float64 some would have no width"):
+            histogram(np.array([1.0, 1 + 2e-16, 1.0]), 256)
     with pytest.raises(ValueError, match=r"float_histogram: nbins should be 1 .. 2\^24, got 0"):
         _core.float_histogram(narrow, 0)
     with pytest.raises(ValueError, match=r"float_histogram: values should be float32, got float64"):

@@ -98,13 +98,16 @@ def histogram(image, nbins: int = 256) -> tuple[np.ndarray, np.ndarray]:
             finite = int(np.count_nonzero(np.isfinite(image)))
             if finite == image.size:
                 counts, edges = np.histogram(image, bins=int(nbins), range=(float(image.min()), float(image.max())))
-    except ValueError:
+    except ValueError as error:
         # Bins without width (numpy refuses them too). A constant image far from 0 lands here (numpy's
         # +-0.5 around its value is lost in its float type): one bin, at the value.
         lo, hi = image.min(), image.max()
-        if lo != hi or not np.isfinite(lo):
-            raise
-        return np.array([image.size], np.int64), np.array([lo], image.dtype)
+        if lo == hi and np.isfinite(lo):
+            return np.array([image.size], np.int64), np.array([lo], image.dtype)
+        if "Too many bins" in str(error):   # numpy's words, for float types other than float32
+            raise ValueError(f"histogram: {int(nbins)} bins are too many for the values' range [{float(lo):g}, "
+                             f"{float(hi):g}]: in {image.dtype} some would have no width") from None
+        raise
     if finite != image.size:
         raise ValueError(f"histogram: image holds {image.size - finite} NaN/inf values")
     return counts, _bin_centres(edges)

@@ -533,7 +533,7 @@ def test_remove_small_objects_writes_into_out_or_in_place(backend, rng):
                                          r"labels, got int64 labels"):
         wide = labels.astype(np.int64)
         remove_small_objects(wide, 5, backend=backend, out=wide)
-    with pytest.raises(ValueError, match=r"remove_small_objects: out should be a writeable C-contiguous int32 array "
+    with pytest.raises(ValueError, match=r"remove_small_objects: out should be a writable C-contiguous int32 array "
                                          r"of shape \(90, 70\), got float32 \(90, 70\)"):
         remove_small_objects(labels, 5, backend=backend, out=np.zeros(labels.shape, np.float32))
     shared = np.zeros(labels.size + 1, np.int32)
@@ -1126,3 +1126,29 @@ def test_yes_no_arguments_take_bools_only():
     tiles = np.zeros((1, 1, 8, 8), np.float32)
     with pytest.raises(ValueError, match=r"stitch: fill_value should be a number or None, got True"):
         stitch(tiles, np.zeros((1, 2), np.int64), (8, 8), fill_value=True)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_label_writes_into_out_and_names_what_it_refuses(backend, rng):
+    mask = rng.random((40, 30)) > 0.6
+    expected, count = label(mask, 8, backend=backend)
+    out = np.full(mask.shape, -1, np.int32)
+    labels, n = label(mask, 8, backend=backend, out=out)
+    assert labels is out and n == count
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(ValueError, match=r"label: out should be a writable C-contiguous int32 array of shape "
+                                         r"\(40, 30\), got int64 \(40, 30\)"):
+        label(mask, 8, backend=backend, out=np.zeros(mask.shape, np.int64))
+    read_only = np.zeros(mask.shape, np.int32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match=r"got int32 \(40, 30\), read-only"):
+        label(mask, 8, backend=backend, out=read_only)
+    with pytest.raises(ValueError, match=r"got int32 \(30, 40\), not C-contiguous"):
+        label(mask.T.copy(), 8, backend=backend, out=np.zeros(mask.shape, np.int32).T)
+    with pytest.raises(ValueError, match=r"got list"):
+        label(mask, 8, backend=backend, out=[[0] * 30] * 40)
+    storage = np.zeros(mask.size, np.int32)
+    as_mask = storage.view(np.uint8)[:mask.size].reshape(mask.shape)   # the mask in out's own bytes
+    as_mask[...] = mask
+    with pytest.raises(ValueError, match=r"label: out should not share memory with mask"):
+        label(as_mask, 8, backend=backend, out=storage.reshape(mask.shape))

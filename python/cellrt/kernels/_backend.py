@@ -38,6 +38,24 @@ def is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def check_out(op: str, out, shape: tuple, dtype, source=None, source_name: str = "") -> None:
+    """Refuses an ``out=`` array the kernels cannot write: not a writable C-contiguous host array of
+    ``shape`` and ``dtype``, or one sharing memory with the input ``source`` (pass None where out may be
+    the input itself)."""
+    if not isinstance(out, np.ndarray):
+        given = type(out).__name__
+    else:
+        flaws = [f for f, bad in (("not C-contiguous", not out.flags.c_contiguous),
+                                  ("read-only", not out.flags.writeable)) if bad]
+        given = f"{out.dtype} {out.shape}" + "".join(f", {f}" for f in flaws)
+        if out.shape == tuple(shape) and out.dtype == dtype and not flaws:
+            if source is not None and np.shares_memory(out, source):
+                raise ValueError(f"{op}: out should not share memory with {source_name}")
+            return
+    raise ValueError(f"{op}: out should be a writable C-contiguous {np.dtype(dtype).name} array of shape "
+                     f"{tuple(shape)}, got {given}")
+
+
 def is_flag(value) -> bool:
     """A yes/no argument: a Python or numpy bool (a string such as "no" is truthy, an int a likely slip)."""
     return isinstance(value, (bool, np.bool_))

@@ -98,9 +98,8 @@ def label(mask, connectivity: int = 8, *, backend: str = "auto", num_threads: in
     if mask.size >= 2**31:
         raise ValueError(f"label: the mask should have fewer than 2^31 pixels, got {mask.shape}")
     chosen = _backend.resolve("label", backend, False)
-    if out is not None and (not isinstance(out, np.ndarray) or out.shape != mask.shape or out.dtype != np.int32
-                            or not out.flags.c_contiguous or not out.flags.writeable):
-        raise ValueError(f"label: out should be a writable C-contiguous int32 array of shape {mask.shape}")
+    if out is not None:
+        _backend.check_out("label", out, mask.shape, np.int32, mask, "mask")
     if chosen == "cpu":
         from .._build import _core  # noqa: PLC0415
 

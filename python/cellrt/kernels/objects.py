@@ -108,13 +108,10 @@ def remove_small_objects(labels, min_area: int, *, backend: str = "auto", num_th
     elif in_place and out is not labels:
         raise ValueError("remove_small_objects: out=labels (in place) needs int32 C-contiguous labels, got "
                          f"{out.dtype} labels{'' if out.flags.c_contiguous else ', not C-contiguous'}")
-    elif not (isinstance(out, np.ndarray) and out.dtype == np.int32 and out.shape == labels.shape
-              and out.flags.c_contiguous and out.flags.writeable):
-        raise ValueError(f"remove_small_objects: out should be a writeable C-contiguous int32 array of shape "
-                         f"{labels.shape}, got {getattr(out, 'dtype', type(out).__name__)} "
-                         f"{getattr(out, 'shape', '')}")
-    elif not in_place and np.shares_memory(out, labels):
-        raise ValueError("remove_small_objects: out should not overlap labels other than being it (in place)")
+    elif not in_place:
+        _backend.check_out("remove_small_objects", out, labels.shape, np.int32)
+        if np.shares_memory(out, labels):
+            raise ValueError("remove_small_objects: out should not overlap labels other than being it (in place)")
     if chosen == "cpu":
         from .._build import _core  # noqa: PLC0415
 

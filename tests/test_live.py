@@ -72,7 +72,7 @@ def test_live_submit_errors_name_the_field(tmp_path, nuclei):
     summary = run.close()  # fields_per_well unknown: the well is written at close
     assert summary["fields_processed"] == 1
     assert read_table(tmp_path / "live" / "wells.csv")["Count"].tolist() == [0]
-    with pytest.raises(Exception, match="after close"):
+    with pytest.raises(PlateRunError, match=r"^LiveRun.submit after close\(\)$"):
         run.submit(frame, well="B03", field=2, channel=1)
 
 

@@ -231,8 +231,9 @@ def test_percentiles_are_exact(dtype, rng):
     scale, offset = percentile_normalization(image, (0.5, 99.5))
     for c in range(3):
         lo, hi = np.percentile(image[c], [0.5, 99.5])
-        assert offset[c] == pytest.approx(lo, rel=1e-6)
-        assert scale[c] == pytest.approx(1 / (hi - lo), rel=1e-5)
+        # Exact means the float32 of numpy's float64 answer: a rel tolerance let a float32 difference pass.
+        assert offset[c] == np.float32(lo)
+        assert scale[c] == np.float32(1 / (hi - lo))
 
 
 def test_integer_percentiles_over_the_whole_16_bit_range_and_strided_channels(rng):
@@ -321,8 +322,7 @@ def test_linear_function_of_crops_is_that_function_of_the_image(backend, blend, 
 
 
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
-@pytest.mark.parametrize("blend", BLENDS)
-def test_constant_blend_is_the_plain_average(backend, blend, rng):
+def test_constant_blend_is_the_plain_average(backend):
     # Two tiles that disagree on their overlap: constant weights average them.
     tiles = np.stack([np.full((1, 10, 10), 1.0), np.full((1, 10, 10), 3.0)]).astype(np.float32)
     origins = np.array([[0, 0], [0, 6]])

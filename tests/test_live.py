@@ -182,11 +182,18 @@ def test_leaving_the_with_block_on_an_error_fails_the_fields_in_flight(tmp_path,
     plate = open_plate(DEMO)
     futures = []
     with pytest.raises(RuntimeError, match="stage lost focus"):
-        with LiveRun(nuclei, tmp_path / "live", channels=["1"]) as run:
+        with LiveRun(nuclei, tmp_path / "live", channels=["1", "2"],
+                     options=PlateOptions(channel_map={"DNA": "1"})) as run:
             for source in plate.fields[:4]:
-                futures.append(run.submit(tifffile.imread(source.files["1"]), well=source.well,
-                                          field=source.field, channel="1"))
+                image = tifffile.imread(source.files["1"])
+                futures.append(run.submit(image, well=source.well, field=source.field, channel="1"))
+                run.submit(image, well=source.well, field=source.field, channel="2")
+            # Whether any of the four is still running at the raise is down to timing; a field still
+            # waiting for its second channel is in flight for certain, so one of them must fail with the
+            # reason (a plain close() on the error would fail it as 'never submitted' instead).
+            stranded = run.submit(image, well="B01", field=1, channel="1")
             raise RuntimeError("stage lost focus")
+    assert "the live run was left by RuntimeError: stage lost focus" in str(stranded.exception(timeout=30))
     for future in futures:   # each resolved: a result if it was done in time, else the reason it never will be
         error = future.exception(timeout=30)
         assert error is None or "the live run was left by RuntimeError: stage lost focus" in str(error)

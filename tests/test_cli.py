@@ -350,6 +350,8 @@ def test_the_int8_tip_follows_the_providers_the_fp32_session_ran_on(monkeypatch,
     from cellrt.runtime import load_manifest
     from cellrt.runtime import ort as ort_runtime
 
+    # The CPU's VNNI is another question (tested in test_runtime); fixed here so the providers alone decide, on
+    # CI machines without VNNI too.
     monkeypatch.setattr(ort_runtime, "int8_file_exact", lambda weight_bits=8: (True, "a CPU with VNNI"))
     manifest = load_manifest(model_folder("nuclei"))
     assert manifest.int8, "the bundled nuclei model ships a gated INT8 file"

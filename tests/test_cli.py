@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,12 @@ def test_doctor_says_when_the_sdk_is_not_installed(tmp_path, monkeypatch, capsys
     cmake_dir.mkdir(parents=True)
     doctor.run_doctor()
     assert f"C/C++ SDK (find_package)  -Dcellrt_DIR={cmake_dir}\n" in capsys.readouterr().out
+    header = tmp_path / "sdk" / "include" / "cellrt" / "c_api.h"
+    header.parent.mkdir(parents=True)
+    header.write_text((Path(__file__).parents[1] / "csrc/include/cellrt/c_api.h").read_text())
+    doctor.run_doctor()
+    assert f"-Dcellrt_DIR={cmake_dir}  (C ABI version 8)\n" in capsys.readouterr().out
+    assert doctor.collect()["build"]["sdk_c_api_version"] == 8
 
 
 def test_doctor_prints_a_readable_report():

@@ -53,4 +53,18 @@ def build_info() -> dict:
         "sdk_cmake_dir": cmake_dir(),
         # Only a pip install puts the SDK there; an in-tree checkout run from PYTHONPATH has none.
         "sdk_installed": Path(cmake_dir()).is_dir(),
+        "sdk_c_api_version": sdk_c_api_version(),
     }
+
+
+def sdk_c_api_version() -> int | None:
+    """CELLRT_C_API_VERSION of the installed SDK's c_api.h (what C callers compile against), None without
+    one. Read from the header: loading libcellrt_c here would run its CPU check in this process."""
+    import re  # noqa: PLC0415
+
+    try:
+        text = (Path(include_dir()) / "cellrt" / "c_api.h").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^#define CELLRT_C_API_VERSION (\d+)$", text, re.MULTILINE)
+    return int(found.group(1)) if found else None

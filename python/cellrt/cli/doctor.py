@@ -102,7 +102,9 @@ def run_doctor(as_json: bool = False) -> int:
                  + f" ({int8['cpu']})")
     lines.append(f"  bundled models            {', '.join(report['bundled_models']) or 'none'}")
     if b["sdk_installed"]:
-        lines.append(f"  C/C++ SDK (find_package)  -Dcellrt_DIR={b['sdk_cmake_dir']}")
+        version = b.get("sdk_c_api_version")
+        lines.append(f"  C/C++ SDK (find_package)  -Dcellrt_DIR={b['sdk_cmake_dir']}"
+                     + (f"  (C ABI version {version})" if version is not None else ""))
     else:
         lines.append(f"  C/C++ SDK (find_package)  not installed: {b['sdk_cmake_dir']} does not exist (an in-tree "
                      "checkout run from PYTHONPATH has none; `pip install .` installs it)")

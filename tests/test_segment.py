@@ -887,6 +887,10 @@ def test_float_histogram_refuses_bins_without_width_and_bad_arguments():
         histogram(narrow, 256)
     counts, _ = histogram(narrow, 4)
     assert counts.sum() == narrow.size
+    with pytest.raises(ValueError, match=r"^threshold: 256 bins are too many for the values' range"):
+        threshold(narrow)   # the function called is the one named
+    with pytest.raises(ValueError, match=r"^threshold: nbins should be an int >= 2, got 1$"):
+        threshold(narrow, nbins=1)
     if np.lib.NumpyVersion(np.__version__) >= "2.0.0":   # numpy 1.x makes the zero-width bins without a word
         with pytest.raises(ValueError, match=r"histogram: 256 bins are too many for the values' range \[1, 1\]: "
                                              r"in float64 some would have no width"):

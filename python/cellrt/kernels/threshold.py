@@ -311,7 +311,14 @@ def threshold(image, method: str = "otsu", *, value=None, nbins: int = 256, corr
             image = gaussian_blur(image, smoothing)
     if method == "mean":
         return float(image.mean(dtype=np.float64)) * correction
-    counts, centres = histogram(image, nbins)
+    try:
+        counts, centres = histogram(image, nbins)
+    except ValueError as error:   # name the function the caller called
+        message = str(error)
+        for op in ("float_histogram: ", "histogram: "):
+            if message.startswith(op):
+                raise ValueError("threshold: " + message[len(op):]) from None
+        raise
     if np.count_nonzero(counts) == 1:  # a constant image: nothing lies above its value
         return float(centres[np.flatnonzero(counts)[0]]) * correction
     if method == "li":

@@ -231,11 +231,14 @@ def test_ort_backend_binds_outputs_into_caller_buffers_and_reuses_its_own(tiny_m
     first = backend.infer(tiles)
     again = backend.infer(tiles)
     assert first["logits"] is again["logits"]  # one buffer per batch shape, no allocation per call
-    expected = first["logits"].copy()
-    out = {"logits": np.full((2, 3, 64, 64), np.nan, np.float32), "embedding": np.empty((2, 8 * 2), np.float32)}
+    expected = {name: array.copy() for name, array in first.items()}
+    # NaN-filled so an output left unwritten (or written elsewhere) shows; every output, not just the first.
+    out = {"logits": np.full((2, 3, 64, 64), np.nan, np.float32), "embedding": np.full((2, 8 * 2), np.nan, np.float32)}
     returned = backend.infer(tiles, out=out)
-    assert returned["logits"] is out["logits"]
-    np.testing.assert_array_equal(out["logits"], expected)
+    assert set(returned) == set(out) == set(expected)
+    for name in out:
+        assert returned[name] is out[name], name
+        np.testing.assert_array_equal(out[name], expected[name], err_msg=name)
     with pytest.raises(ValueError, match=r"out\['logits'\] should be a C-contiguous float32 array of shape"):
         backend.infer(tiles, out={"logits": np.empty((2, 3, 32, 32), np.float32), "embedding": out["embedding"]})
     with pytest.raises(ValueError, match="C-contiguous float32"):

@@ -692,6 +692,13 @@ def test_int8_with_7_bit_weights_runs_on_any_cpu(tiny_model, dsb_dir, tmp_path, 
     folder = _copy(tiny_model[0], tmp_path)
     section = quantize_int8(folder, _training_tiles(dsb_dir), check=_dsb_tiles(dsb_dir), weight_bits=7)
     assert section["weight_bits"] == 7 and load_manifest(folder).int8["weight_bits"] == 7
+    # The recorded 7 is what lets load_model run the file without VNNI: the weights themselves must be 7-bit.
+    import onnx  # noqa: PLC0415
+    from onnx import numpy_helper  # noqa: PLC0415
+    weights = [numpy_helper.to_array(t) for t in onnx.load(str(folder / section["file"])).graph.initializer
+               if t.data_type == onnx.TensorProto.INT8]
+    # |w| <= 64 is the bound that keeps a u8 x s8 pair sum inside int16: 2 * 255 * 64 = 32640 <= 32767.
+    assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 64
     int8 = cellrt.load_model(folder, backend="ort", precision="int8")
     fp32 = cellrt.load_model(folder, backend="ort")
     image = tifffile.imread(dsb_dir / "images" / f"{training_data.dsb_ids(dsb_dir, held_out=True)[1]}.tif")

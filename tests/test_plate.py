@@ -532,10 +532,12 @@ def test_skip_bad_records_scan_time_rejections_like_run_time_failures(tmp_path, 
 
 
 def _count_map_texts(monkeypatch) -> dict:
-    """The cell texts of the report's 'Objects per well' map by well, filled in when the report is written."""
+    """The cell texts of the report's 'Objects per well' map by well, filled in when the report is written.
+    A spy, not a stand-in: every figure is still rendered, so a map that cannot be drawn fails the test."""
     from cellrt.report import plate_report
 
     texts = {}
+    render = plate_report._figure_png
 
     def record(fig):
         ax = fig.axes[0]
@@ -543,7 +545,7 @@ def _count_map_texts(monkeypatch) -> dict:
             for text in ax.texts:
                 x, y = text.get_position()
                 texts[format_well(int(round(y)), int(round(x)))] = text.get_text()
-        return b"\x89PNG test"
+        return render(fig)
 
     monkeypatch.setattr(plate_report, "_figure_png", record)
     return texts

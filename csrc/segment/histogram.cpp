@@ -252,16 +252,7 @@ int64_t percentiles(const TensorView& values, const double* qs, int32_t count, d
     CELLRT_CHECK(qs[i] >= 0.0 && qs[i] <= 100.0, "percentiles: each percentile should be in [0, 100], got ", qs[i]);
   const auto* v = static_cast<const float*>(values.data);
   const int workers = workers_for(n, num_threads);
-  std::vector<int64_t> finite_by(workers, 0);
-  detail::parallel_for(workers, workers, [&](int64_t w0, int64_t w1) {
-    for (int64_t w = w0; w < w1; ++w) {
-      int64_t c = 0;
-      for (int64_t i = n * w / workers; i < n * (w + 1) / workers; ++i) c += std::isfinite(v[i]) ? 1 : 0;
-      finite_by[w] = c;
-    }
-  });
-  int64_t finite = 0;
-  for (const int64_t c : finite_by) finite += c;
+  const int64_t finite = finite_range(v, n, workers).finite;
   if (finite == 0) {
     std::fill(out, out + count, std::numeric_limits<double>::quiet_NaN());
     return 0;

@@ -107,12 +107,17 @@ cellrt::FilterOptions filter_options(const cellrt_filter_options_t* options, con
   return opts;
 }
 
-// Checked before the call's work: a refusal after it left the tiles or the
-// output written under an error status.
+// An output struct (may be NULL) the library fills: it must hold every
+// field. Checked before the call's work: a refusal after it left the tiles or
+// the output written under an error status.
+template <typename T>
+void check_output_struct(const T* out, const char* fn, const char* name, const char* type) {
+  CELLRT_CHECK(out == nullptr || out->struct_size >= sizeof(T), fn, ": ", name, ".struct_size should be sizeof(",
+               type, ") = ", sizeof(T), ", got ", out == nullptr ? 0 : out->struct_size);
+}
+
 void check_counts(const cellrt_counts_t* counts, const char* fn) {
-  CELLRT_CHECK(counts == nullptr || counts->struct_size >= sizeof(cellrt_counts_t), fn,
-               ": counts.struct_size should be sizeof(cellrt_counts_t) = ", sizeof(cellrt_counts_t), ", got ",
-               counts == nullptr ? 0 : counts->struct_size);
+  check_output_struct(counts, fn, "counts", "cellrt_counts_t");
 }
 
 void write_counts(cellrt_counts_t* counts, int64_t uncovered, int64_t nonfinite) {
@@ -305,10 +310,7 @@ cellrt_status_t cellrt_drift_monitor_update(cellrt_drift_monitor_t* monitor, con
   static constexpr const char* fn = "cellrt_drift_monitor_update";
   return translate_exceptions([&] {
     CELLRT_CHECK(monitor != nullptr, fn, ": monitor should not be NULL");
-    CELLRT_CHECK(step == nullptr || step->struct_size >= sizeof(cellrt_drift_step_t),
-                 fn, ": step.struct_size should be sizeof(cellrt_drift_step_t) = ", sizeof(cellrt_drift_step_t),
-                 ", got ",
-                 step == nullptr ? 0 : step->struct_size);
+    check_output_struct(step, fn, "step", "cellrt_drift_step_t");
     const cellrt::DriftStep s = monitor->monitor.update(embedding, dims);
     if (step != nullptr) {
       step->index = s.index;

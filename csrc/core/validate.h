@@ -86,6 +86,13 @@ inline void check_no_overlap(const char* op, const char* in_name, const TensorVi
                "already replaced");
 }
 
+// A 2-D view whose sides the kernels hold as int32 (rows addressed in int64,
+// so the pixel count may exceed it).
+inline void check_int32_sides(const char* op, const char* name, const TensorView& v) {
+  CELLRT_CHECK(v.shape[0] < (int64_t{1} << 31) && v.shape[1] < (int64_t{1} << 31), op, ": ", name,
+               "' sides should be below 2^31, got ", shape_string(v));
+}
+
 // Image and tile sides stay far enough below INT32_MAX that the int32
 // arithmetic of the kernels (origin + tile, 2 * position) cannot overflow.
 inline void check_sides(const char* op, int64_t h, int64_t w, int64_t th, int64_t tw) {

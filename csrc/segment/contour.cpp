@@ -20,9 +20,7 @@ void check_contour_input(const char* op, const TensorView& labels, int64_t num_o
   detail::check_view(op, "labels", labels, 2, "(H, W)", true);
   CELLRT_CHECK(labels.dtype == DType::kInt32, op, ": labels should be int32, got ", dtype_name(labels.dtype));
   CELLRT_CHECK(labels.device == Device::kCPU, op, ": only host arrays are supported so far");
-  // Sides and point coordinates are int32 (rows are addressed in int64, so the pixel count may exceed it).
-  CELLRT_CHECK(labels.shape[0] < (int64_t{1} << 31) && labels.shape[1] < (int64_t{1} << 31), op,
-               ": labels' sides should be below 2^31, got ", detail::shape_string(labels));
+  detail::check_int32_sides(op, "labels", labels);   // and the points' coordinates
   CELLRT_CHECK(num_objects >= 0 && num_objects < (int64_t{1} << 31), op, ": num_objects should be in [0, 2^31), got ",
                num_objects);
 }

@@ -11,9 +11,7 @@ MeasureResult measure(const TensorView& labels, int64_t num_objects, const Tenso
                       const TensorView& features, const MeasureOptions& options, void* stream) {
   detail::check_view("measure", "labels", labels, 2, "(H, W)", true);
   CELLRT_CHECK(labels.dtype == DType::kInt32, "measure: labels should be int32, got ", dtype_name(labels.dtype));
-  // The backends hold the sides as int32 (rows are addressed in int64, so the pixel count may exceed it).
-  CELLRT_CHECK(labels.shape[0] < (int64_t{1} << 31) && labels.shape[1] < (int64_t{1} << 31),
-               "measure: labels' sides should be below 2^31, got ", detail::shape_string(labels));
+  detail::check_int32_sides("measure", "labels", labels);
   CELLRT_CHECK(num_objects >= 0 && num_objects < (int64_t{1} << 31),
                "measure: num_objects should be in [0, 2^31), got ", num_objects);
   const bool has_intensity = intensities != nullptr && intensities->ndim != 0;

@@ -411,8 +411,10 @@ class SpanStitcher {
     const int32_t ty = y - p_.origin_y[k], tx = x0 - p_.origin_x[k];
     for (int32_t c = 0; c < p_.channels; ++c) {
       if (ty + kPrefetchRows < p_.tile_h) prefetch_run(tile_row(k, c, ty + kPrefetchRows) + tx, len);
-      const float* v = row_as_float(tile_row(k, c, ty) + tx, len, s.convert.data());
-      std::copy(v, v + len, s.acc.data() + c * p_.max_span);
+      // float16 rows are converted straight into the accumulator; float32 ones are copied there.
+      float* acc = s.acc.data() + c * p_.max_span;
+      const float* v = row_as_float(tile_row(k, c, ty) + tx, len, acc);
+      if (v != acc) std::copy(v, v + len, acc);
     }
     std::fill(s.den.begin(), s.den.begin() + len, 1.0f);
   }

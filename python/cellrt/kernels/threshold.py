@@ -136,12 +136,9 @@ def _device_float_histogram(image, nbins) -> tuple[np.ndarray, np.ndarray]:
     value on an edge lands in the bin it does on the host."""
     import cupy  # noqa: PLC0415
 
-    from . import _backend  # noqa: PLC0415
-
     if not bool(cupy.isfinite(image).all()):
         raise ValueError(f"histogram: image holds {int((~cupy.isfinite(image)).sum())} NaN/inf values")
-    if not _backend.is_int(nbins) or nbins < 2:
-        raise ValueError(f"histogram: nbins should be an int >= 2, got {nbins!r}")
+    _check_nbins(nbins)
     lo, hi = float(image.min()), float(image.max())
     edges = numpy_bin_edges(lo, hi, int(nbins), np.dtype(image.dtype))
     if edges is None:   # a constant image far from 0: one bin at its value, as on the host

@@ -15,21 +15,16 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backend
+from .labeling import _as_mask
 
 
 def _host_mask(mask, op: str) -> np.ndarray:
     if _backend.is_device_array(mask):
         raise ValueError(f"{op}: takes host (numpy) arrays; got a device array (the watershed is sequential: "
                          f"copy it down with .get())")
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"{op}: mask should have shape (H, W), got {mask.shape}")
-    if mask.dtype.kind not in "biuf":
-        # mask != 0 holds for every string and object: a mask of all foreground, silently.
-        raise ValueError(f"{op}: mask should be boolean or numeric, got dtype {mask.dtype}")
-    if mask.dtype.kind == "f" and not np.all(np.isfinite(mask)):
-        raise ValueError(f"{op}: mask holds NaN or inf")
-    return np.ascontiguousarray(mask != 0, dtype=np.uint8)
+    # label()'s mask: the same checks, and uint8/bool masks taken as they are (the kernels read non-zero as
+    # foreground) instead of a new 0/1 copy.
+    return _as_mask(mask, op)
 
 
 def _real_values(values, name: str, op: str) -> np.ndarray:

@@ -137,12 +137,18 @@ def _as_labels(labels, op: str) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"{op}: labels should have shape (H, W), got {labels.shape}")
+    return np.ascontiguousarray(_check_label_values(labels, op), dtype=np.int32)
+
+
+def _check_label_values(labels: np.ndarray, op: str) -> np.ndarray:
+    """Integer labels in [0, 2^31), as the int32 kernels take them (a cast would truncate float labels and
+    wrap larger ones onto other objects' labels); returns ``labels``."""
     if labels.dtype.kind not in "iu":
         raise ValueError(f"{op}: labels should be an integer array, got {labels.dtype}")
     # int32 too: contours skipped negative labels silently (measure's kernel counts them as out of range).
     if labels.size and (labels.min() < 0 or (labels.dtype != np.int32 and labels.max() > np.iinfo(np.int32).max)):
         raise ValueError(f"{op}: labels should lie in [0, 2^31), got {int(labels.min())}..{int(labels.max())}")
-    return np.ascontiguousarray(labels, dtype=np.int32)
+    return labels
 
 
 def _contour_arrays(labels: np.ndarray, num_objects: int, backend: str, num_threads: int):

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import _backend
 from ._backend import array_module
-from .labeling import _as_mask, label
+from .labeling import _as_mask, _check_label_values, label
 
 
 def fill_holes(mask, connectivity: int = 8, *, backend: str = "auto") -> np.ndarray:
@@ -362,12 +362,7 @@ def grow_labels(labels, mask, steps: int, *, backend: str = "auto"):
         raise ValueError(f"grow_labels: steps should be a non-negative int, got {steps!r}")
     if _backend.is_device_array(labels):
         return _grow_whole_array(labels, mask, int(steps))
-    labels = np.asarray(labels)
-    if labels.dtype.kind not in "iu":
-        # A cast would truncate float labels (1.7 -> 1) and wrap int64 ones past 2^31 onto other labels.
-        raise ValueError(f"grow_labels: labels should be an integer array, got {labels.dtype}")
-    if labels.size and (int(labels.min()) < 0 or int(labels.max()) > np.iinfo(np.int32).max):
-        raise ValueError(f"grow_labels: labels should lie in [0, 2^31), got {int(labels.min())}..{int(labels.max())}")
+    labels = _check_label_values(np.asarray(labels), "grow_labels")
     labels = np.array(labels, dtype=np.int32, order="C")   # a copy: grown in place below
     mask = _as_mask(mask, "grow_labels")
     # Growth ends within one step per pixel; the cap keeps a huge count inside the kernel's C int.

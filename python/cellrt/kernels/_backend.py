@@ -61,6 +61,11 @@ def is_flag(value) -> bool:
     return isinstance(value, (bool, np.bool_))
 
 
+def check_flag(op: str, name: str, value) -> None:
+    if not is_flag(value):
+        raise ValueError(f"{op}: {name} should be True or False, got {value!r}")
+
+
 def is_real(value) -> bool:
     """A real-number argument: Python or numpy ints and floats, not bools."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -181,8 +181,7 @@ def instances_from_mask(mask, *, min_area: int = 0, fill: bool = True, connectiv
     count : int
     """
     _check_min_area(min_area, "instances_from_mask")
-    if not _backend.is_flag(fill):
-        raise ValueError(f"instances_from_mask: fill should be True or False, got {fill!r}")
+    _backend.check_flag("instances_from_mask", "fill", fill)
     if fill:
         mask = fill_holes(mask, connectivity, backend=backend)
     if split_h is not None:
@@ -303,9 +302,8 @@ def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_me
     from .threshold import threshold  # noqa: PLC0415
 
     # Checked before any work; a negative radius or sigma (or a NaN one) skipped its step silently.
-    for name, flag in (("normalize", normalize), ("fill", fill)):
-        if not _backend.is_flag(flag):
-            raise ValueError(f"segment: {name} should be True or False, got {flag!r}")
+    _backend.check_flag("segment", "normalize", normalize)
+    _backend.check_flag("segment", "fill", fill)
     if not _backend.is_int(opening_radius) or opening_radius < 0:
         raise ValueError(f"segment: opening_radius should be an int >= 0 (0: no opening), got {opening_radius!r}")
     if not _backend.is_real(blur_sigma) or not 0 <= blur_sigma < np.inf:
@@ -435,8 +433,7 @@ def instances_from_probability(prob, *, foreground: float = 0.5, seed: float = 0
             # A NaN level compares False everywhere: no objects, silently.
             raise ValueError(f"instances_from_probability: {name} should be a finite number, got {value!r}")
     _check_min_area(min_area, "instances_from_probability")
-    if not _backend.is_flag(fill):
-        raise ValueError(f"instances_from_probability: fill should be True or False, got {fill!r}")
+    _backend.check_flag("instances_from_probability", "fill", fill)
     if prob.ndim in (2, 3) and not bool(xp.all(xp.isfinite(prob))):
         # Checked for one map too: a NaN pixel compares False with the level, read as background.
         raise ValueError(f"instances_from_probability: prob holds {int(prob.size - int(xp.isfinite(prob).sum()))} "

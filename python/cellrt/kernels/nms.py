@@ -66,6 +66,16 @@ def instances_from_labels(labels, *, offset=(0, 0)) -> tuple[np.ndarray, list]:
     return np.asarray(boxes, np.int32).reshape(-1, 4), masks
 
 
+def _class_aware(class_aware, classes, op: str) -> bool:
+    """Whether only same-class instances suppress each other: as asked, else when classes are given."""
+    if class_aware is not None and not _backend.is_flag(class_aware):
+        raise ValueError(f"{op}: class_aware should be True, False or None, got {class_aware!r}")
+    aware = classes is not None if class_aware is None else bool(class_aware)
+    if aware and classes is None:
+        raise ValueError(f"{op}: class_aware=True needs classes=")
+    return aware
+
+
 def _boxes(boxes, op: str) -> np.ndarray:
     boxes = np.asarray(boxes)
     if boxes.size == 0 and boxes.ndim <= 2 and (boxes.ndim < 2 or boxes.shape[1] in (0, 4)):
@@ -150,11 +160,7 @@ def mask_nms(boxes, scores, masks, *, classes=None, iou_threshold: float = 0.5, 
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
                 or not np.isfinite(value) or value < 0 or (high is not None and value > high):
             raise ValueError(f"mask_nms: {name} should be a number in [0, {high or 'inf'}], got {value!r}")
-    if class_aware is not None and not _backend.is_flag(class_aware):
-        raise ValueError(f"mask_nms: class_aware should be True, False or None, got {class_aware!r}")
-    aware = classes is not None if class_aware is None else bool(class_aware)
-    if aware and classes is None:
-        raise ValueError("mask_nms: class_aware=True needs classes=")
+    aware = _class_aware(class_aware, classes, "mask_nms")
     ios = 2.0 if ios_threshold is None else float(ios_threshold)
     if _backend.is_device_array(boxes):
         return _mask_nms_device(boxes, scores, masks, classes, float(iou_threshold), ios, aware, backend)
@@ -221,11 +227,7 @@ def matrix_nms(boxes, scores, masks, *, classes=None, kernel: str = "gaussian", 
         raise ValueError(f"matrix_nms: kernel should be 'gaussian' or 'linear', got {kernel!r}")
     if not (_backend.is_real(sigma) and np.isfinite(sigma) and sigma > 0):
         raise ValueError(f"matrix_nms: sigma should be a positive number, got {sigma!r}")
-    if class_aware is not None and not _backend.is_flag(class_aware):
-        raise ValueError(f"matrix_nms: class_aware should be True, False or None, got {class_aware!r}")
-    aware = classes is not None if class_aware is None else bool(class_aware)
-    if aware and classes is None:
-        raise ValueError("matrix_nms: class_aware=True needs classes=")
+    aware = _class_aware(class_aware, classes, "matrix_nms")
     boxes, scores, classes, offsets, data, order = _instances(boxes, scores, masks, classes, "matrix_nms")
     chosen = _backend.resolve("matrix_nms", backend, False)
     if len(boxes) == 0:

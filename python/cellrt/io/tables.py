@@ -90,12 +90,17 @@ def _plain(values):
     return array
 
 
+def is_count(value) -> bool:
+    """An integer cell (Python or numpy int, not a bool): what a column of integers with missing cells holds
+    beside None."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _integers_with_missing(array: np.ndarray) -> bool:
     """An object column of integers and None (a count that some rows do not have)."""
     if array.dtype != object or not any(v is None for v in array.tolist()):
         return False
-    return all(v is None or (isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)))
-               for v in array.tolist())
+    return all(v is None or is_count(v) for v in array.tolist())
 
 
 def _csv_cells(values) -> list:

@@ -26,7 +26,7 @@ from .._atomic import write_text
 from ..drift import DriftReference, DriftReferenceError, monitor_stream
 from ..io.images import IMAGE_FORMATS, FieldImageWriter
 from ..io.plate import FieldSource, Plate, PlateError, well_sort_key
-from ..io.tables import concat_tables, read_table, write_table
+from ..io.tables import concat_tables, is_count, read_table, write_table
 from .engine import EngineError, FieldEngine
 from .model import Model
 
@@ -565,16 +565,12 @@ def _rows_to_table(rows: list[dict]) -> dict:
         if any(isinstance(v, str) for v in present):
             table[column] = np.array([row.get(column) if row.get(column) is not None else "" for row in rows],
                                      dtype=object)
-        elif present and len(present) < len(rows) and all(_is_count(v) for v in present):
+        elif present and len(present) < len(rows) and all(is_count(v) for v in present):
             table[column] = np.array([row.get(column) for row in rows], dtype=object)
         else:
             table[column] = np.array([row.get(column) if row.get(column) is not None else float("nan")
                                       for row in rows])
     return table
-
-
-def _is_count(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _class_of_objects(result) -> np.ndarray:

@@ -60,14 +60,10 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
         print(f"stage share: {shares}; inference {100 * (summary['infer_share_of_wall'] or 0):.0f}% of wall time")
     if summary["resumed_wells"]:
         print(f"resumed: {len(summary['resumed_wells'])} wells were already complete")
-    if summary.get("redone_changed_wells"):
-        changed = summary["redone_changed_wells"]
-        print(f"redone: {len(changed)} well(s) whose fields changed since they were written "
-              f"({', '.join(changed[:8])}{', ...' if len(changed) > 8 else ''})")
-    if summary.get("redone_failed_wells"):
-        retried = summary["redone_failed_wells"]
-        print(f"redone: {len(retried)} well(s) with fields that had failed "
-              f"({', '.join(retried[:8])}{', ...' if len(retried) > 8 else ''})")
+    for key, why in (("redone_changed_wells", "whose fields changed since they were written"),
+                     ("redone_failed_wells", "with fields that had failed")):
+        if summary.get(key):
+            print(f"redone: {len(summary[key])} well(s) {why} ({_first_wells(summary[key])})")
     images = [name for name in ("labels", "predictions", "images.ome.zarr") if (out / name).exists()]
     objects = next((name for name in ("objects.parquet", "objects.csv") if (out / name).exists()), "objects")
     print(f"results in {out}: {objects}, fields.csv, wells.csv, errors.csv, timings.csv, run.json"
@@ -194,7 +190,7 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
         if plate.rejected_fields:
             wells = sorted({k.well for k in plate.rejected_fields}, key=well_sort_key)
             print(f"plate {plate.name}: {len(plate.rejected_fields)} field(s) rejected when scanned (--skip-bad), "
-                  f"in wells {', '.join(wells[:8])}{', ...' if len(wells) > 8 else ''}; why: errors.csv",
+                  f"in wells {_first_wells(wells)}; why: errors.csv",
                   file=sys.stderr)
         if plate.other_planes:
             print(f"plate {plate.name}: reading z plane {plate.plane[0]}, time point {plate.plane[1]}; "
@@ -218,6 +214,11 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
     nothing_came_out = not summary["plate_fields_with_results"] and (
         summary["fields_failed"] or summary["plate"].get("rejected_fields"))
     return 1 if nothing_came_out else 0
+
+
+def _first_wells(wells: list) -> str:
+    """'A01, A02, ...': the first eight wells named, the rest elided."""
+    return ", ".join(wells[:8]) + (", ..." if len(wells) > 8 else "")
 
 
 def _fields_to_run(plate) -> str:

@@ -16,6 +16,7 @@
 #include "cellrt/watershed.h"
 #include "cellrt/histogram.h"
 #include "cellrt/label.h"
+#include "cellrt/label_measure.h"
 #include "cellrt/measure.h"
 #include "cellrt/morphology.h"
 #include "python/array_view.h"
@@ -52,6 +53,57 @@ int64_t measure_host(const py::array& labels, int64_t num_objects, const py::obj
   o.num_threads = num_threads;
   py::gil_scoped_release release;
   return measure(lab, num_objects, intensities.is_none() ? nullptr : &inten, feat, o).out_of_range;
+}
+
+// Host views of label_measure's arguments (intensities optional).
+struct LabelMeasureViews {
+  TensorView mask, labels, features, intensities;
+  py::array intensity_array;  // keeps a converted array alive
+  bool has_intensities = false;
+};
+
+LabelMeasureViews label_measure_views(const py::array& mask, py::array& labels, const py::object& intensities,
+                                      py::array& features) {
+  LabelMeasureViews v;
+  v.mask = host_view(mask, "mask", false);
+  v.labels = host_view(labels, "labels", true);
+  v.features = host_view(features, "features", true);
+  if (!intensities.is_none()) {
+    v.intensity_array = py::array::ensure(intensities);
+    v.intensities = host_view(v.intensity_array, "intensities", false);
+    v.has_intensities = true;
+  }
+  return v;
+}
+
+py::tuple label_measure_host(const py::array& mask, py::array& labels, const py::object& intensities,
+                             py::array& features, int connectivity, int64_t min_area, int num_threads) {
+  const LabelMeasureViews v = label_measure_views(mask, labels, intensities, features);
+  LabelMeasureOptions o;
+  o.connectivity = connectivity;
+  o.min_area = min_area;
+  o.num_threads = num_threads;
+  LabelMeasureResult r;
+  {
+    py::gil_scoped_release release;
+    r = label_measure(v.mask, v.labels, v.has_intensities ? &v.intensities : nullptr, v.features, o);
+  }
+  return py::make_tuple(r.num_objects, r.measured);
+}
+
+py::tuple label_measure_by_pixels_host(const py::array& mask, py::array& labels, const py::object& intensities,
+                                       py::array& features, int connectivity, int64_t min_area) {
+  const LabelMeasureViews v = label_measure_views(mask, labels, intensities, features);
+  const TensorView* channels = v.has_intensities ? &v.intensities : nullptr;
+  detail::check_label_views("label_measure_by_pixels", v.mask, v.labels, connectivity);
+  detail::check_measure_views("label_measure_by_pixels", v.labels, channels, v.features, -1);
+  LabelMeasureResult r;
+  {
+    py::gil_scoped_release release;
+    r = detail::label_measure_by_pixels(static_cast<const uint8_t*>(v.mask.data), v.labels, connectivity, min_area,
+                                        v.features.shape[0], channels, static_cast<double*>(v.features.data));
+  }
+  return py::make_tuple(r.num_objects, r.measured);
 }
 
 FilterOptions filter_options(int border, int num_threads) {
@@ -369,6 +421,27 @@ int64_t measure_device(uintptr_t labels, const std::vector<int64_t>& shape, int6
       .out_of_range;
 }
 
+py::tuple label_measure_device(uintptr_t mask, const std::vector<int64_t>& shape, uintptr_t labels, uintptr_t image,
+                               int32_t image_dtype, const std::vector<int64_t>& image_shape,
+                               const std::vector<int64_t>& image_strides, uintptr_t features, int64_t capacity,
+                               int64_t columns, int connectivity, int64_t min_area, uintptr_t stream) {
+  const TensorView in = contiguous_device_view(mask, static_cast<int32_t>(DType::kUInt8), shape, "mask");
+  const TensorView lab = contiguous_device_view(labels, static_cast<int32_t>(DType::kInt32), shape, "labels");
+  const TensorView feat =
+      contiguous_device_view(features, static_cast<int32_t>(DType::kFloat64), {capacity, columns}, "features");
+  TensorView inten;
+  if (image != 0) inten = device_view(image, image_dtype, image_shape, image_strides, "intensities");
+  LabelMeasureOptions o;
+  o.connectivity = connectivity;
+  o.min_area = min_area;
+  LabelMeasureResult r;
+  {
+    py::gil_scoped_release release;
+    r = label_measure(in, lab, image != 0 ? &inten : nullptr, feat, o, reinterpret_cast<void*>(stream));
+  }
+  return py::make_tuple(r.num_objects, r.measured);
+}
+
 }  // namespace
 
 void register_segment(py::module_& m) {
@@ -377,6 +450,17 @@ void register_segment(py::module_& m) {
   m.def("measure", &measure_host, py::arg("labels"), py::arg("num_objects"), py::arg("intensities"),
         py::arg("features"), py::arg("num_threads") = 0,
         "Fill features[N, 12 + 5K] (float64); returns the number of out-of-range label pixels.");
+  m.def("label_measure", &label_measure_host, py::arg("mask"), py::arg("labels"), py::arg("intensities"),
+        py::arg("features"), py::arg("connectivity"), py::arg("min_area"), py::arg("num_threads") = 0,
+        "label + remove_small_objects + measure into features[capacity, 12 + 5K]; returns (N, rows measured).");
+  m.def("label_measure_by_pixels", &label_measure_by_pixels_host, py::arg("mask"), py::arg("labels"),
+        py::arg("intensities"), py::arg("features"), py::arg("connectivity"), py::arg("min_area"),
+        "label_measure by the CUDA kernels' bodies run on the host, one after another: tests the CUDA arithmetic "
+        "without a GPU. Returns (N, rows measured).");
+  m.def("label_measure_cuda", &label_measure_device, py::arg("mask"), py::arg("shape"), py::arg("labels"),
+        py::arg("image"), py::arg("image_dtype"), py::arg("image_shape"), py::arg("image_strides"),
+        py::arg("features"), py::arg("capacity"), py::arg("columns"), py::arg("connectivity"), py::arg("min_area"),
+        py::arg("stream"), "label_measure on device pointers; image 0 for none; synchronises the stream once.");
   m.def("gaussian_blur", &gaussian_blur_host, py::arg("image"), py::arg("out"), py::arg("sigma"),
         py::arg("truncate"), py::arg("border"), py::arg("num_threads") = 0);
   m.def("gaussian_blur_recursive", &gaussian_blur_recursive_host, py::arg("image"), py::arg("out"),

@@ -9,20 +9,27 @@
 
 namespace cellrt {
 
-int64_t label(const TensorView& mask, const TensorView& labels, const LabelOptions& options, void* stream) {
-  detail::check_view("label", "mask", mask, 2, "(H, W)", true);
-  detail::check_view("label", "labels", labels, 2, "(H, W)", true);
-  CELLRT_CHECK(mask.dtype == DType::kUInt8, "label: mask should be uint8 (non-zero = foreground), got ",
+namespace detail {
+
+void check_label_views(const char* op, const TensorView& mask, const TensorView& labels, int32_t connectivity) {
+  check_view(op, "mask", mask, 2, "(H, W)", true);
+  check_view(op, "labels", labels, 2, "(H, W)", true);
+  CELLRT_CHECK(mask.dtype == DType::kUInt8, op, ": mask should be uint8 (non-zero = foreground), got ",
                dtype_name(mask.dtype));
-  CELLRT_CHECK(labels.dtype == DType::kInt32, "label: labels should be int32, got ", dtype_name(labels.dtype));
-  detail::check_same_shape_2d("label", "mask", mask, "labels", labels);
-  detail::check_no_overlap("label", "mask", mask, "labels", labels, false);
-  CELLRT_CHECK(options.connectivity == 4 || options.connectivity == 8,
-               "label: connectivity should be 4 or 8, got ", options.connectivity);
-  detail::check_same_device("label", "mask", mask, "labels", labels);
+  CELLRT_CHECK(labels.dtype == DType::kInt32, op, ": labels should be int32, got ", dtype_name(labels.dtype));
+  check_same_shape_2d(op, "mask", mask, "labels", labels);
+  check_no_overlap(op, "mask", mask, "labels", labels, false);
+  CELLRT_CHECK(connectivity == 4 || connectivity == 8, op, ": connectivity should be 4 or 8, got ", connectivity);
+  check_same_device(op, "mask", mask, "labels", labels);
+  CELLRT_CHECK(mask.shape[0] * mask.shape[1] <= std::numeric_limits<int32_t>::max(), op,
+               ": the mask should have at most 2^31 - 1 pixels, got ", mask.shape[0], " x ", mask.shape[1]);
+}
+
+}  // namespace detail
+
+int64_t label(const TensorView& mask, const TensorView& labels, const LabelOptions& options, void* stream) {
+  detail::check_label_views("label", mask, labels, options.connectivity);
   const int64_t h = mask.shape[0], w = mask.shape[1];
-  CELLRT_CHECK(h * w <= std::numeric_limits<int32_t>::max(), "label: the mask should have at most 2^31 - 1 pixels, got ",
-               h, " x ", w);
   if (h == 0 || w == 0) return 0;
   const auto* m = static_cast<const uint8_t*>(mask.data);
   auto* out = static_cast<int32_t*>(labels.data);

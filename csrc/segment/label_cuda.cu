@@ -1,17 +1,21 @@
 // CUDA connected-component labelling: union-find with atomicMin links, the
-// labels buffer doubling as the parent array.
+// labels buffer doubling as the parent array (the per-thread bodies are in
+// label_measure_kernel.h, tested on the host by label_measure_by_pixels).
 //
 //   1. init:     parent[p] = p for foreground, -1 for background
 //   2. merge:    each foreground pixel unites with its earlier neighbours
 //                (W, NW, N, NE); links always point to the smaller index,
 //                so every set stays rooted at its first pixel in raster order
-//   3. compress: parent[p] = root(p)
-//   4. number:   roots are flagged and an exclusive scan (CUB) numbers them
-//                in raster order -- the numbering of the CPU backend
-//   5. relabel:  labels[p] = number[parent[p]] + 1
+//   3. compress: parent[p] = root(p), roots flagged
+//   4. filter:   with min_area, areas are added up at the roots and roots of
+//                smaller components unflagged
+//   5. number:   an exclusive scan (CUB) of the flags numbers the roots in
+//                raster order -- the numbering of the CPU backend
+//   6. relabel:  labels[p] = number[parent[p]] + 1 (0 for unflagged)
 //
-// Only the component count comes back to the host; the result is
-// deterministic whatever order the threads run in.
+// The count is left in device memory: label_measure measures with it
+// without waiting for the stream. The result is deterministic whatever order
+// the threads run in.
 #include <cuda_runtime.h>
 
 #include <cub/device/device_scan.cuh>
@@ -19,83 +23,67 @@
 #include <cstdint>
 
 #include "core/cuda_check.h"
-#include "segment/segment_kernel.h"
+#include "segment/device_atomics.cuh"
+#include "segment/label_measure_kernel.h"
 #include "segment/segment_ops.h"
 
 namespace cellrt::detail {
 
 namespace {
 
-__device__ void unite_atomic(int32_t* parent, int32_t a, int32_t b) {
-  bool done = false;
-  while (!done) {
-    a = find_root(parent, a);
-    b = find_root(parent, b);
-    if (a == b) {
-      done = true;
-    } else if (a < b) {
-      const int32_t old = atomicMin(&parent[b], a);
-      done = old == b;  // b was still a root: linked
-      b = old;
-    } else {
-      const int32_t old = atomicMin(&parent[a], b);
-      done = old == a;
-      a = old;
-    }
-  }
-}
+namespace lk = label_measure_kernel;
 
 __global__ void init_kernel(const uint8_t* __restrict__ mask, int32_t* parent, int64_t pixels) {
   const int64_t p = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
-  if (p < pixels) parent[p] = mask[p] ? static_cast<int32_t>(p) : -1;
+  if (p < pixels) lk::init_pixel(mask, parent, p);
 }
 
 __global__ void merge_kernel(const uint8_t* __restrict__ mask, int32_t* parent, int32_t height, int32_t width,
                              bool eight) {
   const int32_t x = blockIdx.x * blockDim.x + threadIdx.x;
   const int32_t y = blockIdx.y * blockDim.y + threadIdx.y;
-  if (x >= width || y >= height) return;
-  const int32_t p = y * width + x;
-  if (!mask[p]) return;
-  if (x > 0 && mask[p - 1]) unite_atomic(parent, p, p - 1);
-  if (y > 0) {
-    const int32_t up = p - width;
-    if (mask[up]) unite_atomic(parent, p, up);
-    if (eight && x > 0 && mask[up - 1]) unite_atomic(parent, p, up - 1);
-    if (eight && x + 1 < width && mask[up + 1]) unite_atomic(parent, p, up + 1);
-  }
+  if (x < width && y < height) lk::merge_pixel<DeviceAtomics>(mask, parent, height, width, eight, x, y);
 }
 
 __global__ void compress_kernel(int32_t* parent, int32_t* root_flag, int64_t pixels) {
   const int64_t p = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
-  if (p >= pixels) return;
-  const int32_t q = parent[p];
-  if (q < 0) {
-    root_flag[p] = 0;
-    return;
-  }
-  const int32_t r = find_root(parent, static_cast<int32_t>(p));
-  root_flag[p] = r == p ? 1 : 0;
-  parent[p] = r;
+  if (p < pixels) lk::compress_pixel(parent, root_flag, p);
 }
 
-__global__ void relabel_kernel(int32_t* labels, const int32_t* __restrict__ root_number, int64_t pixels) {
+__global__ void area_kernel(const int32_t* __restrict__ parent, int32_t* root_area, int64_t pixels) {
   const int64_t p = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
-  if (p >= pixels) return;
-  const int32_t r = labels[p];
-  labels[p] = r < 0 ? 0 : root_number[r] + 1;
+  if (p < pixels) lk::add_area_at_root<DeviceAtomics>(parent, root_area, p);
+}
+
+__global__ void drop_small_kernel(int32_t* root_flag, const int32_t* __restrict__ root_area, int64_t min_area,
+                                  int64_t pixels) {
+  const int64_t p = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (p < pixels) lk::drop_small_root(root_flag, root_area, min_area, p);
+}
+
+__global__ void relabel_kernel(int32_t* labels, const int32_t* __restrict__ root_flag,
+                               const int32_t* __restrict__ root_number, int64_t pixels) {
+  const int64_t p = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (p < pixels) lk::relabel_pixel(labels, root_flag, root_number, p);
+}
+
+__global__ void count_kernel(const int32_t* __restrict__ root_flag, const int32_t* __restrict__ root_number,
+                             int64_t pixels, int32_t* count) {
+  *count = lk::component_count(root_flag, root_number, pixels);
 }
 
 }  // namespace
 
-int64_t label_cuda(const uint8_t* mask, int32_t* labels, int32_t height, int32_t width, int32_t connectivity,
-                   void* stream_handle) {
+void label_cuda_async(const uint8_t* mask, int32_t* labels, int32_t height, int32_t width, int32_t connectivity,
+                      int64_t min_area, int32_t* device_count, void* stream_handle) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
   const int64_t pixels = int64_t{height} * width;
   const int threads = 256;
   const unsigned blocks = static_cast<unsigned>((pixels + threads - 1) / threads);
+  const bool filter = min_area > 1;
 
-  // One scratch allocation: root flags, their exclusive scan, CUB's space.
+  // One scratch allocation: root flags, their exclusive scan (whose space
+  // first holds the root areas when filtering), CUB's space.
   size_t scan_bytes = 0;
   CELLRT_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, static_cast<int32_t*>(nullptr),
                                                   static_cast<int32_t*>(nullptr), static_cast<int>(pixels), stream));
@@ -114,16 +102,31 @@ int64_t label_cuda(const uint8_t* mask, int32_t* labels, int32_t height, int32_t
   CELLRT_CUDA_CHECK_LAUNCH();
   compress_kernel<<<blocks, threads, 0, stream>>>(labels, root_flag, pixels);
   CELLRT_CUDA_CHECK_LAUNCH();
+  if (filter) {
+    int32_t* root_area = root_number;  // free until the scan writes the numbers
+    CELLRT_CUDA_CHECK(cudaMemsetAsync(root_area, 0, pixels * sizeof(int32_t), stream));
+    area_kernel<<<blocks, threads, 0, stream>>>(labels, root_area, pixels);
+    CELLRT_CUDA_CHECK_LAUNCH();
+    drop_small_kernel<<<blocks, threads, 0, stream>>>(root_flag, root_area, min_area, pixels);
+    CELLRT_CUDA_CHECK_LAUNCH();
+  }
   CELLRT_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(scan_space, scan_bytes, root_flag, root_number,
                                                   static_cast<int>(pixels), stream));
-  relabel_kernel<<<blocks, threads, 0, stream>>>(labels, root_number, pixels);
+  relabel_kernel<<<blocks, threads, 0, stream>>>(labels, root_flag, root_number, pixels);
   CELLRT_CUDA_CHECK_LAUNCH();
+  count_kernel<<<1, 1, 0, stream>>>(root_flag, root_number, pixels, device_count);
+  CELLRT_CUDA_CHECK_LAUNCH();
+}
 
-  int32_t last[2] = {0, 0};
-  CELLRT_CUDA_CHECK(cudaMemcpyAsync(&last[0], root_number + pixels - 1, sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
-  CELLRT_CUDA_CHECK(cudaMemcpyAsync(&last[1], root_flag + pixels - 1, sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+int64_t label_cuda(const uint8_t* mask, int32_t* labels, int32_t height, int32_t width, int32_t connectivity,
+                   void* stream_handle) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
+  StreamBuffer<int32_t> device_count(1, stream);
+  label_cuda_async(mask, labels, height, width, connectivity, 0, device_count.get(), stream);
+  int32_t count = 0;
+  CELLRT_CUDA_CHECK(cudaMemcpyAsync(&count, device_count.get(), sizeof count, cudaMemcpyDeviceToHost, stream));
   CELLRT_CUDA_CHECK(cudaStreamSynchronize(stream));
-  return int64_t{last[0]} + last[1];
+  return count;
 }
 
 }  // namespace cellrt::detail

@@ -8,6 +8,7 @@
 #include "cellrt/contour.h"
 #include "cellrt/filter.h"
 #include "cellrt/label.h"
+#include "cellrt/label_measure.h"
 #include "cellrt/measure.h"
 #include "segment/filter_kernel.h"
 
@@ -17,6 +18,33 @@ int64_t label_cpu(const uint8_t* mask, int32_t* labels, int32_t height, int32_t 
                   int32_t num_threads);
 int64_t label_cuda(const uint8_t* mask, int32_t* labels, int32_t height, int32_t width, int32_t connectivity,
                    void* stream);
+
+// The argument checks of label and measure, shared with label_measure (op
+// names the function in the messages). check_measure_views wants features of
+// `rows` rows, or any number for rows < 0; it returns whether there are
+// intensity channels.
+void check_label_views(const char* op, const TensorView& mask, const TensorView& labels, int32_t connectivity);
+bool check_measure_views(const char* op, const TensorView& labels, const TensorView* intensities,
+                         const TensorView& features, int64_t rows);
+
+// Labels without waiting for the stream; the number of components (those of
+// min_area pixels or more when min_area > 1) is written to device_count.
+void label_cuda_async(const uint8_t* mask, int32_t* labels, int32_t height, int32_t width, int32_t connectivity,
+                      int64_t min_area, int32_t* device_count, void* stream);
+// Measures objects 1..min(count, capacity) into features' first rows without
+// waiting for the stream; count is *device_count, or capacity when it is
+// null. Pixels labelled < 0 or above count add to *device_out_of_range.
+void measure_cuda_async(const TensorView& labels, const int32_t* device_count, int64_t capacity,
+                        const TensorView* intensities, double* features, unsigned long long* device_out_of_range,
+                        void* stream);
+LabelMeasureResult label_measure_cuda(const uint8_t* mask, const TensorView& labels, int32_t connectivity,
+                                      int64_t min_area, int64_t capacity, const TensorView* intensities,
+                                      double* features, void* stream);
+// label_measure_cuda's kernel bodies run on the host, one after another
+// (tests of the CUDA arithmetic without a GPU).
+LabelMeasureResult label_measure_by_pixels(const uint8_t* mask, const TensorView& labels, int32_t connectivity,
+                                           int64_t min_area, int64_t capacity, const TensorView* intensities,
+                                           double* features);
 
 MeasureResult measure_cpu(const TensorView& labels, int64_t num_objects, const TensorView* intensities,
                           double* features, int32_t num_threads);

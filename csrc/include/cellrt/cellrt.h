@@ -13,6 +13,7 @@
 #include "cellrt/grow.h"
 #include "cellrt/histogram.h"
 #include "cellrt/label.h"
+#include "cellrt/label_measure.h"
 #include "cellrt/measure.h"
 #include "cellrt/mmd.h"
 #include "cellrt/nms.h"

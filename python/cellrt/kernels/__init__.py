@@ -19,7 +19,7 @@ from .filters import (binary_closing, binary_dilation, binary_erosion, binary_op
                       gaussian_blur_recursive, threshold_local)
 from .objects import (fill_holes, grow_labels, instances_from_mask, instances_from_probability, match_instances,
                       remove_small_objects, segment)
-from .labeling import ContourList, contours, feature_names, label, measure
+from .labeling import ContourList, contours, feature_names, label, label_measure, measure
 from .mmd import rbf_kernel_matrix, rbf_kernel_sums
 from .nms import instances_from_labels, mask_nms, matrix_nms, pack_masks
 from .stitch import BLEND_MODES, TileBatch, stitch, tile, tile_origins
@@ -50,6 +50,7 @@ __all__ = [
     "instances_from_mask",
     "instances_from_probability",
     "label",
+    "label_measure",
     "mask_nms",
     "match_instances",
     "matrix_nms",

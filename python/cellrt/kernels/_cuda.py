@@ -81,6 +81,26 @@ def measure(labels, num_objects, intensities, columns):
     return table, int(out_of_range)
 
 
+def label_measure(mask, intensities, connectivity, min_area, capacity, columns):
+    """(labels, count, features[count, columns]): one pass on the stream, the count read back once at the end;
+    a second measure pass only when the count exceeds ``capacity``."""
+    mask = cp.ascontiguousarray(mask)
+    if mask.dtype != cp.uint8:
+        mask = (mask != 0).astype(cp.uint8)
+    labels = cp.empty(mask.shape, cp.int32)
+    features = cp.empty((capacity, columns), cp.float64)
+    if intensities is None:
+        image, code, shape, strides = 0, 3, [], []
+    else:
+        image, code, shape, strides = _describe(intensities)
+    count, measured = _core.label_measure_cuda(_pointer(mask), list(mask.shape), _pointer(labels), image, code,
+                                               shape, strides, _pointer(features) if capacity else 0, capacity,
+                                               columns, connectivity, min_area, _stream())
+    if count > measured:
+        features, _ = measure(labels, count, intensities, columns)
+    return labels, int(count), features[:count]
+
+
 def binary_morphology(mask, radius, footprint, dilate):
     mask = cp.ascontiguousarray(mask)
     if mask.dtype != cp.uint8:

@@ -319,20 +319,8 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, b
         raise ValueError(f"measure: num_objects should be a non-negative int, got {num_objects!r}")
     num_objects = int(num_objects)
 
-    if intensities is not None:
-        intensities = np.asarray(intensities)
-        if intensities.ndim == 2:
-            intensities = intensities[None]
-        if intensities.ndim != 3 or intensities.shape[1:] != labels.shape:
-            raise ValueError(f"measure: intensities should be (H, W) or (K, H, W) with H, W = {labels.shape}, "
-                             f"got {intensities.shape}")
-        if intensities.dtype not in (np.uint8, np.uint16, np.float32):
-            if intensities.dtype.kind not in "biuf":
-                raise ValueError(f"measure: intensities should be numeric, got {intensities.dtype}")
-            intensities = intensities.astype(np.float32)
-        channels = intensities.shape[0]
-    else:
-        channels = 0
+    intensities = _as_intensities(intensities, labels.shape, np, "measure")
+    channels = 0 if intensities is None else intensities.shape[0]
     channel_names = _channel_names(channel_names, channels)
 
     chosen = _backend.resolve("measure", backend, False)
@@ -348,13 +336,118 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, b
         table, out_of_range = _labeling_numba.measure(labels, num_objects, intensities)
     if out_of_range:
         raise ValueError(f"measure: {out_of_range} label pixels are negative or above num_objects={num_objects}")
-    result = {"ObjectNumber": np.arange(1, num_objects + 1, dtype=np.int32)}
+    return _as_table(table, channel_names, intensities, np)
+
+
+def _as_intensities(intensities, shape: tuple, xp, op: str):
+    """Intensity channels as (K, H, W) uint8, uint16 or float32 (other numeric types read as float32), or None."""
+    if intensities is None:
+        return None
+    intensities = xp.asarray(intensities)
+    if intensities.ndim == 2:
+        intensities = intensities[None]
+    if intensities.ndim != 3 or tuple(intensities.shape[1:]) != tuple(shape):
+        raise ValueError(f"{op}: intensities should be (H, W) or (K, H, W) with H, W = {tuple(shape)}, "
+                         f"got {tuple(intensities.shape)}")
+    if intensities.dtype not in (np.uint8, np.uint16, np.float32):
+        if intensities.dtype.kind not in "biuf":
+            raise ValueError(f"{op}: intensities should be numeric, got {intensities.dtype}")
+        intensities = intensities.astype(xp.float32)
+    return intensities
+
+
+def _as_table(features, channel_names: list[str], intensities, xp) -> dict:
+    """The feature rows (N, columns) as measure()'s columnar table (xp arrays)."""
+    result = {"ObjectNumber": xp.arange(1, features.shape[0] + 1, dtype=xp.int32)}
     for j, name in enumerate(feature_names(channel_names)):
-        col = table[:, j]
-        result[name] = col.astype(np.int64) if name in _INT_COLUMNS else np.ascontiguousarray(col)
+        col = features[:, j]
+        result[name] = col.astype(xp.int64) if name in _INT_COLUMNS else xp.ascontiguousarray(col)
     if intensities is not None and intensities.dtype.kind == "f":
-        _check_finite_intensities(result, channel_names, np)
+        _check_finite_intensities(result, channel_names, xp)
     return result
+
+
+def label_measure(mask, intensities=None, *, connectivity: int = 8, min_area: int = 0, channel_names=None,
+                  capacity: int | None = None, backend: str = "auto", num_threads: int = 0):
+    """Label a mask, drop small objects and measure the rest in one call.
+
+    The same labels and table as :func:`label`, then
+    :func:`~cellrt.kernels.remove_small_objects` (``min_area``), then
+    :func:`measure` - without their three round trips: on a GPU the object
+    count stays on the device between labelling and measuring, and the host
+    waits once, at the end.
+
+    Parameters
+    ----------
+    mask : (H, W) array
+        Foreground where non-zero; a cupy array runs on the GPU and gives
+        cupy labels and columns.
+    intensities, channel_names
+        As :func:`measure`.
+    connectivity : {8, 4}
+    min_area : int
+        Objects under this many pixels are dropped (0 or 1: none); the rest
+        are numbered 1..N in raster order of their first pixel.
+    capacity : int, optional
+        Rows of the feature table made before the count is known (default:
+        one per 256 pixels, at least 1024). Objects past it are measured
+        again in a second pass once N is known; give it when N is roughly
+        known to save that pass.
+
+    Returns
+    -------
+    labels : (H, W) int32 array
+    count : int
+    table : dict of str -> array, as :func:`measure`
+    """
+    op = "label_measure"
+    num_threads = _backend.check_num_threads(op, num_threads)
+    if not _backend.is_int(connectivity) or connectivity not in (4, 8):
+        raise ValueError(f"{op}: connectivity should be 4 or 8, got {connectivity!r}")
+    if not _backend.is_int(min_area) or min_area < 0:
+        raise ValueError(f"{op}: min_area should be an int >= 0, got {min_area!r}")
+    if capacity is not None and (not _backend.is_int(capacity) or not 0 <= capacity < 2**31):
+        raise ValueError(f"{op}: capacity should be an int in [0, 2^31) (rows of the feature table), got "
+                         f"{capacity!r}")
+    device = _backend.is_device_array(mask)
+    chosen = _backend.resolve(op, backend, device)
+    xp = _backend.array_module(mask)
+    if device:
+        if mask.ndim != 2:
+            raise ValueError(f"{op}: mask should have shape (H, W), got {tuple(mask.shape)}")
+    else:
+        mask = _as_mask(mask, op)
+    if mask.size >= 2**31:
+        raise ValueError(f"{op}: the mask should have fewer than 2^31 pixels, got {tuple(mask.shape)}")
+    intensities = _as_intensities(intensities, mask.shape, xp, op)
+    channel_names = _channel_names(channel_names, 0 if intensities is None else intensities.shape[0])
+    columns = len(feature_names(channel_names))
+    if capacity is None:
+        capacity = max(1024, mask.size // 256)
+    if chosen == "numba":
+        from .objects import remove_small_objects  # noqa: PLC0415 - objects imports this module
+
+        labels, count = label(mask, connectivity, backend="numba")
+        if min_area > 1:
+            labels, count = remove_small_objects(labels, min_area, backend="numba", out=labels)
+        return labels, count, measure(labels, intensities, channel_names=channel_names, num_objects=count,
+                                      backend="numba")
+    if device:
+        from . import _cuda  # noqa: PLC0415 - needs cupy
+
+        labels, count, features = _cuda.label_measure(mask, intensities, connectivity, min_area, capacity, columns)
+    else:
+        from .._build import _core  # noqa: PLC0415
+
+        labels = np.empty(mask.shape, np.int32)
+        features = np.empty((capacity, columns), np.float64)
+        count, measured = _core.label_measure(mask, labels, intensities, features, connectivity, min_area,
+                                              int(num_threads))
+        if count > measured:   # more objects than rows: all of them, now that N is known
+            features = np.empty((count, columns), np.float64)
+            _core.measure(labels, count, intensities, features, int(num_threads))
+        features = features[:count]
+    return labels, int(count), _as_table(features, channel_names, intensities, xp)
 
 
 def _num_objects(num_objects, labels, op: str) -> int:
@@ -405,25 +498,11 @@ def _measure_device(labels, intensities, channel_names, num_objects, backend):
     if num_objects is None:
         num_objects = int(labels.max()) if labels.size else 0
         _check_table_size(num_objects, labels.size)
-    if intensities is not None:
-        intensities = cp.asarray(intensities)
-        if intensities.ndim == 2:
-            intensities = intensities[None]
-        if intensities.ndim != 3 or tuple(intensities.shape[1:]) != tuple(labels.shape):
-            raise ValueError(f"measure: intensities should be (H, W) or (K, H, W) with H, W = {tuple(labels.shape)}, "
-                             f"got {tuple(intensities.shape)}")
-        if intensities.dtype not in (cp.uint8, cp.uint16, cp.float32):
-            intensities = intensities.astype(cp.float32)
+    intensities = _as_intensities(intensities, labels.shape, cp, "measure")
     channels = 0 if intensities is None else intensities.shape[0]
     channel_names = _channel_names(channel_names, channels)
     names = feature_names(channel_names)
     table, out_of_range = _cuda.measure(labels, num_objects, intensities, len(names))
     if out_of_range:
         raise ValueError(f"measure: {out_of_range} label pixels are negative or above num_objects={num_objects}")
-    result = {"ObjectNumber": cp.arange(1, num_objects + 1, dtype=cp.int32)}
-    for j, name in enumerate(names):
-        col = table[:, j]
-        result[name] = col.astype(cp.int64) if name in _INT_COLUMNS else cp.ascontiguousarray(col)
-    if intensities is not None and intensities.dtype.kind == "f":
-        _check_finite_intensities(result, channel_names, cp)
-    return result
+    return _as_table(table, channel_names, intensities, cp)

@@ -533,6 +533,15 @@ def test_remove_small_objects_writes_into_out_or_in_place(backend, rng):
     result, n = remove_small_objects(in_place, 5, backend=backend, out=in_place)
     assert result is in_place and n == count
     np.testing.assert_array_equal(in_place, expected)
+    # labels made by numba (an array whose base is numba's, not an ndarray) were refused in place, which
+    # broke instances_from_mask(min_area > 1) on the numba backend
+    mask = adversarial_masks()["random_dense"]
+    made, _ = label(mask, 8, backend=backend)
+    expected, count = remove_small_objects(made, 5, backend=backend)
+    result, n = remove_small_objects(made, 5, backend=backend, out=made)
+    assert result is made and n == count
+    np.testing.assert_array_equal(made, expected)
+    assert instances_from_mask(mask, min_area=5, fill=False, backend=backend)[1] == count
     with pytest.raises(ValueError, match=r"remove_small_objects: out=labels \(in place\) needs int32 C-contiguous "
                                          r"labels, got int64 labels"):
         wide = labels.astype(np.int64)

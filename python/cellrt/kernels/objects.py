@@ -133,6 +133,10 @@ def _as_int32_labels(labels: np.ndarray) -> np.ndarray:
         if int(labels.max()) > np.iinfo(np.int32).max:
             raise ValueError(f"remove_small_objects: labels should be below 2^31, got a largest label of "
                              f"{int(labels.max())} ({labels.dtype})")
+    if labels.dtype == np.int32 and labels.flags.c_contiguous:
+        # Itself, so that out=labels stays in place: ascontiguousarray(dtype=...) returns a new view of arrays
+        # whose base is not an ndarray (the labels numba returns), and in-place calls were refused.
+        return labels
     return np.ascontiguousarray(labels, dtype=np.int32)
 
 

@@ -344,11 +344,11 @@ def _as_intensities(intensities, shape: tuple, xp, op: str):
     if intensities is None:
         return None
     intensities = xp.asarray(intensities)
+    given = tuple(intensities.shape)
     if intensities.ndim == 2:
         intensities = intensities[None]
     if intensities.ndim != 3 or tuple(intensities.shape[1:]) != tuple(shape):
-        raise ValueError(f"{op}: intensities should be (H, W) or (K, H, W) with H, W = {tuple(shape)}, "
-                         f"got {tuple(intensities.shape)}")
+        raise ValueError(f"{op}: intensities should be (H, W) or (K, H, W) with H, W = {tuple(shape)}, got {given}")
     if intensities.dtype not in (np.uint8, np.uint16, np.float32):
         if intensities.dtype.kind not in "biuf":
             raise ValueError(f"{op}: intensities should be numeric, got {intensities.dtype}")

@@ -86,8 +86,8 @@ def test_doctor_says_when_the_sdk_is_not_installed(tmp_path, monkeypatch, capsys
     header.parent.mkdir(parents=True)
     header.write_text((Path(__file__).parents[1] / "csrc/include/cellrt/c_api.h").read_text())
     doctor.run_doctor()
-    assert f"-Dcellrt_DIR={cmake_dir}  (C ABI version 8)\n" in capsys.readouterr().out
-    assert doctor.collect()["build"]["sdk_c_api_version"] == 8
+    assert f"-Dcellrt_DIR={cmake_dir}  (C ABI version 9)\n" in capsys.readouterr().out
+    assert doctor.collect()["build"]["sdk_c_api_version"] == 9
 
 
 def test_doctor_prints_a_readable_report():

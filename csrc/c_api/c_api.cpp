@@ -252,6 +252,38 @@ cellrt_status_t cellrt_measure(const cellrt_tensor_t* labels, int64_t num_object
   });
 }
 
+void cellrt_label_measure_options_init(cellrt_label_measure_options_t* options) {
+  if (options == nullptr) return;
+  const cellrt::LabelMeasureOptions d;
+  *options = cellrt_label_measure_options_t{sizeof(cellrt_label_measure_options_t), d.connectivity, d.num_threads,
+                                            d.min_area};
+}
+
+cellrt_status_t cellrt_label_measure(const cellrt_tensor_t* mask, const cellrt_tensor_t* labels,
+                                     const cellrt_tensor_t* intensities, const cellrt_tensor_t* features,
+                                     const cellrt_label_measure_options_t* options, void* cuda_stream,
+                                     int64_t* num_objects, int64_t* measured) {
+  static constexpr const char* fn = "cellrt_label_measure";
+  return translate_exceptions([&] {
+    cellrt_label_measure_options_t defaults;
+    cellrt_label_measure_options_init(&defaults);
+    const cellrt_label_measure_options_t o =
+        versioned_copy(options, defaults, fn, "options", "cellrt_label_measure_options_t");
+    cellrt::LabelMeasureOptions opts;
+    opts.connectivity = o.connectivity;
+    opts.num_threads = o.num_threads;
+    opts.min_area = o.min_area;
+    cellrt::TensorView inten;
+    if (intensities != nullptr) inten = to_view(intensities, fn, "intensities");
+    const cellrt::LabelMeasureResult r =
+        cellrt::label_measure(to_view(mask, fn, "mask"), to_view(labels, fn, "labels"),
+                              intensities != nullptr ? &inten : nullptr, to_view(features, fn, "features"), opts,
+                              cuda_stream);
+    if (num_objects != nullptr) *num_objects = r.num_objects;
+    if (measured != nullptr) *measured = r.measured;
+  });
+}
+
 void cellrt_filter_options_init(cellrt_filter_options_t* options) {
   if (options == nullptr) return;
   const cellrt::FilterOptions d;

@@ -5,6 +5,8 @@
 #include <cellrt/c_api.h>
 #include <cellrt/cellrt.h>
 
+#include "segment/segment_ops.h"  // label_measure_by_pixels: the CUDA kernels' bodies on the host
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -232,6 +234,31 @@ int main() {
           return 1;
         }
         calls += 3;
+        // label_measure with a table too small for every object, and the CUDA kernels' bodies run on the host
+        // (union-find, root filter, count in memory, capacity): both must give these labels and rows.
+        {
+          const int64_t columns = kMeasureShapeColumns + 2 * kMeasureIntensityColumns;
+          const int64_t capacity = n / 2;
+          std::vector<int32_t> fused(h * w), by_pixels(h * w);
+          std::vector<double> fused_rows(capacity * columns + 1), pixel_rows(capacity * columns + 1);
+          const TensorView inten2 = make_view(intensity.data(), DType::kFloat32, {2, h, w});
+          LabelMeasureOptions lmo;
+          lmo.connectivity = connectivity;
+          lmo.min_area = 3;
+          lmo.num_threads = threads;
+          const LabelMeasureResult a =
+              label_measure(make_view(mask.data(), DType::kUInt8, {h, w}), make_view(fused.data(), DType::kInt32, {h, w}),
+                            &inten2, make_view(fused_rows.data(), DType::kFloat64, {capacity, columns}), lmo);
+          const LabelMeasureResult b = detail::label_measure_by_pixels(
+              mask.data(), make_view(by_pixels.data(), DType::kInt32, {h, w}), connectivity, 3, capacity, &inten2,
+              pixel_rows.data());
+          if (a.num_objects != b.num_objects || a.measured != b.measured || fused != by_pixels ||
+              a.measured != std::min(a.num_objects, capacity)) {
+            std::printf("label_measure: the CPU and the CUDA kernel bodies disagree\n");
+            return 1;
+          }
+          calls += 2;
+        }
         // The split of touching objects: distance transform and watershed with this round's threads.
         std::vector<float> distance(h * w), surface(h * w);
         distance_transform(make_view(mask.data(), DType::kUInt8, {h, w}),

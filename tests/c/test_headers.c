@@ -540,6 +540,59 @@ int main(void) {
            "float_histogram nbins 0: %s", cellrt_last_error());
   }
 
+  /* C API 9: label, drop objects under 3 pixels and measure in one call. Objects of 4, 2 and 6 pixels
+   * (the label + measure mask); the 2-pixel one goes, the others become 1 and 2. */
+  {
+    static uint8_t mask[6 * 7] = {
+        1, 1, 0, 0, 0, 0, 0,
+        1, 1, 0, 0, 1, 0, 0,
+        0, 0, 0, 0, 0, 1, 0,
+        0, 0, 0, 0, 0, 0, 0,
+        0, 0, 1, 1, 1, 0, 0,
+        0, 0, 1, 1, 1, 0, 0};
+    static int32_t labels[6 * 7];
+    static uint16_t intensity[6 * 7];
+    static double features[2 * 17];
+    const int64_t shape[2] = {6, 7}, ishape[3] = {1, 6, 7}, one_row[2] = {1, 17}, two_rows[2] = {2, 17};
+    int64_t n = -1, measured = -1;
+    int i;
+    cellrt_tensor_t mask_view, labels_view, intensity_view, features_view;
+    cellrt_label_measure_options_t options;
+    for (i = 0; i < 6 * 7; ++i) intensity[i] = (uint16_t)(10 * i);
+    for (i = 0; i < 2 * 17; ++i) features[i] = -7.0;
+    view(&mask_view, mask, CELLRT_DTYPE_UINT8, 2, shape);
+    view(&labels_view, labels, CELLRT_DTYPE_INT32, 2, shape);
+    view(&intensity_view, intensity, CELLRT_DTYPE_UINT16, 3, ishape);
+    view(&features_view, features, CELLRT_DTYPE_FLOAT64, 2, one_row);
+    EXPECT(cellrt_c_api_version() >= 9, "C API 9 functions need version 9");
+    cellrt_label_measure_options_init(&options);
+    EXPECT(options.connectivity == 8 && options.min_area == 0, "label_measure defaults");
+    options.min_area = 3;
+    /* one row for two objects: the first measured, the labels complete */
+    status = cellrt_label_measure(&mask_view, &labels_view, &intensity_view, &features_view, &options, NULL, &n,
+                                  &measured);
+    EXPECT(status == CELLRT_STATUS_OK && n == 2 && measured == 1, "label_measure: n %lld measured %lld: %s",
+           (long long)n, (long long)measured, cellrt_last_error());
+    EXPECT(labels[0] == 1 && labels[11] == 0 && labels[12] == 0 && labels[30] == 2 && labels[41] == 0,
+           "label_measure numbering");
+    /* object 1: pixels 0, 1, 7, 8: area 4, integrated intensity 10 x 16 */
+    EXPECT(features[0] == 4.0 && features[12] == 160.0 && features[17] == -7.0, "label_measure row: %g %g %g",
+           features[0], features[12], features[17]);
+    features_view.shape[0] = 2;
+    status = cellrt_measure(&labels_view, n, &intensity_view, &features_view, NULL, NULL, NULL);
+    EXPECT(status == CELLRT_STATUS_OK && features[17] == 6.0, "measure after label_measure: %g", features[17]);
+    view(&features_view, features, CELLRT_DTYPE_FLOAT64, 2, two_rows);
+    status = cellrt_label_measure(&mask_view, &labels_view, NULL, &features_view, &options, NULL, &n, &measured);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT &&
+               strstr(cellrt_last_error(), "label_measure: features should be (capacity, 12) for 0 intensity"),
+           "label_measure columns: %s", cellrt_last_error());
+    options.min_area = -1;
+    status = cellrt_label_measure(&mask_view, &labels_view, &intensity_view, &features_view, &options, NULL, NULL,
+                                  NULL);
+    EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "min_area"),
+           "label_measure min_area -1: %s", cellrt_last_error());
+  }
+
   /* The C layer's own refusals name the call, as the kernels' do: in a chain of calls "mask should not be NULL"
    * did not say which one. */
   {

@@ -19,8 +19,8 @@
  *  - Calls with device memory are stream-ordered on the given cudaStream_t
  *    (NULL: default stream). Those that report a count to the host -
  *    cellrt_tile, cellrt_stitch, cellrt_label, cellrt_measure,
- *    cellrt_contours and cellrt_mask_nms - return after the stream has
- *    finished. The others - cellrt_histogram, cellrt_gaussian_blur,
+ *    cellrt_label_measure, cellrt_contours and cellrt_mask_nms - return
+ *    after the stream has finished. The others - cellrt_histogram, cellrt_gaussian_blur,
  *    cellrt_gaussian_blur_recursive, cellrt_box_mean, cellrt_fill_holes,
  *    cellrt_binary_morphology and cellrt_rbf_kernel - may return while
  *    their kernels still run: synchronise the stream (or order other
@@ -67,7 +67,7 @@
 extern "C" {
 #endif
 
-#define CELLRT_C_API_VERSION 8
+#define CELLRT_C_API_VERSION 9
 
 typedef enum cellrt_status_t {
   CELLRT_STATUS_OK = 0,
@@ -407,6 +407,34 @@ CELLRT_EXPORT cellrt_status_t cellrt_percentiles(const cellrt_tensor_t* values, 
  * values (0: counts all 0, edges NaN). */
 CELLRT_EXPORT cellrt_status_t cellrt_float_histogram(const cellrt_tensor_t* values, int32_t nbins, int64_t* counts,
                                                      float* edges, int32_t num_threads, int64_t* finite);
+
+/* ---- label, filter and measure in one call (appended in C API version 9) -- */
+
+typedef struct cellrt_label_measure_options_t {
+  size_t struct_size;
+  int32_t connectivity; /* 4 or 8 */
+  int32_t num_threads;  /* 0: all hardware threads */
+  int64_t min_area;     /* objects under this many pixels are dropped (0 or 1: none) */
+} cellrt_label_measure_options_t;
+
+/* Defaults: 8-connectivity, all threads, min_area 0. */
+CELLRT_EXPORT void cellrt_label_measure_options_init(cellrt_label_measure_options_t* options);
+
+/* C API 9. See cellrt/label_measure.h: cellrt_label, cellrt_remove_small_objects
+ * and cellrt_measure in one call - on CUDA memory without the host waiting
+ * for the object count between labelling and measuring. mask [H,W] uint8
+ * -> labels [H,W] int32 (1..N in raster order of first pixel) and, with
+ * optional intensities [K,H,W] (NULL for none), features [capacity,
+ * cellrt_measure_columns(K)] float64: a guess of the row count, as N is not
+ * known before the call. *num_objects (may be NULL) receives N, *measured
+ * (may be NULL) min(N, capacity), the rows written; when N > capacity the
+ * labels are complete - measure them with cellrt_measure into an N-row
+ * table. */
+CELLRT_EXPORT cellrt_status_t cellrt_label_measure(const cellrt_tensor_t* mask, const cellrt_tensor_t* labels,
+                                                   const cellrt_tensor_t* intensities,
+                                                   const cellrt_tensor_t* features,
+                                                   const cellrt_label_measure_options_t* options, void* cuda_stream,
+                                                   int64_t* num_objects, int64_t* measured);
 
 #ifdef __cplusplus
 }

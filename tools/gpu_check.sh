@@ -33,7 +33,7 @@ if [ $status -ne 0 ]; then tail -60 "$OUT/build.log"; exit 1; fi
 
 # Only the files holding CUDA tests: the rest need packages a GPU image may lack.
 timeout 300 "$PY" -m pytest -q -rs -m cuda -p no:cacheprovider -p no:logging \
-    tests/test_build.py tests/test_stitch.py tests/test_segment.py tests/test_filters.py \
+    tests/test_build.py tests/test_stitch.py tests/test_segment.py tests/test_label_measure.py tests/test_filters.py \
     tests/test_runtime.py tests/test_device_glue.py tests/test_mmd.py tests/test_nms.py tests/test_watershed.py 2>&1 | tee "$OUT/pytest_cuda.log" | tail -80
 
 timeout 240 "$PY" benchmarks/bench_cuda.py --repeats 10 2>&1 | tee "$OUT/bench_cuda.log"

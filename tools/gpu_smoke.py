@@ -10,8 +10,9 @@ import cupy as cp
 import numpy as np
 
 from cellrt.kernels import (binary_closing, binary_opening, box_mean, contours, fill_holes, gaussian_blur,
-                            histogram, instances_from_labels, instances_from_probability, label, mask_nms, measure,
-                            pack_masks, rbf_kernel_matrix, rbf_kernel_sums, segment, stitch, threshold, tile)
+                            histogram, instances_from_labels, instances_from_probability, label, label_measure,
+                            mask_nms, measure, pack_masks, rbf_kernel_matrix, rbf_kernel_sums, segment, stitch,
+                            threshold, tile)
 
 
 def same(name, device, host, tol=0.0):
@@ -64,6 +65,15 @@ def main() -> int:
         want = measure(labels, image[0], backend="cpu")
         got = measure(dlabels, cp.asarray(image[0]))
         checks.append(all(same(f"measure {connectivity} {k}", got[k], want[k], 1e-9) for k in want))
+        for capacity in (None, 2):   # the count on the device; too few rows: measured again
+            want_labels, want_count, want = label_measure(mask, image[0], connectivity=connectivity, min_area=4,
+                                                          backend="cpu")
+            got_labels, got_count, got = label_measure(dmask, cp.asarray(image[0]), connectivity=connectivity,
+                                                       min_area=4, capacity=capacity)
+            checks.append(same(f"label_measure {connectivity} {capacity} labels", got_labels, want_labels)
+                          and got_count == want_count)
+            checks.append(all(same(f"label_measure {connectivity} {capacity} {k}", got[k], want[k], 1e-9)
+                              for k in want))
         host_c = contours(labels, holes=True, backend="cpu")
         dev_c = contours(dlabels, holes=True)
         checks.append(all(same(f"contours {connectivity} #{i}", cp.asarray(d[0]), h[0])

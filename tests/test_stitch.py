@@ -511,6 +511,7 @@ def _num_threads_calls():
         "gaussian_blur": lambda **kw: kernels.gaussian_blur(image, 1.0, **kw),
         "gaussian_blur_recursive": lambda **kw: kernels.gaussian_blur_recursive(image, 1.0, **kw),
         "label": lambda **kw: kernels.label(mask, **kw),
+        "label_measure": lambda **kw: kernels.label_measure(mask, image, **kw),
         "mask_nms": lambda **kw: kernels.mask_nms(boxes, scores, masks, **kw),
         "matrix_nms": lambda **kw: kernels.matrix_nms(boxes, scores, masks, **kw),
         "measure": lambda **kw: kernels.measure(labels, image, **kw),

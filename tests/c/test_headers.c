@@ -24,6 +24,17 @@ static int failures = 0;
     }                                                \
   } while (0)
 
+/* A 6 x 7 mask of a 2 x 2 square, a diagonal pair that only 8-connectivity
+ * joins and a 2 x 3 block (4, 2 and 6 pixels), for label, measure and
+ * label_measure. */
+static uint8_t three_objects[6 * 7] = {
+    1, 1, 0, 0, 0, 0, 0,
+    1, 1, 0, 0, 1, 0, 0,
+    0, 0, 0, 0, 0, 1, 0,
+    0, 0, 0, 0, 0, 0, 0,
+    0, 0, 1, 1, 1, 0, 0,
+    0, 0, 1, 1, 1, 0, 0};
+
 static void view(cellrt_tensor_t* t, void* data, cellrt_dtype_t dtype, int ndim, const int64_t* shape) {
   int i;
   memset(t, 0, sizeof *t);
@@ -181,16 +192,9 @@ int main(void) {
            "softmax of 65 channels: %s", cellrt_last_error());
   }
 
-  /* label + measure: two 4-connected squares and a diagonal pair that only
-   * 8-connectivity joins. */
+  /* label + measure on three_objects. */
   {
-    static uint8_t mask[6 * 7] = {
-        1, 1, 0, 0, 0, 0, 0,
-        1, 1, 0, 0, 1, 0, 0,
-        0, 0, 0, 0, 0, 1, 0,
-        0, 0, 0, 0, 0, 0, 0,
-        0, 0, 1, 1, 1, 0, 0,
-        0, 0, 1, 1, 1, 0, 0};
+    uint8_t* mask = three_objects;
     static int32_t labels[6 * 7];
     static double features[3 * 12];
     const int64_t shape[2] = {6, 7};
@@ -540,16 +544,10 @@ int main(void) {
            "float_histogram nbins 0: %s", cellrt_last_error());
   }
 
-  /* C API 9: label, drop objects under 3 pixels and measure in one call. Objects of 4, 2 and 6 pixels
-   * (the label + measure mask); the 2-pixel one goes, the others become 1 and 2. */
+  /* C API 9: label, drop objects under 3 pixels and measure in one call, on three_objects: the 2-pixel
+   * diagonal pair goes, the others become 1 and 2. */
   {
-    static uint8_t mask[6 * 7] = {
-        1, 1, 0, 0, 0, 0, 0,
-        1, 1, 0, 0, 1, 0, 0,
-        0, 0, 0, 0, 0, 1, 0,
-        0, 0, 0, 0, 0, 0, 0,
-        0, 0, 1, 1, 1, 0, 0,
-        0, 0, 1, 1, 1, 0, 0};
+    uint8_t* mask = three_objects;
     static int32_t labels[6 * 7];
     static uint16_t intensity[6 * 7];
     static double features[2 * 17];

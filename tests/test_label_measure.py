@@ -157,7 +157,7 @@ def test_label_measure_bad_input_names_the_argument(rng):
         label_measure(np.stack([mask, mask]))
     with pytest.raises(ValueError, match=r"label_measure: mask holds NaN or inf"):
         label_measure(np.where(mask, np.nan, 1.0))
-    with pytest.raises(ValueError, match=r"measure: channel_names should be 1 distinct names"):
+    with pytest.raises(ValueError, match=r"label_measure: channel_names should be 1 distinct names"):
         label_measure(mask, np.zeros((20, 30), np.uint8), channel_names=["a", "b"])
     with pytest.raises(ValueError, match=r"label_measure: backend should be one of"):
         label_measure(mask, backend="gpu")
@@ -176,6 +176,13 @@ def test_label_measure_core_checks_its_views(rng):
         _core.label_measure(mask, labels, None, np.empty((5, 12)), 8, -3)
     with pytest.raises(ValueError, match=r"label_measure: features should be float64, got float32"):
         _core.label_measure(mask, labels, None, np.empty((5, 12), np.float32), 8, 0)
+
+
+def test_a_capacity_beyond_any_possible_count_is_capped(rng):
+    # 2^31 - 1 rows of 12 float64 would be 190 GB; a 40 x 30 mask holds at most 600 objects (a checkerboard's).
+    mask = (np.indices((40, 30)).sum(axis=0) % 2).astype(bool)
+    labels, count, table = label_measure(mask, connectivity=4, capacity=2**31 - 1)
+    assert count == 600 and len(table["ObjectNumber"]) == 600 and int(labels.max()) == 600
 
 
 def test_label_measure_of_empty_and_object_free_masks():

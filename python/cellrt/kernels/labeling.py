@@ -115,13 +115,13 @@ def label(mask, connectivity: int = 8, *, backend: str = "auto", num_threads: in
     return labels, int(count)
 
 
-def _channel_names(channel_names, channels: int) -> list[str]:
+def _channel_names(channel_names, channels: int, op: str = "measure") -> list[str]:
     """The measured channels' names: given ones checked, else ch0, ch1, ..."""
     if channel_names is None:
         return [f"ch{k}" for k in range(channels)]
     names = [str(c) for c in channel_names]
     if len(names) != channels or len(set(names)) != channels:
-        raise ValueError(f"measure: channel_names should be {channels} distinct names, got {names!r}")
+        raise ValueError(f"{op}: channel_names should be {channels} distinct names, got {names!r}")
     return names
 
 
@@ -390,9 +390,9 @@ def label_measure(mask, intensities=None, *, connectivity: int = 8, min_area: in
         are numbered 1..N in raster order of their first pixel.
     capacity : int, optional
         Rows of the feature table made before the count is known (default:
-        one per 256 pixels, at least 1024). Objects past it are measured
-        again in a second pass once N is known; give it when N is roughly
-        known to save that pass.
+        one per 256 pixels, at least 1024; never more than a checkerboard's
+        objects). Objects past it are measured in a second pass once N is
+        known; give it when N is roughly known to save that pass.
 
     Returns
     -------
@@ -420,10 +420,10 @@ def label_measure(mask, intensities=None, *, connectivity: int = 8, min_area: in
     if mask.size >= 2**31:
         raise ValueError(f"{op}: the mask should have fewer than 2^31 pixels, got {tuple(mask.shape)}")
     intensities = _as_intensities(intensities, mask.shape, xp, op)
-    channel_names = _channel_names(channel_names, 0 if intensities is None else intensities.shape[0])
+    channel_names = _channel_names(channel_names, 0 if intensities is None else intensities.shape[0], op)
     columns = len(feature_names(channel_names))
-    if capacity is None:
-        capacity = max(1024, mask.size // 256)
+    # No mask holds more objects than a checkerboard's (H W + 1) / 2: rows past that would never be filled.
+    capacity = min(max(1024, mask.size // 256) if capacity is None else capacity, (mask.size + 1) // 2)
     if chosen == "numba":
         from .objects import remove_small_objects  # noqa: PLC0415 - objects imports this module
 

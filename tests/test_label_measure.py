@@ -157,10 +157,35 @@ def test_label_measure_bad_input_names_the_argument(rng):
         label_measure(np.stack([mask, mask]))
     with pytest.raises(ValueError, match=r"label_measure: mask holds NaN or inf"):
         label_measure(np.where(mask, np.nan, 1.0))
-    with pytest.raises(ValueError, match=r"label_measure: channel_names should be 1 distinct names"):
+    with pytest.raises(ValueError, match=r"^label_measure: channel_names should be 1 distinct names"):
         label_measure(mask, np.zeros((20, 30), np.uint8), channel_names=["a", "b"])
     with pytest.raises(ValueError, match=r"label_measure: backend should be one of"):
         label_measure(mask, backend="gpu")
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_label_measure_refusals_after_the_work_name_label_measure(backend, rng):
+    # the checks shared with measure (channel names, NaN under an object) named measure, which was not called
+    mask = rng.random((20, 30)) > 0.5
+    with pytest.raises(ValueError, match=r"^label_measure: channel_names should be 1 distinct names"):
+        label_measure(mask, np.zeros((20, 30), np.uint8), channel_names=["a", "b"], backend=backend)
+    with pytest.raises(ValueError, match=r"^label_measure: \d+ object\(s\) .* cover NaN or infinite pixels of "
+                                         r"intensity channel 'ch0'"):
+        label_measure(mask, np.full((20, 30), np.nan, np.float32), backend=backend)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_label_measure_takes_any_min_area_and_capacity_int(backend, rng):
+    # min_area past int64 reached the extension as a TypeError; a capacity far above the pixel count
+    # allocated its rows (2^31 - 1 of them: 192 GiB) before any object was found
+    mask = rng.random((20, 30)) > 0.5
+    labels, count, table = label_measure(mask, min_area=2**70, backend=backend)
+    assert count == 0 and not labels.any() and table["ObjectNumber"].shape == (0,)
+    want_labels, want_count, want = separate_calls(mask, None, 8, 0)
+    labels, count, table = label_measure(mask, capacity=2**31 - 1, backend=backend)
+    assert count == want_count
+    np.testing.assert_array_equal(labels, want_labels)
+    assert_tables_equal(table, want, rtol=1e-12 if backend == "numba" else 0.0)
 
 
 def test_label_measure_core_checks_its_views(rng):

@@ -20,6 +20,7 @@
 
 #include <cub/device/device_scan.cuh>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "core/cuda_check.h"
@@ -38,11 +39,14 @@ __global__ void init_kernel(const uint8_t* __restrict__ mask, int32_t* parent, i
   if (p < pixels) lk::init_pixel(mask, parent, p);
 }
 
+// Rows stride by the grid's height: gridDim.y stops at 65535 (masks over 524280 rows).
 __global__ void merge_kernel(const uint8_t* __restrict__ mask, int32_t* parent, int32_t height, int32_t width,
                              bool eight) {
   const int32_t x = blockIdx.x * blockDim.x + threadIdx.x;
-  const int32_t y = blockIdx.y * blockDim.y + threadIdx.y;
-  if (x < width && y < height) lk::merge_pixel<DeviceAtomics>(mask, parent, height, width, eight, x, y);
+  if (x >= width) return;
+  for (int64_t y = int64_t{blockIdx.y} * blockDim.y + threadIdx.y; y < height; y += int64_t{gridDim.y} * blockDim.y) {
+    lk::merge_pixel<DeviceAtomics>(mask, parent, height, width, eight, x, static_cast<int32_t>(y));
+  }
 }
 
 __global__ void compress_kernel(int32_t* parent, int32_t* root_flag, int64_t pixels) {
@@ -97,7 +101,7 @@ void label_cuda_async(const uint8_t* mask, int32_t* labels, int32_t height, int3
   init_kernel<<<blocks, threads, 0, stream>>>(mask, labels, pixels);
   CELLRT_CUDA_CHECK_LAUNCH();
   const dim3 block2(32, 8);
-  const dim3 grid2((width + block2.x - 1) / block2.x, (height + block2.y - 1) / block2.y);
+  const dim3 grid2((width + block2.x - 1) / block2.x, std::min((height + block2.y - 1) / block2.y, 65535u));
   merge_kernel<<<grid2, block2, 0, stream>>>(mask, labels, height, width, connectivity == 8);
   CELLRT_CUDA_CHECK_LAUNCH();
   compress_kernel<<<blocks, threads, 0, stream>>>(labels, root_flag, pixels);

@@ -13,6 +13,7 @@
 // counted, not measured, and nothing waits for the stream in between.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -38,10 +39,13 @@ __global__ void accumulate_kernel(const int32_t* __restrict__ labels, int32_t he
                                   const int32_t* device_count, int64_t capacity, const In* __restrict__ image,
                                   int64_t channels, int64_t sc, int64_t sy, int64_t sx, lk::Sums s) {
   const int32_t x = blockIdx.x * blockDim.x + threadIdx.x;
-  const int32_t y = blockIdx.y * blockDim.y + threadIdx.y;
-  if (x >= width || y >= height) return;
+  if (x >= width) return;
   const int64_t count = lk::object_count(device_count, capacity);
-  lk::accumulate_pixel<DeviceAtomics>(labels, width, count, capacity, image, channels, sc, sy, sx, s, x, y);
+  // Rows stride by the grid's height: gridDim.y stops at 65535 (images over 524280 rows).
+  for (int64_t y = int64_t{blockIdx.y} * blockDim.y + threadIdx.y; y < height; y += int64_t{gridDim.y} * blockDim.y) {
+    lk::accumulate_pixel<DeviceAtomics>(labels, width, count, capacity, image, channels, sc, sy, sx, s, x,
+                                        static_cast<int32_t>(y));
+  }
 }
 
 __global__ void finalize_kernel(lk::Sums s, const int32_t* __restrict__ labels, int32_t height, int32_t width,
@@ -56,7 +60,7 @@ void launch_accumulate(const TensorView& labels, const int32_t* device_count, in
                        const TensorView* intensities, const lk::Sums& sums, cudaStream_t stream) {
   const int32_t height = static_cast<int32_t>(labels.shape[0]), width = static_cast<int32_t>(labels.shape[1]);
   const dim3 block(32, 8);
-  const dim3 grid((width + block.x - 1) / block.x, (height + block.y - 1) / block.y);
+  const dim3 grid((width + block.x - 1) / block.x, std::min((height + block.y - 1) / block.y, 65535u));
   const In* image = intensities ? static_cast<const In*>(intensities->data) : nullptr;
   const int64_t channels = intensities ? intensities->shape[0] : 0;
   accumulate_kernel<In><<<grid, block, 0, stream>>>(

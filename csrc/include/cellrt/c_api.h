@@ -426,7 +426,8 @@ CELLRT_EXPORT void cellrt_label_measure_options_init(cellrt_label_measure_option
  * -> labels [H,W] int32 (1..N in raster order of first pixel) and, with
  * optional intensities [K,H,W] (NULL for none), features [capacity,
  * cellrt_measure_columns(K)] float64: a guess of the row count, as N is not
- * known before the call. *num_objects (may be NULL) receives N, *measured
+ * known before the call (capacity may be 0; features.data must still not
+ * be NULL, as for any tensor). *num_objects (may be NULL) receives N, *measured
  * (may be NULL) min(N, capacity), the rows written; when N > capacity the
  * labels are complete - measure them with cellrt_measure into an N-row
  * table. */

@@ -343,6 +343,9 @@ def _as_intensities(intensities, shape: tuple, xp, op: str):
     """Intensity channels as (K, H, W) uint8, uint16 or float32 (other numeric types read as float32), or None."""
     if intensities is None:
         return None
+    if xp is np and _backend.is_device_array(intensities):
+        raise ValueError(f"{op}: intensities is a device array but the {'mask' if op == 'label_measure' else 'labels'} "
+                         "is on the host; pass both on the same device")
     intensities = xp.asarray(intensities)
     given = tuple(intensities.shape)
     if intensities.ndim == 2:
@@ -356,14 +359,14 @@ def _as_intensities(intensities, shape: tuple, xp, op: str):
     return intensities
 
 
-def _as_table(features, channel_names: list[str], intensities, xp) -> dict:
+def _as_table(features, channel_names: list[str], intensities, xp, op: str = "measure") -> dict:
     """The feature rows (N, columns) as measure()'s columnar table (xp arrays)."""
     result = {"ObjectNumber": xp.arange(1, features.shape[0] + 1, dtype=xp.int32)}
     for j, name in enumerate(feature_names(channel_names)):
         col = features[:, j]
         result[name] = col.astype(xp.int64) if name in _INT_COLUMNS else xp.ascontiguousarray(col)
     if intensities is not None and intensities.dtype.kind == "f":
-        _check_finite_intensities(result, channel_names, xp)
+        _check_finite_intensities(result, channel_names, xp, op)
     return result
 
 
@@ -422,16 +425,19 @@ def label_measure(mask, intensities=None, *, connectivity: int = 8, min_area: in
     intensities = _as_intensities(intensities, mask.shape, xp, op)
     channel_names = _channel_names(channel_names, 0 if intensities is None else intensities.shape[0], op)
     columns = len(feature_names(channel_names))
+    # Past the pixel count every object is dropped alike; capped there, any int fits the kernels' int64.
+    min_area = min(int(min_area), mask.size + 1)
     # No mask holds more objects than a checkerboard's (H W + 1) / 2: rows past that would never be filled.
-    capacity = min(max(1024, mask.size // 256) if capacity is None else capacity, (mask.size + 1) // 2)
+    capacity = min(max(1024, mask.size // 256) if capacity is None else int(capacity), (mask.size + 1) // 2)
     if chosen == "numba":
+        from . import _labeling_numba  # noqa: PLC0415
         from .objects import remove_small_objects  # noqa: PLC0415 - objects imports this module
 
         labels, count = label(mask, connectivity, backend="numba")
         if min_area > 1:
             labels, count = remove_small_objects(labels, min_area, backend="numba", out=labels)
-        return labels, count, measure(labels, intensities, channel_names=channel_names, num_objects=count,
-                                      backend="numba")
+        features, _ = _labeling_numba.measure(labels, count, intensities)   # labels 1..count: none out of range
+        return labels, count, _as_table(features, channel_names, intensities, np, op)
     if device:
         from . import _cuda  # noqa: PLC0415 - needs cupy
 
@@ -447,7 +453,7 @@ def label_measure(mask, intensities=None, *, connectivity: int = 8, min_area: in
             features = np.empty((count, columns), np.float64)
             _core.measure(labels, count, intensities, features, int(num_threads))
         features = features[:count]
-    return labels, int(count), _as_table(features, channel_names, intensities, xp)
+    return labels, int(count), _as_table(features, channel_names, intensities, xp, op)
 
 
 def _num_objects(num_objects, labels, op: str) -> int:
@@ -472,7 +478,7 @@ def _check_table_size(num_objects: int, pixels: int, op: str = "measure") -> Non
                          f"skimage.segmentation.relabel_sequential) or pass num_objects")
 
 
-def _check_finite_intensities(table: dict, channel_names: list[str], xp) -> None:
+def _check_finite_intensities(table: dict, channel_names: list[str], xp, op: str = "measure") -> None:
     """An object covering a NaN or infinite intensity has a non-finite integrated intensity: its mean
     would be NaN while min/max skip the value and std reads 0, so no statistic of it is trustworthy."""
     present = table["AreaShape_Area"] > 0
@@ -481,7 +487,7 @@ def _check_finite_intensities(table: dict, channel_names: list[str], xp) -> None
         count = int(bad.sum())
         if count:
             first = int(table["ObjectNumber"][bad][0])
-            raise ValueError(f"measure: {count} object(s) (the first: object {first}) cover NaN or infinite pixels "
+            raise ValueError(f"{op}: {count} object(s) (the first: object {first}) cover NaN or infinite pixels "
                              f"of intensity channel {name!r}; replace or mask them before measuring")
 
 

@@ -105,6 +105,15 @@ def _stand_ins() -> dict:
         return _core.measure(_view(labels, np.int32, shape), num_objects,
                              None if intensities is None else np.ascontiguousarray(intensities), table)
 
+    def label_measure_cuda(mask, shape, labels, image, image_dtype, image_shape, image_strides, features, capacity,
+                           columns, connectivity, min_area, stream):
+        # The CUDA kernels' bodies, run on the host (csrc/segment/label_measure_by_pixels.cpp).
+        intensities = None if image == 0 else _view(image, CODES[image_dtype], image_shape, image_strides)
+        table = _view(features, np.float64, (capacity, columns)) if capacity else np.zeros((0, columns))
+        return _core.label_measure_by_pixels(_view(mask, np.uint8, shape), _view(labels, np.int32, shape),
+                                             None if intensities is None else np.ascontiguousarray(intensities),
+                                             table, connectivity, min_area)
+
     def binary_morphology_cuda(mask, out, shape, radius, footprint, dilate, stream):
         _view(out, np.uint8, shape)[...] = _core.binary_morphology(_view(mask, np.uint8, shape), radius, footprint,
                                                                    dilate)
@@ -157,7 +166,7 @@ def _stand_ins() -> dict:
                               _view(mask_offsets, np.int64, (n + 1,)), _view(mask_data, np.uint8, (mask_size,)),
                               _view(keep, np.uint8, (n,)), iou_threshold, ios_threshold, class_aware)
 
-    return {f.__name__: f for f in (label_cuda, measure_cuda, binary_morphology_cuda, filter_cuda, fill_holes_cuda,
+    return {f.__name__: f for f in (label_cuda, measure_cuda, label_measure_cuda, binary_morphology_cuda, filter_cuda, fill_holes_cuda,
                                     histogram_cuda, contours_cuda, hole_contours_cuda, tile_cuda, stitch_cuda,
                                     rbf_kernel_cuda, mask_nms_cuda)}
 
@@ -228,6 +237,27 @@ def test_device_kernels_marshal_arrays_as_the_bindings_expect(fake_device, dsb_d
     for ours, theirs in zip(device_holes, host_holes):
         for a, b in zip(ours, theirs):
             np.testing.assert_array_equal(a.get(), b)
+
+
+def test_label_measure_on_device_arrays_with_and_without_a_second_pass(fake_device, dsb_dir):
+    from cellrt import kernels
+
+    cp = fake_device
+    path = sorted((dsb_dir / "labels").glob("*.tif"))[5]
+    image = tifffile.imread(dsb_dir / "images" / path.name)
+    mask = image > kernels.threshold(image, "otsu")
+    want_labels, want_count, want = kernels.label_measure(mask, image, min_area=8, channel_names=["DNA"],
+                                                          backend="cpu")
+    assert want_count > 5
+    for capacity in (None, 0, want_count // 2, want_count):   # None: default rows; 0 and half: measured again
+        labels, count, table = kernels.label_measure(cp.asarray(mask), cp.asarray(image), min_area=8,
+                                                     channel_names=["DNA"], capacity=capacity)
+        assert isinstance(labels, cp.ndarray) and count == want_count, capacity
+        np.testing.assert_array_equal(labels.get(), want_labels)
+        assert list(table) == list(want)
+        for column, values in want.items():
+            assert isinstance(table[column], cp.ndarray), column
+            np.testing.assert_allclose(np.asarray(table[column]), values, rtol=1e-12, err_msg=f"{capacity} {column}")
 
 
 def test_tile_and_stitch_fill_caller_device_buffers(fake_device, isl_dir):

@@ -513,7 +513,7 @@ def write_thumbnail(path: Path, image: np.ndarray, labels: np.ndarray) -> None:
     """A PNG of the field (1-99.8 percentile grey) with the objects' outlines in yellow, at most
     THUMBNAIL_SIDE pixels a side: outlines are found at full resolution and kept through the
     downsampling (a block shows an outline if any of its pixels is one)."""
-    import matplotlib.image  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415 - Pillow comes with matplotlib; 15x faster to import than its imsave
 
     from .._atomic import atomic_path  # noqa: PLC0415
     from ..kernels.stitch import percentile_normalization  # noqa: PLC0415
@@ -540,11 +540,11 @@ def write_thumbnail(path: Path, image: np.ndarray, labels: np.ndarray) -> None:
         grey = grey.reshape(h // step, step, w).sum(axis=1).reshape(h // step, w // step, step).sum(axis=2)
         grey *= 1.0 / (step * step)
         edge = edge.reshape(h // step, step, w).any(axis=1).reshape(h // step, w // step, step).any(axis=2)
-    rgb = np.repeat(grey[..., None], 3, axis=2)
-    rgb[edge] = (1.0, 0.85, 0.0)
+    rgb = np.repeat(np.rint(grey * 255).astype(np.uint8)[..., None], 3, axis=2)
+    rgb[edge] = (255, 217, 0)
     with atomic_path(path) as tmp:
         # zlib level 3: as small as the default here (~26 kB for a 320² field) at a quarter of its time
-        matplotlib.image.imsave(tmp, rgb, format="png", pil_kwargs={"compress_level": 3})
+        Image.fromarray(rgb).save(tmp, format="PNG", compress_level=3)
 
 
 def _well_embedding(entries) -> list | None:

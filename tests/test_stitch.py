@@ -1073,6 +1073,17 @@ def test_cuda_reports_uncovered_and_nonfinite():
 
 
 @needs_cuda
+def test_cuda_stitch_refuses_images_taller_than_its_grid():
+    import cupy as cp
+
+    rows = 8 * 65535 + 1   # one more than 65535 blocks of 8 thread rows
+    tiles = cp.ones((2, 1, rows // 2 + 1, 1), cp.float32)
+    with pytest.raises(ValueError, match=r"stitch: images of 524281 rows are taller than the CUDA stitcher takes "
+                                         r"\(524280\)"):
+        stitch(tiles, [[0, 0], [rows // 2, 0]], (1, rows, 1))
+
+
+@needs_cuda
 def test_cuda_fills_caller_buffers(rng):
     import cupy as cp
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/check.h"
 #include "core/cuda_check.h"
 #include "stitch/stitch_kernel.h"
 #include "stitch/stitch_plan.h"
@@ -132,6 +133,10 @@ size_t aligned_bytes(const std::vector<V>& v) {
 
 StitchResult stitch_cuda(const TensorView& tiles, const StitchPlan& plan, const TensorView& out,
                          const StitchOptions& options, void* stream_handle) {
+  // A thread row of 8 per block row, and gridDim.y stops at 65535: refused before anything is allocated
+  // (the launch failed with "invalid configuration argument").
+  CELLRT_CHECK(plan.height <= 8 * 65535, "stitch: images of ", plan.height, " rows are taller than the CUDA "
+               "stitcher takes (", 8 * 65535, "); stitch in bands of rows");
   cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
   const std::vector<int32_t>* ints[] = {&plan.origin_y, &plan.origin_x, &plan.row_cell, &plan.col_cell,
                                         &plan.cell_start, &plan.cell_tiles};

@@ -73,7 +73,8 @@ struct StitchResult {
 // Returns the uncovered and non-finite counts. On CUDA the call waits for
 // the stream to finish (the counts are read back).
 //
-// Throws std::invalid_argument for bad arguments, cellrt::NotCompiledError
+// Throws std::invalid_argument for bad arguments (on CUDA also for images
+// over 524280 rows: 65535 blocks of 8 thread rows), cellrt::NotCompiledError
 // for CUDA views in a CPU-only build, std::runtime_error for CUDA failures.
 //
 // Reentrant: calls may run concurrently on distinct outputs (see c_api.h,

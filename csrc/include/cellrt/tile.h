@@ -43,7 +43,8 @@ struct TileResult {
 // Returns: counts of non-finite values written. On CUDA the call waits for
 // the stream to finish (the count is read back).
 //
-// Throws std::invalid_argument for bad shapes, dtypes, devices or origins,
+// Throws std::invalid_argument for bad shapes, dtypes, devices or origins
+// (on CUDA also for tiles over 524280 rows: 65535 blocks of 8 thread rows),
 // cellrt::NotCompiledError for CUDA views in a CPU-only build, and
 // std::runtime_error for CUDA failures.
 TileResult tile(const TensorView& image, const int64_t* origins, const TensorView& tiles,

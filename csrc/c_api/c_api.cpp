@@ -450,6 +450,17 @@ cellrt_status_t cellrt_watershed(const cellrt_tensor_t* surface, const cellrt_te
   });
 }
 
+cellrt_status_t cellrt_watershed_ex(const cellrt_tensor_t* surface, const cellrt_tensor_t* labels,
+                                    const cellrt_tensor_t* mask, int32_t connectivity, int32_t num_threads,
+                                    int64_t* labelled) {
+  static constexpr const char* fn = "cellrt_watershed_ex";
+  return translate_exceptions([&] {
+    const int64_t n = cellrt::watershed(to_view(surface, fn, "surface"), to_view(labels, fn, "labels"),
+                                        to_view(mask, fn, "mask"), connectivity, num_threads);
+    if (labelled != nullptr) *labelled = n;
+  });
+}
+
 cellrt_status_t cellrt_remove_small_objects(const cellrt_tensor_t* labels, const cellrt_tensor_t* out,
                                             int64_t min_area, int32_t num_threads, int64_t* num_objects) {
   static constexpr const char* fn = "cellrt_remove_small_objects";

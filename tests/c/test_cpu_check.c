@@ -76,6 +76,7 @@ int main(void) {
   REFUSED(cellrt_percentiles(NULL, NULL, 0, NULL, 0, NULL));
   REFUSED(cellrt_float_histogram(NULL, 4, NULL, NULL, 0, NULL));
   REFUSED(cellrt_label_measure(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL));
+  REFUSED(cellrt_watershed_ex(NULL, NULL, NULL, 8, 1, NULL));
   if (monitor != NULL) {
     fprintf(stderr, "FAILED: a refused cellrt_drift_monitor_create left its monitor set\n");
     ++failures;

@@ -411,6 +411,17 @@ int main(void) {
     status = cellrt_watershed(&surface_view, &seeds_view, &blocks_view, 6, NULL);
     EXPECT(status == CELLRT_STATUS_INVALID_ARGUMENT && strstr(cellrt_last_error(), "connectivity should be 4 or 8"),
            "bad connectivity: %s", cellrt_last_error());
+    /* C API 9: the same flood on one thread gives the same labels. */
+    {
+      static int32_t again[7 * 13];
+      cellrt_tensor_t again_view;
+      int64_t labelled_again = -1;
+      view(&again_view, again, CELLRT_DTYPE_INT32, 2, block_shape);
+      cellrt_h_maxima_seeds(&distance_view, 1.0f, &again_view, 8, NULL);
+      status = cellrt_watershed_ex(&surface_view, &again_view, &blocks_view, 8, 1, &labelled_again);
+      EXPECT(status == CELLRT_STATUS_OK && labelled_again == 49 && memcmp(again, seeds, sizeof again) == 0,
+             "watershed_ex on 1 thread: %lld labelled: %s", (long long)labelled_again, cellrt_last_error());
+    }
   }
 
   /* C API 5: the recursive gaussian keeps a flat image flat and spreads a spike over a gaussian's width. */

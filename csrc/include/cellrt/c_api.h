@@ -346,8 +346,8 @@ CELLRT_EXPORT cellrt_status_t cellrt_contours(const cellrt_tensor_t* labels, int
  * h_maxima_seeds (values [H,W] float32 -> seeds [H,W] int32, *count seeds),
  * watershed (surface [H,W] float32, labels [H,W] int32 seeds in / labels
  * out, mask [H,W] uint8; *labelled pixels; labelled may be NULL; the mask's
- * components are flooded on all hardware threads - the C++ API takes a
- * thread count). */
+ * components are flooded on all hardware threads - cellrt_watershed_ex,
+ * C API 9, takes a thread count). */
 CELLRT_EXPORT cellrt_status_t cellrt_distance_transform(const cellrt_tensor_t* mask, const cellrt_tensor_t* out,
                                                         int32_t num_threads);
 CELLRT_EXPORT cellrt_status_t cellrt_h_maxima_seeds(const cellrt_tensor_t* values, float h,
@@ -419,6 +419,13 @@ typedef struct cellrt_label_measure_options_t {
 
 /* Defaults: 8-connectivity, all threads, min_area 0. */
 CELLRT_EXPORT void cellrt_label_measure_options_init(cellrt_label_measure_options_t* options);
+
+/* C API 9. cellrt_watershed on num_threads threads (0: all hardware
+ * threads), so that callers running calls in parallel can share the cores
+ * out (see "Threads" above); the same labels whatever the count. */
+CELLRT_EXPORT cellrt_status_t cellrt_watershed_ex(const cellrt_tensor_t* surface, const cellrt_tensor_t* labels,
+                                                  const cellrt_tensor_t* mask, int32_t connectivity,
+                                                  int32_t num_threads, int64_t* labelled);
 
 /* C API 9. See cellrt/label_measure.h: cellrt_label, cellrt_remove_small_objects
  * and cellrt_measure in one call - on CUDA memory without the host waiting

@@ -312,12 +312,7 @@ def measure(labels, intensities=None, *, channel_names=None, num_objects=None, b
     if _backend.is_device_array(labels):
         return _measure_device(labels, intensities, channel_names, num_objects, backend)
     labels = _as_labels(labels, "measure")
-    if num_objects is None:
-        num_objects = int(labels.max()) if labels.size else 0
-        _check_table_size(num_objects, labels.size)
-    if not _backend.is_int(num_objects) or num_objects < 0:
-        raise ValueError(f"measure: num_objects should be a non-negative int, got {num_objects!r}")
-    num_objects = int(num_objects)
+    num_objects = _num_objects(num_objects, labels, "measure")
 
     intensities = _as_intensities(intensities, labels.shape, np, "measure")
     channels = 0 if intensities is None else intensities.shape[0]
@@ -463,8 +458,9 @@ def _num_objects(num_objects, labels, op: str) -> int:
         n = int(labels.max()) if labels.size else 0
         _check_table_size(n, labels.size, op)
         return n
-    if not _backend.is_int(num_objects) or num_objects < 0:
-        raise ValueError(f"{op}: num_objects should be a non-negative int, got {num_objects!r}")
+    # Labels are int32: no N from 2^31 on names an object, and its table (10**10 rows) died in numpy's allocator.
+    if not _backend.is_int(num_objects) or not 0 <= num_objects < 2**31:
+        raise ValueError(f"{op}: num_objects should be an int in [0, 2^31), got {num_objects!r}")
     return int(num_objects)
 
 
@@ -501,9 +497,7 @@ def _measure_device(labels, intensities, channel_names, num_objects, backend):
 
     if labels.ndim != 2:
         raise ValueError(f"measure: labels should have shape (H, W), got {tuple(labels.shape)}")
-    if num_objects is None:
-        num_objects = int(labels.max()) if labels.size else 0
-        _check_table_size(num_objects, labels.size)
+    num_objects = _num_objects(num_objects, labels, "measure")
     intensities = _as_intensities(intensities, labels.shape, cp, "measure")
     channels = 0 if intensities is None else intensities.shape[0]
     channel_names = _channel_names(channel_names, channels)

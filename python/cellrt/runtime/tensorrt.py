@@ -377,11 +377,16 @@ class TensorRTBackend:
             self.context = self.engine.create_execution_context()
         if self.context is None:
             raise EngineError(f"{artifact.path}: could not create an execution context")
+        # The device this backend's buffers, stream and context live on: a thread that calls infer (the plate's
+        # inference thread) starts on device 0 whatever device the thread that made the backend had chosen.
+        self.device = cupy.cuda.Device()
         self.stream = cupy.cuda.Stream(non_blocking=True)
+        # Recorded on the caller's stream at each call, for the engine's stream to wait on (see infer_async).
+        self._caller_done = cupy.cuda.Event(disable_timing=True)
         self.cuda_graph = cuda_graph
         self._slots: dict[tuple, list[dict]] = {}
         self._graphs: dict[tuple, object] = {}
-        self._turn = 0
+        self._turns: dict[tuple, int] = {}
 
     def _slot_for(self, shape) -> dict:
         """The next of two buffer sets (input + outputs) for this batch shape;
@@ -398,14 +403,29 @@ class TensorRTBackend:
                     buffers[spec.name] = self._cp.empty(dims, dtype=self._cp.float32)
                 slots.append(buffers)
             self._slots[shape] = slots
-        self._turn ^= 1
-        return slots[self._turn]
+        # Alternate per shape: a call with another batch shape in between (a field's last, shorter batch) must not
+        # hand this shape's previous outputs' buffers to the next call of this shape.
+        turn = self._turns[shape] = self._turns.get(shape, 1) ^ 1
+        return slots[turn]
 
     def infer_async(self, batch) -> tuple[dict, object]:
         """Enqueue one ``[N, C, H, W]`` batch (numpy or cupy) and return at once:
-        the outputs (cupy arrays, valid until the call after next) and a CUDA
-        event that completes when they are written. Staging the next host
-        batch into its pinned buffer overlaps this batch's copy and compute."""
+        the outputs (cupy arrays, valid until the next call but one with a
+        batch of this shape) and a CUDA event that completes when they are
+        written. Staging the next host batch into its pinned buffer overlaps
+        this batch's copy and compute.
+
+        The engine runs on a stream of its own (non-blocking: it does not wait
+        for the legacy default stream), so the work the caller has queued on
+        its current stream - making a device ``batch`` (a concatenation of
+        tiles, say), copying the outputs of earlier calls out of the buffers
+        this call reuses - is made to finish first: the engine's stream waits
+        for it. A caller reading the outputs on a stream of its own waits for
+        the returned event (``infer`` waits on the host)."""
+        with self.device:
+            return self._infer_async(batch)
+
+    def _infer_async(self, batch) -> tuple[dict, object]:
         cp = self._cp
         shape = tuple(batch.shape)
         if len(shape) != 4 or shape[1] != len(self.manifest.input_channels):
@@ -413,7 +433,13 @@ class TensorRTBackend:
                              f"got {shape}")
         slot = self._slot_for(shape)
         if slot.get("done") is not None:
-            slot["done"].synchronize()  # this slot's previous batch has left its buffers
+            slot["done"].synchronize()  # this slot's previous batch has left its buffers (and its pinned staging)
+        caller = cp.cuda.get_current_stream()
+        if caller.ptr != self.stream.ptr:
+            # Without this wait the input copy below could read a batch the caller's stream has not finished
+            # writing, and the engine could overwrite a slot's outputs while the caller's stream still copies them.
+            caller.record(self._caller_done)
+            self.stream.wait_event(self._caller_done)
         device_input = slot[self.manifest.input_name]
         if isinstance(batch, np.ndarray):
             pinned = slot.get("pinned")
@@ -430,7 +456,7 @@ class TensorRTBackend:
         names = [self.manifest.input_name] + [spec.name for spec in self.manifest.outputs]
         for name in names:
             self.context.set_tensor_address(name, slot[name].data.ptr)
-        graph_key = (shape, self._turn)
+        graph_key = (shape, self._turns[shape])
         if self.cuda_graph and graph_key in self._graphs:
             self._graphs[graph_key].launch(self.stream)
         elif self.cuda_graph:

@@ -381,6 +381,41 @@ def test_load_model_refuses_tensorrt_without_a_gpu(tiny_model):
         cellrt.load_model(tiny_model[0], backend="tensorrt")
 
 
+class _EngineOnly:
+    """TensorRTBackend's stand-in where no GPU is: what the engine was built for, from its artifact."""
+    name, any_tile_size = "tensorrt-stand-in", False
+
+    def __init__(self, manifest, artifact, **_):
+        self.artifact = artifact
+        self.profile = trt_runtime.Profile(**artifact.key["profile"])
+        self.tile_size, self.max_batch = self.profile.tile_size, self.profile.max_batch
+
+
+def test_load_model_builds_an_engine_whose_profile_takes_its_batches_and_tiles(tiny_model, tmp_path, monkeypatch):
+    """load_model(batch_size=32) built the default 1/8/16 profile: every full batch of 32 tiles failed
+    set_input_shape; a profile of another tile size was built and then fed manifest-sized tiles."""
+    _rtx()
+    monkeypatch.setattr(trt_runtime, "current_compute_capability", lambda: "86")
+    monkeypatch.setattr(trt_runtime, "TensorRTBackend", _EngineOnly)
+    options = {"flavour": "tensorrt_rtx", "cache": tmp_path}
+    model = cellrt.load_model(tiny_model[0], backend="tensorrt", batch_size=32, engine_options=options)
+    assert model.backend.artifact.key["profile"] == {"min_batch": 1, "opt_batch": 32, "max_batch": 32,
+                                                     "tile_size": 64}
+    assert model.tiles_per_batch((64, 64)) == 32
+    default = cellrt.load_model(tiny_model[0], backend="tensorrt", engine_options=options)
+    assert default.backend.artifact.key["profile"] == {"min_batch": 1, "opt_batch": 8, "max_batch": 16,
+                                                       "tile_size": 64}   # the engine key of before: reused
+    # A plate run's own batch size never exceeds what the engine takes.
+    assert default.tiles_per_batch((64, 64), 64) == 16
+    small = trt_runtime.Profile(1, 2, 4, 96)
+    model = cellrt.load_model(tiny_model[0], backend="tensorrt", engine_options={**options, "profile": small})
+    assert model.tile_shape((300, 500)) == (96, 96)
+    assert model.tiles_per_batch((96, 96)) == 3 and model.tiles_per_batch((96, 96), 64) == 4
+    with pytest.raises(ValueError, match="runs 96-pixel tiles"):
+        cellrt.load_model(tiny_model[0], backend="tensorrt", tile_size=64,
+                          engine_options={**options, "profile": small})
+
+
 @needs_cuda
 def test_tensorrt_engine_matches_onnx_runtime_on_real_tiles(tiny_model, dsb_dir, tmp_path):
     _tensorrt_or_skip("auto")

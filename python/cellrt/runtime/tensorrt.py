@@ -363,6 +363,10 @@ class TensorRTBackend:
             raise EngineError(f"{artifact.path}: built for sm_{artifact.key['compute_capabilities']}, this GPU is "
                               f"sm_{current}; rebuild it")
         self.manifest = manifest
+        # What the engine accepts: batches of min_batch..max_batch tiles of tile_size pixels (the Model tiles
+        # and batches by these; a shape outside them fails set_input_shape).
+        self.profile = Profile(**artifact.key["profile"])
+        self.tile_size, self.max_batch = self.profile.tile_size, self.profile.max_batch
         self._runtime, self.engine = load_engine(artifact)
         self._runtime_cache_path = None
         if flavour == "tensorrt_rtx":

@@ -416,6 +416,24 @@ def test_load_model_builds_an_engine_whose_profile_takes_its_batches_and_tiles(t
                           engine_options={**options, "profile": small})
 
 
+def test_auto_runs_onnx_runtime_on_a_gpu_tensorrt_rtx_does_not_target(tiny_model, tmp_path, monkeypatch):
+    """With only tensorrt_rtx installed, an H100/H200 (sm_90) made load_model('auto') fail to build an engine
+    ('cannot target sm_90') instead of running ONNX Runtime; backend='tensorrt' says why it cannot run."""
+    trt = _rtx()
+    if trt_runtime.import_tensorrt("auto")[1] != "tensorrt_rtx":
+        pytest.skip("tensorrt is installed: 'auto' picks it, not tensorrt_rtx")
+    assert "90" not in trt_runtime.rtx_compute_capabilities(trt)
+    monkeypatch.setattr(trt_runtime, "current_compute_capability", lambda: "90")
+    monkeypatch.setattr(trt_runtime, "TensorRTBackend", _EngineOnly)
+    options = {"engine_options": {"cache": tmp_path}}
+    assert cellrt.load_model(tiny_model[0], **options).backend.name == "ort"
+    with pytest.raises(ValueError, match=r"tensorrt_rtx .* not on this GPU \(sm_90\); install `tensorrt`"):
+        cellrt.load_model(tiny_model[0], backend="tensorrt", **options)
+    assert not list(tmp_path.glob("*.engine"))
+    monkeypatch.setattr(trt_runtime, "current_compute_capability", lambda: "86")
+    assert cellrt.load_model(tiny_model[0], **options).backend.name == "tensorrt-stand-in"
+
+
 @needs_cuda
 def test_tensorrt_engine_matches_onnx_runtime_on_real_tiles(tiny_model, dsb_dir, tmp_path):
     _tensorrt_or_skip("auto")

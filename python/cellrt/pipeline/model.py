@@ -77,10 +77,9 @@ def _select_backend(manifest: Manifest, backend: str, threads: int, precision: s
             missing = ("cupy is not installed" if importlib.util.find_spec("cupy") is None
                        else "cupy finds no usable CUDA GPU (no device, or no driver)")
         else:
-            try:
-                trt_runtime.import_tensorrt(engine_options.get("flavour", "auto"))
-            except trt_runtime.EngineError as error:
-                missing = str(error)
+            # No TensorRT module, or only TensorRT-RTX on a GPU it does not run on (an H100/H200): 'auto' runs
+            # ONNX Runtime there instead of failing to build.
+            missing = trt_runtime.unusable_here(engine_options.get("flavour", "auto"))
         if missing is None:
             chosen = "fp16" if precision == "auto" else precision
             options = dict(engine_options)

@@ -120,6 +120,28 @@ def cache_dir() -> Path:
     return cache_root() / "engines"
 
 
+def rtx_compute_capabilities(trt) -> list[str]:
+    """The compute capabilities a TensorRT-RTX module builds for and runs on: ['75', '80', '86', ...]."""
+    names = [c[2:] for c in dir(trt.ComputeCapability) if c.startswith("SM") and c[2:].isdigit()]
+    return sorted(names, key=int)
+
+
+def unusable_here(flavour: str = "auto") -> str | None:
+    """Why TensorRT cannot run on this machine's GPU (no GPU, no TensorRT module, or only TensorRT-RTX and
+    a GPU it does not target, such as a data-centre Hopper), or None when it can."""
+    current = current_compute_capability()
+    if current is None:
+        return "no usable CUDA GPU (or no cupy)"
+    try:
+        trt, name = import_tensorrt(flavour)
+    except EngineError as error:
+        return str(error)
+    if name == "tensorrt_rtx" and current not in rtx_compute_capabilities(trt):
+        return (f"tensorrt_rtx {trt.__version__} runs on sm_{rtx_compute_capabilities(trt)}, not on this GPU "
+                f"(sm_{current}); install `tensorrt` for it")
+    return None
+
+
 def current_compute_capability() -> str | None:
     """'86' for an sm_86 GPU; None without a usable GPU (needs cupy)."""
     try:
@@ -288,7 +310,7 @@ def build_engine(model, *, precision: str = "fp16", profile: Profile | None = No
         for index, capability in enumerate(capabilities):
             target = getattr(trt.ComputeCapability, f"SM{capability}", None)
             if target is None:
-                supported = [c for c in dir(trt.ComputeCapability) if c.startswith("SM")]
+                supported = [f"SM{c}" for c in rtx_compute_capabilities(trt)]
                 raise EngineError(f"{manifest.name}: TensorRT-RTX {trt.__version__} cannot target sm_{capability} "
                                   f"(supported: {supported})")
             config.set_compute_capability(target, index)

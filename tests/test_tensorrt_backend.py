@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import threading
 import types
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -171,6 +169,10 @@ class Context:
     def set_tensor_address(self, name, ptr):
         self.addresses[name] = ptr
 
+    def get_tensor_shape(self, name):
+        n, _, h, w = self.shape
+        return {"logits": (n, 3, h, w), "embedding": (n, 4)}[name]
+
     def execute_async_v3(self, stream_ptr):
         stream = next(s for s in STREAMS if s.ptr == stream_ptr)
         n = self.shape[0]
@@ -195,8 +197,67 @@ def _expected(batch: np.ndarray) -> dict:
             "embedding": batch.mean(axis=(1, 2, 3))[:, None] + np.arange(4)}
 
 
+class Engine:
+    def __init__(self, manifest, dtypes=None):
+        self.manifest, self.dtypes = manifest, dtypes or {}
+        self.names = [manifest.input_name] + [spec.name for spec in manifest.outputs]
+        self.num_io_tensors = len(self.names)
+        self.runtime_cache = RuntimeCache(b"")
+
+    def get_tensor_name(self, index):
+        return self.names[index]
+
+    def get_tensor_dtype(self, name):
+        return self.dtypes.get(name, FLOAT)
+
+    def create_execution_context(self, runtime_config=None):
+        self.runtime_config = runtime_config
+        return Context(self.manifest)
+
+    def create_runtime_config(self):
+        engine = self
+        return types.SimpleNamespace(create_runtime_cache=lambda: engine.runtime_cache,
+                                     set_runtime_cache=lambda cache: True)
+
+
+class RuntimeCache:
+    """TensorRT-RTX's runtime cache: the kernels JIT-compiled so far (here: one per batch shape run)."""
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+
+    def deserialize(self, blob) -> bool:
+        self.blob = bytes(blob)
+        return True
+
+    def serialize(self):
+        return self.blob
+
+
+FLOAT, HALF = types.SimpleNamespace(name="FLOAT"), types.SimpleNamespace(name="HALF")
+
+
+def _manifest():
+    return types.SimpleNamespace(
+        name="stand-in", input_name="image", input_channels=("DNA",),
+        outputs=[OutputSpec("logits", "class_logits", ("background", "interior", "boundary")),
+                 OutputSpec("embedding", "embedding", size=4)])
+
+
+def _make(monkeypatch, tmp_path, flavour="tensorrt", engine=None):
+    fake_trt = types.SimpleNamespace(__version__="10.0", DataType=types.SimpleNamespace(FLOAT=FLOAT))
+    engine = engine or Engine(_manifest())
+    monkeypatch.setattr(trt_runtime, "import_tensorrt", lambda name="auto": (fake_trt, flavour))
+    monkeypatch.setattr(trt_runtime, "load_engine", lambda artifact: (object(), engine))
+    key = {"flavour": flavour, "version": "10.0", "compute_capabilities": ["90"],
+           "profile": {"min_batch": 1, "opt_batch": 4, "max_batch": 8, "tile_size": 8}}
+    artifact = trt_runtime.EngineArtifact(tmp_path / "stand-in.engine", key, reused=True, build_seconds=0.0,
+                                          fp16_error=None)
+    return trt_runtime.TensorRTBackend(engine.manifest, artifact)
+
+
 @pytest.fixture
-def backend(monkeypatch):
+def backend(monkeypatch, tmp_path):
     cupy = _fake_cupy()
     monkeypatch.setitem(__import__("sys").modules, "cupy", cupy)
     STREAMS.clear()
@@ -208,20 +269,8 @@ def backend(monkeypatch):
         STREAMS.append(self)
 
     monkeypatch.setattr(Stream, "__init__", tracked)
-    manifest = types.SimpleNamespace(
-        name="stand-in", input_name="image", input_channels=("DNA",),
-        outputs=[OutputSpec("logits", "class_logits", ("background", "interior", "boundary")),
-                 OutputSpec("embedding", "embedding", size=4)])
-    fake_trt = types.SimpleNamespace(__version__="10.0")
-    engine = types.SimpleNamespace(create_execution_context=lambda: Context(manifest))
-    monkeypatch.setattr(trt_runtime, "import_tensorrt", lambda flavour="auto": (fake_trt, "tensorrt"))
     monkeypatch.setattr(trt_runtime, "current_compute_capability", lambda: "90")
-    monkeypatch.setattr(trt_runtime, "load_engine", lambda artifact: (object(), engine))
-    key = {"flavour": "tensorrt", "version": "10.0", "compute_capabilities": ["90"],
-           "profile": {"min_batch": 1, "opt_batch": 4, "max_batch": 8, "tile_size": 8}}
-    artifact = trt_runtime.EngineArtifact(Path("stand-in.engine"), key, reused=True, build_seconds=0.0,
-                                          fp16_error=None)
-    yield trt_runtime.TensorRTBackend(manifest, artifact), cupy
+    yield _make(monkeypatch, tmp_path), cupy
 
 
 def _tiles(seed: int, n: int) -> np.ndarray:
@@ -261,3 +310,52 @@ def test_host_batches_and_shorter_last_batches_alternate_slots_per_shape(backend
     backend.infer_async(again)
     backend.stream.synchronize()
     np.testing.assert_allclose(first["logits"].get(), _expected(full)["logits"], rtol=1e-6)
+
+
+def test_host_batches_of_any_dtype_are_staged_as_float32(backend):
+    """The pinned staging buffer was sized by the batch's bytes: a uint16 or float16 batch had too few."""
+    backend, _ = backend
+    tiles = (_tiles(3, 2) * 1000).astype(np.uint16)
+    got = backend.infer(tiles)["logits"].get()
+    np.testing.assert_allclose(got, _expected(tiles.astype(np.float32))["logits"], rtol=1e-6)
+
+
+def test_the_engine_is_checked_against_the_manifest(backend, monkeypatch, tmp_path):
+    """Buffers are float32 and sized from the manifest: an engine with FP16 I/O, other tensors or other output
+    shapes would be fed or write garbage (or past its buffers), so it is refused, naming what differs."""
+    _, cupy = backend
+    with pytest.raises(trt_runtime.EngineError, match="tensor 'logits' is HALF, expected FLOAT"):
+        _make(monkeypatch, tmp_path, engine=Engine(_manifest(), dtypes={"logits": HALF}))
+    engine = Engine(_manifest())
+    engine.names = engine.names[:2]
+    engine.num_io_tensors = 2
+    with pytest.raises(trt_runtime.EngineError, match=r"tensors are \['image', 'logits'\], the manifest names"):
+        _make(monkeypatch, tmp_path, engine=engine)
+    backend = _make(monkeypatch, tmp_path)
+    monkeypatch.setattr(Context, "get_tensor_shape", lambda self, name: (self.shape[0], 3, 4, 4)
+                        if name == "logits" else (self.shape[0], 4))
+    with pytest.raises(trt_runtime.EngineError, match=r"output 'logits' is \(2, 3, 4, 4\), the manifest makes it "
+                                                      r"\(2, 3, 8, 8\)"):
+        backend.infer(_tiles(0, 2))
+    with pytest.raises(trt_runtime.EngineError, match=r"outside the engine's profile \(1..8 tiles of 8 px\)"):
+        _make(monkeypatch, tmp_path).infer(_tiles(0, 9))
+
+
+def test_tensorrt_rtx_kernels_compiled_at_the_first_batch_are_kept_without_close(backend, monkeypatch, tmp_path):
+    """The runtime cache was written by close() only, which neither Model nor the plate runner calls: every
+    process compiled the engine's kernels again."""
+    _, cupy = backend
+    engine = Engine(_manifest())
+    first = _make(monkeypatch, tmp_path, flavour="tensorrt_rtx", engine=engine)
+    cache = tmp_path / "stand-in.rtxcache"
+    assert engine.runtime_config is not None and not cache.exists()
+    engine.runtime_cache.blob = b"kernels for batches of 2"
+    first.infer(_tiles(0, 2))
+    assert cache.read_bytes() == b"kernels for batches of 2"
+    engine.runtime_cache.blob = b"and of 3"
+    first.infer(_tiles(0, 3))
+    first.close()
+    assert cache.read_bytes() == b"and of 3"
+    again = Engine(_manifest())
+    _make(monkeypatch, tmp_path, flavour="tensorrt_rtx", engine=again)
+    assert again.runtime_cache.blob == b"and of 3"

@@ -390,9 +390,12 @@ class TensorRTBackend:
         self.profile = Profile(**artifact.key["profile"])
         self.tile_size, self.max_batch = self.profile.tile_size, self.profile.max_batch
         self._runtime, self.engine = load_engine(artifact)
+        self._check_io(trt, artifact)
         self._runtime_cache_path = None
+        self._runtime_cache_saved = False
         if flavour == "tensorrt_rtx":
-            runtime_config = self.engine.create_runtime_config()
+            # Kept for the context's lifetime, as the runtime and the engine are.
+            self._runtime_config = runtime_config = self.engine.create_runtime_config()
             self._runtime_cache = runtime_config.create_runtime_cache()
             self._runtime_cache_path = artifact.path.with_suffix(".rtxcache")
             if self._runtime_cache_path.is_file():
@@ -413,6 +416,28 @@ class TensorRTBackend:
         self._slots: dict[tuple, list[dict]] = {}
         self._graphs: dict[tuple, object] = {}
         self._turns: dict[tuple, int] = {}
+
+    def _check_io(self, trt, artifact: EngineArtifact) -> None:
+        """The engine's I/O tensors are the manifest's, all float32 (the buffers bound to them are)."""
+        engine, manifest = self.engine, self.manifest
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        expected = [manifest.input_name] + [spec.name for spec in manifest.outputs]
+        if sorted(names) != sorted(expected):
+            raise EngineError(f"{artifact.path}: the engine's tensors are {names}, the manifest names {expected}; "
+                              f"rebuild it from this model")
+        for name in names:
+            dtype = engine.get_tensor_dtype(name)
+            if dtype != trt.DataType.FLOAT:
+                raise EngineError(f"{artifact.path}: tensor {name!r} is {getattr(dtype, 'name', dtype)}, expected "
+                                  f"FLOAT (the ONNX model's inputs and outputs should stay float32)")
+
+    def _check_output_shapes(self, slot: dict, shape) -> None:
+        """Each output the engine writes for this batch shape fits its buffer exactly (else it writes past it)."""
+        for spec in self.manifest.outputs:
+            got, want = tuple(self.context.get_tensor_shape(spec.name)), tuple(slot[spec.name].shape)
+            if got != want:
+                raise EngineError(f"{self.manifest.name}: for batch shape {shape} the engine's output {spec.name!r} "
+                                  f"is {got}, the manifest makes it {want}")
 
     def _slot_for(self, shape) -> dict:
         """The next of two buffer sets (input + outputs) for this batch shape;
@@ -469,8 +494,8 @@ class TensorRTBackend:
         device_input = slot[self.manifest.input_name]
         if isinstance(batch, np.ndarray):
             pinned = slot.get("pinned")
-            if pinned is None:
-                pinned = slot["pinned"] = cp.cuda.alloc_pinned_memory(batch.nbytes)
+            if pinned is None:   # float32 staging whatever the batch's dtype (a uint16 batch has half the bytes)
+                pinned = slot["pinned"] = cp.cuda.alloc_pinned_memory(batch.size * np.dtype(np.float32).itemsize)
             staged = np.frombuffer(pinned, np.float32, batch.size).reshape(shape)
             staged[...] = batch
             device_input.set(staged, stream=self.stream)
@@ -478,7 +503,11 @@ class TensorRTBackend:
             with self.stream:
                 device_input[...] = batch
         if not self.context.set_input_shape(self.manifest.input_name, shape):
-            raise EngineError(f"{self.manifest.name}: batch shape {shape} is outside the engine's profile")
+            raise EngineError(f"{self.manifest.name}: batch shape {shape} is outside the engine's profile "
+                              f"({self.profile.min_batch}..{self.profile.max_batch} tiles of {self.tile_size} px)")
+        if not slot.get("checked"):
+            self._check_output_shapes(slot, shape)
+            slot["checked"] = True
         names = [self.manifest.input_name] + [spec.name for spec in self.manifest.outputs]
         for name in names:
             self.context.set_tensor_address(name, slot[name].data.ptr)
@@ -501,9 +530,18 @@ class TensorRTBackend:
         """:meth:`infer_async`, waiting for the outputs."""
         outputs, done = self.infer_async(batch)
         done.synchronize()
+        if self._runtime_cache_path is not None and not self._runtime_cache_saved:
+            # TensorRT-RTX compiled its kernels for the first batch just now: keep them for the next process
+            # whether or not close() is called (Model and the plate runner never call it).
+            self._save_runtime_cache()
         return outputs
 
+    def _save_runtime_cache(self) -> None:
+        with atomic_path(self._runtime_cache_path) as tmp:
+            tmp.write_bytes(memoryview(self._runtime_cache.serialize()))
+        self._runtime_cache_saved = True
+
     def close(self) -> None:
+        """Save TensorRT-RTX's runtime cache (kernels compiled since the first batch included)."""
         if self._runtime_cache_path is not None:
-            with atomic_path(self._runtime_cache_path) as tmp:
-                tmp.write_bytes(memoryview(self._runtime_cache.serialize()))
+            self._save_runtime_cache()

@@ -56,6 +56,19 @@ class Stream:
         stream, count = event.stream, event.count
         self.enqueue(lambda: stream.run_to(count))
 
+    def begin_capture(self) -> None:
+        self.capture, self.pending = self.pending, []
+
+    def end_capture(self):
+        ops, self.pending = self.pending, self.capture
+        self.capture = None
+
+        def launch(stream):
+            for op in ops:
+                stream.enqueue(op)
+
+        return types.SimpleNamespace(launch=launch)
+
     def __enter__(self):
         _LOCAL.stack = getattr(_LOCAL, "stack", []) + [self]
         return self
@@ -161,6 +174,7 @@ class Context:
     def __init__(self, manifest):
         self.manifest, self.addresses, self.shape = manifest, {}, None
         self.max_batch = 8
+        self.capturable = True
 
     def set_input_shape(self, name, shape):
         self.shape = tuple(shape)
@@ -175,6 +189,8 @@ class Context:
 
     def execute_async_v3(self, stream_ptr):
         stream = next(s for s in STREAMS if s.ptr == stream_ptr)
+        if getattr(stream, "capture", None) is not None and not self.capturable:
+            return False
         n = self.shape[0]
         image = MEMORY[self.addresses[self.manifest.input_name]]
         dense = MEMORY[self.addresses["logits"]]
@@ -244,7 +260,7 @@ def _manifest():
                  OutputSpec("embedding", "embedding", size=4)])
 
 
-def _make(monkeypatch, tmp_path, flavour="tensorrt", engine=None):
+def _make(monkeypatch, tmp_path, flavour="tensorrt", engine=None, cuda_graph=False):
     fake_trt = types.SimpleNamespace(__version__="10.0", DataType=types.SimpleNamespace(FLOAT=FLOAT))
     engine = engine or Engine(_manifest())
     monkeypatch.setattr(trt_runtime, "import_tensorrt", lambda name="auto": (fake_trt, flavour))
@@ -253,7 +269,7 @@ def _make(monkeypatch, tmp_path, flavour="tensorrt", engine=None):
            "profile": {"min_batch": 1, "opt_batch": 4, "max_batch": 8, "tile_size": 8}}
     artifact = trt_runtime.EngineArtifact(tmp_path / "stand-in.engine", key, reused=True, build_seconds=0.0,
                                           fp16_error=None)
-    return trt_runtime.TensorRTBackend(engine.manifest, artifact)
+    return trt_runtime.TensorRTBackend(engine.manifest, artifact, cuda_graph=cuda_graph)
 
 
 @pytest.fixture
@@ -359,3 +375,21 @@ def test_tensorrt_rtx_kernels_compiled_at_the_first_batch_are_kept_without_close
     again = Engine(_manifest())
     _make(monkeypatch, tmp_path, flavour="tensorrt_rtx", engine=again)
     assert again.runtime_cache.blob == b"and of 3"
+
+
+def test_cuda_graphs_replay_each_shape_and_slot_and_a_refused_capture_is_an_error(backend, monkeypatch, tmp_path):
+    """Captured once per (batch shape, slot) after an eager run, replayed after; a capture TensorRT refused left an
+    empty graph whose replays wrote nothing - each later batch of that shape returned stale outputs."""
+    _, cupy = backend
+    graphs = _make(monkeypatch, tmp_path, cuda_graph=True)
+    batches = [_tiles(seed, 4 if seed % 3 else 2) for seed in range(7)]
+    for batch in batches:
+        got = {name: array.get() for name, array in graphs.infer(cupy.asarray(batch)).items()}
+        for name, want in _expected(batch).items():
+            np.testing.assert_allclose(got[name], want, rtol=1e-6)
+    assert len(graphs._graphs) == 4
+    refused = _make(monkeypatch, tmp_path, cuda_graph=True)
+    refused.context.capturable = False
+    with pytest.raises(trt_runtime.EngineError, match="refused to enqueue batch shape .* into a CUDA graph"):
+        refused.infer(_tiles(0, 2))
+    assert refused.stream.capture is None and not refused._graphs

@@ -519,8 +519,14 @@ class TensorRTBackend:
             if not self.context.execute_async_v3(self.stream.ptr):
                 raise EngineError(f"{self.manifest.name}: enqueue failed for batch shape {shape}")
             self.stream.begin_capture()
-            self.context.execute_async_v3(self.stream.ptr)
-            self._graphs[graph_key] = self.stream.end_capture()
+            try:
+                captured = self.context.execute_async_v3(self.stream.ptr)
+            finally:
+                graph = self.stream.end_capture()   # the stream leaves capture mode whatever happened
+            if not captured:   # an empty graph would replay nothing: the outputs of an earlier batch, silently
+                raise EngineError(f"{self.manifest.name}: TensorRT refused to enqueue batch shape {shape} into a CUDA "
+                                  f"graph; run with cuda_graph=False")
+            self._graphs[graph_key] = graph
         elif not self.context.execute_async_v3(self.stream.ptr):
             raise EngineError(f"{self.manifest.name}: enqueue failed for batch shape {shape}")
         slot["done"] = self.stream.record()

@@ -300,6 +300,13 @@ def _rtx():
     return _tensorrt_or_skip("tensorrt_rtx")
 
 
+def _tensorrt_here_or_skip():
+    """A TensorRT that runs on this GPU (only tensorrt_rtx on an H100/H200 does not: it cannot target sm_90)."""
+    reason = trt_runtime.unusable_here("auto")
+    if reason is not None:
+        pytest.skip(f"TensorRT cannot run on this GPU: {reason}")
+
+
 def test_tensorrt_rtx_builds_caches_and_rebuilds_stale_engines(tiny_model, tmp_path):
     _rtx()
     folder = tiny_model[0]
@@ -436,7 +443,7 @@ def test_auto_runs_onnx_runtime_on_a_gpu_tensorrt_rtx_does_not_target(tiny_model
 
 @needs_cuda
 def test_tensorrt_engine_matches_onnx_runtime_on_real_tiles(tiny_model, dsb_dir, tmp_path):
-    _tensorrt_or_skip("auto")
+    _tensorrt_here_or_skip()
     manifest = load_manifest(tiny_model[0])
     tiles = _dsb_tiles(dsb_dir, count=4)
     reference = OrtBackend(manifest.onnx_path, manifest).infer(tiles)
@@ -716,7 +723,7 @@ def test_smoke_training_exports_a_model_that_load_model_runs(tmp_path, dsb_dir):
 @needs_cuda
 def test_load_model_on_tensorrt_matches_onnx_runtime(tiny_model, dsb_dir, tmp_path):
     """The GPU path: tiles, engine outputs and stitching stay on the device."""
-    _tensorrt_or_skip("auto")
+    _tensorrt_here_or_skip()
     image_id = training_data.dsb_ids(dsb_dir, held_out=True)[1]
     image = tifffile.imread(dsb_dir / "images" / f"{image_id}.tif")
     reference = cellrt.load_model(tiny_model[0], backend="ort").run(image)

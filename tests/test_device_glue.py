@@ -73,7 +73,8 @@ def _fake_cupy() -> types.ModuleType:
     module.asarray = asarray
     module.asnumpy = asnumpy
     module.ndarray = DeviceArray
-    stream = types.SimpleNamespace(ptr=0)
+    stream = types.SimpleNamespace(ptr=0, record=lambda event=None: types.SimpleNamespace(),
+                                   wait_event=lambda event: None)
     module.cuda = types.SimpleNamespace(get_current_stream=lambda: stream)
     for name in ("uint8", "uint16", "int32", "int64", "float32", "float64", "bool_"):
         setattr(module, name, getattr(np, name))
@@ -400,3 +401,40 @@ def test_mask_nms_on_device_instances(fake_device, rng):
     np.testing.assert_array_equal(got.get(), want)
     with pytest.raises(ValueError, match="masks packed on the device"):
         mask_nms(cp.asarray(boxes), cp.asarray(scores), masks)
+
+
+def test_plate_engine_threads_use_the_backend_device(fake_device):
+    """CUDA's current device is per thread: the reader, inference and worker threads started on device 0
+    whatever device the TensorRT engine was on; each now makes the backend's device current first."""
+    import threading
+    from importlib import resources
+    from pathlib import Path
+
+    from cellrt.io import open_plate
+    from cellrt.io.plate import read_field
+    from cellrt.pipeline.engine import FieldEngine
+    from cellrt.pipeline.plate import PlateOptions
+
+    used = set()
+
+    class Device:
+        def use(self):
+            used.add(threading.current_thread().name.rsplit("_", 1)[0])
+
+    host_model = cellrt.load_model("nuclei", backend="ort", threads=2)
+    device_model = cellrt.load_model("nuclei", backend="ort", threads=2)
+    device_model._cupy = fake_device
+    device_model.backend.device = Device()
+    fields = open_plate(Path(str(resources.files("cellrt") / "data" / "demo" / "plate"))).fields[:3]
+    engine = FieldEngine(device_model, ["1"], [], PlateOptions(batch_size=4))
+    try:
+        for source in fields:
+            assert engine.put(source)
+        engine.close_input()
+        results = {state.source.key: outcome for state, outcome in (engine.next_result(timeout=60) for _ in fields)}
+    finally:
+        engine.shutdown()
+    assert used == {"cellrt-read", "cellrt-infer", "cellrt-post"}
+    for source in fields:
+        expected = host_model.run(read_field(source, ["1"])[:1])
+        np.testing.assert_array_equal(results[source.key].labels, expected.labels)

@@ -300,6 +300,13 @@ def _rtx():
     return _tensorrt_or_skip("tensorrt_rtx")
 
 
+def _tensorrt_here_or_skip():
+    """A TensorRT that runs on this GPU (only tensorrt_rtx on an H100/H200 does not: it cannot target sm_90)."""
+    reason = trt_runtime.unusable_here("auto")
+    if reason is not None:
+        pytest.skip(f"TensorRT cannot run on this GPU: {reason}")
+
+
 def test_tensorrt_rtx_builds_caches_and_rebuilds_stale_engines(tiny_model, tmp_path):
     _rtx()
     folder = tiny_model[0]
@@ -381,9 +388,62 @@ def test_load_model_refuses_tensorrt_without_a_gpu(tiny_model):
         cellrt.load_model(tiny_model[0], backend="tensorrt")
 
 
+class _EngineOnly:
+    """TensorRTBackend's stand-in where no GPU is: what the engine was built for, from its artifact."""
+    name, any_tile_size = "tensorrt-stand-in", False
+
+    def __init__(self, manifest, artifact, **_):
+        self.artifact = artifact
+        self.profile = trt_runtime.Profile(**artifact.key["profile"])
+        self.tile_size, self.max_batch = self.profile.tile_size, self.profile.max_batch
+
+
+def test_load_model_builds_an_engine_whose_profile_takes_its_batches_and_tiles(tiny_model, tmp_path, monkeypatch):
+    """load_model(batch_size=32) built the default 1/8/16 profile: every full batch of 32 tiles failed
+    set_input_shape; a profile of another tile size was built and then fed manifest-sized tiles."""
+    _rtx()
+    monkeypatch.setattr(trt_runtime, "current_compute_capability", lambda: "86")
+    monkeypatch.setattr(trt_runtime, "TensorRTBackend", _EngineOnly)
+    options = {"flavour": "tensorrt_rtx", "cache": tmp_path}
+    model = cellrt.load_model(tiny_model[0], backend="tensorrt", batch_size=32, engine_options=options)
+    assert model.backend.artifact.key["profile"] == {"min_batch": 1, "opt_batch": 32, "max_batch": 32,
+                                                     "tile_size": 64}
+    assert model.tiles_per_batch((64, 64)) == 32
+    default = cellrt.load_model(tiny_model[0], backend="tensorrt", engine_options=options)
+    assert default.backend.artifact.key["profile"] == {"min_batch": 1, "opt_batch": 8, "max_batch": 16,
+                                                       "tile_size": 64}   # the engine key of before: reused
+    # A plate run's own batch size never exceeds what the engine takes.
+    assert default.tiles_per_batch((64, 64), 64) == 16
+    small = trt_runtime.Profile(1, 2, 4, 96)
+    model = cellrt.load_model(tiny_model[0], backend="tensorrt", engine_options={**options, "profile": small})
+    assert model.tile_shape((300, 500)) == (96, 96)
+    assert model.tiles_per_batch((96, 96)) == 3 and model.tiles_per_batch((96, 96), 64) == 4
+    with pytest.raises(ValueError, match="runs 96-pixel tiles"):
+        cellrt.load_model(tiny_model[0], backend="tensorrt", tile_size=64,
+                          engine_options={**options, "profile": small})
+
+
+def test_auto_runs_onnx_runtime_on_a_gpu_tensorrt_rtx_does_not_target(tiny_model, tmp_path, monkeypatch):
+    """With only tensorrt_rtx installed, an H100/H200 (sm_90) made load_model('auto') fail to build an engine
+    ('cannot target sm_90') instead of running ONNX Runtime; backend='tensorrt' says why it cannot run."""
+    trt = _rtx()
+    if trt_runtime.import_tensorrt("auto")[1] != "tensorrt_rtx":
+        pytest.skip("tensorrt is installed: 'auto' picks it, not tensorrt_rtx")
+    assert "90" not in trt_runtime.rtx_compute_capabilities(trt)
+    monkeypatch.setattr(trt_runtime, "current_compute_capability", lambda: "90")
+    monkeypatch.setattr(trt_runtime, "TensorRTBackend", _EngineOnly)
+    options = {"engine_options": {"cache": tmp_path}}
+    assert cellrt.load_model(tiny_model[0], **options).backend.name == "ort"
+    with pytest.raises(ValueError, match=r"tensorrt_rtx .* not on this GPU \(sm_90\); install `tensorrt`"):
+        cellrt.load_model(tiny_model[0], backend="tensorrt", **options)
+    assert not list(tmp_path.glob("*.engine"))
+    monkeypatch.setattr(trt_runtime, "current_compute_capability", lambda: "86")
+    assert cellrt.load_model(tiny_model[0], **options).backend.name == "tensorrt-stand-in"
+
+
 @needs_cuda
 def test_tensorrt_engine_matches_onnx_runtime_on_real_tiles(tiny_model, dsb_dir, tmp_path):
-    _tensorrt_or_skip("auto")
+    _tensorrt_here_or_skip()
     manifest = load_manifest(tiny_model[0])
     tiles = _dsb_tiles(dsb_dir, count=4)
     reference = OrtBackend(manifest.onnx_path, manifest).infer(tiles)
@@ -663,7 +723,7 @@ def test_smoke_training_exports_a_model_that_load_model_runs(tmp_path, dsb_dir):
 @needs_cuda
 def test_load_model_on_tensorrt_matches_onnx_runtime(tiny_model, dsb_dir, tmp_path):
     """The GPU path: tiles, engine outputs and stitching stay on the device."""
-    _tensorrt_or_skip("auto")
+    _tensorrt_here_or_skip()
     image_id = training_data.dsb_ids(dsb_dir, held_out=True)[1]
     image = tifffile.imread(dsb_dir / "images" / f"{image_id}.tif")
     reference = cellrt.load_model(tiny_model[0], backend="ort").run(image)

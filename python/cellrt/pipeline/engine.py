@@ -37,6 +37,7 @@ class FieldState:
     infer_seconds: float = 0.0
     error: Exception | None = None
     finished: float | None = None   # perf_counter when its result (or error) was ready
+    outputs_ready: object = None    # device path: event after the copies of its outputs (for the worker's stream)
 
 
 BUSY_BATCH_WAIT = 0.05    # s the model waits for more tiles while a field is being read
@@ -64,8 +65,14 @@ class FieldEngine:
         self._submitted = 0
         self._in_flight = 0        # admitted and not yet taken by next_result
         self._field_shape = tuple(field_shape) if field_shape is not None else None   # else: the first field read
-        self._readers = ThreadPoolExecutor(options.readers, thread_name_prefix="cellrt-read")
-        self._workers = ThreadPoolExecutor(options.workers, thread_name_prefix="cellrt-post")
+        # CUDA's current device is per thread and starts at 0: threads that upload, tile, stitch or post-process
+        # device arrays use the backend's device (a TensorRT engine on another GPU than 0).
+        device = getattr(model.backend, "device", None)
+        self._use_device = device.use if device is not None else None
+        self._readers = ThreadPoolExecutor(options.readers, thread_name_prefix="cellrt-read",
+                                           initializer=self._use_device)
+        self._workers = ThreadPoolExecutor(options.workers, thread_name_prefix="cellrt-post",
+                                           initializer=self._use_device)
         self._inference = threading.Thread(target=self._infer_loop, name="cellrt-infer", daemon=True)
         self._inference.start()
 
@@ -163,6 +170,8 @@ class FieldEngine:
 
     def _finish(self, state: FieldState) -> None:
         try:
+            if state.outputs_ready is not None:   # the inference thread's copies come before this thread's stitch
+                self.model._cupy.cuda.get_current_stream().wait_event(state.outputs_ready)
             state.prepared.timings["infer"] = state.infer_seconds
             outcome = self.model.finish(state.prepared, state.outputs)
         except Exception as error:  # noqa: BLE001
@@ -177,6 +186,8 @@ class FieldEngine:
         pending: list[FieldState] = []
         received = 0
         try:
+            if self._use_device is not None:
+                self._use_device()
             while not self._stop.is_set():
                 waiting = sum(len(f.prepared.tiles) - f.next_tile for f in pending)
                 batch_size = self._batch_room(pending)[1]
@@ -260,6 +271,12 @@ class FieldEngine:
             if state.done_tiles == len(state.prepared.tiles):
                 inferred.append(state)
         remaining = [f for f in pending if f.done_tiles < len(f.prepared.tiles)]
+        if inferred and model._cupy is not None:
+            # The copies above are queued on this thread's stream; a worker's stream is the same legacy default
+            # stream only while cupy runs without per-thread default streams: make it wait for them either way.
+            ready = model._cupy.cuda.get_current_stream().record()
+            for state in inferred:
+                state.outputs_ready = ready
         for state in inferred:   # after the last look at their tiles: _finish lets go of them
             self._workers.submit(self._finish, state)
         return remaining

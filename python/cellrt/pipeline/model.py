@@ -56,7 +56,8 @@ class PreparedField:
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
 
-def _select_backend(manifest: Manifest, backend: str, threads: int, precision: str, engine_options: dict):
+def _select_backend(manifest: Manifest, backend: str, threads: int, precision: str, engine_options: dict,
+                    batch_size: int = 8):
     """(backend, the precision it runs, SHA-256 of the ONNX file it runs)."""
     if backend not in BACKENDS:
         raise ValueError(f"load_model: backend should be one of {BACKENDS}, got {backend!r}")
@@ -76,13 +77,16 @@ def _select_backend(manifest: Manifest, backend: str, threads: int, precision: s
             missing = ("cupy is not installed" if importlib.util.find_spec("cupy") is None
                        else "cupy finds no usable CUDA GPU (no device, or no driver)")
         else:
-            try:
-                trt_runtime.import_tensorrt(engine_options.get("flavour", "auto"))
-            except trt_runtime.EngineError as error:
-                missing = str(error)
+            # No TensorRT module, or only TensorRT-RTX on a GPU it does not run on (an H100/H200): 'auto' runs
+            # ONNX Runtime there instead of failing to build.
+            missing = trt_runtime.unusable_here(engine_options.get("flavour", "auto"))
         if missing is None:
             chosen = "fp16" if precision == "auto" else precision
-            artifact = trt_runtime.build_engine(manifest, precision=chosen, **engine_options)
+            options = dict(engine_options)
+            if options.get("profile") is None:
+                # Batches of batch_size tiles must fit the engine's profile (1/8/16 at the default batch_size of 8).
+                options["profile"] = trt_runtime.Profile(1, batch_size, max(16, batch_size), manifest.tile_size)
+            artifact = trt_runtime.build_engine(manifest, precision=chosen, **options)
             sha = manifest.fp16["sha256"] if chosen == "fp16" else manifest.onnx_sha256
             return trt_runtime.TensorRTBackend(manifest, artifact), chosen, sha
         if backend == "tensorrt":
@@ -164,10 +168,10 @@ class Model:
         self.manifest = manifest
         self.batch_size = batch_size
         self.backend, self.precision, self.weights_sha256 = _select_backend(manifest, backend, threads, precision,
-                                                                            engine_options or {})
-        if (isinstance(self.tile_size, tuple) and not self.backend.any_tile_size
-                and self.tile_size != (manifest.tile_size, manifest.tile_size)):
-            raise ValueError(f"load_model: backend {self.backend.name!r} runs {manifest.tile_size}-pixel tiles (its "
+                                                                            engine_options or {}, batch_size)
+        fixed = self._fixed_tile()
+        if isinstance(self.tile_size, tuple) and not self.backend.any_tile_size and self.tile_size != (fixed, fixed):
+            raise ValueError(f"load_model: backend {self.backend.name!r} runs {fixed}-pixel tiles (its "
                              f"engine profile or graph); tile_size={self.tile_size} needs a backend that takes any "
                              f"tile size (ONNX Runtime)")
         self._buffers: dict = {}
@@ -180,6 +184,10 @@ class Model:
     @property
     def name(self) -> str:
         return self.manifest.name
+
+    def _fixed_tile(self) -> int:
+        """The tile side of a backend that runs one tile size: its engine profile's (TensorRT), else the manifest's."""
+        return getattr(self.backend, "tile_size", None) or self.manifest.tile_size
 
     def __repr__(self) -> str:
         m = self.manifest
@@ -219,10 +227,13 @@ class Model:
         not on ``batch_size``, so results do not either. A 1024² field
         is then 4 tiles of 536² (1.15 Mpx through the model) instead of 25
         of 256² (1.64 Mpx): the same network, less recomputed overlap. The
-        TensorRT backend runs the manifest's tile (its engine profile).
+        TensorRT backend runs its engine profile's tile (the manifest's,
+        unless ``engine_options`` names a profile of another).
         """
         m = self.manifest
-        if self.tile_size == "model" or (self.tile_size == "auto" and not self.backend.any_tile_size):
+        if not self.backend.any_tile_size:   # 'auto', 'model' or the same size (checked at load)
+            return self._fixed_tile(), self._fixed_tile()
+        if self.tile_size == "model":
             return m.tile_size, m.tile_size
         if self.tile_size != "auto":
             return self.tile_size
@@ -232,10 +243,13 @@ class Model:
         return tuple(_covering_side(int(side), m.overlap, multiple, max_side) for side in field_hw)
 
     def tiles_per_batch(self, tile_hw, batch_size: int | None = None) -> int:
-        """Tiles of this shape in one inference call: ``batch_size`` manifest tiles' worth of pixels, at least 1."""
+        """Tiles of this shape in one inference call: ``batch_size`` manifest tiles' worth of pixels, at least 1,
+        and no more than the backend takes (a TensorRT engine's profile ``max_batch``)."""
         m = self.manifest
         budget = (batch_size or self.batch_size) * m.tile_size * m.tile_size
-        return max(1, budget // (int(tile_hw[0]) * int(tile_hw[1])))
+        tiles = max(1, budget // (int(tile_hw[0]) * int(tile_hw[1])))
+        limit = getattr(self.backend, "max_batch", None)
+        return min(tiles, limit) if limit else tiles
 
     def _tile(self, image: np.ndarray):
         """Normalise and tile; on the GPU path the field is uploaded once and

@@ -120,6 +120,28 @@ def cache_dir() -> Path:
     return cache_root() / "engines"
 
 
+def rtx_compute_capabilities(trt) -> list[str]:
+    """The compute capabilities a TensorRT-RTX module builds for and runs on: ['75', '80', '86', ...]."""
+    names = [c[2:] for c in dir(trt.ComputeCapability) if c.startswith("SM") and c[2:].isdigit()]
+    return sorted(names, key=int)
+
+
+def unusable_here(flavour: str = "auto") -> str | None:
+    """Why TensorRT cannot run on this machine's GPU (no GPU, no TensorRT module, or only TensorRT-RTX and
+    a GPU it does not target, such as a data-centre Hopper), or None when it can."""
+    current = current_compute_capability()
+    if current is None:
+        return "no usable CUDA GPU (or no cupy)"
+    try:
+        trt, name = import_tensorrt(flavour)
+    except EngineError as error:
+        return str(error)
+    if name == "tensorrt_rtx" and current not in rtx_compute_capabilities(trt):
+        return (f"tensorrt_rtx {trt.__version__} runs on sm_{rtx_compute_capabilities(trt)}, not on this GPU "
+                f"(sm_{current}); install `tensorrt` for it")
+    return None
+
+
 def current_compute_capability() -> str | None:
     """'86' for an sm_86 GPU; None without a usable GPU (needs cupy)."""
     try:
@@ -288,7 +310,7 @@ def build_engine(model, *, precision: str = "fp16", profile: Profile | None = No
         for index, capability in enumerate(capabilities):
             target = getattr(trt.ComputeCapability, f"SM{capability}", None)
             if target is None:
-                supported = [c for c in dir(trt.ComputeCapability) if c.startswith("SM")]
+                supported = [f"SM{c}" for c in rtx_compute_capabilities(trt)]
                 raise EngineError(f"{manifest.name}: TensorRT-RTX {trt.__version__} cannot target sm_{capability} "
                                   f"(supported: {supported})")
             config.set_compute_capability(target, index)
@@ -363,10 +385,17 @@ class TensorRTBackend:
             raise EngineError(f"{artifact.path}: built for sm_{artifact.key['compute_capabilities']}, this GPU is "
                               f"sm_{current}; rebuild it")
         self.manifest = manifest
+        # What the engine accepts: batches of min_batch..max_batch tiles of tile_size pixels (the Model tiles
+        # and batches by these; a shape outside them fails set_input_shape).
+        self.profile = Profile(**artifact.key["profile"])
+        self.tile_size, self.max_batch = self.profile.tile_size, self.profile.max_batch
         self._runtime, self.engine = load_engine(artifact)
+        self._check_io(trt, artifact)
         self._runtime_cache_path = None
+        self._runtime_cache_saved = False
         if flavour == "tensorrt_rtx":
-            runtime_config = self.engine.create_runtime_config()
+            # Kept for the context's lifetime, as the runtime and the engine are.
+            self._runtime_config = runtime_config = self.engine.create_runtime_config()
             self._runtime_cache = runtime_config.create_runtime_cache()
             self._runtime_cache_path = artifact.path.with_suffix(".rtxcache")
             if self._runtime_cache_path.is_file():
@@ -377,11 +406,38 @@ class TensorRTBackend:
             self.context = self.engine.create_execution_context()
         if self.context is None:
             raise EngineError(f"{artifact.path}: could not create an execution context")
+        # The device this backend's buffers, stream and context live on: a thread that calls infer (the plate's
+        # inference thread) starts on device 0 whatever device the thread that made the backend had chosen.
+        self.device = cupy.cuda.Device()
         self.stream = cupy.cuda.Stream(non_blocking=True)
+        # Recorded on the caller's stream at each call, for the engine's stream to wait on (see infer_async).
+        self._caller_done = cupy.cuda.Event(disable_timing=True)
         self.cuda_graph = cuda_graph
         self._slots: dict[tuple, list[dict]] = {}
         self._graphs: dict[tuple, object] = {}
-        self._turn = 0
+        self._turns: dict[tuple, int] = {}
+
+    def _check_io(self, trt, artifact: EngineArtifact) -> None:
+        """The engine's I/O tensors are the manifest's, all float32 (the buffers bound to them are)."""
+        engine, manifest = self.engine, self.manifest
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        expected = [manifest.input_name] + [spec.name for spec in manifest.outputs]
+        if sorted(names) != sorted(expected):
+            raise EngineError(f"{artifact.path}: the engine's tensors are {names}, the manifest names {expected}; "
+                              f"rebuild it from this model")
+        for name in names:
+            dtype = engine.get_tensor_dtype(name)
+            if dtype != trt.DataType.FLOAT:
+                raise EngineError(f"{artifact.path}: tensor {name!r} is {getattr(dtype, 'name', dtype)}, expected "
+                                  f"FLOAT (the ONNX model's inputs and outputs should stay float32)")
+
+    def _check_output_shapes(self, slot: dict, shape) -> None:
+        """Each output the engine writes for this batch shape fits its buffer exactly (else it writes past it)."""
+        for spec in self.manifest.outputs:
+            got, want = tuple(self.context.get_tensor_shape(spec.name)), tuple(slot[spec.name].shape)
+            if got != want:
+                raise EngineError(f"{self.manifest.name}: for batch shape {shape} the engine's output {spec.name!r} "
+                                  f"is {got}, the manifest makes it {want}")
 
     def _slot_for(self, shape) -> dict:
         """The next of two buffer sets (input + outputs) for this batch shape;
@@ -398,14 +454,29 @@ class TensorRTBackend:
                     buffers[spec.name] = self._cp.empty(dims, dtype=self._cp.float32)
                 slots.append(buffers)
             self._slots[shape] = slots
-        self._turn ^= 1
-        return slots[self._turn]
+        # Alternate per shape: a call with another batch shape in between (a field's last, shorter batch) must not
+        # hand this shape's previous outputs' buffers to the next call of this shape.
+        turn = self._turns[shape] = self._turns.get(shape, 1) ^ 1
+        return slots[turn]
 
     def infer_async(self, batch) -> tuple[dict, object]:
         """Enqueue one ``[N, C, H, W]`` batch (numpy or cupy) and return at once:
-        the outputs (cupy arrays, valid until the call after next) and a CUDA
-        event that completes when they are written. Staging the next host
-        batch into its pinned buffer overlaps this batch's copy and compute."""
+        the outputs (cupy arrays, valid until the next call but one with a
+        batch of this shape) and a CUDA event that completes when they are
+        written. Staging the next host batch into its pinned buffer overlaps
+        this batch's copy and compute.
+
+        The engine runs on a stream of its own (non-blocking: it does not wait
+        for the legacy default stream), so the work the caller has queued on
+        its current stream - making a device ``batch`` (a concatenation of
+        tiles, say), copying the outputs of earlier calls out of the buffers
+        this call reuses - is made to finish first: the engine's stream waits
+        for it. A caller reading the outputs on a stream of its own waits for
+        the returned event (``infer`` waits on the host)."""
+        with self.device:
+            return self._infer_async(batch)
+
+    def _infer_async(self, batch) -> tuple[dict, object]:
         cp = self._cp
         shape = tuple(batch.shape)
         if len(shape) != 4 or shape[1] != len(self.manifest.input_channels):
@@ -413,12 +484,18 @@ class TensorRTBackend:
                              f"got {shape}")
         slot = self._slot_for(shape)
         if slot.get("done") is not None:
-            slot["done"].synchronize()  # this slot's previous batch has left its buffers
+            slot["done"].synchronize()  # this slot's previous batch has left its buffers (and its pinned staging)
+        caller = cp.cuda.get_current_stream()
+        if caller.ptr != self.stream.ptr:
+            # Without this wait the input copy below could read a batch the caller's stream has not finished
+            # writing, and the engine could overwrite a slot's outputs while the caller's stream still copies them.
+            caller.record(self._caller_done)
+            self.stream.wait_event(self._caller_done)
         device_input = slot[self.manifest.input_name]
         if isinstance(batch, np.ndarray):
             pinned = slot.get("pinned")
-            if pinned is None:
-                pinned = slot["pinned"] = cp.cuda.alloc_pinned_memory(batch.nbytes)
+            if pinned is None:   # float32 staging whatever the batch's dtype (a uint16 batch has half the bytes)
+                pinned = slot["pinned"] = cp.cuda.alloc_pinned_memory(batch.size * np.dtype(np.float32).itemsize)
             staged = np.frombuffer(pinned, np.float32, batch.size).reshape(shape)
             staged[...] = batch
             device_input.set(staged, stream=self.stream)
@@ -426,11 +503,15 @@ class TensorRTBackend:
             with self.stream:
                 device_input[...] = batch
         if not self.context.set_input_shape(self.manifest.input_name, shape):
-            raise EngineError(f"{self.manifest.name}: batch shape {shape} is outside the engine's profile")
+            raise EngineError(f"{self.manifest.name}: batch shape {shape} is outside the engine's profile "
+                              f"({self.profile.min_batch}..{self.profile.max_batch} tiles of {self.tile_size} px)")
+        if not slot.get("checked"):
+            self._check_output_shapes(slot, shape)
+            slot["checked"] = True
         names = [self.manifest.input_name] + [spec.name for spec in self.manifest.outputs]
         for name in names:
             self.context.set_tensor_address(name, slot[name].data.ptr)
-        graph_key = (shape, self._turn)
+        graph_key = (shape, self._turns[shape])
         if self.cuda_graph and graph_key in self._graphs:
             self._graphs[graph_key].launch(self.stream)
         elif self.cuda_graph:
@@ -438,8 +519,14 @@ class TensorRTBackend:
             if not self.context.execute_async_v3(self.stream.ptr):
                 raise EngineError(f"{self.manifest.name}: enqueue failed for batch shape {shape}")
             self.stream.begin_capture()
-            self.context.execute_async_v3(self.stream.ptr)
-            self._graphs[graph_key] = self.stream.end_capture()
+            try:
+                captured = self.context.execute_async_v3(self.stream.ptr)
+            finally:
+                graph = self.stream.end_capture()   # the stream leaves capture mode whatever happened
+            if not captured:   # an empty graph would replay nothing: the outputs of an earlier batch, silently
+                raise EngineError(f"{self.manifest.name}: TensorRT refused to enqueue batch shape {shape} into a CUDA "
+                                  f"graph; run with cuda_graph=False")
+            self._graphs[graph_key] = graph
         elif not self.context.execute_async_v3(self.stream.ptr):
             raise EngineError(f"{self.manifest.name}: enqueue failed for batch shape {shape}")
         slot["done"] = self.stream.record()
@@ -449,9 +536,18 @@ class TensorRTBackend:
         """:meth:`infer_async`, waiting for the outputs."""
         outputs, done = self.infer_async(batch)
         done.synchronize()
+        if self._runtime_cache_path is not None and not self._runtime_cache_saved:
+            # TensorRT-RTX compiled its kernels for the first batch just now: keep them for the next process
+            # whether or not close() is called (Model and the plate runner never call it).
+            self._save_runtime_cache()
         return outputs
 
+    def _save_runtime_cache(self) -> None:
+        with atomic_path(self._runtime_cache_path) as tmp:
+            tmp.write_bytes(memoryview(self._runtime_cache.serialize()))
+        self._runtime_cache_saved = True
+
     def close(self) -> None:
+        """Save TensorRT-RTX's runtime cache (kernels compiled since the first batch included)."""
         if self._runtime_cache_path is not None:
-            with atomic_path(self._runtime_cache_path) as tmp:
-                tmp.write_bytes(memoryview(self._runtime_cache.serialize()))
+            self._save_runtime_cache()

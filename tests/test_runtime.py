@@ -421,6 +421,10 @@ def test_load_model_builds_an_engine_whose_profile_takes_its_batches_and_tiles(t
     with pytest.raises(ValueError, match="runs 96-pixel tiles"):
         cellrt.load_model(tiny_model[0], backend="tensorrt", tile_size=64,
                           engine_options={**options, "profile": small})
+    # A profile from 2 tiles up failed the plate's last batch when it held one tile: refused at load.
+    with pytest.raises(ValueError, match=r"profile should take batches from 1 tile \(min_batch 1\), got min_batch 2"):
+        cellrt.load_model(tiny_model[0], backend="tensorrt",
+                          engine_options={**options, "profile": trt_runtime.Profile(2, 4, 8, 64)})
 
 
 def test_auto_runs_onnx_runtime_on_a_gpu_tensorrt_rtx_does_not_target(tiny_model, tmp_path, monkeypatch):

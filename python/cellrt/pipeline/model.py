@@ -66,6 +66,11 @@ def _select_backend(manifest: Manifest, backend: str, threads: int, precision: s
     if precision == "int8" and backend == "tensorrt":
         raise ValueError("load_model: precision 'int8' is the quantised ONNX for CPUs (ONNX Runtime); TensorRT "
                          "runs 'fp16' or 'fp32'")
+    profile = engine_options.get("profile")
+    if profile is not None and getattr(profile, "min_batch", 1) != 1:
+        # The plate's batches fill across fields, but the last one holds whatever tiles remain - one, maybe.
+        raise ValueError(f"load_model: engine_options' profile should take batches from 1 tile (min_batch 1), got "
+                         f"min_batch {profile.min_batch}: the last batch of a plate would be refused")
     if backend in ("auto", "tensorrt") and precision != "int8":
         from ..runtime import tensorrt as trt_runtime  # noqa: PLC0415
 

@@ -74,8 +74,8 @@ def _fake_cupy() -> types.ModuleType:
     module.asnumpy = asnumpy
     module.ndarray = DeviceArray
     stream = types.SimpleNamespace(ptr=0, record=lambda event=None: types.SimpleNamespace(),
-                                   wait_event=lambda event: None)
-    module.cuda = types.SimpleNamespace(get_current_stream=lambda: stream)
+                                   wait_event=lambda event: None, synchronize=lambda: None)
+    module.cuda = types.SimpleNamespace(get_current_stream=lambda: stream, Stream=types.SimpleNamespace(null=stream))
     for name in ("uint8", "uint16", "int32", "int64", "float32", "float64", "bool_"):
         setattr(module, name, getattr(np, name))
     return module

@@ -176,7 +176,12 @@ def mask_nms(boxes, scores, classes, offsets, data, iou_threshold, ios_threshold
     data = cp.ascontiguousarray(data, dtype=cp.uint8)
     classes = None if classes is None else cp.ascontiguousarray(classes, dtype=cp.int32)
     keep = cp.empty(len(boxes), cp.uint8)
+    # The C++ side reads the small tables and writes keep with synchronous copies on the legacy default stream,
+    # which a non-blocking stream neither waits for nor is waited on by: the caller's stream finishes first, and
+    # the copies finish before the caller's stream reads keep.
+    cp.cuda.get_current_stream().synchronize()
     _core.mask_nms_cuda(_pointer(boxes), _pointer(scores), 0 if classes is None else _pointer(classes),
                         _pointer(offsets), _pointer(data), int(data.size), _pointer(keep), len(boxes),
                         float(iou_threshold), float(ios_threshold), bool(class_aware))
+    cp.cuda.Stream.null.synchronize()
     return keep

@@ -283,10 +283,13 @@ def test_engine_key_changes_when_any_input_changes():
     key = trt_runtime.engine_key(**base)["id"]
     variants = [dict(onnx_sha256="b" * 64), dict(flavour="tensorrt"), dict(version="1.7.2"),
                 dict(compute_capabilities=["89"]), dict(compute_capabilities=["86", "89"]), dict(precision="fp32"),
-                dict(profile=trt_runtime.Profile(max_batch=32)), dict(profile=trt_runtime.Profile(tile_size=512))]
+                dict(profile=trt_runtime.Profile(max_batch=32)), dict(profile=trt_runtime.Profile(tile_size=512)),
+                # TensorRT tunes an engine on the GPU model it builds on: an H100's is not an H200's (both sm_90)
+                dict(flavour="tensorrt", gpu="NVIDIA H100 80GB HBM3"), dict(flavour="tensorrt", gpu="NVIDIA H200")]
     ids = {trt_runtime.engine_key(**{**base, **change})["id"] for change in variants}
     assert key not in ids and len(ids) == len(variants)
     assert trt_runtime.engine_key(**base)["id"] == key  # deterministic
+    assert "gpu" not in trt_runtime.engine_key(**base)   # TensorRT-RTX keys as before: cached engines stay valid
 
 
 def _tensorrt_or_skip(flavour: str):

@@ -260,13 +260,15 @@ def _manifest():
                  OutputSpec("embedding", "embedding", size=4)])
 
 
-def _make(monkeypatch, tmp_path, flavour="tensorrt", engine=None, cuda_graph=False):
+def _make(monkeypatch, tmp_path, flavour="tensorrt", engine=None, cuda_graph=False, gpu=None):
     fake_trt = types.SimpleNamespace(__version__="10.0", DataType=types.SimpleNamespace(FLOAT=FLOAT))
     engine = engine or Engine(_manifest())
     monkeypatch.setattr(trt_runtime, "import_tensorrt", lambda name="auto": (fake_trt, flavour))
     monkeypatch.setattr(trt_runtime, "load_engine", lambda artifact: (object(), engine))
     key = {"flavour": flavour, "version": "10.0", "compute_capabilities": ["90"],
            "profile": {"min_batch": 1, "opt_batch": 4, "max_batch": 8, "tile_size": 8}}
+    if gpu is not None:
+        key["gpu"] = gpu
     artifact = trt_runtime.EngineArtifact(tmp_path / "stand-in.engine", key, reused=True, build_seconds=0.0,
                                           fp16_error=None)
     return trt_runtime.TensorRTBackend(engine.manifest, artifact, cuda_graph=cuda_graph)
@@ -393,3 +395,13 @@ def test_cuda_graphs_replay_each_shape_and_slot_and_a_refused_capture_is_an_erro
     with pytest.raises(trt_runtime.EngineError, match="refused to enqueue batch shape .* into a CUDA graph"):
         refused.infer(_tiles(0, 2))
     assert refused.stream.capture is None and not refused._graphs
+
+
+def test_an_engine_tuned_on_another_gpu_model_of_the_same_compute_capability_is_refused(backend, monkeypatch,
+                                                                                          tmp_path):
+    """H100 and H200 are both sm_90: a cache folder shared between them handed one's engine to the other."""
+    monkeypatch.setattr(trt_runtime, "current_gpu_name", lambda: "NVIDIA H200")
+    assert _make(monkeypatch, tmp_path, gpu="NVIDIA H200").tile_size == 8
+    with pytest.raises(trt_runtime.EngineError, match=r"TensorRT tuned it on a NVIDIA H100 80GB HBM3, this GPU is a "
+                                                      r"NVIDIA H200; rebuild it"):
+        _make(monkeypatch, tmp_path, gpu="NVIDIA H100 80GB HBM3")

@@ -142,6 +142,16 @@ def unusable_here(flavour: str = "auto") -> str | None:
     return None
 
 
+def current_gpu_name() -> str | None:
+    """The current GPU's model name ('NVIDIA H200'); None without a usable GPU (needs cupy)."""
+    try:
+        import cupy  # noqa: PLC0415
+        name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+        return name.decode() if isinstance(name, bytes) else str(name)
+    except Exception:  # noqa: BLE001 - no cupy, no driver or no GPU all mean "none here"
+        return None
+
+
 def current_compute_capability() -> str | None:
     """'86' for an sm_86 GPU; None without a usable GPU (needs cupy)."""
     try:
@@ -168,11 +178,15 @@ class Profile:
 
 
 def engine_key(*, onnx_sha256: str, flavour: str, version: str, compute_capabilities, precision: str,
-               profile: Profile) -> dict:
-    """Everything an engine depends on; its ``id`` is the SHA-256 of the rest."""
+               profile: Profile, gpu: str | None = None) -> dict:
+    """Everything an engine depends on; its ``id`` is the SHA-256 of the rest. ``gpu`` names the device model a
+    TensorRT engine was tuned on (its tactics are timed there: an H100's engine is not an H200's, though both are
+    sm_90); TensorRT-RTX engines depend on the compute capabilities only, and their keys have no ``gpu``."""
     fields = {"onnx_sha256": onnx_sha256, "flavour": flavour, "version": version,
               "compute_capabilities": sorted(str(c) for c in compute_capabilities), "precision": precision,
               "profile": asdict(profile)}
+    if gpu is not None:
+        fields["gpu"] = gpu
     fields["id"] = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
     return fields
 
@@ -265,8 +279,9 @@ def build_engine(model, *, precision: str = "fp16", profile: Profile | None = No
     if flavour == "tensorrt" and capabilities != [current]:
         raise EngineError(f"{manifest.name}: TensorRT builds only for the GPU it runs on (here: {current}), "
                           f"not {capabilities}; use tensorrt_rtx to build ahead of time")
+    gpu = current_gpu_name() if flavour == "tensorrt" else None
     key = engine_key(onnx_sha256=sha256_file(onnx_path), flavour=flavour, version=trt.__version__,
-                     compute_capabilities=capabilities, precision=precision, profile=profile)
+                     compute_capabilities=capabilities, precision=precision, profile=profile, gpu=gpu)
     folder = Path(cache) if cache is not None else cache_dir()
     stem = f"{manifest.name}-{precision}-{key['id'][:16]}"
     engine_path, key_path = folder / f"{stem}.engine", folder / f"{stem}.json"
@@ -304,7 +319,8 @@ def build_engine(model, *, precision: str = "fp16", profile: Profile | None = No
     optimisation.set_shape(manifest.input_name, shape(profile.min_batch), shape(profile.opt_batch),
                            shape(profile.max_batch))
     config.add_optimization_profile(optimisation)
-    timing_path = folder / f"timing-{flavour}-{trt.__version__}-sm{'_'.join(capabilities)}.cache"
+    device_tag = "" if gpu is None else "-" + "".join(c if c.isalnum() else "_" for c in gpu)
+    timing_path = folder / f"timing-{flavour}-{trt.__version__}-sm{'_'.join(capabilities)}{device_tag}.cache"
     if flavour == "tensorrt_rtx":
         config.num_compute_capabilities = len(capabilities)
         for index, capability in enumerate(capabilities):
@@ -384,6 +400,10 @@ class TensorRTBackend:
         if current not in artifact.key["compute_capabilities"]:
             raise EngineError(f"{artifact.path}: built for sm_{artifact.key['compute_capabilities']}, this GPU is "
                               f"sm_{current}; rebuild it")
+        built_on = artifact.key.get("gpu")
+        if built_on is not None and built_on != current_gpu_name():
+            raise EngineError(f"{artifact.path}: TensorRT tuned it on a {built_on}, this GPU is a "
+                              f"{current_gpu_name()}; rebuild it")
         self.manifest = manifest
         # What the engine accepts: batches of min_batch..max_batch tiles of tile_size pixels (the Model tiles
         # and batches by these; a shape outside them fails set_input_shape).

@@ -340,7 +340,7 @@ def test_cli_doctor_json_is_complete():
 
     report = json.loads(out)
     for key in ("cellrt", "build", "kernel_backends", "gpu_usable", "onnxruntime", "tensorrt", "tensorrt_rtx",
-                "cupy", "numba"):
+                "tensorrt_here", "cupy", "numba"):
         assert key in report
     assert "cpu" in report["kernel_backends"]
     assert report["build"]["built_with_cuda"] == cellrt.has_cuda()

@@ -94,6 +94,12 @@ def test_doctor_prints_a_readable_report():
     result = run_cli("doctor")
     assert result.returncode == 0
     assert "kernel backends" in result.stdout and "cpu" in result.stdout
+    # Whether a TensorRT engine can run on this GPU, and if not why (no GPU, no module, a GPU tensorrt_rtx
+    # does not target): asked of cellrt.runtime.tensorrt in a child interpreter.
+    from cellrt.runtime.tensorrt import unusable_here
+
+    reason = unusable_here()
+    assert ("  TensorRT engines here     " + ("yes" if reason is None else f"no ({reason})")) in result.stdout
 
 
 def test_doctor_survives_a_module_that_crashes_at_import(tmp_path, monkeypatch):

@@ -30,19 +30,40 @@ else:
 """
 
 
-def _module_version(name: str) -> dict:
-    """Import ``name`` in a child interpreter: a broken native library (one GPU
-    image's onnxruntime segfaults at import) is reported, not fatal to the doctor."""
+# Whether TensorRT can run an engine on this GPU: no GPU, no module, or only TensorRT-RTX on a GPU it does not
+# target (an H100/H200) all say no, with the reason.
+_TENSORRT_PROBE = """
+import json
+from cellrt.runtime.tensorrt import unusable_here
+reason = unusable_here()
+print(json.dumps({"usable": reason is None, "reason": reason}))
+"""
+
+
+def _in_child(code: str, *args: str, doing: str) -> dict | str:
+    """The JSON ``code`` prints last, run in a child interpreter: a broken native library (one GPU image's
+    onnxruntime segfaults at import) is reported, not fatal to the doctor. A str says why there is none."""
     try:
-        probe = subprocess.run([sys.executable, "-c", _PROBE, name], capture_output=True, text=True, timeout=120)
+        probe = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
-        return {"importable": False, "error": "import did not finish in 120 s"}
+        return f"{doing} did not finish in 120 s"
     if probe.returncode != 0:
         died = (f"killed by signal {signal.Signals(-probe.returncode).name}" if probe.returncode < 0
                 else f"exit status {probe.returncode}")
         tail = probe.stderr.strip().splitlines()[-1:] or [""]
-        return {"importable": False, "error": f"importing {name} crashed the interpreter ({died}) {tail[0][:200]}"}
+        return f"{doing} crashed the interpreter ({died}) {tail[0][:200]}"
     return json.loads(probe.stdout.strip().splitlines()[-1])
+
+
+def _module_version(name: str) -> dict:
+    """Import ``name`` in a child interpreter."""
+    found = _in_child(_PROBE, name, doing=f"importing {name}")
+    return {"importable": False, "error": found} if isinstance(found, str) else found
+
+
+def _tensorrt_here() -> dict:
+    found = _in_child(_TENSORRT_PROBE, doing="asking TensorRT about this GPU")
+    return {"usable": False, "reason": found} if isinstance(found, str) else found
 
 
 def collect() -> dict:
@@ -59,6 +80,7 @@ def collect() -> dict:
         "onnxruntime": _module_version("onnxruntime"),
         "tensorrt": _module_version("tensorrt"),
         "tensorrt_rtx": _module_version("tensorrt_rtx"),
+        "tensorrt_here": _tensorrt_here(),
         "cupy": _module_version("cupy"),
         "numba": _module_version("numba"),
         "tifffile": _module_version("tifffile"),
@@ -97,6 +119,8 @@ def run_doctor(as_json: bool = False) -> int:
         m = report[name]
         lines.append(f"  {name:<25} " + (m["version"] or "importable" if m["importable"]
                                              else f"not importable ({m['error']})"))
+    here = report["tensorrt_here"]
+    lines.append("  TensorRT engines here     " + ("yes" if here["usable"] else f"no ({here['reason']})"))
     int8 = report["int8_on_cpu"]
     lines.append("  INT8 models on this CPU   " + {True: "yes", False: "no", None: "unknown"}[int8["exact"]]
                  + f" ({int8['cpu']})")

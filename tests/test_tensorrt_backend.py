@@ -15,8 +15,11 @@ a GPU machine.
 """
 from __future__ import annotations
 
+import gc
 import threading
 import types
+import weakref
+
 import numpy as np
 import pytest
 
@@ -94,16 +97,23 @@ class Event:
             self.stream.run_to(self.count)
 
 
+def current_device() -> int:
+    """The thread's current device: CUDA's is per thread, and 0 in a thread that chose none."""
+    stack = getattr(_LOCAL, "devices", [])
+    return stack[-1] if stack else 0
+
+
 class Device:
     def __init__(self, device_id=None):
-        self.id = 0 if device_id is None else device_id
+        self.id = current_device() if device_id is None else device_id
         self.compute_capability = "90"
 
     def __enter__(self):
+        _LOCAL.devices = getattr(_LOCAL, "devices", []) + [self.id]
         return self
 
     def __exit__(self, *args):
-        pass
+        _LOCAL.devices.pop()
 
 
 MEMORY: dict[int, np.ndarray] = {}   # device address -> the buffer allocated there
@@ -227,13 +237,23 @@ class Engine:
         return self.dtypes.get(name, FLOAT)
 
     def create_execution_context(self, runtime_config=None):
-        self.runtime_config = runtime_config
+        # Held weakly, as TensorRT's context does not keep the Python object alive: its owner must.
+        self.runtime_config = None if runtime_config is None else weakref.ref(runtime_config)
         return Context(self.manifest)
 
     def create_runtime_config(self):
-        engine = self
-        return types.SimpleNamespace(create_runtime_cache=lambda: engine.runtime_cache,
-                                     set_runtime_cache=lambda cache: True)
+        return RuntimeConfig(self)
+
+
+class RuntimeConfig:
+    def __init__(self, engine):
+        self.engine = engine
+
+    def create_runtime_cache(self):
+        return self.engine.runtime_cache
+
+    def set_runtime_cache(self, cache):
+        return True
 
 
 class RuntimeCache:
@@ -330,6 +350,53 @@ def test_host_batches_and_shorter_last_batches_alternate_slots_per_shape(backend
     np.testing.assert_allclose(first["logits"].get(), _expected(full)["logits"], rtol=1e-6)
 
 
+def test_a_slots_host_staging_is_rewritten_only_after_its_previous_batch_was_copied_in(backend):
+    """A pipelined caller: each host batch enqueued with infer_async, its outputs copied out on the caller's
+    stream after the returned event. The third batch of a shape reuses the first's slot and pinned staging
+    buffer, written on the host at the call: before the first batch's copy from it had run, that batch was
+    computed from the third's tiles."""
+    backend, cupy = backend
+    batches = [_tiles(seed, 4) for seed in range(4)]
+    fields = {"logits": cupy.empty((16, 3, 8, 8)), "embedding": cupy.empty((16, 4))}
+    caller = cupy.cuda.get_current_stream()
+    for index, batch in enumerate(batches):
+        outputs, done = backend.infer_async(batch)
+        caller.wait_event(done)
+        for name, array in outputs.items():
+            fields[name][4 * index:4 * index + 4] = array   # queued on the caller's stream
+    for name, want in _expected(np.concatenate(batches)).items():
+        np.testing.assert_allclose(fields[name].get(), want, rtol=1e-6, err_msg=name)
+
+
+def test_calls_from_any_thread_run_on_the_device_the_backend_was_made_on(backend, monkeypatch, tmp_path):
+    """CUDA's current device is per thread and 0 in a new one: the plate's inference thread called infer for an
+    engine, stream and context made on device 1, and allocated its buffers and enqueued it on device 0."""
+    _, cupy = backend
+    with cupy.cuda.Device(1):
+        on_one = _make(monkeypatch, tmp_path)
+    seen = []
+    allocate, execute = cupy.empty, Context.execute_async_v3
+
+    def recording_empty(*args, **kwargs):
+        seen.append(("empty", current_device()))
+        return allocate(*args, **kwargs)
+
+    def recording_execute(self, stream_ptr):
+        seen.append(("execute", current_device()))
+        return execute(self, stream_ptr)
+
+    monkeypatch.setattr(cupy, "empty", recording_empty)
+    monkeypatch.setattr(Context, "execute_async_v3", recording_execute)
+    results = []
+    worker = threading.Thread(target=lambda: results.append(on_one.infer(_tiles(0, 3))["logits"].get()))
+    worker.start()
+    worker.join()
+    np.testing.assert_allclose(results[0], _expected(_tiles(0, 3))["logits"], rtol=1e-6)
+    assert ("execute", 1) in seen and ("empty", 1) in seen
+    assert all(device == 1 for _, device in seen), seen
+    assert current_device() == 0
+
+
 def test_host_batches_of_any_dtype_are_staged_as_float32(backend):
     """The pinned staging buffer was sized by the batch's bytes: a uint16 or float16 batch had too few."""
     backend, _ = backend
@@ -355,6 +422,13 @@ def test_the_engine_is_checked_against_the_manifest(backend, monkeypatch, tmp_pa
     with pytest.raises(trt_runtime.EngineError, match=r"output 'logits' is \(2, 3, 4, 4\), the manifest makes it "
                                                       r"\(2, 3, 8, 8\)"):
         backend.infer(_tiles(0, 2))
+    # each output is checked, not only the first
+    backend = _make(monkeypatch, tmp_path)
+    monkeypatch.setattr(Context, "get_tensor_shape", lambda self, name: (self.shape[0], 5)
+                        if name == "embedding" else (self.shape[0], 3, 8, 8))
+    with pytest.raises(trt_runtime.EngineError, match=r"output 'embedding' is \(2, 5\), the manifest makes it "
+                                                      r"\(2, 4\)"):
+        backend.infer(_tiles(0, 2))
     with pytest.raises(trt_runtime.EngineError, match=r"outside the engine's profile \(1..8 tiles of 8 px\)"):
         _make(monkeypatch, tmp_path).infer(_tiles(0, 9))
 
@@ -366,7 +440,9 @@ def test_tensorrt_rtx_kernels_compiled_at_the_first_batch_are_kept_without_close
     engine = Engine(_manifest())
     first = _make(monkeypatch, tmp_path, flavour="tensorrt_rtx", engine=engine)
     cache = tmp_path / "stand-in.rtxcache"
+    gc.collect()
     assert engine.runtime_config is not None and not cache.exists()
+    assert engine.runtime_config() is not None, "the runtime config the context runs with was let go"
     engine.runtime_cache.blob = b"kernels for batches of 2"
     first.infer(_tiles(0, 2))
     assert cache.read_bytes() == b"kernels for batches of 2"

@@ -292,6 +292,130 @@ def test_engine_key_changes_when_any_input_changes():
     assert "gpu" not in trt_runtime.engine_key(**base)   # TensorRT-RTX keys as before: cached engines stay valid
 
 
+def _stand_in_tensorrt_for_builds():
+    """A `tensorrt` module with what build_engine calls: each build's engine is 'engine <n>', and the timing
+    cache it saves is the one it was given plus '+timed'."""
+    import types  # noqa: PLC0415
+
+    trt = types.ModuleType("stand_in_tensorrt")
+    trt.__version__ = "10.9"
+
+    class ILogger:
+        ERROR, WARNING = 1, 2
+
+        def __init__(self):
+            pass
+
+    class TimingCache:
+        def __init__(self, blob):
+            self.blob = bytes(blob)
+
+        def serialize(self):
+            return self.blob + b"+timed"
+
+    class Config:
+        def set_memory_pool_limit(self, pool, size):
+            pass
+
+        def add_optimization_profile(self, profile):
+            pass
+
+        def create_timing_cache(self, blob):
+            return TimingCache(blob)
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.timing = cache
+
+        def get_timing_cache(self):
+            return self.timing
+
+        def set_compute_capability(self, capability, index):
+            pass
+
+    class Builder:
+        builds = 0
+
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            return object()
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return types.SimpleNamespace(set_shape=lambda *shapes: None)
+
+        def build_serialized_network(self, network, config):
+            Builder.builds += 1
+            return f"engine {Builder.builds}".encode()
+
+    trt.ILogger, trt.Builder = ILogger, Builder
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=0)
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)
+    trt.ComputeCapability = types.SimpleNamespace(SM86=86)
+    trt.OnnxParser = lambda network, logger: types.SimpleNamespace(parse_from_file=lambda path: True)
+    return trt
+
+
+def test_tensorrt_engines_and_timing_caches_are_kept_per_gpu_model(tiny_model, tmp_path, monkeypatch):
+    """H100 and H200 are both sm_90: a cache folder shared between them handed one's engine (its tactics timed
+    there) and timing cache to the other. Each GPU model builds its own, and reuses it."""
+    trt = _stand_in_tensorrt_for_builds()
+    monkeypatch.setattr(trt_runtime, "_LOGGERS", {})
+    monkeypatch.setattr(trt_runtime, "import_tensorrt", lambda flavour="auto": (trt, "tensorrt"))
+    monkeypatch.setattr(trt_runtime, "current_compute_capability", lambda: "90")
+    artifacts = []
+    for gpu in ("NVIDIA H100 80GB HBM3", "NVIDIA H200", "NVIDIA H100 80GB HBM3"):
+        monkeypatch.setattr(trt_runtime, "current_gpu_name", lambda gpu=gpu: gpu)
+        artifacts.append(trt_runtime.build_engine(tiny_model[0], precision="fp32", cache=tmp_path))
+        assert artifacts[-1].key["gpu"] == gpu
+    h100, h200, again = artifacts
+    assert (h100.reused, h200.reused, again.reused) == (False, False, True)
+    assert again.path == h100.path != h200.path
+    assert (h100.path.read_bytes(), h200.path.read_bytes()) == (b"engine 1", b"engine 2")
+    timing = {path.name: path.read_bytes() for path in tmp_path.glob("timing-*")}
+    assert timing == {"timing-tensorrt-10.9-sm90-NVIDIA_H100_80GB_HBM3.cache": b"+timed",
+                      "timing-tensorrt-10.9-sm90-NVIDIA_H200.cache": b"+timed"}
+    # TensorRT-RTX engines depend on the compute capabilities only: their keys name no GPU, as before
+    monkeypatch.setattr(trt_runtime, "import_tensorrt", lambda flavour="auto": (trt, "tensorrt_rtx"))
+    rtx = trt_runtime.build_engine(tiny_model[0], precision="fp32", cache=tmp_path, compute_capabilities=["86"])
+    assert not rtx.reused and "gpu" not in rtx.key
+
+
+def test_unusable_here_says_why_no_tensorrt_engine_runs_on_this_gpu(monkeypatch):
+    """The doctor's and load_model('auto')'s answer: no GPU, no module, or only TensorRT-RTX on a GPU it does not
+    target (sm_90: H100/H200) say why; TensorRT-RTX on a GPU it targets, or TensorRT, can run."""
+    import types  # noqa: PLC0415
+
+    rtx = types.SimpleNamespace(__version__="1.7", ComputeCapability=type("ComputeCapability", (), {
+        "SM75": 0, "SM86": 1, "SM120": 2}))
+    found, asked = {"module": (rtx, "tensorrt_rtx")}, []
+
+    def import_tensorrt(flavour="auto"):
+        asked.append(flavour)
+        if isinstance(found["module"], Exception):
+            raise found["module"]
+        return found["module"]
+
+    monkeypatch.setattr(trt_runtime, "import_tensorrt", import_tensorrt)
+    capability = {"now": None}
+    monkeypatch.setattr(trt_runtime, "current_compute_capability", lambda: capability["now"])
+    assert trt_runtime.unusable_here() == "no usable CUDA GPU (or no cupy)"
+    capability["now"] = "90"
+    assert trt_runtime.unusable_here("tensorrt_rtx") == ("tensorrt_rtx 1.7 runs on sm_['75', '86', '120'], not on "
+                                                         "this GPU (sm_90); install `tensorrt` for it")
+    assert asked[-1] == "tensorrt_rtx"
+    capability["now"] = "86"
+    assert trt_runtime.unusable_here() is None
+    capability["now"] = "90"
+    found["module"] = (types.SimpleNamespace(__version__="10.9"), "tensorrt")
+    assert trt_runtime.unusable_here() is None
+    found["module"] = trt_runtime.EngineError("TensorRT is not available (tensorrt: no module)")
+    assert trt_runtime.unusable_here() == "TensorRT is not available (tensorrt: no module)"
+
+
 def _tensorrt_or_skip(flavour: str):
     try:
         return trt_runtime.import_tensorrt(flavour)[0]

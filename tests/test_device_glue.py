@@ -188,11 +188,15 @@ def fake_device(monkeypatch):
         setattr(fake_core, name, fn)
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
     monkeypatch.delitem(sys.modules, "cellrt.kernels._cuda", raising=False)
+    # `from . import _cuda` takes the package's attribute before sys.modules: without this, every test after the
+    # first ran a _cuda bound to the first test's stand-ins, and tests after these (a GPU's) one bound to them.
+    vars(cellrt.kernels).pop("_cuda", None)
     monkeypatch.setattr("cellrt._build._core", fake_core)
     monkeypatch.setattr("cellrt.kernels._backend.has_cuda", lambda: True)
     monkeypatch.setattr("cellrt.kernels._backend.cuda_device_count", lambda: 1)
     yield sys.modules["cupy"]
     sys.modules.pop("cellrt.kernels._cuda", None)
+    vars(cellrt.kernels).pop("_cuda", None)
 
 
 def test_device_kernels_marshal_arrays_as_the_bindings_expect(fake_device, dsb_dir):
@@ -259,6 +263,31 @@ def test_label_measure_on_device_arrays_with_and_without_a_second_pass(fake_devi
         for column, values in want.items():
             assert isinstance(table[column], cp.ndarray), column
             np.testing.assert_allclose(np.asarray(table[column]), values, rtol=1e-12, err_msg=f"{capacity} {column}")
+
+
+def test_label_measure_and_measure_check_their_arguments_on_the_device_path(fake_device, rng):
+    """A host mask (or labels) with device intensities is refused naming both; measure's num_objects is checked
+    on the device path as on the host (it had a copy of the checks on the host path only)."""
+    from cellrt import kernels
+
+    cp = fake_device
+    mask = rng.random((20, 30)) > 0.5
+    image = rng.integers(0, 200, (20, 30)).astype(np.uint16)
+    with pytest.raises(ValueError, match=r"^label_measure: intensities is a device array but the mask is on the "
+                                         r"host; pass both on the same device"):
+        kernels.label_measure(mask, cp.asarray(image))
+    labels, count = kernels.label(mask, backend="cpu")
+    with pytest.raises(ValueError, match=r"^measure: intensities is a device array but the labels is on the host"):
+        kernels.measure(labels, cp.asarray(image))
+    for bad in (2.5, True, "3", -1, 2**31):
+        with pytest.raises(ValueError, match=r"^measure: num_objects should be an int in \[0, 2\^31\), got "):
+            kernels.measure(cp.asarray(labels), num_objects=bad)
+    sparse = labels.copy()
+    sparse[0, 0] = 2_000_000_000
+    with pytest.raises(ValueError, match=r"^measure: the largest label is 2000000000 but the image has 600 pixels"):
+        kernels.measure(cp.asarray(sparse))
+    table = kernels.measure(cp.asarray(labels), cp.asarray(image), num_objects=np.int64(count + 2))
+    assert len(table["ObjectNumber"]) == count + 2
 
 
 def test_tile_and_stitch_fill_caller_device_buffers(fake_device, isl_dir):
@@ -378,12 +407,27 @@ def test_model_gpu_path_keeps_tiles_outputs_and_post_processing_on_the_device(fa
             np.testing.assert_array_equal(np.asarray(result.objects[column]), values, err_msg=column)
 
 
-def test_mask_nms_on_device_instances(fake_device, rng):
+def test_mask_nms_on_device_instances(fake_device, rng, monkeypatch):
     """Device instances (packed masks on the device) through the cuda binding's marshalling: the same
-    instances kept as on the host, returned as a device array."""
+    instances kept as on the host, returned as a device array. The binding reads and writes with synchronous copies on
+    the legacy default stream, which a non-blocking stream is ordered with neither way: the caller's stream
+    is finished before it, and the legacy default stream after it."""
+    from cellrt._build import _core as fake_core
     from cellrt.kernels import mask_nms, pack_masks
 
     cp = fake_device
+    order = []
+    caller = types.SimpleNamespace(ptr=7, synchronize=lambda: order.append("caller's stream finished"))
+    legacy = types.SimpleNamespace(ptr=0, synchronize=lambda: order.append("legacy default stream finished"))
+    monkeypatch.setattr(cp.cuda, "get_current_stream", lambda: caller)
+    monkeypatch.setattr(cp.cuda, "Stream", types.SimpleNamespace(null=legacy))
+    binding = fake_core.mask_nms_cuda
+
+    def logged(*args):
+        order.append("binding")
+        return binding(*args)
+
+    monkeypatch.setattr(fake_core, "mask_nms_cuda", logged)
     boxes, masks = [], []
     for _ in range(60):
         h, w = rng.integers(3, 15, size=2)
@@ -399,8 +443,82 @@ def test_mask_nms_on_device_instances(fake_device, rng):
                    classes=cp.asarray(classes), iou_threshold=0.3, ios_threshold=0.6)
     assert isinstance(got, DeviceArray)
     np.testing.assert_array_equal(got.get(), want)
+    assert order == ["caller's stream finished", "binding", "legacy default stream finished"]
     with pytest.raises(ValueError, match="masks packed on the device"):
         mask_nms(cp.asarray(boxes), cp.asarray(scores), masks)
+
+
+def test_plate_engine_workers_wait_for_the_inference_threads_copies_of_their_outputs(fake_device, monkeypatch):
+    """The inference thread copies each batch's outputs into the fields' buffers on its stream, and a worker
+    thread stitches the field on its own (another stream under per-thread default streams): before finishing a
+    field, the worker's stream waits on an event the inference thread recorded after those copies."""
+    import threading
+    from importlib import resources
+    from pathlib import Path
+
+    from cellrt.io import open_plate
+    from cellrt.io.plate import read_field
+    from cellrt.pipeline.engine import FieldEngine
+    from cellrt.pipeline.plate import PlateOptions
+
+    recorded, waits, finishes, buffers = [], {}, [], []
+
+    class Stream:   # each thread's own: what it records and what it waits for
+        ptr = 0
+
+        def record(self, event=None):
+            # what the fields' output buffers held when it was recorded: the copies queued before it
+            event = types.SimpleNamespace(thread=threading.current_thread().name,
+                                          held=[(b, {n: np.array(a) for n, a in b.items()}) for b in list(buffers)])
+            recorded.append(event)
+            return event
+
+        def wait_event(self, event):
+            waits.setdefault(threading.current_thread().name, []).append(event)
+
+        def synchronize(self):
+            pass
+
+    monkeypatch.setattr(fake_device.cuda, "get_current_stream", Stream)
+    host_model = cellrt.load_model("nuclei", backend="ort", threads=2)
+    device_model = cellrt.load_model("nuclei", backend="ort", threads=2)
+    device_model._cupy = fake_device
+    finish, make_buffers = device_model.finish, device_model.output_buffers
+
+    def nan_buffers(*args):
+        made = make_buffers(*args)
+        for array in made.values():
+            array[...] = np.nan
+        buffers.append(made)
+        return made
+
+    def finish_after_the_wait(prepared, outputs):
+        waited = waits.pop(threading.current_thread().name, [])
+        # each event waited for was recorded after all of this field's outputs were copied
+        held = [[copies for made, copies in event.held if made is outputs] for event in waited]
+        finishes.append((waited, all(h and all(np.array_equal(h[-1][n], outputs[n], equal_nan=True) for n in outputs)
+                                     for h in held)))
+        return finish(prepared, outputs)
+
+    device_model.output_buffers = nan_buffers
+
+    device_model.finish = finish_after_the_wait
+    fields = open_plate(Path(str(resources.files("cellrt") / "data" / "demo" / "plate"))).fields[:3]
+    engine = FieldEngine(device_model, ["1"], [], PlateOptions(batch_size=4))
+    try:
+        for source in fields:
+            assert engine.put(source)
+        engine.close_input()
+        results = {state.source.key: outcome for state, outcome in (engine.next_result(timeout=60) for _ in fields)}
+    finally:
+        engine.shutdown()
+    assert len(finishes) == len(fields)
+    for waited, after_the_copies in finishes:
+        assert len(waited) == 1 and waited[0] in recorded and waited[0].thread == "cellrt-infer", waited
+        assert after_the_copies, "the event was recorded before the field's outputs were copied"
+    for source in fields:
+        expected = host_model.run(read_field(source, ["1"])[:1])
+        np.testing.assert_array_equal(results[source.key].labels, expected.labels)
 
 
 def test_plate_engine_threads_use_the_backend_device(fake_device):

@@ -33,6 +33,10 @@ def separate_calls(mask, intensities, connectivity, min_area, channel_names=None
 
 def assert_tables_equal(got, want, rtol=0.0, where=""):
     assert list(got) == list(want), where
+    # the column types measure documents (pinned here: got and want are made by the same code)
+    for key, column in got.items():
+        expected = np.int32 if key == "ObjectNumber" else np.int64 if key in INT_COLUMNS else np.float64
+        assert column.dtype == expected, f"{where} {key}: {column.dtype}"
     for key in want:
         assert got[key].dtype == want[key].dtype, f"{where} {key}"
         if rtol == 0.0 or key in INT_COLUMNS or key == "ObjectNumber":
@@ -148,8 +152,9 @@ def test_label_measure_bad_input_names_the_argument(rng):
         label_measure(mask, connectivity=6)
     with pytest.raises(ValueError, match=r"label_measure: min_area should be an int >= 0, got -1"):
         label_measure(mask, min_area=-1)
-    with pytest.raises(ValueError, match=r"label_measure: capacity should be an int in \[0, 2\^31\).*got 2.5"):
-        label_measure(mask, capacity=2.5)
+    for bad in (2.5, -1, 2**31, True):
+        with pytest.raises(ValueError, match=rf"label_measure: capacity should be an int in \[0, 2\^31\).*got {bad}"):
+            label_measure(mask, capacity=bad)
     with pytest.raises(ValueError, match=r"label_measure: intensities should be \(H, W\) or \(K, H, W\) with "
                                          r"H, W = \(20, 30\), got \(30, 20\)$"):
         label_measure(mask, np.zeros((30, 20), np.uint16))
@@ -181,6 +186,11 @@ def test_label_measure_takes_any_min_area_and_capacity_int(backend, rng):
     mask = rng.random((20, 30)) > 0.5
     labels, count, table = label_measure(mask, min_area=2**70, backend=backend)
     assert count == 0 and not labels.any() and table["ObjectNumber"].shape == (0,)
+    # one object of every pixel is still under a min_area past the pixel count
+    full = np.ones((20, 30), bool)
+    assert label_measure(full, min_area=601, backend=backend)[1] == 0
+    assert label_measure(full, min_area=2**70, backend=backend)[1] == 0
+    assert label_measure(full, min_area=600, backend=backend)[1] == 1
     want_labels, want_count, want = separate_calls(mask, None, 8, 0)
     labels, count, table = label_measure(mask, capacity=2**31 - 1, backend=backend)
     assert count == want_count
@@ -203,11 +213,20 @@ def test_label_measure_core_checks_its_views(rng):
         _core.label_measure(mask, labels, None, np.empty((5, 12), np.float32), 8, 0)
 
 
-def test_a_capacity_beyond_any_possible_count_is_capped(rng):
+def test_a_capacity_beyond_any_possible_count_is_capped(rng, monkeypatch):
     # 2^31 - 1 rows of 12 float64 would be 190 GB; a 40 x 30 mask holds at most 600 objects (a checkerboard's).
     mask = (np.indices((40, 30)).sum(axis=0) % 2).astype(bool)
     labels, count, table = label_measure(mask, connectivity=4, capacity=2**31 - 1)
     assert count == 600 and len(table["ObjectNumber"]) == 600 and int(labels.max()) == 600
+    # capped at (H W + 1) / 2, not below: the odd checkerboard's objects all fit the first pass
+    second_passes = []
+    measure_again = _core.measure
+    monkeypatch.setattr(_core, "measure", lambda *args: second_passes.append(args) or measure_again(*args))
+    odd = (np.indices((41, 31)).sum(axis=0) % 2 == 0)
+    labels, count, table = label_measure(odd, connectivity=4, capacity=2**31 - 1)
+    assert count == (41 * 31 + 1) // 2 == len(table["ObjectNumber"]) and not second_passes
+    label_measure(odd, connectivity=4, capacity=count - 1)   # the spy sees a second pass when there is one
+    assert len(second_passes) == 1
 
 
 def test_label_measure_of_empty_and_object_free_masks():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +108,7 @@ def test_doctor_survives_a_module_that_crashes_at_import(tmp_path, monkeypatch):
     report, not the end of the doctor: modules are probed in a child interpreter."""
     from cellrt.cli import doctor
 
+    pythonpath = os.environ.get("PYTHONPATH")   # where the child finds cellrt in an in-tree checkout
     (tmp_path / "segfaults_at_import.py").write_text("import ctypes\nctypes.string_at(0)\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     found = doctor._module_version("segfaults_at_import")
@@ -115,6 +117,13 @@ def test_doctor_survives_a_module_that_crashes_at_import(tmp_path, monkeypatch):
     assert doctor._module_version("numpy") == {"importable": True, "version": np.__version__}
     missing = doctor._module_version("no_such_module_here")
     assert missing == {"importable": False, "error": "ModuleNotFoundError: No module named 'no_such_module_here'"}
+    # the TensorRT line's probe likewise: a GPU library that kills the interpreter (here cupy) is its reason
+    (tmp_path / "cupy.py").write_text("import ctypes\nctypes.string_at(0)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), pythonpath])))
+    here = doctor._tensorrt_here()
+    assert here["usable"] is False
+    assert here["reason"].startswith("asking TensorRT about this GPU crashed the interpreter (killed by signal "
+                                     "SIGSEGV)"), here
 
 
 def _broken_model(folder, how):

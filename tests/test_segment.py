@@ -546,6 +546,14 @@ def test_remove_small_objects_writes_into_out_or_in_place(backend, rng):
                                          r"labels, got int64 labels"):
         wide = labels.astype(np.int64)
         remove_small_objects(wide, 5, backend=backend, out=wide)
+    # int32 labels are taken as they are only when C-contiguous: a strided view is refused in place, and read
+    # through a copy otherwise
+    strided = np.ascontiguousarray(labels.T, dtype=np.int32).T
+    with pytest.raises(ValueError, match=r"remove_small_objects: out=labels \(in place\) needs int32 C-contiguous "
+                                         r"labels, got int32 labels, not C-contiguous"):
+        remove_small_objects(strided, 5, backend=backend, out=strided)
+    np.testing.assert_array_equal(remove_small_objects(strided, 5, backend=backend)[0],
+                                  remove_small_objects(np.ascontiguousarray(strided), 5, backend=backend)[0])
     with pytest.raises(ValueError, match=r"remove_small_objects: out should be a writable C-contiguous int32 array "
                                          r"of shape \(90, 70\), got float32 \(90, 70\)"):
         remove_small_objects(labels, 5, backend=backend, out=np.zeros(labels.shape, np.float32))

@@ -277,7 +277,7 @@ def test_label_measure_and_measure_check_their_arguments_on_the_device_path(fake
                                          r"host; pass both on the same device"):
         kernels.label_measure(mask, cp.asarray(image))
     labels, count = kernels.label(mask, backend="cpu")
-    with pytest.raises(ValueError, match=r"^measure: intensities is a device array but the labels is on the host"):
+    with pytest.raises(ValueError, match=r"^measure: intensities is a device array but the labels are on the host"):
         kernels.measure(labels, cp.asarray(image))
     for bad in (2.5, True, "3", -1, 2**31):
         with pytest.raises(ValueError, match=r"^measure: num_objects should be an int in \[0, 2\^31\), got "):

@@ -339,8 +339,8 @@ def _as_intensities(intensities, shape: tuple, xp, op: str):
     if intensities is None:
         return None
     if xp is np and _backend.is_device_array(intensities):
-        raise ValueError(f"{op}: intensities is a device array but the {'mask' if op == 'label_measure' else 'labels'} "
-                         "is on the host; pass both on the same device")
+        host = "the mask is" if op == "label_measure" else "the labels are"
+        raise ValueError(f"{op}: intensities is a device array but {host} on the host; pass both on the same device")
     intensities = xp.asarray(intensities)
     given = tuple(intensities.shape)
     if intensities.ndim == 2:

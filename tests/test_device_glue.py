@@ -453,13 +453,6 @@ def test_plate_engine_workers_wait_for_the_inference_threads_copies_of_their_out
     thread stitches the field on its own (another stream under per-thread default streams): before finishing a
     field, the worker's stream waits on an event the inference thread recorded after those copies."""
     import threading
-    from importlib import resources
-    from pathlib import Path
-
-    from cellrt.io import open_plate
-    from cellrt.io.plate import read_field
-    from cellrt.pipeline.engine import FieldEngine
-    from cellrt.pipeline.plate import PlateOptions
 
     recorded, waits, finishes, buffers = [], {}, [], []
 
@@ -503,6 +496,23 @@ def test_plate_engine_workers_wait_for_the_inference_threads_copies_of_their_out
     device_model.output_buffers = nan_buffers
 
     device_model.finish = finish_after_the_wait
+    results, fields = _three_demo_fields_through_the_engine(device_model)
+    assert len(finishes) == len(fields)
+    for waited, after_the_copies in finishes:
+        assert len(waited) == 1 and waited[0] in recorded and waited[0].thread == "cellrt-infer", waited
+        assert after_the_copies, "the event was recorded before the field's outputs were copied"
+    _assert_labels_as_on_the_host(results, fields, host_model)
+
+
+def _three_demo_fields_through_the_engine(device_model):
+    """(results by field key, fields): the first three fields of the demo plate through a FieldEngine."""
+    from importlib import resources
+    from pathlib import Path
+
+    from cellrt.io import open_plate
+    from cellrt.pipeline.engine import FieldEngine
+    from cellrt.pipeline.plate import PlateOptions
+
     fields = open_plate(Path(str(resources.files("cellrt") / "data" / "demo" / "plate"))).fields[:3]
     engine = FieldEngine(device_model, ["1"], [], PlateOptions(batch_size=4))
     try:
@@ -512,10 +522,12 @@ def test_plate_engine_workers_wait_for_the_inference_threads_copies_of_their_out
         results = {state.source.key: outcome for state, outcome in (engine.next_result(timeout=60) for _ in fields)}
     finally:
         engine.shutdown()
-    assert len(finishes) == len(fields)
-    for waited, after_the_copies in finishes:
-        assert len(waited) == 1 and waited[0] in recorded and waited[0].thread == "cellrt-infer", waited
-        assert after_the_copies, "the event was recorded before the field's outputs were copied"
+    return results, fields
+
+
+def _assert_labels_as_on_the_host(results, fields, host_model):
+    from cellrt.io.plate import read_field
+
     for source in fields:
         expected = host_model.run(read_field(source, ["1"])[:1])
         np.testing.assert_array_equal(results[source.key].labels, expected.labels)
@@ -525,13 +537,6 @@ def test_plate_engine_threads_use_the_backend_device(fake_device):
     """CUDA's current device is per thread: the reader, inference and worker threads started on device 0
     whatever device the TensorRT engine was on; each now makes the backend's device current first."""
     import threading
-    from importlib import resources
-    from pathlib import Path
-
-    from cellrt.io import open_plate
-    from cellrt.io.plate import read_field
-    from cellrt.pipeline.engine import FieldEngine
-    from cellrt.pipeline.plate import PlateOptions
 
     used = set()
 
@@ -543,16 +548,6 @@ def test_plate_engine_threads_use_the_backend_device(fake_device):
     device_model = cellrt.load_model("nuclei", backend="ort", threads=2)
     device_model._cupy = fake_device
     device_model.backend.device = Device()
-    fields = open_plate(Path(str(resources.files("cellrt") / "data" / "demo" / "plate"))).fields[:3]
-    engine = FieldEngine(device_model, ["1"], [], PlateOptions(batch_size=4))
-    try:
-        for source in fields:
-            assert engine.put(source)
-        engine.close_input()
-        results = {state.source.key: outcome for state, outcome in (engine.next_result(timeout=60) for _ in fields)}
-    finally:
-        engine.shutdown()
+    results, fields = _three_demo_fields_through_the_engine(device_model)
     assert used == {"cellrt-read", "cellrt-infer", "cellrt-post"}
-    for source in fields:
-        expected = host_model.run(read_field(source, ["1"])[:1])
-        np.testing.assert_array_equal(results[source.key].labels, expected.labels)
+    _assert_labels_as_on_the_host(results, fields, host_model)

@@ -4,6 +4,8 @@
 #include "cellrt/label_measure.h"
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
 #include "cellrt/remove_small_objects.h"
 #include "core/check.h"
@@ -11,6 +13,17 @@
 #include "segment/segment_ops.h"
 
 namespace cellrt {
+
+namespace detail {
+
+void check_labels_within_count(unsigned long long out_of_range) {
+  if (out_of_range != 0) {
+    throw std::logic_error("label_measure: " + std::to_string(out_of_range) +
+                           " labelled pixels outside 1..count (internal error)");
+  }
+}
+
+}  // namespace detail
 
 LabelMeasureResult label_measure(const TensorView& mask, const TensorView& labels, const TensorView* intensities,
                                  const TensorView& features, const LabelMeasureOptions& options, void* stream) {

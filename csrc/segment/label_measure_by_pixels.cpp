@@ -7,8 +7,6 @@
 // table's capacity - tested against the CPU backend on machines without a
 // GPU.
 #include <algorithm>
-#include <stdexcept>
-#include <string>
 #include <vector>
 
 #include "segment/label_measure_kernel.h"
@@ -109,10 +107,7 @@ LabelMeasureResult label_measure_by_pixels(const uint8_t* mask, const TensorView
     lk::finalize_object(sums, labels, height, width, lk::object_count(&count, capacity), capacity, channels, features,
                         l);
   }
-  if (out_of_range != 0) {
-    throw std::logic_error("label_measure: " + std::to_string(out_of_range) +
-                           " labelled pixels outside 1..count (internal error)");
-  }
+  check_labels_within_count(out_of_range);
   return LabelMeasureResult{count, std::min<int64_t>(count, capacity)};
 }
 

@@ -10,13 +10,12 @@
 //
 // The object count may be a device word (label_cuda_async's): the sums are
 // then sized for a capacity chosen by the caller, objects past it are
-// counted, not measured, and nothing waits for the stream in between.
+// skipped (the caller measures again once it knows the count), and nothing
+// waits for the stream in between.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <stdexcept>
-#include <string>
 
 #include "core/cuda_check.h"
 #include "segment/device_atomics.cuh"
@@ -118,8 +117,8 @@ MeasureResult measure_cuda(const TensorView& labels, int64_t num_objects, const 
   StreamBuffer<unsigned long long> device_out_of_range(1, stream);
   measure_cuda_async(labels, nullptr, num_objects, intensities, features, device_out_of_range.get(), stream);
   unsigned long long out_of_range = 0;
-  CELLRT_CUDA_CHECK(cudaMemcpyAsync(&out_of_range, device_out_of_range.get(), sizeof out_of_range, cudaMemcpyDeviceToHost,
-                                    stream));
+  CELLRT_CUDA_CHECK(cudaMemcpyAsync(&out_of_range, device_out_of_range.get(), sizeof out_of_range,
+                                    cudaMemcpyDeviceToHost, stream));
   CELLRT_CUDA_CHECK(cudaStreamSynchronize(stream));
   return MeasureResult{static_cast<int64_t>(out_of_range)};
 }
@@ -142,10 +141,7 @@ LabelMeasureResult label_measure_cuda(const uint8_t* mask, const TensorView& lab
   Counters host{};
   CELLRT_CUDA_CHECK(cudaMemcpyAsync(&host, device, sizeof host, cudaMemcpyDeviceToHost, stream));
   CELLRT_CUDA_CHECK(cudaStreamSynchronize(stream));
-  if (host.out_of_range != 0) {  // label numbers 1..count: a broken kernel, not bad input
-    throw std::logic_error("label_measure: " + std::to_string(host.out_of_range) +
-                           " labelled pixels outside 1..count (internal error)");
-  }
+  check_labels_within_count(host.out_of_range);
   LabelMeasureResult result;
   result.num_objects = host.count;
   result.measured = host.count < capacity ? host.count : capacity;

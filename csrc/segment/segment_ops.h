@@ -40,6 +40,10 @@ void measure_cuda_async(const TensorView& labels, const int32_t* device_count, i
 LabelMeasureResult label_measure_cuda(const uint8_t* mask, const TensorView& labels, int32_t connectivity,
                                       int64_t min_area, int64_t capacity, const TensorView* intensities,
                                       double* features, void* stream);
+// After label_measure's measure step: labels numbered 1..count leave no
+// pixel out of range, so any is a broken kernel (std::logic_error), not bad
+// input.
+void check_labels_within_count(unsigned long long out_of_range);
 // label_measure_cuda's kernel bodies run on the host, one after another
 // (tests of the CUDA arithmetic without a GPU).
 LabelMeasureResult label_measure_by_pixels(const uint8_t* mask, const TensorView& labels, int32_t connectivity,

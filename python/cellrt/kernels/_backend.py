@@ -66,6 +66,18 @@ def check_flag(op: str, name: str, value) -> None:
         raise ValueError(f"{op}: {name} should be True or False, got {value!r}")
 
 
+def check_connectivity(op: str, connectivity) -> None:
+    """4 or 8, as an int: 4.0 or True were taken before."""
+    if not is_int(connectivity) or connectivity not in (4, 8):
+        raise ValueError(f"{op}: connectivity should be 4 or 8, got {connectivity!r}")
+
+
+def check_min_area(op: str, min_area) -> None:
+    # min_area=-1 or True was taken as 'no filter' and None failed comparing with 1.
+    if not is_int(min_area) or min_area < 0:
+        raise ValueError(f"{op}: min_area should be an int >= 0, got {min_area!r}")
+
+
 def is_real(value) -> bool:
     """A real-number argument: Python or numpy ints and floats, not bools."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)

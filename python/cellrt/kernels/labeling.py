@@ -85,8 +85,7 @@ def label(mask, connectivity: int = 8, *, backend: str = "auto", num_threads: in
     (4, [[1, 0, 2], [0, 3, 0], [0, 0, 4]])
     """
     num_threads = _backend.check_num_threads("label", num_threads)
-    if not _backend.is_int(connectivity) or connectivity not in (4, 8):
-        raise ValueError(f"label: connectivity should be 4 or 8, got {connectivity!r}")
+    _backend.check_connectivity("label", connectivity)
     if _backend.is_device_array(mask):
         _backend.resolve("label", backend, True)
         if mask.ndim != 2:
@@ -400,10 +399,8 @@ def label_measure(mask, intensities=None, *, connectivity: int = 8, min_area: in
     """
     op = "label_measure"
     num_threads = _backend.check_num_threads(op, num_threads)
-    if not _backend.is_int(connectivity) or connectivity not in (4, 8):
-        raise ValueError(f"{op}: connectivity should be 4 or 8, got {connectivity!r}")
-    if not _backend.is_int(min_area) or min_area < 0:
-        raise ValueError(f"{op}: min_area should be an int >= 0, got {min_area!r}")
+    _backend.check_connectivity(op, connectivity)
+    _backend.check_min_area(op, min_area)
     if capacity is not None and (not _backend.is_int(capacity) or not 0 <= capacity < 2**31):
         raise ValueError(f"{op}: capacity should be an int in [0, 2^31) (rows of the feature table), got "
                          f"{capacity!r}")

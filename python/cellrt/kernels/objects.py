@@ -33,8 +33,7 @@ def fill_holes(mask, connectivity: int = 8, *, backend: str = "auto") -> np.ndar
     >>> fill_holes(ring).all()
     np.True_
     """
-    if not _backend.is_int(connectivity) or connectivity not in (4, 8):
-        raise ValueError(f"fill_holes: connectivity should be 4 or 8, got {connectivity!r}")
+    _backend.check_connectivity("fill_holes", connectivity)
 
     if _backend.is_device_array(mask):
         _backend.resolve("fill_holes", backend, True)
@@ -184,7 +183,7 @@ def instances_from_mask(mask, *, min_area: int = 0, fill: bool = True, connectiv
         (of the seeds with ``split_h``)
     count : int
     """
-    _check_min_area(min_area, "instances_from_mask")
+    _backend.check_min_area("instances_from_mask", min_area)
     _backend.check_flag("instances_from_mask", "fill", fill)
     if fill:
         mask = fill_holes(mask, connectivity, backend=backend)
@@ -196,12 +195,6 @@ def instances_from_mask(mask, *, min_area: int = 0, fill: bool = True, connectiv
         labels, count = remove_small_objects(labels, min_area, backend=backend,
                                              out=None if _backend.is_device_array(labels) else labels)
     return labels, count
-
-
-def _check_min_area(min_area, op: str) -> None:
-    # min_area=-1 or True was taken as 'no filter' and None failed comparing with 1.
-    if not _backend.is_int(min_area) or min_area < 0:
-        raise ValueError(f"{op}: min_area should be an int >= 0, got {min_area!r}")
 
 
 def _split_on_host(mask, h: float, connectivity: int, backend: str):
@@ -312,7 +305,7 @@ def segment(image, *, normalize: bool = True, percentiles=(1.0, 99.8), global_me
         raise ValueError(f"segment: opening_radius should be an int >= 0 (0: no opening), got {opening_radius!r}")
     if not _backend.is_real(blur_sigma) or not 0 <= blur_sigma < np.inf:
         raise ValueError(f"segment: blur_sigma should be a number >= 0 (0: no smoothing), got {blur_sigma!r}")
-    _check_min_area(min_area, "segment")
+    _backend.check_min_area("segment", min_area)
     xp = array_module(image)   # a device (cupy) image stays on the device through every step
     image = xp.asarray(image)
     if image.ndim != 2:
@@ -436,7 +429,7 @@ def instances_from_probability(prob, *, foreground: float = 0.5, seed: float = 0
         if not _backend.is_real(value) or not np.isfinite(value):
             # A NaN level compares False everywhere: no objects, silently.
             raise ValueError(f"instances_from_probability: {name} should be a finite number, got {value!r}")
-    _check_min_area(min_area, "instances_from_probability")
+    _backend.check_min_area("instances_from_probability", min_area)
     _backend.check_flag("instances_from_probability", "fill", fill)
     if prob.ndim in (2, 3) and not bool(xp.all(xp.isfinite(prob))):
         # Checked for one map too: a NaN pixel compares False with the level, read as background.

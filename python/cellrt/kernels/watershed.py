@@ -38,8 +38,7 @@ def _real_values(values, name: str, op: str) -> np.ndarray:
 def _check_h_and_connectivity(h, connectivity, op: str) -> None:
     if isinstance(h, bool) or not isinstance(h, (int, float, np.integer, np.floating)) or not h >= 0:
         raise ValueError(f"{op}: h should be a number >= 0, got {h!r}")
-    if not _backend.is_int(connectivity) or connectivity not in (4, 8):
-        raise ValueError(f"{op}: connectivity should be 4 or 8, got {connectivity!r}")
+    _backend.check_connectivity(op, connectivity)
 
 
 def distance_transform(mask, *, backend: str = "auto", num_threads: int = 0) -> np.ndarray:
@@ -90,8 +89,7 @@ def watershed(surface, markers, mask, *, connectivity: int = 8, backend: str = "
     backend floods the mask's components one at a time, shared out among ``num_threads`` threads (the
     same labels as one flood of the whole image)."""
     num_threads = _backend.check_num_threads("watershed", num_threads)
-    if not _backend.is_int(connectivity) or connectivity not in (4, 8):
-        raise ValueError(f"watershed: connectivity should be 4 or 8, got {connectivity!r}")
+    _backend.check_connectivity("watershed", connectivity)
     mask = _host_mask(mask, "watershed")
     surface = _real_values(surface, "surface", "watershed")
     markers = np.asarray(markers)

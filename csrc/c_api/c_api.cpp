@@ -72,6 +72,15 @@ T versioned_copy(const T* in, const T& defaults, const char* fn, const char* nam
   return out;
 }
 
+// The caller's options struct (of any version, see versioned_copy), or the
+// defaults init gives where it passes NULL.
+template <typename T>
+T read_options(const T* options, void (*init)(T*), const char* fn, const char* type) {
+  T defaults;
+  init(&defaults);
+  return versioned_copy(options, defaults, fn, "options", type);
+}
+
 // fn names the C function: these checks run before the C++ API's, whose
 // messages name their op, so without it a message like "mask should not be
 // NULL" did not say which call of a chain refused it.
@@ -98,9 +107,7 @@ cellrt::TensorView to_view(const cellrt_tensor_t* t, const char* fn, const char*
 }
 
 cellrt::FilterOptions filter_options(const cellrt_filter_options_t* options, const char* fn) {
-  cellrt_filter_options_t defaults;
-  cellrt_filter_options_init(&defaults);
-  const cellrt_filter_options_t o = versioned_copy(options, defaults, fn, "options", "cellrt_filter_options_t");
+  const auto o = read_options(options, cellrt_filter_options_init, fn, "cellrt_filter_options_t");
   cellrt::FilterOptions opts;
   opts.border = static_cast<cellrt::BorderMode>(o.border);
   opts.num_threads = o.num_threads;
@@ -160,9 +167,7 @@ cellrt_status_t cellrt_tile(const cellrt_tensor_t* image, const int64_t* origins
                             const cellrt_tile_options_t* options, void* cuda_stream, cellrt_counts_t* counts) {
   static constexpr const char* fn = "cellrt_tile";
   return translate_exceptions([&] {
-    cellrt_tile_options_t defaults;
-    cellrt_tile_options_init(&defaults);
-    const cellrt_tile_options_t o = versioned_copy(options, defaults, fn, "options", "cellrt_tile_options_t");
+    const auto o = read_options(options, cellrt_tile_options_init, fn, "cellrt_tile_options_t");
     check_counts(counts, fn);
     cellrt::TileOptions opts;
     opts.scale = o.scale;
@@ -178,9 +183,7 @@ cellrt_status_t cellrt_stitch(const cellrt_tensor_t* tiles, const int64_t* origi
                               const cellrt_stitch_options_t* options, void* cuda_stream, cellrt_counts_t* counts) {
   static constexpr const char* fn = "cellrt_stitch";
   return translate_exceptions([&] {
-    cellrt_stitch_options_t defaults;
-    cellrt_stitch_options_init(&defaults);
-    const cellrt_stitch_options_t o = versioned_copy(options, defaults, fn, "options", "cellrt_stitch_options_t");
+    const auto o = read_options(options, cellrt_stitch_options_init, fn, "cellrt_stitch_options_t");
     check_counts(counts, fn);
     cellrt::StitchOptions opts;
     opts.blend = static_cast<cellrt::Blend>(o.blend);
@@ -213,9 +216,7 @@ cellrt_status_t cellrt_label(const cellrt_tensor_t* mask, const cellrt_tensor_t*
                              const cellrt_label_options_t* options, void* cuda_stream, int64_t* num_objects) {
   static constexpr const char* fn = "cellrt_label";
   return translate_exceptions([&] {
-    cellrt_label_options_t defaults;
-    cellrt_label_options_init(&defaults);
-    const cellrt_label_options_t o = versioned_copy(options, defaults, fn, "options", "cellrt_label_options_t");
+    const auto o = read_options(options, cellrt_label_options_init, fn, "cellrt_label_options_t");
     cellrt::LabelOptions opts;
     opts.connectivity = o.connectivity;
     opts.num_threads = o.num_threads;
@@ -238,9 +239,7 @@ cellrt_status_t cellrt_measure(const cellrt_tensor_t* labels, int64_t num_object
                                void* cuda_stream, int64_t* out_of_range) {
   static constexpr const char* fn = "cellrt_measure";
   return translate_exceptions([&] {
-    cellrt_measure_options_t defaults;
-    cellrt_measure_options_init(&defaults);
-    const cellrt_measure_options_t o = versioned_copy(options, defaults, fn, "options", "cellrt_measure_options_t");
+    const auto o = read_options(options, cellrt_measure_options_init, fn, "cellrt_measure_options_t");
     cellrt::MeasureOptions opts;
     opts.num_threads = o.num_threads;
     cellrt::TensorView inten;
@@ -265,10 +264,7 @@ cellrt_status_t cellrt_label_measure(const cellrt_tensor_t* mask, const cellrt_t
                                      int64_t* num_objects, int64_t* measured) {
   static constexpr const char* fn = "cellrt_label_measure";
   return translate_exceptions([&] {
-    cellrt_label_measure_options_t defaults;
-    cellrt_label_measure_options_init(&defaults);
-    const cellrt_label_measure_options_t o =
-        versioned_copy(options, defaults, fn, "options", "cellrt_label_measure_options_t");
+    const auto o = read_options(options, cellrt_label_measure_options_init, fn, "cellrt_label_measure_options_t");
     cellrt::LabelMeasureOptions opts;
     opts.connectivity = o.connectivity;
     opts.num_threads = o.num_threads;
@@ -303,9 +299,7 @@ cellrt_status_t cellrt_mask_nms(const cellrt_tensor_t* boxes, const cellrt_tenso
                                 const cellrt_mask_nms_options_t* options, int64_t* num_kept) {
   static constexpr const char* fn = "cellrt_mask_nms";
   return translate_exceptions([&] {
-    cellrt_mask_nms_options_t defaults;
-    cellrt_mask_nms_options_init(&defaults);
-    const cellrt_mask_nms_options_t o = versioned_copy(options, defaults, fn, "options", "cellrt_mask_nms_options_t");
+    const auto o = read_options(options, cellrt_mask_nms_options_init, fn, "cellrt_mask_nms_options_t");
     cellrt::MaskNmsOptions opts;
     opts.iou_threshold = o.iou_threshold;
     opts.ios_threshold = o.ios_threshold;
@@ -494,10 +488,7 @@ cellrt_status_t cellrt_binary_morphology(const cellrt_tensor_t* mask, const cell
                                          void* cuda_stream) {
   static constexpr const char* fn = "cellrt_binary_morphology";
   return translate_exceptions([&] {
-    cellrt_morphology_options_t defaults;
-    cellrt_morphology_options_init(&defaults);
-    const cellrt_morphology_options_t o =
-        versioned_copy(options, defaults, fn, "options", "cellrt_morphology_options_t");
+    const auto o = read_options(options, cellrt_morphology_options_init, fn, "cellrt_morphology_options_t");
     cellrt::MorphologyOptions opts;
     opts.footprint = static_cast<cellrt::Footprint>(o.footprint);
     opts.num_threads = o.num_threads;

@@ -32,6 +32,17 @@ def is_held_out(image_id: str, fraction: float = 0.2) -> bool:
     return int.from_bytes(digest[:4], "little") / 2 ** 32 < fraction
 
 
+def dsb_group(shape) -> str:
+    """The dsb2018_fluo image group of an image of this (H, W) shape, e.g. ``"360x360"``.
+
+    The stage-1 images come from several sources that differ in
+    magnification, nucleus size, texture and density; their shapes tell
+    them apart (``../shared/data/README.md``).
+    """
+    height, width = (int(v) for v in shape[-2:])
+    return f"{height}x{width}"
+
+
 def dsb_ids(data_dir: Path, held_out: bool) -> list[str]:
     ids = sorted(p.stem for p in (Path(data_dir) / "images").glob("*.tif"))
     if not ids:

@@ -10,6 +10,7 @@ void register_stitch(py::module_& m);
 void register_segment(py::module_& m);
 void register_mmd(py::module_& m);
 void register_nms(py::module_& m);
+void register_resize(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -38,4 +39,5 @@ PYBIND11_MODULE(_core, m) {
   cellrt::python::register_segment(m);
   cellrt::python::register_mmd(m);
   cellrt::python::register_nms(m);
+  cellrt::python::register_resize(m);
 }

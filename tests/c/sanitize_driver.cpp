@@ -1,4 +1,4 @@
-// Runs tile, stitch, label and measure through every option on awkward shapes, for a build
+// Runs tile, stitch, label, measure, resize and the rest through every option on awkward shapes, for a build
 // with AddressSanitizer and UndefinedBehaviorSanitizer, or ThreadSanitizer (tests/test_build.py
 // compiles it together with the core sources and the C ABI's), and first the C ABI from several
 // threads at once. Exit 0 and "ok" when every call returns and the sanitizers stay quiet.
@@ -342,6 +342,29 @@ int main() {
         box_mean(make_view(image.data(), DType::kFloat32, {h, w}), make_view(filtered.data(), DType::kFloat32, {h, w}),
                  size, size + 2, fo);
         ++calls;
+      }
+    }
+  }
+  // resize: up, down, extreme ratios and one-pixel sides, each input type, more threads than lines.
+  for (int64_t h : {1, 7, 64}) {
+    for (int64_t w : {1, 5, 129}) {
+      std::vector<uint16_t> image(2 * h * w);
+      for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<uint16_t>((i * 37) % 1000);
+      std::vector<float> as_float(image.begin(), image.end());
+      for (int64_t oh : {1, 3, 200}) {
+        for (int64_t ow : {2, 64}) {
+          std::vector<float> out(2 * oh * ow);
+          for (int32_t antialias : {0, 1}) {
+            ResizeOptions ro;
+            ro.antialias = antialias;
+            ro.num_threads = 5;
+            resize(make_view(image.data(), DType::kUInt16, {2, h, w}), make_view(out.data(), DType::kFloat32, {2, oh, ow}),
+                   ro);
+            resize(make_view(as_float.data(), DType::kFloat32, {2, h, w}),
+                   make_view(out.data(), DType::kFloat32, {2, oh, ow}), ro);
+            calls += 2;
+          }
+        }
       }
     }
   }

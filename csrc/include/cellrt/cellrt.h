@@ -19,6 +19,7 @@
 #include "cellrt/nms.h"
 #include "cellrt/morphology.h"
 #include "cellrt/remove_small_objects.h"
+#include "cellrt/resize.h"
 #include "cellrt/stitch.h"
 #include "cellrt/tile.h"
 #include "cellrt/types.h"

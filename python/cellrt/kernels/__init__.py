@@ -21,6 +21,7 @@ from .objects import (fill_holes, grow_labels, instances_from_mask, instances_fr
                       remove_small_objects, segment)
 from .labeling import ContourList, contours, feature_names, label, label_measure, measure
 from .mmd import rbf_kernel_matrix, rbf_kernel_sums
+from .resize import rescaled_shape, resize, resize_labels
 from .nms import instances_from_labels, mask_nms, matrix_nms, pack_masks
 from .stitch import BLEND_MODES, TileBatch, stitch, tile, tile_origins
 from .threshold import histogram, threshold
@@ -59,6 +60,9 @@ __all__ = [
     "rbf_kernel_matrix",
     "rbf_kernel_sums",
     "remove_small_objects",
+    "rescaled_shape",
+    "resize",
+    "resize_labels",
     "segment",
     "split_touching",
     "stitch",

@@ -123,6 +123,14 @@ def separable_filter(op, image, a, b, border):
     return out
 
 
+def resize(image, out_h, out_w, antialias):
+    """(C, H, W) uint8/uint16/float32 C-contiguous device image -> (C, out_h, out_w) float32."""
+    out = cp.empty((image.shape[0], out_h, out_w), cp.float32)
+    _core.resize_cuda(_pointer(image), dtype_code(image.dtype), list(image.shape), _pointer(out), list(out.shape),
+                      antialias, _stream())
+    return out
+
+
 def fill_holes(mask, connectivity):
     mask = cp.ascontiguousarray(mask)
     if mask.dtype != cp.uint8:

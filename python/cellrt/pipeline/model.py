@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from ..kernels.labeling import measure
+from ..kernels.resize import rescaled_shape, resize
 from ..kernels.stitch import percentile_normalization, stitch, tile
 from ..runtime.manifest import Manifest, ManifestError, load_manifest
 from .postprocess import POSTPROCESSORS
+from .scale import ScaleError, check_length, estimate_object_diameter, model_scale, rescale_factor, \
+    scale_postprocess_params
 
 BACKENDS = ("auto", "ort", "tensorrt")
 
@@ -37,6 +40,7 @@ class FieldResult:
     tile_embeddings: np.ndarray | None  # (N, F)
     class_names: tuple = ()
     timings: dict = field(default_factory=dict)  # seconds per stage
+    scale: dict = field(default_factory=dict)    # the object scale the field was run at (Model.run)
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -51,6 +55,8 @@ class PreparedField:
     origins: np.ndarray          # (N, 2)
     extra_channels: dict         # name -> (H, W), measured only
     timings: dict                # seconds per stage so far
+    factor: float = 1.0          # model pixels per field pixel (the field was resampled by it before tiling)
+    model_shape: tuple | None = None  # (H, W) of the grid the tiles cover: the field's, or the resampled one
 
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
@@ -256,9 +262,11 @@ class Model:
         limit = getattr(self.backend, "max_batch", None)
         return min(tiles, limit) if limit else tiles
 
-    def _tile(self, image: np.ndarray):
+    def _tile(self, image: np.ndarray, factor: float = 1.0):
         """Normalise and tile; on the GPU path the field is uploaded once and
-        tiled on the device (scale and offset come from the host copy)."""
+        tiled on the device (scale and offset come from the host copy). With
+        ``factor`` != 1 the field is resampled onto the model's scale first
+        (normalised by the statistics of the field as imaged)."""
         norm = self.manifest.normalization
         mode = norm.get("mode", "none")
         channels = image.shape[0]
@@ -269,7 +277,9 @@ class Model:
         else:
             scale, offset = np.ones(channels, np.float32), np.zeros(channels, np.float32)
         source = self._cupy.asarray(image) if self._cupy is not None else image
-        return tile(source, self.tile_shape(image.shape[1:]), self.manifest.overlap, dtype=np.float32,
+        if factor != 1.0:
+            source = resize(source, rescaled_shape(image.shape, factor))
+        return tile(source, self.tile_shape(source.shape[1:]), self.manifest.overlap, dtype=np.float32,
                     normalize="fixed", scale=scale, offset=offset)
 
     def infer_tiles(self, tiles) -> dict:
@@ -299,13 +309,48 @@ class Model:
                     outputs[name][start:stop] = array
         return outputs
 
-    def prepare(self, image, *, extra_channels=None) -> PreparedField:
+    def scale_factor(self, image, object_diameter="auto") -> tuple[float, dict]:
+        """Model pixels per field pixel for one field, and how it was found (for run records).
+
+        ``object_diameter``: the field's typical object diameter in its
+        pixels; ``"auto"`` estimates it from the field
+        (:func:`cellrt.pipeline.scale.estimate_object_diameter` on the first
+        input channel); ``None`` runs the field as it is. A model whose
+        manifest records no object scale runs every field as it is.
+        """
+        scale = model_scale(self.manifest)
+        if object_diameter is None or scale is None:
+            if scale is None and object_diameter not in (None, "auto"):
+                raise ScaleError(f"{self.name}: the model's manifest records no object scale ('scale'), so an "
+                                 f"object diameter cannot rescale fields for it")
+            return 1.0, {"factor": 1.0, "source": "none" if object_diameter is None else "model has no scale"}
+        if isinstance(object_diameter, str):
+            if object_diameter != "auto":
+                raise ValueError(f"{self.name}: object_diameter should be 'auto', None or a number of pixels, "
+                                 f"got {object_diameter!r}")
+            estimate = estimate_object_diameter(self._as_field(image)[0])
+            if estimate.diameter_px is None:
+                return 1.0, {"factor": 1.0, "source": "estimate failed", **estimate.to_json()}
+            diameter, record = estimate.diameter_px, {"source": "estimated", **estimate.to_json()}
+        else:
+            diameter = check_length(object_diameter, "object_diameter", self.name)
+            record = {"source": "given", "diameter_px": diameter}
+        factor = rescale_factor(diameter, scale, f"{self.name}: object_diameter")
+        return factor, {"factor": round(factor, 4), **record}
+
+    def prepare(self, image, *, extra_channels=None, factor: float = 1.0) -> PreparedField:
         """Check, normalise and tile one field (the pipeline's reader stage).
 
         ``extra_channels``: ``{name: (H, W) array}`` measured on the objects
         without being model inputs (e.g. a GFP channel beside the DNA stain).
+        ``factor``: model pixels per field pixel (:meth:`scale_factor`); the
+        field is resampled by it before tiling, and :meth:`finish` brings the
+        model's output back onto the field's grid.
         """
         started = time.perf_counter()
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.01 <= factor <= 100:
+            raise ValueError(f"{self.name}: factor should be a number in [0.01, 100], got {factor!r}")
+        factor = float(factor)
         image = self._as_field(image)
         extras = {}
         for name, plane in (extra_channels or {}).items():
@@ -314,8 +359,10 @@ class Model:
                 raise ValueError(f"{self.name}: extra channel {name!r} has shape {plane.shape}, the field is "
                                  f"{image.shape[1:]}")
             extras[name] = plane
-        batch = self._tile(image)
-        return PreparedField(image, batch.tiles, batch.origins, extras, {"tile": time.perf_counter() - started})
+        batch = self._tile(image, factor)
+        model_shape = rescaled_shape(image.shape, factor) if factor != 1.0 else tuple(image.shape[1:])
+        return PreparedField(image, batch.tiles, batch.origins, extras, {"tile": time.perf_counter() - started},
+                             factor=factor, model_shape=model_shape)
 
     def output_buffers(self, tile_count: int, tile_hw) -> dict:
         """Fresh arrays for one field's model outputs (device arrays on the GPU path)."""
@@ -331,15 +378,19 @@ class Model:
         image = prepared.image
         clock = time.perf_counter()
         spec = self.manifest.dense_output
-        dense = stitch(outputs[spec.name], prepared.origins, image.shape[1:], overlap=self.manifest.overlap,
+        model_shape = prepared.model_shape or tuple(image.shape[1:])
+        dense = stitch(outputs[spec.name], prepared.origins, model_shape, overlap=self.manifest.overlap,
                        blend=self.manifest.blend, activation=spec.activation)
+        if tuple(model_shape) != tuple(image.shape[1:]):
+            # Back onto the field's grid: labels and measurements are in the field's own pixels.
+            dense = resize(dense, tuple(image.shape[1:]))
         # On the GPU path the stitched output stays on the device through post-processing (semantic
         # models: threshold, fill holes, label, grow, class means all run there); labels, the
         # prediction and the table come to the host once, at the end.
         on_device = self._cupy is not None and hasattr(dense, "get")
         now = time.perf_counter()
         timings["stitch"], clock = now - clock, now
-        params = dict(self.manifest.postprocess.get("params", {}))
+        params = scale_postprocess_params(self.manifest.postprocess.get("params", {}), prepared.factor)
         labels, count, extra = POSTPROCESSORS[self.manifest.kind](self.manifest, image, dense, params)
         if on_device:
             labels = labels.get() if hasattr(labels, "get") else labels
@@ -372,19 +423,29 @@ class Model:
                            embedding=None if tile_embeddings is None else tile_embeddings.mean(axis=0),
                            tile_embeddings=tile_embeddings, class_names=class_names, timings=timings)
 
-    def run(self, image, *, channel_names=None, extra_channels=None) -> FieldResult:
+    def run(self, image, *, channel_names=None, extra_channels=None, object_diameter="auto") -> FieldResult:
         """One field: ``(H, W)`` or ``(C, H, W)``, any integer or float dtype.
 
         Objects are measured on the input channels (raw intensities, named as
         in the manifest unless ``channel_names`` is given), on
         ``extra_channels`` (``{name: (H, W) array}``) and, for image2image
         models, on the predicted channels too.
+
+        ``object_diameter``: the typical object diameter in this field's
+        pixels, ``"auto"`` (estimated from the field) or ``None`` (run the
+        field as it is). Where it lies outside the model's range the field is
+        resampled to the model's scale (see :meth:`scale_factor`); labels and
+        measurements are on the field's grid either way, and
+        ``result.timings`` / ``result.scale`` say what was done.
         """
-        prepared = self.prepare(image, extra_channels=extra_channels)
+        factor, record = self.scale_factor(image, object_diameter)
+        prepared = self.prepare(image, extra_channels=extra_channels, factor=factor)
         started = time.perf_counter()
         outputs = self.infer_tiles(prepared.tiles)
         prepared.timings["infer"] = time.perf_counter() - started
-        return self.finish(prepared, outputs, channel_names=channel_names)
+        result = self.finish(prepared, outputs, channel_names=channel_names)
+        result.scale = record
+        return result
 
 
 def model_folder(name_or_path) -> Path:

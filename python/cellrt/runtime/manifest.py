@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,9 @@ class Manifest:
     int8: dict | None = None            # quantised ONNX for CPUs (cellrt.export.int8)
     description: str = ""
     training: dict | None = None
+    # The object scale the model was trained at: {"object_diameter_px", "diameter_range_px": [lo, hi],
+    # "measured_from"}; None where unknown (no rescaling to it).
+    scale: dict | None = None
     folder: Path | None = None
 
     # -- lookups ----------------------------------------------------------
@@ -145,6 +149,8 @@ class Manifest:
             out["int8"] = self.int8
         if self.training is not None:
             out["training"] = self.training
+        if self.scale is not None:
+            out["scale"] = self.scale
         return out
 
     @classmethod
@@ -252,12 +258,39 @@ def _parse(doc: dict, source: str, folder: Path | None) -> Manifest:
     if pixel is not None and (isinstance(pixel, bool) or not isinstance(pixel, (int, float)) or pixel <= 0):
         raise ManifestError(f"{source}: 'pixel_size_um' should be a positive number or null, got {pixel!r}")
     receptive = tile.get("receptive_field")
+    scale = _check_scale(doc.get("scale"), source)
     return Manifest(name=name, kind=kind, onnx_file=onnx_file, onnx_sha256=onnx_sha, input_name=input_name,
                     input_channels=channels, tile_size=tile_size, overlap=overlap, outputs=outputs,
                     normalization=normalization, size_multiple=size_multiple, receptive_field=receptive,
                     blend=blend, object_classes=object_classes, boundary_class=boundary,
                     postprocess=doc.get("postprocess", {}), pixel_size_um=pixel, fp16=fp16, int8=doc.get("int8"),
-                    description=doc.get("description", ""), training=doc.get("training"), folder=folder)
+                    description=doc.get("description", ""), training=doc.get("training"), scale=scale,
+                    folder=folder)
+
+
+def _positive_number(value) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            and value > 0)
+
+
+def _check_scale(section, source: str) -> dict | None:
+    """The manifest's ``scale`` section: the typical object diameter in the model's own pixels and the
+    range of diameters it handles without rescaling."""
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise ManifestError(f"{source}: 'scale' should be an object with 'object_diameter_px' and "
+                            f"'diameter_range_px', got {section!r}")
+    diameter = section.get("object_diameter_px")
+    if not _positive_number(diameter):
+        raise ManifestError(f"{source}: 'scale.object_diameter_px' should be a positive number (pixels), got "
+                            f"{diameter!r}")
+    span = section.get("diameter_range_px")
+    if (not isinstance(span, list) or len(span) != 2 or not all(_positive_number(v) for v in span)
+            or not span[0] <= diameter <= span[1]):
+        raise ManifestError(f"{source}: 'scale.diameter_range_px' should be [low, high] pixels around "
+                            f"object_diameter_px ({diameter!r}), got {span!r}")
+    return section
 
 
 def _check_normalization(norm, channels: int, source: str) -> None:

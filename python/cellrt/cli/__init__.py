@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--drift-reference", default="auto", metavar="FILE|auto|none",
                      help="drift reference (.npz from `cellrt drift-reference`); 'auto': the model's own when it "
                           "was made at this run's precision; 'none': no drift monitoring")
+    run.add_argument("--object-diameter", default="auto", metavar="auto|none|PIXELS",
+                     help="typical object diameter in the plate's pixels: 'auto' estimates it from a sample of "
+                          "fields; fields outside the model's range are resampled to its scale; 'none': as "
+                          "they are")
     run.add_argument("--resume", action="store_true", help="skip wells already completed in --out")
     run.add_argument("--skip-bad", action="store_true",
                      help="record unreadable or malformed fields in errors.csv and carry on")
@@ -177,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                          channels=args.channel, table_format=args.format,
                          save_labels=args.save_labels, save_predictions=args.save_predictions,
                          images_format=args.images_format, tile=args.tile, precision=args.precision,
-                         drift_reference=None if args.drift_reference == "none" else args.drift_reference)
+                         drift_reference=None if args.drift_reference == "none" else args.drift_reference,
+                         object_diameter=args.object_diameter)
     from .demo import run_demo as run_stitch_demo
     from .run import fail, input_errors
 

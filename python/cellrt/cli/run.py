@@ -55,6 +55,17 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
               f"(errors.csv), so there is no throughput or latency to report {engine}")
     else:
         print(f"no field was processed in this run {engine}")
+    scale = summary.get("scale") or {}
+    if "object_diameter_px" in scale:
+        low, high = scale["model_range_px"]
+        action = (f"fields resampled x{scale['factor']:.3g} to the model's {scale['model_diameter_px']:g} px"
+                  if scale["factor"] != 1.0 else f"within the model's range {low:g}-{high:g} px: not resampled")
+        print(f"object scale: diameter {scale['object_diameter_px']:g} px ({scale['source']}); {action}")
+    elif scale.get("source"):
+        print(f"object scale: {scale['source']}")
+    for warning in scale.get("warnings", [])[:5]:
+        print(f"warning: object scale differs: {warning} - run such wells apart with --object-diameter",
+              file=sys.stderr)
     if summary["stage_share"]:
         shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in summary["stage_share"].items())
         print(f"stage share: {shares}; inference {100 * (summary['infer_share_of_wall'] or 0):.0f}% of wall time")
@@ -163,7 +174,8 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
               workers: int = 2, readers: int = 2, threads: int = 0, resume: bool = False, skip_bad: bool = False,
               layout: str = "auto", z: int = 1, timepoint: int = 1, channels=(), table_format: str = "parquet",
               save_labels: bool = False, save_predictions: bool = False, images_format: str = "tiff",
-              tile: str = "auto", precision: str = "auto", drift_reference: str | None = "auto") -> int:
+              tile: str = "auto", precision: str = "auto", drift_reference: str | None = "auto",
+              object_diameter: str = "auto") -> int:
     from ..io.plate import open_plate, well_sort_key  # noqa: PLC0415
     from ..pipeline import load_model  # noqa: PLC0415
     from ..pipeline.plate import PlateOptions, PlateRun  # noqa: PLC0415
@@ -176,6 +188,14 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
             print(f"cellrt run: --channel should be MODEL_CHANNEL=PLATE_CHANNEL, got {item!r}", file=sys.stderr)
             return 2
         channel_map[model_channel] = plate_channel
+    diameter = None if object_diameter == "none" else object_diameter
+    if diameter not in (None, "auto"):
+        try:
+            diameter = float(diameter)
+        except ValueError:
+            print(f"cellrt run: --object-diameter should be 'auto', 'none' or a number of pixels, got "
+                  f"{object_diameter!r}", file=sys.stderr)
+            return 2
     try:
         plate = open_plate(plate_path, layout, skip_bad=skip_bad, z=z, timepoint=timepoint)
         model = load_model(model_name, backend=backend, threads=threads, batch_size=batch, precision=precision,
@@ -183,7 +203,7 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
         options = PlateOptions(batch_size=batch, readers=readers, workers=workers, skip_bad=skip_bad,
                                table_format=table_format, channel_map=channel_map, save_labels=save_labels,
                                save_predictions=save_predictions, image_format=images_format,
-                               drift_reference=drift_reference)
+                               drift_reference=drift_reference, object_diameter=diameter)
         run = PlateRun(model, plate, out, options)
         print(f"plate {plate.name}: {_fields_to_run(plate)}, channels {plate.channels} ({plate.layout}); model "
               f"{model.name} on {model.backend.name} ({model.precision})", file=sys.stderr)

@@ -25,10 +25,17 @@ from .. import __version__
 from .._atomic import write_text
 from ..drift import DriftReference, DriftReferenceError, monitor_stream
 from ..io.images import IMAGE_FORMATS, FieldImageWriter
-from ..io.plate import FieldSource, Plate, PlateError, well_sort_key
+from ..io.plate import FieldSource, Plate, PlateError, read_field, well_sort_key
 from ..io.tables import concat_tables, is_count, read_table, write_table
 from .engine import EngineError, FieldEngine
 from .model import Model
+from .scale import ScaleError, check_length, estimate_object_diameter, model_scale, rescale_factor
+
+# Fields (evenly spread over the plate) whose object diameter is estimated before the run; the plate's
+# is their median, so every field of the plate runs at one scale and their measurements compare.
+SCALE_SAMPLE_FIELDS = 8
+# A sampled field whose diameter differs from the plate's by more than this is named in a warning.
+SCALE_WARNING_RATIO = 1.5
 
 STAGES = ("read", "tile", "infer", "stitch", "postprocess", "measure", "write")
 
@@ -48,11 +55,15 @@ class PlateOptions:
     # A drift reference (.npz from `cellrt drift-reference`), "auto" (the model's own drift-reference.npz
     # when it was made at this run's precision) or None (no drift monitoring).
     drift_reference: str | None = "auto"
+    # The plate's typical object diameter in its pixels: "auto" (estimated from a sample of fields), a
+    # number (--object-diameter), or None (every field run as it is).
+    object_diameter: float | str | None = "auto"
 
     def fingerprint_fields(self) -> dict:
         # What changes the outputs (not how fast they are made): a resumed run must write the same files.
         return {"channel_map": dict(sorted(self.channel_map.items())), "table_format": self.table_format,
-                "images": [self.save_labels, self.save_predictions, self.image_format]}
+                "images": [self.save_labels, self.save_predictions, self.image_format],
+                "object_diameter": self.object_diameter}
 
 
 def model_drift_reference(folder, precision: str) -> Path:
@@ -111,6 +122,7 @@ class PlateRun:
         self.changed_wells: list[str] = []   # written before with other fields; redone on resume
         self.failed_wells: list[str] = []    # written before with fields that failed; redone on resume
         self.thumbnail_wells = _evenly_spaced(self.plate.wells, THUMBNAIL_WELLS)
+        self.scale: dict | None = None   # the plate's object scale, found when the run starts
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
     def _drift_reference(self) -> tuple[DriftReference | None, Path | None, str]:
@@ -217,6 +229,8 @@ class PlateRun:
                                             "model": self.model.name, "plate": str(self.plate.root)}, indent=2))
         skipped = self.completed_wells() if resume else set()
         todo = [f for f in self.plate.fields if f.well not in skipped]
+        if self.scale is None:
+            self.scale = self.plate_scale()
         started = time.perf_counter()
         records = self._process(todo, progress) if todo else {}
         wall = time.perf_counter() - started
@@ -227,7 +241,7 @@ class PlateRun:
         for source in todo:
             per_well[source.well] += 1
         engine = FieldEngine(self.model, self.inputs, self.extras, self.options,
-                             field_shape=self.plate.typical_field_shape())
+                             field_shape=self.plate.typical_field_shape(), factor=self.scale["factor"])
 
         def feed() -> None:
             for source in todo:
@@ -257,6 +271,57 @@ class PlateRun:
             engine.shutdown()
             feeder.join()
         return records
+
+    def plate_scale(self) -> dict:
+        """The plate's object scale and the factor every field is resampled by (``run.json``'s ``scale``).
+
+        ``object_diameter`` "auto": the median of the estimates of up to
+        ``SCALE_SAMPLE_FIELDS`` fields spread over the plate (fields where the
+        estimate fails - empty, saturated - are left out and listed); a
+        number: that diameter; None, or a model without an object scale:
+        factor 1. Sampled fields that differ from the plate's diameter by more
+        than ``SCALE_WARNING_RATIO`` are named in ``warnings``.
+        """
+        choice = self.options.object_diameter
+        scale = model_scale(self.model.manifest)
+        if scale is None:
+            if choice not in (None, "auto"):
+                raise PlateRunError(f"--object-diameter: model {self.model.name!r} records no object scale, so "
+                                    f"fields cannot be rescaled for it; run without --object-diameter")
+            return {"factor": 1.0, "source": f"model {self.model.name!r} records no object scale"}
+        record = {"model_diameter_px": scale.object_diameter_px, "model_range_px": list(scale.diameter_range_px)}
+        if choice is None:
+            return {"factor": 1.0, "source": "not rescaled (--object-diameter none)", **record}
+        try:
+            if choice != "auto":
+                diameter = check_length(choice, "the object diameter", "--object-diameter")
+                factor = rescale_factor(diameter, scale, "--object-diameter")
+                return {"factor": factor, "object_diameter_px": diameter, "source": "--object-diameter", **record}
+            fields, diameters = [], []
+            for source in _evenly_spaced_list(self.plate.fields, SCALE_SAMPLE_FIELDS):
+                entry = {"Metadata_Well": source.well, "Metadata_Field": source.field}
+                try:
+                    estimate = estimate_object_diameter(read_field(source, self.inputs[:1])[0])
+                except (PlateError, ValueError, OSError) as error:   # the run reports the field when it gets there
+                    entry["note"] = f"unreadable: {error}"
+                else:
+                    entry.update(estimate.to_json())
+                    if estimate.diameter_px is not None:
+                        diameters.append(estimate.diameter_px)
+                fields.append(entry)
+            if not diameters:
+                return {"factor": 1.0, "source": f"estimate failed on all {len(fields)} sampled fields; not "
+                                                 "rescaled", "fields": fields, **record}
+            diameter = float(np.median(diameters))
+            factor = rescale_factor(diameter, scale, "the plate's estimated object diameter")
+        except ScaleError as error:
+            raise PlateRunError(str(error)) from error
+        warnings = [f"well {f['Metadata_Well']} field {f['Metadata_Field']}: objects of {f['diameter_px']:.1f} px, "
+                    f"the plate's are {diameter:.1f} px" for f in fields if f.get("diameter_px")
+                    and max(f["diameter_px"] / diameter, diameter / f["diameter_px"]) > SCALE_WARNING_RATIO]
+        return {"factor": factor, "object_diameter_px": round(diameter, 2),
+                "source": f"estimated: median of {len(diameters)} of {len(fields)} sampled fields", **record,
+                "fields": fields, "warnings": warnings}
 
     def _bucket(self, buckets: dict, state, outcome) -> None:
         """File one field's outcome under its well; a failure stops the run unless skip_bad."""
@@ -496,11 +561,18 @@ class PlateRun:
             "stage_seconds": stage_totals,
             "stage_share": {s: v / busy for s, v in stage_totals.items()} if busy > 0 else {},
             "infer_share_of_wall": stage_totals["infer"] / wall if timed and wall > 0 else None,
+            "scale": self.scale,
         }
 
 
 THUMBNAIL_WELLS = 16     # wells (evenly spread over the plate) whose first field gets an outline thumbnail
 THUMBNAIL_SIDE = 320
+
+
+def _evenly_spaced_list(items: list, count: int) -> list:
+    if len(items) <= count:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
 
 
 def _evenly_spaced(items: list, count: int) -> set:

@@ -63,6 +63,9 @@ def _print_summary(summary: dict, out: Path, report: Path) -> None:
         print(f"object scale: diameter {scale['object_diameter_px']:g} px ({scale['source']}); {action}")
     elif scale.get("source"):
         print(f"object scale: {scale['source']}")
+    norm = summary.get("normalization") or {}
+    if norm.get("scope") == "plate":
+        print(f"normalisation: per plate, percentiles {norm['percentiles']} of {len(norm['fields'])} sampled fields")
     for warning in scale.get("warnings", [])[:5]:
         print(f"warning: object scale differs: {warning} - run such wells apart with --object-diameter",
               file=sys.stderr)
@@ -175,7 +178,7 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
               layout: str = "auto", z: int = 1, timepoint: int = 1, channels=(), table_format: str = "parquet",
               save_labels: bool = False, save_predictions: bool = False, images_format: str = "tiff",
               tile: str = "auto", precision: str = "auto", drift_reference: str | None = "auto",
-              object_diameter: str = "auto") -> int:
+              object_diameter: str = "auto", normalization: str = "auto") -> int:
     from ..io.plate import open_plate, well_sort_key  # noqa: PLC0415
     from ..pipeline import load_model  # noqa: PLC0415
     from ..pipeline.plate import PlateOptions, PlateRun  # noqa: PLC0415
@@ -203,7 +206,8 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
         options = PlateOptions(batch_size=batch, readers=readers, workers=workers, skip_bad=skip_bad,
                                table_format=table_format, channel_map=channel_map, save_labels=save_labels,
                                save_predictions=save_predictions, image_format=images_format,
-                               drift_reference=drift_reference, object_diameter=diameter)
+                               drift_reference=drift_reference, object_diameter=diameter,
+                               normalization=normalization)
         run = PlateRun(model, plate, out, options)
         print(f"plate {plate.name}: {_fields_to_run(plate)}, channels {plate.channels} ({plate.layout}); model "
               f"{model.name} on {model.backend.name} ({model.precision})", file=sys.stderr)

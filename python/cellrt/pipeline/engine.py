@@ -49,9 +49,11 @@ class EngineError(RuntimeError):
 
 
 class FieldEngine:
-    def __init__(self, model, inputs: list[str], extras: list[str], options, field_shape=None, factor: float = 1.0):
+    def __init__(self, model, inputs: list[str], extras: list[str], options, field_shape=None, factor: float = 1.0,
+                 normalization=None):
         self.model, self.inputs, self.extras, self.options = model, inputs, extras, options
         self.factor = factor   # model pixels per field pixel: every field is resampled by it (Model.prepare)
+        self.normalization = normalization   # (scale, offset) for every field, or None: each field's own
         self._ready: queue.Queue = queue.Queue()
         self._results: queue.Queue = queue.Queue()
         self._admit = threading.Semaphore(options.max_fields_in_flight)
@@ -155,7 +157,7 @@ class FieldEngine:
             extras = {channel_column(c): stack[len(self.inputs) + i] for i, c in enumerate(self.extras)}
             try:
                 state.prepared = self.model.prepare(stack[:len(self.inputs)], extra_channels=extras,
-                                                    factor=self.factor)
+                                                    factor=self.factor, normalization=self.normalization)
             except ValueError as error:   # the model refuses the pixels (NaN, say): name the files read
                 files = ", ".join(str(source.files[c]) for c in self.inputs if c in source.files)
                 raise ValueError(f"{files}: {error}" if files else str(error)) from error

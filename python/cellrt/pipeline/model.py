@@ -262,20 +262,44 @@ class Model:
         limit = getattr(self.backend, "max_batch", None)
         return min(tiles, limit) if limit else tiles
 
-    def _tile(self, image: np.ndarray, factor: float = 1.0):
+    def normalization(self, fields) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel ``(scale, offset)`` the model's inputs are normalised by, from one field
+        ``(C, H, W)`` or from the pooled pixels of several (a sample of a plate's fields: the plate
+        scope of :attr:`Manifest.normalization_scope`). Fixed and no normalisation ignore the pixels."""
+        norm = self.manifest.normalization
+        mode = norm.get("mode", "none")
+        fields = [self._as_field(f) for f in (fields if isinstance(fields, (list, tuple)) else [fields])]
+        if not fields:
+            raise ValueError(f"{self.name}: normalization needs at least one field")
+        channels = fields[0].shape[0]
+        if mode == "percentile":
+            pooled = fields[0] if len(fields) == 1 else np.concatenate(
+                [f.reshape(channels, 1, -1) for f in fields], axis=2)
+            return percentile_normalization(pooled, tuple(norm["percentiles"]))
+        if mode == "fixed":
+            return np.asarray(norm["scale"], np.float32), np.asarray(norm["offset"], np.float32)
+        return np.ones(channels, np.float32), np.zeros(channels, np.float32)
+
+    def _check_normalization(self, normalization, channels: int):
+        if normalization is None:
+            return None
+        try:
+            scale, offset = (np.asarray(v, np.float32).reshape(-1) for v in normalization)
+        except (TypeError, ValueError):
+            scale = offset = None
+        if scale is None or len(scale) != channels or len(offset) != channels \
+                or not (np.isfinite(scale).all() and np.isfinite(offset).all()):
+            raise ValueError(f"{self.name}: normalization should be (scale, offset) with {channels} finite values "
+                             f"each (Model.normalization), got {normalization!r}")
+        return scale, offset
+
+    def _tile(self, image: np.ndarray, factor: float = 1.0, normalization=None):
         """Normalise and tile; on the GPU path the field is uploaded once and
         tiled on the device (scale and offset come from the host copy). With
         ``factor`` != 1 the field is resampled onto the model's scale first
-        (normalised by the statistics of the field as imaged)."""
-        norm = self.manifest.normalization
-        mode = norm.get("mode", "none")
-        channels = image.shape[0]
-        if mode == "percentile":
-            scale, offset = percentile_normalization(image, tuple(norm["percentiles"]))
-        elif mode == "fixed":
-            scale, offset = np.asarray(norm["scale"], np.float32), np.asarray(norm["offset"], np.float32)
-        else:
-            scale, offset = np.ones(channels, np.float32), np.zeros(channels, np.float32)
+        (normalised by the statistics of the field as imaged). Tiles are never
+        normalised on their own statistics: the field's, or those given."""
+        scale, offset = normalization if normalization is not None else self.normalization(image)
         source = self._cupy.asarray(image) if self._cupy is not None else image
         if factor != 1.0:
             source = resize(source, rescaled_shape(image.shape, factor))
@@ -338,14 +362,16 @@ class Model:
         factor = rescale_factor(diameter, scale, f"{self.name}: object_diameter")
         return factor, {"factor": round(factor, 4), **record}
 
-    def prepare(self, image, *, extra_channels=None, factor: float = 1.0) -> PreparedField:
+    def prepare(self, image, *, extra_channels=None, factor: float = 1.0, normalization=None) -> PreparedField:
         """Check, normalise and tile one field (the pipeline's reader stage).
 
         ``extra_channels``: ``{name: (H, W) array}`` measured on the objects
         without being model inputs (e.g. a GFP channel beside the DNA stain).
         ``factor``: model pixels per field pixel (:meth:`scale_factor`); the
         field is resampled by it before tiling, and :meth:`finish` brings the
-        model's output back onto the field's grid.
+        model's output back onto the field's grid. ``normalization``:
+        ``(scale, offset)`` per input channel (:meth:`normalization` of a
+        plate's sample) instead of the field's own percentiles.
         """
         started = time.perf_counter()
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.01 <= factor <= 100:
@@ -359,7 +385,7 @@ class Model:
                 raise ValueError(f"{self.name}: extra channel {name!r} has shape {plane.shape}, the field is "
                                  f"{image.shape[1:]}")
             extras[name] = plane
-        batch = self._tile(image, factor)
+        batch = self._tile(image, factor, self._check_normalization(normalization, image.shape[0]))
         model_shape = rescaled_shape(image.shape, factor) if factor != 1.0 else tuple(image.shape[1:])
         return PreparedField(image, batch.tiles, batch.origins, extras, {"tile": time.perf_counter() - started},
                              factor=factor, model_shape=model_shape)
@@ -423,7 +449,8 @@ class Model:
                            embedding=None if tile_embeddings is None else tile_embeddings.mean(axis=0),
                            tile_embeddings=tile_embeddings, class_names=class_names, timings=timings)
 
-    def run(self, image, *, channel_names=None, extra_channels=None, object_diameter="auto") -> FieldResult:
+    def run(self, image, *, channel_names=None, extra_channels=None, object_diameter="auto",
+            normalization=None) -> FieldResult:
         """One field: ``(H, W)`` or ``(C, H, W)``, any integer or float dtype.
 
         Objects are measured on the input channels (raw intensities, named as
@@ -437,9 +464,11 @@ class Model:
         resampled to the model's scale (see :meth:`scale_factor`); labels and
         measurements are on the field's grid either way, and
         ``result.timings`` / ``result.scale`` say what was done.
+        ``normalization``: ``(scale, offset)`` from :meth:`normalization` of
+        other fields (e.g. the plate's), instead of this field's percentiles.
         """
         factor, record = self.scale_factor(image, object_diameter)
-        prepared = self.prepare(image, extra_channels=extra_channels, factor=factor)
+        prepared = self.prepare(image, extra_channels=extra_channels, factor=factor, normalization=normalization)
         started = time.perf_counter()
         outputs = self.infer_tiles(prepared.tiles)
         prepared.timings["infer"] = time.perf_counter() - started

@@ -58,12 +58,15 @@ class PlateOptions:
     # The plate's typical object diameter in its pixels: "auto" (estimated from a sample of fields), a
     # number (--object-diameter), or None (every field run as it is).
     object_diameter: float | str | None = "auto"
+    # Where percentile normalisation takes its statistics: "field", "plate" (pooled from the sampled
+    # fields) or "auto" (the model's: per plate for image2image models, per field otherwise).
+    normalization: str = "auto"
 
     def fingerprint_fields(self) -> dict:
         # What changes the outputs (not how fast they are made): a resumed run must write the same files.
         return {"channel_map": dict(sorted(self.channel_map.items())), "table_format": self.table_format,
                 "images": [self.save_labels, self.save_predictions, self.image_format],
-                "object_diameter": self.object_diameter}
+                "object_diameter": self.object_diameter, "normalization": self.normalization}
 
 
 def model_drift_reference(folder, precision: str) -> Path:
@@ -122,7 +125,12 @@ class PlateRun:
         self.changed_wells: list[str] = []   # written before with other fields; redone on resume
         self.failed_wells: list[str] = []    # written before with fields that failed; redone on resume
         self.thumbnail_wells = _evenly_spaced(self.plate.wells, THUMBNAIL_WELLS)
-        self.scale: dict | None = None   # the plate's object scale, found when the run starts
+        if o.normalization not in ("auto", "field", "plate"):
+            raise ValueError(f"PlateOptions.normalization should be 'auto', 'field' or 'plate', got "
+                             f"{o.normalization!r}")
+        self.scale: dict | None = None           # the plate's object scale, found when the run starts
+        self.normalization: dict | None = None   # the plate's normalisation, likewise
+        self._samples: list | None = None
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
     def _drift_reference(self) -> tuple[DriftReference | None, Path | None, str]:
@@ -231,6 +239,8 @@ class PlateRun:
         todo = [f for f in self.plate.fields if f.well not in skipped]
         if self.scale is None:
             self.scale = self.plate_scale()
+        if self.normalization is None:
+            self.normalization = self.plate_normalization()
         started = time.perf_counter()
         records = self._process(todo, progress) if todo else {}
         wall = time.perf_counter() - started
@@ -241,7 +251,8 @@ class PlateRun:
         for source in todo:
             per_well[source.well] += 1
         engine = FieldEngine(self.model, self.inputs, self.extras, self.options,
-                             field_shape=self.plate.typical_field_shape(), factor=self.scale["factor"])
+                             field_shape=self.plate.typical_field_shape(), factor=self.scale["factor"],
+                             normalization=self.normalization.get("values"))
 
         def feed() -> None:
             for source in todo:
@@ -298,12 +309,14 @@ class PlateRun:
                 factor = rescale_factor(diameter, scale, "--object-diameter")
                 return {"factor": factor, "object_diameter_px": diameter, "source": "--object-diameter", **record}
             fields, diameters = [], []
-            for source in _evenly_spaced_list(self.plate.fields, SCALE_SAMPLE_FIELDS):
+            for source, stack, error in self._sampled_fields():
                 entry = {"Metadata_Well": source.well, "Metadata_Field": source.field}
                 try:
-                    estimate = estimate_object_diameter(read_field(source, self.inputs[:1])[0])
-                except (PlateError, ValueError, OSError) as error:   # the run reports the field when it gets there
-                    entry["note"] = f"unreadable: {error}"
+                    if error is not None:
+                        raise error
+                    estimate = estimate_object_diameter(stack[0])
+                except (PlateError, ValueError, OSError) as failure:   # the run reports the field when it gets there
+                    entry["note"] = f"unreadable: {failure}"
                 else:
                     entry.update(estimate.to_json())
                     if estimate.diameter_px is not None:
@@ -322,6 +335,39 @@ class PlateRun:
         return {"factor": factor, "object_diameter_px": round(diameter, 2),
                 "source": f"estimated: median of {len(diameters)} of {len(fields)} sampled fields", **record,
                 "fields": fields, "warnings": warnings}
+
+    def _sampled_fields(self) -> list:
+        """(source, its model inputs (C, H, W) or None, the error reading them) for up to
+        ``SCALE_SAMPLE_FIELDS`` fields spread over the plate, read once for the scale and the
+        normalisation."""
+        if self._samples is None:
+            self._samples = []
+            for source in _evenly_spaced_list(self.plate.fields, SCALE_SAMPLE_FIELDS):
+                try:
+                    self._samples.append((source, read_field(source, self.inputs), None))
+                except (PlateError, ValueError, OSError) as error:
+                    self._samples.append((source, None, error))
+        return self._samples
+
+    def plate_normalization(self) -> dict:
+        """How the model's inputs are normalised in this run (``run.json``'s ``normalization``): per field,
+        or per plate with the percentiles of the sampled fields' pooled pixels (``values``: scale, offset)."""
+        manifest = self.model.manifest
+        mode = manifest.normalization.get("mode", "none")
+        scope = manifest.normalization_scope if self.options.normalization == "auto" else self.options.normalization
+        if mode != "percentile":
+            return {"mode": mode, "scope": "model constants" if mode == "fixed" else "none"}
+        if scope == "field":
+            return {"mode": mode, "scope": "field", "percentiles": manifest.normalization["percentiles"]}
+        read = [(source, stack) for source, stack, error in self._sampled_fields() if error is None]
+        if not read:
+            raise PlateRunError(f"plate {self.plate.name}: none of the {len(self._sampled_fields())} fields sampled "
+                                f"for per-plate normalisation could be read (first: {self._sampled_fields()[0][2]}); "
+                                f"pass --normalization field")
+        scale, offset = self.model.normalization([stack for _, stack in read])
+        return {"mode": mode, "scope": "plate", "percentiles": manifest.normalization["percentiles"],
+                "fields": [f"{source.well} field {source.field}" for source, _ in read],
+                "values": [scale.tolist(), offset.tolist()]}
 
     def _bucket(self, buckets: dict, state, outcome) -> None:
         """File one field's outcome under its well; a failure stops the run unless skip_bad."""
@@ -562,6 +608,7 @@ class PlateRun:
             "stage_share": {s: v / busy for s, v in stage_totals.items()} if busy > 0 else {},
             "infer_share_of_wall": stage_totals["infer"] / wall if timed and wall > 0 else None,
             "scale": self.scale,
+            "normalization": self.normalization,
         }
 
 

@@ -21,6 +21,7 @@ MANIFEST_NAME = "cellrt.json"
 KINDS = ("image2image", "semantic", "instance", "embedding")
 OUTPUT_ROLES = ("image", "class_logits", "class_probabilities", "embedding")
 NORMALIZATIONS = ("none", "percentile", "fixed")
+NORMALIZATION_SCOPES = ("field", "plate")
 
 
 class ManifestError(ValueError):
@@ -88,6 +89,13 @@ class Manifest:
     # "measured_from"}; None where unknown (no rescaling to it).
     scale: dict | None = None
     folder: Path | None = None
+
+    @property
+    def normalization_scope(self) -> str:
+        """Where percentile normalisation takes its statistics: 'field' or 'plate'. Quantitative
+        image2image models default to the plate: a predicted stain's intensity must not move with how much
+        of the well a field covers or what it happens to hold."""
+        return self.normalization.get("scope") or ("plate" if self.kind == "image2image" else "field")
 
     # -- lookups ----------------------------------------------------------
     def output(self, role: str) -> OutputSpec | None:
@@ -303,6 +311,10 @@ def _check_normalization(norm, channels: int, source: str) -> None:
                 or not 0 <= pct[0] < pct[1] <= 100):
             raise ManifestError(f"{source}: 'normalization.percentiles' should be [low, high] with "
                                 f"0 <= low < high <= 100, got {pct!r}")
+    scope = norm.get("scope") if isinstance(norm, dict) else None
+    if scope is not None and scope not in NORMALIZATION_SCOPES:
+        raise ManifestError(f"{source}: 'normalization.scope' should be one of {NORMALIZATION_SCOPES} (the "
+                            f"percentiles of each field, or of a sample of the plate's fields), got {scope!r}")
     if mode == "fixed":
         for key in ("scale", "offset"):
             value = norm.get(key)

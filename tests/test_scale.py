@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +19,13 @@ from cellrt.kernels import match_instances, rescaled_shape, resize, resize_label
 from cellrt.pipeline.scale import (ModelScale, ScaleError, estimate_object_diameter, factor_from_pixel_sizes,
                                    model_scale, rescale_factor, scale_postprocess_params)
 from cellrt.runtime.manifest import ManifestError, load_manifest
+
+DEMO = Path(str(resources.files("cellrt") / "data" / "demo" / "plate"))
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "cellrt", *args], capture_output=True, text=True)
+
 
 # Large nuclei with granular chromatin (dsb2018's 512x640 group): the case a model trained on small
 # nuclei splits into rings and fragments. 9520aff4efe87bd8 is held out of the bundled model's training.
@@ -192,3 +203,100 @@ def test_manifest_scale_section_is_checked(tmp_path, section, match):
     (folder / "cellrt.json").write_text(json.dumps(doc))
     with pytest.raises(ManifestError, match=match):
         load_manifest(folder)
+
+
+# -- fields cut differently, plates at another scale ------------------------------------------------------------
+
+QUARTERS = [(slice(0, 512), slice(0, 512)), (slice(0, 512), slice(512, None)), (slice(512, None), slice(0, 512)),
+            (slice(512, None), slice(512, None))]
+
+
+def test_a_quarter_field_predicts_as_the_whole_field_with_the_plates_normalisation(isl_dir):
+    """The in-silico stain of a region must not depend on how much of the well the field covers: with one
+    normalisation for the plate, a quarter's prediction equals the whole field's away from the cut (the
+    network's context); each field normalised on its own percentiles moves it."""
+    model = cellrt.load_model("isl-dapi", backend="ort", threads=2)
+    assert model.manifest.normalization_scope == "plate"
+    field = np.stack([tifffile.imread(isl_dir / f"{p}.tif") for p in ("phase_z03", "phase_z06", "phase_z09")])
+    plate_norm = model.normalization(field)
+    whole = model.run(field, normalization=plate_norm).prediction[0]
+    span = float(whole.max() - whole.min())
+    inner = (slice(64, -64), slice(64, -64))
+    own_norm_error = []
+    for rows, cols in QUARTERS:
+        part = np.ascontiguousarray(field[:, rows, cols])
+        shared = model.run(part, normalization=plate_norm).prediction[0]
+        np.testing.assert_allclose(shared[inner], whole[rows, cols][inner], rtol=0, atol=1e-4 * span)
+        own = model.run(part).prediction[0]
+        own_norm_error.append(float(np.abs(own[inner] - whole[rows, cols][inner]).mean()) / span)
+    assert max(own_norm_error) > 0.01
+
+
+def test_quarter_fields_give_the_whole_fields_nuclei_with_the_plates_normalisation(dsb_dir, nuclei):
+    image = next(im for im in (tifffile.imread(p) for p in sorted((dsb_dir / "images").glob("*.tif"))[:200])
+                 if im.shape == (520, 696))
+    norm = nuclei.normalization(image)
+    whole = nuclei.run(image, normalization=norm, object_diameter=None)
+    h, w = image.shape[0] // 2, image.shape[1] // 2
+    for rows, cols in ((slice(0, h), slice(0, w)), (slice(0, h), slice(w, None)), (slice(h, None), slice(0, w)),
+                       (slice(h, None), slice(w, None))):
+        part = nuclei.run(np.ascontiguousarray(image[rows, cols]), normalization=norm, object_diameter=None)
+        crop = whole.labels[rows, cols]
+        # Objects the cut does not reach (10 px of margin: the seeds' growth) are the same objects.
+        cut = np.ones(crop.shape, bool)
+        cut[10:-10, 10:-10] = False
+        edge_ids = np.unique(crop[cut])
+        keep = np.isin(crop, edge_ids, invert=True) & (crop > 0)
+        inner_whole = np.where(keep, crop, 0)
+        inner_part = np.where(np.isin(part.labels, np.unique(part.labels[cut]), invert=True), part.labels, 0)
+        assert inner_whole.max() > 5
+        match = match_instances(inner_part, inner_whole, iou_threshold=0.9)
+        assert match["f1"] > 0.97, match
+
+
+def _imagexpress_plate(root, images):
+    root.mkdir()
+    for index, image in enumerate(images):
+        well = f"B{index // 2 + 2:02d}"
+        tifffile.imwrite(root / f"big_{well}_s{index % 2 + 1}_w1.tif", image)
+    return root
+
+
+def test_a_plate_of_large_textured_nuclei_runs_at_the_models_scale(tmp_path, dsb_dir, nuclei):
+    from cellrt.io import open_plate
+    from cellrt.io.tables import read_table
+    from cellrt.pipeline.plate import PlateOptions, PlateRun
+
+    image, labels = read(dsb_dir, TEXTURED)
+    big, truth = scaled(image, labels, 2.0)
+    fields = [big, big[::-1].copy(), big[:, ::-1].copy(), big[::-1, ::-1].copy()]
+    plate = open_plate(_imagexpress_plate(tmp_path / "plate", fields))
+    true_count = int(len(np.unique(truth)) - 1)
+    summary = PlateRun(nuclei, plate, tmp_path / "auto", PlateOptions()).run()
+    scale = summary["scale"]
+    assert scale["factor"] < 0.5 and scale["source"].startswith("estimated: median of 4 of 4")
+    assert len(scale["fields"]) == 4 and not scale["warnings"]
+    counts = read_table(tmp_path / "auto" / "fields.csv")["Count"].astype(int)
+    # 37-39 of 44 labelled (a few labels are slivers at the image edge); as they are: thousands.
+    assert all(abs(c - true_count) <= 0.2 * true_count for c in counts), (counts, true_count)
+    PlateRun(nuclei, plate, tmp_path / "as-is", PlateOptions(object_diameter=None)).run()
+    as_is = read_table(tmp_path / "as-is" / "fields.csv")["Count"].astype(int)
+    assert all(c > 3 * true_count for c in as_is)   # the failure rescaling removes: rings and fragments
+    given = PlateRun(nuclei, plate, tmp_path / "given", PlateOptions(object_diameter=70.0)).run()["scale"]
+    assert given["source"] == "--object-diameter" and given["factor"] == pytest.approx(16.5 / 70)
+
+
+def test_plate_object_diameter_refusals(tmp_path, nuclei):
+    from cellrt.io import open_plate
+    from cellrt.pipeline.plate import PlateOptions, PlateRun, PlateRunError
+    plate = open_plate(DEMO)
+    with pytest.raises(PlateRunError, match="--object-diameter: the object diameter should be a finite number > 0"):
+        PlateRun(nuclei, plate, tmp_path / "neg", PlateOptions(object_diameter=-3.0)).run()
+    with pytest.raises(PlateRunError, match="more than 100x off"):
+        PlateRun(nuclei, plate, tmp_path / "huge", PlateOptions(object_diameter=5000.0)).run()
+    with pytest.raises(ValueError, match="normalization should be 'auto', 'field' or 'plate'"):
+        PlateRun(nuclei, plate, tmp_path / "norm", PlateOptions(normalization="well"))
+    bad = run_cli("run", str(DEMO), "--model", "nuclei", "--out", str(tmp_path / "cli"), "--object-diameter", "big")
+    assert bad.returncode == 2 and "--object-diameter should be 'auto', 'none' or a number of pixels" in bad.stderr
+    nan = run_cli("run", str(DEMO), "--model", "nuclei", "--out", str(tmp_path / "nan"), "--object-diameter", "nan")
+    assert nan.returncode != 0 and "finite number > 0" in nan.stderr + nan.stdout

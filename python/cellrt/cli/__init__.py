@@ -80,6 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--skip-bad", action="store_true",
                      help="record unreadable or malformed fields in errors.csv and carry on")
 
+    check = sub.add_parser("check", help="before a run: the object scale a plate's fields show, what will be "
+                                         "resampled, and whether the model is in its range")
+    check.add_argument("plate", help="plate folder of TIFFs, OME-Zarr HCS plate, or OME-TIFF plate (file or folder)")
+    check.add_argument("--model", required=True, help="bundled model name (see `cellrt models`) or model folder")
+    check.add_argument("--layout", default="auto", help="as for `cellrt run`")
+    check.add_argument("--channel", action="append", default=[], metavar="MODEL=PLATE",
+                       help="which plate channel feeds a model input, e.g. DNA=1 (repeatable)")
+    check.add_argument("--object-diameter", default="auto", metavar="auto|none|PIXELS", help="as for `cellrt run`")
+    check.add_argument("--json", action="store_true", help="print the findings as JSON")
+
     drift = sub.add_parser("drift-reference", help="make a drift reference from the fields of a finished run "
                                                    "(e.g. a reference plate, or its control wells)")
     drift.add_argument("run_dir", help="output folder of a `cellrt run` (its wells/*.json hold the embeddings)")
@@ -170,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         from .run import run_demo
 
         return run_demo(args.out)
+    if args.command == "check":
+        from .run import run_check
+
+        return run_check(args.plate, args.model, layout=args.layout, channels=args.channel,
+                         object_diameter=args.object_diameter, as_json=args.json)
     if args.command == "drift-reference":
         from .run import run_drift_reference
 

@@ -173,6 +173,85 @@ def run_drift_reference(run_dir: str, out: str, *, wells: str = "", window: int 
     return 0
 
 
+def _channel_map(channels, command: str) -> dict | None:
+    channel_map = {}
+    for item in channels:
+        model_channel, sep, plate_channel = item.partition("=")
+        if not sep:
+            print(f"cellrt {command}: --channel should be MODEL_CHANNEL=PLATE_CHANNEL, got {item!r}", file=sys.stderr)
+            return None
+        channel_map[model_channel] = plate_channel
+    return channel_map
+
+
+def _object_diameter(value: str, command: str):
+    """--object-diameter as PlateOptions takes it ('auto', None or a float); raises ValueError."""
+    if value == "none":
+        return None
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"--object-diameter should be 'auto', 'none' or a number of pixels, got {value!r}") from None
+
+
+def run_check(plate_path: str, model_name: str, *, layout: str = "auto", channels=(), object_diameter: str = "auto",
+              as_json: bool = False) -> int:
+    """``cellrt check``: what a run of this model on this plate will do about object scale, in a few lines."""
+    import json  # noqa: PLC0415
+
+    from ..io.plate import open_plate  # noqa: PLC0415
+    from ..pipeline import load_model  # noqa: PLC0415
+    from ..pipeline.plate import PlateOptions, PlateRun  # noqa: PLC0415
+
+    channel_map = _channel_map(channels, "check")
+    if channel_map is None:
+        return 2
+    try:
+        diameter = _object_diameter(object_diameter, "check")
+    except ValueError as error:
+        print(f"cellrt check: {error}", file=sys.stderr)
+        return 2
+    try:
+        plate = open_plate(plate_path, layout)
+        model = load_model(model_name, backend="ort", threads=1)
+        run = PlateRun(model, plate, Path(plate_path) / ".cellrt-check-unused",
+                       PlateOptions(channel_map=channel_map, object_diameter=diameter))
+        scale, normalization = run.plate_scale(), run.plate_normalization()
+    except input_errors() as error:
+        return fail("check", error)
+    normalization.pop("values", None)
+    if as_json:
+        print(json.dumps({"plate": str(plate.root), "model": model.name, "scale": scale,
+                          "normalization": normalization}, indent=2))
+        return 0
+    print(f"plate {plate.name}: {len(plate.fields)} fields in {len(plate.wells)} wells; model {model.name}")
+    if "model_diameter_px" not in scale:
+        print(f"object scale: {scale['source']}; fields run as they are")
+    else:
+        low, high = scale["model_range_px"]
+        print(f"model: objects of {scale['model_diameter_px']:g} px, run as they are from {low:g} to {high:g} px")
+        for entry in scale.get("fields", []):
+            found = (f"{entry['diameter_px']:.1f} px ({entry['objects']} objects)" if entry.get("diameter_px")
+                     else f"no estimate: {entry.get('note', '')}")
+            print(f"  well {entry['Metadata_Well']} field {entry['Metadata_Field']}: {found}")
+        if "object_diameter_px" in scale:
+            d = scale["object_diameter_px"]
+            verdict = ("in the model's range: fields run as they are" if scale["factor"] == 1.0 else
+                       f"outside the model's range: every field will be resampled x{scale['factor']:.3g} "
+                       f"({'down' if scale['factor'] < 1 else 'up'}), labels and measurements kept in the "
+                       f"plate's pixels")
+            print(f"plate: objects of {d:g} px ({scale['source']}); {verdict}")
+        else:
+            print(f"plate: {scale['source']}")
+        for warning in scale.get("warnings", []):
+            print(f"warning: {warning}: differs from the plate's by more than 1.5x; check these wells, or run them "
+                  f"apart with --object-diameter")
+    print(f"normalisation: {normalization.get('mode')} per {normalization.get('scope')}")
+    return 0
+
+
 def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "auto", batch: int = 8,
               workers: int = 2, readers: int = 2, threads: int = 0, resume: bool = False, skip_bad: bool = False,
               layout: str = "auto", z: int = 1, timepoint: int = 1, channels=(), table_format: str = "parquet",
@@ -184,21 +263,14 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
     from ..pipeline.plate import PlateOptions, PlateRun  # noqa: PLC0415
     from ..report import write_plate_report  # noqa: PLC0415
 
-    channel_map = {}
-    for item in channels:
-        model_channel, sep, plate_channel = item.partition("=")
-        if not sep:
-            print(f"cellrt run: --channel should be MODEL_CHANNEL=PLATE_CHANNEL, got {item!r}", file=sys.stderr)
-            return 2
-        channel_map[model_channel] = plate_channel
-    diameter = None if object_diameter == "none" else object_diameter
-    if diameter not in (None, "auto"):
-        try:
-            diameter = float(diameter)
-        except ValueError:
-            print(f"cellrt run: --object-diameter should be 'auto', 'none' or a number of pixels, got "
-                  f"{object_diameter!r}", file=sys.stderr)
-            return 2
+    channel_map = _channel_map(channels, "run")
+    if channel_map is None:
+        return 2
+    try:
+        diameter = _object_diameter(object_diameter, "run")
+    except ValueError as error:
+        print(f"cellrt run: {error}", file=sys.stderr)
+        return 2
     try:
         plate = open_plate(plate_path, layout, skip_bad=skip_bad, z=z, timepoint=timepoint)
         model = load_model(model_name, backend=backend, threads=threads, batch_size=batch, precision=precision,

@@ -300,3 +300,22 @@ def test_plate_object_diameter_refusals(tmp_path, nuclei):
     assert bad.returncode == 2 and "--object-diameter should be 'auto', 'none' or a number of pixels" in bad.stderr
     nan = run_cli("run", str(DEMO), "--model", "nuclei", "--out", str(tmp_path / "nan"), "--object-diameter", "nan")
     assert nan.returncode != 0 and "finite number > 0" in nan.stderr + nan.stdout
+
+
+def test_cellrt_check_says_what_a_run_will_resample(tmp_path, dsb_dir):
+    demo = run_cli("check", str(DEMO), "--model", "nuclei")
+    assert demo.returncode == 0, demo.stderr
+    assert "model: objects of 16.5 px, run as they are from" in demo.stdout
+    assert "in the model's range: fields run as they are" in demo.stdout
+    assert demo.stdout.count(" field ") >= 8   # the sampled fields, each with its estimate
+    image, labels = read(dsb_dir, TEXTURED)
+    big, _ = scaled(image, labels, 2.0)
+    plate = _imagexpress_plate(tmp_path / "big", [big, big[::-1].copy()])
+    found = run_cli("check", str(plate), "--model", "nuclei", "--json")
+    assert found.returncode == 0, found.stderr
+    doc = json.loads(found.stdout)
+    assert doc["scale"]["factor"] < 0.5 and doc["normalization"]["scope"] == "field"
+    told = run_cli("check", str(plate), "--model", "nuclei")
+    assert "outside the model's range: every field will be resampled x0." in told.stdout
+    bad = run_cli("check", str(plate), "--model", "nuclei", "--object-diameter", "0")
+    assert bad.returncode == 1 and "--object-diameter: the object diameter should be a finite number > 0" in bad.stderr

@@ -167,9 +167,14 @@ def _stand_ins() -> dict:
                               _view(mask_offsets, np.int64, (n + 1,)), _view(mask_data, np.uint8, (mask_size,)),
                               _view(keep, np.uint8, (n,)), iou_threshold, ios_threshold, class_aware)
 
+    def resize_cuda(image, dtype, shape, out, out_shape, antialias, stream):
+        # The CUDA kernels' bodies, run on the host (csrc/resize/resize.cpp resize_by_pixels).
+        _core._resize_by_pixels(np.ascontiguousarray(_view(image, CODES[dtype], shape)),
+                                _view(out, np.float32, out_shape), antialias)
+
     return {f.__name__: f for f in (label_cuda, measure_cuda, label_measure_cuda, binary_morphology_cuda, filter_cuda, fill_holes_cuda,
                                     histogram_cuda, contours_cuda, hole_contours_cuda, tile_cuda, stitch_cuda,
-                                    rbf_kernel_cuda, mask_nms_cuda)}
+                                    rbf_kernel_cuda, mask_nms_cuda, resize_cuda)}
 
 
 def _pyi_signatures() -> dict[str, list[str]]:
@@ -405,6 +410,21 @@ def test_model_gpu_path_keeps_tiles_outputs_and_post_processing_on_the_device(fa
         np.testing.assert_allclose(result.prediction, expected.prediction, rtol=0, atol=1e-6)
         for column, values in expected.objects.items():
             np.testing.assert_array_equal(np.asarray(result.objects[column]), values, err_msg=column)
+    # A field outside the model's range: resampled on the device before tiling, the output back after stitching.
+    expected, result = host_model.run(image, object_diameter=40.0), device_model.run(image, object_diameter=40.0)
+    assert result.scale["factor"] < 1 and result.labels.shape == image.shape
+    np.testing.assert_array_equal(result.labels, expected.labels)
+    np.testing.assert_allclose(result.prediction, expected.prediction, rtol=0, atol=1e-6)
+
+
+def test_resize_of_device_arrays_runs_the_cuda_bodies(fake_device, rng):
+    from cellrt.kernels import resize
+
+    image = (rng.random((2, 37, 53)) * 1000).astype(np.uint16)
+    for shape in ((18, 26), (100, 140)):
+        out = resize(fake_device.asarray(image), shape)
+        assert isinstance(out, DeviceArray) and out.shape == (2,) + shape
+        np.testing.assert_array_equal(out.get(), resize(image, shape, backend="cpu"))
 
 
 def test_mask_nms_on_device_instances(fake_device, rng, monkeypatch):

@@ -516,6 +516,7 @@ def _num_threads_calls():
         "matrix_nms": lambda **kw: kernels.matrix_nms(boxes, scores, masks, **kw),
         "measure": lambda **kw: kernels.measure(labels, image, **kw),
         "remove_small_objects": lambda **kw: kernels.remove_small_objects(labels, 2, **kw),
+        "resize": lambda **kw: kernels.resize(image, (8, 24), **kw),
         "rbf_kernel_matrix": lambda **kw: kernels.rbf_kernel_matrix(embeddings, embeddings, 1.0, **kw),
         "rbf_kernel_sums": lambda **kw: kernels.rbf_kernel_sums(embeddings, embeddings, 1.0, **kw),
         "split_touching": lambda **kw: kernels.split_touching(mask, **kw),

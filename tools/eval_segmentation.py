@@ -54,7 +54,17 @@ A predicted object matches a true one when their IoU is above the threshold
 Edge cases: an image with no true and no predicted objects scores F1 = AP
 = 1 and count error 0; with no true objects but some predicted, F1 = AP = 0
 and count error inf; with true objects but none predicted, F1 = AP = 0 and
-count error 1.
+count error 1. Pooled F1 weighs images by their objects: a few images
+where a pipeline makes thousands of false objects pull it down far more
+than the per-image mean.
+
+Measured on the 113 held-out images (``--scales 1,0.5,2,3``, about 4 min
+on one core; mean per-image F1@0.5 / AP@0.5:0.95 at scales 1, 0.5, 2, 3):
+model 0.856/0.548, 0.833/0.481, 0.766/0.405, 0.668/0.332; classical-sized
+0.840/0.510, 0.811/0.424, 0.850/0.527, 0.851/0.529; segment 0.824/0.513,
+0.748/0.416, 0.811/0.479, 0.771/0.441; otsu+label 0.745/0.446,
+0.758/0.414, 0.750/0.439, 0.733/0.426. The model's pooled F1@0.5 at scale
+1 (0.846) is the held-out figure in its manifest.
 """
 
 from __future__ import annotations
@@ -184,7 +194,7 @@ def match(predicted, truth, thresholds=THRESHOLDS) -> dict:
 
 
 def image_scores(m: dict) -> dict:
-    """Per-image F1, precision, recall and AP terms at each threshold, AP@0.5:0.95 and count error."""
+    """Per-image F1 and AP terms TP / (TP + FP + FN) at each threshold, AP@0.5:0.95 and the count error."""
     n_pred, n_true = m["n_pred"], m["n_true"]
     both = n_pred + n_true
     f1 = [2 * tp / both if both else 1.0 for tp in m["tp"]]
@@ -336,8 +346,11 @@ def estimate_diameter(image: np.ndarray) -> float:
     did as well on most groups but fell to 4 px on the fragmented 512x640
     nuclei (|log ratio| up to 3). It fails where Otsu itself does: the
     603x1272 tissue sections, where Otsu takes in the stained background
-    (none are held out). Returns nan when nothing stands out of the
-    background.
+    (none are held out). On the 113 held-out images: median |log ratio|
+    0.048, 0.062, 0.045, 0.045 at scales 1, 0.5, 2, 3 (90th percentile
+    0.19 - 0.24), and the estimate at scale s over that at scale 1 within
+    a median 0.4 % of s at 2 and 3 (3 % at 0.5). Returns nan when nothing
+    stands out of the background.
     """
     first = _component_diameters(image, 1.0)
     if first is None:
@@ -710,7 +723,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=None,
                         help="the dsb2018_fluo folder (default: $CELLRT_DATA/dsb2018_fluo, else ../shared/data/...)")
     parser.add_argument("--split", default="held-out", choices=("held-out", "all"))
-    parser.add_argument("--scales", default="1", help="comma-separated resampling factors, e.g. 1,0.5,2,3")
+    parser.add_argument("--scales", default="1,0.5,2,3", help="comma-separated resampling factors (1: as stored)")
     parser.add_argument("--every", type=int, default=1, help="use every k-th image of the split")
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--pipelines", default=",".join(DEFAULT_PIPELINES),

@@ -1062,3 +1062,83 @@ def test_well_selections_parse_lists_and_rectangles():
     assert parse_wells("") == []
     with pytest.raises(ValueError, match="'A01-Q' should be a well like 'B03' or a range like 'A01-H02'"):
         parse_wells("A01-Q")
+
+
+# -- pixel sizes -----------------------------------------------------------------------------------------------------
+
+def _one_field_ome_tiff(path: Path, image: np.ndarray, pixel_attributes: str) -> Path:
+    pixels = (f'<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint8" SizeX="{image.shape[1]}" '
+              f'SizeY="{image.shape[0]}" SizeC="1" SizeZ="1" SizeT="1" {pixel_attributes}>'
+              f'<Channel ID="Channel:0:0" Name="DNA"/><TiffData IFD="0" PlaneCount="1"/></Pixels></Image>')
+    xml = _ome_plate_xml(["B02"], [1], pixels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, image, description=xml, metadata=None)
+    return path
+
+
+def test_ome_tiff_pixel_size_gives_physical_columns(tmp_path, nuclei):
+    image = tifffile.imread(sorted(DEMO.glob("*.tif"))[0])
+    path = _one_field_ome_tiff(tmp_path / "nm" / "plate.ome.tif", image,
+                               'PhysicalSizeX="325" PhysicalSizeXUnit="nm" PhysicalSizeY="325" PhysicalSizeYUnit="nm"')
+    plate = open_plate(path)
+    assert plate.pixel_size_um == pytest.approx(0.325) and "PhysicalSizeX" in plate.pixel_size_source
+    summary = PlateRun(nuclei, plate, tmp_path / "out").run()
+    assert summary["scale"]["plate_pixel_size_um"] == pytest.approx(0.325)
+    objects = read_table(tmp_path / "out" / "objects.parquet")
+    np.testing.assert_allclose(objects["AreaShape_Area_um2"], objects["AreaShape_Area"] * 0.325 ** 2)
+    np.testing.assert_allclose(objects["AreaShape_Perimeter_um"], objects["AreaShape_Perimeter"] * 0.325)
+    # --pixel-size wins over the metadata; a plate without one has no physical columns.
+    given = PlateRun(nuclei, plate, tmp_path / "given", PlateOptions(pixel_size_um=0.65))
+    assert given.plate_scale()["plate_pixel_size_source"] == "--pixel-size"
+    PlateRun(nuclei, open_plate(_copy_demo(tmp_path, 2)), tmp_path / "plain").run()
+    assert "AreaShape_Area_um2" not in read_table(tmp_path / "plain" / "objects.parquet")
+
+
+@pytest.mark.parametrize("attributes, match", [
+    ('PhysicalSizeX="0" PhysicalSizeY="0"', "pixel size X should be a finite number > 0, got '0'"),
+    ('PhysicalSizeX="0.5" PhysicalSizeXUnit="furlong" PhysicalSizeY="0.5"', "pixel size unit 'furlong' is not a length unit"),
+    ('PhysicalSizeX="0.5" PhysicalSizeY="0.9"', "pixels are not square"),
+    ('PhysicalSizeX="nan" PhysicalSizeY="nan"', "pixel size X should be a finite number > 0, got 'nan'"),
+])
+def test_bad_ome_pixel_sizes_name_the_file(tmp_path, attributes, match):
+    path = _one_field_ome_tiff(tmp_path / "bad.ome.tif", np.zeros((32, 32), np.uint8), attributes)
+    with pytest.raises(PlateError, match=rf"bad.ome.tif: Pixels PhysicalSizeX/Y: {match}"):
+        open_plate(path)
+
+
+def test_ome_zarr_pixel_size_from_coordinate_transformations(tmp_path):
+    root = _write_ome_zarr_plate(tmp_path / "plate.zarr", open_plate(DEMO), 2)
+    assert open_plate(root).pixel_size_um is None   # no scale given
+    import zarr
+
+    group = zarr.open_group(str(root), mode="r+")
+    for well in group.attrs["plate"]["wells"]:
+        for index in range(2):
+            image_group = group[f"{well['path']}/{index}"]
+            meta = dict(image_group.attrs)
+            multiscale = meta["multiscales"][0]
+            multiscale["axes"] = [{"name": "c"}, {"name": "y", "unit": "micrometer"}, {"name": "x", "unit": "micrometer"}]
+            multiscale["datasets"][0]["coordinateTransformations"] = [{"type": "scale", "scale": [1.0, 0.65, 0.65]}]
+            image_group.attrs.update(meta)
+    plate = open_plate(root)
+    assert plate.pixel_size_um == pytest.approx(0.65) and "coordinateTransformations" in plate.pixel_size_source
+
+
+def test_a_model_with_a_pixel_size_is_scaled_by_the_plates(tmp_path):
+    from cellrt.runtime.manifest import load_manifest
+
+    folder = tmp_path / "nuclei-0.65um"
+    shutil.copytree(load_manifest(cellrt.pipeline.model.model_folder("nuclei")).folder, folder)
+    doc = json.loads((folder / "cellrt.json").read_text())
+    doc["pixel_size_um"] = 0.65
+    (folder / "cellrt.json").write_text(json.dumps(doc))
+    model = cellrt.load_model(folder, backend="ort", threads=1)
+    plate = open_plate(DEMO)
+    coarse = PlateRun(model, plate, tmp_path / "a", PlateOptions(pixel_size_um=1.3)).plate_scale()
+    assert coarse["factor"] == pytest.approx(2.0) and coarse["source"].startswith("pixel sizes")
+    same = PlateRun(model, plate, tmp_path / "b", PlateOptions(pixel_size_um=0.65)).plate_scale()
+    assert same["factor"] == 1.0
+    with pytest.raises(ValueError, match="--pixel-size: the pixel size \\(um\\) should be a finite number > 0"):
+        PlateRun(model, plate, tmp_path / "c", PlateOptions(pixel_size_um=-1.0))
+    with pytest.raises(PlateRunError, match="nm for um"):
+        PlateRun(model, plate, tmp_path / "d", PlateOptions(pixel_size_um=650.0)).plate_scale()

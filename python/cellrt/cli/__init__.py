@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="typical object diameter in the plate's pixels: 'auto' estimates it from a sample of "
                           "fields; fields outside the model's range are resampled to its scale; 'none': as "
                           "they are")
+    run.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                     help="the plate's pixel size in micrometres, over its metadata's (OME PhysicalSizeX, NGFF "
+                          "scale): adds um/um2 columns, and scales fields for models that record a pixel size")
     run.add_argument("--normalization", default="auto", choices=["auto", "field", "plate"],
                      help="percentiles of each field, or of a sample of the plate's fields (so intensities do not "
                           "move with a field's content); auto: per plate for image2image models, else per field")
@@ -200,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                          save_labels=args.save_labels, save_predictions=args.save_predictions,
                          images_format=args.images_format, tile=args.tile, precision=args.precision,
                          drift_reference=None if args.drift_reference == "none" else args.drift_reference,
-                         object_diameter=args.object_diameter, normalization=args.normalization)
+                         object_diameter=args.object_diameter, normalization=args.normalization,
+                         pixel_size=args.pixel_size)
     from .demo import run_demo as run_stitch_demo
     from .run import fail, input_errors
 

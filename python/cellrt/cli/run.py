@@ -257,7 +257,7 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
               layout: str = "auto", z: int = 1, timepoint: int = 1, channels=(), table_format: str = "parquet",
               save_labels: bool = False, save_predictions: bool = False, images_format: str = "tiff",
               tile: str = "auto", precision: str = "auto", drift_reference: str | None = "auto",
-              object_diameter: str = "auto", normalization: str = "auto") -> int:
+              object_diameter: str = "auto", normalization: str = "auto", pixel_size: float | None = None) -> int:
     from ..io.plate import open_plate, well_sort_key  # noqa: PLC0415
     from ..pipeline import load_model  # noqa: PLC0415
     from ..pipeline.plate import PlateOptions, PlateRun  # noqa: PLC0415
@@ -279,7 +279,7 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
                                table_format=table_format, channel_map=channel_map, save_labels=save_labels,
                                save_predictions=save_predictions, image_format=images_format,
                                drift_reference=drift_reference, object_diameter=diameter,
-                               normalization=normalization)
+                               normalization=normalization, pixel_size_um=pixel_size)
         run = PlateRun(model, plate, out, options)
         print(f"plate {plate.name}: {_fields_to_run(plate)}, channels {plate.channels} ({plate.layout}); model "
               f"{model.name} on {model.backend.name} ({model.precision})", file=sys.stderr)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plate import FieldSource, Plate, PlateError, format_well, well_sort_key
+from .plate import FieldSource, Plate, PlateError, format_well, pixel_size_um, well_sort_key
 
 OME_TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.tf2", ".ome.tf8", ".ome.btf")
 
@@ -229,4 +229,11 @@ def _plate_from_xml(root, xml_file: Path, data_file: Path, folder: Path, name: s
         raise PlateError(f"{xml_file}: the plate has no wells with fields (WellSample elements)")
     sources.sort(key=lambda s: (well_sort_key(s.well), s.field))
     plate_name = name or plate.get("Name") or data_file.name.split(".")[0]
-    return Plate(plate_name, data_file, "ome-tiff", channels or [], sources)
+    pixel_um, pixel_where = None, ""
+    first = next((p for p in (_child(i, "Pixels") for i in images.values()) if p is not None), None)
+    if first is not None and first.get("PhysicalSizeX") is not None:
+        pixel_where = f"{xml_file}: Pixels PhysicalSizeX/Y"
+        pixel_um = pixel_size_um(first.get("PhysicalSizeX"), first.get("PhysicalSizeY", first.get("PhysicalSizeX")),
+                                 first.get("PhysicalSizeXUnit"), pixel_where)
+    return Plate(plate_name, data_file, "ome-tiff", channels or [], sources, pixel_size_um=pixel_um,
+                 pixel_size_source=pixel_where)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plate import FieldSource, Plate, PlateError, format_well, well_sort_key
+from .plate import FieldSource, Plate, PlateError, format_well, pixel_size_um, well_sort_key
 
 
 def _ome(attributes) -> dict:
@@ -70,6 +70,7 @@ def open_ome_zarr_plate(root, *, name: str | None = None) -> Plate:
     rows = [r["name"] for r in plate_meta.get("rows", [])]
     columns = [c["name"] for c in plate_meta.get("columns", [])]
     sources, channels = [], None
+    pixel_um, pixel_where = None, ""
     for well_meta in plate_meta["wells"]:
         path = well_meta["path"]
         row_name, _, column_name = path.partition("/")
@@ -109,9 +110,40 @@ def open_ome_zarr_plate(root, *, name: str | None = None) -> Plate:
                 channels = names
             elif names != channels:
                 raise PlateError(f"{where}: channels {names} differ from the plate's other fields {channels}")
+            if not sources:   # the first field's scale stands for the plate's
+                pixel_um, pixel_where = _pixel_size(multiscales[0], axes, where)
             reader = _ZarrField(array, axes, {n: i for i, n in enumerate(names)}, str(where))
             files = {n: Path(f"{where}[c={i}]") for i, n in enumerate(names)}
             sources.append(FieldSource(well, number, files, reader=reader))
     sources.sort(key=lambda s: (well_sort_key(s.well), s.field))
     plate_name = name or plate_meta.get("name") or root.stem
-    return Plate(plate_name, root, "ome-zarr", channels or [], sources)
+    return Plate(plate_name, root, "ome-zarr", channels or [], sources, pixel_size_um=pixel_um,
+                 pixel_size_source=pixel_where)
+
+
+def _pixel_size(multiscale: dict, axes: list, where) -> tuple[float | None, str]:
+    """The full-resolution level's y/x pixel size in um from NGFF ``coordinateTransformations`` (the
+    dataset's scale times the multiscale's, units from the axes); (None, "") where none is given."""
+    scale = [1.0] * len(axes)
+    found = False
+    for transforms in (multiscale.get("coordinateTransformations") or [],
+                       multiscale["datasets"][0].get("coordinateTransformations") or []):
+        for transform in transforms:
+            if isinstance(transform, dict) and transform.get("type") == "scale":
+                values = transform.get("scale")
+                if not isinstance(values, list) or len(values) != len(axes):
+                    raise PlateError(f"{where}: coordinateTransformations scale {values!r} does not match the "
+                                     f"axes {axes}")
+                scale = [a * b if isinstance(b, (int, float)) else b for a, b in zip(scale, values)]
+                found = True
+    if not found:
+        return None, ""
+    meta = {a["name"]: a for a in multiscale.get("axes", []) if isinstance(a, dict)}
+    y, x = axes.index("y"), axes.index("x")
+    units = {meta.get(n, {}).get("unit") for n in ("y", "x")}
+    if units == {None}:   # NGFF scales without a unit are in no stated unit: not a pixel size
+        return None, ""
+    if len(units) > 1:
+        raise PlateError(f"{where}: the y and x axes have different units {sorted(map(str, units))}")
+    source = f"{where}: multiscales coordinateTransformations"
+    return pixel_size_um(scale[x], scale[y], units.pop(), source), source

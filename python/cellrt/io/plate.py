@@ -77,6 +77,9 @@ class Plate:
     rejected: list[dict] = field(default_factory=list)   # files and fields skipped with --skip-bad (rejected_row)
     other_planes: int = 0   # files of z planes / time points other than the one read
     plane: tuple[int, int] = (1, 1)   # (z, timepoint) read where the layout names them
+    # Physical pixel size (um) from the plate's metadata, and the field it came from; None where unknown.
+    pixel_size_um: float | None = None
+    pixel_size_source: str = ""
 
     @property
     def wells(self) -> list[str]:
@@ -365,6 +368,37 @@ def rejected_row(well: str, field, files: list, error: str) -> dict:
 
 def _channel_sort_key(channel: str):
     return (0, int(channel), channel) if channel.isdigit() else (1, 0, channel)
+
+
+# Length units OME writes (UnitsLength symbols and NGFF's names) in micrometres.
+_UM_PER_UNIT = {"um": 1.0, "µm": 1.0, "micrometer": 1.0, "micron": 1.0, "nm": 1e-3, "nanometer": 1e-3,
+                "mm": 1e3, "millimeter": 1e3, "cm": 1e4, "centimeter": 1e4, "m": 1e6, "meter": 1e6,
+                "pm": 1e-6, "picometer": 1e-6, "å": 1e-4, "angstrom": 1e-4}
+
+
+def pixel_size_um(size_x, size_y, unit, where: str) -> float:
+    """One pixel size in micrometres from metadata's X and Y sizes and their length unit (missing unit:
+    micrometres, OME's default); refuses sizes that are not finite and > 0, unknown units and pixels that
+    are not square (to 1 %), naming ``where``."""
+    import math  # noqa: PLC0415
+
+    factor = _UM_PER_UNIT.get(str(unit or "um").strip().lower())
+    if factor is None:
+        raise PlateError(f"{where}: pixel size unit {unit!r} is not a length unit cellrt knows "
+                         f"({sorted(_UM_PER_UNIT)})")
+    values = []
+    for axis, value in (("X", size_x), ("Y", size_y)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise PlateError(f"{where}: pixel size {axis} should be a number, got {value!r}") from None
+        if not math.isfinite(number) or number <= 0:
+            raise PlateError(f"{where}: pixel size {axis} should be a finite number > 0, got {value!r}")
+        values.append(number * factor)
+    if abs(values[0] - values[1]) > 0.01 * max(values):
+        raise PlateError(f"{where}: pixels are not square ({values[0]:g} x {values[1]:g} um); cellrt measures "
+                         f"on square pixels")
+    return values[0]
 
 
 def read_field(source: FieldSource, channels: list[str], *, expect_shape=None) -> np.ndarray:

@@ -29,7 +29,8 @@ from ..io.plate import FieldSource, Plate, PlateError, read_field, well_sort_key
 from ..io.tables import concat_tables, is_count, read_table, write_table
 from .engine import EngineError, FieldEngine
 from .model import Model
-from .scale import ScaleError, check_length, estimate_object_diameter, model_scale, rescale_factor
+from .scale import (ScaleError, check_length, estimate_object_diameter, factor_from_pixel_sizes, model_scale,
+                    rescale_factor)
 
 # Fields (evenly spread over the plate) whose object diameter is estimated before the run; the plate's
 # is their median, so every field of the plate runs at one scale and their measurements compare.
@@ -61,12 +62,15 @@ class PlateOptions:
     # Where percentile normalisation takes its statistics: "field", "plate" (pooled from the sampled
     # fields) or "auto" (the model's: per plate for image2image models, per field otherwise).
     normalization: str = "auto"
+    # The plate's pixel size in um (--pixel-size), over its metadata's; None: the metadata's, if any.
+    pixel_size_um: float | None = None
 
     def fingerprint_fields(self) -> dict:
         # What changes the outputs (not how fast they are made): a resumed run must write the same files.
         return {"channel_map": dict(sorted(self.channel_map.items())), "table_format": self.table_format,
                 "images": [self.save_labels, self.save_predictions, self.image_format],
-                "object_diameter": self.object_diameter, "normalization": self.normalization}
+                "object_diameter": self.object_diameter, "normalization": self.normalization,
+                "pixel_size_um": self.pixel_size_um}
 
 
 def model_drift_reference(folder, precision: str) -> Path:
@@ -128,6 +132,11 @@ class PlateRun:
         if o.normalization not in ("auto", "field", "plate"):
             raise ValueError(f"PlateOptions.normalization should be 'auto', 'field' or 'plate', got "
                              f"{o.normalization!r}")
+        if o.pixel_size_um is not None:
+            check_length(o.pixel_size_um, "the pixel size (um)", "--pixel-size")
+        self.pixel_size_um, self.pixel_size_source = ((float(o.pixel_size_um), "--pixel-size")
+                                                      if o.pixel_size_um is not None
+                                                      else (plate.pixel_size_um, plate.pixel_size_source))
         self.scale: dict | None = None           # the plate's object scale, found when the run starts
         self.normalization: dict | None = None   # the plate's normalisation, likewise
         self._samples: list | None = None
@@ -295,15 +304,26 @@ class PlateRun:
         """
         choice = self.options.object_diameter
         scale = model_scale(self.model.manifest)
+        pixel = ({"plate_pixel_size_um": self.pixel_size_um, "plate_pixel_size_source": self.pixel_size_source}
+                 if self.pixel_size_um is not None else {})
         if scale is None:
             if choice not in (None, "auto"):
                 raise PlateRunError(f"--object-diameter: model {self.model.name!r} records no object scale, so "
                                     f"fields cannot be rescaled for it; run without --object-diameter")
-            return {"factor": 1.0, "source": f"model {self.model.name!r} records no object scale"}
-        record = {"model_diameter_px": scale.object_diameter_px, "model_range_px": list(scale.diameter_range_px)}
+            return {"factor": 1.0, "source": f"model {self.model.name!r} records no object scale", **pixel}
+        record = {"model_diameter_px": scale.object_diameter_px, "model_range_px": list(scale.diameter_range_px),
+                  **pixel}
         if choice is None:
             return {"factor": 1.0, "source": "not rescaled (--object-diameter none)", **record}
         try:
+            if choice == "auto" and self.pixel_size_um is not None and scale.pixel_size_um is not None:
+                factor = factor_from_pixel_sizes(self.pixel_size_um, scale, self.pixel_size_source)
+                # The model's diameter seen in the plate's pixels: in range or not as the estimate would be.
+                diameter = scale.object_diameter_px / factor
+                return {"factor": rescale_factor(diameter, scale, self.pixel_size_source),
+                        "object_diameter_px": round(diameter, 2),
+                        "source": f"pixel sizes: the plate's {self.pixel_size_um:g} um, the model's "
+                                  f"{scale.pixel_size_um:g} um", **record}
             if choice != "auto":
                 diameter = check_length(choice, "the object diameter", "--object-diameter")
                 factor = rescale_factor(diameter, scale, "--object-diameter")
@@ -414,6 +434,13 @@ class PlateRun:
                  "Metadata_Well": np.full(count, source.well, dtype=object),
                  "Metadata_Field": np.full(count, source.field, dtype=np.int32)}
         table.update(result.objects)
+        if self.pixel_size_um is not None:
+            # The same measurements in physical units, where the plate's pixel size is known.
+            um = self.pixel_size_um
+            table["AreaShape_Area_um2"] = np.asarray(result.objects["AreaShape_Area"], np.float64) * um * um
+            for name in ("AreaShape_Perimeter", "AreaShape_EquivalentDiameter", "AreaShape_MajorAxisLength",
+                         "AreaShape_MinorAxisLength"):
+                table[f"{name}_um"] = np.asarray(result.objects[name], np.float64) * um
         if result.class_names:
             table["Classify_Class"] = _class_of_objects(result)
         return table

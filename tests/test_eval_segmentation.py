@@ -236,34 +236,23 @@ def test_classical_sized_splits_touching_nuclei(rng):
     assert ev.classical_sized(np.zeros((10, 10), np.uint8)).max() == 0
 
 
-class _Result:
-    def __init__(self, labels):
-        self.labels = labels
+def test_model_rows_run_as_they_are_and_rescaled(monkeypatch):
+    """The real bundled model underneath; the spy only records how each row calls it."""
+    real = ev.load_engine_model("nuclei", "fp32")
+    calls = []
+    original = real.run
 
+    def spy(image, **kwargs):
+        calls.append(kwargs.get("object_diameter", "missing"))
+        return original(image, **kwargs)
 
-class _OldModel:
-    def run(self, image, *, channel_names=None, extra_channels=None):
-        return _Result(np.zeros(image.shape, np.int32))
-
-
-class _RescalingModel:
-    def __init__(self):
-        self.calls = []
-
-    def run(self, image, *, object_diameter=None):
-        self.calls.append(object_diameter)
-        return _Result(np.ones(image.shape, np.int32))
-
-
-def test_model_rescale_runs_only_where_the_engine_takes_object_diameter(monkeypatch):
-    monkeypatch.setattr(ev, "load_engine_model", lambda name, precision: _OldModel())
+    monkeypatch.setattr(real, "run", spy)
+    monkeypatch.setattr(ev, "load_engine_model", lambda name, precision: real)
     pipelines, skipped = ev.make_pipelines(["model", "model+rescale", "segment"])
-    assert list(pipelines) == ["model", "segment"] and "object_diameter" in skipped["model+rescale"]
-    model = _RescalingModel()
-    monkeypatch.setattr(ev, "load_engine_model", lambda name, precision: model)
-    pipelines, skipped = ev.make_pipelines(["model+rescale"])
-    assert not skipped and pipelines["model+rescale"](np.zeros((4, 4), np.uint8), 5.0).max() == 1
-    assert model.calls == ["auto"]
+    assert list(pipelines) == ["model", "model+rescale", "segment"] and not skipped
+    for name in ("model", "model+rescale"):
+        assert pipelines[name](np.zeros((64, 64), np.uint8), 5.0).shape == (64, 64)
+    assert calls == [None, "auto"]
     with pytest.raises(SystemExit, match=r"unknown pipelines \['cellpose'\]"):
         ev.make_pipelines(["cellpose"])
 

@@ -22,11 +22,12 @@ stored. The group of an image (``dsb_group``) is that of its stored shape.
 Pipelines, each an image -> int32 instance labels of the same shape:
 
 - ``model``: the bundled model (``--model``, default ``nuclei``) through
-  the engine on ONNX Runtime, one thread, ``--precision`` fp32 or int8;
-- ``model+rescale``: the same with ``m.run(image, object_diameter="auto")``,
-  the engine rescaling the field to the model's object size itself. Run
-  only when ``Model.run`` accepts ``object_diameter``; otherwise the row is
-  skipped with a note (printed and in the JSON);
+  the engine on ONNX Runtime, one thread, ``--precision`` fp32 or int8,
+  each image run as it is (``m.run(image, object_diameter=None)``);
+- ``model+rescale``: the same with ``m.run(image, object_diameter="auto")``:
+  the engine estimates the image's object diameter and, where it lies
+  outside the model's range, resamples the image to the model's scale and
+  the labels back (:mod:`cellrt.pipeline.scale`);
 - ``classical-sized``: the scikit-image recipe a lab would write, its
   lengths taken from the image's own estimated nucleus diameter ``d``
   (:func:`estimate_diameter`, from the image alone: a median over Otsu
@@ -70,7 +71,6 @@ model 0.856/0.548, 0.833/0.481, 0.766/0.405, 0.668/0.332; classical-sized
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import os
@@ -436,10 +436,6 @@ def load_engine_model(name: str, precision: str):
         fail(f"cannot load model {name!r} at precision {precision}: {type(error).__name__}: {error}")
 
 
-def supports_object_diameter(model) -> bool:
-    return "object_diameter" in inspect.signature(model.run).parameters
-
-
 def make_pipelines(names, *, model: str = "nuclei", precision: str = "fp32", min_area: int = 10):
     """``{name: fn(image, diameter) -> labels}`` for the pipelines named, and ``{name: reason}`` for those skipped.
 
@@ -453,15 +449,9 @@ def make_pipelines(names, *, model: str = "nuclei", precision: str = "fp32", min
     engine = load_engine_model(model, precision) if {"model", "model+rescale"} & set(names) else None
     for name in names:
         if name == "model":
-            pipelines[name] = lambda image, d: engine.run(image).labels
+            pipelines[name] = lambda image, d: engine.run(image, object_diameter=None).labels
         elif name == "model+rescale":
-            # The engine's own rescaling to the model's object size (an engine feature in progress):
-            # run only when Model.run takes object_diameter, never emulated here.
-            if supports_object_diameter(engine):
-                pipelines[name] = lambda image, d: engine.run(image, object_diameter="auto").labels
-            else:
-                skipped[name] = ("Model.run has no object_diameter parameter in this cellrt "
-                                 f"(signature {inspect.signature(engine.run)})")
+            pipelines[name] = lambda image, d: engine.run(image, object_diameter="auto").labels
         elif name == "classical-sized":
             pipelines[name] = lambda image, d: classical_sized(image, d)
         elif name == "segment":

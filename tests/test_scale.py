@@ -282,6 +282,10 @@ def test_a_plate_of_large_textured_nuclei_runs_at_the_models_scale(tmp_path, dsb
     PlateRun(nuclei, plate, tmp_path / "as-is", PlateOptions(object_diameter=None)).run()
     as_is = read_table(tmp_path / "as-is" / "fields.csv")["Count"].astype(int)
     assert all(c > 3 * true_count for c in as_is)   # the failure rescaling removes: rings and fragments
+    from cellrt.report import write_plate_report
+
+    page = write_plate_report(tmp_path / "auto").read_text()
+    assert "<b>every field resampled ×0." in page and "to the model&#x27;s scale" not in page
     given = PlateRun(nuclei, plate, tmp_path / "given", PlateOptions(object_diameter=70.0)).run()["scale"]
     assert given["source"] == "--object-diameter" and given["factor"] == pytest.approx(16.5 / 70)
 

@@ -322,6 +322,7 @@ def write_plate_report(out_dir) -> Path:
              ("Fields with errors", str(failed)),
              ("Wells to check", _wells_fact(status, names, plate.get("wells"))),
              ("Drift", _drift_fact(drift)),
+             ("Object scale", _scale_fact(summary.get("scale") or {})),
              ("cellrt", html.escape(summary["cellrt"]))]
     if summary.get("resumed_wells"):
         facts.append(("Resumed", f"{len(summary['resumed_wells'])} wells were already done and kept"))
@@ -447,6 +448,30 @@ def _nothing_read_note(plate: dict) -> str:
     return ("<h2>Wells</h2><p style='font-size:13px;color:#555'><b>No field of this plate could be read</b>: "
             f"every one was rejected {html.escape(when)}. There are no results to show; the reason for each "
             "field or file is in the <a href='#errors'>Errors</a> table below (errors.csv).</p>")
+
+
+def _scale_fact(scale: dict) -> str:
+    """The plate's object diameter against the model's range, what was resampled, and the sampled fields
+    that differ from the plate's (run.json ``scale``)."""
+    if not scale:
+        return "not recorded (a run from before object scale was measured)"
+    if "model_diameter_px" not in scale:
+        return html.escape(scale.get("source", "") + "; fields run as they are")
+    low, high = scale["model_range_px"]
+    text = f"model's objects {scale['model_diameter_px']:g} px, run as they are from {low:g} to {high:g} px; "
+    if "object_diameter_px" in scale:
+        text += f"this plate's {scale['object_diameter_px']:g} px ({html.escape(scale['source'])}): "
+        text += (f"<b>every field resampled ×{scale['factor']:.3g}</b> to the model's scale (labels and measurements "
+                 f"in the plate's pixels)" if scale["factor"] != 1.0 else "in range, fields run as they are")
+    else:
+        text += html.escape(scale.get("source", ""))
+    if scale.get("plate_pixel_size_um"):
+        text += f"; pixel size {scale['plate_pixel_size_um']:g} µm ({html.escape(scale['plate_pixel_size_source'])})"
+    warnings = scale.get("warnings") or []
+    if warnings:
+        text += ("; <b style='color:#d7191c'>check</b>: " + html.escape("; ".join(warnings[:6]))
+                 + ("…" if len(warnings) > 6 else "") + " (more than 1.5× off the plate's)")
+    return text
 
 
 def _drift_fact(drift: dict) -> str:

@@ -173,7 +173,9 @@ def run_drift_reference(run_dir: str, out: str, *, wells: str = "", window: int 
     return 0
 
 
-def _channel_map(channels, command: str) -> dict | None:
+def _plate_arguments(channels, object_diameter: str, command: str) -> tuple[dict, object] | None:
+    """--channel as a map and --object-diameter as PlateOptions takes them ('auto', None or a float); None
+    after saying on stderr which one is malformed."""
     channel_map = {}
     for item in channels:
         model_channel, sep, plate_channel = item.partition("=")
@@ -181,19 +183,14 @@ def _channel_map(channels, command: str) -> dict | None:
             print(f"cellrt {command}: --channel should be MODEL_CHANNEL=PLATE_CHANNEL, got {item!r}", file=sys.stderr)
             return None
         channel_map[model_channel] = plate_channel
-    return channel_map
-
-
-def _object_diameter(value: str, command: str):
-    """--object-diameter as PlateOptions takes it ('auto', None or a float); raises ValueError."""
-    if value == "none":
-        return None
-    if value == "auto":
-        return value
+    if object_diameter in ("auto", "none"):
+        return channel_map, None if object_diameter == "none" else "auto"
     try:
-        return float(value)
+        return channel_map, float(object_diameter)
     except ValueError:
-        raise ValueError(f"--object-diameter should be 'auto', 'none' or a number of pixels, got {value!r}") from None
+        print(f"cellrt {command}: --object-diameter should be 'auto', 'none' or a number of pixels, got "
+              f"{object_diameter!r}", file=sys.stderr)
+        return None
 
 
 def run_check(plate_path: str, model_name: str, *, layout: str = "auto", channels=(), object_diameter: str = "auto",
@@ -205,14 +202,10 @@ def run_check(plate_path: str, model_name: str, *, layout: str = "auto", channel
     from ..pipeline import load_model  # noqa: PLC0415
     from ..pipeline.plate import PlateOptions, PlateRun  # noqa: PLC0415
 
-    channel_map = _channel_map(channels, "check")
-    if channel_map is None:
+    arguments = _plate_arguments(channels, object_diameter, "check")
+    if arguments is None:
         return 2
-    try:
-        diameter = _object_diameter(object_diameter, "check")
-    except ValueError as error:
-        print(f"cellrt check: {error}", file=sys.stderr)
-        return 2
+    channel_map, diameter = arguments
     try:
         plate = open_plate(plate_path, layout)
         model = load_model(model_name, backend="ort", threads=1)
@@ -263,14 +256,10 @@ def run_plate(plate_path: str, model_name: str, out: str, *, backend: str = "aut
     from ..pipeline.plate import PlateOptions, PlateRun  # noqa: PLC0415
     from ..report import write_plate_report  # noqa: PLC0415
 
-    channel_map = _channel_map(channels, "run")
-    if channel_map is None:
+    arguments = _plate_arguments(channels, object_diameter, "run")
+    if arguments is None:
         return 2
-    try:
-        diameter = _object_diameter(object_diameter, "run")
-    except ValueError as error:
-        print(f"cellrt run: {error}", file=sys.stderr)
-        return 2
+    channel_map, diameter = arguments
     try:
         plate = open_plate(plate_path, layout, skip_bad=skip_bad, z=z, timepoint=timepoint)
         model = load_model(model_name, backend=backend, threads=threads, batch_size=batch, precision=precision,

@@ -37,27 +37,28 @@ def _axis(n_in, n_out, antialias):
 
 
 @numba.njit(cache=True)
-def _resize(image, out_h, out_w, antialias):
-    channels, height, width = image.shape
-    xf, xc, xw = _axis(width, out_w, antialias)
-    yf, yc, yw = _axis(height, out_h, antialias)
-    rows = np.empty((channels, height, out_w), np.float32)
+def _resample_rows(image, first, count, weights, out_w):
+    """(C, H, W) -> (C, H, out_w): each output sample the weighted sum of its taps along the last axis."""
+    channels, height, _ = image.shape
+    out = np.empty((channels, height, out_w), np.float32)
     for c in range(channels):
         for y in range(height):
             for x in range(out_w):
                 acc = np.float32(0.0)
-                for k in range(xc[x]):
-                    acc = np.float32(acc + xw[x, k] * np.float32(image[c, y, xf[x] + k]))
-                rows[c, y, x] = acc
-    out = np.empty((channels, out_h, out_w), np.float32)
-    for c in range(channels):
-        for y in range(out_h):
-            for x in range(out_w):
-                acc = np.float32(0.0)
-                for k in range(yc[y]):
-                    acc = np.float32(acc + yw[y, k] * rows[c, yf[y] + k, x])
+                for k in range(count[x]):
+                    acc = np.float32(acc + weights[x, k] * np.float32(image[c, y, first[x] + k]))
                 out[c, y, x] = acc
     return out
+
+
+@numba.njit(cache=True)
+def _resize(image, out_h, out_w, antialias):
+    xf, xc, xw = _axis(image.shape[2], out_w, antialias)
+    yf, yc, yw = _axis(image.shape[1], out_h, antialias)
+    rows = _resample_rows(image, xf, xc, xw, out_w)
+    # Columns: the same pass over the transposed rows, transposed back.
+    columns = _resample_rows(np.ascontiguousarray(rows.transpose(0, 2, 1)), yf, yc, yw, out_h)
+    return np.ascontiguousarray(columns.transpose(0, 2, 1))
 
 
 def resize(image: np.ndarray, out_h: int, out_w: int, antialias: bool) -> np.ndarray:

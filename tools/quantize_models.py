@@ -58,18 +58,21 @@ def main(argv=None) -> int:
     from cellrt.training import bundle  # noqa: PLC0415
 
     folder = args.out or ROOT / "python" / "cellrt" / "data" / "models" / args.model
-    tiles, source = calibration_tiles(args.model, folder, args.data)
-    command = "python tools/quantize_models.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    section = quantize_int8(folder, tiles, tolerance=args.tolerance,
-                            record={"calibration": source, "command": command})
-    if args.model == "nuclei":
-        metrics = bundle.evaluate_nuclei(folder, args.data, precision="int8")
-    else:
-        metrics = bundle.evaluate_isl(folder, args.data, precision="int8")
-    manifest = load_manifest(folder)
-    int8 = dict(manifest.int8, metrics=metrics)
-    write_manifest(folder, dataclasses.replace(manifest, int8=int8))
-    print(json.dumps({"int8": int8}, indent=2))
+    # The manifest is rewritten through runtime.manifest.Manifest below, which does not carry every
+    # section the export writes (the nuclei model's "scale"); keep those.
+    with bundle.keeping_sections(folder):
+        tiles, source = calibration_tiles(args.model, folder, args.data)
+        command = "python tools/quantize_models.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+        section = quantize_int8(folder, tiles, tolerance=args.tolerance,
+                                record={"calibration": source, "command": command})
+        if args.model == "nuclei":
+            metrics = bundle.evaluate_nuclei(folder, args.data, precision="int8")
+        else:
+            metrics = bundle.evaluate_isl(folder, args.data, precision="int8")
+        manifest = load_manifest(folder)
+        int8 = dict(manifest.int8, metrics=metrics)
+        write_manifest(folder, dataclasses.replace(manifest, int8=int8))
+        print(json.dumps({"int8": int8}, indent=2))
     return 0
 
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import platform
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
-from ..runtime.manifest import OutputSpec, load_manifest, write_manifest
+from .._atomic import write_text
+from ..runtime.manifest import MANIFEST_NAME, OutputSpec, load_manifest, write_manifest
 from . import data
 from .train import load_checkpoint
 
@@ -17,6 +19,42 @@ BUNDLED = Path(__file__).resolve().parents[1] / "data" / "models"
 NUCLEI_POSTPROCESS = {"method": "instances_from_probability",
                       "params": {"foreground": 0.5, "seed": 0.5, "grow_steps": 8, "min_area": 15}}
 ISL_POSTPROCESS = {"method": "segment", "params": {"min_area": 20}}
+
+
+#: top-level manifest sections the exporter writes that ``runtime.manifest.Manifest`` does not carry (yet):
+#: a ``write_manifest`` of a loaded manifest drops them, so the tools that rewrite one keep them
+#: (:func:`keeping_sections`)
+EXTRA_SECTIONS = ("scale",)
+
+
+def _read_doc(folder: Path) -> dict:
+    return json.loads((Path(folder) / MANIFEST_NAME).read_text())
+
+
+def write_manifest_sections(folder: Path, sections: dict) -> None:
+    """Add (or replace) top-level sections of ``folder/cellrt.json``, written atomically; new ones go
+    after ``pixel_size_um``, the end of the model's description of itself."""
+    doc = _read_doc(folder)
+    out = {}
+    for key, value in doc.items():
+        if key not in sections:
+            out[key] = value
+        if key == "pixel_size_um":
+            out.update(sections)
+    out.update({k: v for k, v in sections.items() if k not in out})
+    write_text(Path(folder) / MANIFEST_NAME, json.dumps(out, indent=2) + "\n")
+
+
+@contextmanager
+def keeping_sections(folder: Path, keys=EXTRA_SECTIONS):
+    """Around code that rewrites ``folder``'s manifest through ``write_manifest``: the ``keys`` sections
+    the manifest had before are written back if the rewrite dropped them."""
+    doc = _read_doc(folder)
+    saved = {k: doc[k] for k in keys if k in doc}
+    yield
+    missing = {k: v for k, v in saved.items() if k not in _read_doc(folder)}
+    if missing:
+        write_manifest_sections(folder, missing)
 
 
 def _versions() -> dict:
@@ -50,7 +88,10 @@ def export_nuclei(checkpoint: Path, data_dir: Path, out: Path, training: dict):
 
     model, info = load_checkpoint(checkpoint)
     calibration = verify_tiles("nuclei", data_dir)
-    return to_onnx(
+    root = data_dir / "dsb2018_fluo"
+    # train_nuclei trains on the first training_images of the training split (all of it unless limited)
+    scale = data.object_scale(root, data.dsb_ids(root, held_out=False)[:info.get("training_images")])
+    report = to_onnx(
         model, out, name="nuclei", kind="semantic", input_channels=["DNA"],
         outputs=[OutputSpec("logits", "class_logits", data.NUCLEI_CLASSES, activation="softmax"),
                  OutputSpec("embedding", "embedding", size=model.embedding_size)],
@@ -60,6 +101,10 @@ def export_nuclei(checkpoint: Path, data_dir: Path, out: Path, training: dict):
         description="Nuclei in fluorescence images (DNA stain): background / nucleus interior / boundary, "
                     "a UNet trained on the dsb2018 stage-1 fluorescence images (BBBC038, CC0).",
         training={**training, **info, "architecture": model.config}, verify_tiles=calibration)
+    # The object scale the model was trained at; runtime.manifest.Manifest does not carry it yet,
+    # so it goes into the JSON beside what to_onnx wrote.
+    write_manifest_sections(out, {"scale": scale})
+    return report
 
 
 def export_isl(checkpoint: Path, data_dir: Path, out: Path, training: dict):
@@ -165,7 +210,8 @@ def export_and_evaluate(name: str, checkpoint: Path, data_dir: Path, out: Path |
     doc_training = dict(manifest.training or {})
     doc_training["metrics"] = metrics
     from dataclasses import replace  # noqa: PLC0415
-    write_manifest(folder, replace(manifest, training=doc_training))
+    with keeping_sections(folder):
+        write_manifest(folder, replace(manifest, training=doc_training))
     return {"folder": str(folder), "metrics": metrics}
 
 

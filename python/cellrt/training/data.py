@@ -151,6 +151,33 @@ def load_dsb(data_dir: Path, ids) -> list[Sample]:
     return samples
 
 
+def equivalent_diameters(labels: np.ndarray) -> np.ndarray:
+    """Equivalent diameter ``2 * sqrt(area / pi)`` (pixels) of each object present in ``labels``."""
+    areas = np.bincount(np.asarray(labels).ravel().astype(np.int64))[1:]
+    areas = areas[areas > 0]
+    return 2.0 * np.sqrt(areas / np.pi)
+
+
+def object_scale(data_dir: Path, ids) -> dict:
+    """The ``scale`` section of a nuclei model's manifest: the median over images ``ids`` of each image's
+    median equivalent diameter of its label objects, and the 10th-90th percentiles of those medians."""
+    data_dir = Path(data_dir)
+    medians = []
+    for image_id in ids:
+        diameters = equivalent_diameters(tifffile.imread(data_dir / "labels" / f"{image_id}.tif"))
+        if diameters.size:
+            medians.append(float(np.median(diameters)))
+    if not medians:
+        raise ValueError(f"object_scale: no labelled objects in the {len(list(ids))} images given")
+    p10, p90 = np.percentile(medians, [10, 90])
+    return {"object_diameter_px": round(float(np.median(medians)), 2),
+            "diameter_range_px": [round(float(p10), 2), round(float(p90), 2)],
+            "measured_from": f"the instance labels of the model's {len(medians)} dsb2018_fluo training images "
+                             f"(stratified split): per image, the median equivalent diameter 2*sqrt(area/pi) "
+                             f"of its objects; object_diameter_px is the median of these per-image medians, "
+                             f"diameter_range_px their 10th and 90th percentiles"}
+
+
 def load_isl(data_dir: Path, planes=ISL_PHASE_PLANES) -> tuple[np.ndarray, np.ndarray]:
     """The in-silico-labeling field: normalised phase planes (C, H, W) and DAPI (1, H, W)."""
     data_dir = Path(data_dir)

@@ -139,3 +139,11 @@ def test_manifest_sections_survive_a_rewrite(tmp_path):
     doc = json.loads((folder / "cellrt.json").read_text())
     assert doc == {"format": "y", "training": {"a": 1}, "scale": {"object_diameter_px": 16.0}}
 
+
+def test_bundled_nuclei_manifest_records_its_scale():
+    import cellrt  # noqa: PLC0415
+
+    folder = cellrt.load_model("nuclei", backend="ort").manifest.folder
+    scale = json.loads((folder / "cellrt.json").read_text())["scale"]
+    low, high = scale["diameter_range_px"]
+    assert low < scale["object_diameter_px"] < high and "median" in scale["measured_from"]

@@ -165,7 +165,8 @@ def test_model_leaves_fields_in_its_range_as_they_are(dsb_dir, nuclei):
     assert result.scale["factor"] == 1.0
     np.testing.assert_array_equal(result.labels, nuclei.run(image, object_diameter=None).labels)
     given = nuclei.run(image, object_diameter=40.0)
-    assert given.scale == {"factor": round(16.5 / 40, 4), "source": "given", "diameter_px": 40.0}
+    typical = model_scale(nuclei.manifest).object_diameter_px
+    assert given.scale == {"factor": round(typical / 40, 4), "source": "given", "diameter_px": 40.0}
     assert given.labels.shape == image.shape
 
 
@@ -287,7 +288,8 @@ def test_a_plate_of_large_textured_nuclei_runs_at_the_models_scale(tmp_path, dsb
     page = write_plate_report(tmp_path / "auto").read_text()
     assert "<b>every field resampled ×0." in page and "to the model&#x27;s scale" not in page
     given = PlateRun(nuclei, plate, tmp_path / "given", PlateOptions(object_diameter=70.0)).run()["scale"]
-    assert given["source"] == "--object-diameter" and given["factor"] == pytest.approx(16.5 / 70)
+    typical = model_scale(nuclei.manifest).object_diameter_px
+    assert given["source"] == "--object-diameter" and given["factor"] == pytest.approx(typical / 70)
 
 
 def test_plate_object_diameter_refusals(tmp_path, nuclei):
@@ -309,7 +311,7 @@ def test_plate_object_diameter_refusals(tmp_path, nuclei):
 def test_cellrt_check_says_what_a_run_will_resample(tmp_path, dsb_dir):
     demo = run_cli("check", str(DEMO), "--model", "nuclei")
     assert demo.returncode == 0, demo.stderr
-    assert "model: objects of 16.5 px, run as they are from" in demo.stdout
+    assert "model: objects of 16.41 px, run as they are from 10.19 to 29.15 px" in demo.stdout
     assert "in the model's range: fields run as they are" in demo.stdout
     assert demo.stdout.count(" field ") >= 8   # the sampled fields, each with its estimate
     image, labels = read(dsb_dir, TEXTURED)

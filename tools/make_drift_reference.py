@@ -39,8 +39,9 @@ def main() -> int:
     demo_files = sorted(demo.glob("*.tif"), key=lambda p: (p.name.split("_")[1], p.name))
     for precision in ("fp32", "int8"):
         model = cellrt.load_model(folder, backend="ort", precision=precision)
-        vectors = np.stack([model.run(tifffile.imread(DATA / "images" / f"{i}.tif")[None].astype(np.float32))
-                            .embedding for i in ids])
+        # Each image as imaged (not rescaled): the demo plate's fields, in the model's range, run so too.
+        vectors = np.stack([model.run(tifffile.imread(DATA / "images" / f"{i}.tif")[None].astype(np.float32),
+                                      object_diameter=None).embedding for i in ids])
         reference = DriftReference.build(
             vectors, window=WINDOW, ert=ERT, seed=SEED,
             metadata={"model": model.name, "precision": precision, "weights_sha256": model.weights_sha256,
@@ -48,8 +49,8 @@ def main() -> int:
                       "source": f"dsb2018_fluo held-out images not on the demo plate ({len(ids)})",
                       "images": ids})
         path = reference.save(model_drift_reference(folder, precision))
-        demo_vectors = np.stack([model.run(tifffile.imread(p)[None].astype(np.float32)).embedding
-                                 for p in demo_files])
+        demo_vectors = np.stack([model.run(tifffile.imread(p)[None].astype(np.float32), object_diameter=None)
+                                 .embedding for p in demo_files])
         steps = monitor_stream(reference, demo_vectors)
         alarms = [demo_files[s.index].name for s in steps if s.alarm]
         print(f"{path.name}: {len(ids)} fields, sigma {reference.sigma:.3f}, threshold {reference.threshold:.4f} "

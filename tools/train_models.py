@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train, export and evaluate the models bundled with cellrt.
 
-    python tools/train_models.py nuclei   --steps 2500 --seed 0 --threads 1
+    python tools/train_models.py nuclei   --steps 5000 --seed 0 --threads 1
     python tools/train_models.py isl-dapi --steps 2500 --seed 0 --threads 1
 
 Stages: train on the CPU (deterministic for a seed and thread count) and save

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import platform
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,10 @@ def export_nuclei(checkpoint: Path, data_dir: Path, out: Path, training: dict):
 
     model, info = load_checkpoint(checkpoint)
     calibration = verify_tiles("nuclei", data_dir)
-    return to_onnx(
+    root = data_dir / "dsb2018_fluo"
+    # train_nuclei trains on the first training_images of the training split (all of it unless limited)
+    scale = data.object_scale(root, data.dsb_ids(root, held_out=False)[:info.get("training_images")])
+    report = to_onnx(
         model, out, name="nuclei", kind="semantic", input_channels=["DNA"],
         outputs=[OutputSpec("logits", "class_logits", data.NUCLEI_CLASSES, activation="softmax"),
                  OutputSpec("embedding", "embedding", size=model.embedding_size)],
@@ -60,6 +64,9 @@ def export_nuclei(checkpoint: Path, data_dir: Path, out: Path, training: dict):
         description="Nuclei in fluorescence images (DNA stain): background / nucleus interior / boundary, "
                     "a UNet trained on the dsb2018 stage-1 fluorescence images (BBBC038, CC0).",
         training={**training, **info, "architecture": model.config}, verify_tiles=calibration)
+    # The object scale the model was trained at, which the engine rescales fields to.
+    write_manifest(out, replace(load_manifest(out), scale=scale))
+    return report
 
 
 def export_isl(checkpoint: Path, data_dir: Path, out: Path, training: dict):
@@ -93,7 +100,7 @@ def evaluate_nuclei(folder: Path, data_dir: Path, max_images: int | None = None,
     for image_id in ids:
         image = tifffile.imread(root / "images" / f"{image_id}.tif")
         truth = tifffile.imread(root / "labels" / f"{image_id}.tif")
-        predicted = model.run(image).labels
+        predicted = model.run(image, object_diameter=None).labels   # as imaged (the model's own F1)
         otsu, _ = instances_from_mask(image > threshold(image, "otsu"), fill=True)
         for name, labels in (("model", predicted), ("otsu", otsu)):
             m = match_instances(labels, truth)
@@ -164,7 +171,6 @@ def export_and_evaluate(name: str, checkpoint: Path, data_dir: Path, out: Path |
     metrics["onnx_vs_torch_relative_error"] = {k: float(f"{v:.3g}") for k, v in report.max_abs_error.items()}
     doc_training = dict(manifest.training or {})
     doc_training["metrics"] = metrics
-    from dataclasses import replace  # noqa: PLC0415
     write_manifest(folder, replace(manifest, training=doc_training))
     return {"folder": str(folder), "metrics": metrics}
 

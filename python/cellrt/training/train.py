@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -55,26 +56,33 @@ def _loop(model, batches, loss_fn, steps: int, lr: float, log_every: int, log) -
 
 
 def train_nuclei(data_dir: Path, *, steps: int, seed: int = 0, batch: int = 8, crop: int = 128, lr: float = 2e-3,
-                 base: int = 16, depth: int = 3, upsampling: str = "bilinear", max_images: int | None = None, log=print,
-                 log_every: int = 100):
-    """The ``nuclei`` model: background / interior / boundary on dsb2018_fluo's training split."""
+                 base: int = 16, depth: int = 3, upsampling: str = "bilinear", max_images: int | None = None,
+                 augmentation: data.Augmentation | None = data.Augmentation(), log=print, log_every: int = 100):
+    """The ``nuclei`` model: background / interior / boundary on dsb2018_fluo's training split
+    (:func:`data.dsb_split`), on crops augmented by ``augmentation`` (:func:`data.augmented_crops`;
+    ``None``: rotations and flips only)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     ids = data.dsb_ids(data_dir, held_out=False)[:max_images]
-    samples = data.load_dsb(data_dir, ids)
+    fields = data.load_dsb_fields(data_dir, ids)
+    if augmentation is None:
+        augmentation = data.Augmentation(scale=(1.0, 1.0), native_p=1.0, intensity_p=0.0)
     if log:
-        log(f"nuclei: {len(samples)} training images")
+        log(f"nuclei: {len(fields)} training images")
     model = UNet(1, len(data.NUCLEI_CLASSES), base=base, depth=depth, activation="relu", upsampling=upsampling)
     weights = torch.tensor(NUCLEI_CLASS_WEIGHTS)
 
     def batches():
-        return data.random_crops(rng, samples, batch, crop)
+        return data.augmented_crops(rng, fields, batch, crop, augmentation)
 
     def loss_fn(logits, targets):
         return F.cross_entropy(logits, torch.from_numpy(targets.astype(np.int64)), weight=weights)
 
     history = _loop(model, batches, loss_fn, steps, lr, log_every, log)
-    return model, {"training_images": len(samples), "final_loss": float(np.mean(history[-log_every:]))}
+    return model, {"training_images": len(fields), "final_loss": float(np.mean(history[-log_every:])),
+                   "split": "dsb2018_fluo, stratified by group (cellrt.training.data.dsb_split)",
+                   "augmentation": {k: list(v) if isinstance(v, tuple) else v
+                                    for k, v in asdict(augmentation).items()}}
 
 
 def train_isl(data_dir: Path, *, steps: int, seed: int = 0, batch: int = 8, crop: int = 128, lr: float = 2e-3,

@@ -144,7 +144,9 @@ def test_model_runs_large_textured_nuclei_at_its_scale(dsb_dir, nuclei):
     rescaled = nuclei.run(big)
     assert rescaled.labels.shape == big.shape and rescaled.prediction.shape[1:] == big.shape
     assert rescaled.scale["source"] == "estimated" and rescaled.scale["factor"] < 0.5
-    assert match_instances(as_is.labels, truth)["f1"] < 0.3          # rings and fragments
+    # As imaged: rings and fragments (115 objects for 44 nuclei, F1 0.38; the model before scale
+    # augmentation: thousands); at the model's scale: 39 objects, F1 0.87.
+    assert match_instances(as_is.labels, truth)["f1"] < 0.5 and as_is.count > 2 * int(truth.max())
     assert match_instances(rescaled.labels, truth)["f1"] > 0.8
     true_count = int(truth.max())
     assert abs(rescaled.count - true_count) <= 0.15 * true_count   # 39 of 44 (as is: thousands)
@@ -278,11 +280,11 @@ def test_a_plate_of_large_textured_nuclei_runs_at_the_models_scale(tmp_path, dsb
     assert scale["factor"] < 0.5 and scale["source"].startswith("estimated: median of 4 of 4")
     assert len(scale["fields"]) == 4 and not scale["warnings"]
     counts = read_table(tmp_path / "auto" / "fields.csv")["Count"].astype(int)
-    # 37-39 of 44 labelled (a few labels are slivers at the image edge); as they are: thousands.
+    # 37-39 of 44 labelled (a few labels are slivers at the image edge); as they are: more than twice as many.
     assert all(abs(c - true_count) <= 0.2 * true_count for c in counts), (counts, true_count)
     PlateRun(nuclei, plate, tmp_path / "as-is", PlateOptions(object_diameter=None)).run()
     as_is = read_table(tmp_path / "as-is" / "fields.csv")["Count"].astype(int)
-    assert all(c > 3 * true_count for c in as_is)   # the failure rescaling removes: rings and fragments
+    assert all(c > 2 * true_count for c in as_is)   # the failure rescaling removes: rings and fragments
     from cellrt.report import write_plate_report
 
     page = write_plate_report(tmp_path / "auto").read_text()

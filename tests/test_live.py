@@ -299,3 +299,29 @@ def test_a_cancelled_future_does_not_stop_the_run(tmp_path, nuclei):
     assert summary["incomplete_fields"] == [{"well": "A01", "field": 2}]
     fields = read_table(tmp_path / "live" / "fields.csv")
     assert list(fields["Metadata_Well"]) == ["A01", "B01"] and fields["Count"].min() > 0
+
+
+def test_live_frames_run_at_a_given_object_diameter(tmp_path, nuclei):
+    """Live frames cannot be sampled before imaging: a given diameter sets every frame's scale (as a plate
+    run with --object-diameter does); without one they run as they come, and run.json says which."""
+    import shutil
+
+    (tmp_path / "plate").mkdir()
+    for path in sorted(DEMO.glob("*.tif"))[:4]:   # wells A01 and A02, two sites each
+        shutil.copy(path, tmp_path / "plate" / path.name)
+    plate = open_plate(tmp_path / "plate")
+    PlateRun(nuclei, plate, tmp_path / "disk", PlateOptions(object_diameter=40.0)).run()
+    run = LiveRun(nuclei, tmp_path / "live", channels=["1"], plate_name="demo", fields_per_well=2,
+                  options=PlateOptions(object_diameter=40.0, channel_map={"DNA": "1"}))
+    for s in plate.fields:
+        run.submit(tifffile.imread(s.files["1"]), well=s.well, field=s.field, channel="1")
+    summary = run.close()
+    assert summary["scale"]["source"] == "--object-diameter" and summary["scale"]["factor"] < 1
+    disk, live = read_table(tmp_path / "disk" / "fields.csv"), read_table(tmp_path / "live" / "fields.csv")
+    np.testing.assert_array_equal(disk["Count"], live["Count"])
+    plain = LiveRun(nuclei, tmp_path / "plain", channels=["1"], options=PlateOptions(channel_map={"DNA": "1"}))
+    assert plain.scale["factor"] == 1.0 and "live frames" in plain.scale["source"]
+    plain.close()
+    with pytest.raises(PlateRunError, match="normalization 'plate' needs a plate's fields"):
+        LiveRun(nuclei, tmp_path / "norm", channels=["1"], options=PlateOptions(normalization="plate",
+                                                                               channel_map={"DNA": "1"}))

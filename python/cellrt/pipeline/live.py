@@ -78,7 +78,17 @@ class LiveRun(PlateRun):
             raise PlateRunError(f"{self.out}: holds a run already; choose another folder for a live run")
         write_text(self.out / "run-config.json", json.dumps({"fingerprint": self.fingerprint, "live": True,
                                                              "model": model.name}, indent=2))
-        self._engine = FieldEngine(model, self.inputs, self.extras, self.options)
+        # Frames arrive one by one: no plate to sample before imaging. A given object diameter sets the
+        # scale of every frame; otherwise frames run as they come, each normalised on its own percentiles.
+        self.scale = (self.plate_scale() if self.options.object_diameter not in (None, "auto") else
+                      {"factor": 1.0, "source": "live frames: not rescaled (give PlateOptions.object_diameter "
+                                                "to run them at the model's scale)"})
+        self.normalization = {"mode": model.manifest.normalization.get("mode", "none"), "scope": "field",
+                              "note": "live frames: each normalised on its own percentiles"}
+        if self.options.normalization == "plate":
+            raise PlateRunError("LiveRun: normalization 'plate' needs a plate's fields before the run; live frames "
+                                "are normalised per field (PlateOptions.normalization 'field' or 'auto')")
+        self._engine = FieldEngine(model, self.inputs, self.extras, self.options, factor=self.scale["factor"])
         self._lock = threading.Lock()
         self._frames: dict = {}         # (well, field) -> {channel: frame} while channels are missing
         self._futures: dict = {}        # (well, field) -> its future, until it resolves

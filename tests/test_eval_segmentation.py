@@ -248,8 +248,8 @@ def test_model_rows_run_as_they_are_and_rescaled(monkeypatch):
 
     monkeypatch.setattr(real, "run", spy)
     monkeypatch.setattr(ev, "load_engine_model", lambda name, precision: real)
-    pipelines, skipped = ev.make_pipelines(["model", "model+rescale", "segment"])
-    assert list(pipelines) == ["model", "model+rescale", "segment"] and not skipped
+    pipelines = ev.make_pipelines(["model", "model+rescale", "segment"])
+    assert list(pipelines) == ["model", "model+rescale", "segment"]
     for name in ("model", "model+rescale"):
         assert pipelines[name](np.zeros((64, 64), np.uint8), 5.0).shape == (64, 64)
     assert calls == [None, "auto"]

@@ -437,7 +437,7 @@ def load_engine_model(name: str, precision: str):
 
 
 def make_pipelines(names, *, model: str = "nuclei", precision: str = "fp32", min_area: int = 10):
-    """``{name: fn(image, diameter) -> labels}`` for the pipelines named, and ``{name: reason}`` for those skipped.
+    """``{name: fn(image, diameter) -> labels}`` for the pipelines named.
 
     ``diameter`` is the image's :func:`estimate_diameter`, computed once per
     image and scale by the caller; only ``classical-sized`` uses it.
@@ -445,7 +445,7 @@ def make_pipelines(names, *, model: str = "nuclei", precision: str = "fp32", min
     unknown = [n for n in names if n not in PIPELINES]
     if unknown:
         fail(f"unknown pipelines {unknown}; choose from {', '.join(PIPELINES)}")
-    pipelines, skipped = {}, {}
+    pipelines = {}
     engine = load_engine_model(model, precision) if {"model", "model+rescale"} & set(names) else None
     for name in names:
         if name == "model":
@@ -460,7 +460,7 @@ def make_pipelines(names, *, model: str = "nuclei", precision: str = "fp32", min
             pipelines[name] = lambda image, d: otsu_fill(image, min_area)
         elif name == "otsu+label":
             pipelines[name] = lambda image, d: otsu_label(image)
-    return pipelines, skipped
+    return pipelines
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -530,7 +530,7 @@ def evaluate_scales(data: Path, *, split: str = "held-out", scales=(1.0,), every
     ids = image_ids(Path(data), split)[::every]
     if max_images is not None:
         ids = ids[:max_images]
-    runs, skipped = make_pipelines(list(pipelines), model=model, precision=precision, min_area=min_area)
+    runs = make_pipelines(list(pipelines), model=model, precision=precision, min_area=min_area)
     per_image, seconds = [], {name: {scale_key(s): 0.0 for s in scales} for name in runs}
     started = time.perf_counter()
     for index, image_id in enumerate(ids):
@@ -572,7 +572,7 @@ def evaluate_scales(data: Path, *, split: str = "held-out", scales=(1.0,), every
             }
     return {"data": str(data), "split": split, "every": every, "max_images": max_images,
             "scales": [scale_key(s) for s in scales], "images": len(ids), "image_ids": ids,
-            "pipelines": list(runs), "skipped": skipped, "model": model, "precision": precision,
+            "pipelines": list(runs), "model": model, "precision": precision,
             "thresholds": list(THRESHOLDS), "summary": summary, "diameter": diameter_tracking(per_image, scales),
             "seconds": seconds, "wall_seconds": time.perf_counter() - started, "per_image": per_image}
 
@@ -638,8 +638,6 @@ def format_tables(result: dict) -> str:
     for name, by_scale in result["summary"].items():
         for scale in result["scales"]:
             lines.append(_row(f"{name} @ {scale}", by_scale[scale]["all"], width))
-    for name, reason in result["skipped"].items():
-        lines.append(f"{name}: skipped - {reason}")
     first = "1" if "1" in result["scales"] else result["scales"][0]
     lines += ["", f"per group at scale {first}:", _header("pipeline / group", width)]
     for name, by_scale in result["summary"].items():
@@ -749,8 +747,6 @@ def main(argv=None) -> int:
                              min_area=args.min_area, progress=progress)
     result["command"] = " ".join([Path(sys.argv[0]).name if argv is None else "eval_segmentation.py",
                                   *(sys.argv[1:] if argv is None else argv)])
-    for name, reason in result["skipped"].items():
-        print(f"note: {name} skipped: {reason}")
     print(format_tables(result))
     if args.json:
         args.json.write_text(json.dumps(_json_safe(result), indent=1, allow_nan=False))

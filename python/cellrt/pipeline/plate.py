@@ -650,9 +650,7 @@ def _evenly_spaced_list(items: list, count: int) -> list:
 
 
 def _evenly_spaced(items: list, count: int) -> set:
-    if len(items) <= count:
-        return set(items)
-    return {items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)}
+    return set(_evenly_spaced_list(items, count))
 
 
 def write_thumbnail(path: Path, image: np.ndarray, labels: np.ndarray) -> None:

@@ -141,12 +141,17 @@ class Sample:
     target: np.ndarray   # (H, W) uint8 classes, or (1, H, W) float32
 
 
-def load_dsb(data_dir: Path, ids) -> list[Sample]:
+def read_dsb(data_dir: Path, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """One dsb2018_fluo image (uint8) and its instance labels (uint16)."""
     data_dir = Path(data_dir)
+    return (tifffile.imread(data_dir / "images" / f"{image_id}.tif"),
+            tifffile.imread(data_dir / "labels" / f"{image_id}.tif"))
+
+
+def load_dsb(data_dir: Path, ids) -> list[Sample]:
     samples = []
     for image_id in ids:
-        image = tifffile.imread(data_dir / "images" / f"{image_id}.tif")
-        labels = tifffile.imread(data_dir / "labels" / f"{image_id}.tif")
+        image, labels = read_dsb(data_dir, image_id)
         samples.append(Sample(normalize(image[None]), class_targets(labels)))
     return samples
 
@@ -262,11 +267,9 @@ class Field:
 
 
 def load_dsb_fields(data_dir: Path, ids) -> list[Field]:
-    data_dir = Path(data_dir)
     fields = []
     for image_id in ids:
-        image = tifffile.imread(data_dir / "images" / f"{image_id}.tif")
-        labels = tifffile.imread(data_dir / "labels" / f"{image_id}.tif")
+        image, labels = read_dsb(data_dir, image_id)
         scale, offset = percentile_normalization(image[None], PERCENTILES)
         h, w = image.shape
         # The same pixels whatever the seed: the field stands for itself.

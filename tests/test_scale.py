@@ -16,8 +16,8 @@ import tifffile
 
 import cellrt
 from cellrt.kernels import match_instances, rescaled_shape, resize, resize_labels
-from cellrt.pipeline.scale import (ModelScale, ScaleError, estimate_object_diameter, factor_from_pixel_sizes,
-                                   model_scale, rescale_factor, scale_postprocess_params)
+from cellrt.pipeline.scale import (ModelScale, ScaleError, equivalent_diameters, estimate_object_diameter,
+                                   factor_from_pixel_sizes, model_scale, rescale_factor, scale_postprocess_params)
 from cellrt.runtime.manifest import ManifestError, load_manifest
 
 DEMO = Path(str(resources.files("cellrt") / "data" / "demo" / "plate"))
@@ -33,9 +33,7 @@ TEXTURED = "9520aff4efe87bd8"
 
 
 def true_diameter(labels: np.ndarray) -> float:
-    areas = np.bincount(labels.ravel())[1:]
-    areas = areas[areas > 0]
-    return float(np.median(2 * np.sqrt(areas / math.pi)))
+    return float(np.median(equivalent_diameters(labels)))
 
 
 def scaled(image, labels, factor):

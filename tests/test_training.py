@@ -9,6 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from cellrt.pipeline.scale import equivalent_diameters  # noqa: E402
 from cellrt.training import data  # noqa: E402
 
 
@@ -122,7 +123,7 @@ def test_object_scale(dsb_dir):
     assert 3 < low <= scale["object_diameter_px"] <= high < 200
     labels = np.zeros((20, 20), np.uint16)
     labels[:4, :4], labels[10:13, 10:13] = 1, 3
-    assert np.allclose(data.equivalent_diameters(labels), 2 * np.sqrt(np.array([16, 9]) / np.pi))
+    assert np.allclose(equivalent_diameters(labels), 2 * np.sqrt(np.array([16, 9]) / np.pi))
 
 
 def test_the_scale_section_survives_a_manifest_rewrite(tmp_path):

@@ -82,6 +82,7 @@ import numpy as np
 import tifffile
 
 from cellrt.kernels import instances_from_mask, label, match_instances, segment, threshold
+from cellrt.pipeline.scale import equivalent_diameters
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -274,9 +275,8 @@ def rescale_pair(image: np.ndarray, labels: np.ndarray, factor: float) -> tuple[
 
 def true_diameter(labels: np.ndarray) -> float:
     """Median equivalent diameter (2 sqrt(area / pi)) of the labelled objects; nan without objects."""
-    areas = np.bincount(_dense(labels))[1:]
-    areas = areas[areas > 0]
-    return float(np.median(2 * np.sqrt(areas / np.pi))) if areas.size else math.nan
+    diameters = equivalent_diameters(_dense(labels))
+    return float(np.median(diameters)) if diameters.size else math.nan
 
 
 def _otsu_components(image: np.ndarray, sigma: float):

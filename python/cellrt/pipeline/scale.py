@@ -88,6 +88,13 @@ class DiameterEstimate:
         return out
 
 
+def equivalent_diameters(labels, min_area: int = 1) -> np.ndarray:
+    """Equivalent diameter ``2 sqrt(area / pi)`` (pixels) of each object of ``labels`` with at least
+    ``min_area`` pixels, in label order."""
+    areas = np.bincount(np.asarray(labels).ravel().astype(np.int64))[1:]
+    return 2.0 * np.sqrt(areas[areas >= max(1, min_area)] / math.pi)
+
+
 def _components_diameter(plane: np.ndarray) -> DiameterEstimate:
     """Median equivalent diameter of the Otsu components of one pyramid level, in its pixels."""
     if min(plane.shape) < 8 or float(plane.max()) <= float(plane.min()):
@@ -97,12 +104,10 @@ def _components_diameter(plane: np.ndarray) -> DiameterEstimate:
     covered = float(mask.mean())
     if covered > MAX_FOREGROUND:
         return DiameterEstimate(None, 0, f"foreground covers {covered:.0%} of the field (saturated or flat)")
-    labels, count = label(fill_holes(mask))
-    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    areas = areas[areas >= MIN_COMPONENT_AREA]
-    if len(areas) < MIN_OBJECTS:
-        return DiameterEstimate(None, int(len(areas)), f"{len(areas)} object(s) found, fewer than {MIN_OBJECTS}")
-    return DiameterEstimate(float(np.median(2.0 * np.sqrt(areas / math.pi))), int(len(areas)))
+    diameters = equivalent_diameters(label(fill_holes(mask))[0], MIN_COMPONENT_AREA)
+    if len(diameters) < MIN_OBJECTS:
+        return DiameterEstimate(None, len(diameters), f"{len(diameters)} object(s) found, fewer than {MIN_OBJECTS}")
+    return DiameterEstimate(float(np.median(diameters)), len(diameters))
 
 
 def estimate_object_diameter(image) -> DiameterEstimate:

@@ -41,6 +41,7 @@ import numpy as np
 import tifffile
 
 from ..kernels.stitch import percentile_normalization
+from ..pipeline.scale import equivalent_diameters
 
 PERCENTILES = (1.0, 99.8)
 NUCLEI_CLASSES = ("background", "nucleus", "boundary")
@@ -154,13 +155,6 @@ def load_dsb(data_dir: Path, ids) -> list[Sample]:
         image, labels = read_dsb(data_dir, image_id)
         samples.append(Sample(normalize(image[None]), class_targets(labels)))
     return samples
-
-
-def equivalent_diameters(labels: np.ndarray) -> np.ndarray:
-    """Equivalent diameter ``2 * sqrt(area / pi)`` (pixels) of each object present in ``labels``."""
-    areas = np.bincount(np.asarray(labels).ravel().astype(np.int64))[1:]
-    areas = areas[areas > 0]
-    return 2.0 * np.sqrt(areas / np.pi)
 
 
 def object_scale(data_dir: Path, ids) -> dict:
